@@ -1,0 +1,117 @@
+//! Command-line interface. Letters follow tcpdump where tcpdump has one.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+const AFTER_HELP: &str = "\
+Examples:
+  sudo arp-trace                        every ARP request and reply, all namespaces
+  sudo arp-trace -i eth3                only what leaves interfaces named eth3
+  sudo arp-trace --netns srv -c 10      ten requests from namespace `srv`, then exit
+  sudo arp-trace --json | jq 'select(.op==\"request\")'
+
+Each line reads like tcpdump's:
+  19:31:02.123456 srv/eth3 ARP who-has 198.51.100.20 tell 203.0.113.10 (00:11:22:33:44:55)
+  time            netns/interface    target             sender IP     (sender MAC)
+The namespace is shown by its `ip netns` name, by inode when it has none, and left out
+for the namespace arp-trace runs in.
+
+arp-trace only observes: it loads BPF programs that read the transmit path and detaches
+them on exit; it adds no qdiscs, pins or sysctls.";
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "arp-trace",
+    version,
+    about = "Catch every ARP request the kernel sends, in every network namespace",
+    long_about = "Catch every ARP request (and reply) the Linux kernel transmits, on every \
+                  interface of every network namespace, including namespaces created while \
+                  tracing. Needs root (or CAP_BPF and CAP_PERFMON) and a kernel with BTF.",
+    after_help = AFTER_HELP
+)]
+pub struct Args {
+    /// Only show frames sent on interfaces with this name (repeatable).
+    #[arg(short = 'i', long = "interface", value_name = "NAME")]
+    pub interfaces: Vec<String>,
+
+    /// Exit after this many ARP requests have been shown.
+    #[arg(short = 'c', long = "count", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub count: Option<u64>,
+
+    /// Print one JSON object per line on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Only show frames from this network namespace: an `ip netns` name, a path such as
+    /// /proc/PID/ns/net, or an inode number (repeatable).
+    #[arg(long = "netns", value_name = "NAME|PATH|INODE")]
+    pub netns: Vec<String>,
+
+    /// Print no per-event lines; only the counts on exit.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    /// Create this file once every hook is attached (for scripts and tests).
+    #[arg(long, value_name = "PATH")]
+    pub ready_file: Option<PathBuf>,
+
+    /// Kernel ring buffer size in KiB (a power of two, at least 4). Raise it if events are
+    /// reported lost.
+    #[arg(short = 'B', long = "buffer-size", value_name = "KiB", default_value_t = 4096,
+          value_parser = parse_buffer_kib)]
+    pub buffer_kib: u32,
+}
+
+fn parse_buffer_kib(s: &str) -> Result<u32, String> {
+    let v: u32 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of KiB"))?;
+    if v < 4 || !v.is_power_of_two() || v > 1 << 20 {
+        return Err(format!(
+            "{v} KiB: use a power of two between 4 and 1048576 (e.g. 4096)"
+        ));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_tcpdump_letters() {
+        let a = Args::try_parse_from([
+            "arp-trace",
+            "-i",
+            "eth3",
+            "-i",
+            "eth5",
+            "-c",
+            "3",
+            "-q",
+            "--netns",
+            "srv",
+        ])
+        .unwrap();
+        assert_eq!(a.interfaces, ["eth3", "eth5"]);
+        assert_eq!(a.count, Some(3));
+        assert!(a.quiet);
+        assert_eq!(a.netns, ["srv"]);
+        assert_eq!(a.buffer_kib, 4096);
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        assert!(Args::try_parse_from(["arp-trace", "-c", "0"]).is_err());
+        assert!(Args::try_parse_from(["arp-trace", "-B", "100"]).is_err());
+        assert!(Args::try_parse_from(["arp-trace", "-B", "x"]).is_err());
+        assert!(Args::try_parse_from(["arp-trace", "-B", "64"]).is_ok());
+    }
+}

@@ -1,0 +1,17 @@
+//! arp-trace's user-space side as a library, so every stage of the pipeline can be unit-tested
+//! without root: source (kernel) -> decode -> enrich -> filter -> sinks.
+
+pub mod btf;
+pub mod cli;
+pub mod event;
+pub mod live;
+pub mod loader;
+pub mod netns;
+pub mod output;
+pub mod pipeline;
+pub mod timefmt;
+
+/// An error and its causes on one line, the form every failure is reported in.
+pub fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
+}

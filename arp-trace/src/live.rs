@@ -1,0 +1,243 @@
+//! The live source: reads records from the kernel's ring buffer and feeds the pipeline until
+//! Ctrl-C, SIGTERM, `-c` or a closed output ends the run.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use arp_trace_common::{ArpXmitEvent, EVENT_ARP_XMIT};
+use tokio::io::unix::AsyncFd;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::btf::Btf;
+use crate::cli::Args;
+use crate::event::ArpEvent;
+use crate::loader::{self, LoadOptions, Tracer};
+use crate::netns::{self, NetnsNames};
+use crate::output::{JsonSink, TerminalSink};
+use crate::pipeline::{self, Counters, Filter, Flow, Output, Pipeline};
+
+/// Writes the ready file atomically so a watcher never sees it half-written.
+fn write_ready_file(path: &Path, hooks: &str) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)
+        .with_context(|| format!("cannot create ready file {}", tmp.display()))?;
+    writeln!(f, "pid={}\nhooks={hooks}", std::process::id())?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot create ready file {}", path.display()))?;
+    Ok(())
+}
+
+pub fn build_filter(args: &Args) -> Result<Filter> {
+    let mut filter = Filter {
+        interfaces: args.interfaces.iter().cloned().collect(),
+        ..Default::default()
+    };
+    for spec in &args.netns {
+        filter
+            .netns
+            .insert(netns::resolve_spec(spec, Path::new(netns::NETNS_RUN_DIR))?);
+    }
+    Ok(filter)
+}
+
+fn scope_text(args: &Args) -> String {
+    let ifs = if args.interfaces.is_empty() {
+        "all interfaces".to_string()
+    } else {
+        format!("interface {}", args.interfaces.join(", "))
+    };
+    let ns = if args.netns.is_empty() {
+        "all network namespaces".to_string()
+    } else {
+        format!("network namespace {}", args.netns.join(", "))
+    };
+    format!("{ifs} in {ns}")
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+pub fn counts_line(c: &Counters) -> String {
+    let mut s = format!(
+        "{}, {} captured; {} lost (ring buffer full)",
+        plural(c.requests, "ARP request", "ARP requests"),
+        plural(c.replies, "reply", "replies"),
+        c.lost
+    );
+    if c.filtered > 0 {
+        s.push_str(&format!("; {} filtered out", c.filtered));
+    }
+    if c.undecodable > 0 {
+        s.push_str(&format!(
+            "; {} non-IPv4 or other-opcode ARP frames ignored",
+            c.undecodable
+        ));
+    }
+    s
+}
+
+/// Runs until stopped; returns the final counts (already printed to stderr).
+pub fn run(args: &Args) -> Result<Counters> {
+    loader::check_privileges()?;
+    let filter = build_filter(args)?;
+    let btf = Btf::from_sys_fs()?;
+    let mut tracer = Tracer::load(
+        &btf,
+        &LoadOptions {
+            buffer_bytes: args.buffer_kib * 1024,
+        },
+    )?;
+    drop(btf);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the event loop")?;
+    rt.block_on(stream(args, filter, &mut tracer))
+}
+
+async fn stream(args: &Args, filter: Filter, tracer: &mut Tracer) -> Result<Counters> {
+    let ring = tracer.events()?;
+    let lost_map = tracer.lost()?;
+    let mut bpf_log = aya_log::EbpfLogger::init(&mut tracer.ebpf).ok();
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    // SAFETY: the AsyncFd owns the ring buffer, so the fd stays open while it is registered.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("cannot poll the ring buffer: {e}"))?;
+
+    let mut pipeline = Pipeline::new(filter, args.count, NetnsNames::new());
+    if !args.quiet {
+        let out = Output::stdout();
+        if args.json {
+            pipeline.sinks.push(Box::new(JsonSink::new(out)));
+        } else {
+            pipeline.sinks.push(Box::new(TerminalSink::new(out)));
+        }
+    }
+
+    let hooks: Vec<String> = tracer.hooks.iter().map(ToString::to_string).collect();
+    let hooks = hooks.join(", ");
+    eprintln!(
+        "arp-trace: tracing ARP on {}; hooks: {hooks}; Ctrl-C to stop",
+        scope_text(args)
+    );
+    if let Some(path) = &args.ready_file {
+        write_ready_file(path, &hooks)?;
+    }
+
+    let clock = crate::timefmt::monotonic_to_realtime_offset();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut reported_lost = 0u64;
+    let mut done = false;
+    let mut closed = false;
+
+    let handle = |pipeline: &mut Pipeline, bytes: &[u8]| -> std::io::Result<Flow> {
+        if bytes.len() < 4 {
+            return Ok(Flow::Continue);
+        }
+        let kind = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        if kind == EVENT_ARP_XMIT && bytes.len() >= std::mem::size_of::<ArpXmitEvent>() {
+            // SAFETY: the kernel wrote a whole ArpXmitEvent (checked length); Pod, any bytes valid.
+            let raw: ArpXmitEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+            match ArpEvent::decode(&raw, clock) {
+                Ok(ev) => return pipeline.push(ev),
+                Err(skip) => pipeline.skipped(skip),
+            }
+        }
+        Ok(Flow::Continue)
+    };
+
+    while !done {
+        tokio::select! {
+            _ = sigint.recv() => done = true,
+            _ = sigterm.recv() => done = true,
+            _ = tick.tick() => {
+                if let Some(l) = bpf_log.as_mut() { l.flush(); }
+                let lost = loader::read_lost(&lost_map);
+                if lost > reported_lost {
+                    eprintln!(
+                        "arp-trace: {} events lost so far: the ring buffer was full; raise -B/--buffer-size",
+                        lost
+                    );
+                    reported_lost = lost;
+                }
+            }
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                let rb = guard.get_inner_mut();
+                while let Some(item) = rb.next() {
+                    match handle(&mut pipeline, &item) {
+                        Ok(Flow::Continue) => {}
+                        Ok(Flow::Stop) => { done = true; break; }
+                        Err(e) if pipeline::is_closed_pipe(&e) => { done = true; closed = true; break; }
+                        Err(e) => return Err(e).context("writing output"),
+                    }
+                }
+                guard.clear_ready();
+                match pipeline.flush() {
+                    Ok(()) => {}
+                    Err(e) if pipeline::is_closed_pipe(&e) => { done = true; closed = true; }
+                    Err(e) => return Err(e).context("writing output"),
+                }
+            }
+        }
+    }
+
+    // Deliver what the kernel already queued before the stop, unless -c or the reader ended it.
+    if !closed && args.count.is_none_or(|c| pipeline.counters.requests < c) {
+        let rb = ring.get_mut();
+        while let Some(item) = rb.next() {
+            match handle(&mut pipeline, &item) {
+                Ok(Flow::Continue) => {}
+                _ => break,
+            }
+        }
+    }
+    pipeline.counters.lost = loader::read_lost(&lost_map);
+    if let Err(e) = pipeline.finish() {
+        if !pipeline::is_closed_pipe(&e) {
+            return Err(e).context("writing output");
+        }
+    }
+    eprintln!("arp-trace: {}", counts_line(&pipeline.counters));
+    Ok(pipeline.counters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_line_names_every_loss() {
+        let c = Counters {
+            requests: 1,
+            replies: 2,
+            lost: 3,
+            filtered: 4,
+            undecodable: 5,
+        };
+        assert_eq!(
+            counts_line(&c),
+            "1 ARP request, 2 replies captured; 3 lost (ring buffer full); 4 filtered out; \
+             5 non-IPv4 or other-opcode ARP frames ignored"
+        );
+        assert_eq!(
+            counts_line(&Counters::default()),
+            "0 ARP requests, 0 replies captured; 0 lost (ring buffer full)"
+        );
+    }
+
+    #[test]
+    fn ready_file_is_written_whole() {
+        let p = std::env::temp_dir().join(format!("arp-trace-ready-{}", std::process::id()));
+        write_ready_file(&p, "transmit=x").unwrap();
+        let s = std::fs::read_to_string(&p).unwrap();
+        assert!(s.contains("hooks=transmit=x"), "{s}");
+        std::fs::remove_file(p).unwrap();
+        assert!(write_ready_file(Path::new("/nonexistent/dir/ready"), "x").is_err());
+    }
+}

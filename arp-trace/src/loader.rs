@@ -1,0 +1,198 @@
+//! Loads the eBPF programs into the running kernel: resolves struct offsets from its BTF,
+//! hands them over as globals, attaches the hooks this kernel allows, and turns the kernel's
+//! refusals into one-line causes with a fix.
+
+use std::fmt;
+
+use anyhow::{anyhow, Context, Result};
+use arp_trace_common::Offsets;
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::programs::BtfTracePoint;
+use aya::{Ebpf, EbpfLoader};
+
+use crate::btf::Btf;
+
+/// The compiled eBPF object, built from `arp-trace-ebpf/` by build.rs.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/arp-trace"));
+
+/// Reads every field the programs need from the running kernel's BTF.
+pub fn resolve_offsets(btf: &Btf) -> Result<Offsets> {
+    let f = |s: &str, p: &str| btf.field(s, p).map(|f| f.offset);
+    let o = Offsets {
+        skb_head: f("sk_buff", "head")?,
+        skb_len: f("sk_buff", "len")?,
+        skb_protocol: f("sk_buff", "protocol")?,
+        skb_mac_header: f("sk_buff", "mac_header")?,
+        skb_network_header: f("sk_buff", "network_header")?,
+        skb_dev: f("sk_buff", "dev")?,
+        skb_mark: f("sk_buff", "mark")?,
+        skb_iif: f("sk_buff", "skb_iif")?,
+        dev_ifindex: f("net_device", "ifindex")?,
+        dev_name: f("net_device", "name")?,
+        // possible_net_t is empty without CONFIG_NET_NS; then every device is in init_net.
+        dev_nd_net: f("net_device", "nd_net.net")?,
+        net_ns_inum: f("net", "ns.inum")?,
+    };
+    Ok(o)
+}
+
+/// A hook in use, for the start-up line and trace headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    pub role: &'static str,
+    pub name: &'static str,
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.role, self.name)
+    }
+}
+
+/// Loaded and attached programs. Dropping it detaches everything (no pins are made).
+pub struct Tracer {
+    pub ebpf: Ebpf,
+    pub hooks: Vec<Hook>,
+}
+
+pub struct LoadOptions {
+    /// Ring buffer size in bytes (power of two, multiple of the page size).
+    pub buffer_bytes: u32,
+}
+
+/// Fails early with a clear message when the process cannot possibly load BPF programs.
+pub fn check_privileges() -> Result<()> {
+    // SAFETY: geteuid has no failure mode.
+    if unsafe { libc::geteuid() } == 0 {
+        return Ok(());
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    const CAP_SYS_ADMIN: u64 = 21;
+    const CAP_PERFMON: u64 = 38;
+    const CAP_BPF: u64 = 39;
+    let has = |c: u64| cap_eff & (1 << c) != 0;
+    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
+        return Ok(());
+    }
+    Err(anyhow!(
+        "permission denied: tracing needs root or CAP_BPF and CAP_PERFMON; run it with sudo \
+         (sudo arp-trace ...)"
+    ))
+}
+
+/// Turns a load or attach error into a cause the user can act on.
+fn explain_bpf_error(
+    what: &str,
+    err: impl std::error::Error + Send + Sync + 'static,
+) -> anyhow::Error {
+    let text = format!("{err:#}");
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            match io.raw_os_error() {
+                Some(libc::EPERM) | Some(libc::EACCES) => {
+                    return anyhow!(
+                        "{what}: the kernel refused (permission denied): run as root (sudo), \
+                         and check that kernel lockdown=confidentiality or a security module \
+                         does not forbid BPF"
+                    )
+                }
+                Some(libc::ENOENT) => {
+                    return anyhow!("{what}: this kernel does not have that hook ({io})")
+                }
+                _ => {}
+            }
+        }
+        source = e.source();
+    }
+    if text.contains("tracefs") {
+        return anyhow!(
+            "{what}: tracefs is not mounted; mount it with `mount -t tracefs tracefs \
+             /sys/kernel/tracing`"
+        );
+    }
+    anyhow!("{what}: {text}")
+}
+
+impl Tracer {
+    pub fn load(btf: &Btf, opts: &LoadOptions) -> Result<Tracer> {
+        let offsets = resolve_offsets(btf).context("reading kernel structure layouts from BTF")?;
+        let aya_btf = aya::Btf::from_sys_fs()
+            .map_err(|e| anyhow!("cannot read the kernel's BTF (/sys/kernel/btf/vmlinux): {e}"))?;
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&aya_btf))
+            .override_global("OFFSETS", &offsets, true)
+            .map_max_entries("EVENTS", opts.buffer_bytes)
+            .load(EBPF_OBJECT)
+            .map_err(|e| explain_bpf_error("loading the eBPF programs", e))?;
+
+        let mut hooks = Vec::new();
+        let prog: &mut BtfTracePoint = ebpf
+            .program_mut("net_dev_queue")
+            .context("eBPF object has no net_dev_queue program")?
+            .try_into()?;
+        prog.load("net_dev_queue", &aya_btf)
+            .map_err(|e| explain_bpf_error("loading tp_btf/net_dev_queue", e))?;
+        prog.attach()
+            .map_err(|e| explain_bpf_error("attaching tp_btf/net_dev_queue", e))?;
+        hooks.push(Hook {
+            role: "transmit",
+            name: "tp_btf/net_dev_queue",
+        });
+
+        Ok(Tracer { ebpf, hooks })
+    }
+
+    pub fn events(&mut self) -> Result<RingBuf<MapData>> {
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .context("eBPF object has no EVENTS map")?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    pub fn lost(&mut self) -> Result<PerCpuArray<MapData, u64>> {
+        let map = self
+            .ebpf
+            .take_map("LOST")
+            .context("eBPF object has no LOST map")?;
+        Ok(PerCpuArray::try_from(map)?)
+    }
+}
+
+/// Sum of the per-CPU lost counters.
+pub fn read_lost(map: &PerCpuArray<MapData, u64>) -> u64 {
+    map.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_resolve_on_the_running_kernel() {
+        // Unit test of the BTF walk against the real kernel description; skipped where the
+        // machine has no BTF (the loader reports that case with its own message).
+        let Ok(btf) = Btf::from_sys_fs() else { return };
+        let o = resolve_offsets(&btf).unwrap();
+        assert_ne!(o.skb_dev, o.skb_head);
+        assert!(
+            o.skb_mac_header < 256 && o.skb_network_header < 256,
+            "{o:?}"
+        );
+        assert!(o.dev_name < 64, "{o:?}");
+    }
+
+    #[test]
+    fn permission_errors_name_the_fix() {
+        let e = explain_bpf_error("loading", std::io::Error::from_raw_os_error(libc::EPERM));
+        assert!(e.to_string().contains("sudo"), "{e}");
+        let e = explain_bpf_error("attaching", std::io::Error::other("tracefs not found"));
+        assert!(e.to_string().contains("mount -t tracefs"), "{e}");
+    }
+}

@@ -1,0 +1,158 @@
+//! Network namespace names: the kernel reports a namespace by inode; users know the names
+//! `ip netns` gives them (bind mounts under /run/netns). Also resolves `--netns` arguments.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+
+/// Maps namespace inodes to `ip netns` names, rescanning when an unknown inode shows up
+/// (namespaces are created while tracing), at most once per `rescan_every`.
+pub struct NetnsNames {
+    dir: PathBuf,
+    names: HashMap<u32, String>,
+    own: Option<u32>,
+    last_scan: Option<Instant>,
+    rescan_every: Duration,
+}
+
+/// Inode of a namespace file (`/proc/PID/ns/net`, `/run/netns/NAME`), following symlinks.
+pub fn inode_of(path: &Path) -> std::io::Result<u32> {
+    std::fs::metadata(path).map(|m| m.ino() as u32)
+}
+
+impl NetnsNames {
+    pub fn new() -> Self {
+        Self::with_dir(NETNS_RUN_DIR)
+    }
+
+    pub fn with_dir(dir: impl Into<PathBuf>) -> Self {
+        NetnsNames {
+            dir: dir.into(),
+            names: HashMap::new(),
+            own: inode_of(Path::new("/proc/self/ns/net")).ok(),
+            last_scan: None,
+            rescan_every: Duration::from_millis(200),
+        }
+    }
+
+    /// The tracer's own namespace, shown without a prefix like tcpdump shows interfaces.
+    pub fn own(&self) -> Option<u32> {
+        self.own
+    }
+
+    fn scan(&mut self) {
+        self.last_scan = Some(Instant::now());
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut names = HashMap::new();
+        for entry in rd.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Ok(ino) = inode_of(&entry.path()) {
+                // A name whose bind mount is gone stats as a plain file on the tmpfs; nsfs
+                // inodes are what the kernel reports, so keep the first mount per inode.
+                names.entry(ino).or_insert(name);
+            }
+        }
+        self.names = names;
+    }
+
+    /// The `ip netns` name of a namespace, if it has one.
+    pub fn name(&mut self, inode: u32) -> Option<&str> {
+        if !self.names.contains_key(&inode) {
+            let due = self
+                .last_scan
+                .is_none_or(|t| t.elapsed() >= self.rescan_every);
+            if due {
+                self.scan();
+            }
+        }
+        self.names.get(&inode).map(String::as_str)
+    }
+
+    /// Forces a rescan on the next lookup (tests, and after a namespace filter miss).
+    pub fn invalidate(&mut self) {
+        self.last_scan = None;
+    }
+}
+
+impl Default for NetnsNames {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Resolves a `--netns` argument: an inode number, a path to a namespace file, or an
+/// `ip netns` name.
+pub fn resolve_spec(spec: &str, run_dir: &Path) -> Result<u32> {
+    if spec.is_empty() {
+        bail!("--netns needs a name, a path or an inode number");
+    }
+    if spec.bytes().all(|b| b.is_ascii_digit()) {
+        return spec
+            .parse::<u32>()
+            .map_err(|_| anyhow::anyhow!("--netns {spec}: inode number out of range"));
+    }
+    let path = if spec.contains('/') {
+        PathBuf::from(spec)
+    } else {
+        run_dir.join(spec)
+    };
+    match inode_of(&path) {
+        Ok(ino) => Ok(ino),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !spec.contains('/') => bail!(
+            "--netns {spec}: no network namespace of that name (`ip netns list` shows the names; \
+             a path such as /proc/PID/ns/net or an inode number works too)"
+        ),
+        Err(e) => bail!("--netns {spec}: cannot open {}: {e}", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_inode_numbers_paths_and_names() {
+        let dir = std::env::temp_dir().join(format!("arp-trace-netns-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("blue"), b"").unwrap();
+        let blue = inode_of(&dir.join("blue")).unwrap();
+
+        assert_eq!(resolve_spec("4026531840", &dir).unwrap(), 4026531840);
+        assert_eq!(resolve_spec("blue", &dir).unwrap(), blue);
+        assert_eq!(
+            resolve_spec(dir.join("blue").to_str().unwrap(), &dir).unwrap(),
+            blue
+        );
+        let e = resolve_spec("green", &dir).unwrap_err().to_string();
+        assert!(e.contains("no network namespace of that name"), "{e}");
+        assert!(resolve_spec("99999999999", &dir).is_err());
+        assert!(resolve_spec("", &dir).is_err());
+        assert!(resolve_spec("/nonexistent/ns", &dir)
+            .unwrap_err()
+            .to_string()
+            .contains("cannot open"));
+
+        let mut names = NetnsNames::with_dir(&dir);
+        assert_eq!(names.name(blue), Some("blue"));
+        assert_eq!(names.name(1), None);
+        // A name added later is found once the rescan interval has passed.
+        std::fs::write(dir.join("red"), b"").unwrap();
+        let red = inode_of(&dir.join("red")).unwrap();
+        names.invalidate();
+        assert_eq!(names.name(red), Some("red"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn knows_its_own_namespace() {
+        let names = NetnsNames::new();
+        assert_eq!(names.own(), inode_of(Path::new("/proc/self/ns/net")).ok());
+    }
+}

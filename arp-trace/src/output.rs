@@ -1,0 +1,177 @@
+//! Sinks that print events: tcpdump-like lines for people, JSON Lines for programs.
+
+use std::io::{self, Write};
+
+use crate::event::{ArpEvent, ArpOp};
+use crate::netns::NetnsNames;
+use crate::pipeline::{Output, Sink};
+use crate::timefmt;
+
+/// `srv/eth3` for a named namespace, `eth3` in the tracer's own, `4026532281/eth3` otherwise.
+pub fn where_label(ev: &ArpEvent, names: &NetnsNames) -> String {
+    match &ev.netns_name {
+        Some(n) => format!("{n}/{}", ev.ifname),
+        None if names.own() == Some(ev.netns) => ev.ifname.clone(),
+        None => format!("{}/{}", ev.netns, ev.ifname),
+    }
+}
+
+/// The event in tcpdump's words, without the timestamp.
+pub fn describe(ev: &ArpEvent) -> String {
+    match ev.op {
+        ArpOp::Request if ev.unicast => format!(
+            "ARP who-has {} ({}) tell {} ({}), unicast",
+            ev.target_ip, ev.target_mac, ev.sender_ip, ev.sender_mac
+        ),
+        ArpOp::Request => {
+            format!(
+                "ARP who-has {} tell {} ({})",
+                ev.target_ip, ev.sender_ip, ev.sender_mac
+            )
+        }
+        ArpOp::Reply => format!(
+            "ARP reply {} is-at {} to {} ({})",
+            ev.sender_ip, ev.sender_mac, ev.target_ip, ev.target_mac
+        ),
+    }
+}
+
+/// One line per event: `19:31:02.123456 srv/eth3 ARP who-has ... tell ... (mac)`.
+pub struct TerminalSink {
+    out: Output,
+}
+
+impl TerminalSink {
+    pub fn new(out: Output) -> Self {
+        TerminalSink { out }
+    }
+}
+
+impl Sink for TerminalSink {
+    fn arp(&mut self, ev: &ArpEvent, names: &mut NetnsNames) -> io::Result<()> {
+        writeln!(
+            self.out.writer(),
+            "{} {} {}",
+            timefmt::local_clock_micros(ev.time.0),
+            where_label(ev, names),
+            describe(ev)
+        )
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// One JSON object per line, exactly the contract's fields.
+pub struct JsonSink {
+    out: Output,
+}
+
+impl JsonSink {
+    pub fn new(out: Output) -> Self {
+        JsonSink { out }
+    }
+}
+
+impl Sink for JsonSink {
+    fn arp(&mut self, ev: &ArpEvent, _: &mut NetnsNames) -> io::Result<()> {
+        let w = self.out.writer();
+        serde_json::to_writer(&mut *w, ev).map_err(io::Error::other)?;
+        w.write_all(b"\n")
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::tests::{frame, raw};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn request() -> ArpEvent {
+        let f = frame(
+            1,
+            [0xff; 6],
+            [0, 0x11, 0x22, 0x33, 0x44, 0x55],
+            [203, 0, 113, 10],
+            [0; 6],
+            [198, 51, 100, 20],
+        );
+        ArpEvent::decode(&raw(&f, 14), 0).unwrap()
+    }
+
+    #[test]
+    fn human_lines_read_like_tcpdump() {
+        let mut ev = request();
+        ev.netns_name = Some("srv".into());
+        let buf = Shared::default();
+        let mut sink = TerminalSink::new(Output::new(Box::new(buf.clone())));
+        let mut names = NetnsNames::with_dir("/nonexistent");
+        sink.arp(&ev, &mut names).unwrap();
+        sink.flush().unwrap();
+        let line = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let (_time, rest) = line.split_once(' ').unwrap();
+        assert_eq!(
+            rest,
+            "srv/eth3 ARP who-has 198.51.100.20 tell 203.0.113.10 (00:11:22:33:44:55)\n"
+        );
+    }
+
+    #[test]
+    fn labels_namespaces_by_name_own_or_inode() {
+        let mut ev = request();
+        let names = NetnsNames::with_dir("/nonexistent");
+        assert_eq!(where_label(&ev, &names), "4026532281/eth3");
+        ev.netns = names.own().unwrap();
+        assert_eq!(where_label(&ev, &names), "eth3");
+        ev.netns_name = Some("blue".into());
+        assert_eq!(where_label(&ev, &names), "blue/eth3");
+    }
+
+    #[test]
+    fn describes_unicast_and_replies() {
+        let peer = [2, 0, 0, 0, 0, 0x20];
+        let me = [2, 0, 0, 0, 0, 0x10];
+        let f = frame(1, peer, me, [198, 51, 100, 10], peer, [198, 51, 100, 20]);
+        let ev = ArpEvent::decode(&raw(&f, 14), 0).unwrap();
+        assert_eq!(describe(&ev), "ARP who-has 198.51.100.20 (02:00:00:00:00:20) tell 198.51.100.10 (02:00:00:00:00:10), unicast");
+        let f = frame(2, peer, me, [198, 51, 100, 10], peer, [198, 51, 100, 20]);
+        let ev = ArpEvent::decode(&raw(&f, 14), 0).unwrap();
+        assert_eq!(
+            describe(&ev),
+            "ARP reply 198.51.100.10 is-at 02:00:00:00:00:10 to 198.51.100.20 (02:00:00:00:00:20)"
+        );
+    }
+
+    #[test]
+    fn json_lines_are_one_object_per_line() {
+        let buf = Shared::default();
+        let mut sink = JsonSink::new(Output::new(Box::new(buf.clone())));
+        let mut names = NetnsNames::with_dir("/nonexistent");
+        sink.arp(&request(), &mut names).unwrap();
+        sink.arp(&request(), &mut names).unwrap();
+        sink.flush().unwrap();
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<_> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(v["type"], "arp");
+        assert_eq!(v["op"], "request");
+        assert_eq!(v["netns_name"], serde_json::Value::Null);
+        assert_eq!(v["unicast"], false);
+    }
+}

@@ -1,0 +1,218 @@
+//! The one pipeline live and offline work share: events are enriched (namespace names),
+//! filtered, counted and handed to every sink. Sources (the kernel, later trace files) feed it.
+
+use std::collections::HashSet;
+use std::io::{self, Write};
+
+use crate::event::{ArpEvent, ArpOp, Skip};
+use crate::netns::NetnsNames;
+
+/// What the user asked to see.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    /// Interface names (`-i`); empty means all.
+    pub interfaces: HashSet<String>,
+    /// Namespace inodes (`--netns`); empty means all.
+    pub netns: HashSet<u32>,
+}
+
+impl Filter {
+    pub fn matches(&self, ev: &ArpEvent) -> bool {
+        (self.interfaces.is_empty() || self.interfaces.contains(&ev.ifname))
+            && (self.netns.is_empty() || self.netns.contains(&ev.netns))
+    }
+}
+
+/// Counts reported on exit; nothing the pipeline drops goes uncounted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    pub requests: u64,
+    pub replies: u64,
+    /// Events the filters excluded.
+    pub filtered: u64,
+    /// ARP frames that were not Ethernet/IPv4 request/reply.
+    pub undecodable: u64,
+    /// Records the kernel could not deliver (ring buffer full).
+    pub lost: u64,
+}
+
+/// A consumer of events: the terminal, JSON Lines, later trace files, pcapng and summaries.
+pub trait Sink {
+    fn arp(&mut self, ev: &ArpEvent, names: &mut NetnsNames) -> io::Result<()>;
+    /// Called after each batch so output reaches pipes promptly.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    /// Called once at the end with the final counts.
+    fn finish(&mut self, _counters: &Counters) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Whether the source should keep going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// `-c` reached, or the output went away (closed pipe).
+    Stop,
+}
+
+pub struct Pipeline {
+    pub filter: Filter,
+    /// Stop after this many requests (`-c`).
+    pub count: Option<u64>,
+    pub names: NetnsNames,
+    pub sinks: Vec<Box<dyn Sink>>,
+    pub counters: Counters,
+}
+
+impl Pipeline {
+    pub fn new(filter: Filter, count: Option<u64>, names: NetnsNames) -> Self {
+        Pipeline {
+            filter,
+            count,
+            names,
+            sinks: Vec::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn skipped(&mut self, _why: Skip) {
+        self.counters.undecodable += 1;
+    }
+
+    pub fn push(&mut self, mut ev: ArpEvent) -> io::Result<Flow> {
+        if let Some(limit) = self.count {
+            if self.counters.requests >= limit {
+                return Ok(Flow::Stop);
+            }
+        }
+        if !self.filter.matches(&ev) {
+            self.counters.filtered += 1;
+            return Ok(Flow::Continue);
+        }
+        if ev.netns_name.is_none() {
+            ev.netns_name = self.names.name(ev.netns).map(str::to_owned);
+        }
+        match ev.op {
+            ArpOp::Request => self.counters.requests += 1,
+            ArpOp::Reply => self.counters.replies += 1,
+        }
+        for sink in &mut self.sinks {
+            sink.arp(&ev, &mut self.names)?;
+        }
+        match self.count {
+            Some(limit) if self.counters.requests >= limit => Ok(Flow::Stop),
+            _ => Ok(Flow::Continue),
+        }
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        for sink in &mut self.sinks {
+            sink.flush()?;
+        }
+        Ok(())
+    }
+
+    pub fn finish(&mut self) -> io::Result<()> {
+        for sink in &mut self.sinks {
+            sink.flush()?;
+            sink.finish(&self.counters)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether an I/O error means "the reader went away" (`arp-trace | head`), which ends the
+/// run quietly like tcpdump does rather than as a failure.
+pub fn is_closed_pipe(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::BrokenPipe
+}
+
+/// A writer that tolerates being shared by sinks through the pipeline's lifetime.
+pub struct Output {
+    inner: io::BufWriter<Box<dyn Write>>,
+}
+
+impl Output {
+    pub fn stdout() -> Self {
+        Output {
+            inner: io::BufWriter::with_capacity(64 * 1024, Box::new(io::stdout())),
+        }
+    }
+    pub fn new(w: Box<dyn Write>) -> Self {
+        Output {
+            inner: io::BufWriter::new(w),
+        }
+    }
+    pub fn writer(&mut self) -> &mut impl Write {
+        &mut self.inner
+    }
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::tests::{frame, raw};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    struct Collect(Rc<RefCell<Vec<ArpEvent>>>);
+    impl Sink for Collect {
+        fn arp(&mut self, ev: &ArpEvent, _: &mut NetnsNames) -> io::Result<()> {
+            self.0.borrow_mut().push(ev.clone());
+            Ok(())
+        }
+    }
+
+    fn ev(op: u16, ifname: &str, netns: u32) -> ArpEvent {
+        let f = frame(
+            op,
+            [0xff; 6],
+            [2, 0, 0, 0, 0, 1],
+            [198, 51, 100, 10],
+            [0; 6],
+            [198, 51, 100, 20],
+        );
+        let mut e = ArpEvent::decode(&raw(&f, 14), 0).unwrap();
+        e.ifname = ifname.into();
+        e.netns = netns;
+        e
+    }
+
+    fn pipeline(filter: Filter, count: Option<u64>) -> (Pipeline, Rc<RefCell<Vec<ArpEvent>>>) {
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let mut p = Pipeline::new(filter, count, NetnsNames::with_dir("/nonexistent"));
+        p.sinks.push(Box::new(Collect(seen.clone())));
+        (p, seen)
+    }
+
+    #[test]
+    fn filters_by_interface_and_namespace() {
+        let filter = Filter {
+            interfaces: ["eth3".to_string()].into(),
+            netns: [10].into(),
+        };
+        let (mut p, seen) = pipeline(filter, None);
+        for (i, n) in [("eth3", 10), ("eth5", 10), ("eth3", 11), ("eth3", 10)] {
+            assert_eq!(p.push(ev(1, i, n)).unwrap(), Flow::Continue);
+        }
+        assert_eq!(seen.borrow().len(), 2);
+        assert_eq!(p.counters.filtered, 2);
+        assert_eq!(p.counters.requests, 2);
+    }
+
+    #[test]
+    fn count_stops_after_n_requests_and_ignores_replies() {
+        let (mut p, seen) = pipeline(Filter::default(), Some(2));
+        assert_eq!(p.push(ev(1, "a", 1)).unwrap(), Flow::Continue);
+        assert_eq!(p.push(ev(2, "a", 1)).unwrap(), Flow::Continue);
+        assert_eq!(p.push(ev(1, "a", 1)).unwrap(), Flow::Stop);
+        assert_eq!(p.push(ev(1, "a", 1)).unwrap(), Flow::Stop);
+        assert_eq!(seen.borrow().len(), 3);
+        assert_eq!((p.counters.requests, p.counters.replies), (2, 1));
+    }
+}
