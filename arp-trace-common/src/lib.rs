@@ -13,6 +13,29 @@ pub const NAME_LEN: usize = 16;
 
 /// Event kinds, the first field of every record in the ring buffer.
 pub const EVENT_ARP_XMIT: u32 = 1;
+/// The packet `neigh_probe()` handed to `arp_solicit()` (`TriggerEvent`).
+pub const EVENT_TRIGGER: u32 = 2;
+/// A packet dropped from a neighbour's queue (`TriggerEvent` with `drop_reason` set).
+pub const EVENT_NEIGH_DROP: u32 = 3;
+/// Neighbour state after a solicit, or its failure (`NeighEvent`).
+pub const EVENT_NEIGH: u32 = 4;
+
+/// Bytes of the triggering packet copied from its IPv4 header on (header plus L4 ports/type).
+pub const IP_CAP: usize = 64;
+/// Kernel stack frames recorded with a trigger, to tell task context from softirq exactly.
+pub const STACK_DEPTH: usize = 24;
+/// Address ranges (`[lo, hi)`) of the neighbour code that calls `consume_skb()` right after
+/// `arp_solicit()`; the tracepoint path filters `consume_skb` on these.
+pub const MAX_RANGES: usize = 4;
+
+/// `NeighEvent::flags`
+pub const NEIGH_FAILED: u32 = 1;
+/// `TriggerEvent::flags`
+pub const TRIGGER_HAS_SK: u32 = 1;
+/// The socket is a request socket (SYN-ACK); `sk_ino` is its listener's.
+pub const TRIGGER_REQUEST_SK: u32 = 2;
+/// The socket has no file (kernel socket, or TIME_WAIT).
+pub const TRIGGER_NO_FILE: u32 = 4;
 
 /// Hooks that produced an event (`ArpXmitEvent::hook`).
 pub const HOOK_NET_DEV_QUEUE: u32 = 1;
@@ -39,6 +62,90 @@ pub struct Offsets {
     pub dev_name: u32,
     pub dev_nd_net: u32,
     pub net_ns_inum: u32,
+    pub skb_sk: u32,
+    pub sk_state: u32,
+    pub sk_socket: u32,
+    pub rsk_listener: u32,
+    pub socket_file: u32,
+    /// `socket_alloc.vfs_inode` (the socket itself is at offset 0) plus `inode.i_ino`.
+    pub socket_ino: u32,
+    pub neigh_nud_state: u32,
+    pub neigh_probes: u32,
+    pub neigh_qlen: u32,
+    pub neigh_dev: u32,
+    pub neigh_key: u32,
+    pub neigh_tbl: u32,
+    pub tbl_family: u32,
+    pub _pad: u32,
+}
+
+/// Everything else the loader decides at start-up.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// `[lo, hi)` kernel text ranges; unused slots are `[0, 0)`.
+    pub ranges: [[u64; 2]; MAX_RANGES],
+    /// `enum skb_drop_reason` values of NEIGH_FAILED and NEIGH_QUEUEFULL on this kernel
+    /// (0 when the kernel has no drop reasons).
+    pub drop_neigh_failed: u32,
+    pub drop_neigh_queuefull: u32,
+}
+
+impl Config {
+    pub const UNSET: Config = Config {
+        ranges: [[0; 2]; MAX_RANGES],
+        drop_neigh_failed: 0,
+        drop_neigh_queuefull: 0,
+    };
+}
+
+/// The packet the kernel passed to `arp_solicit()`, or one it dropped from a neighbour queue.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TriggerEvent {
+    /// `EVENT_TRIGGER` or `EVENT_NEIGH_DROP`.
+    pub kind: u32,
+    pub cpu: u32,
+    pub ts_ns: u64,
+    /// `ArpXmitEvent::seq` of the request this trigger belongs to on the same CPU (0: none).
+    pub req_seq: u64,
+    pub pid_tgid: u64,
+    /// Inode of the socket owning the packet (its listener's for a SYN-ACK); 0 if none.
+    pub sk_ino: u64,
+    pub netns: u32,
+    pub ifindex: u32,
+    pub iif: u32,
+    pub mark: u32,
+    pub skb_len: u32,
+    pub flags: u32,
+    pub drop_reason: u32,
+    pub stack_len: u32,
+    pub comm: [u8; NAME_LEN],
+    pub ip: [u8; IP_CAP],
+    pub stack: [u64; STACK_DEPTH],
+}
+
+/// A neighbour right after `neigh_probe()` (from `neigh_event_send_done` or
+/// `neigh_timer_handler`), or when it failed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct NeighEvent {
+    pub kind: u32,
+    pub cpu: u32,
+    pub ts_ns: u64,
+    pub req_seq: u64,
+    pub netns: u32,
+    pub ifindex: u32,
+    /// IPv4 address the entry resolves (`primary_key`), network byte order.
+    pub target: [u8; 4],
+    pub nud_state: u32,
+    /// `neigh->probes`: solicits sent for the current resolution.
+    pub probes: u32,
+    /// Packets waiting in `arp_queue`.
+    pub qlen: u32,
+    pub flags: u32,
+    pub _pad: u32,
+    pub ifname: [u8; NAME_LEN],
 }
 
 impl Offsets {
@@ -55,6 +162,20 @@ impl Offsets {
         dev_name: u32::MAX,
         dev_nd_net: u32::MAX,
         net_ns_inum: u32::MAX,
+        skb_sk: u32::MAX,
+        sk_state: u32::MAX,
+        sk_socket: u32::MAX,
+        rsk_listener: u32::MAX,
+        socket_file: u32::MAX,
+        socket_ino: u32::MAX,
+        neigh_nud_state: u32::MAX,
+        neigh_probes: u32::MAX,
+        neigh_qlen: u32::MAX,
+        neigh_dev: u32::MAX,
+        neigh_key: u32::MAX,
+        neigh_tbl: u32::MAX,
+        tbl_family: u32::MAX,
+        _pad: 0,
     };
 }
 
@@ -82,6 +203,8 @@ pub struct ArpXmitEvent {
     /// Valid bytes in `frame`.
     pub caplen: u16,
     pub _pad: u32,
+    /// Per-CPU sequence number; triggers and neighbour events name it in `req_seq`.
+    pub seq: u64,
     pub pid_tgid: u64,
     pub ifname: [u8; NAME_LEN],
     pub comm: [u8; NAME_LEN],
@@ -95,6 +218,9 @@ mod user {
     // bytes that the kernel side leaves uninitialised.
     unsafe impl aya::Pod for Offsets {}
     unsafe impl aya::Pod for ArpXmitEvent {}
+    unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for TriggerEvent {}
+    unsafe impl aya::Pod for NeighEvent {}
 }
 
 #[cfg(test)]
@@ -104,11 +230,20 @@ mod tests {
 
     #[test]
     fn layouts_have_no_hidden_padding() {
-        assert_eq!(size_of::<Offsets>(), 12 * 4);
+        assert_eq!(size_of::<Offsets>(), 26 * 4);
         assert_eq!(align_of::<ArpXmitEvent>(), 8);
         assert_eq!(
             size_of::<ArpXmitEvent>(),
-            8 + 8 + 6 * 4 + 2 + 2 + 4 + 8 + 16 + 16 + FRAME_CAP
+            8 + 8 + 6 * 4 + 2 + 2 + 4 + 8 + 8 + 16 + 16 + FRAME_CAP
+        );
+        assert_eq!(size_of::<Config>(), MAX_RANGES * 16 + 8);
+        assert_eq!(
+            size_of::<TriggerEvent>(),
+            8 + 8 * 4 + 8 * 4 + 16 + IP_CAP + 8 * STACK_DEPTH
+        );
+        assert_eq!(
+            size_of::<NeighEvent>(),
+            8 + 8 + 8 + 8 + 4 * 4 + 8 + NAME_LEN
         );
     }
 }

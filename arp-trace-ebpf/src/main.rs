@@ -8,7 +8,9 @@
 use core::ffi::c_void;
 
 use arp_trace_common::{
-    ArpXmitEvent, Offsets, EVENT_ARP_XMIT, FRAME_CAP, HOOK_NET_DEV_QUEUE, NAME_LEN, NO_MAC_HEADER,
+    ArpXmitEvent, Config, NeighEvent, Offsets, TriggerEvent, EVENT_ARP_XMIT, EVENT_NEIGH,
+    EVENT_NEIGH_DROP, EVENT_TRIGGER, FRAME_CAP, HOOK_NET_DEV_QUEUE, IP_CAP, MAX_RANGES, NAME_LEN,
+    NEIGH_FAILED, NO_MAC_HEADER, STACK_DEPTH, TRIGGER_HAS_SK, TRIGGER_NO_FILE, TRIGGER_REQUEST_SK,
 };
 use aya_ebpf::{
     helpers::{
@@ -18,11 +20,32 @@ use aya_ebpf::{
     macros::{btf_tracepoint, map},
     maps::{PerCpuArray, RingBuf},
     programs::BtfTracePointContext,
+    EbpfContext,
 };
 
 /// Set by the loader from the running kernel's BTF before the programs are loaded.
 #[no_mangle]
 static OFFSETS: Offsets = Offsets::UNSET;
+
+#[no_mangle]
+static CONFIG: Config = Config::UNSET;
+
+/// The last ARP request transmitted on this CPU that no neighbour event has claimed yet.
+/// `neigh_probe()` runs `arp_solicit()` (which transmits the request), then
+/// `consume_skb(trigger)`, then a neighbour tracepoint fires, all on one CPU.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Slot {
+    next_seq: u64,
+    req_seq: u64,
+    netns: u32,
+    ifindex: u32,
+    target: [u8; 4],
+    _pad: u32,
+}
+
+#[map]
+static SLOT: PerCpuArray<Slot> = PerCpuArray::with_max_entries(1, 0);
 
 /// Default size; the loader may resize it (`--buffer-size`).
 #[map]
@@ -38,6 +61,11 @@ const ETH_P_ARP_BE: u16 = 0x0806u16.to_be();
 fn offsets() -> Offsets {
     // Volatile so the compiler cannot fold the placeholder values the loader overwrites.
     unsafe { core::ptr::read_volatile(&OFFSETS) }
+}
+
+#[inline(always)]
+fn config() -> Config {
+    unsafe { core::ptr::read_volatile(&CONFIG) }
 }
 
 #[inline(always)]
@@ -73,7 +101,10 @@ unsafe fn try_net_dev_queue(skb: *const u8) -> Result<(), i64> {
     };
     let ev = entry.as_mut_ptr();
     match fill_xmit(&mut *ev, skb, &o) {
-        Ok(()) => entry.submit(0),
+        Ok(()) => {
+            remember_request(&mut *ev);
+            entry.submit(0)
+        }
         Err(e) => {
             entry.discard(0);
             return Err(e);
@@ -124,6 +155,279 @@ unsafe fn fill_xmit(ev: &mut ArpXmitEvent, skb: *const u8, o: &Offsets) -> Resul
         bpf_probe_read_kernel_buf(start, &mut ev.frame[..42]).map_err(|e| e as i64)?;
         ev.caplen = 42;
     }
+    Ok(())
+}
+
+/// Numbers the event and, for an ARP request, keeps it as this CPU's pending request.
+#[inline(always)]
+unsafe fn remember_request(ev: &mut ArpXmitEvent) {
+    let Some(slot) = SLOT.get_ptr_mut(0) else {
+        ev.seq = 0;
+        return;
+    };
+    let slot = &mut *slot;
+    slot.next_seq += 1;
+    ev.seq = slot.next_seq;
+    let m = if ev.mac_len == NO_MAC_HEADER {
+        0usize
+    } else {
+        ev.mac_len as usize
+    };
+    // ARP op (bytes 6..8) and target IP (24..28) inside the ARP header.
+    if m > FRAME_CAP - 28 {
+        return;
+    }
+    let is_request = ev.frame[m + 6] == 0 && ev.frame[m + 7] == 1;
+    if is_request {
+        slot.req_seq = ev.seq;
+        slot.netns = ev.netns;
+        slot.ifindex = ev.ifindex;
+        slot.target = [
+            ev.frame[m + 24],
+            ev.frame[m + 25],
+            ev.frame[m + 26],
+            ev.frame[m + 27],
+        ];
+    }
+}
+
+#[inline(always)]
+fn in_ranges(addr: u64, cfg: &Config) -> bool {
+    let mut i = 0;
+    while i < MAX_RANGES {
+        let r = cfg.ranges[i];
+        if addr >= r[0] && addr < r[1] {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// `skb:consume_skb` — the tracepoint path's way to see `arp_solicit()`'s packet: neigh_probe()
+/// frees its clone of the queued packet right after the solicit. Every freed skb on the host
+/// passes here, so the range check comes first and costs a handful of instructions.
+#[btf_tracepoint(function = "consume_skb")]
+pub fn consume_skb(ctx: BtfTracePointContext) -> i32 {
+    let location: u64 = ctx.arg(1);
+    let cfg = config();
+    if !in_ranges(location, &cfg) {
+        return 0;
+    }
+    let skb: *const c_void = ctx.arg(0);
+    let _ = unsafe { emit_trigger(&ctx, skb as *const u8, EVENT_TRIGGER, 0) };
+    0
+}
+
+/// `skb:kfree_skb` filtered to the neighbour queue's drop reasons: the packets lost when
+/// resolution fails or the queue overflows.
+#[btf_tracepoint(function = "kfree_skb")]
+pub fn kfree_skb(ctx: BtfTracePointContext) -> i32 {
+    let reason: u32 = ctx.arg::<u64>(2) as u32;
+    let cfg = config();
+    if reason == 0 || (reason != cfg.drop_neigh_failed && reason != cfg.drop_neigh_queuefull) {
+        return 0;
+    }
+    let skb: *const c_void = ctx.arg(0);
+    let _ = unsafe { emit_trigger(&ctx, skb as *const u8, EVENT_NEIGH_DROP, reason) };
+    0
+}
+
+const ETH_P_IP_BE: u16 = 0x0800u16.to_be();
+const TCP_TIME_WAIT: u8 = 6;
+const TCP_NEW_SYN_RECV: u8 = 12;
+
+#[inline(always)]
+unsafe fn emit_trigger(
+    ctx: &BtfTracePointContext,
+    skb: *const u8,
+    kind: u32,
+    reason: u32,
+) -> Result<(), i64> {
+    let o = offsets();
+    let proto: u16 = read(skb, o.skb_protocol)?;
+    if proto != ETH_P_IP_BE {
+        return Ok(()); // IPv6 neighbour discovery shares this code
+    }
+    let Some(mut entry) = EVENTS.reserve::<TriggerEvent>(0) else {
+        count_lost();
+        return Ok(());
+    };
+    let ev = &mut *entry.as_mut_ptr();
+    match fill_trigger(ctx, ev, skb, &o, kind, reason) {
+        Ok(()) => entry.submit(0),
+        Err(e) => {
+            entry.discard(0);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+#[inline(always)]
+unsafe fn fill_trigger(
+    ctx: &BtfTracePointContext,
+    ev: &mut TriggerEvent,
+    skb: *const u8,
+    o: &Offsets,
+    kind: u32,
+    reason: u32,
+) -> Result<(), i64> {
+    ev.kind = kind;
+    ev.cpu = aya_ebpf::helpers::bpf_get_smp_processor_id();
+    ev.ts_ns = bpf_ktime_get_ns();
+    ev.pid_tgid = bpf_get_current_pid_tgid();
+    ev.comm = bpf_get_current_comm().unwrap_or([0; NAME_LEN]);
+    ev.drop_reason = reason;
+    ev.skb_len = read(skb, o.skb_len)?;
+    ev.mark = read(skb, o.skb_mark)?;
+    ev.iif = read(skb, o.skb_iif)?;
+    let dev: *const u8 = read(skb, o.skb_dev)?;
+    if dev.is_null() {
+        ev.ifindex = 0;
+        ev.netns = 0;
+    } else {
+        ev.ifindex = read(dev, o.dev_ifindex)?;
+        let net: *const u8 = read(dev, o.dev_nd_net)?;
+        ev.netns = if net.is_null() {
+            0
+        } else {
+            read(net, o.net_ns_inum)?
+        };
+    }
+    ev.req_seq = 0;
+    if kind == EVENT_TRIGGER {
+        if let Some(slot) = SLOT.get_ptr(0) {
+            let slot = &*slot;
+            if slot.req_seq != 0 && slot.ifindex == ev.ifindex && slot.netns == ev.netns {
+                ev.req_seq = slot.req_seq;
+            }
+        }
+    }
+
+    let head: *const u8 = read(skb, o.skb_head)?;
+    let nh: u16 = read(skb, o.skb_network_header)?;
+    if bpf_probe_read_kernel_buf(head.add(nh as usize), &mut ev.ip).is_err() {
+        bpf_probe_read_kernel_buf(head.add(nh as usize), &mut ev.ip[..40]).map_err(|e| e as i64)?;
+        let mut i = 40;
+        while i < IP_CAP {
+            ev.ip[i] = 0;
+            i += 1;
+        }
+    }
+
+    ev.flags = 0;
+    ev.sk_ino = 0;
+    let sk: *const u8 = read(skb, o.skb_sk)?;
+    if !sk.is_null() {
+        ev.flags |= TRIGGER_HAS_SK;
+        let state: u8 = read(sk, o.sk_state)?;
+        let mut owner = sk;
+        if state == TCP_NEW_SYN_RECV {
+            ev.flags |= TRIGGER_REQUEST_SK;
+            owner = read(sk, o.rsk_listener)?;
+        }
+        if state == TCP_TIME_WAIT || owner.is_null() {
+            ev.flags |= TRIGGER_NO_FILE;
+        } else {
+            let sock: *const u8 = read(owner, o.sk_socket)?;
+            if sock.is_null() {
+                ev.flags |= TRIGGER_NO_FILE;
+            } else {
+                let file: *const u8 = read(sock, o.socket_file)?;
+                if file.is_null() {
+                    ev.flags |= TRIGGER_NO_FILE;
+                }
+                ev.sk_ino = read(sock, o.socket_ino)?;
+            }
+        }
+    }
+
+    // The kernel stack tells task context from softirq exactly (user space checks for the
+    // softirq entry points), which decides whether `current` is the sender.
+    let n = aya_ebpf::helpers::bpf_get_stack(
+        ctx.as_ptr(),
+        ev.stack.as_mut_ptr() as *mut c_void,
+        (STACK_DEPTH * 8) as u32,
+        0,
+    );
+    ev.stack_len = if n > 0 { (n as u32) / 8 } else { 0 };
+    Ok(())
+}
+
+/// `neigh:neigh_event_send_done` (first solicit) and `neigh:neigh_timer_handler`
+/// (retransmits, probes, failure) fire after `neigh_probe()` with the neighbour itself.
+#[btf_tracepoint(function = "neigh_event_send_done")]
+pub fn neigh_event_send_done(ctx: BtfTracePointContext) -> i32 {
+    let n: *const c_void = ctx.arg(0);
+    let _ = unsafe { emit_neigh(n as *const u8) };
+    0
+}
+
+#[btf_tracepoint(function = "neigh_timer_handler")]
+pub fn neigh_timer_handler(ctx: BtfTracePointContext) -> i32 {
+    let n: *const c_void = ctx.arg(0);
+    let _ = unsafe { emit_neigh(n as *const u8) };
+    0
+}
+
+const AF_INET: u32 = 2;
+const NUD_FAILED: u8 = 0x20;
+
+#[inline(always)]
+unsafe fn emit_neigh(n: *const u8) -> Result<(), i64> {
+    let o = offsets();
+    let tbl: *const u8 = read(n, o.neigh_tbl)?;
+    let family: u32 = read(tbl, o.tbl_family)?;
+    if family != AF_INET {
+        return Ok(());
+    }
+    let state: u8 = read(n, o.neigh_nud_state)?;
+    let target: [u8; 4] = read(n, o.neigh_key)?;
+    let dev: *const u8 = read(n, o.neigh_dev)?;
+    let ifindex: u32 = read(dev, o.dev_ifindex)?;
+    let net: *const u8 = read(dev, o.dev_nd_net)?;
+    let netns: u32 = if net.is_null() {
+        0
+    } else {
+        read(net, o.net_ns_inum)?
+    };
+
+    let mut req_seq = 0u64;
+    if let Some(slot) = SLOT.get_ptr_mut(0) {
+        let slot = &mut *slot;
+        if slot.req_seq != 0
+            && slot.ifindex == ifindex
+            && slot.netns == netns
+            && slot.target == target
+        {
+            req_seq = slot.req_seq;
+            slot.req_seq = 0;
+        }
+    }
+    let failed = state == NUD_FAILED;
+    if req_seq == 0 && !failed {
+        return Ok(()); // nothing was solicited in this call
+    }
+    let Some(mut entry) = EVENTS.reserve::<NeighEvent>(0) else {
+        count_lost();
+        return Ok(());
+    };
+    let ev = &mut *entry.as_mut_ptr();
+    ev.kind = EVENT_NEIGH;
+    ev.cpu = aya_ebpf::helpers::bpf_get_smp_processor_id();
+    ev.ts_ns = bpf_ktime_get_ns();
+    ev.req_seq = req_seq;
+    ev.netns = netns;
+    ev.ifindex = ifindex;
+    ev.target = target;
+    ev.nud_state = state as u32;
+    ev.probes = read(n, o.neigh_probes).unwrap_or(0);
+    ev.qlen = read(n, o.neigh_qlen).unwrap_or(0);
+    ev.flags = if failed { NEIGH_FAILED } else { 0 };
+    ev._pad = 0;
+    ev.ifname = read(dev, o.dev_name).unwrap_or([0; NAME_LEN]);
+    entry.submit(0);
     Ok(())
 }
 

@@ -41,6 +41,8 @@ struct Member {
 struct Type {
     name_off: u32,
     kind: u32,
+    /// Enumerators (name offset, value) for enums.
+    enumerators: Vec<(u32, i64)>,
     /// `size` for structs/unions/ints, referenced type id for typedefs, pointers and modifiers.
     size_or_type: u32,
     members: Vec<Member>,
@@ -110,6 +112,7 @@ impl Btf {
         let mut types = vec![Type {
             name_off: 0,
             kind: 0,
+            enumerators: vec![],
             size_or_type: 0,
             members: vec![],
         }];
@@ -123,6 +126,7 @@ impl Btf {
             let kind = (info >> 24) & 0x1f;
             let kind_flag = info >> 31 == 1;
             let mut members = Vec::new();
+            let mut enumerators = Vec::new();
             match kind {
                 KIND_INT | KIND_VAR | KIND_DECL_TAG => pos += 4,
                 KIND_ARRAY => pos += 12,
@@ -139,8 +143,24 @@ impl Btf {
                     }
                     pos += vlen * 12;
                 }
-                KIND_ENUM | KIND_FUNC_PROTO => pos += vlen * 8,
-                KIND_DATASEC | KIND_ENUM64 => pos += vlen * 12,
+                KIND_ENUM => {
+                    for i in 0..vlen {
+                        let m = pos + i * 8;
+                        enumerators.push((u32_at(tsec, m)?, u32_at(tsec, m + 4)? as i32 as i64));
+                    }
+                    pos += vlen * 8;
+                }
+                KIND_ENUM64 => {
+                    for i in 0..vlen {
+                        let m = pos + i * 12;
+                        let lo = u32_at(tsec, m + 4)? as u64;
+                        let hi = u32_at(tsec, m + 8)? as u64;
+                        enumerators.push((u32_at(tsec, m)?, (hi << 32 | lo) as i64));
+                    }
+                    pos += vlen * 12;
+                }
+                KIND_FUNC_PROTO => pos += vlen * 8,
+                KIND_DATASEC => pos += vlen * 12,
                 KIND_PTR | KIND_FWD | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT
                 | KIND_FUNC | KIND_FLOAT | KIND_TYPE_TAG => {}
                 other => bail!("unknown BTF kind {other} at type {}", types.len()),
@@ -148,6 +168,7 @@ impl Btf {
             types.push(Type {
                 name_off,
                 kind,
+                enumerators,
                 size_or_type,
                 members,
             });
@@ -224,6 +245,18 @@ impl Btf {
             }
         }
         None
+    }
+
+    /// Value of enumerator `name` in `enum enum_name`, if this kernel has it.
+    pub fn enum_value(&self, enum_name: &str, name: &str) -> Option<i64> {
+        self.types
+            .iter()
+            .filter(|t| {
+                (t.kind == KIND_ENUM || t.kind == KIND_ENUM64) && self.name(t.name_off) == enum_name
+            })
+            .flat_map(|t| t.enumerators.iter())
+            .find(|(n, _)| self.name(*n) == name)
+            .map(|(_, v)| *v)
     }
 
     /// Whether a struct or union of this name exists.
@@ -329,6 +362,15 @@ pub(crate) mod tests {
             }
             id
         }
+        pub fn enumeration(&mut self, name: &str, values: &[(&str, i32)]) -> u32 {
+            let id = self.header(name, KIND_ENUM, values.len() as u32, false, 4);
+            for (n, v) in values {
+                let n = self.string(n);
+                self.types.extend_from_slice(&n.to_le_bytes());
+                self.types.extend_from_slice(&v.to_le_bytes());
+            }
+            id
+        }
         pub fn build(&self) -> Vec<u8> {
             let mut out = Vec::new();
             out.extend_from_slice(&BTF_MAGIC.to_le_bytes());
@@ -430,6 +472,28 @@ pub(crate) mod tests {
             .to_string()
             .contains("bitfield"));
         assert!(btf.field("sk_buff", "mac_header.x").is_err());
+    }
+
+    #[test]
+    fn reads_enum_values() {
+        let mut b = Builder::new();
+        b.enumeration(
+            "skb_drop_reason",
+            &[
+                ("SKB_DROP_REASON_NOT_SPECIFIED", 2),
+                ("SKB_DROP_REASON_NEIGH_FAILED", 58),
+            ],
+        );
+        let btf = Btf::parse(&b.build()).unwrap();
+        assert_eq!(
+            btf.enum_value("skb_drop_reason", "SKB_DROP_REASON_NEIGH_FAILED"),
+            Some(58)
+        );
+        assert_eq!(btf.enum_value("skb_drop_reason", "NOPE"), None);
+        assert_eq!(
+            btf.enum_value("other", "SKB_DROP_REASON_NEIGH_FAILED"),
+            None
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 use arp_trace_common::{ArpXmitEvent, NO_MAC_HEADER};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::attribution::Trigger;
 use crate::timefmt;
 
 /// A link-layer (Ethernet) address.
@@ -146,6 +147,19 @@ pub struct ArpEvent {
     pub eth_dst: Option<Mac>,
     /// The frame as handed to the device, from the link-layer header on.
     pub frame: Hex,
+    /// The packet the kernel passed to `arp_solicit()`; null for probes with no queued packet
+    /// (and for replies).
+    #[serde(default)]
+    pub trigger: Option<Trigger>,
+    /// Neighbour entry state at the solicit (`incomplete`, `probe`, ...).
+    #[serde(default)]
+    pub neigh_state: Option<String>,
+    /// 1 for the first request of a resolution, 2.. for retransmits.
+    #[serde(default)]
+    pub attempt: Option<u32>,
+    /// Packets waiting on the entry.
+    #[serde(default)]
+    pub queued: Option<u32>,
 }
 
 /// The `"type"` tag of an ARP event; a unit type so it can only ever be `"arp"`.
@@ -239,6 +253,10 @@ impl ArpEvent {
             unicast,
             eth_dst,
             frame: Hex(frame.to_vec()),
+            trigger: None,
+            neigh_state: None,
+            attempt: None,
+            queued: None,
         })
     }
 }
@@ -287,6 +305,7 @@ pub(crate) mod tests {
             mac_len,
             caplen: FRAME_CAP as u16,
             _pad: 0,
+            seq: 0,
             pid_tgid: 0,
             ifname,
             comm: [0; 16],

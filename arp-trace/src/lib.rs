@@ -1,9 +1,12 @@
 //! arp-trace's user-space side as a library, so every stage of the pipeline can be unit-tested
 //! without root: source (kernel) -> decode -> enrich -> filter -> sinks.
 
+pub mod attribution;
 pub mod btf;
 pub mod cli;
 pub mod event;
+pub mod explain;
+pub mod kallsyms;
 pub mod live;
 pub mod loader;
 pub mod netns;

@@ -6,7 +6,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use arp_trace_common::{ArpXmitEvent, EVENT_ARP_XMIT};
+use arp_trace_common::{
+    ArpXmitEvent, NeighEvent, TriggerEvent, EVENT_ARP_XMIT, EVENT_NEIGH, EVENT_NEIGH_DROP,
+    EVENT_TRIGGER,
+};
+
+use crate::attribution::{Joined, Joiner};
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -84,8 +89,13 @@ pub fn run(args: &Args) -> Result<Counters> {
     loader::check_privileges()?;
     let filter = build_filter(args)?;
     let btf = Btf::from_sys_fs()?;
+    let syms = crate::kallsyms::Kallsyms::load()?;
+    let queuefull = btf
+        .enum_value("skb_drop_reason", "SKB_DROP_REASON_NEIGH_QUEUEFULL")
+        .unwrap_or(0);
     let mut tracer = Tracer::load(
         &btf,
+        &syms,
         &LoadOptions {
             buffer_bytes: args.buffer_kib * 1024,
         },
@@ -96,10 +106,65 @@ pub fn run(args: &Args) -> Result<Counters> {
         .enable_all()
         .build()
         .context("cannot start the event loop")?;
-    rt.block_on(stream(args, filter, &mut tracer))
+    let mut joiner = Joiner::new(Some(syms), crate::timefmt::monotonic_to_realtime_offset());
+    joiner.queuefull_reason = queuefull as u32;
+    rt.block_on(stream(args, filter, &mut tracer, joiner))
 }
 
-async fn stream(args: &Args, filter: Filter, tracer: &mut Tracer) -> Result<Counters> {
+/// Hands joined events to the pipeline.
+fn deliver(pipeline: &mut Pipeline, joined: &mut Vec<Joined>) -> std::io::Result<Flow> {
+    let mut flow = Flow::Continue;
+    for j in joined.drain(..) {
+        if flow == Flow::Stop {
+            continue;
+        }
+        match j {
+            Joined::Arp(ev) => flow = pipeline.push(*ev)?,
+            Joined::Failed(f) => pipeline.push_failed(f)?,
+        }
+    }
+    Ok(flow)
+}
+
+/// Decodes one ring buffer record into the joiner.
+fn ingest(
+    joiner: &mut Joiner,
+    pipeline: &mut Pipeline,
+    bytes: &[u8],
+    clock: i128,
+    out: &mut Vec<Joined>,
+) {
+    if bytes.len() < 4 {
+        return;
+    }
+    let kind = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    // SAFETY (each read): the length is checked; the structs are Pod, any bytes are valid.
+    match kind {
+        EVENT_ARP_XMIT if bytes.len() >= std::mem::size_of::<ArpXmitEvent>() => {
+            let raw: ArpXmitEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+            match ArpEvent::decode(&raw, clock) {
+                Ok(ev) => joiner.arp(raw.cpu, raw.seq, ev, out),
+                Err(skip) => pipeline.skipped(skip),
+            }
+        }
+        EVENT_TRIGGER | EVENT_NEIGH_DROP if bytes.len() >= std::mem::size_of::<TriggerEvent>() => {
+            let raw: TriggerEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+            joiner.trigger(&raw);
+        }
+        EVENT_NEIGH if bytes.len() >= std::mem::size_of::<NeighEvent>() => {
+            let raw: NeighEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+            joiner.neigh(&raw, out);
+        }
+        _ => {}
+    }
+}
+
+async fn stream(
+    args: &Args,
+    filter: Filter,
+    tracer: &mut Tracer,
+    mut joiner: Joiner,
+) -> Result<Counters> {
     let ring = tracer.events()?;
     let lost_map = tracer.lost()?;
     let mut bpf_log = aya_log::EbpfLogger::init(&mut tracer.ebpf).ok();
@@ -135,26 +200,21 @@ async fn stream(args: &Args, filter: Filter, tracer: &mut Tracer) -> Result<Coun
     let mut done = false;
     let mut closed = false;
 
-    let handle = |pipeline: &mut Pipeline, bytes: &[u8]| -> std::io::Result<Flow> {
-        if bytes.len() < 4 {
-            return Ok(Flow::Continue);
-        }
-        let kind = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-        if kind == EVENT_ARP_XMIT && bytes.len() >= std::mem::size_of::<ArpXmitEvent>() {
-            // SAFETY: the kernel wrote a whole ArpXmitEvent (checked length); Pod, any bytes valid.
-            let raw: ArpXmitEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-            match ArpEvent::decode(&raw, clock) {
-                Ok(ev) => return pipeline.push(ev),
-                Err(skip) => pipeline.skipped(skip),
-            }
-        }
-        Ok(Flow::Continue)
-    };
-
+    let mut joined: Vec<Joined> = Vec::new();
+    let mut join_tick = tokio::time::interval(crate::attribution::JOIN_WAIT / 2);
     while !done {
         tokio::select! {
             _ = sigint.recv() => done = true,
             _ = sigterm.recv() => done = true,
+            _ = join_tick.tick(), if joiner.has_pending() => {
+                joiner.expire(false, &mut joined);
+                match deliver(&mut pipeline, &mut joined).and_then(|f| pipeline.flush().map(|_| f)) {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Stop) => done = true,
+                    Err(e) if pipeline::is_closed_pipe(&e) => { done = true; closed = true; }
+                    Err(e) => return Err(e).context("writing output"),
+                }
+            }
             _ = tick.tick() => {
                 if let Some(l) = bpf_log.as_mut() { l.flush(); }
                 let lost = loader::read_lost(&lost_map);
@@ -170,12 +230,13 @@ async fn stream(args: &Args, filter: Filter, tracer: &mut Tracer) -> Result<Coun
                 let mut guard = guard?;
                 let rb = guard.get_inner_mut();
                 while let Some(item) = rb.next() {
-                    match handle(&mut pipeline, &item) {
-                        Ok(Flow::Continue) => {}
-                        Ok(Flow::Stop) => { done = true; break; }
-                        Err(e) if pipeline::is_closed_pipe(&e) => { done = true; closed = true; break; }
-                        Err(e) => return Err(e).context("writing output"),
-                    }
+                    ingest(&mut joiner, &mut pipeline, &item, clock, &mut joined);
+                }
+                match deliver(&mut pipeline, &mut joined) {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Stop) => done = true,
+                    Err(e) if pipeline::is_closed_pipe(&e) => { done = true; closed = true; }
+                    Err(e) => return Err(e).context("writing output"),
                 }
                 guard.clear_ready();
                 match pipeline.flush() {
@@ -191,11 +252,10 @@ async fn stream(args: &Args, filter: Filter, tracer: &mut Tracer) -> Result<Coun
     if !closed && args.count.is_none_or(|c| pipeline.counters.requests < c) {
         let rb = ring.get_mut();
         while let Some(item) = rb.next() {
-            match handle(&mut pipeline, &item) {
-                Ok(Flow::Continue) => {}
-                _ => break,
-            }
+            ingest(&mut joiner, &mut pipeline, &item, clock, &mut joined);
         }
+        joiner.expire(true, &mut joined);
+        let _ = deliver(&mut pipeline, &mut joined);
     }
     pipeline.counters.lost = loader::read_lost(&lost_map);
     if let Err(e) = pipeline.finish() {

@@ -4,13 +4,14 @@
 
 use std::fmt;
 
-use anyhow::{anyhow, Context, Result};
-use arp_trace_common::Offsets;
+use anyhow::{anyhow, bail, Context, Result};
+use arp_trace_common::{Config, Offsets, MAX_RANGES};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::BtfTracePoint;
 use aya::{Ebpf, EbpfLoader};
 
 use crate::btf::Btf;
+use crate::kallsyms::{Kallsyms, NEIGH_PROBE_SITES};
 
 /// The compiled eBPF object, built from `arp-trace-ebpf/` by build.rs.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/arp-trace"));
@@ -32,8 +33,48 @@ pub fn resolve_offsets(btf: &Btf) -> Result<Offsets> {
         // possible_net_t is empty without CONFIG_NET_NS; then every device is in init_net.
         dev_nd_net: f("net_device", "nd_net.net")?,
         net_ns_inum: f("net", "ns.inum")?,
+        skb_sk: f("sk_buff", "sk")?,
+        sk_state: f("sock", "__sk_common.skc_state")?,
+        sk_socket: f("sock", "sk_socket")?,
+        rsk_listener: f("request_sock", "__req_common.skc_listener")?,
+        socket_file: f("socket", "file")?,
+        // SOCK_INODE(): the inode follows the socket inside struct socket_alloc.
+        socket_ino: f("socket_alloc", "vfs_inode")? + f("inode", "i_ino")?,
+        neigh_nud_state: f("neighbour", "nud_state")?,
+        neigh_probes: f("neighbour", "probes")?,
+        neigh_qlen: f("neighbour", "arp_queue.qlen")?,
+        neigh_dev: f("neighbour", "dev")?,
+        neigh_key: f("neighbour", "primary_key")?,
+        neigh_tbl: f("neighbour", "tbl")?,
+        tbl_family: f("neigh_table", "family")?,
+        _pad: 0,
     };
     Ok(o)
+}
+
+/// Kernel text ranges and enum values the programs compare against.
+pub fn resolve_config(btf: &Btf, syms: &Kallsyms) -> Result<Config> {
+    let mut cfg = Config::UNSET;
+    let ranges: Vec<(u64, u64)> = NEIGH_PROBE_SITES
+        .iter()
+        .flat_map(|n| syms.ranges(n))
+        .take(MAX_RANGES)
+        .collect();
+    if ranges.is_empty() {
+        bail!("none of {NEIGH_PROBE_SITES:?} is in /proc/kallsyms; cannot find the solicit path");
+    }
+    for (i, (lo, hi)) in ranges.iter().enumerate() {
+        cfg.ranges[i] = [*lo, *hi];
+    }
+    let reason = |n: &str| btf.enum_value("skb_drop_reason", n).unwrap_or(0) as u32;
+    cfg.drop_neigh_failed = reason("SKB_DROP_REASON_NEIGH_FAILED");
+    cfg.drop_neigh_queuefull = reason("SKB_DROP_REASON_NEIGH_QUEUEFULL");
+    Ok(cfg)
+}
+
+fn leak(s: String) -> &'static str {
+    // A handful of hook names per run; they live as long as the process anyway.
+    Box::leak(s.into_boxed_str())
 }
 
 /// A hook in use, for the start-up line and trace headers.
@@ -120,30 +161,41 @@ fn explain_bpf_error(
 }
 
 impl Tracer {
-    pub fn load(btf: &Btf, opts: &LoadOptions) -> Result<Tracer> {
+    pub fn load(btf: &Btf, syms: &Kallsyms, opts: &LoadOptions) -> Result<Tracer> {
         let offsets = resolve_offsets(btf).context("reading kernel structure layouts from BTF")?;
+        let config = resolve_config(btf, syms)?;
         let aya_btf = aya::Btf::from_sys_fs()
             .map_err(|e| anyhow!("cannot read the kernel's BTF (/sys/kernel/btf/vmlinux): {e}"))?;
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&aya_btf))
             .override_global("OFFSETS", &offsets, true)
+            .override_global("CONFIG", &config, true)
             .map_max_entries("EVENTS", opts.buffer_bytes)
             .load(EBPF_OBJECT)
             .map_err(|e| explain_bpf_error("loading the eBPF programs", e))?;
 
         let mut hooks = Vec::new();
-        let prog: &mut BtfTracePoint = ebpf
-            .program_mut("net_dev_queue")
-            .context("eBPF object has no net_dev_queue program")?
-            .try_into()?;
-        prog.load("net_dev_queue", &aya_btf)
-            .map_err(|e| explain_bpf_error("loading tp_btf/net_dev_queue", e))?;
-        prog.attach()
-            .map_err(|e| explain_bpf_error("attaching tp_btf/net_dev_queue", e))?;
-        hooks.push(Hook {
-            role: "transmit",
-            name: "tp_btf/net_dev_queue",
-        });
+        for (role, name) in [
+            ("transmit", "net_dev_queue"),
+            ("solicit", "consume_skb"),
+            ("drops", "kfree_skb"),
+            ("neighbour", "neigh_event_send_done"),
+            ("neighbour", "neigh_timer_handler"),
+        ] {
+            let what = format!("tp_btf/{name}");
+            let prog: &mut BtfTracePoint = ebpf
+                .program_mut(name)
+                .with_context(|| format!("eBPF object has no {name} program"))?
+                .try_into()?;
+            prog.load(name, &aya_btf)
+                .map_err(|e| explain_bpf_error(&format!("loading {what}"), e))?;
+            prog.attach()
+                .map_err(|e| explain_bpf_error(&format!("attaching {what}"), e))?;
+            hooks.push(Hook {
+                role,
+                name: leak(what),
+            });
+        }
 
         Ok(Tracer { ebpf, hooks })
     }
@@ -184,7 +236,10 @@ mod tests {
         // and everything the programs read sits in the first cache lines of each struct.
         assert_eq!(o.skb_mac_header, o.skb_network_header + 2, "{o:?}");
         assert_ne!(o.skb_dev, o.skb_head);
-        assert!(o.skb_head < 256 && o.dev_name < 1024 && o.net_ns_inum < 4096, "{o:?}");
+        assert!(
+            o.skb_head < 256 && o.dev_name < 1024 && o.net_ns_inum < 4096,
+            "{o:?}"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::io::{self, Write};
 
+use crate::attribution::NeighFailed;
 use crate::event::{ArpEvent, ArpOp};
 use crate::netns::NetnsNames;
 use crate::pipeline::{Output, Sink};
@@ -36,6 +37,31 @@ pub fn describe(ev: &ArpEvent) -> String {
     }
 }
 
+/// ` <- udp 203.0.113.10:41000 > 198.51.100.20:9 python3[4242]` for requests with a trigger.
+pub fn trigger_suffix(ev: &ArpEvent) -> String {
+    match (&ev.op, &ev.trigger) {
+        (ArpOp::Request, Some(t)) => format!("  <- {}", t.describe()),
+        _ => String::new(),
+    }
+}
+
+/// `ARP 198.51.100.99 failed after 3 requests; dropped 1 packet: udp ... python3[4242]`
+pub fn describe_failed(f: &NeighFailed) -> String {
+    let n = f.dropped.len() as u64 + f.dropped_omitted;
+    let mut s = format!(
+        "ARP {} failed after {} request{}; dropped {n} packet{}",
+        f.target_ip,
+        f.attempts,
+        if f.attempts == 1 { "" } else { "s" },
+        if n == 1 { "" } else { "s" }
+    );
+    for (i, d) in f.dropped.iter().enumerate() {
+        s.push_str(if i == 0 { ": " } else { ", " });
+        s.push_str(&d.describe());
+    }
+    s
+}
+
 /// One line per event: `19:31:02.123456 srv/eth3 ARP who-has ... tell ... (mac)`.
 pub struct TerminalSink {
     out: Output,
@@ -51,10 +77,24 @@ impl Sink for TerminalSink {
     fn arp(&mut self, ev: &ArpEvent, names: &mut NetnsNames) -> io::Result<()> {
         writeln!(
             self.out.writer(),
-            "{} {} {}",
+            "{} {} {}{}",
             timefmt::local_clock_micros(ev.time.0),
             where_label(ev, names),
-            describe(ev)
+            describe(ev),
+            trigger_suffix(ev)
+        )
+    }
+    fn neigh_failed(&mut self, f: &NeighFailed, names: &mut NetnsNames) -> io::Result<()> {
+        let label = match &f.netns_name {
+            Some(n) => format!("{n}/{}", f.ifname),
+            None if names.own() == Some(f.netns) => f.ifname.clone(),
+            None => format!("{}/{}", f.netns, f.ifname),
+        };
+        writeln!(
+            self.out.writer(),
+            "{} {label} {}",
+            timefmt::local_clock_micros(f.time.0),
+            describe_failed(f)
         )
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -77,6 +117,11 @@ impl Sink for JsonSink {
     fn arp(&mut self, ev: &ArpEvent, _: &mut NetnsNames) -> io::Result<()> {
         let w = self.out.writer();
         serde_json::to_writer(&mut *w, ev).map_err(io::Error::other)?;
+        w.write_all(b"\n")
+    }
+    fn neigh_failed(&mut self, f: &NeighFailed, _: &mut NetnsNames) -> io::Result<()> {
+        let w = self.out.writer();
+        serde_json::to_writer(&mut *w, f).map_err(io::Error::other)?;
         w.write_all(b"\n")
     }
     fn flush(&mut self) -> io::Result<()> {

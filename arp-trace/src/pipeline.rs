@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::io::{self, Write};
 
+use crate::attribution::NeighFailed;
 use crate::event::{ArpEvent, ArpOp, Skip};
 use crate::netns::NetnsNames;
 
@@ -34,11 +35,16 @@ pub struct Counters {
     pub undecodable: u64,
     /// Records the kernel could not deliver (ring buffer full).
     pub lost: u64,
+    /// Neighbour entries that failed to resolve.
+    pub failures: u64,
 }
 
 /// A consumer of events: the terminal, JSON Lines, later trace files, pcapng and summaries.
 pub trait Sink {
     fn arp(&mut self, ev: &ArpEvent, names: &mut NetnsNames) -> io::Result<()>;
+    fn neigh_failed(&mut self, _ev: &NeighFailed, _names: &mut NetnsNames) -> io::Result<()> {
+        Ok(())
+    }
     /// Called after each batch so output reaches pipes promptly.
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -105,6 +111,24 @@ impl Pipeline {
             Some(limit) if self.counters.requests >= limit => Ok(Flow::Stop),
             _ => Ok(Flow::Continue),
         }
+    }
+
+    pub fn push_failed(&mut self, mut ev: NeighFailed) -> io::Result<()> {
+        let matches = (self.filter.interfaces.is_empty()
+            || self.filter.interfaces.contains(&ev.ifname))
+            && (self.filter.netns.is_empty() || self.filter.netns.contains(&ev.netns));
+        if !matches {
+            self.counters.filtered += 1;
+            return Ok(());
+        }
+        self.counters.failures += 1;
+        if ev.netns_name.is_none() {
+            ev.netns_name = self.names.name(ev.netns).map(str::to_owned);
+        }
+        for sink in &mut self.sinks {
+            sink.neigh_failed(&ev, &mut self.names)?;
+        }
+        Ok(())
     }
 
     pub fn flush(&mut self) -> io::Result<()> {

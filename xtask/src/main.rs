@@ -48,7 +48,10 @@ enum Cmd {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 fn cargo() -> Command {
@@ -58,7 +61,9 @@ fn cargo() -> Command {
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed ({status})");
     }
@@ -67,12 +72,16 @@ fn run(cmd: &mut Command) -> Result<()> {
 
 fn build(toolchain: &str, release: bool) -> Result<PathBuf> {
     let mut c = cargo();
-    c.args(["build", "--package", "arp-trace"]).env("ARP_TRACE_EBPF_TOOLCHAIN", toolchain);
+    c.args(["build", "--package", "arp-trace"])
+        .env("ARP_TRACE_EBPF_TOOLCHAIN", toolchain);
     if release {
         c.arg("--release");
     }
     run(&mut c)?;
-    Ok(workspace_root().join("target").join(if release { "release" } else { "debug" }).join("arp-trace"))
+    Ok(workspace_root()
+        .join("target")
+        .join(if release { "release" } else { "debug" })
+        .join("arp-trace"))
 }
 
 fn is_root() -> bool {
@@ -125,9 +134,19 @@ fn real_main() -> Result<()> {
             provision::ensure_test_tools()?;
             let bin = build(&tc, false)?;
             let mut c = cargo();
-            c.args(["test", "-p", "arp-trace", "-p", "arp-trace-common", "-p", "arp-trace-e2e", "-p", "xtask"])
-                .env("ARP_TRACE_EBPF_TOOLCHAIN", &tc)
-                .env("ARP_TRACE_BIN", &bin);
+            c.args([
+                "test",
+                "-p",
+                "arp-trace",
+                "-p",
+                "arp-trace-common",
+                "-p",
+                "arp-trace-e2e",
+                "-p",
+                "xtask",
+            ])
+            .env("ARP_TRACE_EBPF_TOOLCHAIN", &tc)
+            .env("ARP_TRACE_BIN", &bin);
             if !args.is_empty() {
                 c.arg("--").args(&args);
             }
@@ -137,8 +156,12 @@ fn real_main() -> Result<()> {
             let tc = provision::ensure_toolchain()?;
             let bin = build(&tc, true)?;
             let dst = prefix.join("arp-trace");
-            std::fs::copy(&bin, &dst).with_context(|| format!("cannot copy to {}", dst.display()))?;
-            eprintln!("xtask: installed {}; run it with sudo arp-trace", dst.display());
+            std::fs::copy(&bin, &dst)
+                .with_context(|| format!("cannot copy to {}", dst.display()))?;
+            eprintln!(
+                "xtask: installed {}; run it with sudo arp-trace",
+                dst.display()
+            );
             Ok(())
         }
     }

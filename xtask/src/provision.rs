@@ -16,15 +16,21 @@ const DEBIAN_TOOLCHAIN: &str = "debian-bpf";
 const DEBIAN_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src", "llvm-22-dev"];
 
 fn home() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"))
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"))
 }
 
 fn rustup_home() -> PathBuf {
-    std::env::var_os("RUSTUP_HOME").map(PathBuf::from).unwrap_or_else(|| home().join(".rustup"))
+    std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".rustup"))
 }
 
 fn cargo_home() -> PathBuf {
-    std::env::var_os("CARGO_HOME").map(PathBuf::from).unwrap_or_else(|| home().join(".cargo"))
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".cargo"))
 }
 
 fn which(bin: &str) -> Option<PathBuf> {
@@ -70,7 +76,9 @@ fn is_root() -> bool {
 
 fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: running {cmd:?}");
-    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed ({status})");
     }
@@ -96,12 +104,18 @@ fn dpkg_installed(pkg: &str) -> bool {
 
 /// Installs Debian packages that are missing, running `apt-get update` once first.
 fn apt_install(packages: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = packages.iter().copied().filter(|p| !dpkg_installed(p)).collect();
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| !dpkg_installed(p))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
     run(apt_get().args(["update", "-qq"]))?;
-    run(apt_get().args(["install", "-y", "-qq", "--no-install-recommends"]).args(&missing))
+    run(apt_get()
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing))
 }
 
 fn manual_steps() -> String {
@@ -154,7 +168,10 @@ pub fn ensure_toolchain() -> Result<String> {
             .current_dir(home()))?;
     }
     if !debian_toolchain_ready() || which("bpf-linker").is_none() {
-        bail!("provisioning finished but the toolchain is still incomplete:\n{}", manual_steps());
+        bail!(
+            "provisioning finished but the toolchain is still incomplete:\n{}",
+            manual_steps()
+        );
     }
     Ok(DEBIAN_TOOLCHAIN.into())
 }
@@ -162,12 +179,19 @@ pub fn ensure_toolchain() -> Result<String> {
 /// Tools the end-to-end tests drive: iproute2 for namespaces, jq and tshark to read output.
 pub fn ensure_test_tools() -> Result<()> {
     let wanted = [("ip", "iproute2"), ("jq", "jq"), ("setpriv", "util-linux")];
-    let missing: Vec<&str> = wanted.iter().filter(|(b, _)| which(b).is_none()).map(|(_, p)| *p).collect();
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(b, _)| which(b).is_none())
+        .map(|(_, p)| *p)
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
     if !is_debian() {
-        bail!("the tests need these tools installed: {}", missing.join(", "));
+        bail!(
+            "the tests need these tools installed: {}",
+            missing.join(", ")
+        );
     }
     apt_install(&missing)
 }

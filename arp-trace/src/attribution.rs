@@ -1,0 +1,686 @@
+//! Attribution: joins each ARP request with the packet the kernel passed to `arp_solicit()`
+//! (its trigger), the process or path that sent that packet, and the neighbour's state; and
+//! turns neighbour failures into `neigh_failed` events listing the packets the kernel dropped.
+//!
+//! The kernel side reports three records per solicit, in this order on one CPU: the ARP frame
+//! (numbered per CPU), the trigger naming that number, and the neighbour naming it too.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use arp_trace_common::{
+    NeighEvent, TriggerEvent, EVENT_NEIGH_DROP, NEIGH_FAILED, TRIGGER_HAS_SK, TRIGGER_NO_FILE,
+    TRIGGER_REQUEST_SK,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::event::{ArpEvent, ArpOp, Time};
+use crate::kallsyms::Kallsyms;
+
+/// Who sent the triggering packet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// A process's socket; pid and comm are known unless it exited before we looked.
+    Local,
+    /// No process: ICMP errors, TCP resets, kernel sockets, TIME_WAIT.
+    Kernel,
+    /// Routed through the host, received on `in_ifname`.
+    Forwarded,
+}
+
+/// The packet whose transmission made the kernel solicit (or that it dropped).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trigger {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    /// `udp`, `tcp`, `icmp`, or the IP protocol number.
+    pub proto: String,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+    pub icmp_type: Option<u8>,
+    /// IP total length.
+    pub len: u32,
+    pub mark: u32,
+    pub origin: Origin,
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+    /// Input interface of forwarded packets.
+    pub in_ifindex: Option<u32>,
+    pub in_ifname: Option<String>,
+    /// For dropped packets: `neigh_failed` or `neigh_queuefull`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_reason: Option<String>,
+}
+
+impl Trigger {
+    /// `udp 203.0.113.10:41000 > 198.51.100.20:9 python3[4242]`
+    pub fn describe(&self) -> String {
+        let mut s = match (self.sport, self.dport) {
+            (Some(sp), Some(dp)) => format!("{} {}:{sp} > {}:{dp}", self.proto, self.src, self.dst),
+            _ => match self.icmp_type {
+                Some(t) => format!("icmp {} > {} type {t}", self.src, self.dst),
+                None => format!("{} {} > {}", self.proto, self.src, self.dst),
+            },
+        };
+        match self.origin {
+            Origin::Local => match (&self.comm, self.pid) {
+                (Some(c), Some(p)) => s.push_str(&format!(" {c}[{p}]")),
+                _ => s.push_str(" (local socket, process gone)"),
+            },
+            Origin::Kernel => s.push_str(" (kernel)"),
+            Origin::Forwarded => s.push_str(&format!(
+                " (forwarded from {})",
+                self.in_ifname
+                    .clone()
+                    .unwrap_or_else(|| format!("ifindex {}", self.in_ifindex.unwrap_or(0)))
+            )),
+        }
+        s
+    }
+}
+
+/// Decodes the IPv4 header and the first L4 bytes the kernel side copied.
+pub fn parse_ip(
+    ip: &[u8],
+) -> Option<(
+    Ipv4Addr,
+    Ipv4Addr,
+    u8,
+    u32,
+    Option<u16>,
+    Option<u16>,
+    Option<u8>,
+)> {
+    if ip.len() < 20 || ip[0] >> 4 != 4 {
+        return None;
+    }
+    let ihl = ((ip[0] & 0x0f) as usize) * 4;
+    let len = u16::from_be_bytes([ip[2], ip[3]]) as u32;
+    let proto = ip[9];
+    let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    let l4 = ip.get(ihl..).unwrap_or(&[]);
+    let frag_off = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
+    let (mut sport, mut dport, mut icmp) = (None, None, None);
+    if frag_off == 0 {
+        match proto {
+            6 | 17 | 132 if l4.len() >= 4 => {
+                sport = Some(u16::from_be_bytes([l4[0], l4[1]]));
+                dport = Some(u16::from_be_bytes([l4[2], l4[3]]));
+            }
+            1 if !l4.is_empty() => icmp = Some(l4[0]),
+            _ => {}
+        }
+    }
+    Some((src, dst, proto, len, sport, dport, icmp))
+}
+
+fn proto_name(p: u8) -> String {
+    match p {
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        132 => "sctp".into(),
+        n => n.to_string(),
+    }
+}
+
+fn cstr(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+/// Socket inode -> owning process, from /proc/*/fd (what `ss -p` does), cached.
+pub struct SocketOwners {
+    map: HashMap<u64, (u32, String)>,
+    last_scan: Option<Instant>,
+}
+
+impl SocketOwners {
+    pub fn new() -> Self {
+        SocketOwners {
+            map: HashMap::new(),
+            last_scan: None,
+        }
+    }
+
+    /// Remembers an owner seen in task context, so retransmits after the process exited
+    /// still name it.
+    pub fn learn(&mut self, ino: u64, pid: u32, comm: String) {
+        if ino != 0 {
+            if self.map.len() > 65_536 {
+                self.map.clear();
+            }
+            self.map.insert(ino, (pid, comm));
+        }
+    }
+
+    pub fn lookup(&mut self, ino: u64) -> Option<(u32, String)> {
+        if ino == 0 {
+            return None;
+        }
+        if let Some(v) = self.map.get(&ino) {
+            return Some(v.clone());
+        }
+        if self
+            .last_scan
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
+        {
+            return None;
+        }
+        self.scan();
+        self.map.get(&ino).cloned()
+    }
+
+    fn scan(&mut self) {
+        self.last_scan = Some(Instant::now());
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for p in procs.flatten() {
+            let Ok(pid) = p.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+                continue;
+            };
+            let mut comm = None;
+            for fd in fds.flatten() {
+                let Ok(target) = std::fs::read_link(fd.path()) else {
+                    continue;
+                };
+                let t = target.to_string_lossy();
+                if let Some(ino) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                    if let Ok(ino) = ino.parse::<u64>() {
+                        let c = comm.get_or_insert_with(|| {
+                            std::fs::read_to_string(p.path().join("comm"))
+                                .map(|s| s.trim_end().to_string())
+                                .unwrap_or_default()
+                        });
+                        self.map.entry(ino).or_insert((pid, c.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Default for SocketOwners {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Decides a trigger's origin and owner from the kernel's record.
+pub fn make_trigger(
+    t: &TriggerEvent,
+    syms: Option<&Kallsyms>,
+    owners: &mut SocketOwners,
+    ifnames: &HashMap<(u32, u32), String>,
+) -> Option<Trigger> {
+    let (src, dst, proto, len, sport, dport, icmp_type) = parse_ip(&t.ip)?;
+    let stack = &t.stack[..(t.stack_len as usize).min(t.stack.len())];
+    let softirq = syms.map(|k| k.in_softirq(stack)).unwrap_or(true);
+    let (mut origin, mut pid, mut comm, mut in_ifindex) = (Origin::Kernel, None, None, None);
+    if t.flags & TRIGGER_HAS_SK != 0 {
+        let task_ctx = !softirq && t.flags & TRIGGER_REQUEST_SK == 0 && t.kind != EVENT_NEIGH_DROP;
+        if task_ctx && t.flags & TRIGGER_NO_FILE == 0 {
+            // In task context `current` is the process whose send reached the neighbour code.
+            let p = (t.pid_tgid >> 32) as u32;
+            let c = cstr(&t.comm);
+            owners.learn(t.sk_ino, p, c.clone());
+            origin = Origin::Local;
+            pid = Some(p);
+            comm = Some(c);
+        } else if let Some((p, c)) = owners.lookup(t.sk_ino) {
+            origin = Origin::Local;
+            pid = Some(p);
+            comm = Some(c);
+        } else if t.flags & TRIGGER_NO_FILE == 0 && t.sk_ino != 0 {
+            origin = Origin::Local; // a user socket whose process is already gone
+        }
+    } else if t.iif != 0 {
+        origin = Origin::Forwarded;
+        in_ifindex = Some(t.iif);
+    }
+    let in_ifname = in_ifindex.and_then(|i| ifnames.get(&(t.netns, i)).cloned());
+    Some(Trigger {
+        src,
+        dst,
+        proto: proto_name(proto),
+        sport,
+        dport,
+        icmp_type,
+        len,
+        mark: t.mark,
+        origin,
+        pid,
+        comm,
+        in_ifindex,
+        in_ifname,
+        drop_reason: None,
+    })
+}
+
+/// `struct neighbour::nud_state` in words.
+pub fn nud_name(state: u32) -> &'static str {
+    match state {
+        0x00 => "none",
+        0x01 => "incomplete",
+        0x02 => "reachable",
+        0x04 => "stale",
+        0x08 => "delay",
+        0x10 => "probe",
+        0x20 => "failed",
+        0x40 => "noarp",
+        0x80 => "permanent",
+        _ => "unknown",
+    }
+}
+
+/// A neighbour entry that could not be resolved, and what the kernel dropped with it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NeighFailed {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub time: Time,
+    pub netns: u32,
+    pub netns_name: Option<String>,
+    pub ifindex: u32,
+    pub ifname: String,
+    pub target_ip: Ipv4Addr,
+    pub attempts: u32,
+    pub dropped: Vec<Trigger>,
+    /// Dropped packets not listed (the list is capped).
+    pub dropped_omitted: u64,
+}
+
+/// What the joiner hands on.
+pub enum Joined {
+    Arp(Box<ArpEvent>),
+    Failed(NeighFailed),
+}
+
+struct Pending {
+    ev: ArpEvent,
+    since: Instant,
+}
+
+const MAX_DROPS_LISTED: usize = 32;
+/// How long a request waits for its trigger and neighbour records. They follow within
+/// microseconds on the same CPU; only requests not sent by the neighbour code (arping's
+/// packet sockets, gratuitous ARP) wait the full time.
+pub const JOIN_WAIT: Duration = Duration::from_millis(50);
+
+/// Joins the kernel's records into complete events.
+pub struct Joiner {
+    pending: HashMap<(u32, u64), Pending>,
+    order: VecDeque<(u32, u64)>,
+    /// NEIGH_FAILED drops seen on a CPU, waiting for that CPU's failure record.
+    drops_by_cpu: HashMap<u32, Vec<Trigger>>,
+    /// Queue-overflow drops, by (netns, ifindex, destination).
+    queuefull: HashMap<(u32, u32, Ipv4Addr), Vec<Trigger>>,
+    omitted: HashMap<u32, u64>,
+    pub owners: SocketOwners,
+    /// (netns, ifindex) -> name, learned from transmitted frames and neighbour records.
+    pub ifnames: HashMap<(u32, u32), String>,
+    pub syms: Option<Kallsyms>,
+    clock_offset: i128,
+    /// Triggers that named no pending request (counted, never dropped silently).
+    pub unmatched: u64,
+    /// `SKB_DROP_REASON_NEIGH_QUEUEFULL` on this kernel.
+    pub queuefull_reason: u32,
+}
+
+impl Joiner {
+    pub fn new(syms: Option<Kallsyms>, clock_offset: i128) -> Self {
+        Joiner {
+            pending: HashMap::new(),
+            order: VecDeque::new(),
+            drops_by_cpu: HashMap::new(),
+            queuefull: HashMap::new(),
+            omitted: HashMap::new(),
+            owners: SocketOwners::new(),
+            ifnames: HashMap::new(),
+            syms,
+            clock_offset,
+            unmatched: 0,
+            queuefull_reason: 0,
+        }
+    }
+
+    /// A transmitted ARP frame. Requests wait for their trigger; replies pass straight on.
+    pub fn arp(&mut self, cpu: u32, seq: u64, ev: ArpEvent, out: &mut Vec<Joined>) {
+        self.ifnames
+            .insert((ev.netns, ev.ifindex), ev.ifname.clone());
+        if ev.op != ArpOp::Request || seq == 0 {
+            out.push(Joined::Arp(Box::new(ev)));
+            return;
+        }
+        self.pending.insert(
+            (cpu, seq),
+            Pending {
+                ev,
+                since: Instant::now(),
+            },
+        );
+        self.order.push_back((cpu, seq));
+    }
+
+    pub fn trigger(&mut self, t: &TriggerEvent) {
+        let Some(mut trig) = make_trigger(t, self.syms.as_ref(), &mut self.owners, &self.ifnames)
+        else {
+            return;
+        };
+        if t.kind == EVENT_NEIGH_DROP {
+            let reason = if t.drop_reason != 0 && self.is_queuefull(t.drop_reason) {
+                "neigh_queuefull"
+            } else {
+                "neigh_failed"
+            };
+            trig.drop_reason = Some(reason.into());
+            let list = if reason == "neigh_queuefull" {
+                self.queuefull
+                    .entry((t.netns, t.ifindex, trig.dst))
+                    .or_default()
+            } else {
+                self.drops_by_cpu.entry(t.cpu).or_default()
+            };
+            if list.len() < MAX_DROPS_LISTED {
+                list.push(trig);
+            } else {
+                *self.omitted.entry(t.cpu).or_default() += 1;
+            }
+            return;
+        }
+        match self.pending.get_mut(&(t.cpu, t.req_seq)) {
+            Some(p) if t.req_seq != 0 => p.ev.trigger = Some(trig),
+            _ => self.unmatched += 1,
+        }
+    }
+
+    fn is_queuefull(&self, reason: u32) -> bool {
+        reason == self.queuefull_reason
+    }
+
+    /// The neighbour after a solicit: completes the pending request; a failure also yields a
+    /// `neigh_failed` event with the packets dropped.
+    pub fn neigh(&mut self, n: &NeighEvent, out: &mut Vec<Joined>) {
+        let target = Ipv4Addr::from(n.target);
+        let ifname = cstr(&n.ifname);
+        if !ifname.is_empty() {
+            self.ifnames.insert((n.netns, n.ifindex), ifname.clone());
+        }
+        if n.req_seq != 0 {
+            if let Some(mut p) = self.pending.remove(&(n.cpu, n.req_seq)) {
+                p.ev.neigh_state = Some(nud_name(n.nud_state).to_string());
+                p.ev.attempt = Some(n.probes);
+                p.ev.queued = Some(n.qlen);
+                out.push(Joined::Arp(Box::new(p.ev)));
+            }
+        }
+        if n.flags & NEIGH_FAILED != 0 {
+            let mut dropped = self.drops_by_cpu.remove(&n.cpu).unwrap_or_default();
+            dropped.extend(
+                self.queuefull
+                    .remove(&(n.netns, n.ifindex, target))
+                    .unwrap_or_default(),
+            );
+            let dropped_omitted = self.omitted.remove(&n.cpu).unwrap_or(0);
+            out.push(Joined::Failed(NeighFailed {
+                kind: "neigh_failed".into(),
+                time: Time(n.ts_ns as i128 + self.clock_offset),
+                netns: n.netns,
+                netns_name: None,
+                ifindex: n.ifindex,
+                ifname,
+                target_ip: target,
+                attempts: n.probes,
+                dropped,
+                dropped_omitted,
+            }));
+        }
+    }
+
+    /// Hands on requests whose records did not all arrive in time (no trigger: a probe of a
+    /// stale entry, or ARP not sent by the neighbour code). `all` flushes everything (exit).
+    pub fn expire(&mut self, all: bool, out: &mut Vec<Joined>) {
+        while let Some(key) = self.order.front().copied() {
+            match self.pending.get(&key) {
+                None => {
+                    self.order.pop_front();
+                }
+                Some(p) if all || p.since.elapsed() >= JOIN_WAIT => {
+                    self.order.pop_front();
+                    if let Some(p) = self.pending.remove(&key) {
+                        out.push(Joined::Arp(Box::new(p.ev)));
+                    }
+                }
+                Some(_) => break,
+            }
+        }
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arp_trace_common::{EVENT_NEIGH, EVENT_TRIGGER, IP_CAP, NAME_LEN, STACK_DEPTH};
+
+    fn udp_packet(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> [u8; IP_CAP] {
+        let mut ip = [0u8; IP_CAP];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&29u16.to_be_bytes());
+        ip[9] = 17;
+        ip[12..16].copy_from_slice(&src);
+        ip[16..20].copy_from_slice(&dst);
+        ip[20..22].copy_from_slice(&sport.to_be_bytes());
+        ip[22..24].copy_from_slice(&dport.to_be_bytes());
+        ip
+    }
+
+    fn trigger(kind: u32, cpu: u32, req_seq: u64, flags: u32, ino: u64) -> TriggerEvent {
+        let mut comm = [0u8; NAME_LEN];
+        comm[..7].copy_from_slice(b"python3");
+        TriggerEvent {
+            kind,
+            cpu,
+            ts_ns: 1,
+            req_seq,
+            pid_tgid: (4242u64 << 32) | 4242,
+            sk_ino: ino,
+            netns: 7,
+            ifindex: 3,
+            iif: 0,
+            mark: 0,
+            skb_len: 29,
+            flags,
+            drop_reason: 0,
+            stack_len: 0,
+            comm,
+            ip: udp_packet([203, 0, 113, 10], [198, 51, 100, 20], 41000, 9),
+            stack: [0; STACK_DEPTH],
+        }
+    }
+
+    fn neigh(cpu: u32, req_seq: u64, state: u32, probes: u32, flags: u32) -> NeighEvent {
+        let mut ifname = [0u8; NAME_LEN];
+        ifname[..4].copy_from_slice(b"eth3");
+        NeighEvent {
+            kind: EVENT_NEIGH,
+            cpu,
+            ts_ns: 2,
+            req_seq,
+            netns: 7,
+            ifindex: 3,
+            target: [198, 51, 100, 20],
+            nud_state: state,
+            probes,
+            qlen: 1,
+            flags,
+            _pad: 0,
+            ifname,
+        }
+    }
+
+    fn request() -> ArpEvent {
+        use crate::event::tests::{frame, raw};
+        let f = frame(
+            1,
+            [0xff; 6],
+            [2, 0, 0, 0, 0, 1],
+            [203, 0, 113, 10],
+            [0; 6],
+            [198, 51, 100, 20],
+        );
+        ArpEvent::decode(&raw(&f, 14), 0).unwrap()
+    }
+
+    /// A stack inside handle_softirqs, to make a record look like it came from softirq.
+    fn syms() -> Kallsyms {
+        Kallsyms::parse("0000000000001000 T handle_softirqs\n0000000000002000 T other\n0000000000003000 T end\n")
+    }
+
+    #[test]
+    fn parses_udp_tcp_icmp_and_fragments() {
+        let ip = udp_packet([203, 0, 113, 10], [198, 51, 100, 20], 41000, 9);
+        let (s, d, p, len, sp, dp, icmp) = parse_ip(&ip).unwrap();
+        assert_eq!(
+            (s, d, p, len, sp, dp, icmp),
+            (
+                Ipv4Addr::new(203, 0, 113, 10),
+                Ipv4Addr::new(198, 51, 100, 20),
+                17,
+                29,
+                Some(41000),
+                Some(9),
+                None
+            )
+        );
+        let mut icmp_pkt = ip;
+        icmp_pkt[9] = 1;
+        icmp_pkt[20] = 8;
+        assert_eq!(parse_ip(&icmp_pkt).unwrap().6, Some(8));
+        let mut frag = ip;
+        frag[7] = 1;
+        assert_eq!(parse_ip(&frag).unwrap().4, None);
+        assert!(parse_ip(&[0x60; 40]).is_none());
+        assert!(parse_ip(&[0x45; 10]).is_none());
+    }
+
+    #[test]
+    fn joins_request_trigger_and_neighbour_in_task_context() {
+        let mut j = Joiner::new(Some(syms()), 0);
+        let mut out = Vec::new();
+        j.arp(1, 5, request(), &mut out);
+        assert!(out.is_empty(), "a request waits for its trigger");
+        let mut t = trigger(EVENT_TRIGGER, 1, 5, TRIGGER_HAS_SK, 99);
+        t.stack[0] = 0x2100; // "other": task context
+        t.stack_len = 1;
+        j.trigger(&t);
+        j.neigh(&neigh(1, 5, 0x01, 1, 0), &mut out);
+        let Joined::Arp(ev) = &out[0] else { panic!() };
+        let trig = ev.trigger.as_ref().unwrap();
+        assert_eq!(trig.origin, Origin::Local);
+        assert_eq!(
+            (trig.pid, trig.comm.as_deref()),
+            (Some(4242), Some("python3"))
+        );
+        assert_eq!(
+            trig.describe(),
+            "udp 203.0.113.10:41000 > 198.51.100.20:9 python3[4242]"
+        );
+        assert_eq!(
+            (ev.neigh_state.as_deref(), ev.attempt, ev.queued),
+            (Some("incomplete"), Some(1), Some(1))
+        );
+    }
+
+    #[test]
+    fn softirq_retransmit_is_attributed_to_the_socket_owner_seen_before() {
+        let mut j = Joiner::new(Some(syms()), 0);
+        j.owners.learn(99, 4242, "python3".into());
+        let mut out = Vec::new();
+        j.arp(0, 9, request(), &mut out);
+        let mut t = trigger(EVENT_TRIGGER, 0, 9, TRIGGER_HAS_SK, 99);
+        t.pid_tgid = 0; // swapper, interrupted
+        t.stack[0] = 0x1010;
+        t.stack_len = 1;
+        j.trigger(&t);
+        j.neigh(&neigh(0, 9, 0x01, 2, 0), &mut out);
+        let Joined::Arp(ev) = &out[0] else { panic!() };
+        assert_eq!(ev.trigger.as_ref().unwrap().pid, Some(4242));
+        assert_eq!(ev.attempt, Some(2));
+    }
+
+    #[test]
+    fn kernel_and_forwarded_origins() {
+        let mut ifnames = HashMap::new();
+        ifnames.insert((7, 12), "eth1".to_string());
+        let mut owners = SocketOwners::new();
+        let t = trigger(EVENT_TRIGGER, 0, 1, TRIGGER_HAS_SK | TRIGGER_NO_FILE, 0);
+        assert_eq!(
+            make_trigger(&t, Some(&syms()), &mut owners, &ifnames)
+                .unwrap()
+                .origin,
+            Origin::Kernel
+        );
+        let mut t = trigger(EVENT_TRIGGER, 0, 1, 0, 0);
+        t.iif = 12;
+        let f = make_trigger(&t, Some(&syms()), &mut owners, &ifnames).unwrap();
+        assert_eq!(
+            (&f.origin, f.in_ifname.as_deref()),
+            (&Origin::Forwarded, Some("eth1"))
+        );
+        assert!(f.describe().ends_with("(forwarded from eth1)"));
+        let t = trigger(EVENT_TRIGGER, 0, 1, 0, 0);
+        assert_eq!(
+            make_trigger(&t, Some(&syms()), &mut owners, &ifnames)
+                .unwrap()
+                .origin,
+            Origin::Kernel
+        );
+    }
+
+    #[test]
+    fn requests_without_records_expire_with_null_trigger() {
+        let mut j = Joiner::new(None, 0);
+        let mut out = Vec::new();
+        j.arp(0, 1, request(), &mut out);
+        j.expire(false, &mut out);
+        assert!(out.is_empty());
+        j.expire(true, &mut out);
+        let Joined::Arp(ev) = &out[0] else { panic!() };
+        assert!(ev.trigger.is_none() && ev.attempt.is_none());
+        // A trigger for a request that is gone is counted.
+        j.trigger(&trigger(EVENT_TRIGGER, 0, 1, TRIGGER_HAS_SK, 1));
+        assert_eq!(j.unmatched, 1);
+    }
+
+    #[test]
+    fn failure_lists_dropped_packets() {
+        let mut j = Joiner::new(Some(syms()), 0);
+        j.owners.learn(99, 4242, "python3".into());
+        let mut out = Vec::new();
+        let mut d = trigger(EVENT_NEIGH_DROP, 1, 0, TRIGGER_HAS_SK, 99);
+        d.drop_reason = 58;
+        j.trigger(&d);
+        j.neigh(&neigh(1, 0, 0x20, 3, NEIGH_FAILED), &mut out);
+        let Joined::Failed(f) = &out[0] else { panic!() };
+        assert_eq!(
+            (f.attempts, f.ifname.as_str(), f.target_ip),
+            (3, "eth3", Ipv4Addr::new(198, 51, 100, 20))
+        );
+        assert_eq!(f.dropped.len(), 1);
+        assert_eq!(f.dropped[0].drop_reason.as_deref(), Some("neigh_failed"));
+        assert_eq!(f.dropped[0].pid, Some(4242));
+        let v = serde_json::to_value(f).unwrap();
+        assert_eq!(v["type"], "neigh_failed");
+    }
+}
