@@ -279,6 +279,7 @@ mod tests {
             lost: 3,
             filtered: 4,
             undecodable: 5,
+            failures: 0,
         };
         assert_eq!(
             counts_line(&c),
