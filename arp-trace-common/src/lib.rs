@@ -30,6 +30,8 @@ pub const MAX_RANGES: usize = 4;
 
 /// `NeighEvent::flags`
 pub const NEIGH_FAILED: u32 = 1;
+/// The record comes from `neigh_event_send_done`: the first solicit of a resolution.
+pub const NEIGH_FIRST: u32 = 2;
 /// `TriggerEvent::flags`
 pub const TRIGGER_HAS_SK: u32 = 1;
 /// The socket is a request socket (SYN-ACK); `sk_ino` is its listener's.
@@ -76,7 +78,12 @@ pub struct Offsets {
     pub neigh_key: u32,
     pub neigh_tbl: u32,
     pub tbl_family: u32,
-    pub _pad: u32,
+    /// `neighbour.arp_queue` and `neighbour.arp_queue.prev` (the queue's tail).
+    pub neigh_queue: u32,
+    pub neigh_queue_tail: u32,
+    pub neigh_parms: u32,
+    /// `neigh_parms.data[NEIGH_VAR_UCAST_PROBES]`
+    pub parms_ucast_probes: u32,
 }
 
 /// Everything else the loader decides at start-up.
@@ -112,6 +119,8 @@ pub struct TriggerEvent {
     pub pid_tgid: u64,
     /// Inode of the socket owning the packet (its listener's for a SYN-ACK); 0 if none.
     pub sk_ino: u64,
+    /// The owning `struct sock` (identifies the socket after its process closed it).
+    pub sk: u64,
     pub netns: u32,
     pub ifindex: u32,
     pub iif: u32,
@@ -144,8 +153,19 @@ pub struct NeighEvent {
     /// Packets waiting in `arp_queue`.
     pub qlen: u32,
     pub flags: u32,
-    pub _pad: u32,
+    /// The entry's unicast probe budget: INCOMPLETE entries start counting `probes` from it.
+    pub ucast_probes: u32,
     pub ifname: [u8; NAME_LEN],
+    /// Owner of the queued packet that was solicited for (`skb_clone()` drops `skb->sk`, so
+    /// the trigger's own record cannot carry it): read from the queue's tail.
+    pub sk: u64,
+    pub sk_ino: u64,
+    pub pid_tgid: u64,
+    /// `TRIGGER_*` flags of that packet's socket.
+    pub owner_flags: u32,
+    pub stack_len: u32,
+    pub comm: [u8; NAME_LEN],
+    pub stack: [u64; STACK_DEPTH],
 }
 
 impl Offsets {
@@ -175,7 +195,10 @@ impl Offsets {
         neigh_key: u32::MAX,
         neigh_tbl: u32::MAX,
         tbl_family: u32::MAX,
-        _pad: 0,
+        neigh_queue: u32::MAX,
+        neigh_queue_tail: u32::MAX,
+        neigh_parms: u32::MAX,
+        parms_ucast_probes: u32::MAX,
     };
 }
 
@@ -230,7 +253,7 @@ mod tests {
 
     #[test]
     fn layouts_have_no_hidden_padding() {
-        assert_eq!(size_of::<Offsets>(), 26 * 4);
+        assert_eq!(size_of::<Offsets>(), 29 * 4);
         assert_eq!(align_of::<ArpXmitEvent>(), 8);
         assert_eq!(
             size_of::<ArpXmitEvent>(),
@@ -239,11 +262,11 @@ mod tests {
         assert_eq!(size_of::<Config>(), MAX_RANGES * 16 + 8);
         assert_eq!(
             size_of::<TriggerEvent>(),
-            8 + 8 * 4 + 8 * 4 + 16 + IP_CAP + 8 * STACK_DEPTH
+            8 + 8 * 5 + 8 * 4 + 16 + IP_CAP + 8 * STACK_DEPTH
         );
         assert_eq!(
             size_of::<NeighEvent>(),
-            8 + 8 + 8 + 8 + 4 * 4 + 8 + NAME_LEN
+            8 + 8 + 8 + 8 + 4 * 4 + 8 + NAME_LEN + 8 * 3 + 8 + NAME_LEN + 8 * STACK_DEPTH
         );
     }
 }

@@ -10,7 +10,8 @@ use core::ffi::c_void;
 use arp_trace_common::{
     ArpXmitEvent, Config, NeighEvent, Offsets, TriggerEvent, EVENT_ARP_XMIT, EVENT_NEIGH,
     EVENT_NEIGH_DROP, EVENT_TRIGGER, FRAME_CAP, HOOK_NET_DEV_QUEUE, IP_CAP, MAX_RANGES, NAME_LEN,
-    NEIGH_FAILED, NO_MAC_HEADER, STACK_DEPTH, TRIGGER_HAS_SK, TRIGGER_NO_FILE, TRIGGER_REQUEST_SK,
+    NEIGH_FAILED, NEIGH_FIRST, NO_MAC_HEADER, STACK_DEPTH, TRIGGER_HAS_SK, TRIGGER_NO_FILE,
+    TRIGGER_REQUEST_SK,
 };
 use aya_ebpf::{
     helpers::{
@@ -266,7 +267,7 @@ unsafe fn emit_trigger(
 
 #[inline(always)]
 unsafe fn fill_trigger(
-    ctx: &BtfTracePointContext,
+    _ctx: &BtfTracePointContext,
     ev: &mut TriggerEvent,
     skb: *const u8,
     o: &Offsets,
@@ -316,43 +317,41 @@ unsafe fn fill_trigger(
         }
     }
 
-    ev.flags = 0;
-    ev.sk_ino = 0;
     let sk: *const u8 = read(skb, o.skb_sk)?;
-    if !sk.is_null() {
-        ev.flags |= TRIGGER_HAS_SK;
-        let state: u8 = read(sk, o.sk_state)?;
-        let mut owner = sk;
-        if state == TCP_NEW_SYN_RECV {
-            ev.flags |= TRIGGER_REQUEST_SK;
-            owner = read(sk, o.rsk_listener)?;
-        }
-        if state == TCP_TIME_WAIT || owner.is_null() {
-            ev.flags |= TRIGGER_NO_FILE;
-        } else {
-            let sock: *const u8 = read(owner, o.sk_socket)?;
-            if sock.is_null() {
-                ev.flags |= TRIGGER_NO_FILE;
-            } else {
-                let file: *const u8 = read(sock, o.socket_file)?;
-                if file.is_null() {
-                    ev.flags |= TRIGGER_NO_FILE;
-                }
-                ev.sk_ino = read(sock, o.socket_ino)?;
-            }
-        }
-    }
+    let (flags, ino) = read_owner(sk, o)?;
+    ev.flags = flags;
+    ev.sk_ino = ino;
+    ev.sk = sk as u64;
 
-    // The kernel stack tells task context from softirq exactly (user space checks for the
-    // softirq entry points), which decides whether `current` is the sender.
-    let n = aya_ebpf::helpers::bpf_get_stack(
-        ctx.as_ptr(),
-        ev.stack.as_mut_ptr() as *mut c_void,
-        (STACK_DEPTH * 8) as u32,
-        0,
-    );
-    ev.stack_len = if n > 0 { (n as u32) / 8 } else { 0 };
+    ev.stack_len = 0;
     Ok(())
+}
+
+/// Socket facts of a packet's owner: `TRIGGER_*` flags and the socket inode.
+#[inline(always)]
+unsafe fn read_owner(sk: *const u8, o: &Offsets) -> Result<(u32, u64), i64> {
+    if sk.is_null() {
+        return Ok((0, 0));
+    }
+    let mut flags = TRIGGER_HAS_SK;
+    let state: u8 = read(sk, o.sk_state)?;
+    let mut owner = sk;
+    if state == TCP_NEW_SYN_RECV {
+        flags |= TRIGGER_REQUEST_SK;
+        owner = read(sk, o.rsk_listener)?;
+    }
+    if state == TCP_TIME_WAIT || owner.is_null() {
+        return Ok((flags | TRIGGER_NO_FILE, 0));
+    }
+    let sock: *const u8 = read(owner, o.sk_socket)?;
+    if sock.is_null() {
+        return Ok((flags | TRIGGER_NO_FILE, 0));
+    }
+    let file: *const u8 = read(sock, o.socket_file)?;
+    if file.is_null() {
+        flags |= TRIGGER_NO_FILE;
+    }
+    Ok((flags, read(sock, o.socket_ino)?))
 }
 
 /// `neigh:neigh_event_send_done` (first solicit) and `neigh:neigh_timer_handler`
@@ -360,14 +359,14 @@ unsafe fn fill_trigger(
 #[btf_tracepoint(function = "neigh_event_send_done")]
 pub fn neigh_event_send_done(ctx: BtfTracePointContext) -> i32 {
     let n: *const c_void = ctx.arg(0);
-    let _ = unsafe { emit_neigh(n as *const u8) };
+    let _ = unsafe { emit_neigh(&ctx, n as *const u8, NEIGH_FIRST) };
     0
 }
 
 #[btf_tracepoint(function = "neigh_timer_handler")]
 pub fn neigh_timer_handler(ctx: BtfTracePointContext) -> i32 {
     let n: *const c_void = ctx.arg(0);
-    let _ = unsafe { emit_neigh(n as *const u8) };
+    let _ = unsafe { emit_neigh(&ctx, n as *const u8, 0) };
     0
 }
 
@@ -375,7 +374,7 @@ const AF_INET: u32 = 2;
 const NUD_FAILED: u8 = 0x20;
 
 #[inline(always)]
-unsafe fn emit_neigh(n: *const u8) -> Result<(), i64> {
+unsafe fn emit_neigh(ctx: &BtfTracePointContext, n: *const u8, first: u32) -> Result<(), i64> {
     let o = offsets();
     let tbl: *const u8 = read(n, o.neigh_tbl)?;
     let family: u32 = read(tbl, o.tbl_family)?;
@@ -424,9 +423,39 @@ unsafe fn emit_neigh(n: *const u8) -> Result<(), i64> {
     ev.nud_state = state as u32;
     ev.probes = read(n, o.neigh_probes).unwrap_or(0);
     ev.qlen = read(n, o.neigh_qlen).unwrap_or(0);
-    ev.flags = if failed { NEIGH_FAILED } else { 0 };
-    ev._pad = 0;
+    ev.flags = if failed { NEIGH_FAILED } else { 0 } | if req_seq != 0 { first } else { 0 };
+    let parms: *const u8 = read(n, o.neigh_parms).unwrap_or(core::ptr::null());
+    ev.ucast_probes = if parms.is_null() {
+        0
+    } else {
+        read(parms, o.parms_ucast_probes).unwrap_or(0)
+    };
     ev.ifname = read(dev, o.dev_name).unwrap_or([0; NAME_LEN]);
+    ev.pid_tgid = bpf_get_current_pid_tgid();
+    ev.comm = bpf_get_current_comm().unwrap_or([0; NAME_LEN]);
+    ev.sk = 0;
+    ev.sk_ino = 0;
+    ev.owner_flags = 0;
+    ev.stack_len = 0;
+    if req_seq != 0 {
+        let head = n.add(o.neigh_queue as usize);
+        let tail: *const u8 = read(n, o.neigh_queue_tail).unwrap_or(head);
+        if !tail.is_null() && tail != head {
+            let sk: *const u8 = read(tail, o.skb_sk).unwrap_or(core::ptr::null());
+            if let Ok((flags, ino)) = read_owner(sk, &o) {
+                ev.sk = sk as u64;
+                ev.sk_ino = ino;
+                ev.owner_flags = flags;
+            }
+        }
+        let got = aya_ebpf::helpers::bpf_get_stack(
+            ctx.as_ptr(),
+            ev.stack.as_mut_ptr() as *mut c_void,
+            (STACK_DEPTH * 8) as u32,
+            0,
+        );
+        ev.stack_len = if got > 0 { (got as u32) / 8 } else { 0 };
+    }
     entry.submit(0);
     Ok(())
 }

@@ -10,8 +10,8 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use arp_trace_common::{
-    NeighEvent, TriggerEvent, EVENT_NEIGH_DROP, NEIGH_FAILED, TRIGGER_HAS_SK, TRIGGER_NO_FILE,
-    TRIGGER_REQUEST_SK,
+    NeighEvent, TriggerEvent, EVENT_NEIGH_DROP, NEIGH_FAILED, NEIGH_FIRST, TRIGGER_HAS_SK,
+    TRIGGER_NO_FILE, TRIGGER_REQUEST_SK,
 };
 use serde::{Deserialize, Serialize};
 
@@ -135,6 +135,8 @@ fn cstr(b: &[u8]) -> String {
 /// Socket inode -> owning process, from /proc/*/fd (what `ss -p` does), cached.
 pub struct SocketOwners {
     map: HashMap<u64, (u32, String)>,
+    /// `struct sock` address -> owner: still names the process after it closed the socket.
+    by_sk: HashMap<u64, (u32, String)>,
     last_scan: Option<Instant>,
 }
 
@@ -142,22 +144,33 @@ impl SocketOwners {
     pub fn new() -> Self {
         SocketOwners {
             map: HashMap::new(),
+            by_sk: HashMap::new(),
             last_scan: None,
         }
     }
 
     /// Remembers an owner seen in task context, so retransmits after the process exited
     /// still name it.
-    pub fn learn(&mut self, ino: u64, pid: u32, comm: String) {
+    pub fn learn(&mut self, sk: u64, ino: u64, pid: u32, comm: String) {
+        // Bounded: a busy host's history is not worth unbounded memory.
+        if self.map.len() > 65_536 {
+            self.map.clear();
+        }
+        if self.by_sk.len() > 65_536 {
+            self.by_sk.clear();
+        }
         if ino != 0 {
-            if self.map.len() > 65_536 {
-                self.map.clear();
-            }
-            self.map.insert(ino, (pid, comm));
+            self.map.insert(ino, (pid, comm.clone()));
+        }
+        if sk != 0 {
+            self.by_sk.insert(sk, (pid, comm));
         }
     }
 
-    pub fn lookup(&mut self, ino: u64) -> Option<(u32, String)> {
+    pub fn lookup(&mut self, sk: u64, ino: u64) -> Option<(u32, String)> {
+        if let Some(v) = self.by_sk.get(&sk) {
+            return Some(v.clone());
+        }
         if ino == 0 {
             return None;
         }
@@ -213,6 +226,89 @@ impl Default for SocketOwners {
     }
 }
 
+/// What the kernel side read about a packet's socket and the context it was sent from.
+pub struct Owner<'a> {
+    pub flags: u32,
+    pub sk: u64,
+    pub sk_ino: u64,
+    pub pid_tgid: u64,
+    pub comm: &'a [u8],
+    pub stack: &'a [u64],
+    /// False where `current` cannot be the sender (drops happen in timers).
+    pub may_be_current: bool,
+}
+
+/// Origin, pid and comm of a packet with a socket; None when it has none.
+pub fn resolve_owner(
+    o: &Owner<'_>,
+    syms: Option<&Kallsyms>,
+    owners: &mut SocketOwners,
+) -> Option<(Origin, Option<u32>, Option<String>)> {
+    if o.flags & TRIGGER_HAS_SK == 0 {
+        return None;
+    }
+    // Without a stack we cannot prove task context, so never trust `current` then.
+    let softirq = match syms {
+        Some(k) if !o.stack.is_empty() => k.in_softirq(o.stack),
+        _ => true,
+    };
+    let task_ctx = o.may_be_current && !softirq && o.flags & TRIGGER_REQUEST_SK == 0;
+    if task_ctx && o.flags & TRIGGER_NO_FILE == 0 {
+        // In task context `current` is the process whose send reached the neighbour code.
+        let pid = (o.pid_tgid >> 32) as u32;
+        let comm = cstr(o.comm);
+        owners.learn(o.sk, o.sk_ino, pid, comm.clone());
+        return Some((Origin::Local, Some(pid), Some(comm)));
+    }
+    if let Some((pid, comm)) = owners.lookup(o.sk, o.sk_ino) {
+        return Some((Origin::Local, Some(pid), Some(comm)));
+    }
+    if o.flags & TRIGGER_NO_FILE == 0 && o.sk_ino != 0 {
+        return Some((Origin::Local, None, None)); // a user socket whose process is gone
+    }
+    Some((Origin::Kernel, None, None))
+}
+
+/// When the queue no longer holds the packet (the reply arrived inside the solicit, as on
+/// veth), the sender is still `current` if the solicit ran in task context.
+fn current_if_task(
+    o: &Owner<'_>,
+    syms: Option<&Kallsyms>,
+) -> Option<(Origin, Option<u32>, Option<String>)> {
+    let k = syms?;
+    if o.stack.is_empty() || k.in_softirq(o.stack) || o.pid_tgid >> 32 == 0 {
+        return None;
+    }
+    Some((
+        Origin::Local,
+        Some((o.pid_tgid >> 32) as u32),
+        Some(cstr(o.comm)),
+    ))
+}
+
+/// The entry's state when the kernel solicited and which attempt this was. The record is
+/// read after the solicit, when a synchronous reply (veth) may already have resolved the
+/// entry, so the state is inferred from the request's form then.
+pub fn solicit_state(n: &NeighEvent, unicast: bool) -> (&'static str, u32) {
+    const INCOMPLETE: u32 = 0x01;
+    const PROBE: u32 = 0x10;
+    let state = match n.nud_state {
+        INCOMPLETE => "incomplete",
+        PROBE => "probe",
+        _ if unicast => "probe",
+        _ => "incomplete",
+    };
+    let attempt = if n.flags & NEIGH_FIRST != 0 {
+        1
+    } else if state == "incomplete" {
+        // __neigh_event_send() starts an INCOMPLETE entry's count at ucast_probes.
+        n.probes.saturating_sub(n.ucast_probes).max(1)
+    } else {
+        n.probes.max(1)
+    };
+    (state, attempt)
+}
+
 /// Decides a trigger's origin and owner from the kernel's record.
 pub fn make_trigger(
     t: &TriggerEvent,
@@ -221,26 +317,18 @@ pub fn make_trigger(
     ifnames: &HashMap<(u32, u32), String>,
 ) -> Option<Trigger> {
     let (src, dst, proto, len, sport, dport, icmp_type) = parse_ip(&t.ip)?;
-    let stack = &t.stack[..(t.stack_len as usize).min(t.stack.len())];
-    let softirq = syms.map(|k| k.in_softirq(stack)).unwrap_or(true);
+    let owner = Owner {
+        flags: t.flags,
+        sk: t.sk,
+        sk_ino: t.sk_ino,
+        pid_tgid: t.pid_tgid,
+        comm: &t.comm,
+        stack: &t.stack[..(t.stack_len as usize).min(t.stack.len())],
+        may_be_current: t.kind != EVENT_NEIGH_DROP,
+    };
     let (mut origin, mut pid, mut comm, mut in_ifindex) = (Origin::Kernel, None, None, None);
-    if t.flags & TRIGGER_HAS_SK != 0 {
-        let task_ctx = !softirq && t.flags & TRIGGER_REQUEST_SK == 0 && t.kind != EVENT_NEIGH_DROP;
-        if task_ctx && t.flags & TRIGGER_NO_FILE == 0 {
-            // In task context `current` is the process whose send reached the neighbour code.
-            let p = (t.pid_tgid >> 32) as u32;
-            let c = cstr(&t.comm);
-            owners.learn(t.sk_ino, p, c.clone());
-            origin = Origin::Local;
-            pid = Some(p);
-            comm = Some(c);
-        } else if let Some((p, c)) = owners.lookup(t.sk_ino) {
-            origin = Origin::Local;
-            pid = Some(p);
-            comm = Some(c);
-        } else if t.flags & TRIGGER_NO_FILE == 0 && t.sk_ino != 0 {
-            origin = Origin::Local; // a user socket whose process is already gone
-        }
+    if let Some((o, p, c)) = resolve_owner(&owner, syms, owners) {
+        (origin, pid, comm) = (o, p, c);
     } else if t.iif != 0 {
         origin = Origin::Forwarded;
         in_ifindex = Some(t.iif);
@@ -332,6 +420,8 @@ pub struct Joiner {
     pub unmatched: u64,
     /// `SKB_DROP_REASON_NEIGH_QUEUEFULL` on this kernel.
     pub queuefull_reason: u32,
+    /// Attempt number of the last request per (netns, ifindex, target), for failures.
+    last_attempt: HashMap<(u32, u32, Ipv4Addr), u32>,
 }
 
 impl Joiner {
@@ -348,6 +438,7 @@ impl Joiner {
             clock_offset,
             unmatched: 0,
             queuefull_reason: 0,
+            last_attempt: HashMap::new(),
         }
     }
 
@@ -415,9 +506,30 @@ impl Joiner {
         }
         if n.req_seq != 0 {
             if let Some(mut p) = self.pending.remove(&(n.cpu, n.req_seq)) {
-                p.ev.neigh_state = Some(nud_name(n.nud_state).to_string());
-                p.ev.attempt = Some(n.probes);
+                let owner = Owner {
+                    flags: n.owner_flags,
+                    sk: n.sk,
+                    sk_ino: n.sk_ino,
+                    pid_tgid: n.pid_tgid,
+                    comm: &n.comm,
+                    stack: &n.stack[..(n.stack_len as usize).min(n.stack.len())],
+                    may_be_current: true,
+                };
+                if let Some(t) = p.ev.trigger.as_mut() {
+                    let resolved = resolve_owner(&owner, self.syms.as_ref(), &mut self.owners)
+                        .or_else(|| current_if_task(&owner, self.syms.as_ref()));
+                    if let Some((o, pid, comm)) = resolved {
+                        (t.origin, t.pid, t.comm) = (o, pid, comm);
+                        t.in_ifindex = None;
+                        t.in_ifname = None;
+                    }
+                }
+                let (state, attempt) = solicit_state(n, p.ev.unicast);
+                p.ev.neigh_state = Some(state.to_string());
+                p.ev.attempt = Some(attempt);
                 p.ev.queued = Some(n.qlen);
+                self.last_attempt
+                    .insert((n.netns, n.ifindex, target), attempt);
                 out.push(Joined::Arp(Box::new(p.ev)));
             }
         }
@@ -437,7 +549,10 @@ impl Joiner {
                 ifindex: n.ifindex,
                 ifname,
                 target_ip: target,
-                attempts: n.probes,
+                attempts: self
+                    .last_attempt
+                    .remove(&(n.netns, n.ifindex, target))
+                    .unwrap_or_else(|| n.probes.saturating_sub(n.ucast_probes).max(1)),
                 dropped,
                 dropped_omitted,
             }));
@@ -495,6 +610,7 @@ mod tests {
             req_seq,
             pid_tgid: (4242u64 << 32) | 4242,
             sk_ino: ino,
+            sk: 0xffff_8880_0000_1000,
             netns: 7,
             ifindex: 3,
             iif: 0,
@@ -524,9 +640,27 @@ mod tests {
             probes,
             qlen: 1,
             flags,
-            _pad: 0,
+            ucast_probes: 3,
             ifname,
+            sk: 0,
+            sk_ino: 0,
+            pid_tgid: 0,
+            owner_flags: 0,
+            stack_len: 0,
+            comm: [0; NAME_LEN],
+            stack: [0; STACK_DEPTH],
         }
+    }
+
+    /// Gives a neighbour record the owner python3[4242] and a one-frame stack.
+    fn owned(n: &mut NeighEvent, frame: u64) {
+        n.owner_flags = TRIGGER_HAS_SK;
+        n.sk = 0xffff_8880_0000_1000;
+        n.sk_ino = 99;
+        n.pid_tgid = (4242u64 << 32) | 4242;
+        n.comm[..7].copy_from_slice(b"python3");
+        n.stack[0] = frame;
+        n.stack_len = 1;
     }
 
     fn request() -> ArpEvent {
@@ -580,11 +714,12 @@ mod tests {
         let mut out = Vec::new();
         j.arp(1, 5, request(), &mut out);
         assert!(out.is_empty(), "a request waits for its trigger");
-        let mut t = trigger(EVENT_TRIGGER, 1, 5, TRIGGER_HAS_SK, 99);
-        t.stack[0] = 0x2100; // "other": task context
-        t.stack_len = 1;
-        j.trigger(&t);
-        j.neigh(&neigh(1, 5, 0x01, 1, 0), &mut out);
+        // skb_clone() drops skb->sk: the trigger record has no socket; the neighbour record
+        // carries the queued original's owner.
+        j.trigger(&trigger(EVENT_TRIGGER, 1, 5, 0, 0));
+        let mut n = neigh(1, 5, 0x01, 4, NEIGH_FIRST);
+        owned(&mut n, 0x2100); // "other": task context
+        j.neigh(&n, &mut out);
         let Joined::Arp(ev) = &out[0] else { panic!() };
         let trig = ev.trigger.as_ref().unwrap();
         assert_eq!(trig.origin, Origin::Local);
@@ -605,15 +740,16 @@ mod tests {
     #[test]
     fn softirq_retransmit_is_attributed_to_the_socket_owner_seen_before() {
         let mut j = Joiner::new(Some(syms()), 0);
-        j.owners.learn(99, 4242, "python3".into());
+        j.owners
+            .learn(0xffff_8880_0000_1000, 99, 4242, "python3".into());
         let mut out = Vec::new();
         j.arp(0, 9, request(), &mut out);
-        let mut t = trigger(EVENT_TRIGGER, 0, 9, TRIGGER_HAS_SK, 99);
-        t.pid_tgid = 0; // swapper, interrupted
-        t.stack[0] = 0x1010;
-        t.stack_len = 1;
-        j.trigger(&t);
-        j.neigh(&neigh(0, 9, 0x01, 2, 0), &mut out);
+        j.trigger(&trigger(EVENT_TRIGGER, 0, 9, 0, 0));
+        let mut n = neigh(0, 9, 0x01, 5, 0); // probes counts on from ucast_probes (3)
+        owned(&mut n, 0x1010); // inside handle_softirqs
+        n.pid_tgid = 0; // swapper, interrupted
+        n.owner_flags |= TRIGGER_NO_FILE; // the process already closed the socket
+        j.neigh(&n, &mut out);
         let Joined::Arp(ev) = &out[0] else { panic!() };
         assert_eq!(ev.trigger.as_ref().unwrap().pid, Some(4242));
         assert_eq!(ev.attempt, Some(2));
@@ -666,12 +802,13 @@ mod tests {
     #[test]
     fn failure_lists_dropped_packets() {
         let mut j = Joiner::new(Some(syms()), 0);
-        j.owners.learn(99, 4242, "python3".into());
+        j.owners
+            .learn(0xffff_8880_0000_1000, 99, 4242, "python3".into());
         let mut out = Vec::new();
         let mut d = trigger(EVENT_NEIGH_DROP, 1, 0, TRIGGER_HAS_SK, 99);
         d.drop_reason = 58;
         j.trigger(&d);
-        j.neigh(&neigh(1, 0, 0x20, 3, NEIGH_FAILED), &mut out);
+        j.neigh(&neigh(1, 0, 0x20, 6, NEIGH_FAILED), &mut out);
         let Joined::Failed(f) = &out[0] else { panic!() };
         assert_eq!(
             (f.attempts, f.ifname.as_str(), f.target_ip),

@@ -47,7 +47,11 @@ pub fn resolve_offsets(btf: &Btf) -> Result<Offsets> {
         neigh_key: f("neighbour", "primary_key")?,
         neigh_tbl: f("neighbour", "tbl")?,
         tbl_family: f("neigh_table", "family")?,
-        _pad: 0,
+        neigh_queue: f("neighbour", "arp_queue")?,
+        neigh_queue_tail: f("neighbour", "arp_queue.prev")?,
+        neigh_parms: f("neighbour", "parms")?,
+        parms_ucast_probes: f("neigh_parms", "data")?
+            + 4 * btf.enum_value("", "NEIGH_VAR_UCAST_PROBES").unwrap_or(1) as u32,
     };
     Ok(o)
 }
