@@ -17,6 +17,9 @@ pub struct NetnsNames {
     names: HashMap<u32, String>,
     own: Option<u32>,
     last_scan: Option<Instant>,
+    /// Inodes a scan did not find, and when: each unknown inode triggers its own rescan,
+    /// at most once per `rescan_every`.
+    misses: HashMap<u32, Instant>,
     rescan_every: Duration,
 }
 
@@ -36,6 +39,7 @@ impl NetnsNames {
             names: HashMap::new(),
             own: inode_of(Path::new("/proc/self/ns/net")).ok(),
             last_scan: None,
+            misses: HashMap::new(),
             rescan_every: Duration::from_millis(200),
         }
     }
@@ -64,12 +68,25 @@ impl NetnsNames {
 
     /// The `ip netns` name of a namespace, if it has one.
     pub fn name(&mut self, inode: u32) -> Option<&str> {
-        if !self.names.contains_key(&inode) {
-            let due = self
-                .last_scan
-                .is_none_or(|t| t.elapsed() >= self.rescan_every);
-            if due {
-                self.scan();
+        // The kernel reuses namespace inodes: a cached name is only trusted while its
+        // bind mount still has that inode.
+        let stale = match self.names.get(&inode) {
+            Some(n) => inode_of(&self.dir.join(n)).ok() != Some(inode),
+            None => {
+                let recently_missed = self
+                    .misses
+                    .get(&inode)
+                    .is_some_and(|t| t.elapsed() < self.rescan_every);
+                !recently_missed
+            }
+        };
+        if stale {
+            self.scan();
+            if !self.names.contains_key(&inode) {
+                if self.misses.len() > 4096 {
+                    self.misses.clear();
+                }
+                self.misses.insert(inode, Instant::now());
             }
         }
         self.names.get(&inode).map(String::as_str)
@@ -78,6 +95,7 @@ impl NetnsNames {
     /// Forces a rescan on the next lookup (tests, and after a namespace filter miss).
     pub fn invalidate(&mut self) {
         self.last_scan = None;
+        self.misses.clear();
     }
 }
 

@@ -1,1 +1,799 @@
+//! Harness for the end-to-end tests: the real `arp-trace` binary, the real kernel, real
+//! network namespaces.
+//!
+//! Everything created here lives in throw-away network namespaces named
+//! `at<pid>x<counter><role>`; nothing is created in the root namespace. Namespaces are
+//! deleted by [`Netns`]'s `Drop`, also when a test panics.
 
+use std::io::{BufRead, BufReader, Read};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+pub use serde_json::Value;
+
+/// How long to wait for an event that normally arrives in well under 100 ms. The machine is
+/// shared and tests run in parallel, so be generous.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long to wait for the tracer to attach its hooks.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long to wait for the tracer to exit after a signal.
+pub const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn next_id() -> u32 {
+    COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The tracer binary: `$ARP_TRACE_BIN`, else `<workspace>/target/debug/arp-trace`.
+pub fn bin() -> PathBuf {
+    let path = match std::env::var_os("ARP_TRACE_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/arp-trace"),
+    };
+    if !path.is_file() {
+        panic!(
+            "arp-trace binary not found at {}: build it first: cargo build -p arp-trace \
+             (cargo xtask test does this)",
+            path.display()
+        );
+    }
+    path
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running commands
+// ---------------------------------------------------------------------------------------------
+
+/// Run `ip ARGS...`, panic with its stderr if it fails; return its stdout.
+pub fn ip(args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `ip {}`: {e}", args.join(" ")));
+    if !out.status.success() {
+        panic!(
+            "`ip {}` failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Wait for `child` to exit for at most `timeout`; `None` if it is still running.
+fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) => {}
+            Err(e) => panic!("waiting for child {}: {e}", child.id()),
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The outcome of a finished process.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Finished {
+    /// The stderr lines that are not empty.
+    pub fn stderr_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect()
+    }
+}
+
+/// Run a command to completion (killing it after `timeout`), capturing its output.
+pub fn run_to_completion(mut cmd: Command, timeout: Duration) -> Finished {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let desc = format!("{cmd:?}");
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot spawn {desc}: {e}"));
+    let out = spawn_string_reader(child.stdout.take().unwrap());
+    let err = spawn_string_reader(child.stderr.take().unwrap());
+    let status = match wait_timeout(&mut child, timeout) {
+        Some(s) => s,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = err.join().unwrap_or_default();
+            panic!("{desc} did not exit within {timeout:?}; stderr: {stderr}");
+        }
+    };
+    Finished {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+fn spawn_string_reader<R: Read + Send + 'static>(mut r: R) -> JoinHandle<String> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// True if uid 65534 can reach and execute `path` (every ancestor o+x, the file o+rx).
+fn others_can_execute(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(path) = path.canonicalize() else {
+        return false;
+    };
+    let mode = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0)
+    };
+    mode(&path) & 0o005 == 0o005 && path.ancestors().skip(1).all(|d| mode(d) & 0o001 != 0)
+}
+
+/// Run the tracer with `args` as user/group 65534 (nobody) via `setpriv`.
+///
+/// If the binary is not reachable by others it is copied to a private 0755 directory. A copy
+/// can fail to execute with ETXTBSY while another test thread forks (the child briefly holds
+/// the write descriptor), so that case is retried.
+pub fn run_unprivileged(args: &[&str]) -> Finished {
+    let bin = bin();
+    let mut copy_dir = None;
+    let exe = if others_can_execute(&bin) {
+        bin
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!(
+            "arp-trace-e2e-{}-{}-unpriv",
+            std::process::id(),
+            next_id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let copy = dir.join("arp-trace");
+        std::fs::copy(&bin, &copy).unwrap();
+        std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+        copy_dir = Some(dir);
+        copy
+    };
+    let mut attempt = 0;
+    let f = loop {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&exe)
+            .args(args);
+        let f = run_to_completion(cmd, Duration::from_secs(30));
+        attempt += 1;
+        if attempt < 10 && f.stderr.contains("Text file busy") {
+            thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        break f;
+    };
+    if let Some(dir) = copy_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    f
+}
+
+// ---------------------------------------------------------------------------------------------
+// Network namespaces
+// ---------------------------------------------------------------------------------------------
+
+/// A named network namespace (`ip netns add`), deleted on drop.
+#[derive(Debug)]
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    /// Create `at<pid>x<counter><role>`; `role` is a short tag such as `s` or `c3`.
+    pub fn new(role: &str) -> Netns {
+        let name = format!("at{}x{}{}", std::process::id(), next_id(), role);
+        ip(&["netns", "add", &name]);
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `/run/netns/<name>`.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// The namespace's inode number, as the tracer reports it in `netns`.
+    pub fn inode(&self) -> u64 {
+        std::fs::metadata(self.path())
+            .unwrap_or_else(|e| panic!("stat {}: {e}", self.path().display()))
+            .ino()
+    }
+
+    /// `ip -n <name> ARGS...`
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+
+    /// The MAC address of `dev` in this namespace (lower case, colon separated).
+    pub fn mac(&self, dev: &str) -> String {
+        let out = self.ip(&["-br", "link", "show", "dev", dev]);
+        // "eth3@if2   UP   46:18:e9:b8:ae:40 <BROADCAST,MULTICAST,UP,LOWER_UP>"
+        let mac = out
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or_else(|| panic!("no MAC in `ip -br link show {dev}`: {out:?}"));
+        assert!(is_mac(mac), "not a MAC address: {mac:?} (from {out:?})");
+        mac.to_string()
+    }
+
+    /// Wait until `dev` has carrier (LOWER_UP).
+    pub fn wait_link_up(&self, dev: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = self.ip(&["link", "show", "dev", dev]);
+            if out.contains("LOWER_UP") {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!("{}/{dev} not up after 10 s: {out}", self.name);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `ip -n <name> neigh flush all`.
+    pub fn flush_neigh(&self) {
+        self.ip(&["neigh", "flush", "all"]);
+    }
+
+    /// Send one UDP datagram from inside this namespace, from `src` (or an unbound socket)
+    /// to `dst`.
+    pub fn send_udp(&self, src: Option<Ipv4Addr>, dst: SocketAddrV4) {
+        self.send_udp_many(src, &[dst]);
+    }
+
+    /// Send one UDP datagram to each of `dsts` from one socket inside this namespace.
+    pub fn send_udp_many(&self, src: Option<Ipv4Addr>, dsts: &[SocketAddrV4]) {
+        let path = self.path();
+        let dsts = dsts.to_vec();
+        let name = self.name.clone();
+        let res = thread::spawn(move || -> Result<(), String> {
+            // setns(CLONE_NEWNET) only moves this thread; it ends with the thread.
+            let f =
+                std::fs::File::open(&path).map_err(|e| format!("open {}: {e}", path.display()))?;
+            // SAFETY: plain syscall on a valid fd.
+            if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(format!("setns {name}: {}", std::io::Error::last_os_error()));
+            }
+            let bind = SocketAddr::V4(SocketAddrV4::new(src.unwrap_or(Ipv4Addr::UNSPECIFIED), 0));
+            let sock = UdpSocket::bind(bind).map_err(|e| format!("bind {bind} in {name}: {e}"))?;
+            for d in &dsts {
+                sock.send_to(b"arp-trace-e2e", d)
+                    .map_err(|e| format!("send_to {d} in {name}: {e}"))?;
+            }
+            Ok(())
+        })
+        .join()
+        .expect("sender thread panicked");
+        if let Err(e) = res {
+            panic!("sending UDP: {e}");
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        match Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output()
+        {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => eprintln!(
+                "warning: ip netns del {}: {}",
+                self.name,
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => eprintln!("warning: ip netns del {}: {e}", self.name),
+        }
+    }
+}
+
+/// Shorthand for a UDP destination (discard port 9).
+pub fn udp(addr: &str) -> SocketAddrV4 {
+    SocketAddrV4::new(addr.parse().expect("IPv4 address"), 9)
+}
+
+/// A lone namespace holding both ends of a veth pair: eth3 (198.51.100.10/24, up) and eth4
+/// (no address, up). UDP to any other 198.51.100.x makes the kernel ARP on eth3 with nobody
+/// answering: one request now, two retransmits 1 s apart.
+pub fn lone(role: &str) -> Netns {
+    let ns = Netns::new(role);
+    ns.ip(&[
+        "link", "add", "eth3", "type", "veth", "peer", "name", "eth4",
+    ]);
+    ns.ip(&["addr", "add", "198.51.100.10/24", "dev", "eth3"]);
+    ns.ip(&["link", "set", "eth3", "up"]);
+    ns.ip(&["link", "set", "eth4", "up"]);
+    ns.wait_link_up("eth3");
+    ns
+}
+
+pub const SRV_ETH3_IP: &str = "198.51.100.10";
+pub const SRV_ETH5_IP: &str = "203.0.113.10";
+pub const C3_IP: &str = "198.51.100.20";
+pub const C5_IP: &str = "203.0.113.20";
+
+/// The seed topology:
+///
+/// ```text
+///   c3 eth0 198.51.100.20/24 ── eth3 198.51.100.10/24  srv  eth5 203.0.113.10/24 ── eth0 203.0.113.20/24 c5
+/// ```
+pub struct Seed {
+    pub srv: Netns,
+    pub c3: Netns,
+    pub c5: Netns,
+}
+
+impl Seed {
+    pub fn new() -> Seed {
+        let srv = Netns::new("s");
+        let c3 = Netns::new("c3");
+        let c5 = Netns::new("c5");
+        srv.ip(&[
+            "link",
+            "add",
+            "eth3",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            c3.name(),
+        ]);
+        srv.ip(&[
+            "link",
+            "add",
+            "eth5",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            c5.name(),
+        ]);
+        srv.ip(&["addr", "add", "198.51.100.10/24", "dev", "eth3"]);
+        srv.ip(&["addr", "add", "203.0.113.10/24", "dev", "eth5"]);
+        c3.ip(&["addr", "add", "198.51.100.20/24", "dev", "eth0"]);
+        c5.ip(&["addr", "add", "203.0.113.20/24", "dev", "eth0"]);
+        srv.ip(&["link", "set", "eth3", "up"]);
+        srv.ip(&["link", "set", "eth5", "up"]);
+        c3.ip(&["link", "set", "eth0", "up"]);
+        c5.ip(&["link", "set", "eth0", "up"]);
+        srv.wait_link_up("eth3");
+        srv.wait_link_up("eth5");
+        c3.wait_link_up("eth0");
+        c5.wait_link_up("eth0");
+        Seed { srv, c3, c5 }
+    }
+}
+
+impl Default for Seed {
+    fn default() -> Self {
+        Seed::new()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tracer
+// ---------------------------------------------------------------------------------------------
+
+/// A running `arp-trace`, started with `--ready-file` and waited for.
+pub struct Tracer {
+    child: Child,
+    args: Vec<String>,
+    ready_file: PathBuf,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl Tracer {
+    /// Start the tracer with `args` and wait until its hooks are attached.
+    pub fn start(args: &[&str]) -> Tracer {
+        let ready_file = std::env::temp_dir().join(format!(
+            "arp-trace-e2e-{}-{}.ready",
+            std::process::id(),
+            next_id()
+        ));
+        let _ = std::fs::remove_file(&ready_file);
+        let mut child = Command::new(bin())
+            .args(args)
+            .arg("--ready-file")
+            .arg(&ready_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", bin().display()));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let out_pipe = child.stdout.take().unwrap();
+        let err_pipe = child.stderr.take().unwrap();
+        let readers = vec![
+            {
+                let stdout = stdout.clone();
+                thread::spawn(move || {
+                    for line in BufReader::new(out_pipe).lines() {
+                        match line {
+                            Ok(l) => stdout.lock().unwrap().push(l),
+                            Err(_) => break,
+                        }
+                    }
+                })
+            },
+            {
+                let stderr = stderr.clone();
+                thread::spawn(move || {
+                    let mut r = BufReader::new(err_pipe);
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        match r.read_line(&mut line) {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => stderr.lock().unwrap().push_str(&line),
+                        }
+                    }
+                })
+            },
+        ];
+        let mut t = Tracer {
+            child,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            ready_file,
+            stdout,
+            stderr,
+            readers,
+        };
+        t.wait_ready();
+        t
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if self.ready_file.exists() {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                for r in self.readers.drain(..) {
+                    let _ = r.join();
+                }
+                panic!(
+                    "arp-trace {:?} exited ({status}) before it was ready; stderr:\n{}",
+                    self.args,
+                    self.stderr()
+                );
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "arp-trace {:?} not ready after {READY_TIMEOUT:?}; stderr so far:\n{}",
+                    self.args,
+                    self.stderr()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> libc::pid_t {
+        self.child.id() as libc::pid_t
+    }
+
+    /// Send `sig` to the tracer.
+    pub fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(
+            rc,
+            0,
+            "kill({}, {sig}): {}",
+            self.pid(),
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// stdout lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// stdout lines so far, parsed as JSON (panics on a line that is not JSON).
+    pub fn json(&self) -> Vec<Value> {
+        parse_json_lines(&self.lines().join("\n"))
+    }
+
+    /// Events so far that satisfy `pred`.
+    pub fn matching(&self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+        self.json().into_iter().filter(|v| pred(v)).collect()
+    }
+
+    /// Wait until at least one event satisfies `pred`; return all that do.
+    pub fn wait_for(&self, pred: impl Fn(&Value) -> bool, timeout: Duration) -> Vec<Value> {
+        self.wait_for_n(pred, 1, timeout)
+    }
+
+    /// Wait until at least `n` events satisfy `pred`; return all that do.
+    pub fn wait_for_n(
+        &self,
+        pred: impl Fn(&Value) -> bool,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found = self.matching(&pred);
+            if found.len() >= n {
+                return found;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "waited {timeout:?} for {n} matching event(s), got {}; stdout:\n{}\nstderr:\n{}",
+                    found.len(),
+                    self.lines().join("\n"),
+                    self.stderr()
+                );
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Wait until a stdout line satisfies `pred` (for text output); return all that do.
+    pub fn wait_for_line(&self, pred: impl Fn(&str) -> bool, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let found: Vec<String> = self.lines().into_iter().filter(|l| pred(l)).collect();
+            if !found.is_empty() {
+                return found;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "waited {timeout:?} for a matching line; stdout:\n{}\nstderr:\n{}",
+                    self.lines().join("\n"),
+                    self.stderr()
+                );
+            }
+            thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// SIGINT, wait for exit; return (status, stdout, stderr).
+    pub fn stop(self) -> (ExitStatus, String, String) {
+        self.stop_with(libc::SIGINT)
+    }
+
+    /// Send `sig`, wait for exit; return (status, stdout, stderr).
+    pub fn stop_with(self, sig: libc::c_int) -> (ExitStatus, String, String) {
+        self.signal(sig);
+        self.wait_exit(EXIT_TIMEOUT)
+    }
+
+    /// Wait for the tracer to exit by itself; return (status, stdout, stderr).
+    pub fn wait_exit(mut self, timeout: Duration) -> (ExitStatus, String, String) {
+        let status = match wait_timeout(&mut self.child, timeout) {
+            Some(s) => s,
+            None => panic!(
+                "arp-trace {:?} did not exit within {timeout:?}; stdout:\n{}\nstderr:\n{}",
+                self.args,
+                self.lines().join("\n"),
+                self.stderr()
+            ),
+        };
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        let mut stdout = self.lines().join("\n");
+        if !stdout.is_empty() {
+            stdout.push('\n');
+        }
+        (status, stdout, self.stderr())
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_file(&self.ready_file);
+    }
+}
+
+/// Describe an exit status, naming the signal if it was killed by one.
+pub fn describe(status: &ExitStatus) -> String {
+    match status.signal() {
+        Some(s) => format!("killed by signal {s}"),
+        None => format!("{status}"),
+    }
+}
+
+/// Parse JSON Lines (empty lines skipped); panics on a line that is not JSON.
+pub fn parse_json_lines(s: &str) -> Vec<Value> {
+    s.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event helpers
+// ---------------------------------------------------------------------------------------------
+
+/// The string field `key` of `v` (panics if missing or not a string).
+pub fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("event has no string field {key:?}: {v}"))
+}
+
+pub fn is_request(v: &Value) -> bool {
+    v["op"] == "request"
+}
+
+pub fn is_reply(v: &Value) -> bool {
+    v["op"] == "reply"
+}
+
+/// Event from namespace `ns` (by name).
+pub fn from_ns(v: &Value, ns: &Netns) -> bool {
+    v["netns_name"] == ns.name()
+}
+
+/// `xx:xx:xx:xx:xx:xx`, lower-case hex.
+pub fn is_mac(s: &str) -> bool {
+    let parts: Vec<&str> = s.split(':').collect();
+    parts.len() == 6
+        && parts.iter().all(|p| {
+            p.len() == 2
+                && p.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
+fn mac_hex(mac: &str) -> String {
+    mac.replace(':', "")
+}
+
+fn ip_hex(ip: &str) -> String {
+    let a: Ipv4Addr = ip
+        .parse()
+        .unwrap_or_else(|_| panic!("not an IPv4 address: {ip}"));
+    a.octets().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Check that the event's `frame` hex (Ethernet + ARP for IPv4 over Ethernet) agrees with its
+/// decoded fields.
+pub fn assert_frame_consistent(v: &Value) {
+    let frame = s(v, "frame");
+    assert!(frame.len() >= 84, "frame too short for Ethernet+ARP: {v}");
+    assert!(
+        frame.bytes().all(|b| b.is_ascii_hexdigit()),
+        "frame is not hex: {v}"
+    );
+    let f = frame.to_ascii_lowercase();
+    let op = if is_request(v) { "0001" } else { "0002" };
+    assert_eq!(&f[0..12], mac_hex(s(v, "eth_dst")), "eth dst in frame: {v}");
+    assert_eq!(
+        &f[12..24],
+        mac_hex(s(v, "sender_mac")),
+        "eth src in frame: {v}"
+    );
+    assert_eq!(&f[24..28], "0806", "ethertype: {v}");
+    assert_eq!(&f[28..40], "000108000604", "ARP htype/ptype/hlen/plen: {v}");
+    assert_eq!(&f[40..44], op, "ARP op: {v}");
+    assert_eq!(&f[44..56], mac_hex(s(v, "sender_mac")), "ARP sha: {v}");
+    assert_eq!(&f[56..64], ip_hex(s(v, "sender_ip")), "ARP spa: {v}");
+    assert_eq!(&f[64..76], mac_hex(s(v, "target_mac")), "ARP tha: {v}");
+    assert_eq!(&f[76..84], ip_hex(s(v, "target_ip")), "ARP tpa: {v}");
+}
+
+/// Seconds since midnight of an RFC 3339 time `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`-like string
+/// (the offset is ignored; only differences between close timestamps are meaningful).
+pub fn time_of_day_secs(t: &str) -> f64 {
+    let (_, rest) = t
+        .split_once('T')
+        .unwrap_or_else(|| panic!("not RFC 3339: {t}"));
+    let end = rest.find(['Z', '+', '-']).unwrap_or(rest.len());
+    let hms = &rest[..end];
+    let mut it = hms.split(':');
+    let h: f64 = it
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("bad time {t}"));
+    let m: f64 = it
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("bad time {t}"));
+    let sec: f64 = it
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("bad time {t}"));
+    h * 3600.0 + m * 60.0 + sec
+}
+
+/// The counts line printed on exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub requests: u64,
+    pub replies: u64,
+    pub lost: u64,
+}
+
+/// Parse `arp-trace: N ARP request(s), M repl(y|ies) captured; L lost (...)...` from stderr.
+pub fn parse_counts(stderr: &str) -> Counts {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("arp-trace:") && l.contains("captured") && l.contains("lost"))
+        .unwrap_or_else(|| panic!("no counts line in stderr:\n{stderr}"));
+    let words: Vec<&str> = line
+        .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let before = |pred: &dyn Fn(&str) -> bool| -> u64 {
+        let i = words
+            .iter()
+            .position(|w| pred(w))
+            .unwrap_or_else(|| panic!("cannot parse counts line: {line}"));
+        assert!(i > 0, "cannot parse counts line: {line}");
+        words[i - 1]
+            .parse()
+            .unwrap_or_else(|_| panic!("cannot parse counts line: {line}"))
+    };
+    Counts {
+        requests: before(&|w| w == "ARP"),
+        replies: before(&|w| w == "reply" || w == "replies"),
+        lost: before(&|w| w == "lost"),
+    }
+}
