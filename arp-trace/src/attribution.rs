@@ -81,10 +81,8 @@ impl Trigger {
     }
 }
 
-/// Decodes the IPv4 header and the first L4 bytes the kernel side copied.
-pub fn parse_ip(
-    ip: &[u8],
-) -> Option<(
+/// (src, dst, protocol, total length, source port, destination port, ICMP type)
+pub type IpSummary = (
     Ipv4Addr,
     Ipv4Addr,
     u8,
@@ -92,7 +90,10 @@ pub fn parse_ip(
     Option<u16>,
     Option<u16>,
     Option<u8>,
-)> {
+);
+
+/// Decodes the IPv4 header and the first L4 bytes the kernel side copied.
+pub fn parse_ip(ip: &[u8]) -> Option<IpSummary> {
     if ip.len() < 20 || ip[0] >> 4 != 4 {
         return None;
     }

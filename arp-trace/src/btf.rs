@@ -286,7 +286,7 @@ impl Btf {
             bits += off;
             ty = member_ty;
         }
-        if bits % 8 != 0 {
+        if !bits.is_multiple_of(8) {
             bail!("{strukt}.{path} is a bitfield; arp-trace cannot read it");
         }
         Ok(Field {

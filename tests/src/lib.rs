@@ -368,30 +368,21 @@ impl Seed {
         let srv = Netns::new("s");
         let c3 = Netns::new("c3");
         let c5 = Netns::new("c5");
-        srv.ip(&[
-            "link",
-            "add",
-            "eth3",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            c3.name(),
-        ]);
-        srv.ip(&[
-            "link",
-            "add",
-            "eth5",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            c5.name(),
-        ]);
+        for (dev, peer) in [("eth3", &c3), ("eth5", &c5)] {
+            // The pair is created inside the namespaces: nothing touches the root namespace.
+            srv.ip(&[
+                "link",
+                "add",
+                dev,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                peer.name(),
+            ]);
+        }
         srv.ip(&["addr", "add", "198.51.100.10/24", "dev", "eth3"]);
         srv.ip(&["addr", "add", "203.0.113.10/24", "dev", "eth5"]);
         c3.ip(&["addr", "add", "198.51.100.20/24", "dev", "eth0"]);
