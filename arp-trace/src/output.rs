@@ -10,10 +10,14 @@ use crate::timefmt;
 
 /// `srv/eth3` for a named namespace, `eth3` in the tracer's own, `4026532281/eth3` otherwise.
 pub fn where_label(ev: &ArpEvent, names: &NetnsNames) -> String {
-    match &ev.netns_name {
-        Some(n) => format!("{n}/{}", ev.ifname),
-        None if names.own() == Some(ev.netns) => ev.ifname.clone(),
-        None => format!("{}/{}", ev.netns, ev.ifname),
+    label(ev.netns_name.as_deref(), ev.netns, &ev.ifname, names)
+}
+
+fn label(netns_name: Option<&str>, netns: u32, ifname: &str, names: &NetnsNames) -> String {
+    match netns_name {
+        Some(n) => format!("{n}/{ifname}"),
+        None if names.own() == Some(netns) => ifname.to_string(),
+        None => format!("{netns}/{ifname}"),
     }
 }
 
@@ -85,11 +89,7 @@ impl Sink for TerminalSink {
         )
     }
     fn neigh_failed(&mut self, f: &NeighFailed, names: &mut NetnsNames) -> io::Result<()> {
-        let label = match &f.netns_name {
-            Some(n) => format!("{n}/{}", f.ifname),
-            None if names.own() == Some(f.netns) => f.ifname.clone(),
-            None => format!("{}/{}", f.netns, f.ifname),
-        };
+        let label = label(f.netns_name.as_deref(), f.netns, &f.ifname, names);
         writeln!(
             self.out.writer(),
             "{} {label} {}",
