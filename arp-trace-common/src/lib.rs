@@ -39,8 +39,17 @@ pub const TRIGGER_REQUEST_SK: u32 = 2;
 /// The socket has no file (kernel socket, or TIME_WAIT).
 pub const TRIGGER_NO_FILE: u32 = 4;
 
-/// Hooks that produced an event (`ArpXmitEvent::hook`).
+/// Hooks that produced an event (`ArpXmitEvent::hook`, `TriggerEvent::hook`).
 pub const HOOK_NET_DEV_QUEUE: u32 = 1;
+/// `tp_btf/consume_skb` right after the solicit: the trigger follows its request.
+pub const HOOK_CONSUME_SKB: u32 = 2;
+/// `fentry/arp_solicit`: the trigger precedes its request, which takes the next sequence
+/// number on the same CPU.
+pub const HOOK_FENTRY: u32 = 3;
+/// `kprobe/arp_solicit`: as `HOOK_FENTRY`.
+pub const HOOK_KPROBE: u32 = 4;
+/// `tp_btf/kfree_skb` (dropped from a neighbour queue).
+pub const HOOK_KFREE_SKB: u32 = 5;
 
 /// `mac_len` value when the skb had no link-layer header set.
 pub const NO_MAC_HEADER: u16 = 0xffff;
@@ -129,6 +138,10 @@ pub struct TriggerEvent {
     pub flags: u32,
     pub drop_reason: u32,
     pub stack_len: u32,
+    /// `HOOK_*` that saw the packet.
+    pub hook: u32,
+    /// The neighbour being solicited (`primary_key`), when the hook knows it; else zero.
+    pub target: [u8; 4],
     pub comm: [u8; NAME_LEN],
     pub ip: [u8; IP_CAP],
     pub stack: [u64; STACK_DEPTH],
@@ -262,7 +275,7 @@ mod tests {
         assert_eq!(size_of::<Config>(), MAX_RANGES * 16 + 8);
         assert_eq!(
             size_of::<TriggerEvent>(),
-            8 + 8 * 5 + 8 * 4 + 16 + IP_CAP + 8 * STACK_DEPTH
+            8 + 8 * 5 + 8 * 4 + 8 + 16 + IP_CAP + 8 * STACK_DEPTH
         );
         assert_eq!(
             size_of::<NeighEvent>(),

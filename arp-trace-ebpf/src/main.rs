@@ -9,18 +9,18 @@ use core::ffi::c_void;
 
 use arp_trace_common::{
     ArpXmitEvent, Config, NeighEvent, Offsets, TriggerEvent, EVENT_ARP_XMIT, EVENT_NEIGH,
-    EVENT_NEIGH_DROP, EVENT_TRIGGER, FRAME_CAP, HOOK_NET_DEV_QUEUE, IP_CAP, MAX_RANGES, NAME_LEN,
-    NEIGH_FAILED, NEIGH_FIRST, NO_MAC_HEADER, STACK_DEPTH, TRIGGER_HAS_SK, TRIGGER_NO_FILE,
-    TRIGGER_REQUEST_SK,
+    EVENT_NEIGH_DROP, EVENT_TRIGGER, FRAME_CAP, HOOK_CONSUME_SKB, HOOK_FENTRY, HOOK_KFREE_SKB,
+    HOOK_KPROBE, HOOK_NET_DEV_QUEUE, IP_CAP, MAX_RANGES, NAME_LEN, NEIGH_FAILED, NEIGH_FIRST,
+    NO_MAC_HEADER, STACK_DEPTH, TRIGGER_HAS_SK, TRIGGER_NO_FILE, TRIGGER_REQUEST_SK,
 };
 use aya_ebpf::{
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
         bpf_probe_read_kernel_buf,
     },
-    macros::{btf_tracepoint, map},
+    macros::{btf_tracepoint, fentry, kprobe, map},
     maps::{PerCpuArray, RingBuf},
-    programs::BtfTracePointContext,
+    programs::{BtfTracePointContext, FEntryContext, ProbeContext},
     EbpfContext,
 };
 
@@ -216,8 +216,36 @@ pub fn consume_skb(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     let skb: *const c_void = ctx.arg(0);
-    let _ = unsafe { emit_trigger(&ctx, skb as *const u8, EVENT_TRIGGER, 0) };
+    let _ = unsafe { emit_trigger(skb as *const u8, EVENT_TRIGGER, 0, HOOK_CONSUME_SKB, [0; 4]) };
     0
+}
+
+/// `fentry/arp_solicit(neigh, skb)`: the exact packet the kernel solicits for, before the
+/// request is built. `skb` is NULL for probes of an entry with nothing queued.
+#[fentry(function = "arp_solicit")]
+pub fn solicit_fentry(ctx: FEntryContext) -> i32 {
+    let n: *const c_void = ctx.arg(0);
+    let skb: *const c_void = ctx.arg(1);
+    let _ = unsafe { solicit(n as *const u8, skb as *const u8, HOOK_FENTRY) };
+    0
+}
+
+/// `kprobe/arp_solicit`: the same as the fentry program, for kernels that refuse fentry.
+#[kprobe(function = "arp_solicit")]
+pub fn solicit_kprobe(ctx: ProbeContext) -> i32 {
+    let n: *const c_void = ctx.arg(0).unwrap_or(core::ptr::null());
+    let skb: *const c_void = ctx.arg(1).unwrap_or(core::ptr::null());
+    let _ = unsafe { solicit(n as *const u8, skb as *const u8, HOOK_KPROBE) };
+    0
+}
+
+#[inline(always)]
+unsafe fn solicit(n: *const u8, skb: *const u8, hook: u32) -> Result<(), i64> {
+    if n.is_null() || skb.is_null() {
+        return Ok(());
+    }
+    let target: [u8; 4] = read(n, offsets().neigh_key)?;
+    emit_trigger(skb, EVENT_TRIGGER, 0, hook, target)
 }
 
 /// `skb:kfree_skb` filtered to the neighbour queue's drop reasons: the packets lost when
@@ -230,7 +258,15 @@ pub fn kfree_skb(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     let skb: *const c_void = ctx.arg(0);
-    let _ = unsafe { emit_trigger(&ctx, skb as *const u8, EVENT_NEIGH_DROP, reason) };
+    let _ = unsafe {
+        emit_trigger(
+            skb as *const u8,
+            EVENT_NEIGH_DROP,
+            reason,
+            HOOK_KFREE_SKB,
+            [0; 4],
+        )
+    };
     0
 }
 
@@ -240,10 +276,11 @@ const TCP_NEW_SYN_RECV: u8 = 12;
 
 #[inline(always)]
 unsafe fn emit_trigger(
-    ctx: &BtfTracePointContext,
     skb: *const u8,
     kind: u32,
     reason: u32,
+    hook: u32,
+    target: [u8; 4],
 ) -> Result<(), i64> {
     let o = offsets();
     let proto: u16 = read(skb, o.skb_protocol)?;
@@ -255,7 +292,9 @@ unsafe fn emit_trigger(
         return Ok(());
     };
     let ev = &mut *entry.as_mut_ptr();
-    match fill_trigger(ctx, ev, skb, &o, kind, reason) {
+    ev.hook = hook;
+    ev.target = target;
+    match fill_trigger(ev, skb, &o, kind, reason) {
         Ok(()) => entry.submit(0),
         Err(e) => {
             entry.discard(0);
@@ -267,7 +306,6 @@ unsafe fn emit_trigger(
 
 #[inline(always)]
 unsafe fn fill_trigger(
-    _ctx: &BtfTracePointContext,
     ev: &mut TriggerEvent,
     skb: *const u8,
     o: &Offsets,
@@ -300,7 +338,12 @@ unsafe fn fill_trigger(
     if kind == EVENT_TRIGGER {
         if let Some(slot) = SLOT.get_ptr(0) {
             let slot = &*slot;
-            if slot.req_seq != 0 && slot.ifindex == ev.ifindex && slot.netns == ev.netns {
+            if ev.hook != HOOK_CONSUME_SKB {
+                // arp_solicit() transmits its request synchronously on this CPU (BHs are off
+                // under the neighbour lock), so the request takes the next number; user space
+                // checks the request's target against `ev.target` before joining.
+                ev.req_seq = slot.next_seq + 1;
+            } else if slot.req_seq != 0 && slot.ifindex == ev.ifindex && slot.netns == ev.netns {
                 ev.req_seq = slot.req_seq;
             }
         }

@@ -10,8 +10,8 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use arp_trace_common::{
-    NeighEvent, TriggerEvent, EVENT_NEIGH_DROP, NEIGH_FAILED, NEIGH_FIRST, TRIGGER_HAS_SK,
-    TRIGGER_NO_FILE, TRIGGER_REQUEST_SK,
+    NeighEvent, TriggerEvent, EVENT_NEIGH_DROP, HOOK_FENTRY, HOOK_KPROBE, NEIGH_FAILED,
+    NEIGH_FIRST, TRIGGER_HAS_SK, TRIGGER_NO_FILE, TRIGGER_REQUEST_SK,
 };
 use serde::{Deserialize, Serialize};
 
@@ -423,6 +423,9 @@ pub struct Joiner {
     pub queuefull_reason: u32,
     /// Attempt number of the last request per (netns, ifindex, target), for failures.
     last_attempt: HashMap<(u32, u32, Ipv4Addr), u32>,
+    /// Per CPU, a trigger from `arp_solicit()`'s entry (fentry/kprobe) waiting for the
+    /// request it announced: (sequence number the request will get, trigger, its target).
+    early: HashMap<u32, (u64, Trigger, Ipv4Addr)>,
 }
 
 impl Joiner {
@@ -440,6 +443,7 @@ impl Joiner {
             unmatched: 0,
             queuefull_reason: 0,
             last_attempt: HashMap::new(),
+            early: HashMap::new(),
         }
     }
 
@@ -450,6 +454,19 @@ impl Joiner {
         if ev.op != ArpOp::Request || seq == 0 {
             out.push(Joined::Arp(Box::new(ev)));
             return;
+        }
+        let mut ev = ev;
+        if let Some((want, _, _)) = self.early.get(&cpu) {
+            if *want <= seq {
+                let (want, trig, target) = self.early.remove(&cpu).expect("just seen");
+                // A solicit that transmitted nothing leaves its number to another request;
+                // the target check keeps that request from inheriting the wrong packet.
+                if want == seq && target == ev.target_ip {
+                    ev.trigger = Some(trig);
+                } else {
+                    self.unmatched += 1;
+                }
+            }
         }
         self.pending.insert(
             (cpu, seq),
@@ -484,6 +501,17 @@ impl Joiner {
                 list.push(trig);
             } else {
                 *self.omitted.entry(t.cpu).or_default() += 1;
+            }
+            return;
+        }
+        if t.hook == HOOK_FENTRY || t.hook == HOOK_KPROBE {
+            let target = Ipv4Addr::from(t.target);
+            if self
+                .early
+                .insert(t.cpu, (t.req_seq, trig, target))
+                .is_some()
+            {
+                self.unmatched += 1;
             }
             return;
         }
@@ -620,6 +648,8 @@ mod tests {
             flags,
             drop_reason: 0,
             stack_len: 0,
+            hook: arp_trace_common::HOOK_CONSUME_SKB,
+            target: [0; 4],
             comm,
             ip: udp_packet([203, 0, 113, 10], [198, 51, 100, 20], 41000, 9),
             stack: [0; STACK_DEPTH],
@@ -736,6 +766,42 @@ mod tests {
             (ev.neigh_state.as_deref(), ev.attempt, ev.queued),
             (Some("incomplete"), Some(1), Some(1))
         );
+    }
+
+    #[test]
+    fn solicit_entry_triggers_join_the_next_request_only_if_its_target_matches() {
+        let mut j = Joiner::new(Some(syms()), 0);
+        let mut out = Vec::new();
+        // fentry/kprobe: the trigger comes first and names the number the request will take.
+        let mut t = trigger(EVENT_TRIGGER, 1, 6, 0, 0);
+        t.hook = HOOK_FENTRY;
+        t.target = [198, 51, 100, 20];
+        j.trigger(&t);
+        j.arp(1, 6, request(), &mut out);
+        let mut n = neigh(1, 6, 0x01, 4, NEIGH_FIRST);
+        owned(&mut n, 0x2100);
+        j.neigh(&n, &mut out);
+        let Joined::Arp(ev) = &out.pop().unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            ev.trigger.as_ref().unwrap().describe(),
+            "udp 203.0.113.10:41000 > 198.51.100.20:9 python3[4242]"
+        );
+        assert_eq!(j.unmatched, 0);
+
+        // A solicit that sent nothing: the next request on that CPU is for another target.
+        t.hook = HOOK_KPROBE;
+        t.req_seq = 7;
+        t.target = [198, 51, 100, 99];
+        j.trigger(&t);
+        j.arp(1, 7, request(), &mut out);
+        j.expire(true, &mut out);
+        let Joined::Arp(ev) = &out.pop().unwrap() else {
+            panic!()
+        };
+        assert!(ev.trigger.is_none(), "{:?}", ev.trigger);
+        assert_eq!(j.unmatched, 1);
     }
 
     #[test]

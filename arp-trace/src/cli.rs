@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+pub use crate::loader::HookChoice;
+
 const AFTER_HELP: &str = "\
 Examples:
   sudo arp-trace                        every ARP request and reply, all namespaces
@@ -61,6 +63,22 @@ pub struct Args {
     #[arg(short = 'B', long = "buffer-size", value_name = "KiB", default_value_t = 4096,
           value_parser = parse_buffer_kib)]
     pub buffer_kib: u32,
+
+    /// How to catch the packet behind each request: `auto` takes the best this kernel
+    /// allows (fentry on arp_solicit, else a kprobe on it, else the consume_skb tracepoint
+    /// right after it); the others force one. `arp-trace doctor` shows which ones work here.
+    #[arg(long, value_enum, value_name = "PATH", default_value_t = HookChoice::Auto)]
+    pub hooks: HookChoice,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Check, without tracing, which hooks this kernel allows and why not; exit 0 when
+    /// arp-trace can run here.
+    Doctor,
 }
 
 fn parse_buffer_kib(s: &str) -> Result<u32, String> {

@@ -61,6 +61,18 @@ fn scope_text(args: &Args) -> String {
     format!("{ifs} in {ns}")
 }
 
+/// Why each better solicit path was not used, for the start-up line.
+pub fn passed_over_text(passed: &[(loader::SolicitPath, String)]) -> String {
+    if passed.is_empty() {
+        return String::new();
+    }
+    let why: Vec<String> = passed
+        .iter()
+        .map(|(p, w)| format!("{}: {w}", p.name()))
+        .collect();
+    format!(" (not used: {})", why.join("; "))
+}
+
 fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
@@ -98,6 +110,7 @@ pub fn run(args: &Args) -> Result<Counters> {
         &syms,
         &LoadOptions {
             buffer_bytes: args.buffer_kib * 1024,
+            hooks: args.hooks,
         },
     )?;
     drop(btf);
@@ -187,8 +200,9 @@ async fn stream(
     let hooks: Vec<String> = tracer.hooks.iter().map(ToString::to_string).collect();
     let hooks = hooks.join(", ");
     eprintln!(
-        "arp-trace: tracing ARP on {}; hooks: {hooks}; Ctrl-C to stop",
-        scope_text(args)
+        "arp-trace: tracing ARP on {}; hooks: {hooks}{}; Ctrl-C to stop",
+        scope_text(args),
+        passed_over_text(&tracer.passed_over)
     );
     if let Some(path) = &args.ready_file {
         write_ready_file(path, &hooks)?;

@@ -7,7 +7,7 @@ use std::fmt;
 use anyhow::{anyhow, bail, Context, Result};
 use arp_trace_common::{Config, Offsets, MAX_RANGES};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::BtfTracePoint;
+use aya::programs::{BtfTracePoint, FEntry, KProbe};
 use aya::{Ebpf, EbpfLoader};
 
 use crate::btf::Btf;
@@ -59,14 +59,12 @@ pub fn resolve_offsets(btf: &Btf) -> Result<Offsets> {
 /// Kernel text ranges and enum values the programs compare against.
 pub fn resolve_config(btf: &Btf, syms: &Kallsyms) -> Result<Config> {
     let mut cfg = Config::UNSET;
+    // Empty when the kernel hides them; the tracepoint path's precheck reports that.
     let ranges: Vec<(u64, u64)> = NEIGH_PROBE_SITES
         .iter()
         .flat_map(|n| syms.ranges(n))
         .take(MAX_RANGES)
         .collect();
-    if ranges.is_empty() {
-        bail!("none of {NEIGH_PROBE_SITES:?} is in /proc/kallsyms; cannot find the solicit path");
-    }
     for (i, (lo, hi)) in ranges.iter().enumerate() {
         cfg.ranges[i] = [*lo, *hi];
     }
@@ -74,11 +72,6 @@ pub fn resolve_config(btf: &Btf, syms: &Kallsyms) -> Result<Config> {
     cfg.drop_neigh_failed = reason("SKB_DROP_REASON_NEIGH_FAILED");
     cfg.drop_neigh_queuefull = reason("SKB_DROP_REASON_NEIGH_QUEUEFULL");
     Ok(cfg)
-}
-
-fn leak(s: String) -> &'static str {
-    // A handful of hook names per run; they live as long as the process anyway.
-    Box::leak(s.into_boxed_str())
 }
 
 /// A hook in use, for the start-up line and trace headers.
@@ -94,15 +87,263 @@ impl fmt::Display for Hook {
     }
 }
 
+/// How `arp_solicit()`'s packet is caught (`--hooks`): one of the solicit paths, or the best
+/// this kernel allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum HookChoice {
+    /// fentry, else kprobe, else the tracepoint path.
+    Auto,
+    Fentry,
+    Kprobe,
+    Tracepoint,
+}
+
+/// A way to see the packet `arp_solicit()` is called with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SolicitPath {
+    /// `fentry/arp_solicit`: the call itself, through a BPF trampoline.
+    Fentry,
+    /// `kprobe/arp_solicit`: the call itself, through a breakpoint.
+    Kprobe,
+    /// `tp_btf/consume_skb` filtered on the neighbour code that frees the packet right after
+    /// the solicit (needs the tracepoint's `location` argument, Linux 6.3+).
+    Tracepoint,
+}
+
+impl SolicitPath {
+    /// In order of preference: exact and cheapest first.
+    pub const ALL: [SolicitPath; 3] = [
+        SolicitPath::Fentry,
+        SolicitPath::Kprobe,
+        SolicitPath::Tracepoint,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SolicitPath::Fentry => "fentry",
+            SolicitPath::Kprobe => "kprobe",
+            SolicitPath::Tracepoint => "tracepoint",
+        }
+    }
+
+    pub fn hook(self) -> &'static str {
+        match self {
+            SolicitPath::Fentry => "fentry/arp_solicit",
+            SolicitPath::Kprobe => "kprobe/arp_solicit",
+            SolicitPath::Tracepoint => "tp_btf/consume_skb",
+        }
+    }
+
+    fn program(self) -> &'static str {
+        match self {
+            SolicitPath::Fentry => "solicit_fentry",
+            SolicitPath::Kprobe => "solicit_kprobe",
+            SolicitPath::Tracepoint => "consume_skb",
+        }
+    }
+}
+
+impl HookChoice {
+    /// The solicit paths to try, best first.
+    pub fn candidates(self) -> Vec<SolicitPath> {
+        match self {
+            HookChoice::Auto => SolicitPath::ALL.to_vec(),
+            HookChoice::Fentry => vec![SolicitPath::Fentry],
+            HookChoice::Kprobe => vec![SolicitPath::Kprobe],
+            HookChoice::Tracepoint => vec![SolicitPath::Tracepoint],
+        }
+    }
+}
+
+/// What the kernel offers for each solicit path, read without loading anything.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelFacts {
+    /// `arp_solicit` is a function in BTF (what fentry needs).
+    pub arp_solicit_in_btf: bool,
+    /// `arp_solicit` is a text symbol (what a kprobe needs).
+    pub arp_solicit_in_kallsyms: bool,
+    /// `/sys/bus/event_source/devices/kprobe` exists: the kernel has CONFIG_KPROBES.
+    pub kprobe_pmu: bool,
+    /// Arguments of `skb:consume_skb` (2 from Linux 6.3: skb and location).
+    pub consume_skb_args: Option<u32>,
+    /// Neighbour functions found in /proc/kallsyms (the tracepoint path's filter).
+    pub neigh_ranges: usize,
+}
+
+impl KernelFacts {
+    pub fn gather(btf: &Btf, syms: &Kallsyms) -> KernelFacts {
+        KernelFacts {
+            arp_solicit_in_btf: btf.has_func("arp_solicit"),
+            arp_solicit_in_kallsyms: !syms.ranges("arp_solicit").is_empty(),
+            kprobe_pmu: std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists(),
+            consume_skb_args: btf.tracepoint_args("consume_skb"),
+            neigh_ranges: NEIGH_PROBE_SITES.iter().map(|n| syms.ranges(n).len()).sum(),
+        }
+    }
+
+    /// Why `path` cannot work on this kernel, when that is known before trying it.
+    pub fn precheck(&self, path: SolicitPath) -> Option<String> {
+        match path {
+            SolicitPath::Fentry if !self.arp_solicit_in_btf => {
+                Some("arp_solicit is not in the kernel's BTF".into())
+            }
+            SolicitPath::Kprobe if !self.kprobe_pmu => {
+                Some("kernel built without kprobes (CONFIG_KPROBES)".into())
+            }
+            SolicitPath::Kprobe if !self.arp_solicit_in_kallsyms => {
+                Some("arp_solicit is not in /proc/kallsyms".into())
+            }
+            SolicitPath::Tracepoint => match self.consume_skb_args {
+                None => Some("kernel has no skb:consume_skb tracepoint".into()),
+                Some(n) if n < 2 => {
+                    Some("skb:consume_skb has no location argument before Linux 6.3".into())
+                }
+                _ if self.neigh_ranges == 0 => Some(format!(
+                    "none of {} is in /proc/kallsyms",
+                    NEIGH_PROBE_SITES.join(", ")
+                )),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// The errno behind a load or attach failure, in a few words for the start-up line.
+pub fn short_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if let Some(code) = io.raw_os_error() {
+                return match code {
+                    libc::EPERM => "refused by kernel (EPERM)".into(),
+                    libc::EACCES => "refused by kernel (EACCES)".into(),
+                    libc::ENOENT => "not found in this kernel (ENOENT)".into(),
+                    libc::EINVAL => "rejected by kernel (EINVAL)".into(),
+                    libc::E2BIG => "rejected by kernel (E2BIG)".into(),
+                    524 => "not supported by this kernel (ENOTSUPP)".into(),
+                    libc::EOPNOTSUPP => "not supported by this kernel (EOPNOTSUPP)".into(),
+                    _ => format!("failed: {io}"),
+                };
+            }
+        }
+        source = e.source();
+    }
+    let text = err.to_string();
+    format!("failed: {}", text.lines().next().unwrap_or(&text))
+}
+
+/// Loads and attaches one program; the error is `short_cause`'s.
+fn attach_program(
+    ebpf: &mut Ebpf,
+    program: &str,
+    hook: &str,
+    btf: &aya::Btf,
+) -> std::result::Result<(), String> {
+    let cause = |e: aya::programs::ProgramError| short_cause(&e);
+    let prog = ebpf
+        .program_mut(program)
+        .ok_or_else(|| format!("eBPF object has no {program} program"))?;
+    let (kind, target) = hook.split_once('/').unwrap_or((hook, ""));
+    match kind {
+        "fentry" => {
+            let p: &mut FEntry = prog.try_into().map_err(cause)?;
+            p.load(target, btf).map_err(cause)?;
+            p.attach().map_err(cause)?;
+        }
+        "kprobe" => {
+            let p: &mut KProbe = prog.try_into().map_err(cause)?;
+            p.load().map_err(cause)?;
+            p.attach(target, 0).map_err(cause)?;
+        }
+        _ => {
+            let p: &mut BtfTracePoint = prog.try_into().map_err(cause)?;
+            p.load(target, btf).map_err(cause)?;
+            p.attach().map_err(cause)?;
+        }
+    }
+    Ok(())
+}
+
+/// Hooks every solicit path shares: (role, program, hook).
+const COMMON_HOOKS: [(&str, &str, &str); 4] = [
+    ("transmit", "net_dev_queue", "tp_btf/net_dev_queue"),
+    ("drops", "kfree_skb", "tp_btf/kfree_skb"),
+    (
+        "neighbour",
+        "neigh_event_send_done",
+        "tp_btf/neigh_event_send_done",
+    ),
+    (
+        "neighbour",
+        "neigh_timer_handler",
+        "tp_btf/neigh_timer_handler",
+    ),
+];
+
 /// Loaded and attached programs. Dropping it detaches everything (no pins are made).
 pub struct Tracer {
     pub ebpf: Ebpf,
     pub hooks: Vec<Hook>,
+    /// The solicit path in use.
+    pub solicit: SolicitPath,
+    /// Better paths that were not usable, with why.
+    pub passed_over: Vec<(SolicitPath, String)>,
 }
 
 pub struct LoadOptions {
     /// Ring buffer size in bytes (power of two, multiple of the page size).
     pub buffer_bytes: u32,
+    pub hooks: HookChoice,
+}
+
+/// One hook tried by `probe_hooks`.
+pub struct Probe {
+    pub role: &'static str,
+    pub hook: &'static str,
+    /// Attached (and detached again), or why not.
+    pub result: std::result::Result<(), String>,
+}
+
+/// Builds the object with this kernel's layouts; programs are loaded one by one later.
+fn open_object(btf: &Btf, syms: &Kallsyms, buffer_bytes: u32) -> Result<(Ebpf, aya::Btf)> {
+    let offsets = resolve_offsets(btf).context("reading kernel structure layouts from BTF")?;
+    let config = resolve_config(btf, syms)?;
+    let aya_btf = aya::Btf::from_sys_fs()
+        .map_err(|e| anyhow!("cannot read the kernel's BTF (/sys/kernel/btf/vmlinux): {e}"))?;
+    let ebpf = EbpfLoader::new()
+        .btf(Some(&aya_btf))
+        .override_global("OFFSETS", &offsets, true)
+        .override_global("CONFIG", &config, true)
+        .map_max_entries("EVENTS", buffer_bytes)
+        .load(EBPF_OBJECT)
+        .map_err(|e| explain_bpf_error("loading the eBPF programs", e))?;
+    Ok((ebpf, aya_btf))
+}
+
+/// Tries every hook arp-trace knows on the running kernel, attaching each and detaching it
+/// again when the returned list is built (for `arp-trace doctor`).
+pub fn probe_hooks(btf: &Btf, syms: &Kallsyms) -> Result<Vec<Probe>> {
+    let facts = KernelFacts::gather(btf, syms);
+    let (mut ebpf, aya_btf) = open_object(btf, syms, 4096)?;
+    let mut out = Vec::new();
+    for (role, program, hook) in COMMON_HOOKS {
+        let result = attach_program(&mut ebpf, program, hook, &aya_btf);
+        out.push(Probe { role, hook, result });
+    }
+    for path in SolicitPath::ALL {
+        let result = match facts.precheck(path) {
+            Some(why) => Err(why),
+            None => attach_program(&mut ebpf, path.program(), path.hook(), &aya_btf),
+        };
+        out.push(Probe {
+            role: "solicit",
+            hook: path.hook(),
+            result,
+        });
+    }
+    drop(ebpf);
+    Ok(out)
 }
 
 /// Fails early with a clear message when the process cannot possibly load BPF programs.
@@ -166,42 +407,63 @@ fn explain_bpf_error(
 
 impl Tracer {
     pub fn load(btf: &Btf, syms: &Kallsyms, opts: &LoadOptions) -> Result<Tracer> {
-        let offsets = resolve_offsets(btf).context("reading kernel structure layouts from BTF")?;
-        let config = resolve_config(btf, syms)?;
-        let aya_btf = aya::Btf::from_sys_fs()
-            .map_err(|e| anyhow!("cannot read the kernel's BTF (/sys/kernel/btf/vmlinux): {e}"))?;
-        let mut ebpf = EbpfLoader::new()
-            .btf(Some(&aya_btf))
-            .override_global("OFFSETS", &offsets, true)
-            .override_global("CONFIG", &config, true)
-            .map_max_entries("EVENTS", opts.buffer_bytes)
-            .load(EBPF_OBJECT)
-            .map_err(|e| explain_bpf_error("loading the eBPF programs", e))?;
-
+        let (mut ebpf, aya_btf) = open_object(btf, syms, opts.buffer_bytes)?;
         let mut hooks = Vec::new();
-        for (role, name) in [
-            ("transmit", "net_dev_queue"),
-            ("solicit", "consume_skb"),
-            ("drops", "kfree_skb"),
-            ("neighbour", "neigh_event_send_done"),
-            ("neighbour", "neigh_timer_handler"),
-        ] {
-            let what = format!("tp_btf/{name}");
-            let prog: &mut BtfTracePoint = ebpf
-                .program_mut(name)
-                .with_context(|| format!("eBPF object has no {name} program"))?
-                .try_into()?;
-            prog.load(name, &aya_btf)
-                .map_err(|e| explain_bpf_error(&format!("loading {what}"), e))?;
-            prog.attach()
-                .map_err(|e| explain_bpf_error(&format!("attaching {what}"), e))?;
-            hooks.push(Hook {
-                role,
-                name: leak(what),
-            });
+        for (role, program, hook) in COMMON_HOOKS {
+            attach_program(&mut ebpf, program, hook, &aya_btf)
+                .map_err(|why| anyhow!("{hook}: {why}; arp-trace cannot see ARP without it"))?;
+            hooks.push(Hook { role, name: hook });
         }
 
-        Ok(Tracer { ebpf, hooks })
+        let facts = KernelFacts::gather(btf, syms);
+        let mut passed_over = Vec::new();
+        let mut solicit = None;
+        for path in opts.hooks.candidates() {
+            let result = match facts.precheck(path) {
+                Some(why) => Err(why),
+                None => attach_program(&mut ebpf, path.program(), path.hook(), &aya_btf),
+            };
+            match result {
+                Ok(()) => {
+                    solicit = Some(path);
+                    break;
+                }
+                Err(why) => passed_over.push((path, why)),
+            }
+        }
+        let Some(solicit) = solicit else {
+            let why: Vec<String> = passed_over
+                .iter()
+                .map(|(p, w)| format!("{}: {w}", p.name()))
+                .collect();
+            if opts.hooks == HookChoice::Auto {
+                bail!(
+                    "no way to see arp_solicit()'s packet on this kernel ({}); run \
+                     `arp-trace doctor` for details",
+                    why.join("; ")
+                );
+            }
+            let (path, why) = &passed_over[0];
+            bail!(
+                "--hooks {} cannot be used ({}): {why}; use --hooks auto (`arp-trace doctor` \
+                 shows what works here)",
+                path.name(),
+                path.hook()
+            );
+        };
+        hooks.insert(
+            0,
+            Hook {
+                role: "solicit",
+                name: solicit.hook(),
+            },
+        );
+        Ok(Tracer {
+            ebpf,
+            hooks,
+            solicit,
+            passed_over,
+        })
     }
 
     pub fn events(&mut self) -> Result<RingBuf<MapData>> {

@@ -3,14 +3,19 @@
 
 use std::process::ExitCode;
 
-use arp_trace::cli::Args;
+use arp_trace::cli::{Args, Command};
 use clap::Parser;
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = Args::parse();
-    match arp_trace::live::run(&args) {
-        Ok(_) => ExitCode::SUCCESS,
+    let result = match args.command {
+        Some(Command::Doctor) => arp_trace::doctor::main(),
+        None => arp_trace::live::run(&args).map(|_| true),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("arp-trace: {}", arp_trace::one_line(&e));
             ExitCode::from(1)
