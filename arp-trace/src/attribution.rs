@@ -395,6 +395,15 @@ pub enum Joined {
 struct Pending {
     ev: ArpEvent,
     since: Instant,
+    /// Its neighbour record arrived: nothing more will join it.
+    done: bool,
+}
+
+/// A place in the output order: a request still being joined, or an event ready to go that
+/// waits behind one so that events leave in the order the kernel sent them.
+enum Queued {
+    Request((u32, u64)),
+    Ready(Joined),
 }
 
 const MAX_DROPS_LISTED: usize = 32;
@@ -406,7 +415,7 @@ pub const JOIN_WAIT: Duration = Duration::from_millis(50);
 /// Joins the kernel's records into complete events.
 pub struct Joiner {
     pending: HashMap<(u32, u64), Pending>,
-    order: VecDeque<(u32, u64)>,
+    order: VecDeque<Queued>,
     /// NEIGH_FAILED drops seen on a CPU, waiting for that CPU's failure record.
     drops_by_cpu: HashMap<u32, Vec<Trigger>>,
     /// Queue-overflow drops, by (netns, ifindex, destination).
@@ -452,7 +461,7 @@ impl Joiner {
         self.ifnames
             .insert((ev.netns, ev.ifindex), ev.ifname.clone());
         if ev.op != ArpOp::Request || seq == 0 {
-            out.push(Joined::Arp(Box::new(ev)));
+            self.hand_on(Joined::Arp(Box::new(ev)), out);
             return;
         }
         let mut ev = ev;
@@ -473,9 +482,19 @@ impl Joiner {
             Pending {
                 ev,
                 since: Instant::now(),
+                done: false,
             },
         );
-        self.order.push_back((cpu, seq));
+        self.order.push_back(Queued::Request((cpu, seq)));
+    }
+
+    /// Passes an event on now, or queues it behind requests still being joined.
+    fn hand_on(&mut self, j: Joined, out: &mut Vec<Joined>) {
+        if self.order.is_empty() {
+            out.push(j);
+        } else {
+            self.order.push_back(Queued::Ready(j));
+        }
     }
 
     pub fn trigger(&mut self, t: &TriggerEvent) {
@@ -534,7 +553,8 @@ impl Joiner {
             self.ifnames.insert((n.netns, n.ifindex), ifname.clone());
         }
         if n.req_seq != 0 {
-            if let Some(mut p) = self.pending.remove(&(n.cpu, n.req_seq)) {
+            if let Some(p) = self.pending.get_mut(&(n.cpu, n.req_seq)) {
+                p.done = true;
                 let owner = Owner {
                     flags: n.owner_flags,
                     sk: n.sk,
@@ -559,7 +579,6 @@ impl Joiner {
                 p.ev.queued = Some(n.qlen);
                 self.last_attempt
                     .insert((n.netns, n.ifindex, target), attempt);
-                out.push(Joined::Arp(Box::new(p.ev)));
             }
         }
         if n.flags & NEIGH_FAILED != 0 {
@@ -570,7 +589,7 @@ impl Joiner {
                     .unwrap_or_default(),
             );
             let dropped_omitted = self.omitted.remove(&n.cpu).unwrap_or(0);
-            out.push(Joined::Failed(NeighFailed {
+            let failed = Joined::Failed(NeighFailed {
                 kind: "neigh_failed".into(),
                 time: Time(n.ts_ns as i128 + self.clock_offset),
                 netns: n.netns,
@@ -584,31 +603,45 @@ impl Joiner {
                     .unwrap_or_else(|| n.probes.saturating_sub(n.ucast_probes).max(1)),
                 dropped,
                 dropped_omitted,
-            }));
+            });
+            self.order.push_back(Queued::Ready(failed));
         }
+        self.drain(false, out);
     }
 
     /// Hands on requests whose records did not all arrive in time (no trigger: a probe of a
     /// stale entry, or ARP not sent by the neighbour code). `all` flushes everything (exit).
     pub fn expire(&mut self, all: bool, out: &mut Vec<Joined>) {
-        while let Some(key) = self.order.front().copied() {
-            match self.pending.get(&key) {
-                None => {
-                    self.order.pop_front();
+        self.drain(all, out);
+    }
+
+    /// Hands on events from the front of the order: ready ones, completed requests, and
+    /// requests that waited long enough (`all`: everything, at exit).
+    fn drain(&mut self, all: bool, out: &mut Vec<Joined>) {
+        while let Some(front) = self.order.front() {
+            match front {
+                Queued::Ready(_) => {
+                    if let Some(Queued::Ready(j)) = self.order.pop_front() {
+                        out.push(j);
+                    }
                 }
-                Some(p) if all || p.since.elapsed() >= JOIN_WAIT => {
+                Queued::Request(key) => {
+                    let key = *key;
+                    match self.pending.get(&key) {
+                        Some(p) if !(all || p.done || p.since.elapsed() >= JOIN_WAIT) => break,
+                        _ => {}
+                    }
                     self.order.pop_front();
                     if let Some(p) = self.pending.remove(&key) {
                         out.push(Joined::Arp(Box::new(p.ev)));
                     }
                 }
-                Some(_) => break,
             }
         }
     }
 
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        !self.order.is_empty()
     }
 }
 
@@ -802,6 +835,41 @@ mod tests {
         };
         assert!(ev.trigger.is_none(), "{:?}", ev.trigger);
         assert_eq!(j.unmatched, 1);
+    }
+
+    #[test]
+    fn events_leave_in_the_order_the_kernel_sent_them() {
+        use crate::event::tests::{frame, raw};
+        let mut j = Joiner::new(Some(syms()), 0);
+        let mut out = Vec::new();
+        j.arp(1, 5, request(), &mut out);
+        // The peer answers before the request's neighbour record is read (veth is instant).
+        let reply = frame(
+            2,
+            [2, 0, 0, 0, 0, 1],
+            [2, 0, 0, 0, 0, 2],
+            [198, 51, 100, 20],
+            [2, 0, 0, 0, 0, 1],
+            [203, 0, 113, 10],
+        );
+        j.arp(
+            0,
+            9,
+            ArpEvent::decode(&raw(&reply, 14), 0).unwrap(),
+            &mut out,
+        );
+        assert!(out.is_empty(), "the reply waits behind the request");
+        j.trigger(&trigger(EVENT_TRIGGER, 1, 5, 0, 0));
+        j.neigh(&neigh(1, 5, 0x01, 4, NEIGH_FIRST), &mut out);
+        let ops: Vec<ArpOp> = out
+            .iter()
+            .map(|o| match o {
+                Joined::Arp(e) => e.op,
+                Joined::Failed(_) => panic!(),
+            })
+            .collect();
+        assert_eq!(ops, [ArpOp::Request, ArpOp::Reply]);
+        assert!(!j.has_pending());
     }
 
     #[test]
