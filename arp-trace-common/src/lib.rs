@@ -28,6 +28,11 @@ pub const STACK_DEPTH: usize = 24;
 /// `arp_solicit()`; the tracepoint path filters `consume_skb` on these.
 pub const MAX_RANGES: usize = 4;
 
+/// IPv4 addresses of the egress device copied with each ARP frame (`in_device->ifa_list`).
+pub const MAX_DEV_ADDRS: usize = 8;
+/// `DevAddr::flags`: `IFA_F_SECONDARY`.
+pub const ADDR_SECONDARY: u8 = 1;
+
 /// `NeighEvent::flags`
 pub const NEIGH_FAILED: u32 = 1;
 /// The record comes from `neigh_event_send_done`: the first solicit of a resolution.
@@ -93,6 +98,34 @@ pub struct Offsets {
     pub neigh_parms: u32,
     /// `neigh_parms.data[NEIGH_VAR_UCAST_PROBES]`
     pub parms_ucast_probes: u32,
+    /// `net_device.ip_ptr` (the device's `struct in_device`).
+    pub dev_ip_ptr: u32,
+    /// `in_device.cnf.data[IPV4_DEVCONF_ARP_ANNOUNCE - 1]`
+    pub indev_arp_announce: u32,
+    pub indev_ifa_list: u32,
+    pub ifa_next: u32,
+    pub ifa_local: u32,
+    pub ifa_prefixlen: u32,
+    pub ifa_scope: u32,
+    pub ifa_flags: u32,
+    /// `net.ipv4.devconf_all` (pointer to the namespace's `all` settings).
+    pub net_devconf_all: u32,
+    /// `ipv4_devconf.data[IPV4_DEVCONF_ARP_ANNOUNCE - 1]`
+    pub devconf_arp_announce: u32,
+}
+
+/// One IPv4 address of a device as the kernel held it when the frame left.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DevAddr {
+    /// `ifa_local`, network byte order.
+    pub addr: [u8; 4],
+    pub prefixlen: u8,
+    /// `ifa_scope` (RT_SCOPE_*: 0 universe, 253 link, 254 host).
+    pub scope: u8,
+    /// `ADDR_*`
+    pub flags: u8,
+    pub _pad: u8,
 }
 
 /// Everything else the loader decides at start-up.
@@ -212,6 +245,16 @@ impl Offsets {
         neigh_queue_tail: u32::MAX,
         neigh_parms: u32::MAX,
         parms_ucast_probes: u32::MAX,
+        dev_ip_ptr: u32::MAX,
+        indev_arp_announce: u32::MAX,
+        indev_ifa_list: u32::MAX,
+        ifa_next: u32::MAX,
+        ifa_local: u32::MAX,
+        ifa_prefixlen: u32::MAX,
+        ifa_scope: u32::MAX,
+        ifa_flags: u32::MAX,
+        net_devconf_all: u32::MAX,
+        devconf_arp_announce: u32::MAX,
     };
 }
 
@@ -245,6 +288,15 @@ pub struct ArpXmitEvent {
     pub ifname: [u8; NAME_LEN],
     pub comm: [u8; NAME_LEN],
     pub frame: [u8; FRAME_CAP],
+    /// `arp_announce` of the namespace's `all` and of the device when the frame left
+    /// (-1: could not be read).
+    pub announce_all: i32,
+    pub announce_dev: i32,
+    /// Valid entries in `addrs`; the device has more when `addrs_more` is set.
+    pub n_addrs: u16,
+    pub addrs_more: u16,
+    pub _pad2: u32,
+    pub addrs: [DevAddr; MAX_DEV_ADDRS],
 }
 
 #[cfg(feature = "user")]
@@ -266,11 +318,12 @@ mod tests {
 
     #[test]
     fn layouts_have_no_hidden_padding() {
-        assert_eq!(size_of::<Offsets>(), 29 * 4);
+        assert_eq!(size_of::<Offsets>(), 39 * 4);
         assert_eq!(align_of::<ArpXmitEvent>(), 8);
+        assert_eq!(size_of::<DevAddr>(), 8);
         assert_eq!(
             size_of::<ArpXmitEvent>(),
-            8 + 8 + 6 * 4 + 2 + 2 + 4 + 8 + 8 + 16 + 16 + FRAME_CAP
+            8 + 8 + 6 * 4 + 2 + 2 + 4 + 8 + 8 + 16 + 16 + FRAME_CAP + 16 + 8 * MAX_DEV_ADDRS
         );
         assert_eq!(size_of::<Config>(), MAX_RANGES * 16 + 8);
         assert_eq!(

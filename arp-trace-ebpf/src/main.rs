@@ -8,10 +8,11 @@
 use core::ffi::c_void;
 
 use arp_trace_common::{
-    ArpXmitEvent, Config, NeighEvent, Offsets, TriggerEvent, EVENT_ARP_XMIT, EVENT_NEIGH,
-    EVENT_NEIGH_DROP, EVENT_TRIGGER, FRAME_CAP, HOOK_CONSUME_SKB, HOOK_FENTRY, HOOK_KFREE_SKB,
-    HOOK_KPROBE, HOOK_NET_DEV_QUEUE, IP_CAP, MAX_RANGES, NAME_LEN, NEIGH_FAILED, NEIGH_FIRST,
-    NO_MAC_HEADER, STACK_DEPTH, TRIGGER_HAS_SK, TRIGGER_NO_FILE, TRIGGER_REQUEST_SK,
+    ArpXmitEvent, Config, DevAddr, NeighEvent, Offsets, TriggerEvent, ADDR_SECONDARY,
+    EVENT_ARP_XMIT, EVENT_NEIGH, EVENT_NEIGH_DROP, EVENT_TRIGGER, FRAME_CAP, HOOK_CONSUME_SKB,
+    HOOK_FENTRY, HOOK_KFREE_SKB, HOOK_KPROBE, HOOK_NET_DEV_QUEUE, IP_CAP, MAX_DEV_ADDRS,
+    MAX_RANGES, NAME_LEN, NEIGH_FAILED, NEIGH_FIRST, NO_MAC_HEADER, STACK_DEPTH, TRIGGER_HAS_SK,
+    TRIGGER_NO_FILE, TRIGGER_REQUEST_SK,
 };
 use aya_ebpf::{
     helpers::{
@@ -137,6 +138,7 @@ unsafe fn fill_xmit(ev: &mut ArpXmitEvent, skb: *const u8, o: &Offsets) -> Resul
     } else {
         read(net, o.net_ns_inum)?
     };
+    read_dev_facts(ev, dev, net, o);
 
     let head: *const u8 = read(skb, o.skb_head)?;
     let mac: u16 = read(skb, o.skb_mac_header)?;
@@ -157,6 +159,60 @@ unsafe fn fill_xmit(ev: &mut ArpXmitEvent, skb: *const u8, o: &Offsets) -> Resul
         ev.caplen = 42;
     }
     Ok(())
+}
+
+const IFA_F_SECONDARY: u32 = 0x01;
+
+/// What the kernel's sender choice depends on, as it stands while the frame leaves:
+/// `arp_announce` (all and device) and the device's IPv4 addresses. Unreadable parts are
+/// marked (-1, no addresses) rather than failing the event.
+#[inline(always)]
+unsafe fn read_dev_facts(ev: &mut ArpXmitEvent, dev: *const u8, net: *const u8, o: &Offsets) {
+    ev.announce_all = -1;
+    ev.announce_dev = -1;
+    ev.n_addrs = 0;
+    ev.addrs_more = 0;
+    ev._pad2 = 0;
+    let mut i = 0;
+    while i < MAX_DEV_ADDRS {
+        ev.addrs[i] = DevAddr::default();
+        i += 1;
+    }
+    if !net.is_null() {
+        if let Ok(all) = read::<*const u8>(net, o.net_devconf_all) {
+            if !all.is_null() {
+                ev.announce_all = read(all, o.devconf_arp_announce).unwrap_or(-1);
+            }
+        }
+    }
+    let Ok(indev) = read::<*const u8>(dev, o.dev_ip_ptr) else {
+        return;
+    };
+    if indev.is_null() {
+        return; // no IPv4 on this device
+    }
+    ev.announce_dev = read(indev, o.indev_arp_announce).unwrap_or(-1);
+    let mut ifa: *const u8 = read(indev, o.indev_ifa_list).unwrap_or(core::ptr::null());
+    let mut n = 0usize;
+    while n < MAX_DEV_ADDRS {
+        if ifa.is_null() {
+            break;
+        }
+        let a = &mut ev.addrs[n];
+        a.addr = read(ifa, o.ifa_local).unwrap_or([0; 4]);
+        a.prefixlen = read(ifa, o.ifa_prefixlen).unwrap_or(0);
+        a.scope = read(ifa, o.ifa_scope).unwrap_or(0);
+        let flags: u32 = read(ifa, o.ifa_flags).unwrap_or(0);
+        a.flags = if flags & IFA_F_SECONDARY != 0 {
+            ADDR_SECONDARY
+        } else {
+            0
+        };
+        n += 1;
+        ifa = read(ifa, o.ifa_next).unwrap_or(core::ptr::null());
+    }
+    ev.n_addrs = n as u16;
+    ev.addrs_more = if ifa.is_null() { 0 } else { 1 };
 }
 
 /// Numbers the event and, for an ARP request, keeps it as this CPU's pending request.

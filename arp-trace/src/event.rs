@@ -160,6 +160,10 @@ pub struct ArpEvent {
     /// Packets waiting on the entry.
     #[serde(default)]
     pub queued: Option<u32>,
+    /// The egress device's `arp_announce` and addresses as the kernel held them while the
+    /// frame left; the explanation is built from them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<crate::devfacts::DevFacts>,
 }
 
 /// The `"type"` tag of an ARP event; a unit type so it can only ever be `"arp"`.
@@ -257,6 +261,7 @@ impl ArpEvent {
             neigh_state: None,
             attempt: None,
             queued: None,
+            egress: Some(crate::devfacts::DevFacts::from_raw(raw)),
         })
     }
 }
@@ -310,6 +315,12 @@ pub(crate) mod tests {
             ifname,
             comm: [0; 16],
             frame: fr,
+            announce_all: 0,
+            announce_dev: 0,
+            n_addrs: 0,
+            addrs_more: 0,
+            _pad2: 0,
+            addrs: [Default::default(); arp_trace_common::MAX_DEV_ADDRS],
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod attribution;
 pub mod btf;
 pub mod cli;
+pub mod devfacts;
 pub mod doctor;
 pub mod event;
 pub mod explain;

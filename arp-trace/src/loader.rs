@@ -19,6 +19,13 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 /// Reads every field the programs need from the running kernel's BTF.
 pub fn resolve_offsets(btf: &Btf) -> Result<Offsets> {
     let f = |s: &str, p: &str| btf.field(s, p).map(|f| f.offset);
+    // `data[IPV4_DEVCONF_ARP_ANNOUNCE - 1]`; the index is UAPI (linux/ip.h), so 18 is the
+    // value on every kernel that lacks it in BTF.
+    let announce = 4
+        * (btf
+            .enum_value("", "IPV4_DEVCONF_ARP_ANNOUNCE")
+            .unwrap_or(18) as u32
+            - 1);
     let o = Offsets {
         skb_head: f("sk_buff", "head")?,
         skb_len: f("sk_buff", "len")?,
@@ -52,6 +59,16 @@ pub fn resolve_offsets(btf: &Btf) -> Result<Offsets> {
         neigh_parms: f("neighbour", "parms")?,
         parms_ucast_probes: f("neigh_parms", "data")?
             + 4 * btf.enum_value("", "NEIGH_VAR_UCAST_PROBES").unwrap_or(1) as u32,
+        dev_ip_ptr: f("net_device", "ip_ptr")?,
+        indev_arp_announce: f("in_device", "cnf.data")? + announce,
+        indev_ifa_list: f("in_device", "ifa_list")?,
+        ifa_next: f("in_ifaddr", "ifa_next")?,
+        ifa_local: f("in_ifaddr", "ifa_local")?,
+        ifa_prefixlen: f("in_ifaddr", "ifa_prefixlen")?,
+        ifa_scope: f("in_ifaddr", "ifa_scope")?,
+        ifa_flags: f("in_ifaddr", "ifa_flags")?,
+        net_devconf_all: f("net", "ipv4.devconf_all")?,
+        devconf_arp_announce: f("ipv4_devconf", "data")? + announce,
     };
     Ok(o)
 }
