@@ -6,12 +6,14 @@ pub mod btf;
 pub mod cli;
 pub mod event;
 pub mod explain;
+pub mod facts;
 pub mod kallsyms;
 pub mod live;
 pub mod loader;
 pub mod netns;
 pub mod output;
 pub mod pipeline;
+pub mod summary;
 pub mod timefmt;
 
 /// An error and its causes on one line, the form every failure is reported in.
