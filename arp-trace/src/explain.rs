@@ -3,12 +3,13 @@
 //! driven by one rule table so every verdict names the kernel path that produced it.
 //!
 //! The model assumes the request came from arp_solicit() (not arping, gratuitous ARP or a
-//! bonding/VRRP sender) and that the snapshot matches the moment of the request. It does not
-//! see address scopes, IFA_F_SECONDARY flags, AnyIP local routes or VRF tables: secondaries are
-//! inferred like the kernel assigns them (a later address of the same subnet and prefix on the
-//! same interface), 127.0.0.0/8 is taken as host scope. Whenever the kernel's path would have
-//! written a different sender than the one observed, the verdict is `unexplained` rather than a
-//! guess.
+//! bonding/VRRP sender) and that the snapshot matches the moment of the request. Address scopes
+//! and IFA_F_SECONDARY come from netlink when the facts were read live; facts without them
+//! (written by hand) have secondaries inferred the way the kernel assigns them (a later address
+//! of the same subnet and prefix on the same interface) and 127.0.0.0/8 taken as host scope.
+//! It does not see AnyIP local routes, VRF tables, route_localnet, or local routes removed
+//! with a downed interface. Whenever the kernel's path would have written a different sender
+//! than the one observed, the verdict is `unexplained` rather than a guess.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -1343,6 +1344,33 @@ pub(crate) mod tests {
         assert_eq!(v.reason, Reason::SelectAnnounce2);
         assert!(v.explanation.contains("first primary"), "{}", v.explanation);
         let v = explain(&request("eth3", "192.0.2.2", "203.0.113.5", None), &f);
+        assert_eq!(v.reason, Reason::Unexplained);
+    }
+
+    #[test]
+    fn explain_uses_kernel_flags_when_netlink_gave_them() {
+        // 198.51.100.11 listed first but flagged secondary by the kernel: inference from
+        // order alone would have picked it.
+        let mut f = facts(2, None);
+        f.addrs = vec![
+            IfAddr {
+                secondary: Some(true),
+                scope: Some(0),
+                ..addr("eth3", EGRESS_SECONDARY, 24)
+            },
+            IfAddr {
+                secondary: Some(false),
+                scope: Some(0),
+                ..addr("eth3", EGRESS_PRIMARY, 24)
+            },
+        ];
+        let v = explain(&request("eth3", EGRESS_PRIMARY, TARGET, None), &f);
+        assert_eq!(v.reason, Reason::SelectAnnounce2, "{}", v.explanation);
+        let v = explain(&request("eth3", EGRESS_SECONDARY, TARGET, None), &f);
+        assert_eq!(v.reason, Reason::Unexplained);
+        // A host-scope address (as `ip addr add ... scope host` makes) is never selected.
+        f.addrs[1].scope = Some(254);
+        let v = explain(&request("eth3", EGRESS_PRIMARY, TARGET, None), &f);
         assert_eq!(v.reason, Reason::Unexplained);
     }
 
