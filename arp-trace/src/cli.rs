@@ -12,6 +12,7 @@ Examples:
   sudo arp-trace -i eth3                only what leaves interfaces named eth3
   sudo arp-trace --netns srv -c 10      ten requests from namespace `srv`, then exit
   sudo arp-trace --json | jq 'select(.op==\"request\")'
+  sudo arp-trace --foreign-only         only requests announcing an address foreign to the link
 
 Each line reads like tcpdump's:
   19:31:02.123456 srv/eth3 ARP who-has 198.51.100.20 tell 203.0.113.10 (00:11:22:33:44:55)
@@ -53,6 +54,18 @@ pub struct Args {
     /// Print no per-event lines; only the counts on exit.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+
+    /// Only show ARP requests whose sender IP is in none of the egress interface's subnets.
+    #[arg(long)]
+    pub foreign_only: bool,
+
+    /// Explain every request, not only those with a foreign sender.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+
+    /// Also print the summary every N seconds (it is always printed on exit).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub summary_interval: Option<u64>,
 
     /// Create this file once every hook is attached (for scripts and tests).
     #[arg(long, value_name = "PATH")]
@@ -123,6 +136,18 @@ mod tests {
         assert!(a.quiet);
         assert_eq!(a.netns, ["srv"]);
         assert_eq!(a.buffer_kib, 4096);
+        assert!(!a.foreign_only && !a.verbose && a.summary_interval.is_none());
+        let a = Args::try_parse_from([
+            "arp-trace",
+            "-v",
+            "--foreign-only",
+            "--summary-interval",
+            "5",
+        ])
+        .unwrap();
+        assert!(a.foreign_only && a.verbose);
+        assert_eq!(a.summary_interval, Some(5));
+        assert!(Args::try_parse_from(["arp-trace", "--summary-interval", "0"]).is_err());
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::net::Ipv4Addr;
 use arp_trace_common::{ArpXmitEvent, ADDR_SECONDARY};
 use serde::{Deserialize, Serialize};
 
+use crate::explain::{IfAddr, NsFacts};
+
 /// One IPv4 address of the egress device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DevAddr {
@@ -62,6 +64,38 @@ impl DevFacts {
         }
     }
 
+    /// Puts what the kernel held at transmit time over facts read later for the namespace:
+    /// both `arp_announce` values and the egress device's own addresses.
+    pub fn apply(&self, ns: &mut NsFacts, ifname: &str) {
+        let clamp = |v: i32| v.clamp(0, u8::MAX as i32) as u8;
+        if let Some(all) = self.announce_all {
+            ns.announce_all = clamp(all);
+        }
+        if let Some(dev) = self.announce_dev {
+            ns.announce_dev.insert(ifname.to_string(), clamp(dev));
+        }
+        if self.truncated || self.announce_dev.is_none() {
+            // A cut list, or no IPv4 config read from the device: the namespace's list is
+            // better than nothing.
+            return;
+        }
+        let at = ns
+            .addrs
+            .iter()
+            .position(|a| a.ifname == ifname)
+            .unwrap_or(ns.addrs.len());
+        ns.addrs.retain(|a| a.ifname != ifname);
+        let mine = self.addrs.iter().map(|a| IfAddr {
+            ifname: ifname.to_string(),
+            addr: a.addr,
+            prefix_len: a.prefixlen,
+            scope: Some(a.scope),
+            secondary: Some(a.secondary),
+        });
+        let at = at.min(ns.addrs.len());
+        ns.addrs.splice(at..at, mine);
+    }
+
     /// `IN_DEV_ARP_ANNOUNCE()`: the larger of `all` and the device's value.
     pub fn effective_announce(&self) -> Option<i32> {
         match (self.announce_all, self.announce_dev) {
@@ -98,5 +132,48 @@ mod tests {
         let f = DevFacts::from_raw(&raw);
         assert_eq!((f.announce_dev, f.effective_announce()), (None, Some(2)));
         assert!(f.addrs.is_empty());
+    }
+
+    #[test]
+    fn kernel_facts_override_what_was_read_later() {
+        let a = |ifname: &str, ip: &str, p: u8| IfAddr {
+            ifname: ifname.into(),
+            addr: ip.parse().unwrap(),
+            prefix_len: p,
+            scope: None,
+            secondary: None,
+        };
+        let mut ns = NsFacts {
+            announce_all: 0,
+            announce_dev: [("eth3".to_string(), 0u8)].into_iter().collect(),
+            addrs: vec![
+                a("lo", "127.0.0.1", 8),
+                a("eth3", "198.51.100.10", 24),
+                a("eth3", "198.51.100.11", 24),
+                a("eth5", "203.0.113.10", 24),
+            ],
+        };
+        let kernel = DevFacts {
+            announce_all: Some(1),
+            announce_dev: Some(2),
+            addrs: vec![DevAddr {
+                addr: "198.51.100.10".parse().unwrap(),
+                prefixlen: 24,
+                scope: 0,
+                secondary: false,
+            }],
+            truncated: false,
+        };
+        kernel.apply(&mut ns, "eth3");
+        assert_eq!((ns.announce_all, ns.announce_dev["eth3"]), (1, 2));
+        let names: Vec<String> = ns
+            .addrs
+            .iter()
+            .map(|a| format!("{}:{}", a.ifname, a.addr))
+            .collect();
+        assert_eq!(
+            names,
+            ["lo:127.0.0.1", "eth3:198.51.100.10", "eth5:203.0.113.10"]
+        );
     }
 }

@@ -8,6 +8,7 @@ use arp_trace_common::{ArpXmitEvent, NO_MAC_HEADER};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::attribution::Trigger;
+use crate::explain::{IfAddr, NsFacts, Verdict};
 use crate::timefmt;
 
 /// A link-layer (Ethernet) address.
@@ -161,9 +162,75 @@ pub struct ArpEvent {
     #[serde(default)]
     pub queued: Option<u32>,
     /// The egress device's `arp_announce` and addresses as the kernel held them while the
-    /// frame left; the explanation is built from them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// frame left (read by the BPF program). They override what `facts` read a moment later,
+    /// and travel in JSON as `facts`.
+    #[serde(skip)]
     pub egress: Option<crate::devfacts::DevFacts>,
+    /// Requests only: why the kernel wrote this sender (`foreign_sender`, `reason`,
+    /// `explanation`, `consequence`, `remedy`).
+    #[serde(flatten, default)]
+    pub verdict: Option<Verdict>,
+    /// Requests only: the namespace facts the verdict was computed from, so it can be
+    /// recomputed offline (`arp_announce`, `addrs`, `ns_addrs`).
+    #[serde(flatten, default)]
+    pub facts: Option<EventFacts>,
+    /// Why a request has no verdict (its namespace's facts could not be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub facts_error: Option<String>,
+}
+
+/// net.ipv4.conf.{all,<ifname>}.arp_announce at the request, and the kernel's max of both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announce {
+    pub all: u8,
+    /// `null` when the interface had no conf entry to read (it was gone); taken as 0.
+    pub dev: Option<u8>,
+    pub effective: u8,
+}
+
+/// The facts of a request's namespace, as carried on the event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventFacts {
+    pub arp_announce: Announce,
+    /// The egress interface's IPv4 addresses as `198.51.100.10/24`.
+    pub addrs: Vec<String>,
+    /// Every IPv4 address of every interface of the namespace, in the kernel's order.
+    pub ns_addrs: Vec<IfAddr>,
+}
+
+impl EventFacts {
+    /// The facts an event carries about its egress interface `ifname`.
+    pub fn from_ns(facts: &NsFacts, ifname: &str) -> EventFacts {
+        let dev = facts.announce_dev.get(ifname).copied();
+        EventFacts {
+            arp_announce: Announce {
+                all: facts.announce_all,
+                dev,
+                effective: facts.announce_all.max(dev.unwrap_or(0)),
+            },
+            addrs: facts
+                .addrs
+                .iter()
+                .filter(|a| a.ifname == ifname)
+                .map(|a| format!("{}/{}", a.addr, a.prefix_len))
+                .collect(),
+            ns_addrs: facts.addrs.clone(),
+        }
+    }
+
+    /// Back to what explain() consumes, for replaying an event offline.
+    pub fn to_ns(&self, ifname: &str) -> NsFacts {
+        NsFacts {
+            announce_all: self.arp_announce.all,
+            announce_dev: self
+                .arp_announce
+                .dev
+                .map(|d| (ifname.to_string(), d))
+                .into_iter()
+                .collect(),
+            addrs: self.ns_addrs.clone(),
+        }
+    }
 }
 
 /// The `"type"` tag of an ARP event; a unit type so it can only ever be `"arp"`.
@@ -262,6 +329,9 @@ impl ArpEvent {
             attempt: None,
             queued: None,
             egress: Some(crate::devfacts::DevFacts::from_raw(raw)),
+            verdict: None,
+            facts: None,
+            facts_error: None,
         })
     }
 }
@@ -315,8 +385,9 @@ pub(crate) mod tests {
             ifname,
             comm: [0; 16],
             frame: fr,
-            announce_all: 0,
-            announce_dev: 0,
+            // As from a kernel whose device facts could not be read: tests give facts.
+            announce_all: -1,
+            announce_dev: -1,
             n_addrs: 0,
             addrs_more: 0,
             _pad2: 0,
@@ -325,6 +396,15 @@ pub(crate) mod tests {
     }
 
     const SMAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
+
+    /// A broadcast request on `ifname` as decoded from the kernel, for other modules' tests.
+    pub fn request_event(ifname: &str, sender: &str, target: &str) -> ArpEvent {
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap().octets();
+        let f = frame(1, [0xff; 6], SMAC, ip(sender), [0; 6], ip(target));
+        let mut ev = ArpEvent::decode(&raw(&f, 14), 0).unwrap();
+        ev.ifname = ifname.to_string();
+        ev
+    }
 
     #[test]
     fn decodes_a_broadcast_request() {
@@ -399,6 +479,8 @@ pub(crate) mod tests {
         let line = serde_json::to_string(&ev).unwrap();
         assert!(line.starts_with(r#"{"type":"arp","op":"request","time":"2026-11-28T19:31:02.000000000Z","netns":4026532281,"netns_name":"srv","ifindex":7,"ifname":"eth3","sender_ip":"203.0.113.10","sender_mac":"02:00:00:00:00:10","target_ip":"198.51.100.20","target_mac":"00:00:00:00:00:00","unicast":false"#), "{line}");
         let back: ArpEvent = serde_json::from_str(&line).unwrap();
+        // `egress` is internal: its values travel as `facts`.
+        ev.egress = None;
         assert_eq!(back, ev);
     }
 

@@ -8,12 +8,14 @@ pub mod devfacts;
 pub mod doctor;
 pub mod event;
 pub mod explain;
+pub mod facts;
 pub mod kallsyms;
 pub mod live;
 pub mod loader;
 pub mod netns;
 pub mod output;
 pub mod pipeline;
+pub mod summary;
 pub mod timefmt;
 
 /// An error and its causes on one line, the form every failure is reported in.

@@ -18,10 +18,12 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::btf::Btf;
 use crate::cli::Args;
 use crate::event::ArpEvent;
+use crate::facts::NsWatchers;
 use crate::loader::{self, LoadOptions, Tracer};
 use crate::netns::{self, NetnsNames};
 use crate::output::{JsonSink, TerminalSink};
 use crate::pipeline::{self, Counters, Filter, Flow, Output, Pipeline};
+use crate::summary::Summary;
 
 /// Writes the ready file atomically so a watcher never sees it half-written.
 fn write_ready_file(path: &Path, hooks: &str) -> Result<()> {
@@ -84,6 +86,9 @@ pub fn counts_line(c: &Counters) -> String {
         plural(c.replies, "reply", "replies"),
         c.lost
     );
+    if c.foreign > 0 {
+        s.push_str(&format!("; {} with a foreign sender", c.foreign));
+    }
     if c.filtered > 0 {
         s.push_str(&format!("; {} filtered out", c.filtered));
     }
@@ -188,14 +193,25 @@ async fn stream(
         .map_err(|e| anyhow::anyhow!("cannot poll the ring buffer: {e}"))?;
 
     let mut pipeline = Pipeline::new(filter, args.count, NetnsNames::new());
+    pipeline.facts = Some(Box::new(NsWatchers::new()));
+    pipeline.foreign_only = args.foreign_only;
     if !args.quiet {
         let out = Output::stdout();
         if args.json {
             pipeline.sinks.push(Box::new(JsonSink::new(out)));
         } else {
-            pipeline.sinks.push(Box::new(TerminalSink::new(out)));
+            use std::io::IsTerminal;
+            let color = std::io::stdout().is_terminal();
+            pipeline.sinks.push(Box::new(TerminalSink::with_options(
+                out,
+                args.verbose,
+                color,
+            )));
         }
     }
+    pipeline
+        .sinks
+        .push(Box::new(Summary::new(Output::stdout(), args.json)));
 
     let hooks: Vec<String> = tracer.hooks.iter().map(ToString::to_string).collect();
     let hooks = hooks.join(", ");
@@ -216,6 +232,8 @@ async fn stream(
 
     let mut joined: Vec<Joined> = Vec::new();
     let mut join_tick = tokio::time::interval(crate::attribution::JOIN_WAIT / 2);
+    let every = Duration::from_secs(args.summary_interval.unwrap_or(u64::MAX / 4));
+    let mut summary_tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     while !done {
         tokio::select! {
             _ = sigint.recv() => done = true,
@@ -225,6 +243,13 @@ async fn stream(
                 match deliver(&mut pipeline, &mut joined).and_then(|f| pipeline.flush().map(|_| f)) {
                     Ok(Flow::Continue) => {}
                     Ok(Flow::Stop) => done = true,
+                    Err(e) if pipeline::is_closed_pipe(&e) => { done = true; closed = true; }
+                    Err(e) => return Err(e).context("writing output"),
+                }
+            }
+            _ = summary_tick.tick(), if args.summary_interval.is_some() => {
+                match pipeline.flush().and_then(|_| pipeline.tick()) {
+                    Ok(()) => {}
                     Err(e) if pipeline::is_closed_pipe(&e) => { done = true; closed = true; }
                     Err(e) => return Err(e).context("writing output"),
                 }
@@ -294,11 +319,12 @@ mod tests {
             filtered: 4,
             undecodable: 5,
             failures: 0,
+            foreign: 6,
         };
         assert_eq!(
             counts_line(&c),
-            "1 ARP request, 2 replies captured; 3 lost (ring buffer full); 4 filtered out; \
-             5 non-IPv4 or other-opcode ARP frames ignored"
+            "1 ARP request, 2 replies captured; 3 lost (ring buffer full); 6 with a foreign \
+             sender; 4 filtered out; 5 non-IPv4 or other-opcode ARP frames ignored"
         );
         assert_eq!(
             counts_line(&Counters::default()),

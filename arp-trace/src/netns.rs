@@ -28,6 +28,32 @@ pub fn inode_of(path: &Path) -> std::io::Result<u32> {
     std::fs::metadata(path).map(|m| m.ino() as u32)
 }
 
+/// A path that opens the namespace with this inode: an `ip netns` bind mount, else
+/// /proc/PID/ns/net of a process inside it. `None` once nothing holds it.
+pub fn find_path(inode: u32) -> Option<PathBuf> {
+    find_path_in(Path::new(NETNS_RUN_DIR), Path::new("/proc"), inode)
+}
+
+fn find_path_in(run_dir: &Path, proc_dir: &Path, inode: u32) -> Option<PathBuf> {
+    let named = std::fs::read_dir(run_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path());
+    let procs = std::fs::read_dir(proc_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .map(|e| e.path().join("ns/net"));
+    named.chain(procs).find(|p| inode_of(p).ok() == Some(inode))
+}
+
 impl NetnsNames {
     pub fn new() -> Self {
         Self::with_dir(NETNS_RUN_DIR)
@@ -166,6 +192,18 @@ mod tests {
         names.invalidate();
         assert_eq!(names.name(red), Some("red"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn finds_a_path_for_a_namespace_inode() {
+        let own = inode_of(Path::new("/proc/self/ns/net")).unwrap();
+        let p = find_path_in(Path::new("/nonexistent"), Path::new("/proc"), own).unwrap();
+        assert_eq!(inode_of(&p).unwrap(), own);
+        assert!(p.starts_with("/proc"), "{}", p.display());
+        assert_eq!(
+            find_path_in(Path::new("/nonexistent"), Path::new("/proc"), 1),
+            None
+        );
     }
 
     #[test]

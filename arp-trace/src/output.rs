@@ -10,13 +10,14 @@ use crate::timefmt;
 
 /// `srv/eth3` for a named namespace, `eth3` in the tracer's own, `4026532281/eth3` otherwise.
 pub fn where_label(ev: &ArpEvent, names: &NetnsNames) -> String {
-    label(ev.netns_name.as_deref(), ev.netns, &ev.ifname, names)
+    label(ev.netns_name.as_deref(), ev.netns, &ev.ifname, names.own())
 }
 
-fn label(netns_name: Option<&str>, netns: u32, ifname: &str, names: &NetnsNames) -> String {
+/// The same label from its parts; `own` is the tracer's namespace.
+pub fn label(netns_name: Option<&str>, netns: u32, ifname: &str, own: Option<u32>) -> String {
     match netns_name {
         Some(n) => format!("{n}/{ifname}"),
-        None if names.own() == Some(netns) => ifname.to_string(),
+        None if own == Some(netns) => ifname.to_string(),
         None => format!("{netns}/{ifname}"),
     }
 }
@@ -66,30 +67,86 @@ pub fn describe_failed(f: &NeighFailed) -> String {
     s
 }
 
-/// One line per event: `19:31:02.123456 srv/eth3 ARP who-has ... tell ... (mac)`.
+/// The lines under a request saying why it carries its sender: always for a foreign sender,
+/// for every request with `verbose`.
+pub fn explanation_lines(ev: &ArpEvent, verbose: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    match &ev.verdict {
+        Some(v) if v.foreign_sender || verbose => {
+            out.push(format!("    why ({}): {}", v.reason, v.explanation));
+            if let Some(c) = &v.consequence {
+                out.push(format!("    effect: {c}"));
+            }
+            if let Some(r) = &v.remedy {
+                out.push(format!("    fix: {}", r.command));
+                out.push(format!("    persist: {}", r.persistent));
+                if verbose {
+                    out.push(format!("    trade-off: {}", r.tradeoff));
+                }
+            }
+        }
+        None if verbose && ev.op == ArpOp::Request => {
+            if let Some(e) = &ev.facts_error {
+                out.push(format!(
+                    "    why: unknown, the namespace's facts are missing: {e}"
+                ));
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+const RED: &str = "\x1b[1;31m";
+const RESET: &str = "\x1b[0m";
+
+/// One line per event: `19:31:02.123456 srv/eth3 ARP who-has ... tell ... (mac)`; a request
+/// with a foreign sender ends in `  ! foreign sender` (in red on a terminal), the explanation
+/// beneath.
 pub struct TerminalSink {
     out: Output,
+    verbose: bool,
+    color: bool,
 }
 
 impl TerminalSink {
     pub fn new(out: Output) -> Self {
-        TerminalSink { out }
+        Self::with_options(out, false, false)
+    }
+
+    pub fn with_options(out: Output, verbose: bool, color: bool) -> Self {
+        TerminalSink {
+            out,
+            verbose,
+            color,
+        }
     }
 }
 
 impl Sink for TerminalSink {
     fn arp(&mut self, ev: &ArpEvent, names: &mut NetnsNames) -> io::Result<()> {
+        let foreign = ev.verdict.as_ref().is_some_and(|v| v.foreign_sender);
+        let (on, off, mark) = match (foreign, self.color) {
+            (true, true) => (RED, RESET, "  ! foreign sender"),
+            (true, false) => ("", "", "  ! foreign sender"),
+            _ => ("", "", ""),
+        };
+        let w = self.out.writer();
         writeln!(
-            self.out.writer(),
-            "{} {} {}{}",
+            w,
+            "{on}{} {} {}{}{mark}{off}",
             timefmt::local_clock_micros(ev.time.0),
             where_label(ev, names),
             describe(ev),
             trigger_suffix(ev)
-        )
+        )?;
+        for line in explanation_lines(ev, self.verbose) {
+            writeln!(w, "{line}")?;
+        }
+        Ok(())
     }
     fn neigh_failed(&mut self, f: &NeighFailed, names: &mut NetnsNames) -> io::Result<()> {
-        let label = label(f.netns_name.as_deref(), f.netns, &f.ifname, names);
+        let label = label(f.netns_name.as_deref(), f.netns, &f.ifname, names.own());
         writeln!(
             self.out.writer(),
             "{} {label} {}",
@@ -130,13 +187,14 @@ impl Sink for JsonSink {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::event::tests::{frame, raw};
     use std::sync::{Arc, Mutex};
 
+    /// A writer whose bytes the test reads back after the sink wrote them.
     #[derive(Clone, Default)]
-    struct Shared(Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct Shared(pub(crate) Arc<Mutex<Vec<u8>>>);
     impl Write for Shared {
         fn write(&mut self, b: &[u8]) -> io::Result<usize> {
             self.0.lock().unwrap().extend_from_slice(b);
@@ -174,6 +232,56 @@ mod tests {
             rest,
             "srv/eth3 ARP who-has 198.51.100.20 tell 203.0.113.10 (00:11:22:33:44:55)\n"
         );
+    }
+
+    #[test]
+    fn foreign_requests_stand_out_with_their_explanation() {
+        use crate::explain::tests::{addr, trigger};
+        let facts = crate::explain::NsFacts {
+            announce_all: 0,
+            announce_dev: [("eth3".to_string(), 0)].into(),
+            addrs: vec![
+                addr("eth3", "198.51.100.10", 24),
+                addr("eth5", "203.0.113.10", 24),
+            ],
+        };
+        let mut ev = request();
+        ev.trigger = Some(trigger("203.0.113.10", crate::attribution::Origin::Local));
+        ev.verdict = Some(crate::explain::explain(&ev, &facts));
+        let mut ok = request();
+        ok.sender_ip = "198.51.100.10".parse().unwrap();
+        ok.verdict = Some(crate::explain::explain(&ok, &facts));
+        let mut names = NetnsNames::with_dir("/nonexistent");
+        for (verbose, color) in [(false, false), (true, true)] {
+            let buf = Shared::default();
+            let mut sink =
+                TerminalSink::with_options(Output::new(Box::new(buf.clone())), verbose, color);
+            sink.arp(&ev, &mut names).unwrap();
+            sink.arp(&ok, &mut names).unwrap();
+            sink.flush().unwrap();
+            let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+            let lines: Vec<&str> = text.lines().collect();
+            assert!(lines[0].contains("tell 203.0.113.10"), "{text}");
+            assert!(lines[0].contains("  ! foreign sender"), "{text}");
+            assert_eq!(lines[0].starts_with(RED), color, "{text}");
+            assert!(lines[1].starts_with("    why (announce0_local_source): eth3 announces"));
+            assert!(lines[2].starts_with("    effect: "));
+            assert_eq!(
+                lines[3],
+                "    fix: sysctl -w net.ipv4.conf.eth3.arp_announce=1"
+            );
+            assert!(lines[4].starts_with("    persist: echo "));
+            let rest = &lines[if verbose { 6 } else { 5 }..];
+            assert!(rest[0].contains("tell 198.51.100.10") && !rest[0].contains('!'));
+            assert_eq!(rest.len(), if verbose { 2 } else { 1 }, "{text}");
+            if verbose {
+                assert!(lines[5].starts_with("    trade-off: "));
+                assert!(
+                    rest[1].starts_with("    why (select_no_trigger): "),
+                    "{text}"
+                );
+            }
+        }
     }
 
     #[test]

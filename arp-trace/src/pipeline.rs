@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use std::io::{self, Write};
 
 use crate::attribution::NeighFailed;
-use crate::event::{ArpEvent, ArpOp, Skip};
+use crate::event::{ArpEvent, ArpOp, EventFacts, Skip};
+use crate::explain;
+use crate::facts::FactsSource;
 use crate::netns::NetnsNames;
 
 /// What the user asked to see.
@@ -37,6 +39,8 @@ pub struct Counters {
     pub lost: u64,
     /// Neighbour entries that failed to resolve.
     pub failures: u64,
+    /// Requests whose sender IP is in none of the egress interface's subnets.
+    pub foreign: u64,
 }
 
 /// A consumer of events: the terminal, JSON Lines, later trace files, pcapng and summaries.
@@ -47,6 +51,10 @@ pub trait Sink {
     }
     /// Called after each batch so output reaches pipes promptly.
     fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    /// Called every `--summary-interval` seconds.
+    fn tick(&mut self) -> io::Result<()> {
         Ok(())
     }
     /// Called once at the end with the final counts.
@@ -70,6 +78,11 @@ pub struct Pipeline {
     pub names: NetnsNames,
     pub sinks: Vec<Box<dyn Sink>>,
     pub counters: Counters,
+    /// Where requests' namespace facts come from; without it, only events that carry their
+    /// facts (read back from a trace) get a verdict.
+    pub facts: Option<Box<dyn FactsSource>>,
+    /// `--foreign-only`: pass on only requests with a foreign sender.
+    pub foreign_only: bool,
 }
 
 impl Pipeline {
@@ -80,6 +93,8 @@ impl Pipeline {
             names,
             sinks: Vec::new(),
             counters: Counters::default(),
+            facts: None,
+            foreign_only: false,
         }
     }
 
@@ -97,6 +112,15 @@ impl Pipeline {
             self.counters.filtered += 1;
             return Ok(Flow::Continue);
         }
+        if ev.op == ArpOp::Request {
+            self.explain(&mut ev);
+        }
+        let foreign = ev.verdict.as_ref().is_some_and(|v| v.foreign_sender);
+        if self.foreign_only && !foreign {
+            self.counters.filtered += 1;
+            return Ok(Flow::Continue);
+        }
+        self.counters.foreign += foreign as u64;
         if ev.netns_name.is_none() {
             ev.netns_name = self.names.name(ev.netns).map(str::to_owned);
         }
@@ -111,6 +135,41 @@ impl Pipeline {
             Some(limit) if self.counters.requests >= limit => Ok(Flow::Stop),
             _ => Ok(Flow::Continue),
         }
+    }
+
+    /// Attaches the verdict, and the facts it rests on, to a request. Facts the event already
+    /// carries (a trace read back) win over the namespace's current ones.
+    fn explain(&mut self, ev: &mut ArpEvent) {
+        if ev.verdict.is_some() {
+            return;
+        }
+        let facts = match (&ev.facts, &mut self.facts) {
+            (Some(f), _) => Ok(f.to_ns(&ev.ifname)),
+            (None, Some(src)) => src.facts(ev.netns, &ev.ifname).map(|mut f| {
+                if let Some(k) = &ev.egress {
+                    k.apply(&mut f, &ev.ifname);
+                }
+                f
+            }),
+            (None, None) => return,
+        };
+        match facts {
+            Ok(f) => {
+                ev.verdict = Some(explain::explain(ev, &f));
+                if ev.facts.is_none() {
+                    ev.facts = Some(EventFacts::from_ns(&f, &ev.ifname));
+                }
+            }
+            Err(e) => ev.facts_error = Some(e),
+        }
+    }
+
+    /// Lets sinks that report periodically (the summary) do so.
+    pub fn tick(&mut self) -> io::Result<()> {
+        for sink in &mut self.sinks {
+            sink.tick()?;
+        }
+        Ok(())
     }
 
     pub fn push_failed(&mut self, mut ev: NeighFailed) -> io::Result<()> {
@@ -227,6 +286,69 @@ mod tests {
         assert_eq!(seen.borrow().len(), 2);
         assert_eq!(p.counters.filtered, 2);
         assert_eq!(p.counters.requests, 2);
+    }
+
+    struct Fixed(Result<explain::NsFacts, String>);
+    impl FactsSource for Fixed {
+        fn facts(&mut self, _: u32, _: &str) -> Result<explain::NsFacts, String> {
+            self.0.clone()
+        }
+    }
+
+    fn seed_facts() -> explain::NsFacts {
+        use crate::explain::tests::addr;
+        explain::NsFacts {
+            announce_all: 0,
+            announce_dev: [("eth3".to_string(), 0)].into(),
+            addrs: vec![
+                addr("eth3", "198.51.100.10", 24),
+                addr("eth5", "203.0.113.10", 24),
+            ],
+        }
+    }
+
+    #[test]
+    fn requests_get_verdicts_and_foreign_only_keeps_foreign_ones() {
+        let (mut p, seen) = pipeline(Filter::default(), None);
+        p.facts = Some(Box::new(Fixed(Ok(seed_facts()))));
+        p.foreign_only = true;
+        let ok = ev(1, "eth3", 1);
+        let mut foreign = ev(1, "eth3", 1);
+        foreign.sender_ip = "203.0.113.10".parse().unwrap();
+        foreign.trigger = Some(crate::explain::tests::trigger(
+            "203.0.113.10",
+            crate::attribution::Origin::Local,
+        ));
+        for e in [ok, foreign, ev(2, "eth3", 1)] {
+            p.push(e).unwrap();
+        }
+        let seen = seen.borrow();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        let v = seen[0].verdict.as_ref().unwrap();
+        assert!(v.foreign_sender);
+        assert_eq!(v.reason, explain::Reason::Announce0LocalSource);
+        let f = seen[0].facts.as_ref().unwrap();
+        assert_eq!(f.addrs, ["198.51.100.10/24"]);
+        assert_eq!((p.counters.foreign, p.counters.filtered), (1, 2));
+    }
+
+    #[test]
+    fn replies_get_no_verdict_and_missing_facts_are_said() {
+        let (mut p, seen) = pipeline(Filter::default(), None);
+        p.facts = Some(Box::new(Fixed(Err("namespace 1 is gone".into()))));
+        p.push(ev(1, "eth3", 1)).unwrap();
+        p.push(ev(2, "eth3", 1)).unwrap();
+        let seen = seen.borrow();
+        assert!(seen[0].verdict.is_none());
+        assert_eq!(seen[0].facts_error.as_deref(), Some("namespace 1 is gone"));
+        assert!(seen[1].verdict.is_none() && seen[1].facts_error.is_none());
+        // An event carrying its facts is explained from them, with no facts source at all.
+        let (mut p, seen) = pipeline(Filter::default(), None);
+        let mut e = ev(1, "eth3", 1);
+        e.facts = Some(EventFacts::from_ns(&seed_facts(), "eth3"));
+        p.push(e).unwrap();
+        let v = seen.borrow()[0].verdict.clone().unwrap();
+        assert_eq!(v.reason, explain::Reason::SelectNoTrigger);
     }
 
     #[test]

@@ -283,31 +283,67 @@ impl Netns {
 
     /// Send one UDP datagram to each of `dsts` from one socket inside this namespace.
     pub fn send_udp_many(&self, src: Option<Ipv4Addr>, dsts: &[SocketAddrV4]) {
-        let path = self.path();
-        let dsts = dsts.to_vec();
-        let name = self.name.clone();
-        let res = thread::spawn(move || -> Result<(), String> {
-            // setns(CLONE_NEWNET) only moves this thread; it ends with the thread.
-            let f =
-                std::fs::File::open(&path).map_err(|e| format!("open {}: {e}", path.display()))?;
-            // SAFETY: plain syscall on a valid fd.
-            if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(format!("setns {name}: {}", std::io::Error::last_os_error()));
-            }
-            let bind = SocketAddr::V4(SocketAddrV4::new(src.unwrap_or(Ipv4Addr::UNSPECIFIED), 0));
-            let sock = UdpSocket::bind(bind).map_err(|e| format!("bind {bind} in {name}: {e}"))?;
-            for d in &dsts {
-                sock.send_to(b"arp-trace-e2e", d)
-                    .map_err(|e| format!("send_to {d} in {name}: {e}"))?;
-            }
-            Ok(())
-        })
-        .join()
-        .expect("sender thread panicked");
-        if let Err(e) = res {
-            panic!("sending UDP: {e}");
-        }
+        send_udp_in(&self.path(), src, dsts);
     }
+
+    /// Write `value` to /proc/sys/`key` (e.g. `net/ipv4/conf/all/arp_announce`) of this
+    /// namespace only: /proc/sys/net follows the writing thread's namespace.
+    pub fn sysctl(&self, key: &str, value: &str) {
+        let file = PathBuf::from("/proc/sys").join(key);
+        let value = value.to_string();
+        in_netns(&self.path(), move || {
+            std::fs::write(&file, &value).map_err(|e| format!("write {}: {e}", file.display()))
+        });
+    }
+
+    /// net.ipv4.conf.<conf>.arp_announce in this namespace.
+    pub fn set_announce(&self, conf: &str, level: u8) {
+        self.sysctl(
+            &format!("net/ipv4/conf/{conf}/arp_announce"),
+            &level.to_string(),
+        );
+    }
+}
+
+/// Run `f` on a thread that has entered the network namespace at `ns_path`; panics with
+/// `f`'s error.
+pub fn in_netns<T: Send + 'static>(
+    ns_path: &Path,
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> T {
+    let path = ns_path.to_path_buf();
+    let res = thread::spawn(move || -> Result<T, String> {
+        // setns(CLONE_NEWNET) only moves this thread; it ends with the thread.
+        let file =
+            std::fs::File::open(&path).map_err(|e| format!("open {}: {e}", path.display()))?;
+        // SAFETY: plain syscall on a valid fd.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(format!(
+                "setns {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            ));
+        }
+        f()
+    })
+    .join()
+    .expect("namespace thread panicked");
+    res.unwrap_or_else(|e| panic!("in namespace {}: {e}", ns_path.display()))
+}
+
+/// Send one UDP datagram to each of `dsts` from one socket inside the namespace at `ns_path`,
+/// from `src` (or an unbound socket).
+pub fn send_udp_in(ns_path: &Path, src: Option<Ipv4Addr>, dsts: &[SocketAddrV4]) {
+    let dsts = dsts.to_vec();
+    in_netns(ns_path, move || {
+        let bind = SocketAddr::V4(SocketAddrV4::new(src.unwrap_or(Ipv4Addr::UNSPECIFIED), 0));
+        let sock = UdpSocket::bind(bind).map_err(|e| format!("bind {bind}: {e}"))?;
+        for d in &dsts {
+            sock.send_to(b"arp-trace-e2e", d)
+                .map_err(|e| format!("send_to {d}: {e}"))?;
+        }
+        Ok(())
+    })
 }
 
 impl Drop for Netns {
