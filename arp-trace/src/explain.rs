@@ -135,6 +135,38 @@ pub struct Remedy {
     pub tradeoff: String,
 }
 
+impl Remedy {
+    /// Makes the remedy runnable for a request seen in another network namespace: sysctls
+    /// and addresses are per namespace, and /etc/sysctl.d only configures the host's.
+    pub fn run_in_namespace(
+        &mut self,
+        inode: u32,
+        name: Option<&str>,
+        path: Option<&std::path::Path>,
+    ) {
+        let (prefix, what) = match (name, path) {
+            (Some(n), _) => (format!("ip netns exec {n} "), format!("namespace {n}")),
+            (None, Some(p)) => (
+                format!("nsenter --net={} ", p.display()),
+                format!("namespace {inode}"),
+            ),
+            (None, None) => (String::new(), format!("namespace {inode}")),
+        };
+        if prefix.is_empty() {
+            self.command = format!("{} (inside network {what})", self.command);
+        } else if !self.command.starts_with('<') {
+            self.command = format!("{prefix}{}", self.command);
+        }
+        if self.command.contains("sysctl -w") {
+            self.persistent = format!(
+                "/etc/sysctl.d configures only the host's namespace: apply the setting where \
+                 {what} is set up (after `ip netns add`, in the container runtime's or pod's \
+                 sysctls, e.g. securityContext.sysctls)"
+            );
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
     /// The sender IP lies in none of the egress interface's subnets.
@@ -853,6 +885,39 @@ fn address_remedy(c: &Ctx<'_>) -> Remedy {
         tradeoff: format!(
             "arp_announce cannot help, because with no address on {dev} every level ends in inet_select_addr() borrowing one from another interface; give {dev} an address in {target}'s subnet, or route {target} via an interface that has one{elsewhere}."
         ),
+    }
+}
+
+#[cfg(test)]
+mod namespace_tests {
+    use super::*;
+
+    #[test]
+    fn remedies_for_other_namespaces_say_where_to_run() {
+        let base = Remedy {
+            command: "sysctl -w net.ipv4.conf.eth3.arp_announce=1".into(),
+            persistent: "echo x > /etc/sysctl.d/90-arp-announce-eth3.conf".into(),
+            tradeoff: String::new(),
+        };
+        let mut r = base.clone();
+        r.run_in_namespace(7, Some("srv"), None);
+        assert_eq!(
+            r.command,
+            "ip netns exec srv sysctl -w net.ipv4.conf.eth3.arp_announce=1"
+        );
+        assert!(r.persistent.contains("namespace srv"), "{}", r.persistent);
+        let mut r = base.clone();
+        r.run_in_namespace(7, None, Some(std::path::Path::new("/proc/42/ns/net")));
+        assert!(r
+            .command
+            .starts_with("nsenter --net=/proc/42/ns/net sysctl -w"));
+        let mut r = base;
+        r.run_in_namespace(7, None, None);
+        assert!(
+            r.command.ends_with("(inside network namespace 7)"),
+            "{}",
+            r.command
+        );
     }
 }
 

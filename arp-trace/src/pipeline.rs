@@ -112,8 +112,17 @@ impl Pipeline {
             self.counters.filtered += 1;
             return Ok(Flow::Continue);
         }
-        if ev.op == ArpOp::Request {
+        if ev.netns_name.is_none() {
+            ev.netns_name = self.names.name(ev.netns).map(str::to_owned);
+        }
+        if ev.op == ArpOp::Request && ev.verdict.is_none() {
             self.explain(&mut ev);
+            if Some(ev.netns) != self.names.own() {
+                if let Some(r) = ev.verdict.as_mut().and_then(|v| v.remedy.as_mut()) {
+                    let path = crate::netns::find_path(ev.netns);
+                    r.run_in_namespace(ev.netns, ev.netns_name.as_deref(), path.as_deref());
+                }
+            }
         }
         let foreign = ev.verdict.as_ref().is_some_and(|v| v.foreign_sender);
         if self.foreign_only && !foreign {
@@ -121,9 +130,6 @@ impl Pipeline {
             return Ok(Flow::Continue);
         }
         self.counters.foreign += foreign as u64;
-        if ev.netns_name.is_none() {
-            ev.netns_name = self.names.name(ev.netns).map(str::to_owned);
-        }
         match ev.op {
             ArpOp::Request => self.counters.requests += 1,
             ArpOp::Reply => self.counters.replies += 1,

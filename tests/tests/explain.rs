@@ -107,11 +107,18 @@ fn seed_foreign_sender_is_explained_and_summarized() {
         effect.contains("attempt to overwrite entry for 203.0.113.10"),
         "{effect}"
     );
+    // srv is not the tracer's namespace: the command says where to run it.
     assert_eq!(
         s(&ev["remedy"], "command"),
-        "sysctl -w net.ipv4.conf.eth3.arp_announce=1"
+        format!(
+            "ip netns exec {} sysctl -w net.ipv4.conf.eth3.arp_announce=1",
+            srv.name()
+        )
     );
-    assert!(s(&ev["remedy"], "persistent").contains("/etc/sysctl.d/"));
+    assert!(
+        s(&ev["remedy"], "persistent").contains(&format!("namespace {}", srv.name())),
+        "{ev}"
+    );
     assert!(!s(&ev["remedy"], "tradeoff").is_empty());
     assert_eq!(announce(&ev), (0, Some(0), 0));
     assert_eq!(ev["addrs"], serde_json::json!(["198.51.100.10/24"]));
@@ -148,11 +155,15 @@ fn seed_foreign_sender_is_explained_and_summarized() {
         &stdout,
     );
     let rows: Vec<&str> = rows.lines().collect();
+    let foreign_row = format!(
+        r#"["eth3","203.0.113.10","announce0_local_source",true,1,1,1,"ip netns exec {} sysctl -w net.ipv4.conf.eth3.arp_announce=1"]"#,
+        srv.name()
+    );
     assert_eq!(
         rows,
         [
             "true",
-            r#"["eth3","203.0.113.10","announce0_local_source",true,1,1,1,"sysctl -w net.ipv4.conf.eth3.arp_announce=1"]"#,
+            foreign_row.as_str(),
             r#"["eth3","198.51.100.10","announce0_local_source",false,1,1,1,null]"#,
         ],
         "{stdout}"
@@ -226,16 +237,16 @@ fn sysctl_changed_while_tracing_changes_the_verdict_and_the_remedy_works() {
     assert_eq!(reason(&before), "announce0_local_source");
     assert_eq!(before["foreign_sender"], true);
 
-    // Apply the remedy exactly as printed, with the real sysctl(8), inside srv only.
+    // Apply the remedy exactly as printed, with the real sysctl(8): it names srv itself.
     let command = s(&before["remedy"], "command").to_string();
     assert!(
-        command.starts_with("sysctl -w net.ipv4.conf.eth3."),
+        command.starts_with(&format!(
+            "ip netns exec {} sysctl -w net.ipv4.conf.eth3.",
+            srv.name()
+        )),
         "{command}"
     );
-    let out = Command::new("ip")
-        .args(["netns", "exec", srv.name(), "sh", "-c", &command])
-        .output()
-        .unwrap();
+    let out = Command::new("sh").args(["-c", &command]).output().unwrap();
     assert!(out.status.success(), "{command}: {out:?}");
 
     srv.flush_neigh();
@@ -322,7 +333,11 @@ fn interface_without_ipv4_address() {
     assert_eq!(ev["addrs"], serde_json::json!([]));
     assert_eq!(announce(&ev), (0, Some(2), 2));
     assert!(s(&ev, "explanation").contains("eth4 has no IPv4 address"));
-    assert!(s(&ev["remedy"], "command").starts_with("ip address add"));
+    assert!(
+        s(&ev["remedy"], "command")
+            .starts_with(&format!("ip netns exec {} ip address add", srv.name())),
+        "{ev}"
+    );
     assert!(s(&ev["remedy"], "tradeoff").contains("arp_announce cannot help"));
 
     // Level 0: the packet's (borrowed, local) source is copied; still only an address helps.
@@ -446,10 +461,11 @@ fn text_output_marks_foreign_senders_and_foreign_only_hides_the_rest() {
         lines[i + 1].starts_with("    why (announce0_local_source): eth3 announces 203.0.113.10"),
         "{stdout}"
     );
-    assert!(
-        lines.contains(&"    fix: sysctl -w net.ipv4.conf.eth3.arp_announce=1"),
-        "{stdout}"
+    let fix = format!(
+        "    fix: ip netns exec {} sysctl -w net.ipv4.conf.eth3.arp_announce=1",
+        srv.name()
     );
+    assert!(lines.contains(&fix.as_str()), "{stdout}");
     assert!(
         !lines
             .iter()
