@@ -110,8 +110,11 @@ impl fmt::Display for Hook {
 pub enum HookChoice {
     /// fentry, else kprobe, else the tracepoint path.
     Auto,
+    /// fentry on arp_solicit() (BPF trampoline; refused by some kernels' policy).
     Fentry,
+    /// kprobe on arp_solicit() (needs CONFIG_KPROBES).
     Kprobe,
+    /// consume_skb tracepoint right after the solicit (Linux 6.3+).
     Tracepoint,
 }
 
