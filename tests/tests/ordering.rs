@@ -20,18 +20,15 @@ fn request_is_shown_before_the_reply_it_caused() {
         assert_eq!(evs.len(), round + 1);
     }
     let all = t.json();
-    let requests: Vec<usize> = all
-        .iter()
-        .enumerate()
-        .filter(|(_, v)| is_request(v) && from_ns(v, srv) && v["target_ip"] == C3_IP)
-        .map(|(i, _)| i)
-        .collect();
-    let replies: Vec<usize> = all
-        .iter()
-        .enumerate()
-        .filter(|(_, v)| is_reply(v) && from_ns(v, c3) && v["target_ip"] == SRV_ETH3_IP)
-        .map(|(i, _)| i)
-        .collect();
+    let positions = |pred: &dyn Fn(&serde_json::Value) -> bool| -> Vec<usize> {
+        all.iter()
+            .enumerate()
+            .filter(|(_, v)| pred(v))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let requests = positions(&|v| is_request(v) && from_ns(v, srv) && v["target_ip"] == C3_IP);
+    let replies = positions(&|v| is_reply(v) && from_ns(v, c3) && v["target_ip"] == SRV_ETH3_IP);
     assert_eq!(requests.len(), 3, "{all:#?}");
     assert_eq!(replies.len(), 3, "{all:#?}");
     for (rq, rp) in requests.iter().zip(&replies) {
