@@ -717,7 +717,7 @@ impl Drop for Helper {
     fn drop(&mut self) {
         // EOF on stdin ends the helper; kill it if it does not go.
         drop(self.stdin.take());
-        if wait_timeout(&mut self.child, Duration::from_secs(2)).is_none() {
+        if wait_timeout(&mut self.child, scaled(Duration::from_secs(2))).is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
