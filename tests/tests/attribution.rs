@@ -293,6 +293,52 @@ fn absent_host_attempts_then_neigh_failed() {
     stop(t);
 }
 
+/// A TCP server writes to a client that has gone away (c3 dropped its address, so nobody
+/// answers): the resolution fails, and TCP's retransmit timer (softirq) sends the segment
+/// again, which starts a new resolution whose trigger still names the server process.
+#[test]
+fn tcp_retransmit_from_timer_names_the_server() {
+    let seed = Seed::new();
+    let (srv, c3) = (&seed.srv, &seed.c3);
+    // Resolutions fail after 3 x 200 ms instead of 3 s: the retransmit comes sooner.
+    srv.sysctl("net/ipv4/neigh/eth3/retrans_time_ms", "200");
+    let t = Tracer::start(&["--json", "--netns", srv.name()]);
+    let (mut server, _client, cport) = established(&seed, "at-srv-retx", "at-cli-retx");
+    c3.ip(&["addr", "del", "198.51.100.20/24", "dev", "eth0"]);
+    srv.flush_neigh();
+    let payload = "to-be-retransmitted";
+    server.send(payload);
+    let len = tcp_len(payload.len());
+    let ours = |v: &Value| request_for(srv, C3_IP, "tcp", 7070)(v) && v["trigger"]["len"] == len;
+    // 3 requests for the write, then at least the first of a retransmit's resolution.
+    let reqs = t.wait_for_n(ours, 4, EVENT_TIMEOUT);
+    let attempts: Vec<&Value> = reqs.iter().take(4).map(|v| &v["attempt"]).collect();
+    assert_eq!(attempts, [1, 2, 3, 1], "attempts: {reqs:#?}");
+    let trigger = local_trigger(SRV_ETH3_IP, C3_IP, "tcp", (7070, cport), len, 0, &server);
+    for ev in &reqs[..4] {
+        assert_fields(&ev["trigger"], &trigger);
+        assert_fields(ev, &[("neigh_state", json!("incomplete"))]);
+    }
+    // Between the two resolutions, the first one's failure with the segment(s) it dropped
+    // (the write, and any retransmit that queued behind it).
+    let failed = t.wait_for(
+        |v| v["type"] == "neigh_failed" && from_ns(v, srv) && v["target_ip"] == C3_IP,
+        EVENT_TIMEOUT,
+    );
+    assert_fields(
+        &failed[0],
+        &[("ifname", json!("eth3")), ("attempts", json!(3))],
+    );
+    let dropped = failed[0]["dropped"].as_array().expect("dropped is a list");
+    assert!(!dropped.is_empty(), "nothing dropped: {}", failed[0]);
+    let mut want = trigger.clone();
+    want.push(("drop_reason", json!("neigh_failed")));
+    for d in dropped {
+        assert_fields(d, &want);
+    }
+    stop(t);
+}
+
 /// A STALE entry used again goes DELAY, then PROBE: the kernel sends a unicast request to
 /// the cached MAC with no queued packet, so `trigger` is null.
 #[test]
