@@ -2,21 +2,8 @@
 //! program reads arp_announce (`all` and the device) and the device's addresses, and they
 //! reach the event's `arp_announce`, `addrs` and `ns_addrs`.
 
-use std::process::Command;
-
 use arp_trace_e2e::*;
 use serde_json::Value;
-
-/// Writes a sysctl inside the test's own namespace (never the root one).
-fn sysctl(ns: &Netns, key: &str, value: &str) {
-    let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    let st = Command::new("ip")
-        .args(["netns", "exec", ns.name(), "sh", "-c"])
-        .arg(format!("echo {value} > {path}"))
-        .status()
-        .expect("ip netns exec");
-    assert!(st.success(), "cannot set {key}={value} in {}", ns.name());
-}
 
 fn request_from<'a>(srv: &'a Netns, sender: &'static str) -> impl Fn(&Value) -> bool + 'a {
     move |v| is_request(v) && from_ns(v, srv) && v["sender_ip"] == sender && v["target_ip"] == C3_IP
@@ -27,8 +14,8 @@ fn egress_facts_are_those_of_the_moment() {
     let seed = Seed::new();
     let srv = &seed.srv;
     srv.ip(&["addr", "add", "198.51.100.11/24", "dev", "eth3"]);
-    sysctl(srv, "net.ipv4.conf.all.arp_announce", "0");
-    sysctl(srv, "net.ipv4.conf.eth3.arp_announce", "1");
+    srv.set_announce("all", 0);
+    srv.set_announce("eth3", 1);
     let t = Tracer::start(&["--json", "--netns", srv.name()]);
 
     srv.flush_neigh();
@@ -63,13 +50,13 @@ fn egress_facts_are_those_of_the_moment() {
     assert_eq!(ev["reason"], "select_offlink_source", "{ev}");
 
     // Changed while tracing: the next request carries the new values, not a cached copy.
-    sysctl(srv, "net.ipv4.conf.eth3.arp_announce", "0");
+    srv.set_announce("eth3", 0);
     srv.flush_neigh();
     srv.send_udp(Some(SRV_ETH5_IP.parse().unwrap()), udp(C3_IP));
     let ev = t.wait_for(request_from(srv, SRV_ETH5_IP), EVENT_TIMEOUT)[0].clone();
     assert_eq!(ev["arp_announce"]["dev"], 0, "{ev}");
     assert_eq!(ev["reason"], "announce0_local_source", "{ev}");
-    sysctl(srv, "net.ipv4.conf.all.arp_announce", "2");
+    srv.set_announce("all", 2);
     srv.ip(&["addr", "del", "198.51.100.11/24", "dev", "eth3"]);
     srv.flush_neigh();
     srv.send_udp(Some(SRV_ETH5_IP.parse().unwrap()), udp(C3_IP));
