@@ -32,18 +32,37 @@ static OFFSETS: Offsets = Offsets::UNSET;
 #[no_mangle]
 static CONFIG: Config = Config::UNSET;
 
-/// The last ARP request transmitted on this CPU that no neighbour event has claimed yet.
-/// `neigh_probe()` runs `arp_solicit()` (which transmits the request), then
-/// `consume_skb(trigger)`, then a neighbour tracepoint fires, all on one CPU.
+/// An ARP request transmitted on this CPU that no neighbour record has claimed yet.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Req {
+    seq: u64,
+    /// Owner of the entry's newest queued packet, caught before a reply flushed the queue.
+    sk: u64,
+    sk_ino: u64,
+    netns: u32,
+    ifindex: u32,
+    target: [u8; 4],
+    /// `arp_queue.qlen` when the entry was first updated after the request (`NO_QLEN`: not yet).
+    qlen: u32,
+    owner_flags: u32,
+    _pad: u32,
+}
+
+const NO_QLEN: u32 = u32::MAX;
+/// Requests in flight per CPU. `neigh_probe()` runs `arp_solicit()` (which transmits the
+/// request), then `consume_skb(trigger)`; the neighbour tracepoint follows once bottom halves
+/// are enabled again, and softirqs run in between may send requests of their own (a peer
+/// resolving us back, on veth), so one slot is not enough.
+const PENDING: usize = 4;
+
 #[derive(Clone, Copy)]
 #[repr(C)]
 struct Slot {
     next_seq: u64,
-    req_seq: u64,
-    netns: u32,
-    ifindex: u32,
-    target: [u8; 4],
+    next: u32,
     _pad: u32,
+    reqs: [Req; PENDING],
 }
 
 #[map]
@@ -236,16 +255,44 @@ unsafe fn remember_request(ev: &mut ArpXmitEvent) {
     }
     let is_request = ev.frame[m + 6] == 0 && ev.frame[m + 7] == 1;
     if is_request {
-        slot.req_seq = ev.seq;
-        slot.netns = ev.netns;
-        slot.ifindex = ev.ifindex;
-        slot.target = [
+        let r = &mut slot.reqs[(slot.next as usize) & (PENDING - 1)];
+        slot.next = slot.next.wrapping_add(1);
+        r.seq = ev.seq;
+        r.netns = ev.netns;
+        r.ifindex = ev.ifindex;
+        r.target = [
             ev.frame[m + 24],
             ev.frame[m + 25],
             ev.frame[m + 26],
             ev.frame[m + 27],
         ];
+        r.qlen = NO_QLEN;
+        r.sk = 0;
+        r.sk_ino = 0;
+        r.owner_flags = 0;
     }
+}
+
+/// The pending request on this CPU for a neighbour (or, with no target, the newest on the
+/// device): its index in `Slot::reqs`.
+#[inline(always)]
+fn find_req(slot: &Slot, netns: u32, ifindex: u32, target: Option<[u8; 4]>) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    let mut best_seq = 0u64;
+    let mut i = 0;
+    while i < PENDING {
+        let r = &slot.reqs[i];
+        if r.seq > best_seq
+            && r.netns == netns
+            && r.ifindex == ifindex
+            && target.map_or(true, |t| t == r.target)
+        {
+            best = Some(i);
+            best_seq = r.seq;
+        }
+        i += 1;
+    }
+    best
 }
 
 #[inline(always)]
@@ -399,8 +446,9 @@ unsafe fn fill_trigger(
                 // under the neighbour lock), so the request takes the next number; user space
                 // checks the request's target against `ev.target` before joining.
                 ev.req_seq = slot.next_seq + 1;
-            } else if slot.req_seq != 0 && slot.ifindex == ev.ifindex && slot.netns == ev.netns {
-                ev.req_seq = slot.req_seq;
+            } else if let Some(i) = find_req(slot, ev.netns, ev.ifindex, None) {
+                // Right after the solicit, before any softirq: the newest request is ours.
+                ev.req_seq = slot.reqs[i].seq;
             }
         }
     }
@@ -492,15 +540,23 @@ unsafe fn emit_neigh(ctx: &BtfTracePointContext, n: *const u8, first: u32) -> Re
     };
 
     let mut req_seq = 0u64;
+    let mut seen = Req {
+        seq: 0,
+        sk: 0,
+        sk_ino: 0,
+        netns,
+        ifindex,
+        target,
+        qlen: NO_QLEN,
+        owner_flags: 0,
+        _pad: 0,
+    };
     if let Some(slot) = SLOT.get_ptr_mut(0) {
         let slot = &mut *slot;
-        if slot.req_seq != 0
-            && slot.ifindex == ifindex
-            && slot.netns == netns
-            && slot.target == target
-        {
-            req_seq = slot.req_seq;
-            slot.req_seq = 0;
+        if let Some(i) = find_req(slot, netns, ifindex, Some(target)) {
+            seen = slot.reqs[i & (PENDING - 1)];
+            req_seq = seen.seq;
+            slot.reqs[i & (PENDING - 1)].seq = 0;
         }
     }
     let failed = state == NUD_FAILED;
@@ -521,7 +577,13 @@ unsafe fn emit_neigh(ctx: &BtfTracePointContext, n: *const u8, first: u32) -> Re
     ev.target = target;
     ev.nud_state = state as u32;
     ev.probes = read(n, o.neigh_probes).unwrap_or(0);
-    ev.qlen = read(n, o.neigh_qlen).unwrap_or(0);
+    // A reply handled before this tracepoint (veth answers at once) flushed the queue; the
+    // length and owner caught by neigh_update just before that are the ones of the solicit.
+    ev.qlen = if seen.qlen != NO_QLEN {
+        seen.qlen
+    } else {
+        read(n, o.neigh_qlen).unwrap_or(0)
+    };
     ev.flags = if failed { NEIGH_FAILED } else { 0 } | if req_seq != 0 { first } else { 0 };
     let parms: *const u8 = read(n, o.neigh_parms).unwrap_or(core::ptr::null());
     ev.ucast_probes = if parms.is_null() {
@@ -537,15 +599,10 @@ unsafe fn emit_neigh(ctx: &BtfTracePointContext, n: *const u8, first: u32) -> Re
     ev.owner_flags = 0;
     ev.stack_len = 0;
     if req_seq != 0 {
-        let head = n.add(o.neigh_queue as usize);
-        let tail: *const u8 = read(n, o.neigh_queue_tail).unwrap_or(head);
-        if !tail.is_null() && tail != head {
-            let sk: *const u8 = read(tail, o.skb_sk).unwrap_or(core::ptr::null());
-            if let Ok((flags, ino)) = read_owner(sk, &o) {
-                ev.sk = sk as u64;
-                ev.sk_ino = ino;
-                ev.owner_flags = flags;
-            }
+        if seen.qlen != NO_QLEN {
+            (ev.sk, ev.sk_ino, ev.owner_flags) = (seen.sk, seen.sk_ino, seen.owner_flags);
+        } else if let Some((sk, ino, flags)) = queue_owner(n, &o) {
+            (ev.sk, ev.sk_ino, ev.owner_flags) = (sk, ino, flags);
         }
         let got = aya_ebpf::helpers::bpf_get_stack(
             ctx.as_ptr(),
@@ -556,6 +613,64 @@ unsafe fn emit_neigh(ctx: &BtfTracePointContext, n: *const u8, first: u32) -> Re
         ev.stack_len = if got > 0 { (got as u32) / 8 } else { 0 };
     }
     entry.submit(0);
+    Ok(())
+}
+
+/// Owner of the newest packet queued on a neighbour: `skb_clone()` drops `skb->sk`, so the
+/// solicited clone cannot tell, but the queued original can.
+#[inline(always)]
+unsafe fn queue_owner(n: *const u8, o: &Offsets) -> Option<(u64, u64, u32)> {
+    let head = n.add(o.neigh_queue as usize);
+    let tail: *const u8 = read(n, o.neigh_queue_tail).unwrap_or(head);
+    if tail.is_null() || tail == head {
+        return None;
+    }
+    let sk: *const u8 = read(tail, o.skb_sk).unwrap_or(core::ptr::null());
+    let (flags, ino) = read_owner(sk, o).ok()?;
+    Some((sk as u64, ino, flags))
+}
+
+/// `neigh:neigh_update`: the first update after a request (normally the reply) is about to
+/// flush the entry's queue; keep its length and owner for the request's neighbour record.
+#[btf_tracepoint(function = "neigh_update")]
+pub fn neigh_update(ctx: BtfTracePointContext) -> i32 {
+    let n: *const c_void = ctx.arg(0);
+    let _ = unsafe { note_update(n as *const u8) };
+    0
+}
+
+#[inline(always)]
+unsafe fn note_update(n: *const u8) -> Result<(), i64> {
+    let Some(slot) = SLOT.get_ptr_mut(0) else {
+        return Ok(());
+    };
+    let slot = &mut *slot;
+    let o = offsets();
+    let tbl: *const u8 = read(n, o.neigh_tbl)?;
+    let family: u32 = read(tbl, o.tbl_family)?;
+    if family != AF_INET {
+        return Ok(());
+    }
+    let target: [u8; 4] = read(n, o.neigh_key)?;
+    let dev: *const u8 = read(n, o.neigh_dev)?;
+    let ifindex: u32 = read(dev, o.dev_ifindex)?;
+    let net: *const u8 = read(dev, o.dev_nd_net)?;
+    let netns: u32 = if net.is_null() {
+        0
+    } else {
+        read(net, o.net_ns_inum)?
+    };
+    let Some(i) = find_req(slot, netns, ifindex, Some(target)) else {
+        return Ok(());
+    };
+    let r = &mut slot.reqs[i & (PENDING - 1)];
+    if r.qlen != NO_QLEN {
+        return Ok(());
+    }
+    r.qlen = read(n, o.neigh_qlen).unwrap_or(0);
+    if let Some((sk, ino, flags)) = queue_owner(n, &o) {
+        (r.sk, r.sk_ino, r.owner_flags) = (sk, ino, flags);
+    }
     Ok(())
 }
 

@@ -286,7 +286,8 @@ fn attach_program(
 }
 
 /// Hooks every solicit path shares: (role, program, hook).
-const COMMON_HOOKS: [(&str, &str, &str); 4] = [
+const COMMON_HOOKS: [(&str, &str, &str); 5] = [
+    ("neighbour", "neigh_update", "tp_btf/neigh_update"),
     ("transmit", "net_dev_queue", "tp_btf/net_dev_queue"),
     ("drops", "kfree_skb", "tp_btf/kfree_skb"),
     (

@@ -114,8 +114,6 @@ fn seed_udp_names_the_sending_process() {
 /// itself is one of them. On veth the peer's reply is processed inside the solicit (softirq
 /// on the way out of dev_queue_xmit), so a count read after the solicit sees an empty queue.
 #[test]
-#[ignore = "tracer bug on 6.18: seed request reports queued 0 (read after the veth reply \
-            already flushed the queue); expected 1, as for the absent host"]
 fn queued_counts_the_waiting_trigger() {
     let seed = Seed::new();
     let srv = &seed.srv;
@@ -140,7 +138,6 @@ fn seed_tcp_connect_names_the_connecting_process() {
 /// so c3 ARPs for it, and on veth srv's ARP reply is sent inside srv's own solicit, on the
 /// same CPU.
 #[test]
-#[ignore = "tracer bug on 6.18: an ARP reply sent on the same CPU inside the solicit breaks             the join: the request gets neigh_state/attempt/queued null and trigger origin             \"kernel\" with pid/comm null; expected incomplete/1 and local at-tcp-conn[pid]"]
 fn seed_tcp_connect_while_the_peer_resolves_us() {
     seed_tcp_connect(false);
 }
