@@ -186,7 +186,9 @@ fn real_main() -> Result<()> {
                 kernels: vm::SERIES.iter().map(|s| s.to_string()).collect(),
                 hooks: None,
                 args: guest_args(args),
-                bin,
+                // Under software emulation the debug tracer can take longer than the harness's
+                // 30 s to parse BTF and load its programs; the release build starts in time.
+                bin: build(&tc, true)?,
                 toolchain: tc,
             })
         }
@@ -197,7 +199,7 @@ fn real_main() -> Result<()> {
         } => {
             let tc = provision::ensure_toolchain()?;
             provision::ensure_test_tools()?;
-            let bin = build(&tc, false)?;
+            let bin = build(&tc, true)?;
             let kernels = if kernel == "all" {
                 vm::SERIES.iter().map(|s| s.to_string()).collect()
             } else {
