@@ -51,11 +51,11 @@ enum Cmd {
     /// kernels (downloaded once into target/vm/).
     Vm {
         /// Kernel series to boot: 6.1, 6.12 or all.
-        #[arg(long, default_value = "all")]
+        #[arg(long, default_value = "all", value_parser = ["6.1", "6.12", "all"])]
         kernel: String,
         /// Hook set for the tracer (auto, fentry, kprobe, tracepoint); without it every
         /// matrix row of the chosen kernels runs.
-        #[arg(long)]
+        #[arg(long, value_parser = ["auto", "fentry", "kprobe", "tracepoint"])]
         hooks: Option<String>,
         /// Arguments for every test binary in the guest (after `--`), e.g. a test name filter.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -67,6 +67,19 @@ enum Cmd {
         prefix: PathBuf,
     },
 }
+
+/// The packages `cargo xtask test` tests. The VM suite builds its test binaries with the same
+/// set so feature unification matches and the host run's binaries are reused, not rebuilt.
+const TEST_PACKAGES: &[&str] = &[
+    "-p",
+    "arp-trace",
+    "-p",
+    "arp-trace-common",
+    "-p",
+    "arp-trace-e2e",
+    "-p",
+    "xtask",
+];
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -161,19 +174,10 @@ fn real_main() -> Result<()> {
             provision::ensure_test_tools()?;
             let bin = build(&tc, false)?;
             let mut c = cargo();
-            c.args([
-                "test",
-                "-p",
-                "arp-trace",
-                "-p",
-                "arp-trace-common",
-                "-p",
-                "arp-trace-e2e",
-                "-p",
-                "xtask",
-            ])
-            .env("ARP_TRACE_EBPF_TOOLCHAIN", &tc)
-            .env("ARP_TRACE_BIN", &bin);
+            c.arg("test")
+                .args(TEST_PACKAGES)
+                .env("ARP_TRACE_EBPF_TOOLCHAIN", &tc)
+                .env("ARP_TRACE_BIN", &bin);
             if !args.is_empty() {
                 c.arg("--").args(&args);
             }

@@ -248,45 +248,57 @@ pub fn fetch_kernel(series: &str) -> Result<Kernel> {
         );
     }
     let dl = vm_dir().join("download");
+    let (pkg, deb) = match download(&candidates, &dl) {
+        Ok(found) => found,
+        Err(e) => {
+            // Stale package lists name versions the mirror no longer has.
+            eprintln!("xtask: vm: {e:#}; refreshing the package lists and retrying");
+            run(crate::provision::apt_get().args(["update", "-qq"]))?;
+            download(&select_packages(series, &apt_package_names()?), &dl)?
+        }
+    };
+    let t_dl = t.elapsed();
+    let tmp = cache.join(format!("{pkg}.partial"));
+    let _ = std::fs::remove_dir_all(&tmp);
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp))?;
+    std::fs::write(tmp.join(".complete"), "")?;
+    let dst = cache.join(&pkg);
+    let _ = std::fs::remove_dir_all(&dst);
+    std::fs::rename(&tmp, &dst)?;
     let _ = std::fs::remove_dir_all(&dl);
-    std::fs::create_dir_all(&dl)?;
+    eprintln!(
+        "xtask: vm: kernel {series}: {pkg} downloaded in {:.1}s, extracted in {:.1}s",
+        t_dl.as_secs_f64(),
+        (t.elapsed() - t_dl).as_secs_f64()
+    );
+    Kernel::open(&pkg, dst)
+}
+
+/// Downloads the first of `candidates` (best first) apt can fetch into an empty `dl`.
+fn download(candidates: &[String], dl: &Path) -> Result<(String, PathBuf)> {
+    let _ = std::fs::remove_dir_all(dl);
+    std::fs::create_dir_all(dl)?;
     // A name apt knows may have no downloadable version (e.g. only referenced); try the next.
-    let mut last_err = None;
+    let mut last_err = String::from("no candidate packages");
     for pkg in candidates.iter().take(3) {
         let status = Command::new("apt-get")
-            .args(["download", "-q", pkg])
-            .current_dir(&dl)
+            // Root cannot hand a directory under target/ to the _apt sandbox user; skip it.
+            .args(["download", "-q", "-o", "APT::Sandbox::User=root", pkg])
+            .current_dir(dl)
             .status()
             .context("cannot run apt-get")?;
         if !status.success() {
-            last_err = Some(format!("apt-get download {pkg} failed ({status})"));
+            last_err = format!("apt-get download {pkg} failed ({status})");
             continue;
         }
-        let deb = std::fs::read_dir(&dl)?
+        let deb = std::fs::read_dir(dl)?
             .flatten()
             .map(|e| e.path())
             .find(|p| p.extension().is_some_and(|x| x == "deb"))
             .ok_or_else(|| anyhow!("apt-get download {pkg} left no .deb"))?;
-        let t_dl = t.elapsed();
-        let tmp = cache.join(format!("{pkg}.partial"));
-        let _ = std::fs::remove_dir_all(&tmp);
-        run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp))?;
-        std::fs::write(tmp.join(".complete"), "")?;
-        let dst = cache.join(pkg);
-        let _ = std::fs::remove_dir_all(&dst);
-        std::fs::rename(&tmp, &dst)?;
-        let _ = std::fs::remove_dir_all(&dl);
-        eprintln!(
-            "xtask: vm: kernel {series}: {pkg} downloaded in {:.1}s, extracted in {:.1}s",
-            t_dl.as_secs_f64(),
-            (t.elapsed() - t_dl).as_secs_f64()
-        );
-        return Kernel::open(pkg, dst);
+        return Ok((pkg.clone(), deb));
     }
-    bail!(
-        "cannot download a {series} kernel: {}",
-        last_err.unwrap_or_default()
-    )
+    bail!("cannot download a kernel package: {last_err}")
 }
 
 /// Modules to load for `name` (as named in modules.dep, e.g. `veth`), dependencies first.
@@ -492,15 +504,11 @@ pub fn parse_test_artifacts(json_lines: &str, package: &str) -> Vec<TestBin> {
 
 fn build_test_bins(toolchain: &str) -> Result<Vec<TestBin>> {
     let mut c = crate::cargo();
-    c.args([
-        "test",
-        "-p",
-        "arp-trace-e2e",
-        "--no-run",
-        "--message-format=json-render-diagnostics",
-    ])
-    .env("ARP_TRACE_EBPF_TOOLCHAIN", toolchain)
-    .stderr(Stdio::inherit());
+    c.arg("test")
+        .args(crate::TEST_PACKAGES)
+        .args(["--no-run", "--message-format=json-render-diagnostics"])
+        .env("ARP_TRACE_EBPF_TOOLCHAIN", toolchain)
+        .stderr(Stdio::inherit());
     eprintln!("xtask: running {c:?}");
     let out = c.output().context("cannot run cargo")?;
     if !out.status.success() {
@@ -920,9 +928,7 @@ fn boot(k: &Kernel, initrd: &Path, label: &str, expected: &[String]) -> Result<R
             let mut r = BufReader::new(pipe);
             let mut buf = Vec::new();
             while matches!(r.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
-                let line = String::from_utf8_lossy(&buf)
-                    .trim_end_matches(['\r', '\n'])
-                    .to_string();
+                let line = printable(&String::from_utf8_lossy(&buf));
                 if tx.send(line).is_err() {
                     break;
                 }
@@ -974,6 +980,31 @@ fn boot(k: &Kernel, initrd: &Path, label: &str, expected: &[String]) -> Result<R
         boot: boot_time,
         wall: start.elapsed(),
     })
+}
+
+/// `line` without terminal escape sequences and control characters (the firmware clears the
+/// screen), so CI logs stay readable.
+pub fn printable(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                // CSI: parameters and intermediates, then one final byte in @..~.
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            } else {
+                chars.next();
+            }
+        } else if c == '\t' || !c.is_control() {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Whether the tracer understands `--hooks` (added on another branch; rows needing it wait).
@@ -1314,6 +1345,15 @@ test result: ok. 4 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out
             Path::new("busybox")
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn console_escapes_are_dropped() {
+        assert_eq!(
+            printable("\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS (version 1.16)\r\n"),
+            "SeaBIOS (version 1.16)"
+        );
+        assert_eq!(printable("test a ... ok\r"), "test a ... ok");
     }
 
     #[test]
