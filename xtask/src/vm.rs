@@ -55,6 +55,11 @@ const BASE_TOOLS: &[&str] = &["ip", "jq", "setpriv"];
 /// Modules the guest loads (the tests build veth pairs).
 const MODULES: &[&str] = &["veth"];
 
+/// The harness multiplies its waits by ARP_TRACE_TIMEOUT_SCALE; software emulation runs the
+/// tests about 3-5 times slower than the host, and the host may be busy too. The host's own
+/// ARP_TRACE_TIMEOUT_SCALE, if set, wins.
+const GUEST_TIMEOUT_SCALE: &str = "5";
+
 const MARK: &str = "@@ARP-TRACE-VM@@";
 
 /// Per-guest limit: boot plus every test binary. Override with ARP_TRACE_VM_TIMEOUT (seconds).
@@ -760,6 +765,16 @@ fn initramfs(p: &Payload, k: &Kernel, hooks: Option<&str>, args: &[String]) -> R
     let quoted: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
     writeln!(env, "VM_TEST_ARGS={}", shell_quote(&quoted.join(" "))).unwrap();
     writeln!(env, "export ARP_TRACE_BIN=/usr/bin/arp-trace").unwrap();
+    let scale = std::env::var("ARP_TRACE_TIMEOUT_SCALE")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| GUEST_TIMEOUT_SCALE.to_string());
+    writeln!(
+        env,
+        "export ARP_TRACE_TIMEOUT_SCALE={}",
+        shell_quote(&scale)
+    )
+    .unwrap();
     if let Some(h) = hooks {
         writeln!(env, "export ARP_TRACE_HOOKS={}", shell_quote(h)).unwrap();
     }
