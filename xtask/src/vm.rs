@@ -805,6 +805,7 @@ pub struct BinResult {
     pub rc: Option<i32>,
     pub passed: u32,
     pub failed: u32,
+    pub ignored: u32,
     pub failed_tests: Vec<String>,
 }
 
@@ -855,6 +856,7 @@ impl GuestReport {
                 match (what, n) {
                     (Some("passed"), Some(n)) => cur.passed += n,
                     (Some("failed"), Some(n)) => cur.failed += n,
+                    (Some("ignored"), Some(n)) => cur.ignored += n,
                     _ => {}
                 }
             }
@@ -1129,8 +1131,10 @@ pub fn run_suite(opts: &Opts) -> Result<()> {
     for o in &outcomes {
         let passed: u32 = o.report.bins.iter().map(|b| b.passed).sum();
         let nfailed: u32 = o.report.bins.iter().map(|b| b.failed).sum();
+        let ignored: u32 = o.report.bins.iter().map(|b| b.ignored).sum();
         eprintln!(
-            "xtask: vm: [{}] {}: {passed} passed, {nfailed} failed; boot to first test {}, \
+            "xtask: vm: [{}] {}: {passed} passed, {nfailed} failed, {ignored} ignored; boot to \
+             first test {}, \
              wall {:.0}s",
             o.label,
             if o.failure.is_none() { "ok" } else { "FAILED" },
@@ -1252,7 +1256,7 @@ running 3 tests
 test a ... ok
 test b ... FAILED
 test c ... ok
-test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out
+test result: FAILED. 2 passed; 1 failed; 1 ignored; 0 measured; 0 filtered out
 [   40.0] veth: some kernel line @@ARP-TRACE-VM@@ END capture 101
 @@ARP-TRACE-VM@@ BEGIN netns_names
 test result: ok. 4 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out
@@ -1270,6 +1274,7 @@ test result: ok. 4 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out
                     rc: Some(101),
                     passed: 2,
                     failed: 1,
+                    ignored: 1,
                     failed_tests: vec!["b".into()],
                 },
                 BinResult {
@@ -1277,6 +1282,7 @@ test result: ok. 4 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out
                     rc: Some(0),
                     passed: 4,
                     failed: 0,
+                    ignored: 0,
                     failed_tests: vec![],
                 },
             ]
