@@ -1033,6 +1033,44 @@ fn tracer_has_hooks(bin: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// A guest run: kernel series and `ARP_TRACE_HOOKS` (`None`: unset, the tracer picks).
+type Planned = (String, Option<String>);
+/// A matrix row left out: kernel series and hook set.
+type Skipped = (String, String);
+
+/// The guest runs for `kernels`: `hooks` on each if given, else the matrix rows. Rows naming a
+/// hook set are skipped (second list) while the tracer has no `--hooks` option.
+fn plan(
+    kernels: &[String],
+    hooks: Option<&str>,
+    has_hooks: bool,
+) -> Result<(Vec<Planned>, Vec<Skipped>)> {
+    if let Some(h) = hooks {
+        if !has_hooks {
+            bail!("--hooks {h}: this arp-trace has no --hooks option yet; run without --hooks");
+        }
+        let rows = kernels
+            .iter()
+            .map(|k| (k.clone(), Some(h.into())))
+            .collect();
+        return Ok((rows, Vec::new()));
+    }
+    let (mut rows, mut skipped) = (Vec::new(), Vec::new());
+    for r in MATRIX
+        .iter()
+        .filter(|r| kernels.iter().any(|k| k == r.kernel))
+    {
+        if r.hooks == "auto" {
+            rows.push((r.kernel.to_string(), None));
+        } else if has_hooks {
+            rows.push((r.kernel.to_string(), Some(r.hooks.to_string())));
+        } else {
+            skipped.push((r.kernel.to_string(), r.hooks.to_string()));
+        }
+    }
+    Ok((rows, skipped))
+}
+
 /// Runs the suite and fails if any guest run failed.
 pub fn run_suite(opts: &Opts) -> Result<()> {
     let suite_start = Instant::now();
@@ -1045,37 +1083,12 @@ pub fn run_suite(opts: &Opts) -> Result<()> {
         }
     }
     let has_hooks = tracer_has_hooks(&opts.bin);
-    let rows: Vec<(String, Option<String>)> = match &opts.hooks {
-        Some(h) => {
-            if !has_hooks {
-                bail!("--hooks {h}: this arp-trace has no --hooks option yet; run without --hooks");
-            }
-            opts.kernels
-                .iter()
-                .map(|k| (k.clone(), Some(h.clone())))
-                .collect()
-        }
-        None => {
-            let mut rows = Vec::new();
-            for r in MATRIX
-                .iter()
-                .filter(|r| opts.kernels.iter().any(|k| k == r.kernel))
-            {
-                if r.hooks == "auto" {
-                    rows.push((r.kernel.to_string(), None));
-                } else if has_hooks {
-                    rows.push((r.kernel.to_string(), Some(r.hooks.to_string())));
-                } else {
-                    eprintln!(
-                        "xtask: vm: skipping {} --hooks {}: `arp-trace --help` has no --hooks \
-                         option yet",
-                        r.kernel, r.hooks
-                    );
-                }
-            }
-            rows
-        }
-    };
+    let (rows, skipped) = plan(&opts.kernels, opts.hooks.as_deref(), has_hooks)?;
+    for (k, h) in skipped {
+        eprintln!(
+            "xtask: vm: skipping {k} --hooks {h}: `arp-trace --help` has no --hooks option yet"
+        );
+    }
     ensure_tools()?;
     let t = Instant::now();
     let payload = payload(&opts.bin, &opts.toolchain)?;
@@ -1366,6 +1379,41 @@ test result: ok. 4 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out
             Path::new("busybox")
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn matrix_rows_wait_for_the_hooks_option() {
+        let all = names(&["6.1", "6.12"]);
+        let (rows, skipped) = plan(&all, None, false).unwrap();
+        assert_eq!(
+            rows,
+            [("6.1".to_string(), None), ("6.12".to_string(), None)]
+        );
+        assert_eq!(
+            skipped,
+            [
+                ("6.1".to_string(), "kprobe".to_string()),
+                ("6.12".to_string(), "kprobe".to_string())
+            ]
+        );
+        let (rows, skipped) = plan(&names(&["6.12"]), None, true).unwrap();
+        assert_eq!(
+            rows,
+            [
+                ("6.12".to_string(), None),
+                ("6.12".to_string(), Some("kprobe".to_string()))
+            ]
+        );
+        assert!(skipped.is_empty());
+        let (rows, _) = plan(&all, Some("fentry"), true).unwrap();
+        assert_eq!(
+            rows,
+            [
+                ("6.1".to_string(), Some("fentry".to_string())),
+                ("6.12".to_string(), Some("fentry".to_string()))
+            ]
+        );
+        assert!(plan(&all, Some("kprobe"), false).is_err());
     }
 
     #[test]
