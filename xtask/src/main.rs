@@ -3,6 +3,7 @@
 //! Debian machine needs nothing installed by hand.
 
 mod provision;
+mod vm;
 
 use provision::run;
 
@@ -36,9 +37,27 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run every test: unit tests and end-to-end tests against the real kernel (needs root).
+    /// Run every test: unit tests and end-to-end tests against the running kernel (needs
+    /// root), then the end-to-end tests inside QEMU guests on other kernels (see `vm`).
     Test {
+        /// Skip the VM suite (also ARP_TRACE_SKIP_VM=1); refused when CI is set.
+        #[arg(long)]
+        no_vm: bool,
         /// Extra arguments passed to the test binaries (after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run only the VM suite: the end-to-end tests inside QEMU guests booting Debian's stock
+    /// kernels (downloaded once into target/vm/).
+    Vm {
+        /// Kernel series to boot: 6.1, 6.12 or all.
+        #[arg(long, default_value = "all", value_parser = ["6.1", "6.12", "all"])]
+        kernel: String,
+        /// Hook set for the tracer (auto, fentry, kprobe, tracepoint); without it every
+        /// matrix row of the chosen kernels runs.
+        #[arg(long, value_parser = ["auto", "fentry", "kprobe", "tracepoint"])]
+        hooks: Option<String>,
+        /// Arguments for every test binary in the guest (after `--`), e.g. a test name filter.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -48,6 +67,19 @@ enum Cmd {
         prefix: PathBuf,
     },
 }
+
+/// The packages `cargo xtask test` tests. The VM suite builds its test binaries with the same
+/// set so feature unification matches and the host run's binaries are reused, not rebuilt.
+const TEST_PACKAGES: &[&str] = &[
+    "-p",
+    "arp-trace",
+    "-p",
+    "arp-trace-common",
+    "-p",
+    "arp-trace-e2e",
+    "-p",
+    "xtask",
+];
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -74,6 +106,14 @@ fn build(toolchain: &str, release: bool) -> Result<PathBuf> {
         .join("target")
         .join(if release { "release" } else { "debug" })
         .join("arp-trace"))
+}
+
+/// Test binary arguments for the guest: two threads (the guest has two vCPUs) unless given.
+fn guest_args(mut args: Vec<String>) -> Vec<String> {
+    if !args.iter().any(|a| a.starts_with("--test-threads")) {
+        args.push("--test-threads=2".into());
+    }
+    args
 }
 
 fn is_root() -> bool {
@@ -115,7 +155,15 @@ fn real_main() -> Result<()> {
             };
             Err(err).with_context(|| format!("cannot run {}", bin.display()))
         }
-        Cmd::Test { args } => {
+        Cmd::Test { no_vm, args } => {
+            let skip_vm = no_vm
+                || std::env::var("ARP_TRACE_SKIP_VM").is_ok_and(|v| !v.is_empty() && v != "0");
+            if skip_vm && std::env::var_os("CI").is_some() {
+                bail!(
+                    "CI is set: the VM suite cannot be skipped there (drop --no-vm / \
+                     ARP_TRACE_SKIP_VM)"
+                );
+            }
             if !is_root() {
                 bail!(
                     "the end-to-end tests load BPF programs and create network namespaces: \
@@ -126,23 +174,48 @@ fn real_main() -> Result<()> {
             provision::ensure_test_tools()?;
             let bin = build(&tc, false)?;
             let mut c = cargo();
-            c.args([
-                "test",
-                "-p",
-                "arp-trace",
-                "-p",
-                "arp-trace-common",
-                "-p",
-                "arp-trace-e2e",
-                "-p",
-                "xtask",
-            ])
-            .env("ARP_TRACE_EBPF_TOOLCHAIN", &tc)
-            .env("ARP_TRACE_BIN", &bin);
+            c.arg("test")
+                .args(TEST_PACKAGES)
+                .env("ARP_TRACE_EBPF_TOOLCHAIN", &tc)
+                .env("ARP_TRACE_BIN", &bin);
             if !args.is_empty() {
                 c.arg("--").args(&args);
             }
-            run(&mut c)
+            run(&mut c)?;
+            if skip_vm {
+                eprintln!("xtask: VM suite skipped (--no-vm / ARP_TRACE_SKIP_VM)");
+                return Ok(());
+            }
+            vm::run_suite(&vm::Opts {
+                kernels: vm::SERIES.iter().map(|s| s.to_string()).collect(),
+                hooks: None,
+                args: guest_args(args),
+                // Under software emulation the debug tracer can take longer than the harness's
+                // 30 s to parse BTF and load its programs; the release build starts in time.
+                bin: build(&tc, true)?,
+                toolchain: tc,
+            })
+        }
+        Cmd::Vm {
+            kernel,
+            hooks,
+            args,
+        } => {
+            let tc = provision::ensure_toolchain()?;
+            provision::ensure_test_tools()?;
+            let bin = build(&tc, true)?;
+            let kernels = if kernel == "all" {
+                vm::SERIES.iter().map(|s| s.to_string()).collect()
+            } else {
+                vec![kernel]
+            };
+            vm::run_suite(&vm::Opts {
+                kernels,
+                hooks,
+                args: guest_args(args),
+                bin,
+                toolchain: tc,
+            })
         }
         Cmd::Install { prefix } => {
             let tc = provision::ensure_toolchain()?;

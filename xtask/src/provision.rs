@@ -33,7 +33,7 @@ fn cargo_home() -> PathBuf {
         .unwrap_or_else(|| home().join(".cargo"))
 }
 
-fn which(bin: &str) -> Option<PathBuf> {
+pub fn which(bin: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain([cargo_home().join("bin")])
@@ -65,7 +65,7 @@ fn debian_toolchain_ready() -> bool {
     link.exists() && has_core_src(&link) && Path::new("/usr/bin/rustc").is_file()
 }
 
-fn is_debian() -> bool {
+pub fn is_debian() -> bool {
     Path::new("/etc/debian_version").is_file() && which("apt-get").is_some()
 }
 
@@ -85,7 +85,7 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn apt_get() -> Command {
+pub fn apt_get() -> Command {
     let mut c = if is_root() {
         Command::new("apt-get")
     } else {
@@ -103,7 +103,7 @@ fn dpkg_installed(pkg: &str) -> bool {
 }
 
 /// Installs Debian packages that are missing, running `apt-get update` once first.
-fn apt_install(packages: &[&str]) -> Result<()> {
+pub fn apt_install(packages: &[&str]) -> Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .copied()
