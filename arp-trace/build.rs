@@ -37,7 +37,7 @@ fn toolchain_has_src(name: &str) -> bool {
 fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=ARP_TRACE_EBPF_TOOLCHAIN");
     println!("cargo:rerun-if-changed=../arp-trace-common/src");
-    println!("cargo:rerun-if-changed=../arp-trace-ebpf/Cargo.lock");
+    println!("cargo:rerun-if-changed=../Cargo.lock");
 
     let toolchain = match std::env::var("ARP_TRACE_EBPF_TOOLCHAIN") {
         Ok(t) if !t.is_empty() => t,
