@@ -139,7 +139,14 @@ pub struct SocketOwners {
     /// `struct sock` address -> owner: still names the process after it closed the socket.
     by_sk: HashMap<u64, (u32, String)>,
     last_scan: Option<Instant>,
+    /// Inodes a scan did not find, and when: each is looked for again at most once a second.
+    misses: HashMap<u64, Instant>,
 }
+
+/// Scans of /proc run at most this often, whatever asks for them.
+const SCAN_FLOOR: Duration = Duration::from_millis(10);
+/// An inode no process held is looked for again after this long.
+const MISS_RETRY: Duration = Duration::from_secs(1);
 
 impl SocketOwners {
     pub fn new() -> Self {
@@ -147,6 +154,7 @@ impl SocketOwners {
             map: HashMap::new(),
             by_sk: HashMap::new(),
             last_scan: None,
+            misses: HashMap::new(),
         }
     }
 
@@ -178,14 +186,25 @@ impl SocketOwners {
         if let Some(v) = self.map.get(&ino) {
             return Some(v.clone());
         }
+        // A socket made since the last scan (an accepted connection, say) is new to us: scan
+        // for it, but not again and again for one that no process holds.
         if self
-            .last_scan
-            .is_some_and(|t| t.elapsed() < Duration::from_millis(100))
+            .misses
+            .get(&ino)
+            .is_some_and(|t| t.elapsed() < MISS_RETRY)
+            || self.last_scan.is_some_and(|t| t.elapsed() < SCAN_FLOOR)
         {
             return None;
         }
         self.scan();
-        self.map.get(&ino).cloned()
+        let found = self.map.get(&ino).cloned();
+        if found.is_none() {
+            if self.misses.len() > 4096 {
+                self.misses.clear();
+            }
+            self.misses.insert(ino, Instant::now());
+        }
+        found
     }
 
     fn scan(&mut self) {

@@ -111,14 +111,13 @@ pub fn run(args: &Args) -> Result<Counters> {
         .enum_value("skb_drop_reason", "SKB_DROP_REASON_NEIGH_QUEUEFULL")
         .unwrap_or(0);
     let mut tracer = Tracer::load(
-        &btf,
+        btf,
         &syms,
         &LoadOptions {
             buffer_bytes: args.buffer_kib * 1024,
             hooks: args.hooks,
         },
     )?;
-    drop(btf);
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -239,6 +238,13 @@ async fn stream(
             _ = sigint.recv() => done = true,
             _ = sigterm.recv() => done = true,
             _ = join_tick.tick(), if joiner.has_pending() => {
+                // Read what the kernel already queued first: after this process was not
+                // scheduled for JOIN_WAIT, the records that complete a pending request are
+                // sitting in the ring, and expiring before reading them loses the trigger.
+                let rb = ring.get_mut();
+                while let Some(item) = rb.next() {
+                    ingest(&mut joiner, &mut pipeline, &item, clock, &mut joined);
+                }
                 joiner.expire(false, &mut joined);
                 match deliver(&mut pipeline, &mut joined).and_then(|f| pipeline.flush().map(|_| f)) {
                     Ok(Flow::Continue) => {}

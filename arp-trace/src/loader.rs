@@ -327,15 +327,13 @@ pub struct Probe {
 }
 
 /// Builds the object with this kernel's layouts; programs are loaded one by one later.
-fn open_object(btf: &Btf, syms: &Kallsyms, buffer_bytes: u32) -> Result<(Ebpf, aya::Btf)> {
-    let offsets = resolve_offsets(btf).context("reading kernel structure layouts from BTF")?;
-    let config = resolve_config(btf, syms)?;
+fn open_object(offsets: &Offsets, config: &Config, buffer_bytes: u32) -> Result<(Ebpf, aya::Btf)> {
     let aya_btf = aya::Btf::from_sys_fs()
         .map_err(|e| anyhow!("cannot read the kernel's BTF (/sys/kernel/btf/vmlinux): {e}"))?;
     let ebpf = EbpfLoader::new()
         .btf(Some(&aya_btf))
-        .override_global("OFFSETS", &offsets, true)
-        .override_global("CONFIG", &config, true)
+        .override_global("OFFSETS", offsets, true)
+        .override_global("CONFIG", config, true)
         .map_max_entries("EVENTS", buffer_bytes)
         .load(EBPF_OBJECT)
         .map_err(|e| explain_bpf_error("loading the eBPF programs", e))?;
@@ -346,7 +344,9 @@ fn open_object(btf: &Btf, syms: &Kallsyms, buffer_bytes: u32) -> Result<(Ebpf, a
 /// again when the returned list is built (for `arp-trace doctor`).
 pub fn probe_hooks(btf: &Btf, syms: &Kallsyms) -> Result<Vec<Probe>> {
     let facts = KernelFacts::gather(btf, syms);
-    let (mut ebpf, aya_btf) = open_object(btf, syms, 4096)?;
+    let offsets = resolve_offsets(btf).context("reading kernel structure layouts from BTF")?;
+    let config = resolve_config(btf, syms)?;
+    let (mut ebpf, aya_btf) = open_object(&offsets, &config, 4096)?;
     let mut out = Vec::new();
     for (role, program, hook) in COMMON_HOOKS {
         let result = attach_program(&mut ebpf, program, hook, &aya_btf);
@@ -427,8 +427,14 @@ fn explain_bpf_error(
 }
 
 impl Tracer {
-    pub fn load(btf: &Btf, syms: &Kallsyms, opts: &LoadOptions) -> Result<Tracer> {
-        let (mut ebpf, aya_btf) = open_object(btf, syms, opts.buffer_bytes)?;
+    /// Takes the BTF by value: it is dropped before aya parses its own copy, so the two
+    /// (~12 MB each) are never held at once.
+    pub fn load(btf: Btf, syms: &Kallsyms, opts: &LoadOptions) -> Result<Tracer> {
+        let offsets = resolve_offsets(&btf).context("reading kernel structure layouts from BTF")?;
+        let config = resolve_config(&btf, syms)?;
+        let facts = KernelFacts::gather(&btf, syms);
+        drop(btf);
+        let (mut ebpf, aya_btf) = open_object(&offsets, &config, opts.buffer_bytes)?;
         let mut hooks = Vec::new();
         for (role, program, hook) in COMMON_HOOKS {
             attach_program(&mut ebpf, program, hook, &aya_btf)
@@ -436,7 +442,6 @@ impl Tracer {
             hooks.push(Hook { role, name: hook });
         }
 
-        let facts = KernelFacts::gather(btf, syms);
         let mut passed_over = Vec::new();
         let mut solicit = None;
         for path in opts.hooks.candidates() {
