@@ -2,6 +2,7 @@
 //! toolchain on first use (idempotently, and in well under a second once done) so a fresh
 //! Debian machine needs nothing installed by hand.
 
+mod bench;
 mod provision;
 
 use provision::run;
@@ -42,6 +43,9 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Measure overhead, loss under an ARP storm, replay speed and start-up; write BENCHMARKS.md
+    /// (needs root; reports, never fails on a missed target).
+    Bench(bench::Opts),
     /// Copy the release binary to /usr/local/bin/arp-trace.
     Install {
         #[arg(long, default_value = "/usr/local/bin")]
@@ -143,6 +147,10 @@ fn real_main() -> Result<()> {
                 c.arg("--").args(&args);
             }
             run(&mut c)
+        }
+        Cmd::Bench(opts) => {
+            let tc = provision::ensure_toolchain()?;
+            bench::run(&build(&tc, true)?, &opts)
         }
         Cmd::Install { prefix } => {
             let tc = provision::ensure_toolchain()?;
