@@ -24,6 +24,9 @@ pub struct Opts {
     /// Where to write the table.
     #[arg(long, default_value = "BENCHMARKS.md")]
     pub output: PathBuf,
+    /// Measure this arp-trace binary instead of building the release one.
+    #[arg(long)]
+    pub bin: Option<PathBuf>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -209,12 +212,10 @@ pub fn tcpdump_dropped(stderr: &str) -> Option<u64> {
 }
 
 /// iperf3 `-J`: `end.sum_received.bits_per_second`, found without a JSON parser (xtask keeps
-/// its dependencies small): the first `bits_per_second` after `"sum_received"`.
+/// its dependencies small): the first `bits_per_second` after the last `"sum_received"`.
 pub fn iperf_received_bps(json: &str) -> Option<f64> {
-    let end = json.rfind("\"end\"")?;
-    let rest = &json[end..];
-    let s = rest.find("\"sum_received\"")?;
-    let rest = &rest[s..];
+    let s = json.rfind("\"sum_received\"")?;
+    let rest = &json[s..];
     let k = rest.find("\"bits_per_second\"")?;
     let rest = rest[k + "\"bits_per_second\"".len()..].trim_start();
     let rest = rest.strip_prefix(':')?.trim_start();
@@ -519,11 +520,25 @@ impl Drop for TmpFiles {
     }
 }
 
+/// A `kB` field of `/proc/<pid>/status` (VmHWM, RssAnon, ...), in KiB.
+fn status_kib(pid: libc::pid_t, key: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// arp-trace running with a ready file; stdout and stderr go to files.
 struct Tracer {
     proc: Proc,
     stdout: PathBuf,
     stderr: PathBuf,
+    /// VmHWM right after the ready file appeared: the start-up peak.
+    startup_hwm_kib: Option<u64>,
 }
 
 impl Tracer {
@@ -554,10 +569,12 @@ impl Tracer {
             }
             pause(Duration::from_millis(5))?;
         }
+        let startup_hwm_kib = status_kib(proc.pid(), "VmHWM");
         Ok(Tracer {
             proc,
             stdout,
             stderr,
+            startup_hwm_kib,
         })
     }
 
@@ -586,7 +603,6 @@ fn ensure_tools() -> Result<()> {
         ("tcpdump", "tcpdump"),
         ("jq", "jq"),
         ("sysctl", "procps"),
-        ("bpftool", "bpftool"),
     ];
     let missing: Vec<&str> = wanted
         .iter()
@@ -713,7 +729,7 @@ fn bench_tcp(bin: &Path, quick: bool, files: &mut TmpFiles) -> Result<Tcp> {
     })
 }
 
-/// One BPF program's kernel accounting (`bpftool prog show`).
+/// One BPF program's kernel accounting (`kernel.bpf_stats_enabled`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProgStat {
     pub name: String,
@@ -721,53 +737,56 @@ pub struct ProgStat {
     pub run_time_ns: u64,
 }
 
-/// Parses `bpftool prog show` text, keeping programs whose `pids` name `pid`.
-pub fn parse_prog_show(text: &str, pid: i32) -> Vec<ProgStat> {
-    let owner = format!("({pid})");
-    let mut out = Vec::new();
-    let mut cur: Option<ProgStat> = None;
-    let mut mine = false;
-    let mut flush = |cur: &mut Option<ProgStat>, mine: &mut bool| {
-        if let Some(p) = cur.take() {
-            if *mine {
-                out.push(p);
-            }
-        }
-        *mine = false;
-    };
-    for line in text.lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let starts_prog = !line.starts_with(char::is_whitespace)
-            && words.first().is_some_and(|w| w.ends_with(':'));
-        if starts_prog {
-            flush(&mut cur, &mut mine);
-            cur = Some(ProgStat {
-                name: String::new(),
-                run_cnt: 0,
-                run_time_ns: 0,
-            });
-        }
-        let Some(p) = cur.as_mut() else { continue };
-        for (i, w) in words.iter().enumerate() {
-            let next = words.get(i + 1).copied().unwrap_or("");
-            match *w {
-                "name" => p.name = next.to_string(),
-                "run_time_ns" => p.run_time_ns = next.parse().unwrap_or(0),
-                "run_cnt" => p.run_cnt = next.parse().unwrap_or(0),
-                "pids" => mine |= words[i + 1..].iter().any(|o| o.ends_with(&owner)),
-                _ => {}
+/// Folds the `/proc/<pid>/fdinfo` texts of a process into per-program statistics: program
+/// descriptors carry `prog_id`, `run_time_ns` and `run_cnt`; link descriptors carry the
+/// `prog_id` they attach and its `tp_name`, which names the program.
+pub fn fold_fdinfo<'a>(texts: impl IntoIterator<Item = &'a str>) -> Vec<ProgStat> {
+    let mut progs: Vec<(u64, ProgStat)> = Vec::new();
+    let mut names: Vec<(u64, String)> = Vec::new();
+    for t in texts {
+        let field = |k: &str| {
+            t.lines().find_map(|l| {
+                l.strip_prefix(k)?
+                    .strip_prefix(':')
+                    .map(|v| v.trim().to_string())
+            })
+        };
+        let Some(id) = field("prog_id").and_then(|v| v.parse::<u64>().ok()) else {
+            continue;
+        };
+        if let Some(tp) = field("tp_name") {
+            names.push((id, tp));
+        } else if let Some(rt) = field("run_time_ns") {
+            if progs.iter().all(|(i, _)| *i != id) {
+                progs.push((
+                    id,
+                    ProgStat {
+                        name: format!("prog {id}"),
+                        run_time_ns: rt.parse().unwrap_or(0),
+                        run_cnt: field("run_cnt").and_then(|v| v.parse().ok()).unwrap_or(0),
+                    },
+                ));
             }
         }
     }
-    flush(&mut cur, &mut mine);
-    out
+    for (id, p) in &mut progs {
+        if let Some((_, n)) = names.iter().find(|(i, _)| i == id) {
+            p.name = n.clone();
+        }
+    }
+    progs.into_iter().map(|(_, p)| p).collect()
 }
 
 fn prog_stats(pid: i32) -> Result<Vec<ProgStat>> {
-    let text = output(Command::new("bpftool").args(["prog", "show"]))?;
-    let v = parse_prog_show(&text, pid);
+    let dir = format!("/proc/{pid}/fdinfo");
+    let texts: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("read {dir}"))?
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .collect();
+    let v = fold_fdinfo(texts.iter().map(String::as_str));
     if v.is_empty() {
-        bail!("bpftool lists no program of pid {pid}");
+        bail!("pid {pid} holds no BPF program");
     }
     Ok(v)
 }
@@ -837,6 +856,8 @@ fn storm_targets() -> Vec<Ipv4Addr> {
 struct GenStats {
     sent: u64,
     refused: u64,
+    /// errno of the last refused send.
+    last_errno: i32,
     secs: f64,
 }
 
@@ -844,6 +865,23 @@ struct GenStats {
 fn generate(targets: Vec<Ipv4Addr>, rate: u64, dur: Duration) -> Result<GenStats> {
     let sock = UdpSocket::bind("0.0.0.0:0")?;
     sock.set_nonblocking(true)?;
+    // Datagrams wait on their neighbour entry until it fails (10 ms) and count against the
+    // socket's send buffer meanwhile; the default buffer would refuse sends at about 15,000/s.
+    // SO_SNDBUFFORCE is a per-socket setting (root), not a sysctl.
+    let size: libc::c_int = 64 << 20;
+    // SAFETY: setsockopt with a valid int option on our own socket.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        bail!("SO_SNDBUFFORCE: {}", std::io::Error::last_os_error());
+    }
     let start = Instant::now();
     let mut g = GenStats::default();
     let mut i = 0usize;
@@ -859,7 +897,10 @@ fn generate(targets: Vec<Ipv4Addr>, rate: u64, dur: Duration) -> Result<GenStats
             i += 1;
             match sock.send_to(b"arp-trace-bench", dst) {
                 Ok(_) => g.sent += 1,
-                Err(_) => g.refused += 1,
+                Err(e) => {
+                    g.refused += 1;
+                    g.last_errno = e.raw_os_error().unwrap_or(0);
+                }
             }
         }
         thread::sleep(Duration::from_micros(200));
@@ -876,6 +917,11 @@ struct StormRun {
     attributed: u64,
     lost: Option<u64>,
     usage: Usage,
+    /// Start-up peak, and anonymous and file-backed (binary, ring buffer mapping) resident
+    /// memory at the end of the storm, KiB.
+    startup_hwm_kib: Option<u64>,
+    anon_kib: Option<u64>,
+    file_kib: Option<u64>,
     /// Up to 1,000 captured request lines, to build the replay trace from.
     samples: Vec<String>,
 }
@@ -909,10 +955,18 @@ impl StormRun {
         }
         if self.seen_rate() < 0.9 * self.rate as f64 {
             return Some(format!(
-                "the kernel sent only {:.0} requests/s ({} datagrams sent, {} refused)",
+                "the kernel sent only {:.0} requests/s ({} datagrams sent, {} refused{})",
                 self.seen_rate(),
                 self.gen.sent,
-                self.gen.refused
+                self.gen.refused,
+                if self.gen.refused > 0 {
+                    format!(
+                        ": {}",
+                        std::io::Error::from_raw_os_error(self.gen.last_errno)
+                    )
+                } else {
+                    String::new()
+                }
             ));
         }
         None
@@ -981,6 +1035,9 @@ fn storm_once(
     check_interrupt()?;
     // The last requests are in flight for at most a few ms; let both readers drain.
     pause(Duration::from_millis(500))?;
+    let startup_hwm_kib = tracer.startup_hwm_kib;
+    let anon_kib = status_kib(tracer.proc.pid(), "RssAnon");
+    let file_kib = status_kib(tracer.proc.pid(), "RssFile");
     let (usage, out, err) = tracer.stop()?;
     tcpdump.stop()?;
     let terr = std::fs::read_to_string(&tcpdump_err).unwrap_or_default();
@@ -1001,6 +1058,9 @@ fn storm_once(
         attributed,
         lost: lost_from_counts(&err),
         usage,
+        startup_hwm_kib,
+        anon_kib,
+        file_kib,
         samples,
     };
     eprintln!(
@@ -1021,8 +1081,6 @@ fn storm_once(
 // ---------------------------------------------------------------------------------------------
 // 4. Trace replay
 // ---------------------------------------------------------------------------------------------
-
-const REPLAY_EVENTS: u64 = 1_000_000;
 
 /// Writes `n` events made from real captured lines, retimed to 1 µs apart.
 fn write_trace(path: &Path, lines: &[String], n: u64) -> Result<u64> {
@@ -1066,15 +1124,16 @@ fn has_replay(bin: &Path) -> bool {
 }
 
 struct Replay {
+    events: u64,
     bytes: u64,
     jq: Vec<f64>,
     tracer: Option<Vec<f64>>,
 }
 
 fn bench_replay(bin: &Path, lines: &[String], quick: bool, files: &mut TmpFiles) -> Result<Replay> {
-    let runs = if quick { 1 } else { 3 };
+    let (runs, events) = if quick { (1, 100_000) } else { (3, 1_000_000) };
     let trace = files.add("trace.jsonl");
-    let bytes = write_trace(&trace, lines, REPLAY_EVENTS)?;
+    let bytes = write_trace(&trace, lines, events)?;
     let mut jq = Vec::new();
     let mut tracer = has_replay(bin).then(Vec::new);
     for _ in 0..runs {
@@ -1084,7 +1143,12 @@ fn bench_replay(bin: &Path, lines: &[String], quick: bool, files: &mut TmpFiles)
             t.push(time_cmd(Command::new(bin).arg("-r").arg(&trace).arg("-q"))?);
         }
     }
-    Ok(Replay { bytes, jq, tracer })
+    Ok(Replay {
+        events,
+        bytes,
+        jq,
+        tracer,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1203,7 +1267,7 @@ pub fn run(bin: &Path, opts: &Opts) -> Result<()> {
     let _ = writeln!(
         notes,
         "- BPF cost per call during a TCP run (`kernel.bpf_stats_enabled=1` for that run only, \
-         then restored; `bpftool prog show` run_time_ns ÷ run_cnt): {}.",
+         then restored; run_time_ns ÷ run_cnt from arp-trace's program descriptors): {}.",
         stats_text(&tcp.prog_stats)
     );
 
@@ -1260,6 +1324,31 @@ pub fn run(bin: &Path, opts: &Opts) -> Result<()> {
         .map(|s| s.usage.max_rss_kib as f64 / 1024.0)
         .collect();
     let rss_m = median(&rss);
+    let mib = |f: fn(&StormRun) -> Option<u64>| {
+        let v: Vec<f64> = storms
+            .iter()
+            .filter_map(|s| f(s).map(|k| k as f64 / 1024.0))
+            .collect();
+        opt(median(&v), 1)
+    };
+    let cpu_per_req: Vec<f64> = storms
+        .iter()
+        .filter(|s| s.captured > 0)
+        .map(|s| s.usage.cpu_secs / s.captured as f64 * 1e6)
+        .collect();
+    let _ =
+        writeln!(
+        notes,
+        "- Storm memory: peak RSS right after start-up (VmHWM at the ready file) {} MiB; at the \
+         end of the storm {} MiB anonymous + {} MiB file-backed (the binary and the ring \
+         buffer, whose data pages are mapped twice). arp-trace spent {} µs of CPU per captured \
+         request (JSON output to a file), i.e. one core would saturate near {} requests/s.",
+        mib(|s| s.startup_hwm_kib),
+        mib(|s| s.anon_kib),
+        mib(|s| s.file_kib),
+        opt(median(&cpu_per_req), 1),
+        opt(median(&cpu_per_req).map(|us| (1e6 / us / 1000.0).round() * 1000.0), 0),
+    );
     rows.push(Row {
         id: "3".into(),
         figure: format!(
@@ -1297,15 +1386,17 @@ pub fn run(bin: &Path, opts: &Opts) -> Result<()> {
             let _ = write!(limit, "first to give at {rate}/s: {g}");
             break;
         }
-        if rate >= 640_000 {
-            limit.push_str("nothing gave up to 640,000/s");
+        if rate >= 200_000 {
+            limit.push_str("nothing gave up to 200,000/s");
             break;
         }
-        rate *= 2;
+        rate += 10_000;
     }
     rows.push(Row {
         id: "2b".into(),
-        figure: format!("storm limit, rate doubled every {step_secs} s until something gives"),
+        figure: format!(
+            "storm limit: rate raised by 10,000/s every {step_secs} s until something gives"
+        ),
         measured: limit,
         target: "report".into(),
         verdict: Verdict::Report,
@@ -1320,10 +1411,10 @@ pub fn run(bin: &Path, opts: &Opts) -> Result<()> {
         .find(|v| !v.is_empty())
         .context("the storm captured no attributed request to build a trace from")?;
     let rep = bench_replay(bin, lines, quick, &mut files)?;
-    let jq_eps = median(&rep.jq).map(|s| REPLAY_EVENTS as f64 / s);
+    let jq_eps = median(&rep.jq).map(|s| rep.events as f64 / s);
     let (measured, verdict) = match &rep.tracer {
         Some(t) => {
-            let eps = median(t).map(|s| REPLAY_EVENTS as f64 / s);
+            let eps = median(t).map(|s| rep.events as f64 / s);
             (
                 format!(
                     "{} ev/s; {}× jq's {} ev/s",
@@ -1346,7 +1437,7 @@ pub fn run(bin: &Path, opts: &Opts) -> Result<()> {
         id: "4".into(),
         figure: format!(
             "`arp-trace -r FILE -q` of a {}-event JSONL trace ({:.0} MB, real captured lines retimed) to the summary; jq per run: {} s",
-            REPLAY_EVENTS,
+            rep.events,
             rep.bytes as f64 / 1e6,
             list(&rep.jq, 2)
         ),
@@ -1533,27 +1624,22 @@ mod tests {
             ),
             Some(3)
         );
-        let j = r#"{"intervals":[{"sum":{"bits_per_second":1}}],"end":{"sum_sent":{"bits_per_second":9.5e9},"sum_received":{"bytes":1,"bits_per_second":	9123456789.5}}}"#;
+        let j = r#"{"intervals":[{"sum":{"bits_per_second":1}}],"end":{"streams":[{"receiver":{"end":1.1}}],"sum_sent":{"end":1,"bits_per_second":9.5e9},"sum_received":{"end":1,"bytes":1,"bits_per_second":	9123456789.5}}}"#;
         assert_eq!(iperf_received_bps(j), Some(9123456789.5));
     }
 
     #[test]
-    fn prog_show_keeps_own_programs() {
-        let text = "\
-12: tracing  name net_dev_queue  tag abc  gpl run_time_ns 1000 run_cnt 10
-\tloaded_at 2026-11-28T20:00:00+0000  uid 0
-\tpids arp-trace(77)
-13: tracing  name consume_skb  tag def  gpl run_time_ns 500 run_cnt 5
-\tpids arp-trace(78)
-14: tracing  name kfree_skb  tag 123  gpl
-\tpids other(9), arp-trace(77)
-";
-        let v = parse_prog_show(text, 77);
+    fn fdinfo_names_programs_by_their_links() {
+        let prog = "pos:\t0\nprog_type:\t26\nprog_id:\t5807\nrun_time_ns:\t1000\nrun_cnt:\t10\n";
+        let link = "pos:\t0\nlink_type:\traw_tracepoint\nprog_id:\t5807\ntp_name:\tkfree_skb\n";
+        let other = "pos:\t0\nflags:\t02\n";
+        let lone = "prog_id:\t9\nrun_time_ns:\t0\nrun_cnt:\t0\n";
+        let v = fold_fdinfo([prog, link, other, lone, prog]);
         assert_eq!(v.len(), 2);
-        assert_eq!(v[0].name, "net_dev_queue");
+        assert_eq!(v[0].name, "kfree_skb");
         assert_eq!((v[0].run_cnt, v[0].run_time_ns), (10, 1000));
-        assert_eq!(v[1].name, "kfree_skb");
-        assert!(stats_text(&v).starts_with("net_dev_queue 100 ns × 10"));
+        assert_eq!(v[1].name, "prog 9");
+        assert_eq!(stats_text(&v), "kfree_skb 100 ns × 10");
     }
 
     #[test]

@@ -149,8 +149,11 @@ fn real_main() -> Result<()> {
             run(&mut c)
         }
         Cmd::Bench(opts) => {
-            let tc = provision::ensure_toolchain()?;
-            bench::run(&build(&tc, true)?, &opts)
+            let bin = match &opts.bin {
+                Some(b) => b.clone(),
+                None => build(&provision::ensure_toolchain()?, true)?,
+            };
+            bench::run(&bin, &opts)
         }
         Cmd::Install { prefix } => {
             let tc = provision::ensure_toolchain()?;
