@@ -410,6 +410,7 @@ fn in_netns<T: Send + 'static>(
 #[derive(Debug, Clone, Copy, Default)]
 struct Usage {
     cpu_secs: f64,
+    /// Peak resident memory (filled from VmHWM by the caller where it matters).
     max_rss_kib: u64,
 }
 
@@ -1031,14 +1032,39 @@ fn storm_once(
     )?;
     pause(Duration::from_millis(300))?;
     let targets = storm_targets();
-    let gen = in_netns(ns, move || generate(targets, rate, dur))?;
+    // Resident memory over time, to tell a start-up peak from growth under load.
+    let pid = tracer.proc.pid();
+    let sampling = std::sync::Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let on = sampling.clone();
+        thread::spawn(move || {
+            let mut peak = (0u64, 0.0f64);
+            let t0 = Instant::now();
+            while on.load(Ordering::Relaxed) {
+                let a = status_kib(pid, "RssAnon").unwrap_or(0);
+                if a > peak.0 {
+                    peak = (a, t0.elapsed().as_secs_f64());
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+            peak
+        })
+    };
+    let gen = in_netns(ns, move || generate(targets, rate, dur));
+    sampling.store(false, Ordering::Relaxed);
+    let peak_anon = sampler.join().unwrap_or_default();
+    let gen = gen?;
     check_interrupt()?;
     // The last requests are in flight for at most a few ms; let both readers drain.
     pause(Duration::from_millis(500))?;
     let startup_hwm_kib = tracer.startup_hwm_kib;
     let anon_kib = status_kib(tracer.proc.pid(), "RssAnon");
     let file_kib = status_kib(tracer.proc.pid(), "RssFile");
-    let (usage, out, err) = tracer.stop()?;
+    // VmHWM, not wait4's ru_maxrss: the latter also counts the pre-exec copy of xtask itself
+    // (exec saves the old address space's high-water mark), which holds earlier runs' output.
+    let hwm_kib = status_kib(tracer.proc.pid(), "VmHWM");
+    let (mut usage, out, err) = tracer.stop()?;
+    usage.max_rss_kib = hwm_kib.unwrap_or(0);
     tcpdump.stop()?;
     let terr = std::fs::read_to_string(&tcpdump_err).unwrap_or_default();
     let tcpdump_n = pcap_arp_requests(&std::fs::read(&pcap)?)?;
@@ -1064,8 +1090,10 @@ fn storm_once(
         samples,
     };
     eprintln!(
-        "xtask bench: storm {rate}/s for {:.1} s: tcpdump {} ({:.0}/s, {} dropped), arp-trace {} captured, {} attributed, {} lost; {:.2} CPU s, {} KiB peak RSS",
+        "xtask bench: storm {rate}/s for {:.1} s: anon RSS peaked at {} KiB {:.1} s in; tcpdump {} ({:.0}/s, {} dropped), arp-trace {} captured, {} attributed, {} lost; {:.2} CPU s, {} KiB peak RSS",
         gen.secs,
+        peak_anon.0,
+        peak_anon.1,
         run.tcpdump,
         run.seen_rate(),
         opt(run.tcpdump_dropped.map(|d| d as f64), 0),
@@ -1465,15 +1493,28 @@ pub fn run(bin: &Path, opts: &Opts) -> Result<()> {
 
     let table = render_table(&rows);
     println!("\n{table}");
-    let doc = report(&machine, &table, &notes, quick);
     let path = if opts.output.is_absolute() {
         opts.output.clone()
     } else {
         crate::workspace_root().join(&opts.output)
     };
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let doc = keep_history(report(&machine, &table, &notes, quick), &old);
     std::fs::write(&path, doc).with_context(|| format!("write {}", path.display()))?;
     eprintln!("xtask bench: wrote {}", path.display());
     Ok(())
+}
+
+/// Everything from this line on in BENCHMARKS.md (before/after records of improvements) is
+/// carried over when the bench rewrites the file.
+pub const KEEP_MARKER: &str = "<!-- kept across reruns of cargo xtask bench -->";
+
+/// The new report followed by the kept part of the old file, if it has one.
+pub fn keep_history(new: String, old: &str) -> String {
+    match old.find(KEEP_MARKER) {
+        Some(i) => format!("{}\n{}", new.trim_end(), &old[i..]),
+        None => new,
+    }
 }
 
 fn report(machine: &str, table: &str, notes: &str, quick: bool) -> String {
@@ -1525,8 +1566,9 @@ arp-trace, gave way.\n\
 `arp[6:2] = 1`, written to a pcap file and counted by xtask); arp-trace runs with \
 `--json --netns <storm namespace> -i eth3` to a file, and a request counts as captured and \
 attributed when its `trigger.pid` is the generating process. `lost` is arp-trace's own \
-ring-buffer loss counter. CPU seconds and peak RSS come from wait4()'s rusage of the \
-arp-trace process (user + system; ru_maxrss = VmHWM at exit), JSON output included.\n\
+ring-buffer loss counter. CPU seconds are wait4()'s rusage of the arp-trace process (user + \
+system, JSON output included); peak RSS is its VmHWM read just before it is stopped \
+(ru_maxrss would also count the pre-exec copy of xtask).\n\
 - Start-up: cold = right after `echo 3 > /proc/sys/vm/drop_caches` (a cache drop, not a \
 configuration change); warm = the run right after it. Timed from spawn to the ready file's \
 appearance (polled every 0.5 ms).\n\
@@ -1653,6 +1695,17 @@ mod tests {
         assert_eq!(rfc3339(1_795_000_000, 0), "2026-11-18T11:06:40.000000000Z");
         assert_eq!(rfc3339(951_782_400, 5), "2000-02-29T00:00:00.000000005Z");
         assert!(retime("{}", 0, 0).is_none());
+    }
+
+    #[test]
+    fn history_survives_a_rewrite() {
+        let old = format!("# old table\n{KEEP_MARKER}\n## Before/after\nx\n");
+        let doc = keep_history("# new table\n".into(), &old);
+        assert_eq!(
+            doc,
+            format!("# new table\n{KEEP_MARKER}\n## Before/after\nx\n")
+        );
+        assert_eq!(keep_history("n".into(), "no marker"), "n");
     }
 
     #[test]
