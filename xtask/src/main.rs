@@ -2,6 +2,7 @@
 //! toolchain on first use (idempotently, and in well under a second once done) so a fresh
 //! Debian machine needs nothing installed by hand.
 
+mod bench;
 mod provision;
 mod vm;
 
@@ -61,6 +62,9 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Measure overhead, loss under an ARP storm, replay speed and start-up; write BENCHMARKS.md
+    /// (needs root; reports, never fails on a missed target).
+    Bench(bench::Opts),
     /// Copy the release binary to /usr/local/bin/arp-trace.
     Install {
         #[arg(long, default_value = "/usr/local/bin")]
@@ -216,6 +220,13 @@ fn real_main() -> Result<()> {
                 bin,
                 toolchain: tc,
             })
+        }
+        Cmd::Bench(opts) => {
+            let bin = match &opts.bin {
+                Some(b) => b.clone(),
+                None => build(&provision::ensure_toolchain()?, true)?,
+            };
+            bench::run(&bin, &opts)
         }
         Cmd::Install { prefix } => {
             let tc = provision::ensure_toolchain()?;
