@@ -442,7 +442,8 @@ pub fn tools_named_in(source: &str) -> BTreeSet<String> {
         rest = &rest[i + needle.len()..];
         if let Some(end) = rest.find('"') {
             let name = &rest[..end];
-            if !name.is_empty() && !name.contains('/') {
+            // The guest's shell is busybox's: /init itself runs on it.
+            if !name.is_empty() && !name.contains('/') && name != "sh" {
                 tools.insert(name.to_string());
             }
             rest = &rest[end..];
@@ -1347,7 +1348,8 @@ test result: ok. 4 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out
     #[test]
     fn tools_are_found_in_sources() {
         let src = r#"let a = Command::new("ip"); Command::new("tshark").arg("-r");
-            Command::new(bin()); Command::new("/usr/bin/x"); Command::new("jq")"#;
+            Command::new(bin()); Command::new("/usr/bin/x"); Command::new("jq");
+            Command::new("sh").args(["-c", "x"])"#;
         assert_eq!(
             tools_named_in(src).into_iter().collect::<Vec<_>>(),
             ["ip", "jq", "tshark"]
