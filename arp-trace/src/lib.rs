@@ -4,6 +4,7 @@
 pub mod attribution;
 pub mod btf;
 pub mod cli;
+pub mod diff;
 pub mod doctor;
 pub mod event;
 pub mod explain;
@@ -12,8 +13,12 @@ pub mod live;
 pub mod loader;
 pub mod netns;
 pub mod output;
+pub mod pcapng;
 pub mod pipeline;
+pub mod replay;
+pub mod snapshot;
 pub mod timefmt;
+pub mod tracefile;
 
 /// An error and its causes on one line, the form every failure is reported in.
 pub fn one_line(e: &anyhow::Error) -> String {

@@ -204,6 +204,10 @@ async fn stream(
         scope_text(args),
         passed_over_text(&tracer.passed_over)
     );
+    if args.write.is_some() || args.pcap.is_some() {
+        let header = crate::tracefile::live_header(hooks.clone(), pipeline.names.own());
+        crate::replay::add_file_sinks(&mut pipeline, args, &header)?;
+    }
     if let Some(path) = &args.ready_file {
         write_ready_file(path, &hooks)?;
     }
