@@ -79,7 +79,7 @@ pub fn count(path: &Path) -> Result<Side> {
     let mut r = TraceReader::open(path)?;
     let mut groups = BTreeMap::new();
     let mut foreign = BTreeMap::new();
-    while let Some(rec) = r.next()? {
+    while let Some(rec) = r.read_record()? {
         if !matches!(&rec, Record::Arp(ev) if ev.op == ArpOp::Request) {
             continue;
         }

@@ -85,15 +85,6 @@ pub fn run(args: &Args) -> Result<Counters> {
     let path = args.read.as_deref().unwrap_or(Path::new("-"));
     let mut reader = TraceReader::open(path)?;
     let h = reader.header.clone();
-    eprintln!(
-        "arp-trace: reading {}: traced on {} (Linux {}) from {} with arp-trace {}; hooks: {}",
-        reader.file,
-        h.hostname,
-        h.kernel_release,
-        crate::timefmt::rfc3339_nanos(h.start_time.0),
-        h.arp_trace_version,
-        h.hooks
-    );
     let netns = NetnsFilter::new(&args.netns, &h)?;
     let filter = Filter {
         interfaces: args.interfaces.iter().cloned().collect(),
@@ -146,7 +137,7 @@ fn feed(reader: &mut TraceReader, pipeline: &mut Pipeline, netns: &NetnsFilter) 
             Err(e) => Err(anyhow::Error::new(e).context("writing output")),
         }
     };
-    while let Some(rec) = reader.next()? {
+    while let Some(rec) = reader.read_record()? {
         let r = match rec {
             Record::Arp(ev) => {
                 if !netns.matches(ev.netns, ev.netns_name.as_deref()) {

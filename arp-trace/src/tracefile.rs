@@ -585,7 +585,7 @@ impl TraceReader {
     }
 
     /// The next record; `None` at the end (or at a cut, recorded in `warnings`).
-    pub fn next_record(&mut self) -> std::result::Result<Option<Record>, TraceError> {
+    fn next_record(&mut self) -> std::result::Result<Option<Record>, TraceError> {
         loop {
             if self.done {
                 return Ok(None);
@@ -672,14 +672,14 @@ impl TraceReader {
         }
     }
 
-    /// The raw bytes of the record `next` returned last, for readers wanting fields the
+    /// The raw bytes of the record `read_record` returned last, for readers wanting fields the
     /// typed records do not have (e.g. `diff` on traces from newer versions).
     pub fn last_line(&self) -> &[u8] {
         &self.buf
     }
 
     /// Reads the next record, remembering the trailer.
-    pub fn next(&mut self) -> std::result::Result<Option<Record>, TraceError> {
+    pub fn read_record(&mut self) -> std::result::Result<Option<Record>, TraceError> {
         let r = self.next_record()?;
         if let Some(Record::Summary(t)) = &r {
             self.trailer = Some(t.clone());
@@ -697,7 +697,7 @@ pub fn read_bytes(data: &[u8]) -> (u64, Option<TraceError>) {
     };
     let mut n = 0;
     loop {
-        match r.next() {
+        match r.read_record() {
             Ok(Some(_)) => n += 1,
             Ok(None) => return (n, None),
             Err(e) => return (n, Some(e)),

@@ -78,7 +78,7 @@ fn write(path: &Path, evs: &[ArpEvent], batch: usize) -> (Vec<u8>, Vec<u8>) {
 fn read_all(data: &[u8]) -> (Vec<ArpEvent>, TraceReader) {
     let mut r = TraceReader::from_reader("t", Box::new(io::Cursor::new(data.to_vec()))).unwrap();
     let mut out = vec![];
-    while let Some(rec) = r.next().unwrap() {
+    while let Some(rec) = r.read_record().unwrap() {
         if let Record::Arp(e) = rec {
             out.push(*e)
         }
@@ -147,7 +147,7 @@ fn err_of(data: &[u8]) -> String {
         Err(e) => return e.to_string(),
     };
     loop {
-        match r.next() {
+        match r.read_record() {
             Ok(Some(_)) => {}
             Ok(None) => panic!("no error for {:?}", String::from_utf8_lossy(data)),
             Err(e) => return e.to_string(),
@@ -223,7 +223,7 @@ fn an_endless_line_is_refused_at_the_cap() {
     let h = serde_json::to_string(&header()).unwrap() + "\n";
     let src = io::Cursor::new(h.into_bytes()).chain(Endless(1 << 30));
     let mut r = TraceReader::from_reader("big", Box::new(src)).unwrap();
-    let e = r.next().unwrap_err().to_string();
+    let e = r.read_record().unwrap_err().to_string();
     assert_eq!(
         e,
         "big line 2: line longer than 64 MiB: not an arp-trace record"
