@@ -13,7 +13,7 @@ use crate::netns::NetnsNames;
 use crate::output::{JsonSink, TerminalSink};
 use crate::pcapng::PcapngWriter;
 use crate::pipeline::{self, Counters, Filter, Flow, Output, Pipeline};
-use crate::tracefile::{Header, Record, TraceReader, TraceWriter};
+use crate::tracefile::{Header, ParallelReader, Record, TraceReader, TraceWriter, Trailer};
 
 /// Adds the `-w` and `--pcap` outputs, live or replaying.
 pub fn add_file_sinks(pipeline: &mut Pipeline, args: &Args, header: &Header) -> Result<()> {
@@ -83,8 +83,9 @@ impl NetnsFilter {
 /// Replays `args.read`; prints the counts line like a live run. Returns the counts.
 pub fn run(args: &Args) -> Result<Counters> {
     let path = args.read.as_deref().unwrap_or(Path::new("-"));
-    let mut reader = TraceReader::open(path)?;
+    let reader = TraceReader::open(path)?;
     let h = reader.header.clone();
+    let mut reader = ParallelReader::new(reader);
     let netns = NetnsFilter::new(&args.netns, &h)?;
     let filter = Filter {
         interfaces: args.interfaces.iter().cloned().collect(),
@@ -101,7 +102,8 @@ pub fn run(args: &Args) -> Result<Counters> {
     }
     add_file_sinks(&mut pipeline, args, &h)?;
 
-    let result = feed(&mut reader, &mut pipeline, &netns);
+    let mut trailer = None;
+    let result = feed(&mut reader, &mut pipeline, &netns, &mut trailer);
     for w in &reader.warnings {
         eprintln!("arp-trace: warning: {w}");
     }
@@ -113,7 +115,7 @@ pub fn run(args: &Args) -> Result<Counters> {
             return Err(e);
         }
     };
-    if let Some(t) = &reader.trailer {
+    if let Some(t) = &trailer {
         pipeline.counters.lost = t.lost;
         pipeline.counters.undecodable += t.undecodable;
     }
@@ -127,7 +129,12 @@ pub fn run(args: &Args) -> Result<Counters> {
 }
 
 /// Feeds every record; `Ok(true)` when the output went away.
-fn feed(reader: &mut TraceReader, pipeline: &mut Pipeline, netns: &NetnsFilter) -> Result<bool> {
+fn feed(
+    reader: &mut ParallelReader,
+    pipeline: &mut Pipeline,
+    netns: &NetnsFilter,
+    trailer: &mut Option<Trailer>,
+) -> Result<bool> {
     let mut since_flush = 0u32;
     let check = |r: std::io::Result<Flow>| -> Result<Option<bool>> {
         match r {
@@ -153,7 +160,10 @@ fn feed(reader: &mut TraceReader, pipeline: &mut Pipeline, netns: &NetnsFilter) 
                 }
                 pipeline.push_failed(f).map(|_| Flow::Continue)
             }
-            Record::Summary(_) => continue,
+            Record::Summary(t) => {
+                *trailer = Some(t);
+                continue;
+            }
         };
         if let Some(closed) = check(r)? {
             return Ok(closed);

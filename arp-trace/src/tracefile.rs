@@ -337,7 +337,7 @@ enum Line {
 /// a warning, read up to the cut; anything malformed before it is an error.
 pub struct TraceReader {
     pub file: String,
-    src: Box<dyn BufRead>,
+    src: Box<dyn BufRead + Send>,
     buf: Vec<u8>,
     /// Lines read so far (the number of the current line).
     pub line: u64,
@@ -345,6 +345,8 @@ pub struct TraceReader {
     pub trailer: Option<Trailer>,
     pub warnings: Vec<String>,
     done: bool,
+    /// A summary line went by (seen by `advance`, which does not parse).
+    saw_summary: bool,
 }
 
 /// How long `-r FIFO` waits for a writer before giving up.
@@ -428,7 +430,7 @@ impl TraceReader {
     /// Reads a trace from any byte stream; `name` is what messages call it.
     pub fn from_reader(
         name: &str,
-        mut raw: Box<dyn Read>,
+        mut raw: Box<dyn Read + Send>,
     ) -> std::result::Result<TraceReader, TraceError> {
         let err = |line: Option<u64>, cause: String| TraceError {
             file: name.to_string(),
@@ -453,7 +455,7 @@ impl TraceReader {
             ));
         }
         let head = io::Cursor::new(magic[..got].to_vec()).chain(raw);
-        let src: Box<dyn BufRead> = if got >= 2 && magic[..2] == GZ_MAGIC {
+        let src: Box<dyn BufRead + Send> = if got >= 2 && magic[..2] == GZ_MAGIC {
             Box::new(BufReader::with_capacity(
                 BUF_SIZE,
                 flate2::read::MultiGzDecoder::new(BufReader::with_capacity(BUF_SIZE, head)),
@@ -475,6 +477,7 @@ impl TraceReader {
             trailer: None,
             warnings: Vec::new(),
             done: false,
+            saw_summary: false,
         };
         r.read_header()?;
         Ok(r)
@@ -586,22 +589,32 @@ impl TraceReader {
 
     /// The next record; `None` at the end (or at a cut, recorded in `warnings`).
     fn next_record(&mut self) -> std::result::Result<Option<Record>, TraceError> {
+        if !self.advance()? {
+            return Ok(None);
+        }
+        parse_line(&self.file, self.line, self.header.format_version, &self.buf)
+            .map(Some)
+            .inspect_err(|_| self.done = true)
+    }
+
+    /// Moves to the next non-blank whole line (left in `buf`); false at the end or a cut.
+    fn advance(&mut self) -> std::result::Result<bool, TraceError> {
         loop {
             if self.done {
-                return Ok(None);
+                return Ok(false);
             }
             match self.read_line() {
                 Line::Whole => self.line += 1,
                 Line::Eof => {
                     self.done = true;
-                    if self.trailer.is_none() {
+                    if self.trailer.is_none() && !self.saw_summary {
                         self.warnings.push(format!(
                             "{}: no summary trailer after line {}: the trace was cut (the \
                              writer was killed?); read everything up to there",
                             self.file, self.line
                         ));
                     }
-                    return Ok(None);
+                    return Ok(false);
                 }
                 Line::Partial => {
                     self.done = true;
@@ -612,7 +625,7 @@ impl TraceReader {
                         self.line + 1,
                         self.line
                     ));
-                    return Ok(None);
+                    return Ok(false);
                 }
                 Line::Broken(e) => {
                     self.done = true;
@@ -622,7 +635,7 @@ impl TraceReader {
                         self.line + 1,
                         self.line
                     ));
-                    return Ok(None);
+                    return Ok(false);
                 }
                 Line::TooLong => {
                     self.line += 1;
@@ -636,39 +649,10 @@ impl TraceReader {
             if self.buf.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            return self.parse().map(Some).inspect_err(|_| self.done = true);
-        }
-    }
-
-    fn parse(&self) -> std::result::Result<Record, TraceError> {
-        let b = &self.buf[..];
-        // The writer always puts "type" first: skip the tag pass for the common records.
-        if b.starts_with(br#"{"type":"arp","#) {
-            return serde_json::from_slice(b)
-                .map(|e| Record::Arp(Box::new(e)))
-                .map_err(|e| self.error(format!("corrupt ARP record: {e}")));
-        }
-        let tag: Tag =
-            serde_json::from_slice(b).map_err(|e| self.error(format!("not JSON: {e}")))?;
-        match tag.kind.as_deref() {
-            Some("arp") => serde_json::from_slice(b)
-                .map(|e| Record::Arp(Box::new(e)))
-                .map_err(|e| self.error(format!("corrupt ARP record: {e}"))),
-            Some("neigh_failed") => serde_json::from_slice(b)
-                .map(Record::Failed)
-                .map_err(|e| self.error(format!("corrupt neigh_failed record: {e}"))),
-            Some("summary") => serde_json::from_slice(b)
-                .map(Record::Summary)
-                .map_err(|e| self.error(format!("corrupt summary record: {e}"))),
-            Some("header") => Err(self.error(
-                "a second header: concatenated traces are not supported; read them one by one",
-            )),
-            Some(other) => Err(self.error(format!(
-                "unknown record type {other:?} for format version {} (written by a newer \
-                 arp-trace?)",
-                self.header.format_version
-            ))),
-            None => Err(self.error("record without a \"type\" field")),
+            if self.buf.starts_with(br#"{"type":"summary""#) {
+                self.saw_summary = true;
+            }
+            return Ok(true);
         }
     }
 
@@ -685,6 +669,233 @@ impl TraceReader {
             self.trailer = Some(t.clone());
         }
         Ok(r)
+    }
+}
+
+/// Parses one record line; `line` and `file` go into the error.
+fn parse_line(
+    file: &str,
+    line: u64,
+    format_version: u32,
+    b: &[u8],
+) -> std::result::Result<Record, TraceError> {
+    let err = |cause: &str| TraceError {
+        file: file.to_string(),
+        line: Some(line),
+        cause: cause.to_string(),
+    };
+    // The writer always puts "type" first: skip the tag pass for the common records.
+    if b.starts_with(br#"{"type":"arp","#) {
+        return serde_json::from_slice(b)
+            .map(|e| Record::Arp(Box::new(e)))
+            .map_err(|e| err(&format!("corrupt ARP record: {e}")));
+    }
+    let tag: Tag = serde_json::from_slice(b).map_err(|e| err(&format!("not JSON: {e}")))?;
+    match tag.kind.as_deref() {
+        Some("arp") => serde_json::from_slice(b)
+            .map(|e| Record::Arp(Box::new(e)))
+            .map_err(|e| err(&format!("corrupt ARP record: {e}"))),
+        Some("neigh_failed") => serde_json::from_slice(b)
+            .map(Record::Failed)
+            .map_err(|e| err(&format!("corrupt neigh_failed record: {e}"))),
+        Some("summary") => serde_json::from_slice(b)
+            .map(Record::Summary)
+            .map_err(|e| err(&format!("corrupt summary record: {e}"))),
+        Some("header") => Err(err(
+            "a second header: concatenated traces are not supported; read them one by one",
+        )),
+        Some(other) => Err(err(&format!(
+            "unknown record type {other:?} for format version {} (written by a newer \
+             arp-trace?)",
+            format_version
+        ))),
+        None => Err(err("record without a \"type\" field")),
+    }
+}
+
+/// Lines per batch handed to a parsing thread, and the byte size that ends a batch early.
+const BATCH_LINES: usize = 2048;
+const BATCH_BYTES: usize = 1 << 20;
+
+enum Chunk {
+    /// Whole lines: (line number, start, end) into `data`.
+    Lines {
+        seq: u64,
+        data: Vec<u8>,
+        lines: Vec<(u64, usize, usize)>,
+    },
+    End {
+        seq: u64,
+        warnings: Vec<String>,
+        error: Option<TraceError>,
+    },
+}
+
+enum Parsed {
+    Records(u64, Vec<Record>, Option<TraceError>),
+    End(u64, Vec<String>, Option<TraceError>),
+}
+
+impl Parsed {
+    fn seq(&self) -> u64 {
+        match self {
+            Parsed::Records(s, ..) | Parsed::End(s, ..) => *s,
+        }
+    }
+}
+
+/// Replay's reader: one thread reads, decompresses and splits lines, others parse them, and
+/// the records come back in file order. JSON parsing is most of replay's cost, so this is
+/// what makes `-r` use more than one core. Errors and warnings are the sequential reader's,
+/// delivered after every record before them.
+pub struct ParallelReader {
+    rx: std::sync::mpsc::Receiver<Parsed>,
+    pending: BTreeMap<u64, Parsed>,
+    next_seq: u64,
+    current: std::collections::VecDeque<Record>,
+    error: Option<TraceError>,
+    finished: bool,
+    pub warnings: Vec<String>,
+}
+
+impl ParallelReader {
+    pub fn new(mut r: TraceReader) -> ParallelReader {
+        use std::sync::{mpsc, Arc, Mutex};
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 4);
+        let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Chunk>(workers);
+        let (done_tx, done_rx) = mpsc::sync_channel::<Parsed>(workers);
+        let (file, version) = (r.file.clone(), r.header.format_version);
+        std::thread::spawn(move || {
+            let mut seq = 0;
+            loop {
+                let mut data = Vec::with_capacity(BATCH_BYTES + 4096);
+                let mut lines = Vec::with_capacity(BATCH_LINES);
+                let mut end = None;
+                while lines.len() < BATCH_LINES && data.len() < BATCH_BYTES {
+                    match r.advance() {
+                        Ok(true) => {
+                            let start = data.len();
+                            data.extend_from_slice(&r.buf);
+                            lines.push((r.line, start, data.len()));
+                        }
+                        Ok(false) => {
+                            end = Some(None);
+                            break;
+                        }
+                        Err(e) => {
+                            end = Some(Some(e));
+                            break;
+                        }
+                    }
+                }
+                if !lines.is_empty() {
+                    if chunk_tx.send(Chunk::Lines { seq, data, lines }).is_err() {
+                        return;
+                    }
+                    seq += 1;
+                }
+                if let Some(error) = end {
+                    let warnings = std::mem::take(&mut r.warnings);
+                    let _ = chunk_tx.send(Chunk::End {
+                        seq,
+                        warnings,
+                        error,
+                    });
+                    return;
+                }
+            }
+        });
+        let chunk_rx = Arc::new(Mutex::new(chunk_rx));
+        for _ in 0..workers {
+            let (rx, tx, file) = (chunk_rx.clone(), done_tx.clone(), file.clone());
+            std::thread::spawn(move || loop {
+                let chunk = match rx.lock() {
+                    Ok(g) => g.recv(),
+                    Err(_) => return,
+                };
+                let out = match chunk {
+                    Err(_) => return,
+                    Ok(Chunk::End {
+                        seq,
+                        warnings,
+                        error,
+                    }) => Parsed::End(seq, warnings, error),
+                    Ok(Chunk::Lines { seq, data, lines }) => {
+                        let mut recs = Vec::with_capacity(lines.len());
+                        let mut error = None;
+                        for (n, a, b) in lines {
+                            match parse_line(&file, n, version, &data[a..b]) {
+                                Ok(r) => recs.push(r),
+                                Err(e) => {
+                                    error = Some(e);
+                                    break;
+                                }
+                            }
+                        }
+                        Parsed::Records(seq, recs, error)
+                    }
+                };
+                if tx.send(out).is_err() {
+                    return;
+                }
+            });
+        }
+        ParallelReader {
+            rx: done_rx,
+            pending: BTreeMap::new(),
+            next_seq: 0,
+            current: Default::default(),
+            error: None,
+            finished: false,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The next record in file order; `None` at the end (see `warnings`).
+    pub fn read_record(&mut self) -> std::result::Result<Option<Record>, TraceError> {
+        loop {
+            if let Some(r) = self.current.pop_front() {
+                return Ok(Some(r));
+            }
+            if let Some(e) = self.error.take() {
+                return Err(e);
+            }
+            if self.finished {
+                return Ok(None);
+            }
+            let next = loop {
+                if let Some(p) = self.pending.remove(&self.next_seq) {
+                    break p;
+                }
+                match self.rx.recv() {
+                    Ok(p) => {
+                        self.pending.insert(p.seq(), p);
+                    }
+                    Err(_) => {
+                        self.finished = true;
+                        return Ok(None);
+                    }
+                }
+            };
+            self.next_seq += 1;
+            match next {
+                Parsed::Records(_, recs, error) => {
+                    self.current = recs.into();
+                    if error.is_some() {
+                        self.error = error;
+                        self.finished = true;
+                    }
+                }
+                Parsed::End(_, warnings, error) => {
+                    self.warnings = warnings;
+                    self.error = error;
+                    self.finished = true;
+                }
+            }
+        }
     }
 }
 

@@ -326,3 +326,51 @@ fn fuzz_smoke_reader_never_panics() {
     }
     assert!(records > 0, "mutations left some records readable");
 }
+
+#[test]
+fn parallel_reader_keeps_order_errors_and_warnings() {
+    let evs = events(5000);
+    let path = tmp("par.jsonl.zst");
+    let (killed, whole) = write(&path, &evs, 333);
+    std::fs::remove_file(&path).unwrap();
+    let open = |d: &[u8]| {
+        ParallelReader::new(
+            TraceReader::from_reader("p", Box::new(io::Cursor::new(d.to_vec()))).unwrap(),
+        )
+    };
+    let drain = |p: &mut ParallelReader| {
+        let mut out = vec![];
+        let mut summary = 0;
+        loop {
+            match p.read_record() {
+                Ok(Some(Record::Arp(e))) => out.push(*e),
+                Ok(Some(Record::Summary(_))) => summary += 1,
+                Ok(Some(_)) => {}
+                Ok(None) => return (out, summary, None),
+                Err(e) => return (out, summary, Some(e)),
+            }
+        }
+    };
+    let mut p = open(&whole);
+    let (got, summary, err) = drain(&mut p);
+    assert!(got == evs && summary == 1 && err.is_none() && p.warnings.is_empty());
+    let mut p = open(&killed[..killed.len() * 2 / 3]);
+    let (got, _, err) = drain(&mut p);
+    assert!(err.is_none() && got.len() > 1000 && got[..] == evs[..got.len()]);
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    // A corrupt line 3001: the 2999 events before it, then the error naming it.
+    let mut text = String::from_utf8(read_plain(&whole)).unwrap();
+    let start = text.match_indices('\n').nth(2999).unwrap().0 + 1;
+    text.replace_range(start..start + 1, "[");
+    let mut p = open(text.as_bytes());
+    let (got, _, err) = drain(&mut p);
+    assert_eq!(got.len(), 2999);
+    assert!(err
+        .unwrap()
+        .to_string()
+        .starts_with("p line 3001: not JSON"));
+}
+
+fn read_plain(zst: &[u8]) -> Vec<u8> {
+    zstd::stream::decode_all(zst).unwrap()
+}
