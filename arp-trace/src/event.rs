@@ -119,7 +119,7 @@ fn hex_digit(c: u8) -> Option<u8> {
 
 /// Byte-wise, since replay decodes a frame per event (see tracefile.rs).
 fn hex_decode(s: &[u8]) -> Result<Vec<u8>, &'static str> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err("odd-length hex string");
     }
     s.chunks_exact(2)
