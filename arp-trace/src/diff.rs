@@ -111,25 +111,6 @@ pub fn count(path: &Path) -> Result<Side> {
     })
 }
 
-/// Leaf values of a JSON document by dotted path.
-fn flatten(v: &Value, prefix: &str, out: &mut BTreeMap<String, Value>) {
-    match v {
-        Value::Object(m) => {
-            for (k, v) in m {
-                let p = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flatten(v, &p, out);
-            }
-        }
-        _ => {
-            out.insert(prefix.to_string(), v.clone());
-        }
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Change {
     pub path: String,
@@ -137,36 +118,34 @@ pub struct Change {
     pub after: Value,
 }
 
-/// Generic snapshot diff: every leaf that differs, appeared or vanished.
+/// Generic snapshot diff: objects are compared key by key; anything else, and an object
+/// present on one side only (a namespace or interface that came or went), is one change.
 pub fn snapshot_changes(before: &Value, after: &Value) -> Vec<Change> {
-    let (mut a, mut b) = (BTreeMap::new(), BTreeMap::new());
-    flatten(before, "", &mut a);
-    flatten(after, "", &mut b);
+    fn walk(path: &str, a: Option<&Value>, b: Option<&Value>, out: &mut Vec<Change>) {
+        match (a, b) {
+            (Some(Value::Object(x)), Some(Value::Object(y))) => {
+                let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                for k in keys {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    walk(&p, x.get(k), y.get(k), out);
+                }
+            }
+            (a, b) if a != b => out.push(Change {
+                path: path.to_string(),
+                before: a.cloned().unwrap_or(Value::Null),
+                after: b.cloned().unwrap_or(Value::Null),
+            }),
+            _ => {}
+        }
+    }
     let mut out = Vec::new();
-    for (k, va) in &a {
-        match b.get(k) {
-            Some(vb) if vb == va => {}
-            Some(vb) => out.push(Change {
-                path: k.clone(),
-                before: va.clone(),
-                after: vb.clone(),
-            }),
-            None => out.push(Change {
-                path: k.clone(),
-                before: va.clone(),
-                after: Value::Null,
-            }),
-        }
-    }
-    for (k, vb) in &b {
-        if !a.contains_key(k) {
-            out.push(Change {
-                path: k.clone(),
-                before: Value::Null,
-                after: vb.clone(),
-            });
-        }
-    }
+    walk("", Some(before), Some(after), &mut out);
     // A namespace's inode changes whenever it is recreated; that is not news.
     out.retain(|c| !c.path.ends_with(".netns"));
     out
@@ -176,6 +155,7 @@ fn short(v: &Value) -> String {
     match v {
         Value::Null => "none".into(),
         Value::String(s) => s.clone(),
+        Value::Object(_) => "present".into(),
         other => other.to_string(),
     }
 }
@@ -471,6 +451,19 @@ mod tests {
             "{}",
             c.verdict
         );
+    }
+
+    #[test]
+    fn a_namespace_that_went_is_one_change() {
+        let mut after = snap(0);
+        after["namespaces"]["gone"] = json!(null);
+        after["namespaces"].as_object_mut().unwrap().remove("gone");
+        after["namespaces"]["new"] = json!({"netns": 9, "all": {"arp_announce": 1}});
+        let c = snapshot_changes(&snap(0), &after);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(c[0].path, "namespaces.new");
+        assert_eq!(short(&c[0].before), "none");
+        assert_eq!(short(&c[0].after), "present");
     }
 
     #[test]
