@@ -118,6 +118,8 @@ pub fn run(args: &Args) -> Result<Counters> {
     if let Some(t) = &trailer {
         pipeline.counters.lost = t.lost;
         pipeline.counters.undecodable += t.undecodable;
+        // What the live run filtered out stays counted, so the counts line matches its own.
+        pipeline.counters.filtered += t.filtered;
     }
     if let Err(e) = pipeline.finish() {
         if !closed && !pipeline::is_closed_pipe(&e) {

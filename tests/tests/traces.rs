@@ -94,6 +94,9 @@ fn replay_prints_what_the_live_run_printed() {
     let r = arp_trace(&["-r", &a, "--json"]);
     assert!(r.status.success(), "{r:?}");
     assert_eq!(r.stdout, live_json);
+    // And the same counts line on exit.
+    let counts = |e: &str| e.lines().last().unwrap_or_default().to_string();
+    assert_eq!(counts(&r.stderr), counts(&e1));
     let r = arp_trace(&["-r", &b]);
     assert!(r.status.success(), "{r:?}");
     assert_eq!(r.stdout, live_text);
