@@ -83,6 +83,20 @@ pub struct Args {
     #[arg(long, value_enum, value_name = "PATH", default_value_t = HookChoice::Auto)]
     pub hooks: HookChoice,
 
+    /// Also save the trace to FILE (JSON Lines: header, the `--json` events, summary);
+    /// FILE.gz and FILE.zst are compressed. `arp-trace -r FILE` replays it.
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub write: Option<PathBuf>,
+
+    /// Replay a trace saved with -w instead of tracing (no root needed); `-` reads stdin.
+    #[arg(short = 'r', long = "read", value_name = "FILE")]
+    pub read: Option<PathBuf>,
+
+    /// Also write the ARP frames as pcapng for Wireshark, with each trigger as the packet
+    /// comment (live or with -r).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -92,6 +106,16 @@ pub enum Command {
     /// Check, without tracing, which hooks this kernel allows and why not; exit 0 when
     /// arp-trace can run here.
     Doctor,
+    /// Compare two traces: ARP requests per (namespace, interface, sender IP, reason) and
+    /// the sysctl/address changes between them. Exit 0 when the groups are the same, 1 when
+    /// they differ, 2 on trouble (like diff(1)).
+    Diff {
+        before: PathBuf,
+        after: PathBuf,
+        /// Print the comparison as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_buffer_kib(s: &str) -> Result<u32, String> {

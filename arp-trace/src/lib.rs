@@ -5,6 +5,7 @@ pub mod attribution;
 pub mod btf;
 pub mod cli;
 pub mod devfacts;
+pub mod diff;
 pub mod doctor;
 pub mod event;
 pub mod explain;
@@ -14,9 +15,13 @@ pub mod live;
 pub mod loader;
 pub mod netns;
 pub mod output;
+pub mod pcapng;
 pub mod pipeline;
+pub mod replay;
+pub mod snapshot;
 pub mod summary;
 pub mod timefmt;
+pub mod tracefile;
 
 /// An error and its causes on one line, the form every failure is reported in.
 pub fn one_line(e: &anyhow::Error) -> String {

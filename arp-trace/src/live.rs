@@ -21,9 +21,7 @@ use crate::event::ArpEvent;
 use crate::facts::NsWatchers;
 use crate::loader::{self, LoadOptions, Tracer};
 use crate::netns::{self, NetnsNames};
-use crate::output::{JsonSink, TerminalSink};
-use crate::pipeline::{self, Counters, Filter, Flow, Output, Pipeline};
-use crate::summary::Summary;
+use crate::pipeline::{self, Counters, Filter, Flow, Pipeline};
 
 /// Writes the ready file atomically so a watcher never sees it half-written.
 fn write_ready_file(path: &Path, hooks: &str) -> Result<()> {
@@ -193,24 +191,7 @@ async fn stream(
 
     let mut pipeline = Pipeline::new(filter, args.count, NetnsNames::new());
     pipeline.facts = Some(Box::new(NsWatchers::new()));
-    pipeline.foreign_only = args.foreign_only;
-    if !args.quiet {
-        let out = Output::stdout();
-        if args.json {
-            pipeline.sinks.push(Box::new(JsonSink::new(out)));
-        } else {
-            use std::io::IsTerminal;
-            let color = std::io::stdout().is_terminal();
-            pipeline.sinks.push(Box::new(TerminalSink::with_options(
-                out,
-                args.verbose,
-                color,
-            )));
-        }
-    }
-    pipeline
-        .sinks
-        .push(Box::new(Summary::new(Output::stdout(), args.json)));
+    crate::output::add_stdout_sinks(&mut pipeline, args);
 
     let hooks: Vec<String> = tracer.hooks.iter().map(ToString::to_string).collect();
     let hooks = hooks.join(", ");
@@ -219,6 +200,10 @@ async fn stream(
         scope_text(args),
         passed_over_text(&tracer.passed_over)
     );
+    if args.write.is_some() || args.pcap.is_some() {
+        let header = crate::tracefile::live_header(hooks.clone(), pipeline.names.own());
+        crate::replay::add_file_sinks(&mut pipeline, args, &header)?;
+    }
     if let Some(path) = &args.ready_file {
         write_ready_file(path, &hooks)?;
     }

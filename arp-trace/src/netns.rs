@@ -21,6 +21,8 @@ pub struct NetnsNames {
     /// at most once per `rescan_every`.
     misses: HashMap<u32, Instant>,
     rescan_every: Duration,
+    /// Replaying a trace: names come from the trace, never from the machine reading it.
+    offline: bool,
 }
 
 /// Inode of a namespace file (`/proc/PID/ns/net`, `/run/netns/NAME`), following symlinks.
@@ -67,6 +69,16 @@ impl NetnsNames {
             last_scan: None,
             misses: HashMap::new(),
             rescan_every: Duration::from_millis(200),
+            offline: false,
+        }
+    }
+
+    /// For replay: `own` is the namespace the recording tracer ran in; no lookups.
+    pub fn offline(own: Option<u32>) -> Self {
+        NetnsNames {
+            own,
+            offline: true,
+            ..Self::with_dir("/nonexistent")
         }
     }
 
@@ -94,6 +106,9 @@ impl NetnsNames {
 
     /// The `ip netns` name of a namespace, if it has one.
     pub fn name(&mut self, inode: u32) -> Option<&str> {
+        if self.offline {
+            return None;
+        }
         // The kernel reuses namespace inodes: a cached name is only trusted while its
         // bind mount still has that inode.
         let stale = match self.names.get(&inode) {

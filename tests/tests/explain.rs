@@ -246,7 +246,9 @@ fn sysctl_changed_while_tracing_changes_the_verdict_and_the_remedy_works() {
         )),
         "{command}"
     );
-    let out = Command::new("sh").args(["-c", &command]).output().unwrap();
+    // Run as argv, not through sh: the VM guest's busybox sh would pick its own `ip` applet.
+    let argv: Vec<&str> = command.split_whitespace().collect();
+    let out = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
     assert!(out.status.success(), "{command}: {out:?}");
 
     srv.flush_neigh();

@@ -51,6 +51,9 @@ pub const SERIES: &[&str] = &["6.1", "6.12"];
 
 /// Tools the harness runs even if no source mentions them literally.
 const BASE_TOOLS: &[&str] = &["ip", "jq", "setpriv"];
+/// Test binaries whose subject does not depend on the kernel (trace files, replay, pcapng
+/// read by tshark): they run on the host only, and their tools stay out of the guest.
+const HOST_ONLY_TESTS: &[&str] = &["traces"];
 
 /// Modules the guest loads (the tests build veth pairs).
 const MODULES: &[&str] = &["veth"];
@@ -460,7 +463,11 @@ fn e2e_tools() -> Result<BTreeSet<String>> {
             .with_context(|| format!("reading {}", dir.display()))?
             .flatten()
         {
-            if e.path().extension().is_some_and(|x| x == "rs") {
+            let host_only = e
+                .path()
+                .file_stem()
+                .is_some_and(|n| HOST_ONLY_TESTS.iter().any(|h| n == *h));
+            if e.path().extension().is_some_and(|x| x == "rs") && !host_only {
                 tools.extend(tools_named_in(&std::fs::read_to_string(e.path())?));
             }
         }
@@ -492,9 +499,12 @@ pub fn parse_test_artifacts(json_lines: &str, package: &str) -> Vec<TestBin> {
         let is_test = v["target"]["kind"]
             .as_array()
             .is_some_and(|k| k.iter().any(|k| k == "test"));
+        let host_only = v["target"]["name"]
+            .as_str()
+            .is_some_and(|n| HOST_ONLY_TESTS.contains(&n));
         if let (true, true, Some(exe), Some(name)) = (
             ours,
-            is_test,
+            is_test && !host_only,
             v["executable"].as_str(),
             v["target"]["name"].as_str(),
         ) {
@@ -1330,6 +1340,7 @@ test result: ok. 4 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out
 {"reason":"compiler-artifact","package_id":"path+file:///w/tests#arp-trace-e2e@0.1.0","target":{"kind":["lib"],"name":"arp_trace_e2e"},"executable":null}
 {"reason":"compiler-artifact","package_id":"path+file:///w/arp-trace#0.1.0","target":{"kind":["test"],"name":"other"},"executable":"/x"}
 {"reason":"compiler-artifact","package_id":"path+file:///w/tests#arp-trace-e2e@0.1.0","target":{"kind":["test"],"name":"attribution"},"executable":"/w/target/debug/deps/attribution-2"}
+{"reason":"compiler-artifact","package_id":"path+file:///w/tests#arp-trace-e2e@0.1.0","target":{"kind":["test"],"name":"traces"},"executable":"/w/target/debug/deps/traces-3"}
 {"reason":"build-finished","success":true}"#;
         let bins = parse_test_artifacts(json, "arp-trace-e2e");
         let got: Vec<_> = bins

@@ -1,0 +1,526 @@
+//! End-to-end: traces written by the live tracer (`-w`, `--pcap`) replayed with `-r`,
+//! compared with `diff`, read by jq and tshark, cut by SIGKILL, and fed bad input.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::thread::sleep;
+use std::time::Duration;
+
+use arp_trace_e2e::*;
+
+/// A private 0755 directory for one test's files, removed on drop.
+struct Dir(PathBuf);
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("arp-trace-traces-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Dir(d)
+    }
+    fn file(&self, name: &str) -> String {
+        self.0.join(name).to_str().unwrap().to_string()
+    }
+}
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn arp_trace(args: &[&str]) -> Finished {
+    let mut c = Command::new(bin());
+    c.args(args);
+    run_to_completion(c, Duration::from_secs(60))
+}
+
+/// Foreign-sender and on-link requests on srv/eth3, and one that fails (neigh_failed).
+fn traffic(seed: &Seed) {
+    let srv = &seed.srv;
+    srv.flush_neigh();
+    srv.send_udp(Some(SRV_ETH5_IP.parse().unwrap()), udp(C3_IP));
+    sleep(Duration::from_millis(100));
+    srv.flush_neigh();
+    srv.send_udp(None, udp(C3_IP));
+    srv.send_udp(None, udp("198.51.100.99"));
+}
+
+fn wait_traffic_json(t: &Tracer, srv: &Netns) {
+    t.wait_for(
+        |v| v["type"] == "neigh_failed" && from_ns(v, srv),
+        EVENT_TIMEOUT,
+    );
+}
+
+fn assert_clean_failure(f: &Finished, want: &str) {
+    assert!(!f.status.success(), "expected failure for {want}: {f:?}");
+    let lines = f.stderr_lines();
+    assert_eq!(lines.len(), 1, "one line of stderr for {want}: {f:?}");
+    assert!(lines[0].contains(want), "want {want:?} in {:?}", lines[0]);
+    assert!(!f.stderr.contains("panicked"), "{f:?}");
+}
+
+/// The JSON lines of an output that are events, not the summary.
+fn event_lines(stdout: &str) -> impl Iterator<Item = &str> {
+    stdout
+        .lines()
+        .filter(|l| !l.contains(r#""type":"summary""#))
+}
+
+#[test]
+fn replay_prints_what_the_live_run_printed() {
+    let seed = Seed::new();
+    let srv = &seed.srv;
+    let d = Dir::new("replay");
+    let (a, pcap, b, c) = (
+        d.file("a.jsonl"),
+        d.file("a.pcapng"),
+        d.file("b.jsonl.zst"),
+        d.file("c.jsonl.gz"),
+    );
+    let ns = srv.name();
+    let tj = Tracer::start(&["--json", "--netns", ns, "-w", &a, "--pcap", &pcap]);
+    let tt = Tracer::start(&["--netns", ns, "-w", &b]);
+    let tq = Tracer::start(&["-q", "--netns", ns, "-w", &c]);
+    traffic(&seed);
+    wait_traffic_json(&tj, srv);
+    tt.wait_for_line(|l| l.contains("failed after"), EVENT_TIMEOUT);
+    sleep(Duration::from_millis(300));
+    let (st, live_json, e1) = tj.stop();
+    assert!(st.success(), "{e1}");
+    let (st, live_text, e2) = tt.stop();
+    assert!(st.success(), "{e2}");
+    let (st, _, e3) = tq.stop();
+    assert!(st.success(), "{e3}");
+    assert!(live_json.contains("\"neigh_failed\""), "{live_json}");
+    assert!(live_json.contains(&format!("\"sender_ip\":\"{SRV_ETH5_IP}\"")));
+
+    // Byte-identical JSON and identical human lines, plain and compressed.
+    let r = arp_trace(&["-r", &a, "--json"]);
+    assert!(r.status.success(), "{r:?}");
+    assert_eq!(r.stdout, live_json);
+    // And the same counts line on exit.
+    let counts = |e: &str| e.lines().last().unwrap_or_default().to_string();
+    assert_eq!(counts(&r.stderr), counts(&e1));
+    let r = arp_trace(&["-r", &b]);
+    assert!(r.status.success(), "{r:?}");
+    assert_eq!(r.stdout, live_text);
+    assert!(r
+        .stdout
+        .contains(&format!("{ns}/eth3 ARP who-has {C3_IP} tell {SRV_ETH5_IP}")));
+    // The -q run saw the same kernel events.
+    let r = arp_trace(&["-r", &c, "--json"]);
+    // Each tracer converts kernel time with its own clock reading: compare without it.
+    let untimed = |s: &str| -> Vec<Value> {
+        parse_json_lines(s)
+            .into_iter()
+            .filter(|v| v["type"] != "summary") // first/last seen are times too
+            .map(|mut v| {
+                v.as_object_mut().unwrap().remove("time");
+                v
+            })
+            .collect()
+    };
+    let mut x: Vec<String> = untimed(&r.stdout).iter().map(Value::to_string).collect();
+    let mut y: Vec<String> = untimed(&live_json).iter().map(Value::to_string).collect();
+    x.sort();
+    y.sort();
+    assert_eq!(x, y);
+    // The exit counts come from the trace, lost count from its trailer.
+    let live_counts = parse_counts(&e1);
+    assert_eq!(parse_counts(&r.stderr), live_counts);
+
+    // Filters work on the trace's names, not this machine's.
+    let eth5 = arp_trace(&["-r", &a, "--json", "-i", "eth5"]);
+    assert!(
+        event_lines(&eth5.stdout).all(|l| l.contains("\"ifname\":\"eth5\"")),
+        "{eth5:?}"
+    );
+    let one = arp_trace(&["-r", &a, "--json", "-c", "1"]);
+    assert_eq!(
+        one.stdout
+            .lines()
+            .filter(|l| l.contains("\"op\":\"request\""))
+            .count(),
+        1
+    );
+    let q = arp_trace(&["-r", &a, "-q"]);
+    // -q: no event lines, only the summary table.
+    assert!(
+        q.stdout.starts_with("Summary: ") && q.status.success(),
+        "{q:?}"
+    );
+    assert!(!q.stdout.contains(" ARP who-has "), "{q:?}");
+    assert_eq!(parse_counts(&q.stderr), live_counts);
+    let by_name = arp_trace(&["-r", &a, "--json", "--netns", ns]);
+    assert_eq!(by_name.stdout, live_json);
+    let inode = srv.inode().to_string();
+    let by_inode = arp_trace(&["-r", &a, "--json", "--netns", &inode]);
+    assert_eq!(by_inode.stdout, live_json);
+    let other = arp_trace(&["-r", &a, "--json", "--netns", "nosuchns"]);
+    assert!(
+        event_lines(&other.stdout).count() == 0 && other.status.success(),
+        "{other:?}"
+    );
+
+    // No root needed to replay.
+    for f in [&a, &b] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let u = run_unprivileged(&["-r", &b]);
+    assert!(u.status.success(), "{u:?}");
+    assert_eq!(u.stdout, live_text);
+
+    // jq reads the trace as it is.
+    let jq = Command::new("jq")
+        .args([
+            "-c",
+            "select(.type==\"arp\" or .type==\"neigh_failed\")",
+            &a,
+        ])
+        .output()
+        .unwrap();
+    assert!(jq.status.success());
+    let jq_lines = String::from_utf8(jq.stdout).unwrap();
+    assert_eq!(jq_lines.lines().count(), event_lines(&live_json).count());
+    let head = Command::new("jq")
+        .args([
+            "-r",
+            "select(.type==\"header\") | .format_version, .hooks",
+            &a,
+        ])
+        .output()
+        .unwrap();
+    let head = String::from_utf8(head.stdout).unwrap();
+    assert!(head.starts_with("1\n"), "{head}");
+    let trailer = Command::new("jq")
+        .args(["-r", "select(.type==\"summary\") | .requests", &a])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(trailer.stdout).unwrap().trim(),
+        live_counts.requests.to_string()
+    );
+
+    // Wireshark's tshark reads the pcapng: frames, interface names and comments.
+    let requests: Vec<Value> = parse_json_lines(&live_json)
+        .into_iter()
+        .filter(|v| v["type"] == "arp")
+        .collect();
+    let out = Command::new("tshark")
+        .args(["-r", &pcap, "-T", "fields", "-E", "separator=|"])
+        .args([
+            "-e",
+            "frame.interface_name",
+            "-e",
+            "arp.opcode",
+            "-e",
+            "arp.src.proto_ipv4",
+        ])
+        .args(["-e", "arp.dst.proto_ipv4", "-e", "frame.comment"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = rows.lines().map(|l| l.split('|').collect()).collect();
+    assert_eq!(rows.len(), requests.len(), "{rows:?}");
+    for (row, ev) in rows.iter().zip(&requests) {
+        assert_eq!(row[0], format!("{ns}/{}", s(ev, "ifname")));
+        assert_eq!(row[1], if is_request(ev) { "1" } else { "2" });
+        assert_eq!(row[2], s(ev, "sender_ip"));
+        assert_eq!(row[3], s(ev, "target_ip"));
+        if is_request(ev) && ev["trigger"].is_object() {
+            let t = &ev["trigger"];
+            let want = format!("trigger: udp {}:", s(t, "src"));
+            assert!(row[4].contains(&want), "{row:?} vs {ev}");
+        }
+    }
+    assert!(rows
+        .iter()
+        .any(|r| r[2] == SRV_ETH5_IP && r[4].contains("trigger: udp 203.0.113.10:")));
+    // -T json: the raw frame bytes are the event's.
+    let out = Command::new("tshark")
+        .args(["-r", &pcap, "-T", "json", "-x"])
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pkts = v.as_array().unwrap();
+    assert_eq!(pkts.len(), requests.len());
+    for (p, ev) in pkts.iter().zip(&requests) {
+        let raw = p["_source"]["layers"]["frame_raw"][0].as_str().unwrap();
+        assert_eq!(raw, s(ev, "frame"));
+    }
+
+    // The same pcapng from the replay.
+    let pcap2 = d.file("r.pcapng");
+    let r = arp_trace(&["-r", &a, "-q", "--pcap", &pcap2]);
+    assert!(r.status.success(), "{r:?}");
+    assert_eq!(
+        std::fs::read(&pcap2).unwrap().len(),
+        std::fs::read(&pcap).unwrap().len()
+    );
+}
+
+#[test]
+fn sigkill_leaves_a_trace_readable_up_to_the_cut() {
+    let seed = Seed::new();
+    let srv = &seed.srv;
+    let d = Dir::new("kill");
+    for name in ["k.jsonl", "k.jsonl.gz", "k.jsonl.zst"] {
+        let f = d.file(name);
+        let t = Tracer::start(&["--json", "--netns", srv.name(), "-w", &f]);
+        srv.flush_neigh();
+        srv.send_udp(Some(SRV_ETH5_IP.parse().unwrap()), udp(C3_IP));
+        t.wait_for(|v| is_request(v) && from_ns(v, srv), EVENT_TIMEOUT);
+        // The trace is flushed in the same batch, just after stdout.
+        sleep(Duration::from_millis(300));
+        let (st, live, _) = t.stop_with(libc::SIGKILL);
+        assert_eq!(describe(&st), "killed by signal 9");
+        let r = arp_trace(&["-r", &f, "--json"]);
+        assert!(r.status.success(), "{name}: {r:?}");
+        // A killed tracer printed no summary; the replay ends with one.
+        let (events, summary) = r.stdout.trim_end().rsplit_once('\n').unwrap();
+        assert!(summary.contains(r#""type":"summary""#), "{name}: {summary}");
+        assert_eq!(format!("{events}\n"), live, "{name}");
+        assert!(
+            r.stderr.contains("warning:") && r.stderr.contains("cut"),
+            "{name}: {}",
+            r.stderr
+        );
+        assert!(
+            r.stderr.contains(&f),
+            "the warning names the file: {}",
+            r.stderr
+        );
+    }
+    // SIGTERM: complete, with trailer, no warning.
+    let f = d.file("t.jsonl.zst");
+    let t = Tracer::start(&["--json", "--netns", srv.name(), "-w", &f]);
+    srv.flush_neigh();
+    srv.send_udp(None, udp(C3_IP));
+    t.wait_for(|v| is_request(v) && from_ns(v, srv), EVENT_TIMEOUT);
+    let (st, live, _) = t.stop_with(libc::SIGTERM);
+    assert!(st.success());
+    let r = arp_trace(&["-r", &f, "--json"]);
+    assert_eq!(r.stdout, live);
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+}
+
+fn sysctl_in(ns: &Netns, setting: &str) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns.name(), "sysctl", "-qw", setting])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Three foreign-source datagrams to c3 (fresh resolution each time) under one tracer.
+fn capture_foreign_attempts(seed: &Seed, file: &str) {
+    let srv = &seed.srv;
+    let t = Tracer::start(&["--json", "--netns", srv.name(), "-w", file]);
+    for i in 1..=3 {
+        srv.flush_neigh();
+        srv.send_udp(Some(SRV_ETH5_IP.parse().unwrap()), udp(C3_IP));
+        t.wait_for_n(
+            |v| is_request(v) && v["target_ip"] == C3_IP,
+            i,
+            EVENT_TIMEOUT,
+        );
+    }
+    let (st, _, e) = t.stop();
+    assert!(st.success(), "{e}");
+}
+
+#[test]
+fn diff_shows_the_effect_of_arp_announce() {
+    let seed = Seed::new();
+    let ns = seed.srv.name().to_string();
+    let d = Dir::new("diff");
+    let (before, after) = (d.file("before.jsonl"), d.file("after.jsonl.gz"));
+    capture_foreign_attempts(&seed, &before);
+    sysctl_in(&seed.srv, "net.ipv4.conf.eth3.arp_announce=2");
+    capture_foreign_attempts(&seed, &after);
+
+    let r = arp_trace(&["diff", &before, &after]);
+    assert_eq!(r.status.code(), Some(1), "{r:?}");
+    let verdict =
+        format!("verdict: foreign-sender requests on {ns}/eth3: 3 -> 0 after arp_announce 0 -> 2");
+    assert!(r.stdout.contains(&verdict), "{}", r.stdout);
+    assert!(r
+        .stdout
+        .contains(&format!("{ns}.interfaces.eth3.arp_announce: 0 -> 2")));
+
+    let r = arp_trace(&["diff", "--json", &before, &after]);
+    assert_eq!(r.status.code(), Some(1), "{r:?}");
+    let v: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(v["differ"], true);
+    let groups = v["groups"].as_array().unwrap();
+    let g0 = &groups[0];
+    assert_eq!((s(g0, "netns"), s(g0, "ifname")), (ns.as_str(), "eth3"));
+    assert_eq!(
+        (s(g0, "sender_ip"), s(g0, "change")),
+        (SRV_ETH5_IP, "vanished")
+    );
+    assert_eq!(
+        (g0["before"].as_u64(), g0["after"].as_u64(), &g0["foreign"]),
+        (Some(3), Some(0), &Value::Bool(true))
+    );
+    assert!(groups.iter().any(|g| g["sender_ip"] == SRV_ETH3_IP
+        && g["change"] == "appeared"
+        && g["after"] == 3
+        && g["foreign"] == false));
+
+    let same = arp_trace(&["diff", &before, &before]);
+    assert_eq!(same.status.code(), Some(0), "{same:?}");
+    assert!(
+        same.stdout.contains("verdict: no difference"),
+        "{}",
+        same.stdout
+    );
+    let bad = arp_trace(&["diff", &before, "/nonexistent/trace"]);
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    assert_clean_failure(&bad, "/nonexistent/trace: cannot open");
+}
+
+#[test]
+fn bad_input_fails_with_file_line_and_cause() {
+    let d = Dir::new("bad");
+    let header = r#"{"type":"header","format_version":1,"hooks":"x","snapshot":{}}"#;
+    let ev = r#"{"type":"arp","op":"request","time":"2026-11-28T19:31:02.000000000Z","netns":1,"netns_name":null,"ifindex":2,"ifname":"eth3","sender_ip":"198.51.100.10","sender_mac":"02:00:00:00:00:01","target_ip":"198.51.100.20","target_mac":"00:00:00:00:00:00","unicast":false,"eth_dst":"ff:ff:ff:ff:ff:ff","frame":"00","trigger":null,"neigh_state":null,"attempt":null,"queued":null}"#;
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("empty", String::new(), "empty.jsonl: empty file"),
+        (
+            "corrupt",
+            format!("{header}\n{ev}\n{{\"type\":\"arp\",\"op\":\n"),
+            "corrupt.jsonl line 3: corrupt ARP record",
+        ),
+        (
+            "unknown",
+            format!("{header}\n{{\"type\":\"martian\"}}\n"),
+            "unknown.jsonl line 2: unknown record type \"martian\"",
+        ),
+        (
+            "noheader",
+            format!("{ev}\n"),
+            "noheader.jsonl line 1: missing header",
+        ),
+        (
+            "version",
+            format!("{}\n", header.replace(":1,", ":2,")),
+            "version.jsonl line 1: format version 2 is newer",
+        ),
+        (
+            "garbage",
+            "\u{0}\u{1}binary\n".into(),
+            "garbage.jsonl line 1: not an arp-trace trace",
+        ),
+    ];
+    for (name, content, want) in &cases {
+        let f = d.file(&format!("{name}.jsonl"));
+        std::fs::write(&f, content).unwrap();
+        assert_clean_failure(&arp_trace(&["-r", &f]), want);
+        let r = arp_trace(&["diff", &f, &f]);
+        assert_eq!(r.status.code(), Some(2), "{r:?}");
+        assert_clean_failure(&r, want);
+    }
+    // A truncated last line is a cut: warned, the rest read, success.
+    let f = d.file("trunc.jsonl");
+    std::fs::write(&f, format!("{header}\n{ev}\n{}", &ev[..40])).unwrap();
+    let r = arp_trace(&["-r", &f, "-q"]);
+    assert!(r.status.success(), "{r:?}");
+    assert!(
+        r.stderr
+            .contains(&format!("{f} line 3: the trace was cut mid-record")),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(parse_counts(&r.stderr).requests, 1);
+
+    assert_clean_failure(
+        &arp_trace(&["-r", &d.0.to_string_lossy()]),
+        "is a directory",
+    );
+
+    // No permission, as an unprivileged user.
+    let f = d.file("secret.jsonl");
+    std::fs::write(&f, format!("{header}\n")).unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let r = run_unprivileged(&["-r", &f]);
+    assert_clean_failure(&r, &format!("{f}: cannot open: Permission denied"));
+
+    // A FIFO: waits a bounded time for a writer, then reads it like a file.
+    let fifo = d.file("fifo");
+    let c = std::ffi::CString::new(fifo.clone()).unwrap();
+    // SAFETY: mkfifo on a path we own.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let mut cmd = Command::new(bin());
+    cmd.args(["-r", &fifo]).env("ARP_TRACE_FIFO_WAIT_MS", "500");
+    let r = run_to_completion(cmd, Duration::from_secs(30));
+    assert_clean_failure(&r, &format!("{fifo}: a FIFO with no writer"));
+    let writer = {
+        let fifo = fifo.clone();
+        let data = format!("{header}\n{ev}\n");
+        std::thread::spawn(move || {
+            let mut w = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+            w.write_all(data.as_bytes()).unwrap();
+        })
+    };
+    let r = arp_trace(&["-r", &fifo, "-q"]);
+    writer.join().unwrap();
+    assert!(r.status.success(), "{r:?}");
+    assert_eq!(parse_counts(&r.stderr).requests, 1);
+}
+
+/// A 1 GiB line on stdin: refused at the cap, in bounded memory, without reading it all.
+#[test]
+// The child is reaped with wait4(2) to read its peak RSS.
+#[allow(clippy::zombie_processes)]
+fn a_gigabyte_line_is_refused_in_bounded_memory() {
+    let header = r#"{"type":"header","format_version":1,"snapshot":{}}"#;
+    let mut child = Command::new(bin())
+        .args(["-r", "-", "-q"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 1 << 20];
+        let _ = stdin.write_all(format!("{header}\n{{\"type\":\"arp\",\"x\":\"").as_bytes());
+        let mut sent = 0u64;
+        for _ in 0..1024 {
+            if stdin.write_all(&chunk).is_err() {
+                break; // the reader gave up, as it should
+            }
+            sent += chunk.len() as u64;
+        }
+        sent
+    });
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 on our own child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as libc::pid_t;
+    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut ru) }, pid);
+    let sent = writer.join().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(libc::WEXITSTATUS(status), 1, "{err}");
+    assert_eq!(
+        err.trim(),
+        "arp-trace: <stdin> line 2: line longer than 64 MiB: not an arp-trace record"
+    );
+    assert!(sent < 1 << 30, "stopped reading early ({sent} bytes sent)");
+    let max_rss_mib = ru.ru_maxrss / 1024;
+    assert!(max_rss_mib < 400, "peak RSS {max_rss_mib} MiB");
+}
