@@ -186,6 +186,30 @@ impl Sink for JsonSink {
     }
 }
 
+/// The outputs on stdout, the same live and replaying: event lines (text or JSON, unless
+/// `-q`) and the summary, with `--foreign-only` and `-v` applied.
+pub fn add_stdout_sinks(pipeline: &mut crate::pipeline::Pipeline, args: &crate::cli::Args) {
+    use std::io::IsTerminal;
+    pipeline.foreign_only = args.foreign_only;
+    if !args.quiet {
+        let out = Output::stdout();
+        if args.json {
+            pipeline.sinks.push(Box::new(JsonSink::new(out)));
+        } else {
+            let color = std::io::stdout().is_terminal();
+            pipeline.sinks.push(Box::new(TerminalSink::with_options(
+                out,
+                args.verbose,
+                color,
+            )));
+        }
+    }
+    pipeline.sinks.push(Box::new(crate::summary::Summary::new(
+        Output::stdout(),
+        args.json,
+    )));
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -327,28 +351,4 @@ pub(crate) mod tests {
         assert_eq!(v["netns_name"], serde_json::Value::Null);
         assert_eq!(v["unicast"], false);
     }
-}
-
-/// The outputs on stdout, the same live and replaying: event lines (text or JSON, unless
-/// `-q`) and the summary, with `--foreign-only` and `-v` applied.
-pub fn add_stdout_sinks(pipeline: &mut crate::pipeline::Pipeline, args: &crate::cli::Args) {
-    use std::io::IsTerminal;
-    pipeline.foreign_only = args.foreign_only;
-    if !args.quiet {
-        let out = Output::stdout();
-        if args.json {
-            pipeline.sinks.push(Box::new(JsonSink::new(out)));
-        } else {
-            let color = std::io::stdout().is_terminal();
-            pipeline.sinks.push(Box::new(TerminalSink::with_options(
-                out,
-                args.verbose,
-                color,
-            )));
-        }
-    }
-    pipeline.sinks.push(Box::new(crate::summary::Summary::new(
-        Output::stdout(),
-        args.json,
-    )));
 }
