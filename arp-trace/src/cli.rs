@@ -51,7 +51,7 @@ pub struct Args {
     #[arg(long = "netns", value_name = "NAME|PATH|INODE")]
     pub netns: Vec<String>,
 
-    /// Print no per-event lines; only the counts on exit.
+    /// Print no per-event lines; only the summary and the counts on exit.
     #[arg(short = 'q', long)]
     pub quiet: bool,
 
