@@ -38,6 +38,15 @@ fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=ARP_TRACE_EBPF_TOOLCHAIN");
     println!("cargo:rerun-if-changed=../arp-trace-common/src");
     println!("cargo:rerun-if-changed=../Cargo.lock");
+    println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
+
+    // Builds that never load BPF (the fuzz target, on a sanitizer toolchain) skip the eBPF
+    // programs; the binary then says so instead of tracing.
+    if std::env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")) {
+        let out = std::env::var("OUT_DIR")?;
+        std::fs::write(Path::new(&out).join("arp-trace"), b"")?;
+        return Ok(());
+    }
 
     let toolchain = match std::env::var("ARP_TRACE_EBPF_TOOLCHAIN") {
         Ok(t) if !t.is_empty() => t,

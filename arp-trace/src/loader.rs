@@ -328,6 +328,12 @@ pub struct Probe {
 
 /// Builds the object with this kernel's layouts; programs are loaded one by one later.
 fn open_object(offsets: &Offsets, config: &Config, buffer_bytes: u32) -> Result<(Ebpf, aya::Btf)> {
+    if EBPF_OBJECT.is_empty() {
+        bail!(
+            "this arp-trace was built without its eBPF programs (AYA_BUILD_SKIP); rebuild it \
+             with `cargo xtask build`"
+        );
+    }
     let aya_btf = aya::Btf::from_sys_fs()
         .map_err(|e| anyhow!("cannot read the kernel's BTF (/sys/kernel/btf/vmlinux): {e}"))?;
     let ebpf = EbpfLoader::new()

@@ -3,6 +3,7 @@
 //! Debian machine needs nothing installed by hand.
 
 mod bench;
+mod fuzz;
 mod provision;
 mod vm;
 
@@ -65,6 +66,13 @@ enum Cmd {
     /// Measure overhead, loss under an ARP storm, replay speed and start-up; write BENCHMARKS.md
     /// (needs root; reports, never fails on a missed target).
     Bench(bench::Opts),
+    /// Fuzz the trace reader with cargo-fuzz (nightly) for a while (`cargo xtask test` runs
+    /// it for a minute).
+    Fuzz {
+        /// How long, in seconds.
+        #[arg(long, default_value_t = 300)]
+        seconds: u32,
+    },
     /// Copy the release binary to /usr/local/bin/arp-trace.
     Install {
         #[arg(long, default_value = "/usr/local/bin")]
@@ -186,6 +194,7 @@ fn real_main() -> Result<()> {
                 c.arg("--").args(&args);
             }
             run(&mut c)?;
+            fuzz::run_for(fuzz::TEST_SECONDS)?;
             if skip_vm {
                 eprintln!("xtask: VM suite skipped (--no-vm / ARP_TRACE_SKIP_VM)");
                 return Ok(());
@@ -221,6 +230,7 @@ fn real_main() -> Result<()> {
                 toolchain: tc,
             })
         }
+        Cmd::Fuzz { seconds } => fuzz::run_for(seconds),
         Cmd::Bench(opts) => {
             let bin = match &opts.bin {
                 Some(b) => b.clone(),
