@@ -165,3 +165,17 @@ fn every_usable_path_attributes_the_seed_request_alike() {
         assert_eq!(shape(t), shape(&seen[0].1), "{name} vs {}", seen[0].0);
     }
 }
+
+#[test]
+fn doctor_without_privileges_says_what_to_do() {
+    let done = run_unprivileged(&["doctor"]);
+    assert_eq!(done.status.code(), Some(1), "{done:?}");
+    assert!(done.stdout.contains("FAIL privileges"), "{}", done.stdout);
+    assert!(done.stdout.contains("sudo"), "{}", done.stdout);
+    assert!(
+        done.stdout.contains("Verdict: arp-trace cannot run here"),
+        "{}",
+        done.stdout
+    );
+    assert!(!done.stderr.contains("panicked"), "{}", done.stderr);
+}
