@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use crate::attribution::NeighFailed;
 use crate::event::{ArpEvent, ArpOp, EventFacts, Skip};
 use crate::explain;
-use crate::facts::FactsSource;
+use crate::facts::{FactsChange, FactsSource};
 use crate::netns::NetnsNames;
 
 /// What the user asked to see.
@@ -47,6 +47,10 @@ pub struct Counters {
 pub trait Sink {
     fn arp(&mut self, ev: &ArpEvent, names: &mut NetnsNames) -> io::Result<()>;
     fn neigh_failed(&mut self, _ev: &NeighFailed, _names: &mut NetnsNames) -> io::Result<()> {
+        Ok(())
+    }
+    /// An address or sysctl change in a watched namespace.
+    fn facts_change(&mut self, _ch: &FactsChange, _names: &mut NetnsNames) -> io::Result<()> {
         Ok(())
     }
     /// Called after each batch so output reaches pipes promptly.
@@ -117,6 +121,8 @@ impl Pipeline {
         }
         if ev.op == ArpOp::Request && ev.verdict.is_none() {
             self.explain(&mut ev);
+            // What the facts query noticed comes out before the request it explains.
+            self.drain_changes()?;
             if Some(ev.netns) != self.names.own() {
                 if let Some(r) = ev.verdict.as_mut().and_then(|v| v.remedy.as_mut()) {
                     let path = crate::netns::find_path(ev.netns);
@@ -178,6 +184,34 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Passes on the changes the facts source noticed (live); called per request and on the
+    /// event loop's one-second tick.
+    pub fn drain_changes(&mut self) -> io::Result<()> {
+        let changes = match self.facts.as_mut() {
+            Some(f) => f.changes(),
+            None => return Ok(()),
+        };
+        for c in changes {
+            self.push_change(c)?;
+        }
+        Ok(())
+    }
+
+    /// A change record, live or read back. Only `--netns` applies: `-i` and `--foreign-only`
+    /// select requests, while a request's explanation can rest on any interface's addresses.
+    pub fn push_change(&mut self, mut ch: FactsChange) -> io::Result<()> {
+        if !self.filter.netns.is_empty() && !self.filter.netns.contains(&ch.netns) {
+            return Ok(());
+        }
+        if ch.netns_name.is_none() {
+            ch.netns_name = self.names.name(ch.netns).map(str::to_owned);
+        }
+        for sink in &mut self.sinks {
+            sink.facts_change(&ch, &mut self.names)?;
+        }
+        Ok(())
+    }
+
     pub fn push_failed(&mut self, mut ev: NeighFailed) -> io::Result<()> {
         let matches = (self.filter.interfaces.is_empty()
             || self.filter.interfaces.contains(&ev.ifname))
@@ -204,6 +238,7 @@ impl Pipeline {
     }
 
     pub fn finish(&mut self) -> io::Result<()> {
+        self.drain_changes()?;
         for sink in &mut self.sinks {
             sink.flush()?;
             sink.finish(&self.counters)?;
