@@ -196,8 +196,8 @@ pub fn snapshot_changes(before: &Value, after: &Value) -> Vec<Change> {
     // one side only (a `watched` record lists arp_announce alone) was not recorded, not changed.
     out.retain(|c| {
         let scalar = |v: &Value| v.is_number() || v.is_boolean();
-        let one_sided = (c.before.is_null() && scalar(&c.after))
-            || (c.after.is_null() && scalar(&c.before));
+        let one_sided =
+            (c.before.is_null() && scalar(&c.after)) || (c.after.is_null() && scalar(&c.before));
         !c.path.ends_with(".netns") && !one_sided
     });
     out
