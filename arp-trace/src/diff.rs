@@ -1,5 +1,7 @@
 //! `arp-trace diff BEFORE AFTER`: ARP requests per (namespace, interface, sender IP, reason)
-//! in two traces, what changed between their snapshots, and a one-line verdict.
+//! in two traces, what changed between their snapshots, the changes each trace recorded while
+//! it ran (`facts_change`), and a one-line verdict. A namespace missing from a header's
+//! snapshot (first seen during the trace) is taken from its `watched` record.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -11,7 +13,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::event::ArpOp;
+use crate::facts::{ChangeKind, FactsChange};
 use crate::tracefile::{Header, Record, TraceReader};
+
+/// Changes recorded during one trace that are kept for the report.
+const MAX_RECORDED: usize = 10_000;
 
 /// What a group is counted by. `reason` is absent in traces made before explanations.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -44,6 +50,31 @@ pub struct Side {
     /// the snapshot's addresses); `None` when neither tells.
     pub foreign: BTreeMap<GroupKey, Option<bool>>,
     pub warnings: Vec<String>,
+    /// Address and sysctl changes recorded while the trace ran (not `watched` states).
+    pub recorded: Vec<FactsChange>,
+}
+
+/// The snapshot's shape for a `watched` record: `{"netns", "all": {"arp_announce"},
+/// "interfaces": {ifname: {"arp_announce", "ipv4": [cidr...]}}}`.
+fn snapshot_of_watched(c: &FactsChange) -> Value {
+    let mut interfaces = serde_json::Map::new();
+    let mut all = serde_json::Map::new();
+    for (conf, v) in c.arp_announce.iter().flatten() {
+        if conf == "all" {
+            all.insert("arp_announce".into(), json!(v));
+        } else {
+            interfaces.insert(conf.clone(), json!({"arp_announce": v, "ipv4": []}));
+        }
+    }
+    for a in c.addrs.iter().flatten() {
+        let i = interfaces
+            .entry(a.ifname.clone())
+            .or_insert_with(|| json!({"ipv4": []}));
+        if let Some(v) = i["ipv4"].as_array_mut() {
+            v.push(json!(format!("{}/{}", a.addr, a.prefix_len)));
+        }
+    }
+    json!({"netns": c.netns, "all": all, "interfaces": interfaces})
 }
 
 fn in_subnet(ip: Ipv4Addr, cidr: &str) -> Option<bool> {
@@ -79,7 +110,21 @@ pub fn count(path: &Path) -> Result<Side> {
     let mut r = TraceReader::open(path)?;
     let mut groups = BTreeMap::new();
     let mut foreign = BTreeMap::new();
+    let mut recorded = Vec::new();
     while let Some(rec) = r.read_record()? {
+        if let Record::Change(c) = rec {
+            let key = c.netns_name.clone().unwrap_or_else(|| c.netns.to_string());
+            if c.change == ChangeKind::Watched {
+                if let Some(Value::Object(ns)) = r.header.snapshot.get_mut("namespaces") {
+                    ns.entry(key).or_insert_with(|| snapshot_of_watched(&c));
+                } else if r.header.snapshot.is_null() {
+                    r.header.snapshot = json!({"namespaces": {key: snapshot_of_watched(&c)}});
+                }
+            } else if recorded.len() < MAX_RECORDED {
+                recorded.push(*c);
+            }
+            continue;
+        }
         if !matches!(&rec, Record::Arp(ev) if ev.op == ArpOp::Request) {
             continue;
         }
@@ -108,6 +153,7 @@ pub fn count(path: &Path) -> Result<Side> {
         groups,
         foreign,
         warnings: std::mem::take(&mut r.warnings),
+        recorded,
     })
 }
 
@@ -146,8 +192,14 @@ pub fn snapshot_changes(before: &Value, after: &Value) -> Vec<Change> {
     }
     let mut out = Vec::new();
     walk("", Some(before), Some(after), &mut out);
-    // A namespace's inode changes whenever it is recreated; that is not news.
-    out.retain(|c| !c.path.ends_with(".netns"));
+    // A namespace's inode changes whenever it is recreated; that is not news. A sysctl known on
+    // one side only (a `watched` record lists arp_announce alone) was not recorded, not changed.
+    out.retain(|c| {
+        let scalar = |v: &Value| v.is_number() || v.is_boolean();
+        let one_sided =
+            (c.before.is_null() && scalar(&c.after)) || (c.after.is_null() && scalar(&c.before));
+        !c.path.ends_with(".netns") && !one_sided
+    });
     out
 }
 
@@ -267,7 +319,24 @@ pub fn compare(before: &Side, after: &Side) -> Comparison {
         .filter(|(_, (b, a))| b != a)
         .max_by_key(|(_, (b, a))| b.abs_diff(*a));
     let verdict = if let Some(((ns, ifname), (b, a))) = biggest {
-        let rel = related_changes(&changes, ns, ifname);
+        let mut rel = related_changes(&changes, ns, ifname);
+        if rel.is_empty() {
+            // The change happened while a trace ran: its records say what it was.
+            for c in before.recorded.iter().chain(&after.recorded) {
+                let name = c.netns_name.clone().unwrap_or_else(|| c.netns.to_string());
+                let here = c.subject() == Some(ifname.as_str())
+                    || (c.change == ChangeKind::ArpAnnounce && c.subject() == Some("all"));
+                if name == *ns && here {
+                    let d = match c.subject() {
+                        Some("all") => format!("all.{}", c.describe()),
+                        _ => c.describe(),
+                    };
+                    if !rel.contains(&d) {
+                        rel.push(d);
+                    }
+                }
+            }
+        }
         let after = if rel.is_empty() {
             String::new()
         } else {
@@ -321,6 +390,7 @@ pub fn main(before: &Path, after: &Path, json_out: bool) -> Result<bool> {
             "after": side_json(&a),
             "groups": c.rows,
             "snapshot_changes": c.changes,
+            "recorded_changes": {"before": b.recorded, "after": a.recorded},
             "verdict": c.verdict,
             "differ": c.differ,
         });
@@ -374,6 +444,20 @@ fn write_text(w: &mut impl Write, b: &Side, a: &Side, c: &Comparison) -> std::io
             writeln!(w, "  {p}: {} -> {}", short(&ch.before), short(&ch.after))?;
         }
     }
+    for (label, s) in [("before", b), ("after", a)] {
+        if s.recorded.is_empty() {
+            continue;
+        }
+        writeln!(w, "changes recorded during {label}:")?;
+        for ch in &s.recorded {
+            writeln!(
+                w,
+                "  {} {}",
+                crate::timefmt::rfc3339_nanos(ch.time.0),
+                crate::output::describe_change(ch, s.header.own_netns)
+            )?;
+        }
+    }
     writeln!(w, "verdict: {}", c.verdict)
 }
 
@@ -388,6 +472,7 @@ mod tests {
             groups: BTreeMap::new(),
             foreign: BTreeMap::new(),
             warnings: vec![],
+            recorded: vec![],
         };
         for (ns, i, ip, n) in groups {
             let k = GroupKey {
@@ -432,6 +517,42 @@ mod tests {
         assert_eq!(
             c.changes[0].path,
             "namespaces.srv.interfaces.eth3.arp_announce"
+        );
+    }
+
+    #[test]
+    fn a_change_recorded_during_a_trace_explains_the_verdict() {
+        let b = side(snap(0), &[("srv", "eth3", [203, 0, 113, 10], 4)]);
+        let mut a = side(snap(0), &[("srv", "eth3", [198, 51, 100, 10], 4)]);
+        let mut c = FactsChange::new(1, ChangeKind::ArpAnnounce);
+        c.netns_name = Some("srv".into());
+        c.conf = Some("eth3".into());
+        (c.before, c.after) = (Some(0), Some(2));
+        a.recorded.push(c);
+        assert_eq!(
+            compare(&b, &a).verdict,
+            "foreign-sender requests on srv/eth3: 4 -> 0 after arp_announce 0 -> 2"
+        );
+        // A namespace only a `watched` record knows is compared like a header's.
+        let mut w = FactsChange::new(7, ChangeKind::Watched);
+        w.arp_announce = Some([("all".to_string(), 1), ("eth3".to_string(), 0)].into());
+        w.addrs = Some(vec![crate::explain::tests::addr(
+            "eth3",
+            "198.51.100.10",
+            24,
+        )]);
+        let v = snapshot_of_watched(&w);
+        assert_eq!(v["all"]["arp_announce"], 1);
+        assert_eq!(v["interfaces"]["eth3"]["ipv4"][0], "198.51.100.10/24");
+        let k = GroupKey {
+            netns: "x".into(),
+            ifname: "eth3".into(),
+            sender_ip: Ipv4Addr::new(203, 0, 113, 10),
+            reason: None,
+        };
+        assert_eq!(
+            foreign_by_snapshot(&json!({"namespaces": {"x": v}}), &k),
+            Some(true)
         );
     }
 

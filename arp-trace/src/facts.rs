@@ -9,8 +9,15 @@
 //! reading thread's namespace. The thread leaves when no bind mount or process holds the
 //! namespace any more, so the tracer never keeps a deleted namespace (and its interfaces) alive
 //! for more than about a second.
+//!
+//! Each thread also reports what changes, as [`FactsChange`] records the pipeline hands to its
+//! outputs: the namespace's whole state when watching starts (`watched`), every IPv4 address
+//! added or removed (found by comparing the dump that each RTNLGRP_IPV4_IFADDR/RTNLGRP_LINK
+//! notification triggers with the previous one), and every arp_announce value that changed
+//! (`all` and each interface), found when a query re-reads the sysctls and by re-reading them
+//! all once a second ([`SYSCTL_EVERY`]), since the kernel announces no sysctl change.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io;
 use std::net::Ipv4Addr;
@@ -20,12 +27,166 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
+use crate::event::Time;
 use crate::explain::{IfAddr, NsFacts};
 use crate::netns;
 
 /// Namespace facts for a request: `Err` carries a one-line cause.
 pub trait FactsSource {
     fn facts(&mut self, netns: u32, ifname: &str) -> Result<NsFacts, String>;
+    /// Changes observed since the last call, oldest first.
+    fn changes(&mut self) -> Vec<FactsChange> {
+        Vec::new()
+    }
+}
+
+/// What a [`FactsChange`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    /// The tracer started watching the namespace: `arp_announce` and `addrs` hold its state.
+    Watched,
+    /// `ifname` gained `addr`/`prefix_len`.
+    AddrAdded,
+    /// `ifname` lost `addr`/`prefix_len`.
+    AddrRemoved,
+    /// `net.ipv4.conf.<conf>.arp_announce` went from `before` (absent: a new interface) to
+    /// `after`.
+    ArpAnnounce,
+}
+
+/// `{"type":"facts_change", ...}`: a change in the facts arp_solicit() consults, so a reader
+/// can rebuild a namespace's state at any moment of a trace. Fields not used by a kind are
+/// left out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FactsChange {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// When the tracer observed it (wall clock); the change itself may be a little older.
+    pub time: Time,
+    pub netns: u32,
+    pub netns_name: Option<String>,
+    pub change: ChangeKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_len: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary: Option<bool>,
+    /// `all` or an interface name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conf: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<u8>,
+    /// `watched`: arp_announce of `all` and of every interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arp_announce: Option<BTreeMap<String, u8>>,
+    /// `watched`: every IPv4 address of the namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addrs: Option<Vec<IfAddr>>,
+}
+
+impl FactsChange {
+    pub fn new(netns: u32, change: ChangeKind) -> FactsChange {
+        FactsChange {
+            kind: "facts_change".into(),
+            time: Time(now_nanos()),
+            netns,
+            netns_name: None,
+            change,
+            ifname: None,
+            addr: None,
+            prefix_len: None,
+            scope: None,
+            secondary: None,
+            conf: None,
+            before: None,
+            after: None,
+            arp_announce: None,
+            addrs: None,
+        }
+    }
+
+    fn addr(netns: u32, change: ChangeKind, a: &IfAddr) -> FactsChange {
+        FactsChange {
+            ifname: Some(a.ifname.clone()),
+            addr: Some(a.addr),
+            prefix_len: Some(a.prefix_len),
+            scope: a.scope,
+            secondary: a.secondary,
+            ..FactsChange::new(netns, change)
+        }
+    }
+
+    /// The change without time and place: `arp_announce 0 -> 2`, `+198.51.100.11/24`.
+    pub fn describe(&self) -> String {
+        let opt = |v: Option<u8>| v.map_or("none".to_string(), |v| v.to_string());
+        match self.change {
+            ChangeKind::ArpAnnounce => {
+                format!("arp_announce {} -> {}", opt(self.before), opt(self.after))
+            }
+            ChangeKind::AddrAdded | ChangeKind::AddrRemoved => format!(
+                "{}{}/{}",
+                if self.change == ChangeKind::AddrAdded {
+                    '+'
+                } else {
+                    '-'
+                },
+                self.addr.map_or("?".to_string(), |a| a.to_string()),
+                opt(self.prefix_len)
+            ),
+            ChangeKind::Watched => {
+                let mut parts = Vec::new();
+                if let Some(m) = &self.arp_announce {
+                    let mut ann: Vec<String> = Vec::new();
+                    if let Some(all) = m.get("all") {
+                        ann.push(format!("all={all}"));
+                    }
+                    ann.extend(
+                        m.iter()
+                            .filter(|(k, _)| *k != "all")
+                            .map(|(k, v)| format!("{k}={v}")),
+                    );
+                    parts.push(format!("arp_announce {}", ann.join(" ")));
+                }
+                if let Some(addrs) = &self.addrs {
+                    let a: Vec<String> = addrs
+                        .iter()
+                        .map(|a| format!("{}:{}/{}", a.ifname, a.addr, a.prefix_len))
+                        .collect();
+                    parts.push(format!(
+                        "addresses {}",
+                        if a.is_empty() {
+                            "none".to_string()
+                        } else {
+                            a.join(" ")
+                        }
+                    ));
+                }
+                format!("watching: {}", parts.join("; "))
+            }
+        }
+    }
+
+    /// The interface (or `all`) the change is about; `None` for the whole namespace.
+    pub fn subject(&self) -> Option<&str> {
+        self.ifname.as_deref().or(self.conf.as_deref())
+    }
+}
+
+fn now_nanos() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
 }
 
 /// Namespaces watched at once; the least recently used one is released beyond this.
@@ -39,6 +200,10 @@ const ANSWER: Duration = Duration::from_millis(250);
 const LIVENESS: Duration = Duration::from_millis(500);
 /// How long a namespace that could not be opened is not retried.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How often a namespace thread re-reads every arp_announce to notice changes.
+pub const SYSCTL_EVERY: Duration = Duration::from_secs(1);
+/// Changes kept for the event loop; more are dropped and counted (it drains every second).
+const MAX_PENDING_CHANGES: usize = 65_536;
 
 struct Query {
     ifname: String,
@@ -56,6 +221,8 @@ struct Watch {
 pub struct NsWatchers {
     watches: HashMap<u32, Watch>,
     failed: HashMap<u32, (Instant, String)>,
+    changes_tx: mpsc::SyncSender<FactsChange>,
+    changes_rx: mpsc::Receiver<FactsChange>,
 }
 
 impl Default for NsWatchers {
@@ -66,9 +233,12 @@ impl Default for NsWatchers {
 
 impl NsWatchers {
     pub fn new() -> Self {
+        let (changes_tx, changes_rx) = mpsc::sync_channel(MAX_PENDING_CHANGES);
         NsWatchers {
             watches: HashMap::new(),
             failed: HashMap::new(),
+            changes_tx,
+            changes_rx,
         }
     }
 
@@ -78,7 +248,7 @@ impl NsWatchers {
                 return Err(why.clone());
             }
         }
-        let res = spawn_watch(ino);
+        let res = spawn_watch(ino, self.changes_tx.clone());
         match res {
             Ok(w) => {
                 if self.watches.len() >= MAX_WATCHED {
@@ -144,6 +314,10 @@ impl FactsSource for NsWatchers {
         self.ask(ino, ifname)
             .unwrap_or_else(|| Err(format!("namespace {ino} went away")))
     }
+
+    fn changes(&mut self) -> Vec<FactsChange> {
+        self.changes_rx.try_iter().collect()
+    }
 }
 
 fn wake(fd: RawFd) {
@@ -156,7 +330,7 @@ fn last_err(what: &str) -> String {
     format!("{what}: {}", io::Error::last_os_error())
 }
 
-fn spawn_watch(ino: u32) -> Result<Watch, String> {
+fn spawn_watch(ino: u32, changes: mpsc::SyncSender<FactsChange>) -> Result<Watch, String> {
     let holder = netns::find_path(ino).ok_or_else(|| {
         format!("namespace {ino} is gone (no /run/netns entry or process holds it any more)")
     })?;
@@ -173,7 +347,7 @@ fn spawn_watch(ino: u32) -> Result<Watch, String> {
     std::thread::Builder::new()
         .name(format!("netns-{ino}"))
         .stack_size(256 * 1024)
-        .spawn(move || watch_thread(ino, holder, file, thread_wake, rx))
+        .spawn(move || watch_thread(ino, holder, file, thread_wake, rx, changes))
         .map_err(|e| format!("cannot start a thread for namespace {ino}: {e}"))?;
     Ok(Watch {
         tx,
@@ -191,8 +365,9 @@ fn watch_thread(
     file: File,
     wake: Arc<OwnedFd>,
     rx: mpsc::Receiver<Query>,
+    changes: mpsc::SyncSender<FactsChange>,
 ) {
-    let mut ns = match NsState::enter(ino, file) {
+    let mut ns = match NsState::enter(ino, file, changes) {
         Ok(ns) => ns,
         Err(e) => {
             // Answer what is already queued, then leave: the next query restarts us.
@@ -203,6 +378,7 @@ fn watch_thread(
         }
     };
     let mut last_check = Instant::now();
+    let mut last_sysctls = Instant::now();
     loop {
         let mut fds = [
             libc::pollfd {
@@ -216,8 +392,9 @@ fn watch_thread(
                 revents: 0,
             },
         ];
+        let wait = LIVENESS.min(SYSCTL_EVERY.saturating_sub(last_sysctls.elapsed()));
         // SAFETY: fds is a valid array of two pollfd.
-        unsafe { libc::poll(fds.as_mut_ptr(), 2, LIVENESS.as_millis() as i32) };
+        unsafe { libc::poll(fds.as_mut_ptr(), 2, wait.as_millis() as i32) };
         if fds[1].revents & libc::POLLIN != 0 {
             let mut v = 0u64;
             // SAFETY: reads 8 bytes into a u64 from a non-blocking eventfd.
@@ -226,6 +403,10 @@ fn watch_thread(
         // Address changes that happened before a query must be in its answer.
         if ns.drain_events() {
             ns.refresh();
+        }
+        if last_sysctls.elapsed() >= SYSCTL_EVERY {
+            last_sysctls = Instant::now();
+            ns.check_sysctls(None);
         }
         loop {
             match rx.try_recv() {
@@ -259,10 +440,18 @@ struct NsState {
     links: HashMap<u32, String>,
     addrs: Vec<IfAddr>,
     error: Option<String>,
+    ino: u32,
+    /// arp_announce of `all` and every interface as last read, to report changes.
+    announce: BTreeMap<String, u8>,
+    changes: mpsc::SyncSender<FactsChange>,
 }
 
 impl NsState {
-    fn enter(ino: u32, file: File) -> Result<NsState, String> {
+    fn enter(
+        ino: u32,
+        file: File,
+        changes: mpsc::SyncSender<FactsChange>,
+    ) -> Result<NsState, String> {
         // SAFETY: setns(2) on a valid namespace descriptor; it moves only this thread.
         if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
             return Err(last_err(&format!("setns into namespace {ino}")));
@@ -281,12 +470,62 @@ impl NsState {
             links: HashMap::new(),
             addrs: Vec::new(),
             error: None,
+            ino,
+            announce: Default::default(),
+            changes,
         };
-        ns.refresh();
-        if let Some(e) = &ns.error {
-            return Err(e.clone());
-        }
+        ns.dump_all()?;
+        ns.announce = ns.read_all_announce();
+        let mut w = FactsChange::new(ino, ChangeKind::Watched);
+        w.arp_announce = Some(ns.announce.clone());
+        w.addrs = Some(ns.addrs.clone());
+        ns.report(w);
         Ok(ns)
+    }
+
+    fn report(&self, c: FactsChange) {
+        // A full queue means the event loop stalled; the change is lost, not the thread.
+        let _ = self.changes.try_send(c);
+    }
+
+    /// arp_announce of `all` and of every interface that has an IPv4 conf directory.
+    fn read_all_announce(&self) -> BTreeMap<String, u8> {
+        let mut m = BTreeMap::new();
+        let confs = std::iter::once("all").chain(self.links.values().map(String::as_str));
+        for c in confs {
+            if let Some(v) = read_announce(c) {
+                m.insert(c.to_string(), v);
+            }
+        }
+        m
+    }
+
+    /// Re-reads arp_announce (of `only` = (`all`, one interface), or of everything) and
+    /// reports each value that differs from the last reading.
+    fn check_sysctls(&mut self, only: Option<&str>) {
+        let now = match only {
+            Some(dev) => ["all", dev]
+                .into_iter()
+                .filter_map(|c| read_announce(c).map(|v| (c.to_string(), v)))
+                .collect(),
+            None => self.read_all_announce(),
+        };
+        for (conf, v) in &now {
+            let before = self.announce.get(conf).copied();
+            if before != Some(*v) {
+                self.report(FactsChange {
+                    conf: Some(conf.clone()),
+                    before,
+                    after: Some(*v),
+                    ..FactsChange::new(self.ino, ChangeKind::ArpAnnounce)
+                });
+            }
+        }
+        if only.is_none() {
+            self.announce = now;
+        } else {
+            self.announce.extend(now);
+        }
     }
 
     /// Reads every pending notification; true if there were any (or some were lost).
@@ -317,9 +556,21 @@ impl NsState {
     }
 
     fn refresh(&mut self) {
+        let old = std::mem::take(&mut self.addrs);
         match self.dump_all() {
-            Ok(()) => self.error = None,
-            Err(e) => self.error = Some(e),
+            Ok(()) => {
+                self.error = None;
+                for c in addr_changes(self.ino, &old, &self.addrs) {
+                    self.report(c);
+                }
+                // Interfaces that went away take their sysctls with them.
+                let links: std::collections::HashSet<&String> = self.links.values().collect();
+                self.announce.retain(|k, _| k == "all" || links.contains(k));
+            }
+            Err(e) => {
+                self.addrs = old;
+                self.error = Some(e);
+            }
         }
     }
 
@@ -360,17 +611,35 @@ impl NsState {
         Ok(())
     }
 
-    fn facts(&self, ifname: &str) -> NsFacts {
-        let mut announce_dev = std::collections::BTreeMap::new();
-        if let Some(v) = read_announce(ifname) {
-            announce_dev.insert(ifname.to_string(), v);
+    fn facts(&mut self, ifname: &str) -> NsFacts {
+        // Reported before the answer, so the change precedes the request explained with it.
+        self.check_sysctls(Some(ifname));
+        let mut announce_dev = BTreeMap::new();
+        if let Some(v) = self.announce.get(ifname) {
+            announce_dev.insert(ifname.to_string(), *v);
         }
         NsFacts {
-            announce_all: read_announce("all").unwrap_or(0),
+            announce_all: self.announce.get("all").copied().unwrap_or(0),
             announce_dev,
             addrs: self.addrs.clone(),
         }
     }
+}
+
+/// Addresses removed, then added, between two dumps; the order within each follows the dump.
+fn addr_changes(ino: u32, old: &[IfAddr], new: &[IfAddr]) -> Vec<FactsChange> {
+    let key = |a: &IfAddr| (a.ifname.clone(), a.addr, a.prefix_len);
+    let old_keys: std::collections::HashSet<_> = old.iter().map(key).collect();
+    let new_keys: std::collections::HashSet<_> = new.iter().map(key).collect();
+    let removed = old
+        .iter()
+        .filter(|a| !new_keys.contains(&key(a)))
+        .map(|a| FactsChange::addr(ino, ChangeKind::AddrRemoved, a));
+    let added = new
+        .iter()
+        .filter(|a| !old_keys.contains(&key(a)))
+        .map(|a| FactsChange::addr(ino, ChangeKind::AddrAdded, a));
+    removed.chain(added).collect()
 }
 
 /// net.ipv4.conf.<conf>.arp_announce of the calling thread's namespace.
@@ -590,6 +859,45 @@ mod tests {
         // Truncated attributes end the walk instead of reading past the message.
         l.truncate(l.len() - 6);
         assert_eq!(parse_link(&l), None);
+    }
+
+    #[test]
+    fn address_changes_are_what_differs_between_dumps() {
+        use crate::explain::tests::addr;
+        let old = vec![
+            addr("eth3", "198.51.100.10", 24),
+            addr("eth3", "198.51.100.11", 24),
+        ];
+        let new = vec![
+            addr("eth3", "198.51.100.10", 24),
+            addr("eth5", "203.0.113.10", 24),
+            addr("eth3", "198.51.100.11", 25),
+        ];
+        let got: Vec<String> = addr_changes(9, &old, &new)
+            .iter()
+            .map(|c| format!("{} {}", c.subject().unwrap(), c.describe()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "eth3 -198.51.100.11/24",
+                "eth5 +203.0.113.10/24",
+                "eth3 +198.51.100.11/25"
+            ]
+        );
+        assert!(addr_changes(9, &new, &new).is_empty());
+        let mut a = FactsChange::new(9, ChangeKind::ArpAnnounce);
+        a.conf = Some("all".into());
+        a.after = Some(2);
+        assert_eq!(a.describe(), "arp_announce none -> 2");
+        let mut w = FactsChange::new(9, ChangeKind::Watched);
+        w.arp_announce = Some([("all".to_string(), 1), ("eth3".to_string(), 2)].into());
+        w.addrs = Some(old);
+        assert_eq!(
+            w.describe(),
+            "watching: arp_announce all=1 eth3=2; addresses eth3:198.51.100.10/24 \
+             eth3:198.51.100.11/24"
+        );
     }
 
     #[test]

@@ -247,6 +247,11 @@ async fn stream(
             }
             _ = tick.tick() => {
                 if let Some(l) = bpf_log.as_mut() { l.flush(); }
+                match pipeline.drain_changes().and_then(|_| pipeline.flush()) {
+                    Ok(()) => {}
+                    Err(e) if pipeline::is_closed_pipe(&e) => { done = true; closed = true; }
+                    Err(e) => return Err(e).context("writing output"),
+                }
                 let lost = loader::read_lost(&lost_map);
                 if lost > reported_lost {
                     eprintln!(

@@ -4,6 +4,7 @@ use std::io::{self, Write};
 
 use crate::attribution::NeighFailed;
 use crate::event::{ArpEvent, ArpOp};
+use crate::facts::{ChangeKind, FactsChange};
 use crate::netns::NetnsNames;
 use crate::pipeline::{Output, Sink};
 use crate::timefmt;
@@ -97,6 +98,19 @@ pub fn explanation_lines(ev: &ArpEvent, verbose: bool) -> Vec<String> {
     out
 }
 
+/// `srv/eth3 arp_announce 0 -> 2`, `srv/eth3 +198.51.100.11/24`, `srv watching: ...`.
+pub fn describe_change(ch: &FactsChange, own: Option<u32>) -> String {
+    let place = match ch.subject() {
+        Some(s) => label(ch.netns_name.as_deref(), ch.netns, s, own),
+        None => match &ch.netns_name {
+            Some(n) => n.clone(),
+            None if own == Some(ch.netns) => "(own netns)".to_string(),
+            None => ch.netns.to_string(),
+        },
+    };
+    format!("{place} {}", ch.describe())
+}
+
 const RED: &str = "\x1b[1;31m";
 const RESET: &str = "\x1b[0m";
 
@@ -154,6 +168,19 @@ impl Sink for TerminalSink {
             describe_failed(f)
         )
     }
+    /// Address and sysctl changes always (they are rare, and they are why the requests after
+    /// them look different); the state when watching starts only with `-v`.
+    fn facts_change(&mut self, ch: &FactsChange, names: &mut NetnsNames) -> io::Result<()> {
+        if ch.change == ChangeKind::Watched && !self.verbose {
+            return Ok(());
+        }
+        writeln!(
+            self.out.writer(),
+            "{} {}",
+            timefmt::local_clock_micros(ch.time.0),
+            describe_change(ch, names.own())
+        )
+    }
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
@@ -179,6 +206,11 @@ impl Sink for JsonSink {
     fn neigh_failed(&mut self, f: &NeighFailed, _: &mut NetnsNames) -> io::Result<()> {
         let w = self.out.writer();
         serde_json::to_writer(&mut *w, f).map_err(io::Error::other)?;
+        w.write_all(b"\n")
+    }
+    fn facts_change(&mut self, ch: &FactsChange, _: &mut NetnsNames) -> io::Result<()> {
+        let w = self.out.writer();
+        serde_json::to_writer(&mut *w, ch).map_err(io::Error::other)?;
         w.write_all(b"\n")
     }
     fn flush(&mut self) -> io::Result<()> {

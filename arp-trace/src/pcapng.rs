@@ -1,6 +1,6 @@
 //! `--pcap FILE`: the ARP frames as pcapng for Wireshark, one interface block per
 //! (namespace, interface) named `netns/ifname`, nanosecond timestamps, and each packet's
-//! trigger (and, once explanations exist, its explanation) as the packet comment.
+//! trigger and explanation as the packet comment.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -56,8 +56,8 @@ pub fn interface_name(ev: &ArpEvent) -> String {
     }
 }
 
-/// The packet comment: what made the kernel send it. The explanation branch appends its
-/// `explanation` text here.
+/// The packet comment: what made the kernel send it and, for an explained request, why it
+/// carries its sender address (`foreign sender; why (reason): explanation`).
 pub fn comment(ev: &ArpEvent) -> String {
     let mut parts = Vec::new();
     if ev.op == ArpOp::Request {
@@ -73,6 +73,19 @@ pub fn comment(ev: &ArpEvent) -> String {
         }
     }
     parts.push(output::describe(ev));
+    if let Some(v) = &ev.verdict {
+        if v.foreign_sender {
+            parts.push("foreign sender".to_string());
+        }
+        parts.push(format!("why ({}): {}", v.reason, v.explanation));
+        if let Some(r) = &v.remedy {
+            parts.push(format!("fix: {}", r.command));
+        }
+    } else if let Some(e) = &ev.facts_error {
+        parts.push(format!(
+            "why: unknown, the namespace's facts are missing: {e}"
+        ));
+    }
     parts.join("; ")
 }
 
@@ -186,6 +199,42 @@ mod tests {
 
     fn u32_at(b: &[u8], o: usize) -> u32 {
         u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
+    }
+
+    #[test]
+    fn comment_carries_trigger_and_explanation() {
+        use crate::explain::tests::{addr, trigger};
+        let f = frame(
+            1,
+            [0xff; 6],
+            [2, 0, 0, 0, 0, 1],
+            [203, 0, 113, 10],
+            [0; 6],
+            [198, 51, 100, 20],
+        );
+        let mut ev = ArpEvent::decode(&raw(&f, 14), 0).unwrap();
+        ev.trigger = Some(trigger("203.0.113.10", crate::attribution::Origin::Local));
+        let facts = crate::explain::NsFacts {
+            announce_all: 0,
+            announce_dev: [("eth3".to_string(), 0)].into(),
+            addrs: vec![
+                addr("eth3", "198.51.100.10", 24),
+                addr("eth5", "203.0.113.10", 24),
+            ],
+        };
+        ev.verdict = Some(crate::explain::explain(&ev, &facts));
+        let c = comment(&ev);
+        assert!(c.starts_with("trigger: udp 203.0.113.10:"), "{c}");
+        assert!(
+            c.contains(
+                "; foreign sender; why (announce0_local_source): eth3 announces 203.0.113.10"
+            ),
+            "{c}"
+        );
+        assert!(
+            c.contains("; fix: sysctl -w net.ipv4.conf.eth3.arp_announce=1"),
+            "{c}"
+        );
     }
 
     #[test]

@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use std::io::{self, Write};
 
 use crate::attribution::NeighFailed;
-use crate::event::{ArpEvent, ArpOp, EventFacts, Skip};
+use crate::event::{ArpEvent, ArpOp, EventFacts, Skip, Time};
 use crate::explain;
-use crate::facts::FactsSource;
+use crate::facts::{FactsChange, FactsSource};
 use crate::netns::NetnsNames;
 
 /// What the user asked to see.
@@ -49,6 +49,10 @@ pub trait Sink {
     fn neigh_failed(&mut self, _ev: &NeighFailed, _names: &mut NetnsNames) -> io::Result<()> {
         Ok(())
     }
+    /// An address or sysctl change in a watched namespace.
+    fn facts_change(&mut self, _ch: &FactsChange, _names: &mut NetnsNames) -> io::Result<()> {
+        Ok(())
+    }
     /// Called after each batch so output reaches pipes promptly.
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -83,6 +87,8 @@ pub struct Pipeline {
     pub facts: Option<Box<dyn FactsSource>>,
     /// `--foreign-only`: pass on only requests with a foreign sender.
     pub foreign_only: bool,
+    /// Time of the last record handed to the sinks, to keep change records in time order.
+    last_time: Time,
 }
 
 impl Pipeline {
@@ -95,6 +101,7 @@ impl Pipeline {
             counters: Counters::default(),
             facts: None,
             foreign_only: false,
+            last_time: Time(i128::MIN),
         }
     }
 
@@ -117,6 +124,8 @@ impl Pipeline {
         }
         if ev.op == ArpOp::Request && ev.verdict.is_none() {
             self.explain(&mut ev);
+            // What the facts query noticed comes out before the request it explains.
+            self.drain_changes_before(Some(ev.time))?;
             if Some(ev.netns) != self.names.own() {
                 if let Some(r) = ev.verdict.as_mut().and_then(|v| v.remedy.as_mut()) {
                     let path = crate::netns::find_path(ev.netns);
@@ -130,6 +139,7 @@ impl Pipeline {
             return Ok(Flow::Continue);
         }
         self.counters.foreign += foreign as u64;
+        self.last_time = self.last_time.max(ev.time);
         match ev.op {
             ArpOp::Request => self.counters.requests += 1,
             ArpOp::Reply => self.counters.replies += 1,
@@ -178,6 +188,47 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Passes on the changes the facts source noticed (live); called per request and on the
+    /// event loop's one-second tick.
+    pub fn drain_changes(&mut self) -> io::Result<()> {
+        self.drain_changes_before(None)
+    }
+
+    /// A change's time is when a thread noticed it, which can be a little after the request
+    /// it was read for, or before records already shown: it is moved into
+    /// [last record, `before`] so the stream stays in time order.
+    fn drain_changes_before(&mut self, before: Option<Time>) -> io::Result<()> {
+        let changes = match self.facts.as_mut() {
+            Some(f) => f.changes(),
+            None => return Ok(()),
+        };
+        for mut c in changes {
+            let mut t = c.time.max(self.last_time);
+            if let Some(b) = before {
+                t = t.min(b).max(self.last_time);
+            }
+            c.time = t;
+            self.push_change(c)?;
+        }
+        Ok(())
+    }
+
+    /// A change record, live or read back. Only `--netns` applies: `-i` and `--foreign-only`
+    /// select requests, while a request's explanation can rest on any interface's addresses.
+    pub fn push_change(&mut self, mut ch: FactsChange) -> io::Result<()> {
+        if !self.filter.netns.is_empty() && !self.filter.netns.contains(&ch.netns) {
+            return Ok(());
+        }
+        if ch.netns_name.is_none() {
+            ch.netns_name = self.names.name(ch.netns).map(str::to_owned);
+        }
+        self.last_time = self.last_time.max(ch.time);
+        for sink in &mut self.sinks {
+            sink.facts_change(&ch, &mut self.names)?;
+        }
+        Ok(())
+    }
+
     pub fn push_failed(&mut self, mut ev: NeighFailed) -> io::Result<()> {
         let matches = (self.filter.interfaces.is_empty()
             || self.filter.interfaces.contains(&ev.ifname))
@@ -187,6 +238,7 @@ impl Pipeline {
             return Ok(());
         }
         self.counters.failures += 1;
+        self.last_time = self.last_time.max(ev.time);
         if ev.netns_name.is_none() {
             ev.netns_name = self.names.name(ev.netns).map(str::to_owned);
         }
@@ -204,6 +256,7 @@ impl Pipeline {
     }
 
     pub fn finish(&mut self) -> io::Result<()> {
+        self.drain_changes()?;
         for sink in &mut self.sinks {
             sink.flush()?;
             sink.finish(&self.counters)?;
@@ -360,6 +413,66 @@ mod tests {
         p.push(e).unwrap();
         let v = seen.borrow()[0].verdict.clone().unwrap();
         assert_eq!(v.reason, explain::Reason::SelectNoTrigger);
+    }
+
+    struct Changing(Vec<FactsChange>);
+    impl FactsSource for Changing {
+        fn facts(&mut self, _: u32, _: &str) -> Result<explain::NsFacts, String> {
+            Ok(seed_facts())
+        }
+        fn changes(&mut self) -> Vec<FactsChange> {
+            std::mem::take(&mut self.0)
+        }
+    }
+
+    struct Order(Rc<RefCell<Vec<(String, Time)>>>);
+    impl Sink for Order {
+        fn arp(&mut self, ev: &ArpEvent, _: &mut NetnsNames) -> io::Result<()> {
+            self.0.borrow_mut().push(("arp".into(), ev.time));
+            Ok(())
+        }
+        fn facts_change(&mut self, c: &FactsChange, _: &mut NetnsNames) -> io::Result<()> {
+            self.0
+                .borrow_mut()
+                .push((format!("{:?}", c.change), c.time));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn changes_come_before_their_request_and_in_time_order() {
+        use crate::facts::ChangeKind;
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let mut p = Pipeline::new(
+            Filter::default(),
+            None,
+            NetnsNames::with_dir("/nonexistent"),
+        );
+        p.sinks.push(Box::new(Order(seen.clone())));
+        // Noticed 5 ns after the request it was read for.
+        let mut w = FactsChange::new(1, ChangeKind::Watched);
+        w.time = Time(105);
+        p.facts = Some(Box::new(Changing(vec![w])));
+        let mut e = ev(1, "eth3", 1);
+        e.time = Time(100);
+        p.push(e).unwrap();
+        // Noticed before a record already shown, drained by the tick.
+        let mut a = FactsChange::new(1, ChangeKind::ArpAnnounce);
+        a.time = Time(50);
+        p.facts = Some(Box::new(Changing(vec![a])));
+        p.drain_changes().unwrap();
+        // Another namespace under --netns 1 is not shown.
+        p.filter.netns = [1].into();
+        p.push_change(FactsChange::new(2, ChangeKind::AddrAdded))
+            .unwrap();
+        assert_eq!(
+            *seen.borrow(),
+            [
+                ("Watched".to_string(), Time(100)),
+                ("arp".to_string(), Time(100)),
+                ("ArpAnnounce".to_string(), Time(100))
+            ]
+        );
     }
 
     #[test]

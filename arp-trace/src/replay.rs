@@ -154,6 +154,12 @@ fn feed(
                 }
                 pipeline.push_failed(f).map(|_| Flow::Continue)
             }
+            Record::Change(c) => {
+                if !netns.matches(c.netns, c.netns_name.as_deref()) {
+                    continue;
+                }
+                pipeline.push_change(*c).map(|_| Flow::Continue)
+            }
             Record::Summary(t) => {
                 *trailer = Some(t);
                 continue;

@@ -1,7 +1,9 @@
 //! The trace header's per-namespace snapshot: IPv4 addresses and ARP sysctls of every
-//! interface in the tracer's namespace and every `ip netns` namespace, read at start. A
-//! stand-in until facts.rs (explanation branch) provides the same facts; kept as JSON so the
-//! trace format does not depend on either.
+//! interface in every network namespace that exists at start: the tracer's own, every
+//! `ip netns` one, and those held only by a process (opened through /proc/PID/ns/net, as
+//! facts.rs does), at most [`MAX_NAMESPACES`]. Namespaces first seen later are covered by the
+//! `watched` facts_change record facts.rs emits when it starts watching them. Kept as JSON so
+//! the trace format does not depend on facts.rs's types.
 //!
 //! Shape: `{"namespaces": {"<name or inode>": {"netns": inode, "all": {sysctls},
 //! "interfaces": {"eth3": {"ipv4": ["198.51.100.10/24"], "arp_announce": 0, ...}}}}}`
@@ -16,6 +18,30 @@ use serde_json::{json, Map, Value};
 use crate::netns::{self, NETNS_RUN_DIR};
 
 const SYSCTLS: [&str; 3] = ["arp_announce", "arp_ignore", "arp_filter"];
+
+/// Namespaces read into one header; beyond it they are left to `watched` records.
+pub const MAX_NAMESPACES: usize = 256;
+
+/// One path per namespace held only by processes (not a /run/netns entry), by inode.
+fn process_namespaces(skip: &BTreeMap<u32, String>) -> BTreeMap<u32, std::path::PathBuf> {
+    let mut out = BTreeMap::new();
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let p = e.path().join("ns/net");
+        if let Ok(ino) = netns::inode_of(&p) {
+            if !skip.contains_key(&ino) {
+                out.entry(ino).or_insert(p);
+            }
+        }
+    }
+    out
+}
 
 fn sysctls(dev: &str) -> Map<String, Value> {
     let mut m = Map::new();
@@ -114,6 +140,9 @@ pub fn take(own: Option<u32>) -> (Value, BTreeMap<u32, String>) {
         let mut entries: Vec<_> = rd.flatten().collect();
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
+            if namespaces.len() >= MAX_NAMESPACES {
+                break;
+            }
             let name = e.file_name().to_string_lossy().into_owned();
             let Ok(ino) = netns::inode_of(&e.path()) else {
                 continue;
@@ -133,6 +162,19 @@ pub fn take(own: Option<u32>) -> (Value, BTreeMap<u32, String>) {
     if let Some(own) = own {
         if !names.contains_key(&own) {
             namespaces.insert(own.to_string(), this_namespace(own));
+        }
+    }
+    for (ino, path) in process_namespaces(&names) {
+        if namespaces.len() >= MAX_NAMESPACES {
+            break;
+        }
+        if Some(ino) == own {
+            continue;
+        }
+        let v = other_namespace(&path, ino);
+        // The process may have left meanwhile; its namespace is then not worth a row.
+        if v.get("error").is_none() {
+            namespaces.insert(ino.to_string(), v);
         }
     }
     (json!({ "namespaces": namespaces }), names)

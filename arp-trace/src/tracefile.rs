@@ -2,15 +2,35 @@
 //! summary trailer; plain, `.gz` or `.zst`; written so that a killed writer leaves a readable
 //! file, and read so that no input can make arp-trace panic or use unbounded memory.
 //!
-//! # Format
+//! # Format (version 2)
 //! ```text
-//! {"type":"header","format_version":1,"arp_trace_version":"0.1.0","kernel_release":...,
+//! {"type":"header","format_version":2,"arp_trace_version":"0.1.0","kernel_release":...,
 //!  "hostname":...,"start_time":...,"hooks":...,"own_netns":...,"netns_names":{...},
 //!  "snapshot":{...}}
 //! {"type":"arp",...}            exactly the objects `--json` prints, byte for byte
 //! {"type":"neigh_failed",...}
-//! {"type":"summary","events":N,"requests":..,"replies":..,"failures":..,"lost":..,...}
+//! {"type":"facts_change",...}   an address or arp_announce change (see below)
+//! {"type":"summary","final":true,"requests":..,"foreign_requests":..,"rows":[...],
+//!  "folded_requests":..,"events":N,"replies":..,"failures":..,"lost":..,"filtered":..,
+//!  "undecodable":..,"end_time":...}
 //! ```
+//! The trailer is the summary object `--json` prints on exit, followed by the trace's counts
+//! (`events` counts the records between header and trailer).
+//!
+//! `facts_change` records ([`crate::facts::FactsChange`]) let a reader rebuild a namespace's
+//! state at any moment: `{"type":"facts_change","time":..,"netns":..,"netns_name":..,
+//! "change":C,...}` with C one of
+//! - `watched`: the tracer started watching the namespace (at its first request):
+//!   `"arp_announce":{"all":0,"eth3":0,...}` and `"addrs":[{"ifname","addr","prefix_len",
+//!   "scope","secondary"}...]`, the whole state from then on;
+//! - `addr_added` / `addr_removed`: `"ifname","addr","prefix_len"` (and `scope`, `secondary`),
+//!   seen through the namespace's RTNLGRP_IPV4_IFADDR subscription;
+//! - `arp_announce`: `"conf"` (`all` or an interface), `"before"` (absent for an interface
+//!   that is new), `"after"`; noticed when a request's facts are read and by re-reading every
+//!   value once a second per watched namespace (no kernel notification exists for sysctls).
+//!
+//! The header snapshot covers the namespaces that exist at start (own, `ip netns`, and those
+//! held only by a process); `watched` covers any namespace first seen later.
 //!
 //! # Compatibility rule
 //! `format_version` is raised whenever a reader of the previous version would misread a file
@@ -19,6 +39,8 @@
 //! newer version added are optional (`#[serde(default)]`) when read. A reader accepts every
 //! version from 1 up to its own [`FORMAT_VERSION`]; a file with a higher version is refused
 //! with a message naming both versions and asking for a newer arp-trace, never misread.
+//! Version 2 added `facts_change` records (a version 1 reader refuses unknown types) and the
+//! full summary in the trailer; a `facts_change` in a version 1 file is an unknown type.
 //!
 //! # Durability
 //! Records are serialized into a batch buffer that only ever holds whole lines; each batch
@@ -39,11 +61,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::attribution::NeighFailed;
 use crate::event::{ArpEvent, Time};
+use crate::facts::FactsChange;
 use crate::netns::NetnsNames;
-use crate::pipeline::{Counters, Sink};
+use crate::pipeline::{Counters, Output, Sink};
+use crate::summary::{Summary, SummaryOut};
 
 /// The format version this arp-trace writes, and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Longest line a reader accepts. An event is well under 4 KiB; a header with thousands of
 /// namespaces stays far below this. Keeps memory bounded on hostile input.
@@ -115,8 +139,8 @@ pub fn live_header(hooks: String, own_netns: Option<u32>) -> Header {
     h
 }
 
-/// The last record. The explanation branch's summary extends this object; readers only rely
-/// on the counts, all optional.
+/// The last record as read back: the counts, all optional (version 1 trailers had only
+/// these; version 2 adds the summary's rows, which readers recompute from the events).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Trailer {
     #[serde(rename = "type")]
@@ -138,6 +162,20 @@ pub struct Trailer {
     pub undecodable: u64,
     #[serde(default)]
     pub end_time: Time,
+}
+
+/// The trailer as written: the `--json` summary object, then the counts.
+#[derive(Serialize)]
+struct FileTrailer<'a> {
+    #[serde(flatten)]
+    summary: &'a SummaryOut,
+    events: u64,
+    replies: u64,
+    failures: u64,
+    lost: u64,
+    filtered: u64,
+    undecodable: u64,
+    end_time: Time,
 }
 
 impl Trailer {
@@ -191,6 +229,8 @@ pub struct TraceWriter {
     /// Whole lines not yet handed to the file.
     batch: Vec<u8>,
     events: u64,
+    /// The same summary the stdout sinks print, for the trailer.
+    summary: Summary,
 }
 
 impl TraceWriter {
@@ -213,6 +253,7 @@ impl TraceWriter {
             enc: Some(enc),
             batch: Vec::with_capacity(64 * 1024),
             events: 0,
+            summary: Summary::new(Output::new(Box::new(io::sink())), true),
         };
         w.record(header)?;
         w.write_batch()
@@ -250,12 +291,24 @@ impl TraceWriter {
         r.map_err(|e| self.err(e))
     }
 
-    /// Writes the trailer, ends the compressed stream and syncs the file.
+    /// Writes the trailer (the summary with `trailer`'s counts), ends the compressed stream
+    /// and syncs the file.
     pub fn close(&mut self, trailer: &Trailer) -> io::Result<()> {
         if self.enc.is_none() {
             return Ok(());
         }
-        self.record(trailer)?;
+        let summary = self.summary.snapshot(true);
+        let t = FileTrailer {
+            summary: &summary,
+            events: trailer.events,
+            replies: trailer.replies,
+            failures: trailer.failures,
+            lost: trailer.lost,
+            filtered: trailer.filtered,
+            undecodable: trailer.undecodable,
+            end_time: trailer.end_time,
+        };
+        self.record(&t)?;
         self.write_batch()?;
         let file = match self.enc.take() {
             Some(Encoder::Plain(f)) => Ok(f),
@@ -270,11 +323,16 @@ impl TraceWriter {
 impl Sink for TraceWriter {
     fn arp(&mut self, ev: &ArpEvent, _: &mut NetnsNames) -> io::Result<()> {
         self.events += 1;
+        self.summary.add(ev);
         self.record(ev)
     }
     fn neigh_failed(&mut self, ev: &NeighFailed, _: &mut NetnsNames) -> io::Result<()> {
         self.events += 1;
         self.record(ev)
+    }
+    fn facts_change(&mut self, ch: &FactsChange, _: &mut NetnsNames) -> io::Result<()> {
+        self.events += 1;
+        self.record(ch)
     }
     fn flush(&mut self) -> io::Result<()> {
         if self.batch.is_empty() {
@@ -312,6 +370,7 @@ impl std::error::Error for TraceError {}
 pub enum Record {
     Arp(Box<ArpEvent>),
     Failed(NeighFailed),
+    Change(Box<FactsChange>),
     Summary(Trailer),
 }
 
@@ -698,6 +757,9 @@ fn parse_line(
         Some("neigh_failed") => serde_json::from_slice(b)
             .map(Record::Failed)
             .map_err(|e| err(&format!("corrupt neigh_failed record: {e}"))),
+        Some("facts_change") if format_version >= 2 => serde_json::from_slice(b)
+            .map(|c| Record::Change(Box::new(c)))
+            .map_err(|e| err(&format!("corrupt facts_change record: {e}"))),
         Some("summary") => serde_json::from_slice(b)
             .map(Record::Summary)
             .map_err(|e| err(&format!("corrupt summary record: {e}"))),

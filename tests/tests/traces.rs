@@ -175,11 +175,7 @@ fn replay_prints_what_the_live_run_printed() {
 
     // jq reads the trace as it is.
     let jq = Command::new("jq")
-        .args([
-            "-c",
-            "select(.type==\"arp\" or .type==\"neigh_failed\")",
-            &a,
-        ])
+        .args(["-c", "select(.type!=\"header\" and .type!=\"summary\")", &a])
         .output()
         .unwrap();
     assert!(jq.status.success());
@@ -194,15 +190,33 @@ fn replay_prints_what_the_live_run_printed() {
         .output()
         .unwrap();
     let head = String::from_utf8(head.stdout).unwrap();
-    assert!(head.starts_with("1\n"), "{head}");
+    assert!(head.starts_with("2\n"), "{head}");
     let trailer = Command::new("jq")
-        .args(["-r", "select(.type==\"summary\") | .requests", &a])
+        .args(["-r", "select(.type==\"summary\") | .requests, .lost", &a])
         .output()
         .unwrap();
     assert_eq!(
-        String::from_utf8(trailer.stdout).unwrap().trim(),
-        live_counts.requests.to_string()
+        String::from_utf8(trailer.stdout).unwrap(),
+        format!("{}\n{}\n", live_counts.requests, live_counts.lost)
     );
+    // The trailer is the summary the live --json run printed, plus the counts.
+    let summary_of = |args: &[&str]| {
+        let out = Command::new("jq")
+            .args(["-c", "select(.type==\"summary\") | del(.events, .replies, .failures, .lost, .filtered, .undecodable, .end_time)"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let live_summary = {
+        let f = d.file("live.json");
+        std::fs::write(&f, &live_json).unwrap();
+        summary_of(&[&f])
+    };
+    assert!(live_summary.contains("\"rows\":[{"), "{live_summary}");
+    assert_eq!(summary_of(&[&a]), live_summary);
 
     // Wireshark's tshark reads the pcapng: frames, interface names and comments.
     let requests: Vec<Value> = parse_json_lines(&live_json)
@@ -241,9 +255,18 @@ fn replay_prints_what_the_live_run_printed() {
             assert!(row[4].contains(&want), "{row:?} vs {ev}");
         }
     }
-    assert!(rows
-        .iter()
-        .any(|r| r[2] == SRV_ETH5_IP && r[4].contains("trigger: udp 203.0.113.10:")));
+    // The comment carries the explanation too, as the event's verdict has it.
+    for (row, ev) in rows.iter().zip(&requests) {
+        if let Some(why) = ev["explanation"].as_str() {
+            let want = format!("why ({}): {why}", s(ev, "reason"));
+            assert!(row[4].contains(&want), "{row:?} vs {ev}");
+        }
+    }
+    assert!(rows.iter().any(|r| r[2] == SRV_ETH5_IP
+        && r[4].contains("trigger: udp 203.0.113.10:")
+        && r[4].contains(
+            "; foreign sender; why (announce0_local_source): eth3 announces 203.0.113.10"
+        )));
     // -T json: the raw frame bytes are the event's.
     let out = Command::new("tshark")
         .args(["-r", &pcap, "-T", "json", "-x"])
@@ -416,8 +439,8 @@ fn bad_input_fails_with_file_line_and_cause() {
         ),
         (
             "version",
-            format!("{}\n", header.replace(":1,", ":2,")),
-            "version.jsonl line 1: format version 2 is newer",
+            format!("{}\n", header.replace(":1,", ":3,")),
+            "version.jsonl line 1: format version 3 is newer",
         ),
         (
             "garbage",
@@ -523,4 +546,127 @@ fn a_gigabyte_line_is_refused_in_bounded_memory() {
     assert!(sent < 1 << 30, "stopped reading early ({sent} bytes sent)");
     let max_rss_mib = ru.ru_maxrss / 1024;
     assert!(max_rss_mib < 400, "peak RSS {max_rss_mib} MiB");
+}
+
+fn change_is(v: &Value, change: &str) -> bool {
+    v["type"] == "facts_change" && v["change"] == change
+}
+
+/// An address added and arp_announce raised inside srv while tracing: `facts_change` records
+/// in the live `--json` stream, in the `-w` file (jq), and replayed byte for byte.
+#[test]
+fn address_and_sysctl_changes_are_recorded_and_replayed() {
+    let seed = Seed::new();
+    let srv = &seed.srv;
+    let ns = srv.name();
+    let d = Dir::new("changes");
+    let (f, g) = (d.file("c.jsonl"), d.file("c.jsonl.zst"));
+    let tj = Tracer::start(&["--json", "--netns", ns, "-w", &f]);
+    let tt = Tracer::start(&["-v", "--netns", ns, "-w", &g]);
+    let eth5: std::net::Ipv4Addr = SRV_ETH5_IP.parse().unwrap();
+
+    // The first request makes the tracers watch srv: its state comes first.
+    srv.flush_neigh();
+    srv.send_udp(Some(eth5), udp(C3_IP));
+    tj.wait_for(
+        |v| is_request(v) && v["sender_ip"] == SRV_ETH5_IP,
+        EVENT_TIMEOUT,
+    );
+    tt.wait_for_line(
+        |l| l.contains(&format!("tell {SRV_ETH5_IP}")),
+        EVENT_TIMEOUT,
+    );
+    let w = tj.matching(|v| change_is(v, "watched"));
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0]["netns_name"], ns);
+    assert_eq!(w[0]["arp_announce"]["eth3"], 0);
+    assert!(
+        w[0]["addrs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["ifname"] == "eth3" && a["addr"] == SRV_ETH3_IP && a["prefix_len"] == 24),
+        "{}",
+        w[0]
+    );
+
+    // Mid-trace, with no traffic: an address (netlink tells) and a sysctl (re-read).
+    srv.ip(&["addr", "add", "198.51.100.11/24", "dev", "eth3"]);
+    srv.set_announce("eth3", 2);
+    let added = tj.wait_for(|v| change_is(v, "addr_added"), EVENT_TIMEOUT);
+    let a = &added[0];
+    assert_eq!(
+        (
+            s(a, "ifname"),
+            s(a, "addr"),
+            &a["prefix_len"],
+            s(a, "netns_name")
+        ),
+        ("eth3", "198.51.100.11", &Value::from(24), ns),
+        "{a}"
+    );
+    let ann = tj.wait_for(|v| change_is(v, "arp_announce"), EVENT_TIMEOUT);
+    let c = &ann[0];
+    assert_eq!(
+        (s(c, "conf"), &c["before"], &c["after"]),
+        ("eth3", &Value::from(0), &Value::from(2)),
+        "{c}"
+    );
+    tt.wait_for_line(
+        |l| l.ends_with(&format!(" {ns}/eth3 arp_announce 0 -> 2")),
+        EVENT_TIMEOUT,
+    );
+    tt.wait_for_line(
+        |l| l.ends_with(&format!(" {ns}/eth3 +198.51.100.11/24")),
+        EVENT_TIMEOUT,
+    );
+
+    // The next request is explained with the new facts.
+    srv.flush_neigh();
+    srv.send_udp(Some(eth5), udp(C3_IP));
+    let r = tj.wait_for(
+        |v| is_request(v) && v["arp_announce"]["dev"] == 2,
+        EVENT_TIMEOUT,
+    );
+    assert_eq!(s(&r[0], "reason"), "select_announce2", "{}", r[0]);
+    srv.ip(&["addr", "del", "198.51.100.11/24", "dev", "eth3"]);
+    tj.wait_for(|v| change_is(v, "addr_removed"), EVENT_TIMEOUT);
+    tt.wait_for_line(|l| l.ends_with("/eth3 -198.51.100.11/24"), EVENT_TIMEOUT);
+    let (st, live_json, e1) = tj.stop();
+    assert!(st.success(), "{e1}");
+    let (st, live_text, e2) = tt.stop();
+    assert!(st.success(), "{e2}");
+
+    // In the stream, each change comes before the request explained with it.
+    let recs = parse_json_lines(&live_json);
+    let pos = |p: &dyn Fn(&Value) -> bool| recs.iter().position(p).unwrap();
+    assert!(pos(&|v| change_is(v, "watched")) < pos(&|v| is_request(v)));
+    assert!(
+        pos(&|v| change_is(v, "arp_announce"))
+            < pos(&|v| is_request(v) && v["arp_announce"]["dev"] == 2)
+    );
+    assert!(live_text.contains(&format!(" {ns} watching: arp_announce all=0 ")));
+
+    // jq on the trace file: the same records.
+    let jq = Command::new("jq")
+        .args(["-r", "select(.type==\"facts_change\") | .change", &f])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(jq.stdout).unwrap(),
+        "watched\naddr_added\narp_announce\naddr_removed\n"
+    );
+    // Replay: byte-identical JSON, identical text lines.
+    let r = arp_trace(&["-r", &f, "--json"]);
+    assert!(r.status.success(), "{r:?}");
+    assert_eq!(r.stdout, live_json);
+    let r = arp_trace(&["-r", &g, "-v"]);
+    assert!(r.status.success(), "{r:?}");
+    assert_eq!(r.stdout, live_text);
+    // Without -v the watched state is not shown, the changes are.
+    let r = arp_trace(&["-r", &g]);
+    assert!(!r.stdout.contains(" watching: "), "{}", r.stdout);
+    assert!(r
+        .stdout
+        .contains(&format!(" {ns}/eth3 arp_announce 0 -> 2\n")));
 }

@@ -169,11 +169,11 @@ fn bad_input_is_one_line_with_file_line_and_cause() {
             "f line 1: not an arp-trace trace: no \"type\"",
         ),
         (
-            (h.replace("\"format_version\":1", "\"format_version\":9") + "\n").into_bytes(),
+            (h.replace("\"format_version\":2", "\"format_version\":9") + "\n").into_bytes(),
             "f line 1: format version 9 is newer",
         ),
         (
-            (h.replace("\"format_version\":1", "\"format_version\":0") + "\n").into_bytes(),
+            (h.replace("\"format_version\":2", "\"format_version\":0") + "\n").into_bytes(),
             "f line 1: format version 0 does not exist",
         ),
         (
@@ -374,4 +374,128 @@ fn parallel_reader_keeps_order_errors_and_warnings() {
 
 fn read_plain(zst: &[u8]) -> Vec<u8> {
     zstd::stream::decode_all(zst).unwrap()
+}
+
+fn change(kind: crate::facts::ChangeKind) -> FactsChange {
+    use crate::facts::ChangeKind;
+    let mut c = FactsChange::new(4026532281, kind);
+    c.time = Time(1_795_894_258_000_000_000);
+    c.netns_name = Some("srv".into());
+    match kind {
+        ChangeKind::Watched => {
+            c.arp_announce = Some([("all".to_string(), 0), ("eth3".to_string(), 0)].into());
+            c.addrs = Some(vec![crate::explain::tests::addr(
+                "eth3",
+                "198.51.100.10",
+                24,
+            )]);
+        }
+        ChangeKind::AddrAdded | ChangeKind::AddrRemoved => {
+            c.ifname = Some("eth3".into());
+            c.addr = Some(Ipv4Addr::new(198, 51, 100, 11));
+            c.prefix_len = Some(24);
+            c.scope = Some(0);
+            c.secondary = Some(true);
+        }
+        ChangeKind::ArpAnnounce => {
+            c.conf = Some("eth3".into());
+            (c.before, c.after) = (Some(0), Some(2));
+        }
+    }
+    c
+}
+
+#[test]
+fn facts_changes_round_trip_and_the_trailer_is_the_summary() {
+    use crate::facts::ChangeKind;
+    let path = tmp("changes.jsonl");
+    let mut w = TraceWriter::create(&path, &header()).unwrap();
+    let mut names = NetnsNames::with_dir("/nonexistent");
+    let evs = events(4);
+    let kinds = [
+        ChangeKind::Watched,
+        ChangeKind::AddrAdded,
+        ChangeKind::ArpAnnounce,
+        ChangeKind::AddrRemoved,
+    ];
+    for (ev, k) in evs.iter().zip(kinds) {
+        w.facts_change(&change(k), &mut names).unwrap();
+        w.arp(ev, &mut names).unwrap();
+    }
+    let c = Counters {
+        requests: 4,
+        lost: 1,
+        ..Default::default()
+    };
+    w.finish(&c).unwrap();
+    let data = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let text = String::from_utf8(data.clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[3],
+        r#"{"type":"facts_change","time":"2026-11-28T19:30:58.000000000Z","netns":4026532281,"netns_name":"srv","change":"addr_added","ifname":"eth3","addr":"198.51.100.11","prefix_len":24,"scope":0,"secondary":true}"#
+    );
+    assert!(
+        lines[5].contains(r#""change":"arp_announce","conf":"eth3","before":0,"after":2}"#),
+        "{}",
+        lines[5]
+    );
+    let mut r = TraceReader::from_reader("t", Box::new(io::Cursor::new(data))).unwrap();
+    let mut got = vec![];
+    let mut n = 1;
+    while let Some(rec) = r.read_record().unwrap() {
+        n += 1;
+        match rec {
+            // Read back, written again: the same bytes (what `-r --json` prints).
+            Record::Change(c) => {
+                assert_eq!(serde_json::to_string(&c).unwrap(), lines[n - 1]);
+                got.push(c.change);
+            }
+            Record::Arp(_) | Record::Summary(_) => {}
+            Record::Failed(_) => panic!("no neigh_failed written"),
+        }
+    }
+    assert_eq!(got, kinds);
+    // The trailer: the summary `--json` prints, type first, then the counts.
+    let last = lines.last().unwrap();
+    assert!(
+        last.starts_with(r#"{"type":"summary","final":true,"requests":4,"#),
+        "{last}"
+    );
+    let v: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(v["rows"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(
+        (v["events"].as_u64(), v["lost"].as_u64()),
+        (Some(8), Some(1))
+    );
+    let t = r.trailer.unwrap();
+    assert_eq!((t.events, t.requests, t.lost), (8, 4, 1));
+}
+
+/// A file version 1 wrote (no facts_change, a counts-only trailer) still reads; a
+/// facts_change in a version 1 file is an unknown type there.
+#[test]
+fn version_1_files_still_read() {
+    let ev = serde_json::to_string(&events(1)[0]).unwrap();
+    let h = serde_json::to_string(&header())
+        .unwrap()
+        .replace("\"format_version\":2", "\"format_version\":1");
+    assert!(h.contains("\"format_version\":1"), "{h}");
+    let trailer = r#"{"type":"summary","events":1,"requests":1,"replies":0,"failures":0,"lost":2,"filtered":0,"undecodable":0,"end_time":"2026-11-28T19:31:03.000000000Z"}"#;
+    let v1 = format!("{h}\n{ev}\n{trailer}\n");
+    let (got, r) = read_all(v1.as_bytes());
+    assert_eq!(got.len(), 1);
+    assert_eq!(r.header.format_version, 1);
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    assert_eq!(r.trailer.as_ref().map(|t| (t.events, t.lost)), Some((1, 2)));
+    let ch = serde_json::to_string(&change(crate::facts::ChangeKind::ArpAnnounce)).unwrap();
+    assert_eq!(
+        err_of(format!("{h}\n{ch}\n").as_bytes()),
+        "f line 2: unknown record type \"facts_change\" for format version 1 (written by a \
+         newer arp-trace?)"
+    );
+    let h2 = serde_json::to_string(&header()).unwrap();
+    let (got, _) = read_all(format!("{h2}\n{ch}\n{ev}\n").as_bytes());
+    assert_eq!(got.len(), 1);
 }
