@@ -33,6 +33,9 @@ use crate::event::Time;
 use crate::explain::{IfAddr, NsFacts};
 use crate::netns;
 
+/// Changes no one could be told about because the event loop fell behind.
+pub static CHANGES_DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Namespace facts for a request: `Err` carries a one-line cause.
 pub trait FactsSource {
     fn facts(&mut self, netns: u32, ifname: &str) -> Result<NsFacts, String>;
@@ -484,8 +487,11 @@ impl NsState {
     }
 
     fn report(&self, c: FactsChange) {
-        // A full queue means the event loop stalled; the change is lost, not the thread.
-        let _ = self.changes.try_send(c);
+        // A full queue means the event loop stalled; the change is lost (and counted), not
+        // the thread.
+        if self.changes.try_send(c).is_err() {
+            CHANGES_DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// arp_announce of `all` and of every interface that has an IPv4 conf directory.

@@ -90,6 +90,12 @@ pub fn counts_line(c: &Counters) -> String {
     if c.filtered > 0 {
         s.push_str(&format!("; {} filtered out", c.filtered));
     }
+    if c.changes_dropped > 0 {
+        s.push_str(&format!(
+            "; {} address/sysctl changes not recorded (event loop fell behind)",
+            c.changes_dropped
+        ));
+    }
     if c.undecodable > 0 {
         s.push_str(&format!(
             "; {} non-IPv4 or other-opcode ARP frames ignored",

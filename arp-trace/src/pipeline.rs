@@ -41,6 +41,8 @@ pub struct Counters {
     pub failures: u64,
     /// Requests whose sender IP is in none of the egress interface's subnets.
     pub foreign: u64,
+    /// Address or sysctl changes lost because the event loop fell behind.
+    pub changes_dropped: u64,
 }
 
 /// A consumer of events: the terminal, JSON Lines, later trace files, pcapng and summaries.
@@ -202,6 +204,8 @@ impl Pipeline {
             Some(f) => f.changes(),
             None => return Ok(()),
         };
+        self.counters.changes_dropped =
+            crate::facts::CHANGES_DROPPED.load(std::sync::atomic::Ordering::Relaxed);
         for mut c in changes {
             let mut t = c.time.max(self.last_time);
             if let Some(b) = before {
