@@ -322,11 +322,13 @@ mod tests {
             undecodable: 5,
             failures: 0,
             foreign: 6,
+            changes_dropped: 7,
         };
         assert_eq!(
             counts_line(&c),
             "1 ARP request, 2 replies captured; 3 lost (ring buffer full); 6 with a foreign \
-             sender; 4 filtered out; 5 non-IPv4 or other-opcode ARP frames ignored"
+             sender; 4 filtered out; 7 address/sysctl changes not recorded (event loop fell \
+             behind); 5 non-IPv4 or other-opcode ARP frames ignored"
         );
         assert_eq!(
             counts_line(&Counters::default()),
