@@ -84,6 +84,12 @@ pub fn counts_line(c: &Counters) -> String {
         plural(c.replies, "reply", "replies"),
         c.lost
     );
+    if c.missed > 0 {
+        s.push_str(&format!(
+            "; {} hook runs missed (program busy on that CPU)",
+            c.missed
+        ));
+    }
     if c.foreign > 0 {
         s.push_str(&format!("; {} with a foreign sender", c.foreign));
     }
@@ -217,6 +223,7 @@ async fn stream(
     let clock = crate::timefmt::monotonic_to_realtime_offset();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut reported_lost = 0u64;
+    let mut reported_missed = 0u64;
     let mut done = false;
     let mut closed = false;
 
@@ -266,9 +273,20 @@ async fn stream(
                     );
                     reported_lost = lost;
                 }
+                let missed = loader::recursion_misses();
+                if missed > reported_missed {
+                    eprintln!(
+                        "arp-trace: {missed} hook runs missed so far: the kernel skipped a program \
+                         already running on that CPU"
+                    );
+                    reported_missed = missed;
+                }
             }
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
+                // Cleared before draining: the kernel wakes us only when a record lands in an
+                // empty ring, so a wakeup during the drain must not be wiped afterwards.
+                guard.clear_ready();
                 let rb = guard.get_inner_mut();
                 while let Some(item) = rb.next() {
                     ingest(&mut joiner, &mut pipeline, &item, clock, &mut joined);
@@ -279,7 +297,6 @@ async fn stream(
                     Err(e) if pipeline::is_closed_pipe(&e) => { done = true; closed = true; }
                     Err(e) => return Err(e).context("writing output"),
                 }
-                guard.clear_ready();
                 match pipeline.flush() {
                     Ok(()) => {}
                     Err(e) if pipeline::is_closed_pipe(&e) => { done = true; closed = true; }
@@ -299,6 +316,7 @@ async fn stream(
         let _ = deliver(&mut pipeline, &mut joined);
     }
     pipeline.counters.lost = loader::read_lost(&lost_map);
+    pipeline.counters.missed = loader::recursion_misses();
     if let Err(e) = pipeline.finish() {
         if !pipeline::is_closed_pipe(&e) {
             return Err(e).context("writing output");
@@ -323,6 +341,7 @@ mod tests {
             failures: 0,
             foreign: 6,
             changes_dropped: 7,
+            missed: 0,
         };
         assert_eq!(
             counts_line(&c),

@@ -515,6 +515,23 @@ impl Tracer {
     }
 }
 
+/// Runs of this process's BPF programs the kernel skipped because the program was already
+/// active on that CPU (`recursion_misses` in each program's fdinfo, Linux 5.12+).
+pub fn recursion_misses() -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fdinfo") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+        .filter(|t| t.contains("prog_type:"))
+        .filter_map(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("recursion_misses:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
 /// Sum of the per-CPU lost counters.
 pub fn read_lost(map: &PerCpuArray<MapData, u64>) -> u64 {
     map.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0)

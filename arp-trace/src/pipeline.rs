@@ -43,6 +43,9 @@ pub struct Counters {
     pub foreign: u64,
     /// Address or sysctl changes lost because the event loop fell behind.
     pub changes_dropped: u64,
+    /// Program runs the kernel skipped because the program was already running on that CPU
+    /// (`recursion_misses`): events that may be missing.
+    pub missed: u64,
 }
 
 /// A consumer of events: the terminal, JSON Lines, later trace files, pcapng and summaries.
@@ -130,7 +133,12 @@ impl Pipeline {
             self.drain_changes_before(Some(ev.time))?;
             if Some(ev.netns) != self.names.own() {
                 if let Some(r) = ev.verdict.as_mut().and_then(|v| v.remedy.as_mut()) {
-                    let path = crate::netns::find_path(ev.netns);
+                    // A name says where to run it; only unnamed namespaces need a path
+                    // (a /proc scan, so not for every request of a named one).
+                    let path = match ev.netns_name {
+                        Some(_) => None,
+                        None => crate::netns::find_path(ev.netns),
+                    };
                     r.run_in_namespace(ev.netns, ev.netns_name.as_deref(), path.as_deref());
                 }
             }

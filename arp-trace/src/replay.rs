@@ -109,6 +109,7 @@ pub fn run(args: &Args) -> Result<Counters> {
     };
     if let Some(t) = &trailer {
         pipeline.counters.lost = t.lost;
+        pipeline.counters.missed = t.missed;
         pipeline.counters.undecodable += t.undecodable;
         // What the live run filtered out stays counted, so the counts line matches its own.
         pipeline.counters.filtered += t.filtered;

@@ -160,6 +160,9 @@ pub struct Trailer {
     pub filtered: u64,
     #[serde(default)]
     pub undecodable: u64,
+    /// Hook runs the kernel skipped (program busy on that CPU).
+    #[serde(default)]
+    pub missed: u64,
     #[serde(default)]
     pub end_time: Time,
 }
@@ -175,7 +178,13 @@ struct FileTrailer<'a> {
     lost: u64,
     filtered: u64,
     undecodable: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    missed: u64,
     end_time: Time,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl Trailer {
@@ -193,6 +202,7 @@ impl Trailer {
             lost: c.lost,
             filtered: c.filtered,
             undecodable: c.undecodable,
+            missed: c.missed,
             end_time: Time(now),
         }
     }
@@ -306,6 +316,7 @@ impl TraceWriter {
             lost: trailer.lost,
             filtered: trailer.filtered,
             undecodable: trailer.undecodable,
+            missed: trailer.missed,
             end_time: trailer.end_time,
         };
         self.record(&t)?;
