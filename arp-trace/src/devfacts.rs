@@ -96,6 +96,32 @@ impl DevFacts {
         ns.addrs.splice(at..at, mine);
     }
 
+    /// Whether facts read for the namespace disagree with what the kernel held: a sysctl or
+    /// an egress address changed since they were read.
+    pub fn contradicts(&self, ns: &NsFacts, ifname: &str) -> bool {
+        if self
+            .announce_all
+            .is_some_and(|a| i32::from(ns.announce_all) != a)
+        {
+            return true;
+        }
+        let Some(dev) = self.announce_dev else {
+            return false; // nothing read from the device to compare with
+        };
+        if ns.announce_dev.get(ifname).map(|d| i32::from(*d)) != Some(dev) {
+            return true;
+        }
+        if self.truncated {
+            return false;
+        }
+        let theirs = ns
+            .addrs
+            .iter()
+            .filter(|a| a.ifname == ifname)
+            .map(|a| (a.addr, a.prefix_len));
+        !theirs.eq(self.addrs.iter().map(|a| (a.addr, a.prefixlen)))
+    }
+
     /// `IN_DEV_ARP_ANNOUNCE()`: the larger of `all` and the device's value.
     pub fn effective_announce(&self) -> Option<i32> {
         match (self.announce_all, self.announce_dev) {
@@ -175,5 +201,17 @@ mod tests {
             names,
             ["lo:127.0.0.1", "eth3:198.51.100.10", "eth5:203.0.113.10"]
         );
+        // After applying, they agree; a changed sysctl or address contradicts.
+        assert!(!kernel.contradicts(&ns, "eth3"));
+        let mut later = kernel.clone();
+        later.announce_dev = Some(0);
+        assert!(later.contradicts(&ns, "eth3"));
+        let mut later = kernel.clone();
+        later.addrs[0].prefixlen = 25;
+        assert!(later.contradicts(&ns, "eth3"));
+        let mut unknown = kernel;
+        unknown.announce_dev = None;
+        unknown.addrs.clear();
+        assert!(!unknown.contradicts(&ns, "eth3"));
     }
 }

@@ -23,6 +23,7 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,6 +40,11 @@ pub static CHANGES_DROPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::At
 /// Namespace facts for a request: `Err` carries a one-line cause.
 pub trait FactsSource {
     fn facts(&mut self, netns: u32, ifname: &str) -> Result<NsFacts, String>;
+    /// Like `facts`, but read now from the namespace rather than from a cache: for when the
+    /// kernel's own view of the egress device disagrees with the cached one.
+    fn facts_fresh(&mut self, netns: u32, ifname: &str) -> Result<NsFacts, String> {
+        self.facts(netns, ifname)
+    }
     /// Changes observed since the last call, oldest first.
     fn changes(&mut self) -> Vec<FactsChange> {
         Vec::new()
@@ -218,7 +224,14 @@ struct Watch {
     wake: Arc<OwnedFd>,
     answered: bool,
     last_used: Instant,
+    /// Bumped by the thread whenever it reports a change.
+    gen: Arc<AtomicU64>,
+    /// Answers by egress interface, valid while `gen` has not moved and for `CACHE_FOR`.
+    cache: HashMap<String, (u64, Instant, NsFacts)>,
 }
+
+/// How long a cached answer is used at most (changes invalidate it sooner).
+const CACHE_FOR: Duration = Duration::from_secs(1);
 
 /// Facts of every namespace events come from, one watcher thread per namespace.
 pub struct NsWatchers {
@@ -279,9 +292,17 @@ impl NsWatchers {
         }
     }
 
-    fn ask(&mut self, ino: u32, ifname: &str) -> Option<Result<NsFacts, String>> {
+    fn ask(&mut self, ino: u32, ifname: &str, fresh: bool) -> Option<Result<NsFacts, String>> {
         let w = self.watches.get_mut(&ino)?;
         w.last_used = Instant::now();
+        let gen = w.gen.load(Ordering::Acquire);
+        if !fresh {
+            if let Some((g, at, f)) = w.cache.get(ifname) {
+                if *g == gen && at.elapsed() < CACHE_FOR {
+                    return Some(Ok(f.clone()));
+                }
+            }
+        }
         let (reply, rx) = mpsc::sync_channel(1);
         let q = Query {
             ifname: ifname.to_string(),
@@ -295,6 +316,15 @@ impl NsWatchers {
         match rx.recv_timeout(wait) {
             Ok(r) => {
                 w.answered = true;
+                if let Ok(f) = &r {
+                    if w.cache.len() > 256 {
+                        w.cache.clear();
+                    }
+                    // Tagged with the generation from before the question: a change the
+                    // answer already includes only costs one more question.
+                    w.cache
+                        .insert(ifname.to_string(), (gen, Instant::now(), f.clone()));
+                }
                 Some(r)
             }
             Err(mpsc::RecvTimeoutError::Timeout) => Some(Err(format!(
@@ -306,16 +336,26 @@ impl NsWatchers {
     }
 }
 
-impl FactsSource for NsWatchers {
-    fn facts(&mut self, ino: u32, ifname: &str) -> Result<NsFacts, String> {
-        if let Some(r) = self.ask(ino, ifname) {
+impl NsWatchers {
+    fn query(&mut self, ino: u32, ifname: &str, fresh: bool) -> Result<NsFacts, String> {
+        if let Some(r) = self.ask(ino, ifname, fresh) {
             return r;
         }
         // No watcher, or its namespace went away and the inode now names another one.
         self.watches.remove(&ino);
         self.start(ino)?;
-        self.ask(ino, ifname)
+        self.ask(ino, ifname, true)
             .unwrap_or_else(|| Err(format!("namespace {ino} went away")))
+    }
+}
+
+impl FactsSource for NsWatchers {
+    fn facts(&mut self, ino: u32, ifname: &str) -> Result<NsFacts, String> {
+        self.query(ino, ifname, false)
+    }
+
+    fn facts_fresh(&mut self, ino: u32, ifname: &str) -> Result<NsFacts, String> {
+        self.query(ino, ifname, true)
     }
 
     fn changes(&mut self) -> Vec<FactsChange> {
@@ -334,6 +374,8 @@ fn last_err(what: &str) -> String {
 }
 
 fn spawn_watch(ino: u32, changes: mpsc::SyncSender<FactsChange>) -> Result<Watch, String> {
+    let gen = Arc::new(AtomicU64::new(0));
+    let thread_gen = gen.clone();
     let holder = netns::find_path(ino).ok_or_else(|| {
         format!("namespace {ino} is gone (no /run/netns entry or process holds it any more)")
     })?;
@@ -350,13 +392,15 @@ fn spawn_watch(ino: u32, changes: mpsc::SyncSender<FactsChange>) -> Result<Watch
     std::thread::Builder::new()
         .name(format!("netns-{ino}"))
         .stack_size(256 * 1024)
-        .spawn(move || watch_thread(ino, holder, file, thread_wake, rx, changes))
+        .spawn(move || watch_thread(ino, holder, file, thread_wake, rx, changes, thread_gen))
         .map_err(|e| format!("cannot start a thread for namespace {ino}: {e}"))?;
     Ok(Watch {
         tx,
         wake,
         answered: false,
         last_used: Instant::now(),
+        gen,
+        cache: HashMap::new(),
     })
 }
 
@@ -369,8 +413,9 @@ fn watch_thread(
     wake: Arc<OwnedFd>,
     rx: mpsc::Receiver<Query>,
     changes: mpsc::SyncSender<FactsChange>,
+    gen: Arc<AtomicU64>,
 ) {
-    let mut ns = match NsState::enter(ino, file, changes) {
+    let mut ns = match NsState::enter(ino, file, changes, gen) {
         Ok(ns) => ns,
         Err(e) => {
             // Answer what is already queued, then leave: the next query restarts us.
@@ -447,6 +492,8 @@ struct NsState {
     /// arp_announce of `all` and every interface as last read, to report changes.
     announce: BTreeMap<String, u8>,
     changes: mpsc::SyncSender<FactsChange>,
+    /// Bumped with every change reported, so cached answers are dropped.
+    gen: Arc<AtomicU64>,
 }
 
 impl NsState {
@@ -454,6 +501,7 @@ impl NsState {
         ino: u32,
         file: File,
         changes: mpsc::SyncSender<FactsChange>,
+        gen: Arc<AtomicU64>,
     ) -> Result<NsState, String> {
         // SAFETY: setns(2) on a valid namespace descriptor; it moves only this thread.
         if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
@@ -476,6 +524,7 @@ impl NsState {
             ino,
             announce: Default::default(),
             changes,
+            gen,
         };
         ns.dump_all()?;
         ns.announce = ns.read_all_announce();
@@ -487,6 +536,7 @@ impl NsState {
     }
 
     fn report(&self, c: FactsChange) {
+        self.gen.fetch_add(1, Ordering::Release);
         // A full queue means the event loop stalled; the change is lost (and counted), not
         // the thread.
         if self.changes.try_send(c).is_err() {

@@ -440,6 +440,8 @@ impl Tracer {
         let config = resolve_config(&btf, syms)?;
         let facts = KernelFacts::gather(&btf, syms);
         drop(btf);
+        // SAFETY: malloc_trim only releases free memory; aya's own BTF parse comes next.
+        unsafe { libc::malloc_trim(0) };
         let (mut ebpf, aya_btf) = open_object(&offsets, &config, opts.buffer_bytes)?;
         let mut hooks = Vec::new();
         for (role, program, hook) in COMMON_HOOKS {
@@ -490,6 +492,11 @@ impl Tracer {
                 name: solicit.hook(),
             },
         );
+        drop(aya_btf);
+        // Both BTF parses are gone; hand their pages back instead of keeping the high-water
+        // mark for the whole run (glibc keeps freed heap otherwise).
+        // SAFETY: malloc_trim only releases free memory.
+        unsafe { libc::malloc_trim(0) };
         Ok(Tracer {
             ebpf,
             hooks,

@@ -171,12 +171,22 @@ impl Pipeline {
         }
         let facts = match (&ev.facts, &mut self.facts) {
             (Some(f), _) => Ok(f.to_ns(&ev.ifname)),
-            (None, Some(src)) => src.facts(ev.netns, &ev.ifname).map(|mut f| {
-                if let Some(k) = &ev.egress {
-                    k.apply(&mut f, &ev.ifname);
+            (None, Some(src)) => {
+                let mut r = src.facts(ev.netns, &ev.ifname);
+                // A cached answer the kernel's own view contradicts is stale: ask again, which
+                // also reports the change before this request.
+                if let (Ok(f), Some(k)) = (&r, &ev.egress) {
+                    if k.contradicts(f, &ev.ifname) {
+                        r = src.facts_fresh(ev.netns, &ev.ifname);
+                    }
                 }
-                f
-            }),
+                r.map(|mut f| {
+                    if let Some(k) = &ev.egress {
+                        k.apply(&mut f, &ev.ifname);
+                    }
+                    f
+                })
+            }
             (None, None) => return,
         };
         match facts {
