@@ -523,21 +523,10 @@ const NUD_FAILED: u8 = 0x20;
 #[inline(always)]
 unsafe fn emit_neigh(ctx: &BtfTracePointContext, n: *const u8, first: u32) -> Result<(), i64> {
     let o = offsets();
-    let tbl: *const u8 = read(n, o.neigh_tbl)?;
-    let family: u32 = read(tbl, o.tbl_family)?;
-    if family != AF_INET {
+    let Some((target, dev, ifindex, netns)) = ipv4_neigh(n, &o)? else {
         return Ok(());
-    }
-    let state: u8 = read(n, o.neigh_nud_state)?;
-    let target: [u8; 4] = read(n, o.neigh_key)?;
-    let dev: *const u8 = read(n, o.neigh_dev)?;
-    let ifindex: u32 = read(dev, o.dev_ifindex)?;
-    let net: *const u8 = read(dev, o.dev_nd_net)?;
-    let netns: u32 = if net.is_null() {
-        0
-    } else {
-        read(net, o.net_ns_inum)?
     };
+    let state: u8 = read(n, o.neigh_nud_state)?;
 
     let mut req_seq = 0u64;
     let mut seen = Req {
@@ -616,6 +605,30 @@ unsafe fn emit_neigh(ctx: &BtfTracePointContext, n: *const u8, first: u32) -> Re
     Ok(())
 }
 
+/// An IPv4 neighbour's identity: (target, device, ifindex, netns inode); `None` for other
+/// families (IPv6 neighbour discovery shares these tracepoints).
+#[inline(always)]
+unsafe fn ipv4_neigh(
+    n: *const u8,
+    o: &Offsets,
+) -> Result<Option<([u8; 4], *const u8, u32, u32)>, i64> {
+    let tbl: *const u8 = read(n, o.neigh_tbl)?;
+    let family: u32 = read(tbl, o.tbl_family)?;
+    if family != AF_INET {
+        return Ok(None);
+    }
+    let target: [u8; 4] = read(n, o.neigh_key)?;
+    let dev: *const u8 = read(n, o.neigh_dev)?;
+    let ifindex: u32 = read(dev, o.dev_ifindex)?;
+    let net: *const u8 = read(dev, o.dev_nd_net)?;
+    let netns: u32 = if net.is_null() {
+        0
+    } else {
+        read(net, o.net_ns_inum)?
+    };
+    Ok(Some((target, dev, ifindex, netns)))
+}
+
 /// Owner of the newest packet queued on a neighbour: `skb_clone()` drops `skb->sk`, so the
 /// solicited clone cannot tell, but the queued original can.
 #[inline(always)]
@@ -646,19 +659,8 @@ unsafe fn note_update(n: *const u8) -> Result<(), i64> {
     };
     let slot = &mut *slot;
     let o = offsets();
-    let tbl: *const u8 = read(n, o.neigh_tbl)?;
-    let family: u32 = read(tbl, o.tbl_family)?;
-    if family != AF_INET {
+    let Some((target, _, ifindex, netns)) = ipv4_neigh(n, &o)? else {
         return Ok(());
-    }
-    let target: [u8; 4] = read(n, o.neigh_key)?;
-    let dev: *const u8 = read(n, o.neigh_dev)?;
-    let ifindex: u32 = read(dev, o.dev_ifindex)?;
-    let net: *const u8 = read(dev, o.dev_nd_net)?;
-    let netns: u32 = if net.is_null() {
-        0
-    } else {
-        read(net, o.net_ns_inum)?
     };
     let Some(i) = find_req(slot, netns, ifindex, Some(target)) else {
         return Ok(());

@@ -961,6 +961,18 @@ pub(crate) mod tests {
         }
     }
 
+    /// The seed host: eth3 198.51.100.10/24, eth5 203.0.113.10/24, arp_announce 0.
+    pub(crate) fn seed_facts() -> NsFacts {
+        NsFacts {
+            announce_all: 0,
+            announce_dev: [("eth3".to_string(), 0)].into(),
+            addrs: vec![
+                addr("eth3", "198.51.100.10", 24),
+                addr("eth5", "203.0.113.10", 24),
+            ],
+        }
+    }
+
     pub(crate) fn trigger(saddr: &str, origin: Origin) -> Trigger {
         let forwarded = origin == Origin::Forwarded;
         Trigger {

@@ -292,15 +292,8 @@ pub(crate) mod tests {
 
     #[test]
     fn foreign_requests_stand_out_with_their_explanation() {
-        use crate::explain::tests::{addr, trigger};
-        let facts = crate::explain::NsFacts {
-            announce_all: 0,
-            announce_dev: [("eth3".to_string(), 0)].into(),
-            addrs: vec![
-                addr("eth3", "198.51.100.10", 24),
-                addr("eth5", "203.0.113.10", 24),
-            ],
-        };
+        use crate::explain::tests::trigger;
+        let facts = crate::explain::tests::seed_facts();
         let mut ev = request();
         ev.trigger = Some(trigger("203.0.113.10", crate::attribution::Origin::Local));
         ev.verdict = Some(crate::explain::explain(&ev, &facts));

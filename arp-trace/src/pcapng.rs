@@ -203,7 +203,7 @@ mod tests {
 
     #[test]
     fn comment_carries_trigger_and_explanation() {
-        use crate::explain::tests::{addr, trigger};
+        use crate::explain::tests::trigger;
         let f = frame(
             1,
             [0xff; 6],
@@ -214,14 +214,7 @@ mod tests {
         );
         let mut ev = ArpEvent::decode(&raw(&f, 14), 0).unwrap();
         ev.trigger = Some(trigger("203.0.113.10", crate::attribution::Origin::Local));
-        let facts = crate::explain::NsFacts {
-            announce_all: 0,
-            announce_dev: [("eth3".to_string(), 0)].into(),
-            addrs: vec![
-                addr("eth3", "198.51.100.10", 24),
-                addr("eth5", "203.0.113.10", 24),
-            ],
-        };
+        let facts = crate::explain::tests::seed_facts();
         ev.verdict = Some(crate::explain::explain(&ev, &facts));
         let c = comment(&ev);
         assert!(c.starts_with("trigger: udp 203.0.113.10:"), "{c}");

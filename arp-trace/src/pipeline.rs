@@ -381,17 +381,7 @@ mod tests {
         }
     }
 
-    fn seed_facts() -> explain::NsFacts {
-        use crate::explain::tests::addr;
-        explain::NsFacts {
-            announce_all: 0,
-            announce_dev: [("eth3".to_string(), 0)].into(),
-            addrs: vec![
-                addr("eth3", "198.51.100.10", 24),
-                addr("eth5", "203.0.113.10", 24),
-            ],
-        }
-    }
+    use crate::explain::tests::seed_facts;
 
     #[test]
     fn requests_get_verdicts_and_foreign_only_keeps_foreign_ones() {
