@@ -178,7 +178,12 @@ pub fn ensure_toolchain() -> Result<String> {
 
 /// Tools the end-to-end tests drive: iproute2 for namespaces, jq and tshark to read output.
 pub fn ensure_test_tools() -> Result<()> {
-    let wanted = [("ip", "iproute2"), ("jq", "jq"), ("setpriv", "util-linux")];
+    let wanted = [
+        ("ip", "iproute2"),
+        ("jq", "jq"),
+        ("setpriv", "util-linux"),
+        ("tshark", "tshark"),
+    ];
     let missing: Vec<&str> = wanted
         .iter()
         .filter(|(b, _)| which(b).is_none())
