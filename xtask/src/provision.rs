@@ -176,13 +176,15 @@ pub fn ensure_toolchain() -> Result<String> {
     Ok(DEBIAN_TOOLCHAIN.into())
 }
 
-/// Tools the end-to-end tests drive: iproute2 for namespaces, jq and tshark to read output.
+/// Tools the tests drive: iproute2 for namespaces, jq and tshark to read output, cpio.
 pub fn ensure_test_tools() -> Result<()> {
     let wanted = [
         ("ip", "iproute2"),
         ("jq", "jq"),
         ("setpriv", "util-linux"),
         ("tshark", "tshark"),
+        // xtask's own unit tests check the initramfs writer against the system cpio.
+        ("cpio", "cpio"),
     ];
     let missing: Vec<&str> = wanted
         .iter()
