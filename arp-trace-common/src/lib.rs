@@ -43,6 +43,9 @@ pub const TRIGGER_HAS_SK: u32 = 1;
 pub const TRIGGER_REQUEST_SK: u32 = 2;
 /// The socket has no file (kernel socket, or TIME_WAIT).
 pub const TRIGGER_NO_FILE: u32 = 4;
+/// A full socket its process has closed (`sk_socket` is NULL): queued data of a local
+/// sender outliving it, not a packet of the kernel's own.
+pub const TRIGGER_ORPHAN: u32 = 8;
 
 /// Hooks that produced an event (`ArpXmitEvent::hook`, `TriggerEvent::hook`).
 pub const HOOK_NET_DEV_QUEUE: u32 = 1;

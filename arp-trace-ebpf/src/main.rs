@@ -12,7 +12,7 @@ use arp_trace_common::{
     EVENT_ARP_XMIT, EVENT_NEIGH, EVENT_NEIGH_DROP, EVENT_TRIGGER, FRAME_CAP, HOOK_CONSUME_SKB,
     HOOK_FENTRY, HOOK_KFREE_SKB, HOOK_KPROBE, HOOK_NET_DEV_QUEUE, IP_CAP, MAX_DEV_ADDRS,
     MAX_RANGES, NAME_LEN, NEIGH_FAILED, NEIGH_FIRST, NO_MAC_HEADER, STACK_DEPTH, TRIGGER_HAS_SK,
-    TRIGGER_NO_FILE, TRIGGER_REQUEST_SK,
+    TRIGGER_NO_FILE, TRIGGER_ORPHAN, TRIGGER_REQUEST_SK,
 };
 use aya_ebpf::{
     helpers::{
@@ -492,7 +492,8 @@ unsafe fn read_owner(sk: *const u8, o: &Offsets) -> Result<(u32, u64), i64> {
     }
     let sock: *const u8 = read(owner, o.sk_socket)?;
     if sock.is_null() {
-        return Ok((flags | TRIGGER_NO_FILE, 0));
+        // close() orphans the sock but its queued skbs keep it alive: a user's packet.
+        return Ok((flags | TRIGGER_NO_FILE | TRIGGER_ORPHAN, 0));
     }
     let file: *const u8 = read(sock, o.socket_file)?;
     if file.is_null() {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use arp_trace_common::{
     NeighEvent, TriggerEvent, EVENT_NEIGH_DROP, HOOK_FENTRY, HOOK_KPROBE, NEIGH_FAILED,
-    NEIGH_FIRST, TRIGGER_HAS_SK, TRIGGER_NO_FILE, TRIGGER_REQUEST_SK,
+    NEIGH_FIRST, TRIGGER_HAS_SK, TRIGGER_NO_FILE, TRIGGER_ORPHAN, TRIGGER_REQUEST_SK,
 };
 use serde::{Deserialize, Serialize};
 
@@ -283,7 +283,7 @@ pub fn resolve_owner(
     if let Some((pid, comm)) = owners.lookup(o.sk, o.sk_ino) {
         return Some((Origin::Local, Some(pid), Some(comm)));
     }
-    if o.flags & TRIGGER_NO_FILE == 0 && o.sk_ino != 0 {
+    if (o.flags & TRIGGER_NO_FILE == 0 && o.sk_ino != 0) || o.flags & TRIGGER_ORPHAN != 0 {
         return Some((Origin::Local, None, None)); // a user socket whose process is gone
     }
     Some((Origin::Kernel, None, None))
@@ -921,6 +921,12 @@ mod tests {
                 .origin,
             Origin::Kernel
         );
+        // A closed socket never seen sending: still a local sender, process unknown.
+        let orphan = TRIGGER_HAS_SK | TRIGGER_NO_FILE | TRIGGER_ORPHAN;
+        let t = trigger(EVENT_TRIGGER, 0, 1, orphan, 0);
+        let o = make_trigger(&t, Some(&syms()), &mut owners, &ifnames).unwrap();
+        assert_eq!((&o.origin, o.pid), (&Origin::Local, None));
+        assert!(o.describe().ends_with("(local socket, process gone)"));
         let mut t = trigger(EVENT_TRIGGER, 0, 1, 0, 0);
         t.iif = 12;
         let f = make_trigger(&t, Some(&syms()), &mut owners, &ifnames).unwrap();

@@ -290,6 +290,65 @@ fn absent_host_attempts_then_neigh_failed() {
     stop(t);
 }
 
+/// A datagram queued behind another on an unresolved entry, from a socket closed at once:
+/// the retransmits clone it (the queue's tail), and its socket, orphaned by close() but kept
+/// alive by the datagram, still marks a local sender whose process cannot be known; not
+/// the kernel's own packet.
+#[test]
+fn closed_socket_behind_the_first_is_local_not_kernel() {
+    let seed = Seed::new();
+    let srv = &seed.srv;
+    srv.sysctl("net/ipv4/neigh/eth3/retrans_time_ms", "200");
+    let t = Tracer::start(&["--json", "--netns", srv.name()]);
+    let mut h = Helper::spawn(srv, "at-first");
+    let absent = "198.51.100.98";
+    let first = h.udp(sa(SRV_ETH3_IP, 0), sa(absent, 9), 0);
+    // From this process, through a socket dropped (closed) before the first retransmit.
+    send_udp_in(&srv.path(), None, &[sa(absent, 9)]);
+    let failed = t.wait_for(
+        |v| v["type"] == "neigh_failed" && from_ns(v, srv) && v["target_ip"] == absent,
+        EVENT_TIMEOUT,
+    );
+    let reqs = t.matching(|v| is_request(v) && from_ns(v, srv) && v["target_ip"] == absent);
+    let attempts: Vec<&Value> = reqs.iter().map(|v| &v["attempt"]).collect();
+    assert_eq!(attempts, [1, 2, 3], "attempts of the requests: {reqs:#?}");
+    assert_fields(
+        &reqs[0]["trigger"],
+        &local_trigger(SRV_ETH3_IP, absent, "udp", (first, 9), UDP_LEN, 0, &h),
+    );
+    let orphan = |v: &Value| {
+        assert_fields(
+            v,
+            &[
+                ("src", json!(SRV_ETH3_IP)),
+                ("dst", json!(absent)),
+                ("proto", json!("udp")),
+                ("dport", json!(9)),
+                ("len", json!(UDP_LEN)),
+                ("origin", json!("local")),
+                ("pid", Value::Null),
+                ("comm", Value::Null),
+            ],
+        );
+        assert_ne!(
+            v["sport"], first,
+            "the queue's tail is the second datagram: {v}"
+        );
+    };
+    for ev in &reqs[1..] {
+        orphan(&ev["trigger"]);
+        assert_eq!(ev["queued"], 2, "both datagrams wait on the entry: {ev}");
+    }
+    let dropped = failed[0]["dropped"].as_array().expect("dropped is a list");
+    assert_eq!(dropped.len(), 2, "both datagrams dropped: {}", failed[0]);
+    let (mine, other): (Vec<&Value>, Vec<&Value>) =
+        dropped.iter().partition(|d| d["sport"] == first);
+    assert_eq!(mine.len(), 1, "{}", failed[0]);
+    assert_eq!(mine[0]["pid"], h.pid(), "{}", failed[0]);
+    orphan(other[0]);
+    stop(t);
+}
+
 /// A TCP server writes to a client that has gone away (c3 dropped its address, so nobody
 /// answers): the resolution fails, and TCP's retransmit timer (softirq) sends the segment
 /// again, which starts a new resolution whose trigger still names the server process.
