@@ -19,7 +19,7 @@ use crate::event::{ArpEvent, ArpOp, Time};
 use crate::kallsyms::Kallsyms;
 
 /// Who sent the triggering packet.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Origin {
     /// A process's socket; pid and comm are known unless it exited before we looked.

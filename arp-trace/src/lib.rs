@@ -2,6 +2,7 @@
 //! without root: source (kernel) -> decode -> enrich -> filter -> sinks.
 
 pub mod attribution;
+pub mod brief;
 pub mod btf;
 pub mod cli;
 pub mod devfacts;

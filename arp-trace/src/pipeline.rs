@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::io::{self, Write};
 
 use crate::attribution::NeighFailed;
+use crate::brief::{ArpView, BriefArp};
 use crate::event::{ArpEvent, ArpOp, EventFacts, Skip, Time};
 use crate::explain;
 use crate::facts::{FactsChange, FactsSource};
@@ -20,9 +21,9 @@ pub struct Filter {
 }
 
 impl Filter {
-    pub fn matches(&self, ev: &ArpEvent) -> bool {
-        (self.interfaces.is_empty() || self.interfaces.contains(&ev.ifname))
-            && (self.netns.is_empty() || self.netns.contains(&ev.netns))
+    pub fn matches(&self, ifname: &str, netns: u32) -> bool {
+        (self.interfaces.is_empty() || self.interfaces.contains(ifname))
+            && (self.netns.is_empty() || self.netns.contains(&netns))
     }
 }
 
@@ -56,6 +57,15 @@ pub trait Sink {
     }
     /// An address or sysctl change in a watched namespace.
     fn facts_change(&mut self, _ch: &FactsChange, _names: &mut NetnsNames) -> io::Result<()> {
+        Ok(())
+    }
+    /// Whether this sink reads only what [`ArpView`] holds. When every sink does, a replay
+    /// parses brief events and hands them to `arp_brief` instead of `arp`.
+    fn reads_brief(&self) -> bool {
+        false
+    }
+    fn arp_brief(&mut self, _ev: &ArpView<'_>, _names: &mut NetnsNames) -> io::Result<()> {
+        debug_assert!(false, "arp_brief on a sink that needs full events");
         Ok(())
     }
     /// Called after each batch so output reaches pipes promptly.
@@ -115,12 +125,10 @@ impl Pipeline {
     }
 
     pub fn push(&mut self, mut ev: ArpEvent) -> io::Result<Flow> {
-        if let Some(limit) = self.count {
-            if self.counters.requests >= limit {
-                return Ok(Flow::Stop);
-            }
+        if self.at_limit() {
+            return Ok(Flow::Stop);
         }
-        if !self.filter.matches(&ev) {
+        if !self.filter.matches(&ev.ifname, ev.netns) {
             self.counters.filtered += 1;
             return Ok(Flow::Continue);
         }
@@ -144,23 +152,70 @@ impl Pipeline {
             }
         }
         let foreign = ev.verdict.as_ref().is_some_and(|v| v.foreign_sender);
-        if self.foreign_only && !foreign {
-            self.counters.filtered += 1;
+        if !self.admit(ev.op, ev.time, foreign) {
             return Ok(Flow::Continue);
-        }
-        self.counters.foreign += foreign as u64;
-        self.last_time = self.last_time.max(ev.time);
-        match ev.op {
-            ArpOp::Request => self.counters.requests += 1,
-            ArpOp::Reply => self.counters.replies += 1,
         }
         for sink in &mut self.sinks {
             sink.arp(&ev, &mut self.names)?;
         }
-        match self.count {
-            Some(limit) if self.counters.requests >= limit => Ok(Flow::Stop),
-            _ => Ok(Flow::Continue),
+        Ok(self.flow())
+    }
+
+    /// Whether every sink reads brief events, so a replay may parse only those fields.
+    pub fn reads_brief(&self) -> bool {
+        self.sinks.iter().all(|s| s.reads_brief())
+    }
+
+    /// `push` for an event read in brief: it carries its verdict, so nothing is looked up.
+    pub fn push_brief(&mut self, ev: &BriefArp) -> io::Result<Flow> {
+        if self.at_limit() {
+            return Ok(Flow::Stop);
         }
+        if !self.filter.matches(ev.ifname.as_str(), ev.netns) {
+            self.counters.filtered += 1;
+            return Ok(Flow::Continue);
+        }
+        let foreign = ev.verdict.is_some_and(|v| v.0);
+        if !self.admit(ev.op, ev.time, foreign) {
+            return Ok(Flow::Continue);
+        }
+        let name = match ev.netns_name {
+            Some(_) => None,
+            None => self.names.name(ev.netns).map(str::to_owned),
+        };
+        let view = ev.view(name.as_deref());
+        for sink in &mut self.sinks {
+            sink.arp_brief(&view, &mut self.names)?;
+        }
+        Ok(self.flow())
+    }
+
+    fn at_limit(&self) -> bool {
+        self.count
+            .is_some_and(|limit| self.counters.requests >= limit)
+    }
+
+    fn flow(&self) -> Flow {
+        if self.at_limit() {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    }
+
+    /// Applies `--foreign-only` and counts what passes; false when the event is filtered.
+    fn admit(&mut self, op: ArpOp, time: Time, foreign: bool) -> bool {
+        if self.foreign_only && !foreign {
+            self.counters.filtered += 1;
+            return false;
+        }
+        self.counters.foreign += foreign as u64;
+        self.last_time = self.last_time.max(time);
+        match op {
+            ArpOp::Request => self.counters.requests += 1,
+            ArpOp::Reply => self.counters.replies += 1,
+        }
+        true
     }
 
     /// Attaches the verdict, and the facts it rests on, to a request. Facts the event already

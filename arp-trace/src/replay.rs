@@ -84,7 +84,6 @@ pub fn run(args: &Args) -> Result<Counters> {
     let path = args.read.as_deref().unwrap_or(Path::new("-"));
     let reader = TraceReader::open(path)?;
     let h = reader.header.clone();
-    let mut reader = ParallelReader::new(reader);
     let netns = NetnsFilter::new(&args.netns, &h)?;
     let filter = Filter {
         interfaces: args.interfaces.iter().cloned().collect(),
@@ -93,6 +92,11 @@ pub fn run(args: &Args) -> Result<Counters> {
     let mut pipeline = Pipeline::new(filter, args.count, NetnsNames::offline(h.own_netns));
     crate::output::add_stdout_sinks(&mut pipeline, args);
     add_file_sinks(&mut pipeline, args, &h)?;
+    let mut reader = if pipeline.reads_brief() {
+        ParallelReader::brief(reader)
+    } else {
+        ParallelReader::new(reader)
+    };
 
     let mut trailer = None;
     let result = feed(&mut reader, &mut pipeline, &netns, &mut trailer);
@@ -147,6 +151,13 @@ fn feed(
                     continue;
                 }
                 pipeline.push(*ev)
+            }
+            Record::Brief(ev) => {
+                if !netns.matches(ev.netns, ev.netns_name.as_deref()) {
+                    pipeline.counters.filtered += 1;
+                    continue;
+                }
+                pipeline.push_brief(&ev)
             }
             Record::Failed(f) => {
                 if !netns.matches(f.netns, f.netns_name.as_deref()) {

@@ -8,7 +8,8 @@ use std::net::Ipv4Addr;
 
 use serde::Serialize;
 
-use crate::attribution::{Origin, Trigger};
+use crate::attribution::Origin;
+use crate::brief::{ArpView, ShortStr, TriggerView};
 use crate::event::{ArpEvent, ArpOp, Time};
 use crate::explain::{Reason, Remedy};
 use crate::netns::NetnsNames;
@@ -28,7 +29,7 @@ pub const SHOW_TOP: usize = 3;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Key {
     netns: u32,
-    ifname: String,
+    ifname: ShortStr,
     sender_ip: Ipv4Addr,
     /// None when the namespace's facts could not be read.
     reason: Option<Reason>,
@@ -48,11 +49,11 @@ pub struct Count {
 }
 
 impl Top {
-    fn add(&mut self, name: String) {
-        if let Some(c) = self.counts.get_mut(&name) {
+    fn add(&mut self, name: &str) {
+        if let Some(c) = self.counts.get_mut(name) {
             *c += 1;
         } else if self.counts.len() < MAX_TOP {
-            self.counts.insert(name, 1);
+            self.counts.insert(name.to_owned(), 1);
         } else {
             self.other += 1;
         }
@@ -132,30 +133,35 @@ pub struct SummaryOut {
 
 /// `udp 203.0.113.10 > 198.51.100.20:9`: the trigger without the source port, which changes
 /// with every connection and would split one flow into many.
-fn flow_of(t: Option<&Trigger>) -> String {
-    match t {
-        None => "(no queued packet)".to_string(),
+fn flow_of(t: Option<&TriggerView<'_>>, out: &mut String) {
+    use std::fmt::Write as _;
+    out.clear();
+    let _ = match t {
+        None => write!(out, "(no queued packet)"),
         Some(t) => match (t.dport, t.icmp_type) {
-            (Some(dp), _) => format!("{} {} > {}:{dp}", t.proto, t.src, t.dst),
-            (None, Some(ty)) => format!("icmp {} > {} type {ty}", t.src, t.dst),
-            _ => format!("{} {} > {}", t.proto, t.src, t.dst),
+            (Some(dp), _) => write!(out, "{} {} > {}:{dp}", t.proto, t.src, t.dst),
+            (None, Some(ty)) => write!(out, "icmp {} > {} type {ty}", t.src, t.dst),
+            _ => write!(out, "{} {} > {}", t.proto, t.src, t.dst),
         },
-    }
+    };
 }
 
-fn process_of(t: Option<&Trigger>) -> String {
-    match t {
-        None => "(kernel re-probe)".to_string(),
-        Some(t) => match (&t.origin, &t.comm, t.pid) {
-            (Origin::Local, Some(c), Some(p)) => format!("{c}[{p}]"),
-            (Origin::Local, _, _) => "(local socket, process gone)".to_string(),
-            (Origin::Kernel, _, _) => "(kernel)".to_string(),
-            (Origin::Forwarded, _, _) => format!(
+fn process_of(t: Option<&TriggerView<'_>>, out: &mut String) {
+    use std::fmt::Write as _;
+    out.clear();
+    let _ = match t {
+        None => write!(out, "(kernel re-probe)"),
+        Some(t) => match (&t.origin, t.comm, t.pid) {
+            (Origin::Local, Some(c), Some(p)) => write!(out, "{c}[{p}]"),
+            (Origin::Local, _, _) => write!(out, "(local socket, process gone)"),
+            (Origin::Kernel, _, _) => write!(out, "(kernel)"),
+            (Origin::Forwarded, _, _) => write!(
+                out,
                 "(forwarded from {})",
-                t.in_ifname.as_deref().unwrap_or("another interface")
+                t.in_ifname.unwrap_or("another interface")
             ),
         },
-    }
+    };
 }
 
 /// Folds requests into rows and prints them on exit and on each tick.
@@ -167,6 +173,8 @@ pub struct Summary {
     requests: u64,
     foreign: u64,
     own_netns: Option<u32>,
+    /// Reused for each request's flow and process names.
+    scratch: (String, String),
 }
 
 impl Summary {
@@ -179,28 +187,29 @@ impl Summary {
             requests: 0,
             foreign: 0,
             own_netns: None,
+            scratch: Default::default(),
         }
     }
 
-    pub fn add(&mut self, ev: &ArpEvent) {
+    pub fn add(&mut self, ev: &ArpView<'_>) {
         if ev.op != ArpOp::Request {
             return;
         }
         self.requests += 1;
-        let foreign = ev.verdict.as_ref().map(|v| v.foreign_sender);
+        let foreign = ev.verdict.map(|v| v.0);
         self.foreign += (foreign == Some(true)) as u64;
         let key = Key {
             netns: ev.netns,
-            ifname: ev.ifname.clone(),
+            ifname: ShortStr::new(ev.ifname),
             sender_ip: ev.sender_ip,
-            reason: ev.verdict.as_ref().map(|v| v.reason),
+            reason: ev.verdict.map(|v| v.1),
         };
         if !self.rows.contains_key(&key) && self.rows.len() >= MAX_ROWS {
             self.folded_requests += 1;
             return;
         }
         let row = self.rows.entry(key).or_insert_with(|| Row {
-            netns_name: ev.netns_name.clone(),
+            netns_name: ev.netns_name.map(str::to_owned),
             foreign_sender: foreign,
             remedy: None,
             requests: 0,
@@ -215,19 +224,24 @@ impl Summary {
         row.first = row.first.min(ev.time);
         row.last = row.last.max(ev.time);
         if row.netns_name.is_none() {
-            row.netns_name = ev.netns_name.clone();
+            row.netns_name = ev.netns_name.map(str::to_owned);
         }
         // The latest remedy: it reflects the sysctls as they are now.
-        if let Some(r) = ev.verdict.as_ref().and_then(|v| v.remedy.clone()) {
-            row.remedy = Some(r);
+        if let Some(r) = ev.remedy {
+            if row.remedy.as_ref() != Some(r) {
+                row.remedy = Some(r.clone());
+            }
         }
         if row.targets.len() < MAX_TARGETS {
             row.targets.insert(ev.target_ip);
         } else if !row.targets.contains(&ev.target_ip) {
             row.targets_capped = true;
         }
-        row.flows.add(flow_of(ev.trigger.as_ref()));
-        row.processes.add(process_of(ev.trigger.as_ref()));
+        let (flow, process) = &mut self.scratch;
+        flow_of(ev.trigger.as_ref(), flow);
+        row.flows.add(flow);
+        process_of(ev.trigger.as_ref(), process);
+        row.processes.add(process);
     }
 
     /// Rows in print order: foreign senders first, then by request count.
@@ -238,7 +252,7 @@ impl Summary {
             .map(|(k, r)| RowOut {
                 netns: k.netns,
                 netns_name: r.netns_name.clone(),
-                ifname: k.ifname.clone(),
+                ifname: k.ifname.as_str().to_owned(),
                 sender_ip: k.sender_ip,
                 reason: k.reason,
                 foreign_sender: r.foreign_sender,
@@ -350,6 +364,14 @@ impl Summary {
 impl Sink for Summary {
     fn arp(&mut self, ev: &ArpEvent, names: &mut NetnsNames) -> io::Result<()> {
         self.own_netns = names.own();
+        self.add(&ev.view());
+        Ok(())
+    }
+    fn reads_brief(&self) -> bool {
+        true
+    }
+    fn arp_brief(&mut self, ev: &ArpView<'_>, names: &mut NetnsNames) -> io::Result<()> {
+        self.own_netns = names.own();
         self.add(ev);
         Ok(())
     }
@@ -367,6 +389,12 @@ mod tests {
     use crate::explain::tests::{addr, request, trigger};
     use crate::explain::{explain, NsFacts};
     use crate::output::tests::Shared;
+
+    impl Summary {
+        fn add_event(&mut self, ev: &ArpEvent) {
+            self.add(&ev.view())
+        }
+    }
 
     fn facts() -> NsFacts {
         NsFacts {
@@ -399,13 +427,13 @@ mod tests {
     fn rows_fold_by_key_and_foreign_rows_come_first() {
         let mut s = Summary::new(Output::new(Box::new(io::sink())), true);
         for i in 0..5 {
-            s.add(&explained("198.51.100.10", "198.51.100.20", None, 100 + i));
+            s.add_event(&explained("198.51.100.10", "198.51.100.20", None, 100 + i));
         }
         for (i, target) in ["198.51.100.20", "198.51.100.21", "198.51.100.20"]
             .iter()
             .enumerate()
         {
-            s.add(&explained(
+            s.add_event(&explained(
                 "203.0.113.10",
                 target,
                 Some("203.0.113.10"),
@@ -414,7 +442,7 @@ mod tests {
         }
         let mut reply = explained("198.51.100.10", "198.51.100.20", None, 1);
         reply.op = ArpOp::Reply;
-        s.add(&reply);
+        s.add_event(&reply);
         let out = s.snapshot(true);
         assert_eq!((out.requests, out.foreign_requests), (8, 3));
         assert_eq!(out.rows.len(), 2);
@@ -452,7 +480,7 @@ mod tests {
         let n = MAX_ROWS + 10;
         for i in 0..n {
             let sender = Ipv4Addr::from(0xC612_0000u32 + i as u32).to_string();
-            s.add(&explained(&sender, "198.51.100.20", None, i as i128));
+            s.add_event(&explained(&sender, "198.51.100.20", None, i as i128));
         }
         let out = s.snapshot(true);
         assert_eq!(out.rows.len(), MAX_ROWS);
@@ -464,7 +492,7 @@ mod tests {
             let target = Ipv4Addr::from(0xC633_6400u32 + i as u32).to_string();
             let mut ev = explained("203.0.113.10", &target, Some("203.0.113.10"), 1);
             ev.trigger.as_mut().unwrap().dport = Some(i as u16);
-            s.add(&ev);
+            s.add_event(&ev);
         }
         let out = s.snapshot(true);
         let r = &out.rows[0];

@@ -334,7 +334,7 @@ impl TraceWriter {
 impl Sink for TraceWriter {
     fn arp(&mut self, ev: &ArpEvent, _: &mut NetnsNames) -> io::Result<()> {
         self.events += 1;
-        self.summary.add(ev);
+        self.summary.add(&ev.view());
         self.record(ev)
     }
     fn neigh_failed(&mut self, ev: &NeighFailed, _: &mut NetnsNames) -> io::Result<()> {
@@ -380,6 +380,8 @@ impl std::error::Error for TraceError {}
 #[derive(Debug)]
 pub enum Record {
     Arp(Box<ArpEvent>),
+    /// An ARP event read for the summary only (see [`ParallelReader::brief`]).
+    Brief(crate::brief::BriefArp),
     Failed(NeighFailed),
     Change(Box<FactsChange>),
     Summary(Trailer),
@@ -742,6 +744,9 @@ impl TraceReader {
     }
 }
 
+/// How every ARP record the writer writes begins.
+const ARP_PREFIX: &str = r#"{"type":"arp","#;
+
 /// Parses one record line; `line` and `file` go into the error.
 fn parse_line(
     file: &str,
@@ -754,24 +759,31 @@ fn parse_line(
         line: Some(line),
         cause: cause.to_string(),
     };
+    // One check of the line, not serde_json's check of each key and string (`from_slice`).
+    let b = std::str::from_utf8(b).map_err(|e| {
+        err(&format!(
+            "not UTF-8 text (bad byte at column {})",
+            e.valid_up_to() + 1
+        ))
+    })?;
     // The writer always puts "type" first: skip the tag pass for the common records.
-    if b.starts_with(br#"{"type":"arp","#) {
-        return serde_json::from_slice(b)
+    if b.starts_with(ARP_PREFIX) {
+        return serde_json::from_str(b)
             .map(|e| Record::Arp(Box::new(e)))
             .map_err(|e| err(&format!("corrupt ARP record: {e}")));
     }
-    let tag: Tag = serde_json::from_slice(b).map_err(|e| err(&format!("not JSON: {e}")))?;
+    let tag: Tag = serde_json::from_str(b).map_err(|e| err(&format!("not JSON: {e}")))?;
     match tag.kind.as_deref() {
-        Some("arp") => serde_json::from_slice(b)
+        Some("arp") => serde_json::from_str(b)
             .map(|e| Record::Arp(Box::new(e)))
             .map_err(|e| err(&format!("corrupt ARP record: {e}"))),
-        Some("neigh_failed") => serde_json::from_slice(b)
+        Some("neigh_failed") => serde_json::from_str(b)
             .map(Record::Failed)
             .map_err(|e| err(&format!("corrupt neigh_failed record: {e}"))),
-        Some("facts_change") if format_version >= 2 => serde_json::from_slice(b)
+        Some("facts_change") if format_version >= 2 => serde_json::from_str(b)
             .map(|c| Record::Change(Box::new(c)))
             .map_err(|e| err(&format!("corrupt facts_change record: {e}"))),
-        Some("summary") => serde_json::from_slice(b)
+        Some("summary") => serde_json::from_str(b)
             .map(Record::Summary)
             .map_err(|e| err(&format!("corrupt summary record: {e}"))),
         Some("header") => Err(err(
@@ -832,7 +844,17 @@ pub struct ParallelReader {
 }
 
 impl ParallelReader {
-    pub fn new(mut r: TraceReader) -> ParallelReader {
+    pub fn new(r: TraceReader) -> ParallelReader {
+        Self::with_mode(r, false)
+    }
+
+    /// Reads ARP events as [`Record::Brief`] where the line allows it: for a pipeline whose
+    /// sinks all read brief events (`Pipeline::reads_brief`).
+    pub fn brief(r: TraceReader) -> ParallelReader {
+        Self::with_mode(r, true)
+    }
+
+    fn with_mode(mut r: TraceReader, brief: bool) -> ParallelReader {
         use std::sync::{mpsc, Arc, Mutex};
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
@@ -884,6 +906,7 @@ impl ParallelReader {
         let chunk_rx = Arc::new(Mutex::new(chunk_rx));
         for _ in 0..workers {
             let (rx, tx, file) = (chunk_rx.clone(), done_tx.clone(), file.clone());
+            let mut brief = brief.then(crate::brief::BriefParser::default);
             std::thread::spawn(move || loop {
                 let chunk = match rx.lock() {
                     Ok(g) => g.recv(),
@@ -900,7 +923,16 @@ impl ParallelReader {
                         let mut recs = Vec::with_capacity(lines.len());
                         let mut error = None;
                         for (n, a, b) in lines {
-                            match parse_line(&file, n, version, &data[a..b]) {
+                            let line = &data[a..b];
+                            let quick = match &mut brief {
+                                Some(p) if line.starts_with(ARP_PREFIX.as_bytes()) => p.parse(line),
+                                _ => None,
+                            };
+                            if let Some(ev) = quick {
+                                recs.push(Record::Brief(ev));
+                                continue;
+                            }
+                            match parse_line(&file, n, version, line) {
                                 Ok(r) => recs.push(r),
                                 Err(e) => {
                                     error = Some(e);
@@ -973,16 +1005,23 @@ impl ParallelReader {
 }
 
 /// Reads all of `data` as a trace; the fuzz target and its stable smoke test. Returns the
-/// number of records read before the end or the first error.
+/// number of records read before the end or the first error. Every ARP line is also read
+/// in brief, which must agree with the full event wherever it takes the line.
 pub fn read_bytes(data: &[u8]) -> (u64, Option<TraceError>) {
     let mut r = match TraceReader::from_reader("fuzz", Box::new(io::Cursor::new(data.to_vec()))) {
         Ok(r) => r,
         Err(e) => return (0, Some(e)),
     };
+    let mut brief = crate::brief::BriefParser::default();
     let mut n = 0;
     loop {
         match r.read_record() {
-            Ok(Some(_)) => n += 1,
+            Ok(Some(rec)) => {
+                if let (Record::Arp(full), Some(b)) = (&rec, brief.parse(r.last_line())) {
+                    assert_eq!(b.view(None), full.view(), "brief and full parse disagree");
+                }
+                n += 1
+            }
             Ok(None) => return (n, None),
             Err(e) => return (n, Some(e)),
         }

@@ -200,6 +200,10 @@ fn bad_input_is_one_line_with_file_line_and_cause() {
             b"\x1f\x8b\x08\x00garbage".to_vec(),
             "f line 1: cannot read the header",
         ),
+        (
+            [format!("{h}\n").as_bytes(), b"{\"type\":\"arp\",\xff}\n"].concat(),
+            "f line 2: not UTF-8 text (bad byte at column 15)",
+        ),
     ];
     for (data, want) in cases {
         let e = err_of(&data);
@@ -452,7 +456,7 @@ fn facts_changes_round_trip_and_the_trailer_is_the_summary() {
                 assert_eq!(serde_json::to_string(&c).unwrap(), lines[n - 1]);
                 got.push(c.change);
             }
-            Record::Arp(_) | Record::Summary(_) => {}
+            Record::Arp(_) | Record::Brief(_) | Record::Summary(_) => {}
             Record::Failed(_) => panic!("no neigh_failed written"),
         }
     }
@@ -498,4 +502,67 @@ fn version_1_files_still_read() {
     let h2 = serde_json::to_string(&header()).unwrap();
     let (got, _) = read_all(format!("{h2}\n{ch}\n{ev}\n").as_bytes());
     assert_eq!(got.len(), 1);
+}
+
+#[test]
+fn brief_reading_gives_the_summary_full_reading_gives() {
+    use crate::explain::{Reason, Remedy, Verdict};
+    use crate::pipeline::Output;
+    use crate::summary::Summary;
+    let mut evs = events(3000);
+    for (i, ev) in evs.iter_mut().enumerate() {
+        if i % 5 == 0 {
+            continue; // a request without a verdict: full parse
+        }
+        let foreign = i % 2 == 0;
+        ev.verdict = Some(Verdict {
+            foreign_sender: foreign,
+            reason: [Reason::Announce0LocalSource, Reason::SelectAnnounce2][i % 2],
+            explanation: "why".into(),
+            consequence: None,
+            remedy: foreign.then(|| Remedy {
+                command: format!("sysctl -w net.ipv4.conf.eth3.arp_announce={}", i % 3),
+                persistent: "p".into(),
+                tradeoff: "t".into(),
+            }),
+        });
+        if i % 7 == 0 {
+            ev.op = crate::event::ArpOp::Reply;
+        }
+        if i % 4 != 1 {
+            if let Some(t) = ev.trigger.as_mut() {
+                t.comm = Some("python3".into());
+            }
+        }
+    }
+    let path = tmp("brief.jsonl");
+    let (_, whole) = write(&path, &evs, 100);
+    std::fs::remove_file(&path).unwrap();
+    let summary_of = |brief: bool| {
+        let r = TraceReader::from_reader("b", Box::new(io::Cursor::new(whole.clone()))).unwrap();
+        let mut p = if brief {
+            ParallelReader::brief(r)
+        } else {
+            ParallelReader::new(r)
+        };
+        let mut s = Summary::new(Output::new(Box::new(io::sink())), true);
+        let mut kinds = (0, 0);
+        while let Some(rec) = p.read_record().unwrap() {
+            match rec {
+                Record::Arp(e) => (s.add(&e.view()), kinds.0 += 1).1,
+                Record::Brief(b) => (s.add(&b.view(None)), kinds.1 += 1).1,
+                _ => {}
+            }
+        }
+        (serde_json::to_string(&s.snapshot(true)).unwrap(), kinds)
+    };
+    let (full, (arp, brief)) = summary_of(false);
+    assert_eq!((arp, brief), (3000, 0));
+    let (quick, (arp, brief)) = summary_of(true);
+    // Unexplained requests and escaped comms take the full parse; the rest are brief.
+    assert!(
+        brief > 1000 && arp > 500 && arp + brief == 3000,
+        "{arp} {brief}"
+    );
+    assert_eq!(quick, full);
 }
