@@ -2,7 +2,7 @@
 //! with counts, distinct targets, first/last seen and the top triggering flows and processes,
 //! foreign senders first with their remedy. Every table is capped; what a cap folds is counted.
 
-use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
 
@@ -16,6 +16,11 @@ use crate::netns::NetnsNames;
 use crate::output::label;
 use crate::pipeline::{Counters, Output, Sink};
 use crate::timefmt;
+
+// Every request does several lookups here; SipHash's flooding resistance buys nothing for
+// tables this small and capped.
+type HashMap<K, V> = foldhash::HashMap<K, V>;
+type HashSet<K> = foldhash::HashSet<K>;
 
 /// Rows kept; requests for further rows are counted in `folded_requests`.
 pub const MAX_ROWS: usize = 4096;
@@ -36,10 +41,19 @@ struct Key {
 }
 
 /// Bounded counter of names: the first MAX_TOP names are counted exactly, later ones in `other`.
-#[derive(Default, Debug)]
-struct Top {
-    counts: HashMap<String, u64>,
+#[derive(Debug)]
+struct Top<K> {
+    counts: HashMap<K, u64>,
     other: u64,
+}
+
+impl<K> Default for Top<K> {
+    fn default() -> Self {
+        Top {
+            counts: HashMap::default(),
+            other: 0,
+        }
+    }
 }
 
 #[derive(Serialize, Debug, PartialEq)]
@@ -48,12 +62,12 @@ pub struct Count {
     pub count: u64,
 }
 
-impl Top {
-    fn add(&mut self, name: &str) {
+impl<K: std::hash::Hash + Eq + Clone + fmt::Display> Top<K> {
+    fn add(&mut self, name: &K) {
         if let Some(c) = self.counts.get_mut(name) {
             *c += 1;
         } else if self.counts.len() < MAX_TOP {
-            self.counts.insert(name.to_owned(), 1);
+            self.counts.insert(name.clone(), 1);
         } else {
             self.other += 1;
         }
@@ -64,7 +78,7 @@ impl Top {
             .counts
             .iter()
             .map(|(name, &count)| Count {
-                name: name.clone(),
+                name: name.to_string(),
                 count,
             })
             .collect();
@@ -89,8 +103,8 @@ struct Row {
     targets_capped: bool,
     first: Time,
     last: Time,
-    flows: Top,
-    processes: Top,
+    flows: Top<Flow>,
+    processes: Top<Process>,
 }
 
 /// One summary row as printed in JSON.
@@ -132,36 +146,76 @@ pub struct SummaryOut {
 }
 
 /// `udp 203.0.113.10 > 198.51.100.20:9`: the trigger without the source port, which changes
-/// with every connection and would split one flow into many.
-fn flow_of(t: Option<&TriggerView<'_>>, out: &mut String) {
-    use std::fmt::Write as _;
-    out.clear();
-    let _ = match t {
-        None => write!(out, "(no queued packet)"),
-        Some(t) => match (t.dport, t.icmp_type) {
-            (Some(dp), _) => write!(out, "{} {} > {}:{dp}", t.proto, t.src, t.dst),
-            (None, Some(ty)) => write!(out, "icmp {} > {} type {ty}", t.src, t.dst),
-            _ => write!(out, "{} {} > {}", t.proto, t.src, t.dst),
-        },
-    };
+/// with every connection and would split one flow into many. Named only when printed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Flow {
+    NoQueuedPacket,
+    Ports(ShortStr, Ipv4Addr, Ipv4Addr, u16),
+    Icmp(Ipv4Addr, Ipv4Addr, u8),
+    Other(ShortStr, Ipv4Addr, Ipv4Addr),
 }
 
-fn process_of(t: Option<&TriggerView<'_>>, out: &mut String) {
-    use std::fmt::Write as _;
-    out.clear();
-    let _ = match t {
-        None => write!(out, "(kernel re-probe)"),
-        Some(t) => match (&t.origin, t.comm, t.pid) {
-            (Origin::Local, Some(c), Some(p)) => write!(out, "{c}[{p}]"),
-            (Origin::Local, _, _) => write!(out, "(local socket, process gone)"),
-            (Origin::Kernel, _, _) => write!(out, "(kernel)"),
-            (Origin::Forwarded, _, _) => write!(
-                out,
+impl Flow {
+    fn of(t: Option<&TriggerView<'_>>) -> Flow {
+        match t {
+            None => Flow::NoQueuedPacket,
+            Some(t) => match (t.dport, t.icmp_type) {
+                (Some(dp), _) => Flow::Ports(ShortStr::new(t.proto), t.src, t.dst, dp),
+                (None, Some(ty)) => Flow::Icmp(t.src, t.dst, ty),
+                _ => Flow::Other(ShortStr::new(t.proto), t.src, t.dst),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Flow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Flow::NoQueuedPacket => write!(f, "(no queued packet)"),
+            Flow::Ports(p, src, dst, dp) => write!(f, "{} {src} > {dst}:{dp}", p.as_str()),
+            Flow::Icmp(src, dst, ty) => write!(f, "icmp {src} > {dst} type {ty}"),
+            Flow::Other(p, src, dst) => write!(f, "{} {src} > {dst}", p.as_str()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Process {
+    KernelReprobe,
+    Named(ShortStr, u32),
+    Gone,
+    Kernel,
+    Forwarded(Option<ShortStr>),
+}
+
+impl Process {
+    fn of(t: Option<&TriggerView<'_>>) -> Process {
+        match t {
+            None => Process::KernelReprobe,
+            Some(t) => match (t.origin, t.comm, t.pid) {
+                (Origin::Local, Some(c), Some(p)) => Process::Named(ShortStr::new(c), p),
+                (Origin::Local, _, _) => Process::Gone,
+                (Origin::Kernel, _, _) => Process::Kernel,
+                (Origin::Forwarded, _, _) => Process::Forwarded(t.in_ifname.map(ShortStr::new)),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Process::KernelReprobe => write!(f, "(kernel re-probe)"),
+            Process::Named(c, p) => write!(f, "{}[{p}]", c.as_str()),
+            Process::Gone => write!(f, "(local socket, process gone)"),
+            Process::Kernel => write!(f, "(kernel)"),
+            Process::Forwarded(i) => write!(
+                f,
                 "(forwarded from {})",
-                t.in_ifname.unwrap_or("another interface")
+                i.as_ref().map_or("another interface", ShortStr::as_str)
             ),
-        },
-    };
+        }
+    }
 }
 
 /// Folds requests into rows and prints them on exit and on each tick.
@@ -173,8 +227,6 @@ pub struct Summary {
     requests: u64,
     foreign: u64,
     own_netns: Option<u32>,
-    /// Reused for each request's flow and process names.
-    scratch: (String, String),
 }
 
 impl Summary {
@@ -182,12 +234,11 @@ impl Summary {
         Summary {
             out,
             json,
-            rows: HashMap::new(),
+            rows: HashMap::default(),
             folded_requests: 0,
             requests: 0,
             foreign: 0,
             own_netns: None,
-            scratch: Default::default(),
         }
     }
 
@@ -213,7 +264,7 @@ impl Summary {
             foreign_sender: foreign,
             remedy: None,
             requests: 0,
-            targets: HashSet::new(),
+            targets: HashSet::default(),
             targets_capped: false,
             first: ev.time,
             last: ev.time,
@@ -237,11 +288,8 @@ impl Summary {
         } else if !row.targets.contains(&ev.target_ip) {
             row.targets_capped = true;
         }
-        let (flow, process) = &mut self.scratch;
-        flow_of(ev.trigger.as_ref(), flow);
-        row.flows.add(flow);
-        process_of(ev.trigger.as_ref(), process);
-        row.processes.add(process);
+        row.flows.add(&Flow::of(ev.trigger.as_ref()));
+        row.processes.add(&Process::of(ev.trigger.as_ref()));
     }
 
     /// Rows in print order: foreign senders first, then by request count.

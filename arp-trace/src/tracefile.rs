@@ -410,7 +410,11 @@ enum Line {
 pub struct TraceReader {
     pub file: String,
     src: Box<dyn BufRead + Send>,
+    /// The current line is `buf[start..]`. With `append` set, lines accumulate in `buf` (the
+    /// parallel reader hands a batch of them on as they are, copying nothing).
     buf: Vec<u8>,
+    start: usize,
+    append: bool,
     /// Lines read so far (the number of the current line).
     pub line: u64,
     pub header: Header,
@@ -544,6 +548,8 @@ impl TraceReader {
             file: name.to_string(),
             src,
             buf: Vec::with_capacity(4096),
+            start: 0,
+            append: false,
             line: 0,
             header: Header::new(String::new(), None, serde_json::Value::Null),
             trailer: None,
@@ -564,7 +570,10 @@ impl TraceReader {
     }
 
     fn read_line(&mut self) -> Line {
-        self.buf.clear();
+        if !self.append {
+            self.buf.clear();
+        }
+        self.start = self.buf.len();
         loop {
             let avail = match self.src.fill_buf() {
                 Ok(b) => b,
@@ -572,7 +581,7 @@ impl TraceReader {
                 Err(e) => return Line::Broken(e.to_string()),
             };
             if avail.is_empty() {
-                return if self.buf.is_empty() {
+                return if self.buf.len() == self.start {
                     Line::Eof
                 } else {
                     Line::Partial
@@ -580,7 +589,7 @@ impl TraceReader {
             }
             match memchr::memchr(b'\n', avail) {
                 Some(i) => {
-                    if self.buf.len() + i > MAX_LINE {
+                    if self.buf.len() - self.start + i > MAX_LINE {
                         return Line::TooLong;
                     }
                     self.buf.extend_from_slice(&avail[..i]);
@@ -589,7 +598,7 @@ impl TraceReader {
                 }
                 None => {
                     let n = avail.len();
-                    if self.buf.len() + n > MAX_LINE {
+                    if self.buf.len() - self.start + n > MAX_LINE {
                         return Line::TooLong;
                     }
                     self.buf.extend_from_slice(avail);
@@ -626,7 +635,7 @@ impl TraceReader {
             }
         }
         self.line = 1;
-        let tag: Tag = serde_json::from_slice(&self.buf).map_err(|e| {
+        let tag: Tag = serde_json::from_slice(self.last_line()).map_err(|e| {
             self.error(format!(
                 "not an arp-trace trace: the first line is not JSON ({e})"
             ))
@@ -654,7 +663,7 @@ impl TraceReader {
             Some(v) => return Err(self.error(format!("format version {v} does not exist"))),
             None => return Err(self.error("header without format_version")),
         }
-        self.header = serde_json::from_slice(&self.buf)
+        self.header = serde_json::from_slice(self.last_line())
             .map_err(|e| self.error(format!("bad header: {e}")))?;
         Ok(())
     }
@@ -664,9 +673,14 @@ impl TraceReader {
         if !self.advance()? {
             return Ok(None);
         }
-        parse_line(&self.file, self.line, self.header.format_version, &self.buf)
-            .map(Some)
-            .inspect_err(|_| self.done = true)
+        parse_line(
+            &self.file,
+            self.line,
+            self.header.format_version,
+            &self.buf[self.start..],
+        )
+        .map(Some)
+        .inspect_err(|_| self.done = true)
     }
 
     /// Moves to the next non-blank whole line (left in `buf`); false at the end or a cut.
@@ -718,10 +732,10 @@ impl TraceReader {
                     )));
                 }
             }
-            if self.buf.iter().all(u8::is_ascii_whitespace) {
+            if self.last_line().iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            if self.buf.starts_with(br#"{"type":"summary""#) {
+            if self.last_line().starts_with(br#"{"type":"summary""#) {
                 self.saw_summary = true;
             }
             return Ok(true);
@@ -731,7 +745,7 @@ impl TraceReader {
     /// The raw bytes of the record `read_record` returned last, for readers wanting fields the
     /// typed records do not have (e.g. `diff` on traces from newer versions).
     pub fn last_line(&self) -> &[u8] {
-        &self.buf
+        &self.buf[self.start..]
     }
 
     /// Reads the next record, remembering the trailer.
@@ -865,17 +879,15 @@ impl ParallelReader {
         let (file, version) = (r.file.clone(), r.header.format_version);
         std::thread::spawn(move || {
             let mut seq = 0;
+            // Lines are read straight into the batch's buffer.
+            r.append = true;
             loop {
-                let mut data = Vec::with_capacity(BATCH_BYTES + 4096);
+                r.buf = Vec::with_capacity(BATCH_BYTES + 4096);
                 let mut lines = Vec::with_capacity(BATCH_LINES);
                 let mut end = None;
-                while lines.len() < BATCH_LINES && data.len() < BATCH_BYTES {
+                while lines.len() < BATCH_LINES && r.buf.len() < BATCH_BYTES {
                     match r.advance() {
-                        Ok(true) => {
-                            let start = data.len();
-                            data.extend_from_slice(&r.buf);
-                            lines.push((r.line, start, data.len()));
-                        }
+                        Ok(true) => lines.push((r.line, r.start, r.buf.len())),
                         Ok(false) => {
                             end = Some(None);
                             break;
@@ -887,6 +899,7 @@ impl ParallelReader {
                     }
                 }
                 if !lines.is_empty() {
+                    let data = std::mem::take(&mut r.buf);
                     if chunk_tx.send(Chunk::Lines { seq, data, lines }).is_err() {
                         return;
                     }
