@@ -678,7 +678,7 @@ fn iperf(client: &Netns, secs: u32) -> Result<f64> {
 }
 
 fn bench_tcp(bin: &Path, quick: bool, files: &mut TmpFiles) -> Result<Tcp> {
-    let (pairs, secs) = if quick { (2, 2) } else { (6, 4) };
+    let (pairs, secs) = if quick { (2, 2) } else { (10, 4) };
     let a = Netns::new("ta")?;
     let b = Netns::new("tb")?;
     a.ip(&[
@@ -707,14 +707,25 @@ fn bench_tcp(bin: &Path, quick: bool, files: &mut TmpFiles) -> Result<Tcp> {
         pause(Duration::from_millis(200))?;
     }
     let (mut without, mut with) = (Vec::new(), Vec::new());
-    for i in 0..pairs {
-        check_interrupt()?;
-        without.push(iperf(&a, secs)?);
+    let traced = |files: &mut TmpFiles| -> Result<f64> {
         let t = Tracer::start(bin, &["-q"], files, "tcp")?;
         // Let start-up work (BTF parsing, attaching) finish before measuring.
         pause(Duration::from_millis(300))?;
-        with.push(iperf(&a, secs)?);
+        let bps = iperf(&a, secs)?;
         t.stop()?;
+        Ok(bps)
+    };
+    for i in 0..pairs {
+        check_interrupt()?;
+        // Without-with, then with-without (A B B A ...): a drift of the machine during a
+        // pair does not always favour the same side.
+        if i % 2 == 0 {
+            without.push(iperf(&a, secs)?);
+            with.push(traced(files)?);
+        } else {
+            with.push(traced(files)?);
+            without.push(iperf(&a, secs)?);
+        }
         eprintln!(
             "xtask bench: tcp pair {}/{pairs}: without {:.2} Gbit/s, with {:.2} Gbit/s",
             i + 1,
@@ -1586,9 +1597,10 @@ pub fn run(bin: &Path, opts: &Opts) -> Result<()> {
     rows.push(Row {
         id: "4".into(),
         figure: format!(
-            "`arp-trace -r FILE -q` of a {}-event JSONL trace ({:.0} MB, real captured lines retimed) to the summary; jq per run: {} s",
+            "`arp-trace -r FILE -q` of a {}-event JSONL trace ({:.0} MB, real captured lines retimed) to the summary; per run: arp-trace {} s, jq {} s",
             rep.events,
             rep.bytes as f64 / 1e6,
+            rep.tracer.as_deref().map_or("-".to_string(), |t| list(t, 2)),
             list(&rep.jq, 2)
         ),
         measured,
@@ -1644,7 +1656,7 @@ fn report(machine: &str, table: &str, notes: &str, quick: bool) -> String {
     s.push_str(
         "Written by `sudo -E cargo xtask bench` (see the README); rerun it to replace this file. \
          Each figure is a median over several runs; ratios are taken pair by pair \
-         (without, with, without, with, ...) so drift of the machine cancels.\n\n",
+         (without, with, with, without, ...) so drift of the machine cancels.\n\n",
     );
     if quick {
         s.push_str("**Quick run (`--quick`): fewer, shorter runs; not for the record.**\n\n");
