@@ -302,30 +302,9 @@ impl BriefParser {
 mod tests {
     use super::*;
     use crate::event::ArpEvent;
-    use crate::explain::tests::{addr, request, trigger};
-    use crate::explain::{explain, NsFacts};
-
-    fn facts() -> NsFacts {
-        NsFacts {
-            announce_all: 0,
-            announce_dev: [("eth3".to_string(), 0)].into(),
-            addrs: vec![
-                addr("eth3", "198.51.100.10", 24),
-                addr("eth5", "203.0.113.10", 24),
-            ],
-        }
-    }
 
     fn explained(sender: &str, src: Option<&str>) -> ArpEvent {
-        let mut ev = request(
-            "eth3",
-            sender,
-            "198.51.100.20",
-            src.map(|s| trigger(s, Origin::Local)),
-        );
-        ev.netns_name = Some("srv".into());
-        ev.verdict = Some(explain(&ev, &facts()));
-        ev
+        crate::summary::tests::explained(sender, "198.51.100.20", src, 0)
     }
 
     /// The brief parse of the JSON line of `ev`, checked against the full parse of it.

@@ -432,10 +432,10 @@ impl Sink for Summary {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::explain::tests::{addr, request, trigger};
-    use crate::explain::{explain, NsFacts};
+    use crate::explain::explain;
+    use crate::explain::tests::{request, seed_facts, trigger};
     use crate::output::tests::Shared;
 
     impl Summary {
@@ -444,18 +444,8 @@ mod tests {
         }
     }
 
-    fn facts() -> NsFacts {
-        NsFacts {
-            announce_all: 0,
-            announce_dev: [("eth3".to_string(), 0)].into(),
-            addrs: vec![
-                addr("eth3", "198.51.100.10", 24),
-                addr("eth5", "203.0.113.10", 24),
-            ],
-        }
-    }
-
-    fn explained(sender: &str, target: &str, src: Option<&str>, t: i128) -> ArpEvent {
+    /// A request from srv's eth3, explained against the seed host's facts.
+    pub(crate) fn explained(sender: &str, target: &str, src: Option<&str>, t: i128) -> ArpEvent {
         let mut ev = request(
             "eth3",
             sender,
@@ -467,7 +457,7 @@ mod tests {
         }
         ev.netns_name = Some("srv".into());
         ev.time = Time(t);
-        ev.verdict = Some(explain(&ev, &facts()));
+        ev.verdict = Some(explain(&ev, &seed_facts()));
         ev
     }
 
