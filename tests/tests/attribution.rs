@@ -233,6 +233,19 @@ fn tcp_ack_from_softirq_names_the_socket_owner() {
     stop(t);
 }
 
+/// Waits for the `neigh_failed` of `target` in `ns`; returns it with the requests for
+/// `target`, which must be attempts 1, 2, 3 (mcast_solicit 3).
+fn failed_resolution(t: &Tracer, ns: &Netns, target: &str) -> (Vec<Value>, Vec<Value>) {
+    let failed = t.wait_for(
+        |v| v["type"] == "neigh_failed" && from_ns(v, ns) && v["target_ip"] == target,
+        EVENT_TIMEOUT,
+    );
+    let reqs = t.matching(|v| is_request(v) && from_ns(v, ns) && v["target_ip"] == target);
+    let attempts: Vec<&Value> = reqs.iter().map(|v| &v["attempt"]).collect();
+    assert_eq!(attempts, [1, 2, 3], "attempts of the requests: {reqs:#?}");
+    (failed, reqs)
+}
+
 /// Nobody at 198.51.100.99: requests with attempt 1, 2, 3 (mcast_solicit 3), each naming the
 /// queued datagram, then one `neigh_failed` listing it as dropped.
 #[test]
@@ -245,13 +258,7 @@ fn absent_host_attempts_then_neigh_failed() {
     let mut h = Helper::spawn(srv, "at-absent");
     let absent = "198.51.100.99";
     let sport = h.udp(sa(SRV_ETH3_IP, 0), sa(absent, 9), 7);
-    let failed = t.wait_for(
-        |v| v["type"] == "neigh_failed" && from_ns(v, srv) && v["target_ip"] == absent,
-        EVENT_TIMEOUT,
-    );
-    let reqs = t.matching(|v| is_request(v) && from_ns(v, srv) && v["target_ip"] == absent);
-    let attempts: Vec<&Value> = reqs.iter().map(|v| &v["attempt"]).collect();
-    assert_eq!(attempts, [1, 2, 3], "attempts of the requests: {reqs:#?}");
+    let (failed, reqs) = failed_resolution(&t, srv, absent);
     let trigger = local_trigger(SRV_ETH3_IP, absent, "udp", (sport, 9), UDP_LEN, 7, &h);
     for (i, ev) in reqs.iter().enumerate() {
         let mut want = first_request(SRV_ETH3_IP, absent);
@@ -305,13 +312,7 @@ fn closed_socket_behind_the_first_is_local_not_kernel() {
     let first = h.udp(sa(SRV_ETH3_IP, 0), sa(absent, 9), 0);
     // From this process, through a socket dropped (closed) before the first retransmit.
     send_udp_in(&srv.path(), None, &[sa(absent, 9)]);
-    let failed = t.wait_for(
-        |v| v["type"] == "neigh_failed" && from_ns(v, srv) && v["target_ip"] == absent,
-        EVENT_TIMEOUT,
-    );
-    let reqs = t.matching(|v| is_request(v) && from_ns(v, srv) && v["target_ip"] == absent);
-    let attempts: Vec<&Value> = reqs.iter().map(|v| &v["attempt"]).collect();
-    assert_eq!(attempts, [1, 2, 3], "attempts of the requests: {reqs:#?}");
+    let (failed, reqs) = failed_resolution(&t, srv, absent);
     assert_fields(
         &reqs[0]["trigger"],
         &local_trigger(SRV_ETH3_IP, absent, "udp", (first, 9), UDP_LEN, 0, &h),
