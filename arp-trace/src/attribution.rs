@@ -747,16 +747,7 @@ mod tests {
     }
 
     fn request() -> ArpEvent {
-        use crate::event::tests::{frame, raw};
-        let f = frame(
-            1,
-            [0xff; 6],
-            [2, 0, 0, 0, 0, 1],
-            [203, 0, 113, 10],
-            [0; 6],
-            [198, 51, 100, 20],
-        );
-        ArpEvent::decode(&raw(&f, 14), 0).unwrap()
+        crate::event::tests::request_event("eth3", "203.0.113.10", "198.51.100.20")
     }
 
     /// A stack inside handle_softirqs, to make a record look like it came from softirq.

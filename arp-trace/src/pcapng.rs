@@ -204,15 +204,7 @@ mod tests {
     #[test]
     fn comment_carries_trigger_and_explanation() {
         use crate::explain::tests::trigger;
-        let f = frame(
-            1,
-            [0xff; 6],
-            [2, 0, 0, 0, 0, 1],
-            [203, 0, 113, 10],
-            [0; 6],
-            [198, 51, 100, 20],
-        );
-        let mut ev = ArpEvent::decode(&raw(&f, 14), 0).unwrap();
+        let mut ev = crate::event::tests::request_event("eth3", "203.0.113.10", "198.51.100.20");
         ev.trigger = Some(trigger("203.0.113.10", crate::attribution::Origin::Local));
         let facts = crate::explain::tests::seed_facts();
         ev.verdict = Some(crate::explain::explain(&ev, &facts));
