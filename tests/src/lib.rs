@@ -1357,3 +1357,33 @@ pub fn parse_counts(stderr: &str) -> Counts {
         lost: before(&|w| w == "lost"),
     }
 }
+
+/// Runs the real `jq` with `args` (options, a filter, files); returns its stdout and panics
+/// with its stderr unless it succeeds.
+pub fn jq(args: &[&str]) -> String {
+    let out = Command::new("jq")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running jq: {e} (install jq; cargo xtask test provisions it)"));
+    assert!(
+        out.status.success(),
+        "jq {args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("jq prints UTF-8")
+}
+
+/// `jq -c FILTER` over `input` (a tracer's output), read from a file as users would.
+pub fn jq_over(filter: &str, input: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let file = std::env::temp_dir().join(format!(
+        "arp-trace-e2e-{}-{}.jsonl",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&file, input).unwrap();
+    let out = std::panic::catch_unwind(|| jq(&["-c", filter, &file.to_string_lossy()]));
+    let _ = std::fs::remove_file(&file);
+    out.unwrap_or_else(|p| std::panic::resume_unwind(p))
+}

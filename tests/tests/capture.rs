@@ -332,27 +332,9 @@ fn json_through_jq() {
     let (status, stdout, stderr) = t.stop();
     assert!(status.success(), "exit {}: {stderr}", describe(&status));
 
-    let file = std::env::temp_dir().join(format!("arp-trace-e2e-{}-jq.jsonl", std::process::id()));
-    std::fs::write(&file, &stdout).unwrap();
-    let mut cmd = Command::new("jq");
-    // No -e: jq 1.6 exits 4 when the last input (here the summary) selects nothing.
-    cmd.arg(r#"select(.op=="request" and .sender_ip=="203.0.113.10") | .ifname"#)
-        .arg(&file);
-    let out = match cmd.output() {
-        Ok(o) => o,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let _ = std::fs::remove_file(&file);
-            panic!("`jq` not found on PATH: install jq (cargo xtask test provisions it)")
-        }
-        Err(e) => panic!("running jq: {e}"),
-    };
-    let _ = std::fs::remove_file(&file);
-    let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "jq failed ({}): {}\ninput:\n{stdout}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+    let printed = jq_over(
+        r#"select(.op=="request" and .sender_ip=="203.0.113.10") | .ifname"#,
+        &stdout,
     );
     let got: Vec<&str> = printed.lines().collect();
     assert_eq!(got, ["\"eth3\""], "jq output; input:\n{stdout}");

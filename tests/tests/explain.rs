@@ -60,28 +60,6 @@ fn stop_ok(t: Tracer) -> String {
     stdout
 }
 
-fn jq(filter: &str, input: &str) -> String {
-    let file = std::env::temp_dir().join(format!(
-        "arp-trace-e2e-{}-{}.jsonl",
-        std::process::id(),
-        filter.len()
-    ));
-    std::fs::write(&file, input).unwrap();
-    let out = Command::new("jq")
-        .arg("-c")
-        .arg(filter)
-        .arg(&file)
-        .output()
-        .unwrap_or_else(|e| panic!("running jq (install jq): {e}"));
-    let _ = std::fs::remove_file(&file);
-    assert!(
-        out.status.success(),
-        "jq {filter}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn seed_foreign_sender_is_explained_and_summarized() {
     let seed = seed(0, 0);
@@ -138,9 +116,9 @@ fn seed_foreign_sender_is_explained_and_summarized() {
 
     let stdout = stop_ok(t);
     // Replies never carry a verdict.
-    let replies = jq(r#"select(.op=="reply") | has("reason")"#, &stdout);
+    let replies = jq_over(r#"select(.op=="reply") | has("reason")"#, &stdout);
     assert!(replies.lines().all(|l| l == "false"), "{replies}");
-    let summary = jq(r#"select(.type=="summary")"#, &stdout);
+    let summary = jq_over(r#"select(.type=="summary")"#, &stdout);
     assert_eq!(summary.lines().count(), 1, "one final summary: {stdout}");
     assert_eq!(
         stdout
@@ -150,7 +128,7 @@ fn seed_foreign_sender_is_explained_and_summarized() {
         Some(true),
         "the summary comes last: {stdout}"
     );
-    let rows = jq(
+    let rows = jq_over(
         r#"select(.type=="summary") | .final, (.rows[] | [.ifname, .sender_ip, .reason, .foreign_sender, .requests, .distinct_targets, .top_processes[0].count, .remedy.command])"#,
         &stdout,
     );
@@ -266,7 +244,7 @@ fn sysctl_changed_while_tracing_changes_the_verdict_and_the_remedy_works() {
     );
     assert_eq!(periodic[0]["foreign_requests"], 1, "{}", periodic[0]);
     let stdout = stop_ok(t);
-    let last = jq(
+    let last = jq_over(
         r#"select(.type=="summary" and .final) | .rows | length"#,
         &stdout,
     );

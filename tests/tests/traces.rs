@@ -174,41 +174,23 @@ fn replay_prints_what_the_live_run_printed() {
     assert_eq!(u.stdout, live_text);
 
     // jq reads the trace as it is.
-    let jq = Command::new("jq")
-        .args(["-c", "select(.type!=\"header\" and .type!=\"summary\")", &a])
-        .output()
-        .unwrap();
-    assert!(jq.status.success());
-    let jq_lines = String::from_utf8(jq.stdout).unwrap();
+    let jq_lines = jq(&["-c", "select(.type!=\"header\" and .type!=\"summary\")", &a]);
     assert_eq!(jq_lines.lines().count(), event_lines(&live_json).count());
-    let head = Command::new("jq")
-        .args([
-            "-r",
-            "select(.type==\"header\") | .format_version, .hooks",
-            &a,
-        ])
-        .output()
-        .unwrap();
-    let head = String::from_utf8(head.stdout).unwrap();
+    let head = jq(&[
+        "-r",
+        "select(.type==\"header\") | .format_version, .hooks",
+        &a,
+    ]);
     assert!(head.starts_with("2\n"), "{head}");
-    let trailer = Command::new("jq")
-        .args(["-r", "select(.type==\"summary\") | .requests, .lost", &a])
-        .output()
-        .unwrap();
+    let trailer = jq(&["-r", "select(.type==\"summary\") | .requests, .lost", &a]);
     assert_eq!(
-        String::from_utf8(trailer.stdout).unwrap(),
+        trailer,
         format!("{}\n{}\n", live_counts.requests, live_counts.lost)
     );
     // The trailer is the summary the live --json run printed, plus the counts.
     let summary_of = |args: &[&str]| {
-        let out = Command::new("jq")
-            .args(["-c", "select(.type==\"summary\") | del(.events, .replies, .failures, .lost, .filtered, .undecodable, .end_time)"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).unwrap()
+        let filter = "select(.type==\"summary\") | del(.events, .replies, .failures, .lost, .filtered, .undecodable, .end_time)";
+        jq(&[&["-c", filter], args].concat())
     };
     let live_summary = {
         let f = d.file("live.json");
@@ -648,14 +630,8 @@ fn address_and_sysctl_changes_are_recorded_and_replayed() {
     assert!(live_text.contains(&format!(" {ns} watching: arp_announce all=0 ")));
 
     // jq on the trace file: the same records.
-    let jq = Command::new("jq")
-        .args(["-r", "select(.type==\"facts_change\") | .change", &f])
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8(jq.stdout).unwrap(),
-        "watched\naddr_added\narp_announce\naddr_removed\n"
-    );
+    let changes = jq(&["-r", "select(.type==\"facts_change\") | .change", &f]);
+    assert_eq!(changes, "watched\naddr_added\narp_announce\naddr_removed\n");
     // Replay: byte-identical JSON, identical text lines.
     let r = arp_trace(&["-r", &f, "--json"]);
     assert!(r.status.success(), "{r:?}");
