@@ -24,9 +24,9 @@ pub const EVENT_NEIGH: u32 = 4;
 pub const IP_CAP: usize = 64;
 /// Kernel stack frames recorded with a trigger, to tell task context from softirq exactly.
 pub const STACK_DEPTH: usize = 24;
-/// Address ranges (`[lo, hi)`) of the neighbour code that calls `consume_skb()` right after
-/// `arp_solicit()`; the tracepoint path filters `consume_skb` on these.
-pub const MAX_RANGES: usize = 4;
+/// `SETTINGS[0]` flag: the tracepoint path is in use, so the neighbour tracepoints read the
+/// solicited packet from the neighbour's queue (no hook sees `arp_solicit()` itself).
+pub const SETTING_QUEUE_TRIGGER: u32 = 1;
 
 /// IPv4 addresses of the egress device copied with each ARP frame (`in_device->ifa_list`).
 pub const MAX_DEV_ADDRS: usize = 8;
@@ -49,8 +49,9 @@ pub const TRIGGER_ORPHAN: u32 = 8;
 
 /// Hooks that produced an event (`ArpXmitEvent::hook`, `TriggerEvent::hook`).
 pub const HOOK_NET_DEV_QUEUE: u32 = 1;
-/// `tp_btf/consume_skb` right after the solicit: the trigger follows its request.
-pub const HOOK_CONSUME_SKB: u32 = 2;
+/// The newest packet on the neighbour's queue, read at the neighbour tracepoint that follows
+/// the solicit (the tracepoint path): the trigger follows its request and names it.
+pub const HOOK_NEIGH_QUEUE: u32 = 2;
 /// `fentry/arp_solicit`: the trigger precedes its request, which takes the next sequence
 /// number on the same CPU.
 pub const HOOK_FENTRY: u32 = 3;
@@ -131,12 +132,10 @@ pub struct DevAddr {
     pub _pad: u8,
 }
 
-/// Everything else the loader decides at start-up.
+/// Everything else the loader decides from BTF before the programs are loaded.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// `[lo, hi)` kernel text ranges; unused slots are `[0, 0)`.
-    pub ranges: [[u64; 2]; MAX_RANGES],
     /// `enum skb_drop_reason` values of NEIGH_FAILED and NEIGH_QUEUEFULL on this kernel
     /// (0 when the kernel has no drop reasons).
     pub drop_neigh_failed: u32,
@@ -145,7 +144,6 @@ pub struct Config {
 
 impl Config {
     pub const UNSET: Config = Config {
-        ranges: [[0; 2]; MAX_RANGES],
         drop_neigh_failed: 0,
         drop_neigh_queuefull: 0,
     };
@@ -328,7 +326,7 @@ mod tests {
             size_of::<ArpXmitEvent>(),
             8 + 8 + 6 * 4 + 2 + 2 + 4 + 8 + 8 + 16 + 16 + FRAME_CAP + 16 + 8 * MAX_DEV_ADDRS
         );
-        assert_eq!(size_of::<Config>(), MAX_RANGES * 16 + 8);
+        assert_eq!(size_of::<Config>(), 8);
         assert_eq!(
             size_of::<TriggerEvent>(),
             8 + 8 * 5 + 8 * 4 + 8 + 16 + IP_CAP + 8 * STACK_DEPTH

@@ -9,10 +9,10 @@ use core::ffi::c_void;
 
 use arp_trace_common::{
     ArpXmitEvent, Config, DevAddr, NeighEvent, Offsets, TriggerEvent, ADDR_SECONDARY,
-    EVENT_ARP_XMIT, EVENT_NEIGH, EVENT_NEIGH_DROP, EVENT_TRIGGER, FRAME_CAP, HOOK_CONSUME_SKB,
-    HOOK_FENTRY, HOOK_KFREE_SKB, HOOK_KPROBE, HOOK_NET_DEV_QUEUE, IP_CAP, MAX_DEV_ADDRS,
-    MAX_RANGES, NAME_LEN, NEIGH_FAILED, NEIGH_FIRST, NO_MAC_HEADER, STACK_DEPTH, TRIGGER_HAS_SK,
-    TRIGGER_NO_FILE, TRIGGER_ORPHAN, TRIGGER_REQUEST_SK,
+    EVENT_ARP_XMIT, EVENT_NEIGH, EVENT_NEIGH_DROP, EVENT_TRIGGER, FRAME_CAP, HOOK_FENTRY,
+    HOOK_KFREE_SKB, HOOK_KPROBE, HOOK_NEIGH_QUEUE, HOOK_NET_DEV_QUEUE, IP_CAP, MAX_DEV_ADDRS,
+    NAME_LEN, NEIGH_FAILED, NEIGH_FIRST, NO_MAC_HEADER, SETTING_QUEUE_TRIGGER, STACK_DEPTH,
+    TRIGGER_HAS_SK, TRIGGER_NO_FILE, TRIGGER_ORPHAN, TRIGGER_REQUEST_SK,
 };
 use aya_ebpf::{
     helpers::{
@@ -20,7 +20,7 @@ use aya_ebpf::{
         bpf_probe_read_kernel_buf,
     },
     macros::{btf_tracepoint, fentry, kprobe, map},
-    maps::{PerCpuArray, RingBuf},
+    maps::{Array, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, FEntryContext, ProbeContext},
     EbpfContext,
 };
@@ -50,10 +50,10 @@ struct Req {
 }
 
 const NO_QLEN: u32 = u32::MAX;
-/// Requests in flight per CPU. `neigh_probe()` runs `arp_solicit()` (which transmits the
-/// request), then `consume_skb(trigger)`; the neighbour tracepoint follows once bottom halves
-/// are enabled again, and softirqs run in between may send requests of their own (a peer
-/// resolving us back, on veth), so one slot is not enough.
+/// Requests in flight per CPU. `neigh_probe()` runs `arp_solicit()`, which transmits the
+/// request; the neighbour tracepoint follows once bottom halves are enabled again, and
+/// softirqs run in between may send requests of their own (a peer resolving us back, on
+/// veth), so one slot is not enough.
 const PENDING: usize = 4;
 
 #[derive(Clone, Copy)]
@@ -72,6 +72,18 @@ static SLOT: PerCpuArray<Slot> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 
+/// `SETTING_*` flags, written by the loader once it has chosen the solicit path. A map, not
+/// .rodata: the path is known only after the object is loaded and programs are tried.
+#[map]
+static SETTINGS: Array<u32> = Array::with_max_entries(1, 0);
+
+#[inline(always)]
+fn queue_trigger() -> bool {
+    SETTINGS
+        .get(0)
+        .is_some_and(|s| s & SETTING_QUEUE_TRIGGER != 0)
+}
+
 /// Events that could not be delivered because the ring buffer was full, per CPU.
 #[map]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
@@ -85,11 +97,6 @@ fn offsets() -> Offsets {
 }
 
 #[inline(always)]
-fn config() -> Config {
-    unsafe { core::ptr::read_volatile(&CONFIG) }
-}
-
-#[inline(always)]
 unsafe fn read<T: Copy>(base: *const u8, off: u32) -> Result<T, i64> {
     bpf_probe_read_kernel(base.add(off as usize) as *const T).map_err(|e| e as i64)
 }
@@ -100,10 +107,21 @@ fn count_lost() {
     }
 }
 
+/// Every frame any device queues passes here, so everything but ARP must leave at once.
 #[btf_tracepoint(function = "net_dev_queue")]
 pub fn net_dev_queue(ctx: BtfTracePointContext) -> i32 {
-    let skb: *const c_void = ctx.arg(0);
-    if let Err(e) = unsafe { try_net_dev_queue(skb as *const u8) } {
+    let skb: *const u8 = ctx.arg(0);
+    // A direct load instead of bpf_probe_read_kernel(): `skb` is a BTF pointer and the offset
+    // comes from frozen .rodata, so the verifier knows it as a constant and checks it against
+    // `struct sk_buff`. It halves the program's cost per frame (BENCHMARKS.md, figure 1).
+    let proto = unsafe {
+        let off = core::ptr::read_volatile(&OFFSETS.skb_protocol);
+        core::ptr::read_volatile(skb.add(off as usize) as *const u16)
+    };
+    if proto != ETH_P_ARP_BE {
+        return 0;
+    }
+    if let Err(e) = unsafe { try_net_dev_queue(skb) } {
         // Only a kernel whose layout the loader misread gets here; say so once per event.
         aya_log_ebpf::debug!(&ctx, "net_dev_queue: kernel read failed: {}", e);
     }
@@ -112,10 +130,6 @@ pub fn net_dev_queue(ctx: BtfTracePointContext) -> i32 {
 
 unsafe fn try_net_dev_queue(skb: *const u8) -> Result<(), i64> {
     let o = offsets();
-    let proto: u16 = read(skb, o.skb_protocol)?;
-    if proto != ETH_P_ARP_BE {
-        return Ok(());
-    }
     let Some(mut entry) = EVENTS.reserve::<ArpXmitEvent>(0) else {
         count_lost();
         return Ok(());
@@ -295,34 +309,6 @@ fn find_req(slot: &Slot, netns: u32, ifindex: u32, target: Option<[u8; 4]>) -> O
     best
 }
 
-#[inline(always)]
-fn in_ranges(addr: u64, cfg: &Config) -> bool {
-    let mut i = 0;
-    while i < MAX_RANGES {
-        let r = cfg.ranges[i];
-        if addr >= r[0] && addr < r[1] {
-            return true;
-        }
-        i += 1;
-    }
-    false
-}
-
-/// `skb:consume_skb` — the tracepoint path's way to see `arp_solicit()`'s packet: neigh_probe()
-/// frees its clone of the queued packet right after the solicit. Every freed skb on the host
-/// passes here, so the range check comes first and costs a handful of instructions.
-#[btf_tracepoint(function = "consume_skb")]
-pub fn consume_skb(ctx: BtfTracePointContext) -> i32 {
-    let location: u64 = ctx.arg(1);
-    let cfg = config();
-    if !in_ranges(location, &cfg) {
-        return 0;
-    }
-    let skb: *const c_void = ctx.arg(0);
-    let _ = unsafe { emit_trigger(skb as *const u8, EVENT_TRIGGER, 0, HOOK_CONSUME_SKB, [0; 4]) };
-    0
-}
-
 /// `fentry/arp_solicit(neigh, skb)`: the exact packet the kernel solicits for, before the
 /// request is built. `skb` is NULL for probes of an entry with nothing queued.
 #[fentry(function = "arp_solicit")]
@@ -348,7 +334,7 @@ unsafe fn solicit(n: *const u8, skb: *const u8, hook: u32) -> Result<(), i64> {
         return Ok(());
     }
     let target: [u8; 4] = read(n, offsets().neigh_key)?;
-    emit_trigger(skb, EVENT_TRIGGER, 0, hook, target)
+    emit_trigger(skb, EVENT_TRIGGER, 0, hook, target, 0)
 }
 
 /// `skb:kfree_skb` filtered to the neighbour queue's drop reasons: the packets lost when
@@ -356,8 +342,14 @@ unsafe fn solicit(n: *const u8, skb: *const u8, hook: u32) -> Result<(), i64> {
 #[btf_tracepoint(function = "kfree_skb")]
 pub fn kfree_skb(ctx: BtfTracePointContext) -> i32 {
     let reason: u32 = ctx.arg::<u64>(2) as u32;
-    let cfg = config();
-    if reason == 0 || (reason != cfg.drop_neigh_failed && reason != cfg.drop_neigh_queuefull) {
+    // Both fields, not the whole struct: every dropped skb on the host passes here.
+    let (failed, queuefull) = unsafe {
+        (
+            core::ptr::read_volatile(&CONFIG.drop_neigh_failed),
+            core::ptr::read_volatile(&CONFIG.drop_neigh_queuefull),
+        )
+    };
+    if reason == 0 || (reason != failed && reason != queuefull) {
         return 0;
     }
     let skb: *const c_void = ctx.arg(0);
@@ -368,6 +360,7 @@ pub fn kfree_skb(ctx: BtfTracePointContext) -> i32 {
             reason,
             HOOK_KFREE_SKB,
             [0; 4],
+            0,
         )
     };
     0
@@ -377,6 +370,8 @@ const ETH_P_IP_BE: u16 = 0x0800u16.to_be();
 const TCP_TIME_WAIT: u8 = 6;
 const TCP_NEW_SYN_RECV: u8 = 12;
 
+/// Writes a `TriggerEvent` for `skb`. `req_seq` names its request for `HOOK_NEIGH_QUEUE`;
+/// the solicit-entry hooks work it out here.
 #[inline(always)]
 unsafe fn emit_trigger(
     skb: *const u8,
@@ -384,6 +379,7 @@ unsafe fn emit_trigger(
     reason: u32,
     hook: u32,
     target: [u8; 4],
+    req_seq: u64,
 ) -> Result<(), i64> {
     let o = offsets();
     let proto: u16 = read(skb, o.skb_protocol)?;
@@ -397,6 +393,7 @@ unsafe fn emit_trigger(
     let ev = &mut *entry.as_mut_ptr();
     ev.hook = hook;
     ev.target = target;
+    ev.req_seq = req_seq;
     match fill_trigger(ev, skb, &o, kind, reason) {
         Ok(()) => entry.submit(0),
         Err(e) => {
@@ -437,19 +434,12 @@ unsafe fn fill_trigger(
             read(net, o.net_ns_inum)?
         };
     }
-    ev.req_seq = 0;
-    if kind == EVENT_TRIGGER {
+    if kind == EVENT_TRIGGER && (ev.hook == HOOK_FENTRY || ev.hook == HOOK_KPROBE) {
         if let Some(slot) = SLOT.get_ptr(0) {
-            let slot = &*slot;
-            if ev.hook != HOOK_CONSUME_SKB {
-                // arp_solicit() transmits its request synchronously on this CPU (BHs are off
-                // under the neighbour lock), so the request takes the next number; user space
-                // checks the request's target against `ev.target` before joining.
-                ev.req_seq = slot.next_seq + 1;
-            } else if let Some(i) = find_req(slot, ev.netns, ev.ifindex, None) {
-                // Right after the solicit, before any softirq: the newest request is ours.
-                ev.req_seq = slot.reqs[i].seq;
-            }
+            // arp_solicit() transmits its request synchronously on this CPU (BHs are off
+            // under the neighbour lock), so the request takes the next number; user space
+            // checks the request's target against `ev.target` before joining.
+            ev.req_seq = (*slot).next_seq + 1;
         }
     }
 
@@ -553,6 +543,13 @@ unsafe fn emit_neigh(ctx: &BtfTracePointContext, n: *const u8, first: u32) -> Re
     if req_seq == 0 && !failed {
         return Ok(()); // nothing was solicited in this call
     }
+    if req_seq != 0 && seen.qlen == NO_QLEN && queue_trigger() {
+        // No update since the solicit: the queue is as neigh_probe() found it, and its
+        // newest packet is the one arp_solicit() was handed (a clone of it, exactly).
+        if let Some(skb) = queue_tail(n, &o) {
+            let _ = emit_trigger(skb, EVENT_TRIGGER, 0, HOOK_NEIGH_QUEUE, target, req_seq);
+        }
+    }
     let Some(mut entry) = EVENTS.reserve::<NeighEvent>(0) else {
         count_lost();
         return Ok(());
@@ -630,15 +627,22 @@ unsafe fn ipv4_neigh(
     Ok(Some((target, dev, ifindex, netns)))
 }
 
-/// Owner of the newest packet queued on a neighbour: `skb_clone()` drops `skb->sk`, so the
-/// solicited clone cannot tell, but the queued original can.
+/// The newest packet queued on a neighbour: the one `neigh_probe()` clones for the solicit.
 #[inline(always)]
-unsafe fn queue_owner(n: *const u8, o: &Offsets) -> Option<(u64, u64, u32)> {
+unsafe fn queue_tail(n: *const u8, o: &Offsets) -> Option<*const u8> {
     let head = n.add(o.neigh_queue as usize);
     let tail: *const u8 = read(n, o.neigh_queue_tail).unwrap_or(head);
     if tail.is_null() || tail == head {
         return None;
     }
+    Some(tail)
+}
+
+/// Owner of the newest packet queued on a neighbour: `skb_clone()` drops `skb->sk`, so the
+/// solicited clone cannot tell, but the queued original can.
+#[inline(always)]
+unsafe fn queue_owner(n: *const u8, o: &Offsets) -> Option<(u64, u64, u32)> {
+    let tail = queue_tail(n, o)?;
     let sk: *const u8 = read(tail, o.skb_sk).unwrap_or(core::ptr::null());
     let (flags, ino) = read_owner(sk, o).ok()?;
     Some((sk as u64, ino, flags))
@@ -673,6 +677,13 @@ unsafe fn note_update(n: *const u8) -> Result<(), i64> {
     r.qlen = read(n, o.neigh_qlen).unwrap_or(0);
     if let Some((sk, ino, flags)) = queue_owner(n, &o) {
         (r.sk, r.sk_ino, r.owner_flags) = (sk, ino, flags);
+    }
+    let seq = r.seq;
+    if queue_trigger() {
+        // The update is about to send and flush the queue; read the packet while it is there.
+        if let Some(skb) = queue_tail(n, &o) {
+            emit_trigger(skb, EVENT_TRIGGER, 0, HOOK_NEIGH_QUEUE, target, seq)?;
+        }
     }
     Ok(())
 }

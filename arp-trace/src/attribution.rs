@@ -700,7 +700,7 @@ mod tests {
             flags,
             drop_reason: 0,
             stack_len: 0,
-            hook: arp_trace_common::HOOK_CONSUME_SKB,
+            hook: arp_trace_common::HOOK_NEIGH_QUEUE,
             target: [0; 4],
             comm,
             ip: udp_packet([203, 0, 113, 10], [198, 51, 100, 20], 41000, 9),

@@ -78,8 +78,9 @@ pub struct Args {
     pub buffer_kib: u32,
 
     /// How to catch the packet behind each request: `auto` takes the best this kernel
-    /// allows (fentry on arp_solicit, else a kprobe on it, else the consume_skb tracepoint
-    /// right after it); the others force one. `arp-trace doctor` shows which ones work here.
+    /// allows (fentry on arp_solicit, else a kprobe on it, else the neighbour tracepoints
+    /// reading the entry's queue); the others force one. `arp-trace doctor` shows which ones
+    /// work here.
     #[arg(long, value_enum, value_name = "PATH", default_value_t = HookChoice::Auto)]
     pub hooks: HookChoice,
 

@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use crate::btf::Btf;
 use crate::kallsyms::Kallsyms;
-use crate::loader::{self, KernelFacts, Probe, SolicitPath};
+use crate::loader::{self, Probe, SolicitPath};
 
 /// One line of the report: a check, whether it passed, and what it means.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,20 +75,12 @@ fn advice(path: SolicitPath, why: &str) -> &'static str {
             "kprobes are compiled out; nothing to change at run time"
         }
         SolicitPath::Kprobe => "kprobes exist but this one could not be placed",
-        SolicitPath::Tracepoint => {
-            "the tracepoint path needs consume_skb(skb, location) (Linux 6.3+) and readable \
-             /proc/kallsyms"
-        }
+        SolicitPath::Tracepoint => "the tracepoint path needs only the neighbour tracepoints above",
     }
 }
 
 /// Renders the report; `probes` is what `loader::probe_hooks` found.
-pub fn render(
-    release: &str,
-    checks: &[Check],
-    probes: &[Probe],
-    facts: Option<&KernelFacts>,
-) -> (String, bool) {
+pub fn render(release: &str, checks: &[Check], probes: &[Probe]) -> (String, bool) {
     let mut out = String::new();
     let _ = writeln!(out, "arp-trace doctor: kernel {release}");
     let _ = writeln!(out, "System:");
@@ -147,16 +139,6 @@ pub fn render(
         }
     };
     let _ = writeln!(out, "Verdict: {verdict}");
-    if let Some(f) = facts {
-        let _ = writeln!(
-            out,
-            "  (consume_skb arguments: {}, neighbour functions found: {})",
-            f.consume_skb_args
-                .map(|n| n.to_string())
-                .unwrap_or_else(|| "none".into()),
-            f.neigh_ranges
-        );
-    }
     (out, ok)
 }
 
@@ -226,20 +208,17 @@ pub fn run() -> (String, bool) {
         ),
     ));
 
-    let (probes, facts) = match (&btf, &syms) {
-        (Ok(btf), Ok(syms)) if privileged.is_ok() => {
-            let facts = KernelFacts::gather(btf, syms);
-            match loader::probe_hooks(btf, syms) {
-                Ok(p) => (p, Some(facts)),
-                Err(e) => {
-                    checks.push(Check::new("eBPF object", false, crate::one_line(&e)));
-                    (Vec::new(), Some(facts))
-                }
+    let probes = match (&btf, &syms) {
+        (Ok(btf), Ok(syms)) if privileged.is_ok() => match loader::probe_hooks(btf, syms) {
+            Ok(p) => p,
+            Err(e) => {
+                checks.push(Check::new("eBPF object", false, crate::one_line(&e)));
+                Vec::new()
             }
-        }
-        _ => (Vec::new(), None),
+        },
+        _ => Vec::new(),
     };
-    render(&release, &checks, &probes, facts.as_ref())
+    render(&release, &checks, &probes)
 }
 
 /// Prints the report; exit status 0 when arp-trace can trace here.
@@ -285,9 +264,9 @@ mod tests {
             probe("transmit", "tp_btf/net_dev_queue", true),
             probe("solicit", "fentry/arp_solicit", false),
             probe("solicit", "kprobe/arp_solicit", false),
-            probe("solicit", "tp_btf/consume_skb", true),
+            probe("solicit", "tp_btf/neigh_*", true),
         ];
-        let (text, ok) = render("6.18", &checks, &probes, None);
+        let (text, ok) = render("6.18", &checks, &probes);
         assert!(ok, "{text}");
         assert!(text.contains("uses the tracepoint path"), "{text}");
         assert!(text.contains("forbids BPF trampolines"), "{text}");
@@ -296,15 +275,15 @@ mod tests {
             probe("transmit", "tp_btf/net_dev_queue", true),
             probe("solicit", "fentry/arp_solicit", false),
         ];
-        let (text, ok) = render("6.18", &checks, &probes, None);
+        let (text, ok) = render("6.18", &checks, &probes);
         assert!(!ok && text.contains("no path sees"), "{text}");
 
         let probes = [probe("transmit", "tp_btf/net_dev_queue", false)];
-        let (text, ok) = render("6.18", &checks, &probes, None);
+        let (text, ok) = render("6.18", &checks, &probes);
         assert!(!ok && text.contains("cannot run here"), "{text}");
 
         let failed = [Check::new("privileges", false, "permission denied")];
-        let (text, ok) = render("6.18", &failed, &[], None);
+        let (text, ok) = render("6.18", &failed, &[]);
         assert!(!ok && text.contains("FAIL privileges"), "{text}");
     }
 }

@@ -5,13 +5,13 @@
 use std::fmt;
 
 use anyhow::{anyhow, bail, Context, Result};
-use arp_trace_common::{Config, Offsets, MAX_RANGES};
-use aya::maps::{MapData, PerCpuArray, RingBuf};
+use arp_trace_common::{Config, Offsets, SETTING_QUEUE_TRIGGER};
+use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use aya::programs::{BtfTracePoint, FEntry, KProbe};
 use aya::{Ebpf, EbpfLoader};
 
 use crate::btf::Btf;
-use crate::kallsyms::{Kallsyms, NEIGH_PROBE_SITES};
+use crate::kallsyms::Kallsyms;
 
 /// The compiled eBPF object, built from `arp-trace-ebpf/` by build.rs.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/arp-trace"));
@@ -73,22 +73,13 @@ pub fn resolve_offsets(btf: &Btf) -> Result<Offsets> {
     Ok(o)
 }
 
-/// Kernel text ranges and enum values the programs compare against.
-pub fn resolve_config(btf: &Btf, syms: &Kallsyms) -> Result<Config> {
+/// Enum values the programs compare against.
+pub fn resolve_config(btf: &Btf) -> Config {
     let mut cfg = Config::UNSET;
-    // Empty when the kernel hides them; the tracepoint path's precheck reports that.
-    let ranges: Vec<(u64, u64)> = NEIGH_PROBE_SITES
-        .iter()
-        .flat_map(|n| syms.ranges(n))
-        .take(MAX_RANGES)
-        .collect();
-    for (i, (lo, hi)) in ranges.iter().enumerate() {
-        cfg.ranges[i] = [*lo, *hi];
-    }
     let reason = |n: &str| btf.enum_value("skb_drop_reason", n).unwrap_or(0) as u32;
     cfg.drop_neigh_failed = reason("SKB_DROP_REASON_NEIGH_FAILED");
     cfg.drop_neigh_queuefull = reason("SKB_DROP_REASON_NEIGH_QUEUEFULL");
-    Ok(cfg)
+    cfg
 }
 
 /// A hook in use, for the start-up line and trace headers.
@@ -114,7 +105,7 @@ pub enum HookChoice {
     Fentry,
     /// kprobe on arp_solicit() (needs CONFIG_KPROBES).
     Kprobe,
-    /// consume_skb tracepoint right after the solicit (Linux 6.3+).
+    /// Neighbour tracepoints only: the packet is read from the neighbour's queue.
     Tracepoint,
 }
 
@@ -125,8 +116,10 @@ pub enum SolicitPath {
     Fentry,
     /// `kprobe/arp_solicit`: the call itself, through a breakpoint.
     Kprobe,
-    /// `tp_btf/consume_skb` filtered on the neighbour code that frees the packet right after
-    /// the solicit (needs the tracepoint's `location` argument, Linux 6.3+).
+    /// The neighbour tracepoints every path attaches read the newest packet on the entry's
+    /// queue, which `neigh_probe()` cloned for the solicit. Nothing on the per-packet path
+    /// beyond `net_dev_queue`; another CPU queueing to the same unresolved entry in the
+    /// microseconds between the solicit and the tracepoint would be named instead.
     Tracepoint,
 }
 
@@ -150,15 +143,16 @@ impl SolicitPath {
         match self {
             SolicitPath::Fentry => "fentry/arp_solicit",
             SolicitPath::Kprobe => "kprobe/arp_solicit",
-            SolicitPath::Tracepoint => "tp_btf/consume_skb",
+            SolicitPath::Tracepoint => "tp_btf/neigh_*",
         }
     }
 
-    fn program(self) -> &'static str {
+    /// The program of its own the path attaches; the tracepoint path has none.
+    fn program(self) -> Option<&'static str> {
         match self {
-            SolicitPath::Fentry => "solicit_fentry",
-            SolicitPath::Kprobe => "solicit_kprobe",
-            SolicitPath::Tracepoint => "consume_skb",
+            SolicitPath::Fentry => Some("solicit_fentry"),
+            SolicitPath::Kprobe => Some("solicit_kprobe"),
+            SolicitPath::Tracepoint => None,
         }
     }
 }
@@ -184,10 +178,6 @@ pub struct KernelFacts {
     pub arp_solicit_in_kallsyms: bool,
     /// `/sys/bus/event_source/devices/kprobe` exists: the kernel has CONFIG_KPROBES.
     pub kprobe_pmu: bool,
-    /// Arguments of `skb:consume_skb` (2 from Linux 6.3: skb and location).
-    pub consume_skb_args: Option<u32>,
-    /// Neighbour functions found in /proc/kallsyms (the tracepoint path's filter).
-    pub neigh_ranges: usize,
 }
 
 impl KernelFacts {
@@ -196,8 +186,6 @@ impl KernelFacts {
             arp_solicit_in_btf: btf.has_func("arp_solicit"),
             arp_solicit_in_kallsyms: !syms.ranges("arp_solicit").is_empty(),
             kprobe_pmu: std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists(),
-            consume_skb_args: btf.tracepoint_args("consume_skb"),
-            neigh_ranges: NEIGH_PROBE_SITES.iter().map(|n| syms.ranges(n).len()).sum(),
         }
     }
 
@@ -213,17 +201,6 @@ impl KernelFacts {
             SolicitPath::Kprobe if !self.arp_solicit_in_kallsyms => {
                 Some("arp_solicit is not in /proc/kallsyms".into())
             }
-            SolicitPath::Tracepoint => match self.consume_skb_args {
-                None => Some("kernel has no skb:consume_skb tracepoint".into()),
-                Some(n) if n < 2 => {
-                    Some("skb:consume_skb has no location argument before Linux 6.3".into())
-                }
-                _ if self.neigh_ranges == 0 => Some(format!(
-                    "none of {} is in /proc/kallsyms",
-                    NEIGH_PROBE_SITES.join(", ")
-                )),
-                _ => None,
-            },
             _ => None,
         }
     }
@@ -283,6 +260,22 @@ fn attach_program(
         }
     }
     Ok(())
+}
+
+/// Puts a solicit path to work: attaches its program, or for the tracepoint path tells the
+/// neighbour programs (attached already) to read the packet from the queue.
+fn use_path(ebpf: &mut Ebpf, path: SolicitPath, btf: &aya::Btf) -> std::result::Result<(), String> {
+    if let Some(program) = path.program() {
+        return attach_program(ebpf, program, path.hook(), btf);
+    }
+    let map = ebpf
+        .map_mut("SETTINGS")
+        .ok_or("eBPF object has no SETTINGS map")?;
+    let mut settings: Array<&mut MapData, u32> =
+        Array::try_from(map).map_err(|e| short_cause(&e))?;
+    settings
+        .set(0, SETTING_QUEUE_TRIGGER, 0)
+        .map_err(|e| short_cause(&e))
 }
 
 /// Hooks every solicit path shares: (role, program, hook).
@@ -351,17 +344,24 @@ fn open_object(offsets: &Offsets, config: &Config, buffer_bytes: u32) -> Result<
 pub fn probe_hooks(btf: &Btf, syms: &Kallsyms) -> Result<Vec<Probe>> {
     let facts = KernelFacts::gather(btf, syms);
     let offsets = resolve_offsets(btf).context("reading kernel structure layouts from BTF")?;
-    let config = resolve_config(btf, syms)?;
+    let config = resolve_config(btf);
     let (mut ebpf, aya_btf) = open_object(&offsets, &config, 4096)?;
     let mut out = Vec::new();
     for (role, program, hook) in COMMON_HOOKS {
         let result = attach_program(&mut ebpf, program, hook, &aya_btf);
         out.push(Probe { role, hook, result });
     }
+    let neighbour_ok = out
+        .iter()
+        .filter(|p| p.role == "neighbour")
+        .all(|p| p.result.is_ok());
     for path in SolicitPath::ALL {
         let result = match facts.precheck(path) {
             Some(why) => Err(why),
-            None => attach_program(&mut ebpf, path.program(), path.hook(), &aya_btf),
+            None if path.program().is_none() && !neighbour_ok => {
+                Err("needs the neighbour tracepoints above".into())
+            }
+            None => use_path(&mut ebpf, path, &aya_btf),
         };
         out.push(Probe {
             role: "solicit",
@@ -437,7 +437,7 @@ impl Tracer {
     /// (~12 MB each) are never held at once.
     pub fn load(btf: Btf, syms: &Kallsyms, opts: &LoadOptions) -> Result<Tracer> {
         let offsets = resolve_offsets(&btf).context("reading kernel structure layouts from BTF")?;
-        let config = resolve_config(&btf, syms)?;
+        let config = resolve_config(&btf);
         let facts = KernelFacts::gather(&btf, syms);
         drop(btf);
         // SAFETY: malloc_trim only releases free memory; aya's own BTF parse comes next.
@@ -455,7 +455,7 @@ impl Tracer {
         for path in opts.hooks.candidates() {
             let result = match facts.precheck(path) {
                 Some(why) => Err(why),
-                None => attach_program(&mut ebpf, path.program(), path.hook(), &aya_btf),
+                None => use_path(&mut ebpf, path, &aya_btf),
             };
             match result {
                 Ok(()) => {

@@ -10,7 +10,7 @@ use serde_json::Value;
 const PATHS: [(&str, &str); 3] = [
     ("fentry", "fentry/arp_solicit"),
     ("kprobe", "kprobe/arp_solicit"),
-    ("tracepoint", "tp_btf/consume_skb"),
+    ("tracepoint", "tp_btf/neigh_*"),
 ];
 
 /// The VM suite forces a path through ARP_TRACE_HOOKS; these tests pick paths themselves.
