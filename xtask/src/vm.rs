@@ -44,6 +44,14 @@ pub const MATRIX: &[Row] = &[
         kernel: "6.12",
         hooks: "kprobe",
     },
+    Row {
+        kernel: "6.1",
+        hooks: "tracepoint",
+    },
+    Row {
+        kernel: "6.12",
+        hooks: "tracepoint",
+    },
 ];
 
 /// Kernel series the suite knows how to fetch (Debian bookworm and bookworm-backports/updates).
@@ -1451,7 +1459,9 @@ test result: ok. 4 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out
             skipped,
             [
                 ("6.1".to_string(), "kprobe".to_string()),
-                ("6.12".to_string(), "kprobe".to_string())
+                ("6.12".to_string(), "kprobe".to_string()),
+                ("6.1".to_string(), "tracepoint".to_string()),
+                ("6.12".to_string(), "tracepoint".to_string())
             ]
         );
         let (rows, skipped) = plan(&names(&["6.12"]), None, true).unwrap();
@@ -1459,7 +1469,8 @@ test result: ok. 4 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out
             rows,
             [
                 ("6.12".to_string(), None),
-                ("6.12".to_string(), Some("kprobe".to_string()))
+                ("6.12".to_string(), Some("kprobe".to_string())),
+                ("6.12".to_string(), Some("tracepoint".to_string()))
             ]
         );
         assert!(skipped.is_empty());
