@@ -545,7 +545,8 @@ unsafe fn emit_neigh(ctx: &BtfTracePointContext, n: *const u8, first: u32) -> Re
     }
     if req_seq != 0 && seen.qlen == NO_QLEN && queue_trigger() {
         // No update since the solicit: the queue is as neigh_probe() found it, and its
-        // newest packet is the one arp_solicit() was handed (a clone of it, exactly).
+        // newest packet is the one arp_solicit() was handed a clone of (unless another CPU
+        // queued one to this entry in the microseconds since; the README names that).
         if let Some(skb) = queue_tail(n, &o) {
             let _ = emit_trigger(skb, EVENT_TRIGGER, 0, HOOK_NEIGH_QUEUE, target, req_seq);
         }
