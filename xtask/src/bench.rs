@@ -2,6 +2,7 @@
 //! kernel, in throw-away network namespaces with TEST-NET addresses only, and writes the table
 //! to BENCHMARKS.md. It reports; it never fails on a missed target (machines are noisy).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -190,12 +191,14 @@ pub fn pcap_arp_requests(bytes: &[u8]) -> Result<u64> {
     Ok(n)
 }
 
-/// ARP requests in arp-trace's JSON output, and how many of them name the packet and the
-/// process (`trigger.pid == pid`) behind them.
-pub fn json_requests(text: &str, pid: u32) -> (u64, u64) {
+/// ARP requests in arp-trace's JSON output, how many of them name the packet and the
+/// process (`trigger.pid == pid`) behind them, and what the others said instead (counted by
+/// `unattributed_reason`).
+pub fn json_requests(text: &str, pid: u32) -> (u64, u64, BTreeMap<String, u64>) {
     let pid_field = format!("\"pid\":{pid}");
     let mut req = 0;
     let mut attributed = 0;
+    let mut misses = BTreeMap::new();
     for l in text.lines() {
         if l.contains("\"type\":\"arp\"") && l.contains("\"op\":\"request\"") {
             req += 1;
@@ -204,10 +207,45 @@ pub fn json_requests(text: &str, pid: u32) -> (u64, u64) {
                 .any(|(i, m)| !l[i + m.len()..].starts_with(|c: char| c.is_ascii_digit()));
             if l.contains("\"trigger\":{") && own {
                 attributed += 1;
+            } else {
+                *misses.entry(unattributed_reason(l)).or_default() += 1;
             }
         }
     }
-    (req, attributed)
+    (req, attributed, misses)
+}
+
+/// What a request line that names no process of ours says instead, in a few words: its
+/// trigger's origin and pid, or the neighbour state when it has no trigger.
+pub fn unattributed_reason(line: &str) -> String {
+    let field = |key: &str, from: usize| -> String {
+        let pat = format!("\"{key}\":");
+        line[from..]
+            .find(&pat)
+            .map(|i| {
+                let v = &line[from + i + pat.len()..];
+                let end = v.find([',', '}']).unwrap_or(v.len());
+                v[..end].trim_matches('"').to_string()
+            })
+            .unwrap_or_else(|| "absent".into())
+    };
+    match line.find("\"trigger\":{") {
+        None => format!("no trigger, neigh_state {}", field("neigh_state", 0)),
+        Some(t) => format!(
+            "trigger origin {}, pid {}",
+            field("origin", t),
+            field("pid", t)
+        ),
+    }
+}
+
+/// `3 × reason; 1 × other` for a row or a log line.
+pub fn reasons_text(misses: &BTreeMap<String, u64>) -> String {
+    misses
+        .iter()
+        .map(|(r, n)| format!("{n} × {r}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// `L lost` from arp-trace's counts line on stderr.
@@ -1116,6 +1154,8 @@ struct StormRun {
     tcpdump_dropped: Option<u64>,
     captured: u64,
     attributed: u64,
+    /// Why requests were not attributed, with counts.
+    misses: BTreeMap<String, u64>,
     lost: Option<u64>,
     usage: Usage,
     /// Start-up peak, and anonymous and file-backed (binary, ring buffer mapping) resident
@@ -1282,7 +1322,7 @@ fn storm_once(
     tcpdump.stop()?;
     let terr = std::fs::read_to_string(&tcpdump_err).unwrap_or_default();
     let tcpdump_n = pcap_arp_requests(&std::fs::read(&pcap)?)?;
-    let (captured, attributed) = json_requests(&out, std::process::id());
+    let (captured, attributed, misses) = json_requests(&out, std::process::id());
     let samples = out
         .lines()
         .filter(|l| l.contains("\"op\":\"request\"") && l.contains("\"trigger\":{"))
@@ -1296,6 +1336,7 @@ fn storm_once(
         tcpdump_dropped: tcpdump_dropped(&terr),
         captured,
         attributed,
+        misses,
         lost: lost_from_counts(&err),
         usage,
         startup_hwm_kib,
@@ -1305,7 +1346,7 @@ fn storm_once(
         samples,
     };
     eprintln!(
-        "xtask bench: storm {rate}/s for {:.1} s: anon RSS peaked at {} KiB {:.1} s in; tcpdump {} ({:.0}/s, {} dropped), arp-trace {} captured, {} attributed, {} lost; {:.2} CPU s, {} KiB peak RSS",
+        "xtask bench: storm {rate}/s for {:.1} s: anon RSS peaked at {} KiB {:.1} s in; tcpdump {} ({:.0}/s, {} dropped), arp-trace {} captured, {} attributed{}, {} lost; {:.2} CPU s, {} KiB peak RSS",
         gen.secs,
         peak_anon.0,
         peak_anon.1,
@@ -1314,6 +1355,11 @@ fn storm_once(
         opt(run.tcpdump_dropped.map(|d| d as f64), 0),
         run.captured,
         run.attributed,
+        if run.misses.is_empty() {
+            String::new()
+        } else {
+            format!(" (others: {})", reasons_text(&run.misses))
+        },
         opt(run.lost.map(|d| d as f64), 0),
         usage.cpu_secs,
         usage.max_rss_kib
@@ -1631,9 +1677,22 @@ pub fn run(bin: &Path, opts: &Opts) -> Result<()> {
                 .join(", ")
         ),
         measured: format!(
-            "{} ({} of {} not attributed, {} not captured), lost {}",
+            "{} ({} of {} not attributed{}, {} not captured), lost {}",
             opt(r, 5),
             storms.iter().map(|s| s.tcpdump.saturating_sub(s.attributed)).sum::<u64>(),
+            {
+                let mut all = BTreeMap::new();
+                for s in &storms {
+                    for (k, n) in &s.misses {
+                        *all.entry(k.clone()).or_insert(0) += n;
+                    }
+                }
+                if all.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", reasons_text(&all))
+                }
+            },
             storms.iter().map(|s| s.tcpdump).sum::<u64>(),
             storms.iter().map(|s| s.tcpdump.saturating_sub(s.captured)).sum::<u64>(),
             max_lost
@@ -1719,11 +1778,17 @@ pub fn run(bin: &Path, opts: &Opts) -> Result<()> {
         )?;
         let _ = write!(
             limit,
-            "{}/s → {:.0}/s seen, {}/{} captured, lost {}; ",
+            "{}/s → {:.0}/s seen, {}/{} captured, {} attributed{}, lost {}; ",
             rate,
             s.seen_rate(),
             s.captured,
             s.tcpdump,
+            s.attributed,
+            if s.misses.is_empty() {
+                String::new()
+            } else {
+                format!(" (others: {})", reasons_text(&s.misses))
+            },
             opt(s.lost.map(|l| l as f64), 0)
         );
         if let Some(g) = s.gave() {
@@ -2004,7 +2069,16 @@ mod tests {
 {"type":"arp","op":"request","trigger":{"pid":421}}
 {"type":"arp","op":"reply"}
 {"type":"neigh_failed","op":"request"}"#;
-        assert_eq!(json_requests(text, 42), (3, 1));
+        let (req, own, misses) = json_requests(text, 42);
+        assert_eq!((req, own), (3, 1));
+        assert_eq!(
+            reasons_text(&misses),
+            "1 × no trigger, neigh_state absent; 1 × trigger origin absent, pid 421"
+        );
+        let l = r#"{"type":"arp","op":"request","trigger":{"src":"192.0.2.1","origin":"local","pid":null,"comm":null},"neigh_state":"incomplete"}"#;
+        assert_eq!(unattributed_reason(l), "trigger origin local, pid null");
+        let l = r#"{"type":"arp","op":"request","trigger":null,"neigh_state":null}"#;
+        assert_eq!(unattributed_reason(l), "no trigger, neigh_state null");
     }
 
     #[test]
