@@ -61,7 +61,8 @@ const PENDING: usize = 4;
 struct Slot {
     next_seq: u64,
     next: u32,
-    _pad: u32,
+    /// NEIGH_FAILED drops of IPv4 packets on this CPU since its last IPv4 neighbour record.
+    failed_drops: u32,
     reqs: [Req; PENDING],
 }
 
@@ -390,6 +391,11 @@ unsafe fn emit_trigger(
         count_lost();
         return Ok(());
     };
+    if kind == EVENT_NEIGH_DROP && reason == core::ptr::read_volatile(&CONFIG.drop_neigh_failed) {
+        if let Some(slot) = SLOT.get_ptr_mut(0) {
+            (*slot).failed_drops = (*slot).failed_drops.wrapping_add(1);
+        }
+    }
     let ev = &mut *entry.as_mut_ptr();
     ev.hook = hook;
     ev.target = target;
@@ -520,6 +526,7 @@ unsafe fn emit_neigh(ctx: &BtfTracePointContext, n: *const u8, first: u32) -> Re
     let state: u8 = read(n, o.neigh_nud_state)?;
 
     let mut req_seq = 0u64;
+    let mut dropped = 0u32;
     let mut seen = Req {
         seq: 0,
         sk: 0,
@@ -538,8 +545,13 @@ unsafe fn emit_neigh(ctx: &BtfTracePointContext, n: *const u8, first: u32) -> Re
             req_seq = seen.seq;
             slot.reqs[i & (PENDING - 1)].seq = 0;
         }
+        dropped = slot.failed_drops;
+        slot.failed_drops = 0;
     }
-    let failed = state == NUD_FAILED;
+    // neigh_invalidate() drops the queue with the lock released per packet; a send on another
+    // CPU meanwhile restarts the entry (INCOMPLETE again) and the timer's record no longer
+    // shows FAILED. The drops just made on this CPU still say the entry failed.
+    let failed = state == NUD_FAILED || dropped != 0;
     if req_seq == 0 && !failed {
         return Ok(()); // nothing was solicited in this call
     }

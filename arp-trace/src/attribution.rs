@@ -454,7 +454,23 @@ pub struct Joiner {
     /// Per CPU, a trigger from `arp_solicit()`'s entry (fentry/kprobe) waiting for the
     /// request it announced: (sequence number the request will get, trigger, its target).
     early: HashMap<u32, (u64, Trigger, Ipv4Addr)>,
+    /// The latest NEIGH_FAILED drops on any CPU, newest last.
+    recent_failed: VecDeque<RecentDrop>,
 }
+
+/// A packet dropped as its neighbour entry failed, kept a moment in case it was the one a
+/// request on another CPU had just solicited for.
+struct RecentDrop {
+    time: i128,
+    netns: u32,
+    ifindex: u32,
+    trigger: Trigger,
+}
+
+const RECENT_FAILED: usize = 64;
+/// How long before a request its packet may have been dropped by a racing failure: the
+/// purge can run while `arp_solicit()` is still building the request.
+const RACE_WINDOW_NS: i128 = 1_000_000;
 
 impl Joiner {
     pub fn new(syms: Option<Kallsyms>, clock_offset: i128) -> Self {
@@ -472,7 +488,13 @@ impl Joiner {
             queuefull_reason: 0,
             last_attempt: HashMap::new(),
             early: HashMap::new(),
+            recent_failed: VecDeque::new(),
         }
+    }
+
+    /// Nanoseconds to add to a kernel timestamp (CLOCK_MONOTONIC) for wall-clock time.
+    pub fn clock_offset(&self) -> i128 {
+        self.clock_offset
     }
 
     /// A transmitted ARP frame. Requests wait for their trigger; replies pass straight on.
@@ -528,6 +550,17 @@ impl Joiner {
                 "neigh_failed"
             };
             trig.drop_reason = Some(reason.into());
+            if reason == "neigh_failed" {
+                if self.recent_failed.len() == RECENT_FAILED {
+                    self.recent_failed.pop_front();
+                }
+                self.recent_failed.push_back(RecentDrop {
+                    time: t.ts_ns as i128 + self.clock_offset,
+                    netns: t.netns,
+                    ifindex: t.ifindex,
+                    trigger: trig.clone(),
+                });
+            }
             let list = if reason == "neigh_queuefull" {
                 self.queuefull
                     .entry((t.netns, t.ifindex, trig.dst))
@@ -591,6 +624,24 @@ impl Joiner {
                         t.in_ifindex = None;
                         t.in_ifname = None;
                     }
+                }
+                if p.ev.trigger.is_none() && n.qlen == 0 {
+                    // The queue was empty by the time this record was written: the entry
+                    // failed on another CPU around the solicit (its timer raced the send, and
+                    // neigh_invalidate() purged the packet this CPU had just queued, before
+                    // or after the request left). The newest such drop names it.
+                    let now = n.ts_ns as i128 + self.clock_offset;
+                    let since = p.ev.time.0 - RACE_WINDOW_NS;
+                    p.ev.trigger = self
+                        .recent_failed
+                        .iter()
+                        .rev()
+                        .find(|d| {
+                            (d.netns, d.ifindex) == (n.netns, n.ifindex)
+                                && d.trigger.dst == target
+                                && (since..=now).contains(&d.time)
+                        })
+                        .map(|d| d.trigger.clone());
                 }
                 let (state, attempt) = solicit_state(n, p.ev.unicast);
                 p.ev.neigh_state = Some(state.to_string());
@@ -948,6 +999,60 @@ mod tests {
         // A trigger for a request that is gone is counted.
         j.trigger(&trigger(EVENT_TRIGGER, 0, 1, TRIGGER_HAS_SK, 1));
         assert_eq!(j.unmatched, 1);
+    }
+
+    #[test]
+    fn a_packet_dropped_by_a_racing_failure_is_the_trigger() {
+        // CPU 0 solicits; CPU 1's timer fails the entry meanwhile (its record no longer shows
+        // FAILED: the send restarted it) and drops the packet; CPU 0's record finds the
+        // queue empty.
+        let mut j = Joiner::new(Some(syms()), 0);
+        j.owners
+            .learn(0xffff_8880_0000_1000, 99, 4242, "python3".into());
+        let mut out = Vec::new();
+        j.arp(0, 1, request(), &mut out);
+        let mut d = trigger(EVENT_NEIGH_DROP, 1, 0, TRIGGER_HAS_SK, 99);
+        d.drop_reason = 58;
+        d.ts_ns = 5_000_002_000;
+        j.trigger(&d);
+        j.neigh(&neigh(1, 0, 0x01, 4, NEIGH_FAILED), &mut out);
+        let mut n = neigh(0, 1, 0x01, 4, NEIGH_FIRST);
+        n.qlen = 0;
+        n.ts_ns = 5_000_003_000;
+        j.neigh(&n, &mut out);
+        assert_eq!(out.len(), 2, "the request, then the failure it raced");
+        let Joined::Arp(ev) = &out[0] else { panic!() };
+        let t = ev.trigger.as_ref().expect("the dropped packet");
+        assert_eq!(
+            (t.dst, t.pid),
+            (Ipv4Addr::new(198, 51, 100, 20), Some(4242))
+        );
+        assert_eq!(t.drop_reason.as_deref(), Some("neigh_failed"));
+        let Joined::Failed(f) = &out[1] else { panic!() };
+        assert_eq!(f.dropped.len(), 1);
+
+        // The purge may come just before the request leaves, but a drop from an earlier
+        // failure does not name it.
+        let mut j = Joiner::new(Some(syms()), 0);
+        let mut d = trigger(EVENT_NEIGH_DROP, 1, 0, TRIGGER_HAS_SK, 99);
+        d.drop_reason = 58;
+        d.ts_ns = 5_000_000_500;
+        j.trigger(&d);
+        j.arp(0, 1, request(), &mut out);
+        j.neigh(&n, &mut out);
+        let Joined::Arp(ev) = out.last().unwrap() else {
+            panic!()
+        };
+        assert!(ev.trigger.is_some());
+        let mut j = Joiner::new(Some(syms()), 0);
+        d.ts_ns = 4_000_000_000;
+        j.trigger(&d);
+        j.arp(0, 1, request(), &mut out);
+        j.neigh(&n, &mut out);
+        let Joined::Arp(ev) = out.last().unwrap() else {
+            panic!()
+        };
+        assert!(ev.trigger.is_none());
     }
 
     #[test]

@@ -220,7 +220,8 @@ async fn stream(
         write_ready_file(path, &hooks)?;
     }
 
-    let clock = crate::timefmt::monotonic_to_realtime_offset();
+    // The joiner's own offset: request times and record times must compare exactly.
+    let clock = joiner.clock_offset();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut reported_lost = 0u64;
     let mut reported_missed = 0u64;
