@@ -239,6 +239,21 @@ pub fn unattributed_reason(line: &str) -> String {
     }
 }
 
+/// `: 3 × reason; 1 × other` over several runs, or nothing when every request was attributed.
+pub fn reasons_suffix<'a>(runs: impl IntoIterator<Item = &'a BTreeMap<String, u64>>) -> String {
+    let mut all = BTreeMap::new();
+    for m in runs {
+        for (k, n) in m {
+            *all.entry(k.clone()).or_insert(0) += n;
+        }
+    }
+    if all.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", reasons_text(&all))
+    }
+}
+
 /// `3 × reason; 1 × other` for a row or a log line.
 pub fn reasons_text(misses: &BTreeMap<String, u64>) -> String {
     misses
@@ -1680,20 +1695,8 @@ pub fn run(bin: &Path, opts: &Opts) -> Result<()> {
             "{} ({} of {} not attributed{}, {} not captured), lost {}",
             opt(r, 5),
             storms.iter().map(|s| s.tcpdump.saturating_sub(s.attributed)).sum::<u64>(),
-            {
-                let mut all = BTreeMap::new();
-                for s in &storms {
-                    for (k, n) in &s.misses {
-                        *all.entry(k.clone()).or_insert(0) += n;
-                    }
-                }
-                if all.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", reasons_text(&all))
-                }
-            },
             storms.iter().map(|s| s.tcpdump).sum::<u64>(),
+            reasons_suffix(storms.iter().map(|s| &s.misses)),
             storms.iter().map(|s| s.tcpdump.saturating_sub(s.captured)).sum::<u64>(),
             max_lost
         ),
@@ -2079,6 +2082,12 @@ mod tests {
         assert_eq!(unattributed_reason(l), "trigger origin local, pid null");
         let l = r#"{"type":"arp","op":"request","trigger":null,"neigh_state":null}"#;
         assert_eq!(unattributed_reason(l), "no trigger, neigh_state null");
+        let empty = BTreeMap::new();
+        assert_eq!(reasons_suffix([&empty, &empty]), "");
+        assert_eq!(
+            reasons_suffix([&misses, &misses]),
+            ": 2 × no trigger, neigh_state absent; 2 × trigger origin absent, pid 421"
+        );
     }
 
     #[test]
