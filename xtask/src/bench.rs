@@ -1194,6 +1194,14 @@ impl StormRun {
     fn seen_rate(&self) -> f64 {
         self.tcpdump as f64 / self.gen.secs.max(1e-9)
     }
+    /// ` (others: ...)` naming the unattributed requests, or nothing.
+    fn others(&self) -> String {
+        if self.misses.is_empty() {
+            String::new()
+        } else {
+            format!(" (others: {})", reasons_text(&self.misses))
+        }
+    }
     /// What gave way in this run, if anything.
     fn gave(&self) -> Option<String> {
         if self.lost.unwrap_or(0) > 0 {
@@ -1373,11 +1381,7 @@ fn storm_once(
         opt(run.tcpdump_dropped.map(|d| d as f64), 0),
         run.captured,
         run.attributed,
-        if run.misses.is_empty() {
-            String::new()
-        } else {
-            format!(" (others: {})", reasons_text(&run.misses))
-        },
+        run.others(),
         opt(run.lost.map(|d| d as f64), 0),
         usage.cpu_secs,
         usage.max_rss_kib
@@ -1576,34 +1580,44 @@ fn machine() -> String {
     )
 }
 
-/// Figure 1's row for one stream measurement.
-fn stream_row(id: &str, st: &StreamPairs) -> Row {
-    let r = median(&st.ratios);
-    let placement = match st.cpu {
-        Some(c) => format!("client, server and softirq on CPU {c}, so the transfer is CPU-bound"),
-        None => "processes left to the scheduler".to_string(),
-    };
+/// A row of figure 1: the median of the pair ratios against the target, with the median
+/// throughputs (Gbit/s) beside it; too wide a spread makes it inconclusive.
+fn tcp_row(id: &str, figure: String, ratios: &[f64], with_gbit: f64, without_gbit: f64) -> Row {
+    let r = median(ratios);
     Row {
         id: id.into(),
-        figure: format!(
-            "TCP throughput over veth, with ÷ without arp-trace, on one iperf3 stream, {placement} ({} pairs of {} s windows, arp-trace started and stopped between them; per pair: {})",
-            st.ratios.len(),
-            st.window_secs,
-            list(&st.ratios, 3)
-        ),
+        figure,
         measured: format!(
-            "{} (median {:.2} vs {:.2} Gbit/s)",
-            opt(r, 3),
-            median(&st.with).unwrap_or(0.0) / 1e3,
-            median(&st.without).unwrap_or(0.0) / 1e3
+            "{} (median {with_gbit:.2} vs {without_gbit:.2} Gbit/s)",
+            opt(r, 3)
         ),
         target: "≥ 0.98".into(),
-        verdict: if too_noisy(&st.ratios, 0.2) {
+        verdict: if too_noisy(ratios, 0.2) {
             Verdict::Inconclusive
         } else {
             Verdict::at_least(r, 0.98)
         },
     }
+}
+
+/// Figure 1's row for one stream measurement (rates in Mbit/s).
+fn stream_row(id: &str, st: &StreamPairs) -> Row {
+    let placement = match st.cpu {
+        Some(c) => format!("client, server and softirq on CPU {c}, so the transfer is CPU-bound"),
+        None => "processes left to the scheduler".to_string(),
+    };
+    tcp_row(
+        id,
+        format!(
+            "TCP throughput over veth, with ÷ without arp-trace, on one iperf3 stream, {placement} ({} pairs of {} s windows, arp-trace started and stopped between them; per pair: {})",
+            st.ratios.len(),
+            st.window_secs,
+            list(&st.ratios, 3)
+        ),
+        &st.ratios,
+        median(&st.with).unwrap_or(0.0) / 1e3,
+        median(&st.without).unwrap_or(0.0) / 1e3,
+    )
 }
 
 /// Entry point of `cargo xtask bench`.
@@ -1625,28 +1639,18 @@ pub fn run(bin: &Path, opts: &Opts) -> Result<()> {
     let tcp = bench_tcp(bin, quick, &mut files)?;
     rows.push(stream_row("1", &tcp.pinned));
     rows.push(stream_row("1b", &tcp.stream));
-    let r = median(&tcp.ratios);
-    rows.push(Row {
-        id: "1c".into(),
-        figure: format!(
+    rows.push(tcp_row(
+        "1c",
+        format!(
             "the same as separate iperf3 runs, each its own connection, left to the scheduler ({} pairs of {} s runs; per pair: {})",
             tcp.ratios.len(),
             tcp.secs,
             list(&tcp.ratios, 3)
         ),
-        measured: format!(
-            "{} (median {:.2} vs {:.2} Gbit/s)",
-            opt(r, 3),
-            median(&tcp.with).unwrap_or(0.0) / 1e9,
-            median(&tcp.without).unwrap_or(0.0) / 1e9
-        ),
-        target: "≥ 0.98".into(),
-        verdict: if too_noisy(&tcp.ratios, 0.2) {
-            Verdict::Inconclusive
-        } else {
-            Verdict::at_least(r, 0.98)
-        },
-    });
+        &tcp.ratios,
+        median(&tcp.with).unwrap_or(0.0) / 1e9,
+        median(&tcp.without).unwrap_or(0.0) / 1e9,
+    ));
     let _ = writeln!(
         notes,
         "- BPF cost per call during a TCP run (`kernel.bpf_stats_enabled=1` for that run only, \
@@ -1790,11 +1794,7 @@ pub fn run(bin: &Path, opts: &Opts) -> Result<()> {
             s.captured,
             s.tcpdump,
             s.attributed,
-            if s.misses.is_empty() {
-                String::new()
-            } else {
-                format!(" (others: {})", reasons_text(&s.misses))
-            },
+            s.others(),
             opt(s.lost.map(|l| l as f64), 0)
         );
         if let Some(g) = s.gave() {
