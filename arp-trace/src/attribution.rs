@@ -797,6 +797,21 @@ mod tests {
         n.stack_len = 1;
     }
 
+    /// A joiner that has seen python3[4242] send from the sockets `trigger()` names.
+    fn joiner_knowing_python3() -> Joiner {
+        let mut j = Joiner::new(Some(syms()), 0);
+        j.owners
+            .learn(0xffff_8880_0000_1000, 99, 4242, "python3".into());
+        j
+    }
+
+    /// A packet of python3's dropped on `cpu` as its neighbour entry failed.
+    fn failed_drop(cpu: u32) -> TriggerEvent {
+        let mut d = trigger(EVENT_NEIGH_DROP, cpu, 0, TRIGGER_HAS_SK, 99);
+        d.drop_reason = 58;
+        d
+    }
+
     fn request() -> ArpEvent {
         crate::event::tests::request_event("eth3", "203.0.113.10", "198.51.100.20")
     }
@@ -935,9 +950,7 @@ mod tests {
 
     #[test]
     fn softirq_retransmit_is_attributed_to_the_socket_owner_seen_before() {
-        let mut j = Joiner::new(Some(syms()), 0);
-        j.owners
-            .learn(0xffff_8880_0000_1000, 99, 4242, "python3".into());
+        let mut j = joiner_knowing_python3();
         let mut out = Vec::new();
         j.arp(0, 9, request(), &mut out);
         j.trigger(&trigger(EVENT_TRIGGER, 0, 9, 0, 0));
@@ -1006,13 +1019,10 @@ mod tests {
         // CPU 0 solicits; CPU 1's timer fails the entry meanwhile (its record no longer shows
         // FAILED: the send restarted it) and drops the packet; CPU 0's record finds the
         // queue empty.
-        let mut j = Joiner::new(Some(syms()), 0);
-        j.owners
-            .learn(0xffff_8880_0000_1000, 99, 4242, "python3".into());
+        let mut j = joiner_knowing_python3();
         let mut out = Vec::new();
         j.arp(0, 1, request(), &mut out);
-        let mut d = trigger(EVENT_NEIGH_DROP, 1, 0, TRIGGER_HAS_SK, 99);
-        d.drop_reason = 58;
+        let mut d = failed_drop(1);
         d.ts_ns = 5_000_002_000;
         j.trigger(&d);
         j.neigh(&neigh(1, 0, 0x01, 4, NEIGH_FAILED), &mut out);
@@ -1033,37 +1043,28 @@ mod tests {
 
         // The purge may come just before the request leaves, but a drop from an earlier
         // failure does not name it.
-        let mut j = Joiner::new(Some(syms()), 0);
-        let mut d = trigger(EVENT_NEIGH_DROP, 1, 0, TRIGGER_HAS_SK, 99);
-        d.drop_reason = 58;
-        d.ts_ns = 5_000_000_500;
-        j.trigger(&d);
-        j.arp(0, 1, request(), &mut out);
-        j.neigh(&n, &mut out);
-        let Joined::Arp(ev) = out.last().unwrap() else {
-            panic!()
+        let named_by_drop_at = |ts_ns: u64| {
+            let mut j = Joiner::new(Some(syms()), 0);
+            let mut d = failed_drop(1);
+            d.ts_ns = ts_ns;
+            j.trigger(&d);
+            let mut out = Vec::new();
+            j.arp(0, 1, request(), &mut out);
+            j.neigh(&n, &mut out);
+            let Joined::Arp(ev) = out.last().unwrap() else {
+                panic!()
+            };
+            ev.trigger.is_some()
         };
-        assert!(ev.trigger.is_some());
-        let mut j = Joiner::new(Some(syms()), 0);
-        d.ts_ns = 4_000_000_000;
-        j.trigger(&d);
-        j.arp(0, 1, request(), &mut out);
-        j.neigh(&n, &mut out);
-        let Joined::Arp(ev) = out.last().unwrap() else {
-            panic!()
-        };
-        assert!(ev.trigger.is_none());
+        assert!(named_by_drop_at(5_000_000_500));
+        assert!(!named_by_drop_at(4_000_000_000));
     }
 
     #[test]
     fn failure_lists_dropped_packets() {
-        let mut j = Joiner::new(Some(syms()), 0);
-        j.owners
-            .learn(0xffff_8880_0000_1000, 99, 4242, "python3".into());
+        let mut j = joiner_knowing_python3();
         let mut out = Vec::new();
-        let mut d = trigger(EVENT_NEIGH_DROP, 1, 0, TRIGGER_HAS_SK, 99);
-        d.drop_reason = 58;
-        j.trigger(&d);
+        j.trigger(&failed_drop(1));
         j.neigh(&neigh(1, 0, 0x20, 6, NEIGH_FAILED), &mut out);
         let Joined::Failed(f) = &out[0] else { panic!() };
         assert_eq!(
