@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-pub use crate::loader::HookChoice;
+pub use crate::kernel::hooks::HookChoice;
 
 const AFTER_HELP: &str = "\
 Examples:

@@ -1,28 +1,23 @@
-//! arp-trace's user-space side as a library, so every stage of the pipeline can be unit-tested
-//! without root: source (kernel) -> decode -> enrich -> filter -> sinks.
+//! arp-trace's user-space side as a library, so every stage can be unit-tested without root.
+//!
+//! Layers, each a folder, each depending only on those listed before it (and on the record
+//! types of `arp_trace_model`):
+//! - [`netns`]: namespaces: names, entering them, rtnetlink, watchers, the header snapshot;
+//! - [`kernel`]: the hook table, BTF and symbols, loading the programs, decoding the ring;
+//! - [`explain`]: the rule table of `arp_solicit()`, its words and remedies;
+//! - [`attribution`]: joining the kernel's records into requests with their trigger;
+//! - [`pipeline`]: filter, enrich, explain, count, fan out to sinks;
+//! - [`sinks`]: terminal, JSON, summary, pcapng, trace file;
+//! - [`run`]: live, replay, diff and doctor, each building the pipeline in one place.
 
 pub mod attribution;
-pub mod brief;
-pub mod btf;
 pub mod cli;
-pub mod devfacts;
-pub mod diff;
-pub mod doctor;
-pub mod event;
 pub mod explain;
-pub mod facts;
-pub mod kallsyms;
-pub mod live;
-pub mod loader;
+pub mod kernel;
 pub mod netns;
-pub mod output;
-pub mod pcapng;
 pub mod pipeline;
-pub mod replay;
-pub mod snapshot;
-pub mod summary;
-pub mod timefmt;
-pub mod tracefile;
+pub mod run;
+pub mod sinks;
 
 /// An error and its causes on one line, the form every failure is reported in.
 pub fn one_line(e: &anyhow::Error) -> String {

@@ -10,13 +10,13 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = Args::parse();
     let result = match &args.command {
-        Some(Command::Doctor) => arp_trace::doctor::main(),
+        Some(Command::Doctor) => arp_trace::run::doctor::main(),
         Some(Command::Diff {
             before,
             after,
             json,
         }) => {
-            return match arp_trace::diff::main(before, after, *json || args.json) {
+            return match arp_trace::run::diff::main(before, after, *json || args.json) {
                 Ok(same) => ExitCode::from(if same { 0 } else { 1 }),
                 Err(e) => {
                     eprintln!("arp-trace: {}", arp_trace::one_line(&e));
@@ -24,8 +24,8 @@ fn main() -> ExitCode {
                 }
             };
         }
-        None if args.read.is_some() => arp_trace::replay::run(&args).map(|_| true),
-        None => arp_trace::live::run(&args).map(|_| true),
+        None if args.read.is_some() => arp_trace::run::replay::run(&args).map(|_| true),
+        None => arp_trace::run::live::run(&args).map(|_| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

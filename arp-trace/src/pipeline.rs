@@ -1,29 +1,40 @@
-//! The one pipeline live and offline work share: events are enriched (namespace names),
-//! filtered, counted and handed to every sink. Sources (the kernel, later trace files) feed it.
+//! The one pipeline live and offline work share: a source (the kernel, or a trace file) pushes
+//! records; the pipeline filters them, names their namespaces, explains requests that carry no
+//! verdict, counts everything, and hands each record to every sink.
 
 use std::collections::HashSet;
-use std::io::{self, Write};
+use std::io;
 
-use crate::attribution::NeighFailed;
-use crate::brief::{ArpView, BriefArp};
-use crate::event::{ArpEvent, ArpOp, EventFacts, Skip, Time};
-use crate::explain;
-use crate::facts::{FactsChange, FactsSource};
+use arp_trace_model::{ArpEvent, FactsChange, Held, NeighFailed, Record, RequestFacts, Time};
+
+use crate::explain::{self, egress, FactsSource};
 use crate::netns::NetnsNames;
 
-/// What the user asked to see.
+/// What the user asked to see: `-i` and `--netns`. Empty sets mean all.
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
-    /// Interface names (`-i`); empty means all.
     pub interfaces: HashSet<String>,
-    /// Namespace inodes (`--netns`); empty means all.
+    /// Namespace inodes.
     pub netns: HashSet<u32>,
+    /// Namespace names, matched against the name a record carries (replay: names as the
+    /// trace knew them).
+    pub netns_names: HashSet<String>,
 }
 
 impl Filter {
-    pub fn matches(&self, ifname: &str, netns: u32) -> bool {
-        (self.interfaces.is_empty() || self.interfaces.contains(ifname))
-            && (self.netns.is_empty() || self.netns.contains(&netns))
+    fn netns_matches(&self, netns: u32, name: Option<&str>) -> bool {
+        (self.netns.is_empty() && self.netns_names.is_empty())
+            || self.netns.contains(&netns)
+            || name.is_some_and(|n| self.netns_names.contains(n))
+    }
+
+    /// Whether a record about `ifname` (if it is about one) in namespace `netns` passes.
+    pub fn matches(&self, ifname: Option<&str>, netns: u32, name: Option<&str>) -> bool {
+        let if_ok = match ifname {
+            Some(i) => self.interfaces.is_empty() || self.interfaces.contains(i),
+            None => true,
+        };
+        if_ok && self.netns_matches(netns, name)
     }
 }
 
@@ -49,25 +60,10 @@ pub struct Counters {
     pub missed: u64,
 }
 
-/// A consumer of events: the terminal, JSON Lines, later trace files, pcapng and summaries.
+/// A consumer of records: the terminal, JSON Lines, the summary, pcapng, trace files.
 pub trait Sink {
-    fn arp(&mut self, ev: &ArpEvent, names: &mut NetnsNames) -> io::Result<()>;
-    fn neigh_failed(&mut self, _ev: &NeighFailed, _names: &mut NetnsNames) -> io::Result<()> {
-        Ok(())
-    }
-    /// An address or sysctl change in a watched namespace.
-    fn facts_change(&mut self, _ch: &FactsChange, _names: &mut NetnsNames) -> io::Result<()> {
-        Ok(())
-    }
-    /// Whether this sink reads only what [`ArpView`] holds. When every sink does, a replay
-    /// parses brief events and hands them to `arp_brief` instead of `arp`.
-    fn reads_brief(&self) -> bool {
-        false
-    }
-    fn arp_brief(&mut self, _ev: &ArpView<'_>, _names: &mut NetnsNames) -> io::Result<()> {
-        debug_assert!(false, "arp_brief on a sink that needs full events");
-        Ok(())
-    }
+    /// One record: an ARP event, a neighbour failure or a change of facts.
+    fn record(&mut self, rec: &Record<'_>) -> io::Result<()>;
     /// Called after each batch so output reaches pipes promptly.
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -120,72 +116,60 @@ impl Pipeline {
         }
     }
 
-    pub fn skipped(&mut self, _why: Skip) {
+    /// A frame the kernel side saw that is not an Ethernet/IPv4 ARP request or reply.
+    pub fn skipped(&mut self) {
         self.counters.undecodable += 1;
     }
 
-    pub fn push(&mut self, mut ev: ArpEvent) -> io::Result<Flow> {
+    /// One record from the source. Headers and summaries are the source's business.
+    pub fn push(&mut self, rec: Record<'_>) -> io::Result<Flow> {
+        match rec {
+            Record::Arp(ev) => self.push_arp(ev),
+            Record::NeighFailed(f) => self.push_failed(f).map(|_| Flow::Continue),
+            Record::FactsChange(c) => self.push_change(c).map(|_| Flow::Continue),
+            Record::Header(_) | Record::Summary(_) => Ok(Flow::Continue),
+        }
+    }
+
+    fn push_arp(&mut self, mut ev: Held<'_, ArpEvent<'_>>) -> io::Result<Flow> {
         if self.at_limit() {
             return Ok(Flow::Stop);
         }
-        if !self.filter.matches(&ev.ifname, ev.netns) {
+        if !self
+            .filter
+            .matches(Some(&ev.ifname), ev.netns, ev.netns_name.as_deref())
+        {
             self.counters.filtered += 1;
             return Ok(Flow::Continue);
         }
         if ev.netns_name.is_none() {
-            ev.netns_name = self.names.name(ev.netns).map(str::to_owned);
+            if let Some(n) = self.names.name(ev.netns) {
+                ev.to_mut().netns_name = Some(n.to_owned().into());
+            }
         }
-        if ev.op == ArpOp::Request && ev.verdict.is_none() {
-            self.explain(&mut ev);
+        if ev.is_request() && ev.verdict.is_none() {
+            self.explain(ev.to_mut());
             // What the facts query noticed comes out before the request it explains.
             self.drain_changes_before(Some(ev.time))?;
             if Some(ev.netns) != self.names.own() {
-                if let Some(r) = ev.verdict.as_mut().and_then(|v| v.remedy.as_mut()) {
+                let e = ev.to_mut();
+                if let Some(r) = e.verdict.as_mut().and_then(|v| v.remedy.as_mut()) {
                     // A name says where to run it; only unnamed namespaces need a path
                     // (a /proc scan, so not for every request of a named one).
-                    let path = match ev.netns_name {
+                    let path = match e.netns_name {
                         Some(_) => None,
-                        None => crate::netns::find_path(ev.netns),
+                        None => crate::netns::find_path(e.netns),
                     };
-                    r.run_in_namespace(ev.netns, ev.netns_name.as_deref(), path.as_deref());
+                    explain::run_in_namespace(r, e.netns, e.netns_name.as_deref(), path.as_deref());
                 }
             }
         }
-        let foreign = ev.verdict.as_ref().is_some_and(|v| v.foreign_sender);
-        if !self.admit(ev.op, ev.time, foreign) {
+        if !self.admit(&ev) {
             return Ok(Flow::Continue);
         }
+        let rec = Record::Arp(Held::Borrowed(&ev));
         for sink in &mut self.sinks {
-            sink.arp(&ev, &mut self.names)?;
-        }
-        Ok(self.flow())
-    }
-
-    /// Whether every sink reads brief events, so a replay may parse only those fields.
-    pub fn reads_brief(&self) -> bool {
-        self.sinks.iter().all(|s| s.reads_brief())
-    }
-
-    /// `push` for an event read in brief: it carries its verdict, so nothing is looked up.
-    pub fn push_brief(&mut self, ev: &BriefArp) -> io::Result<Flow> {
-        if self.at_limit() {
-            return Ok(Flow::Stop);
-        }
-        if !self.filter.matches(ev.ifname.as_str(), ev.netns) {
-            self.counters.filtered += 1;
-            return Ok(Flow::Continue);
-        }
-        let foreign = ev.verdict.is_some_and(|v| v.0);
-        if !self.admit(ev.op, ev.time, foreign) {
-            return Ok(Flow::Continue);
-        }
-        let name = match ev.netns_name {
-            Some(_) => None,
-            None => self.names.name(ev.netns).map(str::to_owned),
-        };
-        let view = ev.view(name.as_deref());
-        for sink in &mut self.sinks {
-            sink.arp_brief(&view, &mut self.names)?;
+            sink.record(&rec)?;
         }
         Ok(self.flow())
     }
@@ -204,40 +188,39 @@ impl Pipeline {
     }
 
     /// Applies `--foreign-only` and counts what passes; false when the event is filtered.
-    fn admit(&mut self, op: ArpOp, time: Time, foreign: bool) -> bool {
+    fn admit(&mut self, ev: &ArpEvent<'_>) -> bool {
+        let foreign = ev.foreign();
         if self.foreign_only && !foreign {
             self.counters.filtered += 1;
             return false;
         }
         self.counters.foreign += foreign as u64;
-        self.last_time = self.last_time.max(time);
-        match op {
-            ArpOp::Request => self.counters.requests += 1,
-            ArpOp::Reply => self.counters.replies += 1,
+        self.last_time = self.last_time.max(ev.time);
+        if ev.is_request() {
+            self.counters.requests += 1;
+        } else {
+            self.counters.replies += 1;
         }
         true
     }
 
     /// Attaches the verdict, and the facts it rests on, to a request. Facts the event already
     /// carries (a trace read back) win over the namespace's current ones.
-    fn explain(&mut self, ev: &mut ArpEvent) {
-        if ev.verdict.is_some() {
-            return;
-        }
+    fn explain(&mut self, ev: &mut ArpEvent<'_>) {
         let facts = match (&ev.facts, &mut self.facts) {
-            (Some(f), _) => Ok(f.to_ns(&ev.ifname)),
+            (Some(f), _) => Ok(f.to_ns(&ev.ifname).into_owned()),
             (None, Some(src)) => {
                 let mut r = src.facts(ev.netns, &ev.ifname);
                 // A cached answer the kernel's own view contradicts is stale: ask again, which
                 // also reports the change before this request.
                 if let (Ok(f), Some(k)) = (&r, &ev.egress) {
-                    if k.contradicts(f, &ev.ifname) {
+                    if egress::contradicts(k, f, &ev.ifname) {
                         r = src.facts_fresh(ev.netns, &ev.ifname);
                     }
                 }
                 r.map(|mut f| {
                     if let Some(k) = &ev.egress {
-                        k.apply(&mut f, &ev.ifname);
+                        egress::apply(k, &mut f, &ev.ifname);
                     }
                     f
                 })
@@ -248,10 +231,10 @@ impl Pipeline {
             Ok(f) => {
                 ev.verdict = Some(explain::explain(ev, &f));
                 if ev.facts.is_none() {
-                    ev.facts = Some(EventFacts::from_ns(&f, &ev.ifname));
+                    ev.facts = Some(RequestFacts::from_ns(&f, &ev.ifname));
                 }
             }
-            Err(e) => ev.facts_error = Some(e),
+            Err(e) => ev.facts_error = Some(e.into()),
         }
     }
 
@@ -277,50 +260,60 @@ impl Pipeline {
             Some(f) => f.changes(),
             None => return Ok(()),
         };
-        self.counters.changes_dropped =
-            crate::facts::CHANGES_DROPPED.load(std::sync::atomic::Ordering::Relaxed);
+        if let Some(f) = &self.facts {
+            self.counters.changes_dropped = f.changes_dropped();
+        }
         for mut c in changes {
             let mut t = c.time.max(self.last_time);
             if let Some(b) = before {
                 t = t.min(b).max(self.last_time);
             }
             c.time = t;
-            self.push_change(c)?;
+            self.push_change(Held::Owned(c))?;
         }
         Ok(())
     }
 
     /// A change record, live or read back. Only `--netns` applies: `-i` and `--foreign-only`
     /// select requests, while a request's explanation can rest on any interface's addresses.
-    pub fn push_change(&mut self, mut ch: FactsChange) -> io::Result<()> {
-        if !self.filter.netns.is_empty() && !self.filter.netns.contains(&ch.netns) {
+    fn push_change(&mut self, mut ch: Held<'_, FactsChange<'_>>) -> io::Result<()> {
+        if !self
+            .filter
+            .matches(None, ch.netns, ch.netns_name.as_deref())
+        {
             return Ok(());
         }
         if ch.netns_name.is_none() {
-            ch.netns_name = self.names.name(ch.netns).map(str::to_owned);
+            if let Some(n) = self.names.name(ch.netns) {
+                ch.to_mut().netns_name = Some(n.to_owned());
+            }
         }
         self.last_time = self.last_time.max(ch.time);
+        let rec = Record::FactsChange(Held::Borrowed(&ch));
         for sink in &mut self.sinks {
-            sink.facts_change(&ch, &mut self.names)?;
+            sink.record(&rec)?;
         }
         Ok(())
     }
 
-    pub fn push_failed(&mut self, mut ev: NeighFailed) -> io::Result<()> {
-        let matches = (self.filter.interfaces.is_empty()
-            || self.filter.interfaces.contains(&ev.ifname))
-            && (self.filter.netns.is_empty() || self.filter.netns.contains(&ev.netns));
-        if !matches {
+    fn push_failed(&mut self, mut f: Held<'_, NeighFailed<'_>>) -> io::Result<()> {
+        if !self
+            .filter
+            .matches(Some(&f.ifname), f.netns, f.netns_name.as_deref())
+        {
             self.counters.filtered += 1;
             return Ok(());
         }
         self.counters.failures += 1;
-        self.last_time = self.last_time.max(ev.time);
-        if ev.netns_name.is_none() {
-            ev.netns_name = self.names.name(ev.netns).map(str::to_owned);
+        self.last_time = self.last_time.max(f.time);
+        if f.netns_name.is_none() {
+            if let Some(n) = self.names.name(f.netns) {
+                f.to_mut().netns_name = Some(n.to_owned().into());
+            }
         }
+        let rec = Record::NeighFailed(Held::Borrowed(&f));
         for sink in &mut self.sinks {
-            sink.neigh_failed(&ev, &mut self.names)?;
+            sink.record(&rec)?;
         }
         Ok(())
     }
@@ -342,214 +335,5 @@ impl Pipeline {
     }
 }
 
-/// Whether an I/O error means "the reader went away" (`arp-trace | head`), which ends the
-/// run quietly like tcpdump does rather than as a failure.
-pub fn is_closed_pipe(e: &io::Error) -> bool {
-    // serde_json wraps the writer's error when a full buffer is written mid-object.
-    e.kind() == io::ErrorKind::BrokenPipe
-        || e.get_ref()
-            .and_then(|i| i.downcast_ref::<serde_json::Error>())
-            .and_then(serde_json::Error::io_error_kind)
-            == Some(io::ErrorKind::BrokenPipe)
-}
-
-/// A writer that tolerates being shared by sinks through the pipeline's lifetime.
-pub struct Output {
-    inner: io::BufWriter<Box<dyn Write>>,
-}
-
-impl Output {
-    pub fn stdout() -> Self {
-        Output {
-            inner: io::BufWriter::with_capacity(64 * 1024, Box::new(io::stdout())),
-        }
-    }
-    pub fn new(w: Box<dyn Write>) -> Self {
-        Output {
-            inner: io::BufWriter::new(w),
-        }
-    }
-    pub fn writer(&mut self) -> &mut impl Write {
-        &mut self.inner
-    }
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::event::tests::{frame, raw};
-    use std::cell::RefCell;
-    use std::rc::Rc;
-
-    struct Collect(Rc<RefCell<Vec<ArpEvent>>>);
-    impl Sink for Collect {
-        fn arp(&mut self, ev: &ArpEvent, _: &mut NetnsNames) -> io::Result<()> {
-            self.0.borrow_mut().push(ev.clone());
-            Ok(())
-        }
-    }
-
-    fn ev(op: u16, ifname: &str, netns: u32) -> ArpEvent {
-        let f = frame(
-            op,
-            [0xff; 6],
-            [2, 0, 0, 0, 0, 1],
-            [198, 51, 100, 10],
-            [0; 6],
-            [198, 51, 100, 20],
-        );
-        let mut e = ArpEvent::decode(&raw(&f, 14), 0).unwrap();
-        e.ifname = ifname.into();
-        e.netns = netns;
-        e
-    }
-
-    fn pipeline(filter: Filter, count: Option<u64>) -> (Pipeline, Rc<RefCell<Vec<ArpEvent>>>) {
-        let seen = Rc::new(RefCell::new(Vec::new()));
-        let mut p = Pipeline::new(filter, count, NetnsNames::with_dir("/nonexistent"));
-        p.sinks.push(Box::new(Collect(seen.clone())));
-        (p, seen)
-    }
-
-    #[test]
-    fn filters_by_interface_and_namespace() {
-        let filter = Filter {
-            interfaces: ["eth3".to_string()].into(),
-            netns: [10].into(),
-        };
-        let (mut p, seen) = pipeline(filter, None);
-        for (i, n) in [("eth3", 10), ("eth5", 10), ("eth3", 11), ("eth3", 10)] {
-            assert_eq!(p.push(ev(1, i, n)).unwrap(), Flow::Continue);
-        }
-        assert_eq!(seen.borrow().len(), 2);
-        assert_eq!(p.counters.filtered, 2);
-        assert_eq!(p.counters.requests, 2);
-    }
-
-    struct Fixed(Result<explain::NsFacts, String>);
-    impl FactsSource for Fixed {
-        fn facts(&mut self, _: u32, _: &str) -> Result<explain::NsFacts, String> {
-            self.0.clone()
-        }
-    }
-
-    use crate::explain::tests::seed_facts;
-
-    #[test]
-    fn requests_get_verdicts_and_foreign_only_keeps_foreign_ones() {
-        let (mut p, seen) = pipeline(Filter::default(), None);
-        p.facts = Some(Box::new(Fixed(Ok(seed_facts()))));
-        p.foreign_only = true;
-        let ok = ev(1, "eth3", 1);
-        let mut foreign = ev(1, "eth3", 1);
-        foreign.sender_ip = "203.0.113.10".parse().unwrap();
-        foreign.trigger = Some(crate::explain::tests::trigger(
-            "203.0.113.10",
-            crate::attribution::Origin::Local,
-        ));
-        for e in [ok, foreign, ev(2, "eth3", 1)] {
-            p.push(e).unwrap();
-        }
-        let seen = seen.borrow();
-        assert_eq!(seen.len(), 1, "{seen:?}");
-        let v = seen[0].verdict.as_ref().unwrap();
-        assert!(v.foreign_sender);
-        assert_eq!(v.reason, explain::Reason::Announce0LocalSource);
-        let f = seen[0].facts.as_ref().unwrap();
-        assert_eq!(f.addrs, ["198.51.100.10/24"]);
-        assert_eq!((p.counters.foreign, p.counters.filtered), (1, 2));
-    }
-
-    #[test]
-    fn replies_get_no_verdict_and_missing_facts_are_said() {
-        let (mut p, seen) = pipeline(Filter::default(), None);
-        p.facts = Some(Box::new(Fixed(Err("namespace 1 is gone".into()))));
-        p.push(ev(1, "eth3", 1)).unwrap();
-        p.push(ev(2, "eth3", 1)).unwrap();
-        let seen = seen.borrow();
-        assert!(seen[0].verdict.is_none());
-        assert_eq!(seen[0].facts_error.as_deref(), Some("namespace 1 is gone"));
-        assert!(seen[1].verdict.is_none() && seen[1].facts_error.is_none());
-        // An event carrying its facts is explained from them, with no facts source at all.
-        let (mut p, seen) = pipeline(Filter::default(), None);
-        let mut e = ev(1, "eth3", 1);
-        e.facts = Some(EventFacts::from_ns(&seed_facts(), "eth3"));
-        p.push(e).unwrap();
-        let v = seen.borrow()[0].verdict.clone().unwrap();
-        assert_eq!(v.reason, explain::Reason::SelectNoTrigger);
-    }
-
-    struct Changing(Vec<FactsChange>);
-    impl FactsSource for Changing {
-        fn facts(&mut self, _: u32, _: &str) -> Result<explain::NsFacts, String> {
-            Ok(seed_facts())
-        }
-        fn changes(&mut self) -> Vec<FactsChange> {
-            std::mem::take(&mut self.0)
-        }
-    }
-
-    struct Order(Rc<RefCell<Vec<(String, Time)>>>);
-    impl Sink for Order {
-        fn arp(&mut self, ev: &ArpEvent, _: &mut NetnsNames) -> io::Result<()> {
-            self.0.borrow_mut().push(("arp".into(), ev.time));
-            Ok(())
-        }
-        fn facts_change(&mut self, c: &FactsChange, _: &mut NetnsNames) -> io::Result<()> {
-            self.0
-                .borrow_mut()
-                .push((format!("{:?}", c.change), c.time));
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn changes_come_before_their_request_and_in_time_order() {
-        use crate::facts::ChangeKind;
-        let seen = Rc::new(RefCell::new(Vec::new()));
-        let mut p = Pipeline::new(
-            Filter::default(),
-            None,
-            NetnsNames::with_dir("/nonexistent"),
-        );
-        p.sinks.push(Box::new(Order(seen.clone())));
-        // Noticed 5 ns after the request it was read for.
-        let mut w = FactsChange::new(1, ChangeKind::Watched);
-        w.time = Time(105);
-        p.facts = Some(Box::new(Changing(vec![w])));
-        let mut e = ev(1, "eth3", 1);
-        e.time = Time(100);
-        p.push(e).unwrap();
-        // Noticed before a record already shown, drained by the tick.
-        let mut a = FactsChange::new(1, ChangeKind::ArpAnnounce);
-        a.time = Time(50);
-        p.facts = Some(Box::new(Changing(vec![a])));
-        p.drain_changes().unwrap();
-        // Another namespace under --netns 1 is not shown.
-        p.filter.netns = [1].into();
-        p.push_change(FactsChange::new(2, ChangeKind::AddrAdded))
-            .unwrap();
-        assert_eq!(
-            *seen.borrow(),
-            [
-                ("Watched".to_string(), Time(100)),
-                ("arp".to_string(), Time(100)),
-                ("ArpAnnounce".to_string(), Time(100))
-            ]
-        );
-    }
-
-    #[test]
-    fn count_stops_after_n_requests_and_ignores_replies() {
-        let (mut p, seen) = pipeline(Filter::default(), Some(2));
-        assert_eq!(p.push(ev(1, "a", 1)).unwrap(), Flow::Continue);
-        assert_eq!(p.push(ev(2, "a", 1)).unwrap(), Flow::Continue);
-        assert_eq!(p.push(ev(1, "a", 1)).unwrap(), Flow::Stop);
-        assert_eq!(p.push(ev(1, "a", 1)).unwrap(), Flow::Stop);
-        assert_eq!(seen.borrow().len(), 3);
-        assert_eq!((p.counters.requests, p.counters.replies), (2, 1));
-    }
-}
+mod tests;

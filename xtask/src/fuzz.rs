@@ -68,8 +68,6 @@ pub fn run_for(seconds: u32) -> Result<()> {
         .arg(dir.join("seeds"))
         .arg("--")
         .arg(format!("-max_total_time={seconds}"))
-        .arg("-rss_limit_mb=2048")
-        // The reader is what is fuzzed; the eBPF programs are not needed for it.
-        .env("AYA_BUILD_SKIP", "1");
+        .arg("-rss_limit_mb=2048");
     run(&mut c).context("fuzzing the trace reader (a crash leaves its input in fuzz/artifacts/)")
 }

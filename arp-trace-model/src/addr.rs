@@ -1,0 +1,138 @@
+//! IPv4 addresses with their prefix: [`Cidr`] is the one subnet type (every containment test
+//! goes through it), and [`IfAddr`] the one address-of-an-interface type, whether netlink, the
+//! BPF program or a trace file reported it.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// RT_SCOPE_LINK: inet_select_addr(.., RT_SCOPE_LINK) skips anything narrower.
+pub const RT_SCOPE_LINK: u8 = 253;
+/// RT_SCOPE_HOST, what 127/8 addresses get.
+pub const RT_SCOPE_HOST: u8 = 254;
+
+/// An address and prefix length, written `198.51.100.10/24`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Cidr {
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+}
+
+impl Cidr {
+    pub fn new(addr: Ipv4Addr, prefix_len: u8) -> Cidr {
+        Cidr { addr, prefix_len }
+    }
+
+    pub fn mask(&self) -> u32 {
+        match self.prefix_len.min(32) {
+            0 => 0,
+            p => u32::MAX << (32 - p),
+        }
+    }
+
+    /// Whether `a` is in this subnet: the kernel's inet_ifa_match().
+    pub fn contains(&self, a: Ipv4Addr) -> bool {
+        (u32::from(a) ^ u32::from(self.addr)) & self.mask() == 0
+    }
+
+    /// The subnet itself, `198.51.100.0/24`.
+    pub fn network(&self) -> Cidr {
+        Cidr {
+            addr: Ipv4Addr::from(u32::from(self.addr) & self.mask()),
+            prefix_len: self.prefix_len.min(32),
+        }
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix_len)
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        let bad = || format!("bad address/prefix {s:?}");
+        let (a, p) = s.split_once('/').ok_or_else(bad)?;
+        let addr: Ipv4Addr = a.parse().map_err(|_| bad())?;
+        let prefix_len: u8 = p.parse().map_err(|_| bad())?;
+        if prefix_len > 32 {
+            return Err(bad());
+        }
+        Ok(Cidr { addr, prefix_len })
+    }
+}
+
+impl Serialize for Cidr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::borrowed_str(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// One IPv4 address of an interface as `ip -4 addr` lists it, in the kernel's order.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct IfAddr<'a> {
+    #[serde(borrow)]
+    pub ifname: Cow<'a, str>,
+    pub addr: Ipv4Addr,
+    pub prefix_len: u8,
+    /// The kernel's ifa_scope (0 universe, 253 link, 254 host) when read from the kernel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<u8>,
+    /// IFA_F_SECONDARY as the kernel set it, when read from the kernel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secondary: Option<bool>,
+}
+
+impl IfAddr<'_> {
+    pub fn cidr(&self) -> Cidr {
+        Cidr::new(self.addr, self.prefix_len)
+    }
+
+    /// Whether `a` is in this address's subnet (inet_ifa_match()).
+    pub fn contains(&self, a: Ipv4Addr) -> bool {
+        self.cidr().contains(a)
+    }
+
+    pub fn into_owned(self) -> IfAddr<'static> {
+        IfAddr {
+            ifname: Cow::Owned(self.ifname.into_owned()),
+            addr: self.addr,
+            prefix_len: self.prefix_len,
+            scope: self.scope,
+            secondary: self.secondary,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets() {
+        let c: Cidr = "198.51.100.10/24".parse().unwrap();
+        assert!(c.contains(Ipv4Addr::new(198, 51, 100, 7)));
+        assert!(!c.contains(Ipv4Addr::new(203, 0, 113, 10)));
+        assert_eq!(c.network().to_string(), "198.51.100.0/24");
+        assert!("0.0.0.0/0"
+            .parse::<Cidr>()
+            .unwrap()
+            .contains(Ipv4Addr::new(1, 2, 3, 4)));
+        for bad in ["junk", "1.2.3.4", "1.2.3.4/33", "1.2.3/8"] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+        assert_eq!(serde_json::to_string(&c).unwrap(), "\"198.51.100.10/24\"");
+    }
+}

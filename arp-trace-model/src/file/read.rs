@@ -1,0 +1,435 @@
+//! Reading a trace line by line with bounded memory. A cut at the end (a killed writer) is a
+//! warning, read up to the cut; anything malformed before it is an error naming file and line.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::{TraceError, BUF_SIZE, FORMAT_VERSION, GZ_MAGIC, MAX_LINE, ZSTD_MAGIC};
+use crate::{Header, Held, Record, Summary};
+
+pub(crate) enum Line {
+    Whole,
+    Eof,
+    /// Bytes after the last newline: the writer was cut mid-record.
+    Partial,
+    /// The (decompressed) stream broke off.
+    Broken(String),
+    TooLong,
+}
+
+pub struct TraceReader {
+    pub file: String,
+    src: Box<dyn BufRead + Send>,
+    /// The current line is `buf[start..]`. With `append` set, lines accumulate in `buf` (the
+    /// parallel reader hands a batch of them on as they are, copying nothing).
+    pub(crate) buf: Vec<u8>,
+    pub(crate) start: usize,
+    pub(crate) append: bool,
+    /// Lines read so far (the number of the current line).
+    pub line: u64,
+    pub header: Header,
+    /// The summary trailer, once read.
+    pub trailer: Option<Summary<'static>>,
+    pub warnings: Vec<String>,
+    done: bool,
+    /// A summary line went by (seen by `advance`, which does not parse).
+    saw_summary: bool,
+}
+
+/// How long `-r FIFO` waits for a writer before giving up.
+fn fifo_wait_ms() -> i32 {
+    std::env::var("ARP_TRACE_FIFO_WAIT_MS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000)
+}
+
+/// Opens a FIFO without blocking forever: waits for a writer to connect, for a while.
+fn open_fifo(path: &Path, name: &str) -> Result<File, TraceError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let err = |cause: String| TraceError {
+        file: name.to_string(),
+        line: None,
+        cause,
+    };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| err(format!("cannot open: {e}")))?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+    let wait = fifo_wait_ms();
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // Linux reports a FIFO readable (or hung up) only once a writer has opened it.
+    let n = loop {
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, wait) };
+        if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+            continue;
+        }
+        break n;
+    };
+    if n == 0 {
+        return Err(err(format!(
+            "a FIFO with no writer for {} s; start the writer first (e.g. `arp-trace -w {name}` or `cat trace > {name}`)",
+            wait / 1000
+        )));
+    }
+    // SAFETY: plain fcntl on an fd we own.
+    unsafe {
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK);
+    }
+    Ok(f)
+}
+
+#[derive(Deserialize)]
+struct HeaderTag<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default)]
+    format_version: Option<u64>,
+}
+
+impl TraceReader {
+    /// Opens a trace: a path, or `-` for standard input. Compression is recognised by its
+    /// magic bytes, whatever the name.
+    pub fn open(path: &Path) -> Result<TraceReader, TraceError> {
+        let name = path.display().to_string();
+        if name == "-" {
+            return TraceReader::from_reader("<stdin>", Box::new(io::stdin()));
+        }
+        let err = |cause: String| TraceError {
+            file: name.clone(),
+            line: None,
+            cause,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot open: {e}")))?;
+        let ft = meta.file_type();
+        let file = if ft.is_dir() {
+            return Err(err(
+                "is a directory, not a trace file (give the file `arp-trace -w` wrote)".into(),
+            ));
+        } else if std::os::unix::fs::FileTypeExt::is_fifo(&ft) {
+            open_fifo(path, &name)?
+        } else {
+            File::open(path).map_err(|e| err(format!("cannot open: {e}")))?
+        };
+        TraceReader::from_reader(&name, Box::new(file))
+    }
+
+    /// Reads a trace from any byte stream; `name` is what messages call it.
+    pub fn from_reader(
+        name: &str,
+        mut raw: Box<dyn Read + Send>,
+    ) -> Result<TraceReader, TraceError> {
+        let err = |line: Option<u64>, cause: String| TraceError {
+            file: name.to_string(),
+            line,
+            cause,
+        };
+        let mut magic = [0u8; 4];
+        let mut got = 0;
+        while got < magic.len() {
+            match raw.read(&mut magic[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(err(None, format!("cannot read: {e}"))),
+            }
+        }
+        if got == 0 {
+            return Err(err(
+                None,
+                "empty file: no header (an arp-trace trace starts with a {\"type\":\"header\"} line)"
+                    .into(),
+            ));
+        }
+        let head = io::Cursor::new(magic[..got].to_vec()).chain(raw);
+        let src: Box<dyn BufRead + Send> = if got >= 2 && magic[..2] == GZ_MAGIC {
+            Box::new(BufReader::with_capacity(
+                BUF_SIZE,
+                flate2::read::MultiGzDecoder::new(BufReader::with_capacity(BUF_SIZE, head)),
+            ))
+        } else if got == 4 && magic == ZSTD_MAGIC {
+            let dec =
+                zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(BUF_SIZE, head))
+                    .map_err(|e| err(None, format!("cannot start zstd: {e}")))?;
+            Box::new(BufReader::with_capacity(BUF_SIZE, dec))
+        } else {
+            Box::new(BufReader::with_capacity(BUF_SIZE, head))
+        };
+        let mut r = TraceReader {
+            file: name.to_string(),
+            src,
+            buf: Vec::with_capacity(4096),
+            start: 0,
+            append: false,
+            line: 0,
+            header: Header::empty(FORMAT_VERSION),
+            trailer: None,
+            warnings: Vec::new(),
+            done: false,
+            saw_summary: false,
+        };
+        r.read_header()?;
+        Ok(r)
+    }
+
+    pub(crate) fn error(&self, cause: impl Into<String>) -> TraceError {
+        TraceError {
+            file: self.file.clone(),
+            line: Some(self.line),
+            cause: cause.into(),
+        }
+    }
+
+    fn read_line(&mut self) -> Line {
+        if !self.append {
+            self.buf.clear();
+        }
+        self.start = self.buf.len();
+        loop {
+            let avail = match self.src.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Line::Broken(e.to_string()),
+            };
+            if avail.is_empty() {
+                return if self.buf.len() == self.start {
+                    Line::Eof
+                } else {
+                    Line::Partial
+                };
+            }
+            match memchr::memchr(b'\n', avail) {
+                Some(i) => {
+                    if self.buf.len() - self.start + i > MAX_LINE {
+                        return Line::TooLong;
+                    }
+                    self.buf.extend_from_slice(&avail[..i]);
+                    self.src.consume(i + 1);
+                    return Line::Whole;
+                }
+                None => {
+                    let n = avail.len();
+                    if self.buf.len() - self.start + n > MAX_LINE {
+                        return Line::TooLong;
+                    }
+                    self.buf.extend_from_slice(avail);
+                    self.src.consume(n);
+                }
+            }
+        }
+    }
+
+    fn read_header(&mut self) -> Result<(), TraceError> {
+        match self.read_line() {
+            Line::Whole => {}
+            Line::Partial => {
+                self.line = 1;
+                return Err(self.error("the trace was cut inside its header; nothing to read"));
+            }
+            Line::Eof => {
+                return Err(TraceError {
+                    file: self.file.clone(),
+                    line: None,
+                    cause: "empty trace: no header".into(),
+                })
+            }
+            Line::Broken(e) => {
+                self.line = 1;
+                return Err(self.error(format!("cannot read the header: {e}")));
+            }
+            Line::TooLong => {
+                self.line = 1;
+                return Err(self.error(format!(
+                    "line longer than {} MiB: not an arp-trace trace",
+                    MAX_LINE >> 20
+                )));
+            }
+        }
+        self.line = 1;
+        let tag: HeaderTag = serde_json::from_slice(self.last_line()).map_err(|e| {
+            self.error(format!(
+                "not an arp-trace trace: the first line is not JSON ({e})"
+            ))
+        })?;
+        match tag.kind.as_deref() {
+            Some("header") => {}
+            Some(other) => {
+                return Err(self.error(format!(
+                    "missing header: the first record is {other:?}; `-r` reads files written \
+                     with `-w`, not `--json` output"
+                )))
+            }
+            None => return Err(self.error("not an arp-trace trace: no \"type\" field")),
+        }
+        match tag.format_version {
+            Some(v) if v > FORMAT_VERSION as u64 => {
+                return Err(self.error(format!(
+                    "format version {v} is newer than this arp-trace ({}) reads (up to {}); \
+                     read it with a newer arp-trace",
+                    env!("CARGO_PKG_VERSION"),
+                    FORMAT_VERSION
+                )))
+            }
+            Some(v) if v >= 1 => {}
+            Some(v) => return Err(self.error(format!("format version {v} does not exist"))),
+            None => return Err(self.error("header without format_version")),
+        }
+        self.header = serde_json::from_slice(self.last_line())
+            .map_err(|e| self.error(format!("bad header: {e}")))?;
+        Ok(())
+    }
+
+    /// Moves to the next non-blank whole line (left in `buf`); false at the end or a cut.
+    pub(crate) fn advance(&mut self) -> Result<bool, TraceError> {
+        loop {
+            if self.done {
+                return Ok(false);
+            }
+            match self.read_line() {
+                Line::Whole => self.line += 1,
+                Line::Eof => {
+                    self.done = true;
+                    if self.trailer.is_none() && !self.saw_summary {
+                        self.warnings.push(format!(
+                            "{}: no summary trailer after line {}: the trace was cut (the \
+                             writer was killed?); read everything up to there",
+                            self.file, self.line
+                        ));
+                    }
+                    return Ok(false);
+                }
+                Line::Partial => {
+                    self.done = true;
+                    self.warnings.push(format!(
+                        "{} line {}: the trace was cut mid-record (the writer was killed?); \
+                         read the {} whole lines before it",
+                        self.file,
+                        self.line + 1,
+                        self.line
+                    ));
+                    return Ok(false);
+                }
+                Line::Broken(e) => {
+                    self.done = true;
+                    self.warnings.push(format!(
+                        "{} line {}: the trace was cut ({e}); read the {} whole lines before it",
+                        self.file,
+                        self.line + 1,
+                        self.line
+                    ));
+                    return Ok(false);
+                }
+                Line::TooLong => {
+                    self.line += 1;
+                    self.done = true;
+                    return Err(self.error(format!(
+                        "line longer than {} MiB: not an arp-trace record",
+                        MAX_LINE >> 20
+                    )));
+                }
+            }
+            if self.last_line().iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            if self.last_line().starts_with(br#"{"type":"summary""#) {
+                self.saw_summary = true;
+            }
+            return Ok(true);
+        }
+    }
+
+    /// The raw bytes of the record `read_record` returned last.
+    pub fn last_line(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// Reads the next record, borrowing from the reader's line; `None` at the end (or at a
+    /// cut, recorded in `warnings`). Remembers the trailer.
+    pub fn read_record(&mut self) -> Result<Option<Record<'_>>, TraceError> {
+        if !self.advance()? {
+            return Ok(None);
+        }
+        let version = self.header.format_version;
+        let (file, line) = (&self.file, self.line);
+        match parse_line(file, line, version, &self.buf[self.start..]) {
+            Ok(Record::Summary(s)) => {
+                let owned = s.into_inner().into_owned();
+                self.trailer = Some(owned.clone());
+                Ok(Some(Record::Summary(Held::Owned(owned))))
+            }
+            Ok(r) => Ok(Some(r)),
+            Err(e) => {
+                self.done = true;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Parses one record line; `line` and `file` go into the error.
+pub(crate) fn parse_line<'a>(
+    file: &str,
+    line: u64,
+    format_version: u32,
+    b: &'a [u8],
+) -> Result<Record<'a>, TraceError> {
+    let err = |cause: String| TraceError {
+        file: file.to_string(),
+        line: Some(line),
+        cause,
+    };
+    // One check of the line, not serde_json's check of each key and string (`from_slice`).
+    let s = std::str::from_utf8(b).map_err(|e| {
+        err(format!(
+            "not UTF-8 text (bad byte at column {})",
+            e.valid_up_to() + 1
+        ))
+    })?;
+    Record::parse(s, format_version).map_err(err)
+}
+
+/// Reads all of `data` as a trace; the fuzz target and its stable smoke test. Returns the
+/// number of records read before the end or the first error. Every batch is also read by the
+/// parallel reader, which must agree with the sequential one.
+pub fn read_bytes(data: &[u8]) -> (u64, Option<TraceError>) {
+    let mut r = match TraceReader::from_reader("fuzz", Box::new(io::Cursor::new(data.to_vec()))) {
+        Ok(r) => r,
+        Err(e) => return (0, Some(e)),
+    };
+    let mut records = Vec::new();
+    let (n, err) = loop {
+        match r.read_record() {
+            Ok(Some(rec)) => records.push(rec.to_json()),
+            Ok(None) => break (records.len() as u64, None),
+            Err(e) => break (records.len() as u64, Some(e)),
+        }
+    };
+    let p = TraceReader::from_reader("fuzz", Box::new(io::Cursor::new(data.to_vec())))
+        .expect("the header read once already");
+    let mut p = super::ParallelReader::new(p);
+    let mut again = Vec::new();
+    let perr = p
+        .for_each(|rec| {
+            again.push(rec.to_json());
+            Ok::<bool, TraceError>(true)
+        })
+        .err();
+    assert_eq!(
+        records, again,
+        "the parallel reader disagrees with the sequential one"
+    );
+    assert_eq!(err, perr, "the parallel reader ends differently");
+    (n, err)
+}

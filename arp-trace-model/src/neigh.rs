@@ -1,0 +1,43 @@
+//! `{"type":"neigh_failed", ...}`: a neighbour entry that could not be resolved, and the
+//! packets the kernel dropped with it.
+
+use std::borrow::Cow;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Time;
+use crate::trigger::Trigger;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NeighFailed<'a> {
+    pub time: Time,
+    pub netns: u32,
+    #[serde(default, deserialize_with = "crate::opt_str")]
+    pub netns_name: Option<Cow<'a, str>>,
+    pub ifindex: u32,
+    #[serde(borrow)]
+    pub ifname: Cow<'a, str>,
+    pub target_ip: Ipv4Addr,
+    pub attempts: u32,
+    #[serde(borrow)]
+    pub dropped: Vec<Trigger<'a>>,
+    /// Dropped packets not listed (the list is capped).
+    pub dropped_omitted: u64,
+}
+
+impl NeighFailed<'_> {
+    pub fn into_owned(self) -> NeighFailed<'static> {
+        NeighFailed {
+            time: self.time,
+            netns: self.netns,
+            netns_name: self.netns_name.map(crate::own),
+            ifindex: self.ifindex,
+            ifname: crate::own(self.ifname),
+            target_ip: self.target_ip,
+            attempts: self.attempts,
+            dropped: self.dropped.into_iter().map(Trigger::into_owned).collect(),
+            dropped_omitted: self.dropped_omitted,
+        }
+    }
+}

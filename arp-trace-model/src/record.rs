@@ -1,0 +1,186 @@
+//! [`Record`]: one line of `--json` output or of a trace file, tagged by `"type"`. Every record
+//! type is a variant here, so a new one is added in one place: its struct, its variant, and the
+//! format version that first carries it.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+use crate::arp::ArpEvent;
+use crate::facts::FactsChange;
+use crate::header::Header;
+use crate::neigh::NeighFailed;
+use crate::summary::Summary;
+
+/// A record, borrowed (writing one a sink was handed) or owned (read from a line, whose
+/// text it may still borrow).
+// ARP events are nearly every record: boxing them to shrink the others would cost replay an
+// allocation per event.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Record<'a> {
+    Header(Held<'a, Header>),
+    Arp(Held<'a, ArpEvent<'a>>),
+    NeighFailed(Held<'a, NeighFailed<'a>>),
+    FactsChange(Held<'a, FactsChange<'a>>),
+    Summary(Held<'a, Summary<'a>>),
+}
+
+/// A value or a reference to one: `Cow` without its `ToOwned` projection, which would make a
+/// record invariant in its lifetime and unable to travel with the bytes it borrows.
+#[derive(Debug)]
+pub enum Held<'a, T> {
+    Borrowed(&'a T),
+    Owned(T),
+}
+
+impl<T> std::ops::Deref for Held<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match self {
+            Held::Borrowed(t) => t,
+            Held::Owned(t) => t,
+        }
+    }
+}
+
+impl<T: Clone> Clone for Held<'_, T> {
+    fn clone(&self) -> Self {
+        match self {
+            Held::Borrowed(t) => Held::Borrowed(t),
+            Held::Owned(t) => Held::Owned(t.clone()),
+        }
+    }
+}
+
+impl<T: PartialEq> PartialEq for Held<'_, T> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl<T: Serialize> Serialize for Held<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(s)
+    }
+}
+
+impl<T: Clone> Held<'_, T> {
+    /// The value to change, cloned first if borrowed.
+    pub fn to_mut(&mut self) -> &mut T {
+        if let Held::Borrowed(t) = *self {
+            *self = Held::Owned(t.clone());
+        }
+        match self {
+            Held::Owned(t) => t,
+            Held::Borrowed(_) => unreachable!("made owned above"),
+        }
+    }
+
+    /// The value itself, cloned if borrowed.
+    pub fn into_inner(self) -> T {
+        match self {
+            Held::Borrowed(t) => t.clone(),
+            Held::Owned(t) => t,
+        }
+    }
+}
+
+/// The first version that carries each record type: a reader refuses a type its file's version
+/// does not have (an older reader would have refused the file).
+const SINCE: [(&str, u32); 5] = [
+    ("header", 1),
+    ("arp", 1),
+    ("neigh_failed", 1),
+    ("facts_change", 2),
+    ("summary", 1),
+];
+
+#[derive(Deserialize)]
+struct Tag<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+}
+
+/// How every ARP record the writer writes begins: lets the common case skip the tag pass.
+pub const ARP_PREFIX: &str = r#"{"type":"arp","#;
+
+impl<'a> Record<'a> {
+    /// The `"type"` of this record.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Record::Header(_) => "header",
+            Record::Arp(_) => "arp",
+            Record::NeighFailed(_) => "neigh_failed",
+            Record::FactsChange(_) => "facts_change",
+            Record::Summary(_) => "summary",
+        }
+    }
+
+    /// Parses one line after the header of a file of `format_version`, borrowing from the line
+    /// where it can. The error is the cause alone; the reader adds file and line.
+    pub fn parse(line: &'a str, format_version: u32) -> Result<Record<'a>, String> {
+        if line.starts_with(ARP_PREFIX) {
+            return serde_json::from_str(line)
+                .map(|e| Record::Arp(Held::Owned(e)))
+                .map_err(|e| format!("corrupt ARP record: {e}"));
+        }
+        let tag: Tag = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+        let Some(kind) = tag.kind else {
+            return Err("record without a \"type\" field".into());
+        };
+        let known = SINCE.iter().find(|(t, _)| *t == kind);
+        match known {
+            Some((_, since)) if *since <= format_version => {}
+            _ => {
+                return Err(format!(
+                    "unknown record type {kind:?} for format version {format_version} (written \
+                     by a newer arp-trace?)"
+                ))
+            }
+        }
+        fn parse<'a, T: Deserialize<'a>>(line: &'a str, what: &str) -> Result<T, String> {
+            serde_json::from_str(line).map_err(|e| format!("corrupt {what} record: {e}"))
+        }
+        Ok(match &*kind {
+            "header" => {
+                return Err(
+                    "a second header: concatenated traces are not supported; read them one by one"
+                        .into(),
+                )
+            }
+            "arp" => Record::Arp(Held::Owned(parse(line, "ARP")?)),
+            "neigh_failed" => Record::NeighFailed(Held::Owned(parse(line, "neigh_failed")?)),
+            "facts_change" => Record::FactsChange(Held::Owned(parse(line, "facts_change")?)),
+            "summary" => Record::Summary(Held::Owned(parse(line, "summary")?)),
+            _ => unreachable!("SINCE lists every type"),
+        })
+    }
+
+    /// A view of this record that borrows it.
+    pub fn borrowed(&self) -> Record<'_> {
+        match self {
+            Record::Header(h) => Record::Header(Held::Borrowed(h)),
+            Record::Arp(e) => Record::Arp(Held::Borrowed(e)),
+            Record::NeighFailed(f) => Record::NeighFailed(Held::Borrowed(f)),
+            Record::FactsChange(c) => Record::FactsChange(Held::Borrowed(c)),
+            Record::Summary(s) => Record::Summary(Held::Borrowed(s)),
+        }
+    }
+
+    /// One JSON line without the newline.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("records always serialize")
+    }
+
+    pub fn into_owned(self) -> Record<'static> {
+        match self {
+            Record::Header(h) => Record::Header(Held::Owned(h.into_inner())),
+            Record::Arp(e) => Record::Arp(Held::Owned(e.into_inner().into_owned())),
+            Record::NeighFailed(f) => Record::NeighFailed(Held::Owned(f.into_inner().into_owned())),
+            Record::FactsChange(c) => Record::FactsChange(Held::Owned(c.into_inner().into_owned())),
+            Record::Summary(s) => Record::Summary(Held::Owned(s.into_inner().into_owned())),
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! `{"type":"summary", ...}`: ARP requests folded into one row per (namespace, interface,
+//! sender IP, reason), printed by `--json` on exit (and every `--summary-interval`), and the
+//! trailer of a trace file, where the trace's counts follow the rows.
+
+use std::borrow::Cow;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Time;
+use crate::verdict::{Reason, Remedy};
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct Summary<'a> {
+    /// False for the periodic summaries of `--summary-interval`, true for the one on exit.
+    #[serde(rename = "final", default)]
+    pub last: bool,
+    #[serde(default)]
+    pub requests: u64,
+    #[serde(default)]
+    pub foreign_requests: u64,
+    #[serde(default, borrow)]
+    pub rows: Vec<Row<'a>>,
+    /// Requests not in any row because the row table was full.
+    #[serde(default)]
+    pub folded_requests: u64,
+    /// A trace's trailer only: what the trace holds and what the run lost.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<TraceCounts>,
+}
+
+/// The counts a trace file's trailer adds to the summary. Version 1 trailers had only these.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TraceCounts {
+    /// Records between header and trailer.
+    #[serde(default)]
+    pub events: u64,
+    #[serde(default)]
+    pub replies: u64,
+    #[serde(default)]
+    pub failures: u64,
+    #[serde(default)]
+    pub lost: u64,
+    #[serde(default)]
+    pub filtered: u64,
+    #[serde(default)]
+    pub undecodable: u64,
+    /// Hook runs the kernel skipped (program busy on that CPU).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub missed: u64,
+    #[serde(default)]
+    pub end_time: Time,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// One summary row.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Row<'a> {
+    pub netns: u32,
+    #[serde(default, deserialize_with = "crate::opt_str")]
+    pub netns_name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub ifname: Cow<'a, str>,
+    pub sender_ip: Ipv4Addr,
+    pub reason: Option<Reason>,
+    pub foreign_sender: Option<bool>,
+    pub requests: u64,
+    pub distinct_targets: usize,
+    /// True when more targets were seen than remembered: `distinct_targets` is a lower bound.
+    pub distinct_targets_capped: bool,
+    pub first_seen: Time,
+    pub last_seen: Time,
+    pub top_flows: Vec<Count>,
+    /// Requests whose flow is not in `top_flows`.
+    pub other_flows: u64,
+    pub top_processes: Vec<Count>,
+    pub other_processes: u64,
+    #[serde(borrow)]
+    pub remedy: Option<Remedy<'a>>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Count {
+    pub name: String,
+    pub count: u64,
+}
+
+impl Summary<'_> {
+    pub fn into_owned(self) -> Summary<'static> {
+        Summary {
+            last: self.last,
+            requests: self.requests,
+            foreign_requests: self.foreign_requests,
+            rows: self.rows.into_iter().map(Row::into_owned).collect(),
+            folded_requests: self.folded_requests,
+            counts: self.counts,
+        }
+    }
+}
+
+impl Row<'_> {
+    pub fn into_owned(self) -> Row<'static> {
+        Row {
+            netns: self.netns,
+            netns_name: self.netns_name.map(crate::own),
+            ifname: crate::own(self.ifname),
+            sender_ip: self.sender_ip,
+            reason: self.reason,
+            foreign_sender: self.foreign_sender,
+            requests: self.requests,
+            distinct_targets: self.distinct_targets,
+            distinct_targets_capped: self.distinct_targets_capped,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            top_flows: self.top_flows,
+            other_flows: self.other_flows,
+            top_processes: self.top_processes,
+            other_processes: self.other_processes,
+            remedy: self.remedy.map(Remedy::into_owned),
+        }
+    }
+}

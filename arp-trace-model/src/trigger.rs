@@ -1,0 +1,70 @@
+//! The packet whose transmission made the kernel solicit (or that it dropped when the
+//! resolution failed), and who sent it.
+
+use std::borrow::Cow;
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+/// Who sent the triggering packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// A process's socket; pid and comm are known unless it exited before we looked.
+    Local,
+    /// No process: ICMP errors, TCP resets, kernel sockets, TIME_WAIT.
+    Kernel,
+    /// Routed through the host, received on `in_ifname`.
+    Forwarded,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Trigger<'a> {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    /// `udp`, `tcp`, `icmp`, or the IP protocol number.
+    #[serde(borrow)]
+    pub proto: Cow<'a, str>,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+    pub icmp_type: Option<u8>,
+    /// IP total length.
+    pub len: u32,
+    pub mark: u32,
+    pub origin: Origin,
+    pub pid: Option<u32>,
+    #[serde(default, deserialize_with = "crate::opt_str")]
+    pub comm: Option<Cow<'a, str>>,
+    /// Input interface of forwarded packets.
+    pub in_ifindex: Option<u32>,
+    #[serde(default, deserialize_with = "crate::opt_str")]
+    pub in_ifname: Option<Cow<'a, str>>,
+    /// For dropped packets: `neigh_failed` or `neigh_queuefull`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::opt_str"
+    )]
+    pub drop_reason: Option<Cow<'a, str>>,
+}
+
+impl Trigger<'_> {
+    pub fn into_owned(self) -> Trigger<'static> {
+        Trigger {
+            src: self.src,
+            dst: self.dst,
+            proto: crate::own(self.proto),
+            sport: self.sport,
+            dport: self.dport,
+            icmp_type: self.icmp_type,
+            len: self.len,
+            mark: self.mark,
+            origin: self.origin,
+            pid: self.pid,
+            comm: self.comm.map(crate::own),
+            in_ifindex: self.in_ifindex,
+            in_ifname: self.in_ifname.map(crate::own),
+            drop_reason: self.drop_reason.map(crate::own),
+        }
+    }
+}

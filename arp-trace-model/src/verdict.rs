@@ -1,0 +1,99 @@
+//! Why a request carries its sender address: the kernel path that wrote it (`reason`, a
+//! stable code), the explanation in words, what it costs and how to change it.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Which arp_solicit() path wrote the sender IP. The serialized codes are a stable contract.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    Announce0LocalSource,
+    Announce1OnlinkSource,
+    SelectAnnounce2,
+    SelectNoTrigger,
+    SelectNonlocalSource,
+    SelectOfflinkSource,
+    SelectNoAddressOnDev,
+    Unexplained,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 8] = [
+        Reason::Announce0LocalSource,
+        Reason::Announce1OnlinkSource,
+        Reason::SelectAnnounce2,
+        Reason::SelectNoTrigger,
+        Reason::SelectNonlocalSource,
+        Reason::SelectOfflinkSource,
+        Reason::SelectNoAddressOnDev,
+        Reason::Unexplained,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::Announce0LocalSource => "announce0_local_source",
+            Reason::Announce1OnlinkSource => "announce1_onlink_source",
+            Reason::SelectAnnounce2 => "select_announce2",
+            Reason::SelectNoTrigger => "select_no_trigger",
+            Reason::SelectNonlocalSource => "select_nonlocal_source",
+            Reason::SelectOfflinkSource => "select_offlink_source",
+            Reason::SelectNoAddressOnDev => "select_no_address_on_dev",
+            Reason::Unexplained => "unexplained",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// How to stop a foreign sender, now and across reboots.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Remedy<'a> {
+    #[serde(borrow)]
+    pub command: Cow<'a, str>,
+    #[serde(borrow)]
+    pub persistent: Cow<'a, str>,
+    #[serde(borrow)]
+    pub tradeoff: Cow<'a, str>,
+}
+
+impl Remedy<'_> {
+    pub fn into_owned(self) -> Remedy<'static> {
+        Remedy {
+            command: crate::own(self.command),
+            persistent: crate::own(self.persistent),
+            tradeoff: crate::own(self.tradeoff),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Verdict<'a> {
+    /// The sender IP lies in none of the egress interface's subnets.
+    pub foreign_sender: bool,
+    pub reason: Reason,
+    #[serde(borrow)]
+    pub explanation: Cow<'a, str>,
+    #[serde(borrow)]
+    pub consequence: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub remedy: Option<Remedy<'a>>,
+}
+
+impl Verdict<'_> {
+    pub fn into_owned(self) -> Verdict<'static> {
+        Verdict {
+            foreign_sender: self.foreign_sender,
+            reason: self.reason,
+            explanation: crate::own(self.explanation),
+            consequence: self.consequence.map(crate::own),
+            remedy: self.remedy.map(Remedy::into_owned),
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! Decoding the ring buffer: each record the BPF programs write, read by its kind, and the
+//! transmitted ARP frame turned into an [`ArpEvent`] with the egress device's facts the
+//! program copied beside it. Nothing here joins records; attribution does that.
+
+use std::borrow::Cow;
+use std::net::Ipv4Addr;
+
+use arp_trace_common::{
+    ArpXmitEvent, NeighEvent, TriggerEvent, ADDR_SECONDARY, EVENT_ARP_XMIT, EVENT_NEIGH,
+    EVENT_NEIGH_DROP, EVENT_TRIGGER, NO_MAC_HEADER,
+};
+use arp_trace_model::{ArpEvent, ArpOp, EgressFacts, Hex, IfAddr, Mac, Time};
+
+/// Why a raw record did not become an event. Each is counted, never dropped silently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// Not Ethernet/IPv4 ARP (e.g. IPoIB's 20-byte addresses), or too short.
+    NotIpv4Arp,
+    /// RARP, InARP and other opcodes.
+    OtherOpcode(u16),
+}
+
+/// One ring-buffer record.
+pub enum Raw {
+    Arp(Box<ArpXmitEvent>),
+    Trigger(Box<TriggerEvent>),
+    Neigh(Box<NeighEvent>),
+    /// Too short for its kind, or a kind this build does not know.
+    Unknown,
+}
+
+/// Reads a record by its leading kind.
+pub fn read(bytes: &[u8]) -> Raw {
+    if bytes.len() < 4 {
+        return Raw::Unknown;
+    }
+    let kind = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    // SAFETY (each read): the length is checked; the structs are Pod, any bytes are valid.
+    match kind {
+        EVENT_ARP_XMIT if bytes.len() >= std::mem::size_of::<ArpXmitEvent>() => {
+            Raw::Arp(Box::new(unsafe {
+                std::ptr::read_unaligned(bytes.as_ptr().cast())
+            }))
+        }
+        EVENT_TRIGGER | EVENT_NEIGH_DROP if bytes.len() >= std::mem::size_of::<TriggerEvent>() => {
+            Raw::Trigger(Box::new(unsafe {
+                std::ptr::read_unaligned(bytes.as_ptr().cast())
+            }))
+        }
+        EVENT_NEIGH if bytes.len() >= std::mem::size_of::<NeighEvent>() => {
+            Raw::Neigh(Box::new(unsafe {
+                std::ptr::read_unaligned(bytes.as_ptr().cast())
+            }))
+        }
+        _ => Raw::Unknown,
+    }
+}
+
+/// A NUL-terminated kernel name (device, comm) as text.
+pub fn cstr(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+/// Decodes a transmitted frame. `clock_offset` converts its monotonic stamp to wall time.
+pub fn decode_arp(raw: &ArpXmitEvent, clock_offset: i128) -> Result<ArpEvent<'static>, Skip> {
+    let caplen = (raw.caplen as usize)
+        .min(raw.frame.len())
+        .min(raw.skb_len as usize);
+    let frame = &raw.frame[..caplen];
+    let (eth_dst, arp) = if raw.mac_len == NO_MAC_HEADER {
+        (None, frame)
+    } else {
+        let l2 = raw.mac_len as usize;
+        let dst = if l2 >= 6 {
+            Mac::from_slice(frame)
+        } else {
+            None
+        };
+        (dst, frame.get(l2..).unwrap_or(&[]))
+    };
+    // htype(2) ptype(2) hlen(1) plen(1) op(2) sha(6) spa(4) tha(6) tpa(4)
+    if arp.len() < 28 || arp[2..4] != [0x08, 0x00] || arp[4] != 6 || arp[5] != 4 {
+        return Err(Skip::NotIpv4Arp);
+    }
+    let op = match u16::from_be_bytes([arp[6], arp[7]]) {
+        1 => ArpOp::Request,
+        2 => ArpOp::Reply,
+        other => return Err(Skip::OtherOpcode(other)),
+    };
+    let mac = |o: usize| Mac::from_slice(&arp[o..]).unwrap_or_default();
+    let ip = |o: usize| Ipv4Addr::new(arp[o], arp[o + 1], arp[o + 2], arp[o + 3]);
+    let unicast = match eth_dst {
+        Some(d) => d != Mac::BROADCAST && d.0[0] & 1 == 0,
+        None => false,
+    };
+    let ifname = cstr(&raw.ifname);
+    Ok(ArpEvent {
+        op,
+        time: Time(raw.ts_ns as i128 + clock_offset),
+        netns: raw.netns,
+        netns_name: None,
+        ifindex: raw.ifindex,
+        egress: Some(egress_facts(raw, &ifname)),
+        ifname: Cow::Owned(ifname),
+        sender_ip: ip(14),
+        sender_mac: mac(8),
+        target_ip: ip(24),
+        target_mac: mac(18),
+        unicast,
+        eth_dst,
+        frame: Hex::encode(frame),
+        trigger: None,
+        neigh_state: None,
+        attempt: None,
+        queued: None,
+        verdict: None,
+        facts: None,
+        facts_error: None,
+    })
+}
+
+/// The egress device's `arp_announce` and addresses as the program read them.
+fn egress_facts(raw: &ArpXmitEvent, ifname: &str) -> EgressFacts {
+    let known = |v: i32| (v >= 0).then_some(v);
+    let n = (raw.n_addrs as usize).min(raw.addrs.len());
+    EgressFacts {
+        announce_all: known(raw.announce_all),
+        announce_dev: known(raw.announce_dev),
+        addrs: raw.addrs[..n]
+            .iter()
+            .map(|a| IfAddr {
+                ifname: Cow::Owned(ifname.to_string()),
+                addr: Ipv4Addr::from(a.addr),
+                prefix_len: a.prefixlen,
+                scope: Some(a.scope),
+                secondary: Some(a.flags & ADDR_SECONDARY != 0),
+            })
+            .collect(),
+        truncated: raw.addrs_more != 0,
+    }
+}
+
+/// Nanoseconds to add to a CLOCK_MONOTONIC stamp (what `bpf_ktime_get_ns` returns) to get
+/// nanoseconds since the Unix epoch. Sampled with the tightest bracket of a few reads so the
+/// error stays well under a microsecond.
+pub fn monotonic_to_realtime_offset() -> i128 {
+    let read = |clock| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid pointer to a timespec; both clocks always exist on Linux.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+    };
+    let mut best: Option<(i128, i128)> = None;
+    for _ in 0..5 {
+        let m1 = read(libc::CLOCK_MONOTONIC);
+        let r = read(libc::CLOCK_REALTIME);
+        let m2 = read(libc::CLOCK_MONOTONIC);
+        let width = m2 - m1;
+        let offset = r - (m1 + width / 2);
+        if best.is_none_or(|(w, _)| width < w) {
+            best = Some((width, offset));
+        }
+    }
+    best.map(|(_, o)| o).unwrap_or(0)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use arp_trace_common::{FRAME_CAP, HOOK_NET_DEV_QUEUE};
+
+    /// An Ethernet ARP frame as the kernel builds it in `arp_create()`.
+    pub fn frame(
+        op: u16,
+        dst: [u8; 6],
+        smac: [u8; 6],
+        sip: [u8; 4],
+        tmac: [u8; 6],
+        tip: [u8; 4],
+    ) -> Vec<u8> {
+        let mut f = Vec::new();
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&smac);
+        f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4]);
+        f.extend_from_slice(&op.to_be_bytes());
+        f.extend_from_slice(&smac);
+        f.extend_from_slice(&sip);
+        f.extend_from_slice(&tmac);
+        f.extend_from_slice(&tip);
+        f
+    }
+
+    pub fn raw(frame_bytes: &[u8], mac_len: u16) -> ArpXmitEvent {
+        let mut fr = [0u8; FRAME_CAP];
+        fr[..frame_bytes.len()].copy_from_slice(frame_bytes);
+        let mut ifname = [0u8; 16];
+        ifname[..4].copy_from_slice(b"eth3");
+        ArpXmitEvent {
+            kind: EVENT_ARP_XMIT,
+            hook: HOOK_NET_DEV_QUEUE,
+            ts_ns: 5_000_000_000,
+            netns: 4026532281,
+            ifindex: 7,
+            iif: 0,
+            mark: 0,
+            skb_len: frame_bytes.len() as u32,
+            cpu: 1,
+            mac_len,
+            caplen: FRAME_CAP as u16,
+            _pad: 0,
+            seq: 0,
+            pid_tgid: 0,
+            ifname,
+            comm: [0; 16],
+            frame: fr,
+            // As from a kernel whose device facts could not be read: tests give facts.
+            announce_all: -1,
+            announce_dev: -1,
+            n_addrs: 0,
+            addrs_more: 0,
+            _pad2: 0,
+            addrs: [Default::default(); arp_trace_common::MAX_DEV_ADDRS],
+        }
+    }
+
+    const SMAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
+
+    /// A broadcast request on `ifname` as decoded from the kernel, for other modules' tests.
+    pub fn request_event(ifname: &str, sender: &str, target: &str) -> ArpEvent<'static> {
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap().octets();
+        let f = frame(1, [0xff; 6], SMAC, ip(sender), [0; 6], ip(target));
+        let mut ev = decode_arp(&raw(&f, 14), 0).unwrap();
+        ev.ifname = ifname.to_string().into();
+        ev
+    }
+
+    #[test]
+    fn decodes_a_broadcast_request() {
+        let f = frame(
+            1,
+            [0xff; 6],
+            SMAC,
+            [203, 0, 113, 10],
+            [0; 6],
+            [198, 51, 100, 20],
+        );
+        let ev = decode_arp(&raw(&f, 14), 1_000).unwrap();
+        assert_eq!(ev.op, ArpOp::Request);
+        assert_eq!(ev.sender_ip, Ipv4Addr::new(203, 0, 113, 10));
+        assert_eq!(ev.target_ip, Ipv4Addr::new(198, 51, 100, 20));
+        assert_eq!(ev.sender_mac.to_string(), "02:00:00:00:00:10");
+        assert!(!ev.unicast);
+        assert_eq!(ev.ifname, "eth3");
+        assert_eq!(ev.time, Time(5_000_001_000));
+        // skb_len bounds the copy: no trailing garbage in the frame.
+        assert_eq!(ev.frame.bytes(), f);
+    }
+
+    #[test]
+    fn decodes_unicast_probe_and_reply() {
+        let peer = [0x02, 0, 0, 0, 0, 0x20];
+        let f = frame(1, peer, SMAC, [198, 51, 100, 10], peer, [198, 51, 100, 20]);
+        assert!(decode_arp(&raw(&f, 14), 0).unwrap().unicast);
+        let f = frame(2, peer, SMAC, [198, 51, 100, 10], peer, [198, 51, 100, 20]);
+        assert_eq!(decode_arp(&raw(&f, 14), 0).unwrap().op, ArpOp::Reply);
+    }
+
+    #[test]
+    fn skips_what_it_cannot_decode() {
+        let f = frame(3, [0xff; 6], SMAC, [1, 2, 3, 4], [0; 6], [1, 2, 3, 5]);
+        assert_eq!(decode_arp(&raw(&f, 14), 0), Err(Skip::OtherOpcode(3)));
+        let mut r = raw(&f, 14);
+        r.skb_len = 30;
+        assert_eq!(decode_arp(&r, 0), Err(Skip::NotIpv4Arp));
+        let mut ipoib = frame(1, [0xff; 6], SMAC, [1, 2, 3, 4], [0; 6], [1, 2, 3, 5]);
+        ipoib[18] = 20;
+        assert_eq!(decode_arp(&raw(&ipoib, 14), 0), Err(Skip::NotIpv4Arp));
+    }
+
+    #[test]
+    fn decodes_without_link_header() {
+        let f = frame(
+            1,
+            [0xff; 6],
+            SMAC,
+            [203, 0, 113, 10],
+            [0; 6],
+            [198, 51, 100, 20],
+        );
+        let ev = decode_arp(&raw(&f[14..], NO_MAC_HEADER), 0).unwrap();
+        assert_eq!(ev.eth_dst, None);
+        assert_eq!(ev.target_ip, Ipv4Addr::new(198, 51, 100, 20));
+    }
+
+    #[test]
+    fn json_keeps_contract_field_names() {
+        let f = frame(
+            1,
+            [0xff; 6],
+            SMAC,
+            [203, 0, 113, 10],
+            [0; 6],
+            [198, 51, 100, 20],
+        );
+        let mut ev = decode_arp(&raw(&f, 14), 1_795_894_257_000_000_000).unwrap();
+        ev.netns_name = Some("srv".into());
+        let line = arp_trace_model::Record::Arp(arp_trace_model::Held::Borrowed(&ev)).to_json();
+        assert!(line.starts_with(r#"{"type":"arp","op":"request","time":"2026-11-28T19:31:02.000000000Z","netns":4026532281,"netns_name":"srv","ifindex":7,"ifname":"eth3","sender_ip":"203.0.113.10","sender_mac":"02:00:00:00:00:10","target_ip":"198.51.100.20","target_mac":"00:00:00:00:00:00","unicast":false"#), "{line}");
+    }
+
+    #[test]
+    fn decodes_the_egress_facts_the_program_copied() {
+        let f = frame(1, [0xff; 6], SMAC, [1, 2, 3, 4], [0; 6], [1, 2, 3, 5]);
+        let mut r = raw(&f, 14);
+        r.announce_all = 2;
+        r.announce_dev = 0;
+        r.n_addrs = 2;
+        r.addrs[0].addr = [198, 51, 100, 10];
+        r.addrs[0].prefixlen = 24;
+        r.addrs[1].addr = [198, 51, 100, 11];
+        r.addrs[1].prefixlen = 24;
+        r.addrs[1].flags = ADDR_SECONDARY;
+        let e = decode_arp(&r, 0).unwrap().egress.unwrap();
+        assert_eq!((e.announce_all, e.announce_dev), (Some(2), Some(0)));
+        assert_eq!(e.addrs.len(), 2);
+        assert_eq!(e.addrs[1].secondary, Some(true));
+        assert_eq!(e.addrs[0].ifname, "eth3");
+        r.announce_dev = -1;
+        r.n_addrs = 0;
+        let e = decode_arp(&r, 0).unwrap().egress.unwrap();
+        assert_eq!(e.announce_dev, None);
+        assert!(e.addrs.is_empty() && !e.truncated);
+    }
+}

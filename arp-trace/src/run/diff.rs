@@ -1,0 +1,641 @@
+//! `arp-trace diff BEFORE AFTER`: ARP requests per (namespace, interface, sender IP, reason)
+//! in two traces, what changed between their snapshots, the changes each trace recorded while
+//! it ran (`facts_change`), and a one-line verdict. A namespace missing from a header's
+//! snapshot (first seen during the trace) is taken from its `watched` record.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::rc::Rc;
+
+use anyhow::Result;
+use arp_trace_model::file::{ParallelReader, TraceReader};
+use arp_trace_model::{
+    ChangeKind, FactsChange, Header, Held, IfSnapshot, NsSnapshot, Record, Snapshot, Sysctls,
+};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::explain::foreign_to;
+use crate::netns::NetnsNames;
+use crate::pipeline::{Filter, Pipeline, Sink};
+use crate::sinks::is_closed_pipe;
+use crate::sinks::summary::Table;
+use crate::sinks::text::{describe_change, describe_change_only};
+
+/// Changes recorded during one trace that are kept for the report.
+const MAX_RECORDED: usize = 10_000;
+
+/// What a group is counted by: the summary's row key, with the namespace by name where it has
+/// one (inodes change when a namespace is recreated). `reason` is absent in traces made before
+/// explanations.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct GroupKey {
+    pub netns: String,
+    pub ifname: String,
+    pub sender_ip: Ipv4Addr,
+    pub reason: Option<String>,
+}
+
+/// One trace, counted.
+pub struct Side {
+    pub file: String,
+    pub header: Header,
+    pub groups: BTreeMap<GroupKey, u64>,
+    /// Per group: whether its sender is foreign to the interface (from the events, else from
+    /// the snapshot's addresses); `None` when neither tells.
+    pub foreign: BTreeMap<GroupKey, Option<bool>>,
+    /// Requests the summary's table folded (beyond its row cap): not compared.
+    pub folded: u64,
+    pub warnings: Vec<String>,
+    /// Address and sysctl changes recorded while the trace ran (not `watched` states).
+    pub recorded: Vec<FactsChange<'static>>,
+}
+
+/// The snapshot's shape for a namespace only a `watched` record knows.
+fn snapshot_of_watched(c: &FactsChange<'_>) -> NsSnapshot {
+    let mut interfaces: BTreeMap<String, IfSnapshot> = BTreeMap::new();
+    let mut all = Sysctls::default();
+    for (conf, v) in c.arp_announce.iter().flatten() {
+        if conf == "all" {
+            all.arp_announce = Some(i64::from(*v));
+        } else {
+            interfaces
+                .entry(conf.clone())
+                .or_default()
+                .sysctls
+                .arp_announce = Some(i64::from(*v));
+        }
+    }
+    for a in c.addrs.iter().flatten() {
+        interfaces
+            .entry(a.ifname.to_string())
+            .or_default()
+            .ipv4
+            .push(a.cidr());
+    }
+    NsSnapshot {
+        all: Some(all),
+        error: None,
+        interfaces: Some(interfaces),
+        netns: c.netns,
+    }
+}
+
+/// Foreign by the snapshot: the sender IP is in none of the interface's subnets.
+fn foreign_by_snapshot(snapshot: Option<&Snapshot>, key: &GroupKey) -> Option<bool> {
+    let interface = snapshot?
+        .namespaces
+        .get(&key.netns)?
+        .interfaces
+        .as_ref()?
+        .get(&key.ifname)?;
+    Some(foreign_to(key.sender_ip, interface.ipv4.iter().copied()))
+}
+
+/// What a replay of one side collects besides the summary's table.
+#[derive(Default)]
+struct Collected {
+    table: Table,
+    watched: Vec<FactsChange<'static>>,
+    recorded: Vec<FactsChange<'static>>,
+}
+
+struct Collector(Rc<RefCell<Collected>>);
+
+impl Sink for Collector {
+    fn record(&mut self, rec: &Record<'_>) -> std::io::Result<()> {
+        let mut c = self.0.borrow_mut();
+        match rec {
+            Record::Arp(ev) => c.table.add(ev),
+            Record::FactsChange(ch) => {
+                let list = if ch.change == ChangeKind::Watched {
+                    &mut c.watched
+                } else {
+                    &mut c.recorded
+                };
+                if list.len() < MAX_RECORDED {
+                    list.push((**ch).clone().into_owned());
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Replays one trace through the pipeline into the summary's table.
+pub fn count(path: &Path) -> Result<Side> {
+    let reader = TraceReader::open(path)?;
+    let file = reader.file.clone();
+    let mut header = reader.header.clone();
+    let collected = Rc::new(RefCell::new(Collected::default()));
+    let mut pipeline = Pipeline::new(
+        Filter::default(),
+        None,
+        NetnsNames::offline(header.own_netns),
+    );
+    pipeline.sinks.push(Box::new(Collector(collected.clone())));
+    let mut reader = ParallelReader::new(reader);
+    super::replay::feed(&mut reader, &mut pipeline, &mut None)?;
+    drop(pipeline);
+    let c = Rc::try_unwrap(collected)
+        .map_err(|_| anyhow::anyhow!("the pipeline still holds the collector"))?
+        .into_inner();
+    for w in &c.watched {
+        let key = w.netns_name.clone().unwrap_or_else(|| w.netns.to_string());
+        header
+            .snapshot
+            .get_or_insert_with(Snapshot::default)
+            .namespaces
+            .entry(key)
+            .or_insert_with(|| snapshot_of_watched(w));
+    }
+    let summary = c.table.snapshot(true);
+    let mut groups = BTreeMap::new();
+    let mut foreign = BTreeMap::new();
+    for r in &summary.rows {
+        let key = GroupKey {
+            netns: r
+                .netns_name
+                .as_deref()
+                .map(str::to_string)
+                .unwrap_or_else(|| r.netns.to_string()),
+            ifname: r.ifname.to_string(),
+            sender_ip: r.sender_ip,
+            reason: r.reason.map(|x| x.code().to_string()),
+        };
+        let fr = r
+            .foreign_sender
+            .or_else(|| foreign_by_snapshot(header.snapshot.as_ref(), &key));
+        foreign.entry(key.clone()).or_insert(fr);
+        *groups.entry(key).or_insert(0u64) += r.requests;
+    }
+    Ok(Side {
+        file,
+        header,
+        groups,
+        foreign,
+        folded: summary.folded_requests,
+        warnings: std::mem::take(&mut reader.warnings),
+        recorded: c.recorded,
+    })
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Change {
+    pub path: String,
+    pub before: Value,
+    pub after: Value,
+}
+
+/// Generic snapshot diff: objects are compared key by key; anything else, and an object
+/// present on one side only (a namespace or interface that came or went), is one change.
+pub fn snapshot_changes(before: &Value, after: &Value) -> Vec<Change> {
+    fn walk(path: &str, a: Option<&Value>, b: Option<&Value>, out: &mut Vec<Change>) {
+        match (a, b) {
+            (Some(Value::Object(x)), Some(Value::Object(y))) => {
+                let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                for k in keys {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    walk(&p, x.get(k), y.get(k), out);
+                }
+            }
+            (a, b) if a != b => out.push(Change {
+                path: path.to_string(),
+                before: a.cloned().unwrap_or(Value::Null),
+                after: b.cloned().unwrap_or(Value::Null),
+            }),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk("", Some(before), Some(after), &mut out);
+    // A namespace's inode changes whenever it is recreated; that is not news. A sysctl known on
+    // one side only (a `watched` record lists arp_announce alone) was not recorded, not changed.
+    out.retain(|c| {
+        let scalar = |v: &Value| v.is_number() || v.is_boolean();
+        let one_sided =
+            (c.before.is_null() && scalar(&c.after)) || (c.after.is_null() && scalar(&c.before));
+        !c.path.ends_with(".netns") && !one_sided
+    });
+    out
+}
+
+fn short(v: &Value) -> String {
+    match v {
+        Value::Null => "none".into(),
+        Value::String(s) => s.clone(),
+        Value::Object(_) => "present".into(),
+        other => other.to_string(),
+    }
+}
+
+/// `eth3 arp_announce 0 -> 2` for the changes that can explain a group in (ns, ifname).
+fn related_changes(changes: &[Change], ns: &str, ifname: &str) -> Vec<String> {
+    let dev = format!("namespaces.{ns}.interfaces.{ifname}.");
+    let all = format!("namespaces.{ns}.all.");
+    changes
+        .iter()
+        .filter_map(|c| {
+            let (scope, leaf) = if let Some(l) = c.path.strip_prefix(&dev) {
+                (ifname, l)
+            } else if let Some(l) = c.path.strip_prefix(&all) {
+                ("all", l)
+            } else {
+                return None;
+            };
+            let name = if scope == ifname {
+                leaf.to_string()
+            } else {
+                format!("{scope}.{leaf}")
+            };
+            Some(format!(
+                "{name} {} -> {}",
+                short(&c.before),
+                short(&c.after)
+            ))
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+pub struct GroupRow {
+    #[serde(flatten)]
+    pub key: GroupKey,
+    pub foreign: Option<bool>,
+    pub before: u64,
+    pub after: u64,
+    /// `appeared`, `vanished`, `changed` or `same`.
+    pub change: &'static str,
+}
+
+pub struct Comparison {
+    pub rows: Vec<GroupRow>,
+    pub changes: Vec<Change>,
+    pub verdict: String,
+    pub differ: bool,
+}
+
+pub fn compare(before: &Side, after: &Side) -> Comparison {
+    let mut keys: Vec<&GroupKey> = before.groups.keys().chain(after.groups.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let mut rows: Vec<GroupRow> = keys
+        .into_iter()
+        .map(|k| {
+            let (b, a) = (
+                before.groups.get(k).copied().unwrap_or(0),
+                after.groups.get(k).copied().unwrap_or(0),
+            );
+            let foreign = before.foreign.get(k).copied().flatten().or(after
+                .foreign
+                .get(k)
+                .copied()
+                .flatten());
+            let change = match (b, a) {
+                (0, _) => "appeared",
+                (_, 0) => "vanished",
+                (b, a) if b != a => "changed",
+                _ => "same",
+            };
+            GroupRow {
+                key: k.clone(),
+                foreign,
+                before: b,
+                after: a,
+                change,
+            }
+        })
+        .collect();
+    let rank = |c: &str| match c {
+        "appeared" => 0,
+        "vanished" => 1,
+        "changed" => 2,
+        _ => 3,
+    };
+    rows.sort_by(|x, y| {
+        (x.foreign != Some(true), rank(x.change), &x.key).cmp(&(
+            y.foreign != Some(true),
+            rank(y.change),
+            &y.key,
+        ))
+    });
+    let as_value = |s: &Side| serde_json::to_value(&s.header.snapshot).unwrap_or(Value::Null);
+    let changes = snapshot_changes(&as_value(before), &as_value(after));
+    let differ = rows.iter().any(|r| r.change != "same");
+
+    // Foreign-sender requests per interface, before and after.
+    let mut per_if: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.foreign == Some(true)) {
+        let e = per_if
+            .entry((r.key.netns.clone(), r.key.ifname.clone()))
+            .or_default();
+        e.0 += r.before;
+        e.1 += r.after;
+    }
+    let biggest = per_if
+        .iter()
+        .filter(|(_, (b, a))| b != a)
+        .max_by_key(|(_, (b, a))| b.abs_diff(*a));
+    let verdict = if let Some(((ns, ifname), (b, a))) = biggest {
+        let mut rel = related_changes(&changes, ns, ifname);
+        if rel.is_empty() {
+            // The change happened while a trace ran: its records say what it was.
+            for c in before.recorded.iter().chain(&after.recorded) {
+                let name = c.netns_name.clone().unwrap_or_else(|| c.netns.to_string());
+                let here = c.subject() == Some(ifname.as_str())
+                    || (c.change == ChangeKind::ArpAnnounce && c.subject() == Some("all"));
+                if name == *ns && here {
+                    let d = match c.subject() {
+                        Some("all") => format!("all.{}", describe_change_only(c)),
+                        _ => describe_change_only(c),
+                    };
+                    if !rel.contains(&d) {
+                        rel.push(d);
+                    }
+                }
+            }
+        }
+        let after = if rel.is_empty() {
+            String::new()
+        } else {
+            format!(" after {}", rel.join(", "))
+        };
+        format!("foreign-sender requests on {ns}/{ifname}: {b} -> {a}{after}")
+    } else if differ {
+        let n = |c: &str| rows.iter().filter(|r| r.change == c).count();
+        format!(
+            "requests differ in {} groups ({} appeared, {} vanished, {} changed); foreign-sender \
+             requests unchanged",
+            rows.iter().filter(|r| r.change != "same").count(),
+            n("appeared"),
+            n("vanished"),
+            n("changed")
+        )
+    } else {
+        "no difference in ARP requests per group".to_string()
+    };
+    Comparison {
+        rows,
+        changes,
+        verdict,
+        differ,
+    }
+}
+
+fn side_json(s: &Side) -> Value {
+    let mut v = json!({
+        "file": s.file,
+        "hostname": s.header.hostname,
+        "start_time": s.header.start_time,
+        "requests": s.groups.values().sum::<u64>(),
+        "warnings": s.warnings,
+    });
+    if s.folded > 0 {
+        v["folded_requests"] = json!(s.folded);
+    }
+    v
+}
+
+/// The changes a trace recorded, as the records they are.
+fn recorded_json(s: &Side) -> Vec<Record<'_>> {
+    s.recorded
+        .iter()
+        .map(|c| Record::FactsChange(Held::Borrowed(c)))
+        .collect()
+}
+
+/// Runs the comparison and prints it; `Ok(true)` when the groups are the same.
+pub fn main(before: &Path, after: &Path, json_out: bool) -> Result<bool> {
+    let b = count(before)?;
+    let a = count(after)?;
+    for w in b.warnings.iter().chain(&a.warnings) {
+        eprintln!("arp-trace: warning: {w}");
+    }
+    let c = compare(&b, &a);
+    let mut out = std::io::stdout().lock();
+    let r = if json_out {
+        let v = json!({
+            "type": "diff",
+            "before": side_json(&b),
+            "after": side_json(&a),
+            "groups": c.rows,
+            "snapshot_changes": c.changes,
+            "recorded_changes": {"before": recorded_json(&b), "after": recorded_json(&a)},
+            "verdict": c.verdict,
+            "differ": c.differ,
+        });
+        writeln!(out, "{v}")
+    } else {
+        write_text(&mut out, &b, &a, &c)
+    };
+    match r {
+        Ok(()) => {}
+        Err(e) if is_closed_pipe(&e) => {}
+        Err(e) => return Err(anyhow::Error::new(e).context("writing output")),
+    }
+    Ok(!c.differ)
+}
+
+fn write_text(w: &mut impl Write, b: &Side, a: &Side, c: &Comparison) -> std::io::Result<()> {
+    for (label, s) in [("before", b), ("after", a)] {
+        writeln!(
+            w,
+            "{label}: {} ({}, {}): {} ARP requests",
+            s.file,
+            s.header.hostname,
+            s.header.start_time.rfc3339(),
+            s.groups.values().sum::<u64>()
+        )?;
+    }
+    for (label, s) in [("before", b), ("after", a)] {
+        if s.folded > 0 {
+            writeln!(
+                w,
+                "{label}: {} requests in groups beyond the summary's first {} not compared",
+                s.folded,
+                crate::sinks::summary::MAX_ROWS
+            )?;
+        }
+    }
+    writeln!(w, "requests per namespace/interface, sender IP, reason:")?;
+    for r in &c.rows {
+        writeln!(
+            w,
+            "  {:<9} {}/{} tell {} reason {}{}: {} -> {}",
+            r.change,
+            r.key.netns,
+            r.key.ifname,
+            r.key.sender_ip,
+            r.key.reason.as_deref().unwrap_or("unknown"),
+            match r.foreign {
+                Some(true) => " [foreign sender]",
+                _ => "",
+            },
+            r.before,
+            r.after
+        )?;
+    }
+    if c.changes.is_empty() {
+        writeln!(w, "no sysctl or address changes between the snapshots")?;
+    } else {
+        writeln!(w, "sysctl and address changes between the snapshots:")?;
+        for ch in &c.changes {
+            let p = ch.path.strip_prefix("namespaces.").unwrap_or(&ch.path);
+            writeln!(w, "  {p}: {} -> {}", short(&ch.before), short(&ch.after))?;
+        }
+    }
+    for (label, s) in [("before", b), ("after", a)] {
+        if s.recorded.is_empty() {
+            continue;
+        }
+        writeln!(w, "changes recorded during {label}:")?;
+        for ch in &s.recorded {
+            writeln!(
+                w,
+                "  {} {}",
+                ch.time.rfc3339(),
+                describe_change(ch, s.header.own_netns)
+            )?;
+        }
+    }
+    writeln!(w, "verdict: {}", c.verdict)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn side(snapshot: Value, groups: &[(&str, &str, [u8; 4], u64)]) -> Side {
+        let mut s = Side {
+            file: "t".into(),
+            header: Header {
+                snapshot: serde_json::from_value(snapshot).unwrap(),
+                ..Header::empty(2)
+            },
+            groups: BTreeMap::new(),
+            foreign: BTreeMap::new(),
+            folded: 0,
+            warnings: vec![],
+            recorded: vec![],
+        };
+        for (ns, i, ip, n) in groups {
+            let k = GroupKey {
+                netns: ns.to_string(),
+                ifname: i.to_string(),
+                sender_ip: Ipv4Addr::from(*ip),
+                reason: None,
+            };
+            let f = foreign_by_snapshot(s.header.snapshot.as_ref(), &k);
+            s.foreign.insert(k.clone(), f);
+            s.groups.insert(k, *n);
+        }
+        s
+    }
+
+    fn snap(announce: i64) -> Value {
+        json!({"namespaces": {"srv": {"netns": 1, "all": {"arp_announce": 0},
+            "interfaces": {"eth3": {"arp_announce": announce, "ipv4": ["198.51.100.10/24"]},
+                           "eth5": {"arp_announce": 0, "ipv4": ["203.0.113.10/24"]}}}}})
+    }
+
+    #[test]
+    fn verdict_names_foreign_drop_and_the_sysctl() {
+        let b = side(
+            snap(0),
+            &[
+                ("srv", "eth3", [203, 0, 113, 10], 40),
+                ("srv", "eth3", [198, 51, 100, 10], 5),
+            ],
+        );
+        let a = side(snap(2), &[("srv", "eth3", [198, 51, 100, 10], 45)]);
+        let c = compare(&b, &a);
+        assert!(c.differ);
+        assert_eq!(
+            c.verdict,
+            "foreign-sender requests on srv/eth3: 40 -> 0 after arp_announce 0 -> 2"
+        );
+        assert_eq!(c.rows[0].change, "vanished");
+        assert_eq!(c.rows[0].foreign, Some(true));
+        assert_eq!(c.rows[1].foreign, Some(false));
+        assert_eq!(c.changes.len(), 1);
+        assert_eq!(
+            c.changes[0].path,
+            "namespaces.srv.interfaces.eth3.arp_announce"
+        );
+    }
+
+    #[test]
+    fn a_change_recorded_during_a_trace_explains_the_verdict() {
+        let b = side(snap(0), &[("srv", "eth3", [203, 0, 113, 10], 4)]);
+        let mut a = side(snap(0), &[("srv", "eth3", [198, 51, 100, 10], 4)]);
+        let mut c = FactsChange::new(1, ChangeKind::ArpAnnounce);
+        c.netns_name = Some("srv".into());
+        c.conf = Some("eth3".into());
+        (c.before, c.after) = (Some(0), Some(2));
+        a.recorded.push(c);
+        assert_eq!(
+            compare(&b, &a).verdict,
+            "foreign-sender requests on srv/eth3: 4 -> 0 after arp_announce 0 -> 2"
+        );
+        // A namespace only a `watched` record knows is compared like a header's.
+        let mut w = FactsChange::new(7, ChangeKind::Watched);
+        w.arp_announce = Some([("all".to_string(), 1), ("eth3".to_string(), 0)].into());
+        w.addrs = Some(vec![arp_trace_model::if_addr(
+            "eth3",
+            "198.51.100.10".parse().unwrap(),
+            24,
+        )]);
+        let v = serde_json::to_value(snapshot_of_watched(&w)).unwrap();
+        assert_eq!(v["all"]["arp_announce"], 1);
+        assert_eq!(v["interfaces"]["eth3"]["ipv4"][0], "198.51.100.10/24");
+        let k = GroupKey {
+            netns: "x".into(),
+            ifname: "eth3".into(),
+            sender_ip: Ipv4Addr::new(203, 0, 113, 10),
+            reason: None,
+        };
+        let snap: Snapshot = serde_json::from_value(json!({"namespaces": {"x": v}})).unwrap();
+        assert_eq!(foreign_by_snapshot(Some(&snap), &k), Some(true));
+    }
+
+    #[test]
+    fn same_groups_do_not_differ() {
+        let b = side(snap(0), &[("srv", "eth3", [198, 51, 100, 10], 3)]);
+        let a = side(snap(0), &[("srv", "eth3", [198, 51, 100, 10], 3)]);
+        let c = compare(&b, &a);
+        assert!(!c.differ);
+        assert!(c.changes.is_empty());
+        assert_eq!(c.verdict, "no difference in ARP requests per group");
+        let a = side(snap(0), &[("srv", "eth3", [198, 51, 100, 10], 4)]);
+        let c = compare(&b, &a);
+        assert!(c.differ);
+        assert!(
+            c.verdict.starts_with("requests differ in 1 groups"),
+            "{}",
+            c.verdict
+        );
+    }
+
+    #[test]
+    fn a_namespace_that_went_is_one_change() {
+        let mut after = snap(0);
+        after["namespaces"]["gone"] = json!(null);
+        after["namespaces"].as_object_mut().unwrap().remove("gone");
+        after["namespaces"]["new"] = json!({"netns": 9, "all": {"arp_announce": 1}});
+        let c = snapshot_changes(&snap(0), &after);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(c[0].path, "namespaces.new");
+        assert_eq!(short(&c[0].before), "none");
+        assert_eq!(short(&c[0].after), "present");
+    }
+}

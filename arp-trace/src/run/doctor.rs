@@ -1,0 +1,289 @@
+//! `arp-trace doctor`: which hooks this kernel allows and, when one is not, the cause in
+//! words a newcomer can act on (what `bpftool feature probe` would tell an expert).
+
+use std::fmt::Write as _;
+
+use anyhow::Result;
+
+use crate::kernel::btf::Btf;
+use crate::kernel::hooks::{Role, SolicitPath};
+use crate::kernel::kallsyms::Kallsyms;
+use crate::kernel::loader::{self, Probe};
+
+/// One line of the report: a check, whether it passed, and what it means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+impl Check {
+    fn new(name: &str, ok: bool, detail: impl Into<String>) -> Check {
+        Check {
+            name: name.into(),
+            ok,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The kernel's lockdown mode from securityfs (`none [integrity] confidentiality`).
+pub fn lockdown_mode(text: &str) -> Option<&str> {
+    let start = text.find('[')? + 1;
+    let end = text[start..].find(']')? + start;
+    Some(&text[start..end])
+}
+
+/// `CONFIG_X=y|m` lines of a kernel config, if one is readable for the running kernel.
+fn kernel_config(release: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/boot/config-{release}")).ok()
+}
+
+fn config_value<'a>(config: &'a str, key: &str) -> Option<&'a str> {
+    config.lines().find_map(|l| {
+        l.strip_prefix(key)
+            .and_then(|rest| rest.strip_prefix('='))
+            .or_else(|| {
+                (l.starts_with("# ") && l.contains(&format!("{key} is not set"))).then_some("n")
+            })
+    })
+}
+
+/// Adds the kernel config's word on a setting when the config is readable.
+fn with_config(detail: String, config: Option<&str>, key: &str) -> String {
+    match config.and_then(|c| config_value(c, key)) {
+        Some(v) => format!("{detail} ({key}={v})"),
+        None => detail,
+    }
+}
+
+fn release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// What each failed solicit path's cause means and what would make it work.
+fn advice(path: SolicitPath, why: &str) -> &'static str {
+    match path {
+        SolicitPath::Fentry if why.contains("EPERM") || why.contains("EACCES") => {
+            "the kernel or a security policy forbids BPF trampolines here; the next paths \
+             give the same answers"
+        }
+        SolicitPath::Fentry => "needs a kernel with BPF trampolines (x86_64/arm64, 5.5+)",
+        SolicitPath::Kprobe if why.contains("CONFIG_KPROBES") => {
+            "kprobes are compiled out; nothing to change at run time"
+        }
+        SolicitPath::Kprobe => "kprobes exist but this one could not be placed",
+        SolicitPath::Tracepoint => "the tracepoint path needs only the neighbour tracepoints above",
+    }
+}
+
+/// Renders the report; `probes` is what `loader::probe_hooks` found.
+pub fn render(release: &str, checks: &[Check], probes: &[Probe]) -> (String, bool) {
+    let mut out = String::new();
+    let _ = writeln!(out, "arp-trace doctor: kernel {release}");
+    let _ = writeln!(out, "System:");
+    for c in checks {
+        let mark = if c.ok { "ok  " } else { "FAIL" };
+        let _ = writeln!(out, "  {mark} {:<12} {}", c.name, c.detail);
+    }
+    let system_ok = checks.iter().all(|c| c.ok);
+    if probes.is_empty() {
+        let _ = writeln!(
+            out,
+            "Hooks: not tried (fix the failures above first)\nVerdict: arp-trace cannot run here"
+        );
+        return (out, false);
+    }
+    let _ = writeln!(out, "Hooks (each attached and detached again):");
+    for p in probes {
+        let (mark, detail) = match &p.result {
+            Ok(()) => ("ok  ", "works".to_string()),
+            Err(why) => ("no  ", why.clone()),
+        };
+        let _ = writeln!(
+            out,
+            "  {mark} {:<10} {:<30} {detail}",
+            p.hook.role.name(),
+            p.hook.attach
+        );
+        if let (Err(why), Some(path)) = (&p.result, p.hook.path) {
+            let _ = writeln!(out, "       {:<10} {:<30} -> {}", "", "", advice(path, why));
+        }
+    }
+    let common_ok = probes
+        .iter()
+        .filter(|p| p.hook.role != Role::Solicit)
+        .all(|p| p.result.is_ok());
+    let chosen = SolicitPath::ALL.iter().copied().find(|s| {
+        probes
+            .iter()
+            .any(|p| p.hook.path == Some(*s) && p.result.is_ok())
+    });
+    let ok = system_ok && common_ok && chosen.is_some();
+    let verdict = match (common_ok, chosen) {
+        (true, Some(path)) => format!(
+            "arp-trace runs here: `--hooks auto` uses the {} path ({}) and attributes every \
+             request to its packet and process",
+            path.name(),
+            path.hook().attach
+        ),
+        (false, _) => "arp-trace cannot run here: a hook every path needs is missing".into(),
+        (true, None) => {
+            "arp-trace can show ARP frames but no path sees arp_solicit()'s packet here".into()
+        }
+    };
+    let _ = writeln!(out, "Verdict: {verdict}");
+    (out, ok)
+}
+
+/// Runs every check; returns the report and whether arp-trace can trace here.
+pub fn run() -> (String, bool) {
+    let release = release();
+    let config = kernel_config(&release);
+    let mut checks = Vec::new();
+    let privileged = loader::check_privileges();
+    checks.push(match &privileged {
+        Ok(()) => Check::new("privileges", true, "root or CAP_BPF+CAP_PERFMON"),
+        Err(e) => Check::new("privileges", false, e.to_string()),
+    });
+    let btf = Btf::from_sys_fs();
+    checks.push(match &btf {
+        Ok(_) => Check::new("BTF", true, "/sys/kernel/btf/vmlinux"),
+        Err(e) => Check::new(
+            "BTF",
+            false,
+            with_config(
+                crate::one_line(e),
+                config.as_deref(),
+                "CONFIG_DEBUG_INFO_BTF",
+            ),
+        ),
+    });
+    let syms = if privileged.is_ok() {
+        Kallsyms::load()
+    } else {
+        Err(anyhow::anyhow!("needs root to show addresses"))
+    };
+    checks.push(match &syms {
+        Ok(_) => Check::new("kallsyms", true, "kernel addresses visible"),
+        Err(e) => Check::new("kallsyms", false, crate::one_line(e)),
+    });
+    match std::fs::read_to_string("/sys/kernel/security/lockdown") {
+        Ok(text) => {
+            let mode = lockdown_mode(&text).unwrap_or("unknown").to_string();
+            let ok = mode != "confidentiality";
+            let detail = if ok {
+                format!("{mode} (BPF may read kernel memory)")
+            } else {
+                "confidentiality: BPF may not read kernel memory; boot with lockdown=integrity \
+                 or none"
+                    .to_string()
+            };
+            checks.push(Check::new("lockdown", ok, detail));
+        }
+        Err(_) => checks.push(Check::new(
+            "lockdown",
+            true,
+            "not enforced (no securityfs entry)",
+        )),
+    }
+    let kprobes = std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    checks.push(Check::new(
+        "kprobes",
+        true,
+        with_config(
+            if kprobes {
+                "available".to_string()
+            } else {
+                "not in this kernel (only matters if fentry is refused)".to_string()
+            },
+            config.as_deref(),
+            "CONFIG_KPROBES",
+        ),
+    ));
+
+    let probes = match (&btf, &syms) {
+        (Ok(btf), Ok(syms)) if privileged.is_ok() => match loader::probe_hooks(btf, syms) {
+            Ok(p) => p,
+            Err(e) => {
+                checks.push(Check::new("eBPF object", false, crate::one_line(&e)));
+                Vec::new()
+            }
+        },
+        _ => Vec::new(),
+    };
+    render(&release, &checks, &probes)
+}
+
+/// Prints the report; exit status 0 when arp-trace can trace here.
+pub fn main() -> Result<bool> {
+    let (text, ok) = run();
+    print!("{text}");
+    Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_lockdown_and_config() {
+        assert_eq!(
+            lockdown_mode("none [integrity] confidentiality\n"),
+            Some("integrity")
+        );
+        assert_eq!(lockdown_mode("garbage"), None);
+        let cfg = "CONFIG_KPROBES=y\n# CONFIG_FOO is not set\n";
+        assert_eq!(config_value(cfg, "CONFIG_KPROBES"), Some("y"));
+        assert_eq!(config_value(cfg, "CONFIG_FOO"), Some("n"));
+        assert_eq!(config_value(cfg, "CONFIG_BAR"), None);
+    }
+
+    fn probe(attach: &'static str, ok: bool) -> Probe {
+        let hook = crate::kernel::hooks::HOOKS
+            .iter()
+            .find(|h| h.attach == attach)
+            .unwrap();
+        Probe {
+            hook,
+            result: if ok {
+                Ok(())
+            } else {
+                Err("refused by kernel (EPERM)".into())
+            },
+        }
+    }
+
+    #[test]
+    fn verdict_names_the_path_auto_would_take() {
+        let checks = [Check::new("BTF", true, "x")];
+        let probes = [
+            probe("tp_btf/net_dev_queue", true),
+            probe("fentry/arp_solicit", false),
+            probe("kprobe/arp_solicit", false),
+            probe("tp_btf/neigh_*", true),
+        ];
+        let (text, ok) = render("6.18", &checks, &probes);
+        assert!(ok, "{text}");
+        assert!(text.contains("uses the tracepoint path"), "{text}");
+        assert!(text.contains("forbids BPF trampolines"), "{text}");
+
+        let probes = [
+            probe("tp_btf/net_dev_queue", true),
+            probe("fentry/arp_solicit", false),
+        ];
+        let (text, ok) = render("6.18", &checks, &probes);
+        assert!(!ok && text.contains("no path sees"), "{text}");
+
+        let probes = [probe("tp_btf/net_dev_queue", false)];
+        let (text, ok) = render("6.18", &checks, &probes);
+        assert!(!ok && text.contains("cannot run here"), "{text}");
+
+        let failed = [Check::new("privileges", false, "permission denied")];
+        let (text, ok) = render("6.18", &failed, &[]);
+        assert!(!ok && text.contains("FAIL privileges"), "{text}");
+    }
+}

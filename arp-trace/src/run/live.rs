@@ -1,0 +1,298 @@
+//! The live source: reads records from the kernel's ring buffer and feeds the pipeline until
+//! Ctrl-C, SIGTERM, `-c` or a closed output ends the run.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use arp_trace_model::file::FORMAT_VERSION;
+use arp_trace_model::{Header, Held, Record, Time};
+use tokio::io::unix::AsyncFd;
+use tokio::signal::unix::{signal, SignalKind};
+
+use super::{add_files, counts_line, pipeline, Source};
+use crate::attribution::{Joined, Joiner};
+use crate::cli::Args;
+use crate::kernel::btf::Btf;
+use crate::kernel::hooks::SolicitPath;
+use crate::kernel::kallsyms::Kallsyms;
+use crate::kernel::loader::{self, LoadOptions, Tracer};
+use crate::kernel::ring::{self, Raw};
+use crate::netns::watch::Watchers;
+use crate::pipeline::{Counters, Flow, Pipeline};
+use crate::sinks::is_closed_pipe;
+
+/// Writes the ready file atomically so a watcher never sees it half-written.
+fn write_ready_file(path: &Path, hooks: &str) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)
+        .with_context(|| format!("cannot create ready file {}", tmp.display()))?;
+    writeln!(f, "pid={}\nhooks={hooks}", std::process::id())?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot create ready file {}", path.display()))?;
+    Ok(())
+}
+
+fn scope_text(args: &Args) -> String {
+    let ifs = if args.interfaces.is_empty() {
+        "all interfaces".to_string()
+    } else {
+        format!("interface {}", args.interfaces.join(", "))
+    };
+    let ns = if args.netns.is_empty() {
+        "all network namespaces".to_string()
+    } else {
+        format!("network namespace {}", args.netns.join(", "))
+    };
+    format!("{ifs} in {ns}")
+}
+
+/// Why each better solicit path was not used, for the start-up line.
+pub fn passed_over_text(passed: &[(SolicitPath, String)]) -> String {
+    if passed.is_empty() {
+        return String::new();
+    }
+    let why: Vec<String> = passed
+        .iter()
+        .map(|(p, w)| format!("{}: {w}", p.name()))
+        .collect();
+    format!(" (not used: {})", why.join("; "))
+}
+
+/// The header of a live trace, with the snapshot of every namespace taken now.
+fn live_header(hooks: String, own_netns: Option<u32>) -> Header {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    let (snapshot, names) = crate::netns::snapshot::take(own_netns);
+    Header {
+        format_version: FORMAT_VERSION,
+        arp_trace_version: env!("CARGO_PKG_VERSION").into(),
+        kernel_release: read("/proc/sys/kernel/osrelease"),
+        hostname: read("/proc/sys/kernel/hostname"),
+        start_time: Time::now(),
+        hooks,
+        own_netns,
+        netns_names: names,
+        snapshot: Some(snapshot),
+    }
+}
+
+/// Runs until stopped; returns the final counts (already printed to stderr).
+pub fn run(args: &Args) -> Result<Counters> {
+    loader::check_privileges()?;
+    let mut pipeline = pipeline(args, &Source::Live)?;
+    let btf = Btf::from_sys_fs()?;
+    let syms = Kallsyms::load()?;
+    let queuefull = btf
+        .enum_value("skb_drop_reason", "SKB_DROP_REASON_NEIGH_QUEUEFULL")
+        .unwrap_or(0);
+    let mut tracer = Tracer::load(
+        btf,
+        &syms,
+        &LoadOptions {
+            buffer_bytes: args.buffer_kib * 1024,
+            hooks: args.hooks,
+        },
+    )?;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the event loop")?;
+    let mut joiner = Joiner::new(Some(syms), ring::monotonic_to_realtime_offset());
+    joiner.queuefull_reason = queuefull as u32;
+    pipeline.facts = Some(Box::new(Watchers::new()));
+    rt.block_on(stream(args, pipeline, &mut tracer, joiner))
+}
+
+/// Hands joined events to the pipeline.
+fn deliver(pipeline: &mut Pipeline, joined: &mut Vec<Joined>) -> std::io::Result<Flow> {
+    let mut flow = Flow::Continue;
+    for j in joined.drain(..) {
+        if flow == Flow::Stop {
+            continue;
+        }
+        match j {
+            Joined::Arp(ev) => flow = pipeline.push(Record::Arp(Held::Owned(*ev)))?,
+            Joined::Failed(f) => {
+                pipeline.push(Record::NeighFailed(Held::Owned(f)))?;
+            }
+        }
+    }
+    Ok(flow)
+}
+
+/// Decodes one ring buffer record into the joiner.
+fn ingest(
+    joiner: &mut Joiner,
+    pipeline: &mut Pipeline,
+    bytes: &[u8],
+    clock: i128,
+    out: &mut Vec<Joined>,
+) {
+    match ring::read(bytes) {
+        Raw::Arp(raw) => match ring::decode_arp(&raw, clock) {
+            Ok(ev) => joiner.arp(raw.cpu, raw.seq, ev, out),
+            Err(_) => pipeline.skipped(),
+        },
+        Raw::Trigger(raw) => joiner.trigger(&raw),
+        Raw::Neigh(raw) => joiner.neigh(&raw, out),
+        Raw::Unknown => {}
+    }
+}
+
+async fn stream(
+    args: &Args,
+    mut pipeline: Pipeline,
+    tracer: &mut Tracer,
+    mut joiner: Joiner,
+) -> Result<Counters> {
+    let ring = tracer.events()?;
+    let lost_map = tracer.lost()?;
+    let mut bpf_log = aya_log::EbpfLogger::init(&mut tracer.ebpf).ok();
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    // SAFETY: the AsyncFd owns the ring buffer, so the fd stays open while it is registered.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("cannot poll the ring buffer: {e}"))?;
+
+    let hooks: Vec<String> = tracer.hooks.iter().map(ToString::to_string).collect();
+    let hooks = hooks.join(", ");
+    eprintln!(
+        "arp-trace: tracing ARP on {}; hooks: {hooks}{}; Ctrl-C to stop",
+        scope_text(args),
+        passed_over_text(&tracer.passed_over)
+    );
+    if args.write.is_some() || args.pcap.is_some() {
+        let header = live_header(hooks.clone(), pipeline.names.own());
+        add_files(&mut pipeline, args, &header)?;
+    }
+    if let Some(path) = &args.ready_file {
+        write_ready_file(path, &hooks)?;
+    }
+
+    // The joiner's own offset: request times and record times must compare exactly.
+    let clock = joiner.clock_offset();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut reported_lost = 0u64;
+    let mut reported_missed = 0u64;
+    let mut done = false;
+    let mut closed = false;
+
+    let mut joined: Vec<Joined> = Vec::new();
+    let mut join_tick = tokio::time::interval(crate::attribution::JOIN_WAIT / 2);
+    let every = Duration::from_secs(args.summary_interval.unwrap_or(u64::MAX / 4));
+    let mut summary_tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    while !done {
+        tokio::select! {
+            _ = sigint.recv() => done = true,
+            _ = sigterm.recv() => done = true,
+            _ = join_tick.tick(), if joiner.has_pending() => {
+                // Read what the kernel already queued first: after this process was not
+                // scheduled for JOIN_WAIT, the records that complete a pending request are
+                // sitting in the ring, and expiring before reading them loses the trigger.
+                let rb = ring.get_mut();
+                while let Some(item) = rb.next() {
+                    ingest(&mut joiner, &mut pipeline, &item, clock, &mut joined);
+                }
+                joiner.expire(false, &mut joined);
+                match deliver(&mut pipeline, &mut joined).and_then(|f| pipeline.flush().map(|_| f)) {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Stop) => done = true,
+                    Err(e) if is_closed_pipe(&e) => { done = true; closed = true; }
+                    Err(e) => return Err(e).context("writing output"),
+                }
+            }
+            _ = summary_tick.tick(), if args.summary_interval.is_some() => {
+                match pipeline.flush().and_then(|_| pipeline.tick()) {
+                    Ok(()) => {}
+                    Err(e) if is_closed_pipe(&e) => { done = true; closed = true; }
+                    Err(e) => return Err(e).context("writing output"),
+                }
+            }
+            _ = tick.tick() => {
+                if let Some(l) = bpf_log.as_mut() { l.flush(); }
+                match pipeline.drain_changes().and_then(|_| pipeline.flush()) {
+                    Ok(()) => {}
+                    Err(e) if is_closed_pipe(&e) => { done = true; closed = true; }
+                    Err(e) => return Err(e).context("writing output"),
+                }
+                let lost = loader::read_lost(&lost_map);
+                if lost > reported_lost {
+                    eprintln!(
+                        "arp-trace: {} events lost so far: the ring buffer was full; raise -B/--buffer-size",
+                        lost
+                    );
+                    reported_lost = lost;
+                }
+                let missed = loader::recursion_misses();
+                if missed > reported_missed {
+                    eprintln!(
+                        "arp-trace: {missed} hook runs missed so far: the kernel skipped a program \
+                         already running on that CPU"
+                    );
+                    reported_missed = missed;
+                }
+            }
+            guard = ring.readable_mut() => {
+                let mut guard = guard?;
+                // Cleared before draining: the kernel wakes us only when a record lands in an
+                // empty ring, so a wakeup during the drain must not be wiped afterwards.
+                guard.clear_ready();
+                let rb = guard.get_inner_mut();
+                while let Some(item) = rb.next() {
+                    ingest(&mut joiner, &mut pipeline, &item, clock, &mut joined);
+                }
+                match deliver(&mut pipeline, &mut joined) {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Stop) => done = true,
+                    Err(e) if is_closed_pipe(&e) => { done = true; closed = true; }
+                    Err(e) => return Err(e).context("writing output"),
+                }
+                match pipeline.flush() {
+                    Ok(()) => {}
+                    Err(e) if is_closed_pipe(&e) => { done = true; closed = true; }
+                    Err(e) => return Err(e).context("writing output"),
+                }
+            }
+        }
+    }
+
+    // Deliver what the kernel already queued before the stop, unless -c or the reader ended it.
+    if !closed && args.count.is_none_or(|c| pipeline.counters.requests < c) {
+        let rb = ring.get_mut();
+        while let Some(item) = rb.next() {
+            ingest(&mut joiner, &mut pipeline, &item, clock, &mut joined);
+        }
+        joiner.expire(true, &mut joined);
+        let _ = deliver(&mut pipeline, &mut joined);
+    }
+    pipeline.counters.lost = loader::read_lost(&lost_map);
+    pipeline.counters.missed = loader::recursion_misses();
+    if let Err(e) = pipeline.finish() {
+        if !is_closed_pipe(&e) {
+            return Err(e).context("writing output");
+        }
+    }
+    eprintln!("arp-trace: {}", counts_line(&pipeline.counters));
+    Ok(pipeline.counters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_file_is_written_whole() {
+        let p = std::env::temp_dir().join(format!("arp-trace-ready-{}", std::process::id()));
+        write_ready_file(&p, "transmit=x").unwrap();
+        let s = std::fs::read_to_string(&p).unwrap();
+        assert!(s.contains("hooks=transmit=x"), "{s}");
+        std::fs::remove_file(p).unwrap();
+        assert!(write_ready_file(Path::new("/nonexistent/dir/ready"), "x").is_err());
+    }
+}

@@ -1,0 +1,183 @@
+//! The run modes: live tracing, replaying a trace, comparing two traces, and `doctor`. Each
+//! turns the options into the same pipeline here, with its one filter and its sinks, so a
+//! replay prints exactly what the live run printed.
+
+pub mod diff;
+pub mod doctor;
+pub mod live;
+pub mod replay;
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use arp_trace_model::Header;
+
+use crate::cli::Args;
+use crate::netns::{self, NetnsNames};
+use crate::pipeline::{Counters, Filter, Pipeline};
+use crate::sinks::json::JsonSink;
+use crate::sinks::pcapng::PcapngWriter;
+use crate::sinks::summary::SummarySink;
+use crate::sinks::terminal::TerminalSink;
+use crate::sinks::trace::TraceSink;
+use crate::sinks::Output;
+
+/// Where the records come from, for the parts of the pipeline that differ.
+pub enum Source<'a> {
+    /// The kernel, now: `--netns` names resolve on this machine.
+    Live,
+    /// A trace: names and the tracer's own namespace come from its header.
+    Trace(&'a Header),
+}
+
+/// `-i` and `--netns` as one filter.
+pub fn filter(args: &Args, source: &Source) -> Result<Filter> {
+    let mut f = Filter {
+        interfaces: args.interfaces.iter().cloned().collect(),
+        ..Default::default()
+    };
+    for spec in &args.netns {
+        match source {
+            Source::Live => {
+                f.netns
+                    .insert(netns::resolve_spec(spec, Path::new(netns::NETNS_RUN_DIR))?);
+            }
+            Source::Trace(header) => {
+                if !spec.is_empty() && spec.bytes().all(|b| b.is_ascii_digit()) {
+                    let ino = spec.parse().map_err(|_| {
+                        anyhow::anyhow!("--netns {spec}: inode number out of range")
+                    })?;
+                    f.netns.insert(ino);
+                } else if spec.contains('/') || spec.is_empty() {
+                    bail!(
+                        "--netns {spec}: with -r give a namespace name or inode number as the \
+                         trace shows them; paths name namespaces on this machine, not in the \
+                         trace"
+                    );
+                } else {
+                    f.netns.extend(
+                        header
+                            .netns_names
+                            .iter()
+                            .filter(|(_, n)| *n == spec)
+                            .map(|(i, _)| *i),
+                    );
+                    f.netns_names.insert(spec.clone());
+                }
+            }
+        }
+    }
+    Ok(f)
+}
+
+/// The pipeline with the outputs on stdout, the same live and replaying: event lines (text or
+/// JSON, unless `-q`) and the summary, with `--foreign-only` and `-v` applied.
+pub fn pipeline(args: &Args, source: &Source) -> Result<Pipeline> {
+    let names = match source {
+        Source::Live => NetnsNames::new(),
+        Source::Trace(h) => NetnsNames::offline(h.own_netns),
+    };
+    let own = names.own();
+    let mut p = Pipeline::new(filter(args, source)?, args.count, names);
+    p.foreign_only = args.foreign_only;
+    if !args.quiet {
+        let out = Output::stdout();
+        if args.json {
+            p.sinks.push(Box::new(JsonSink::new(out)));
+        } else {
+            let color = std::io::stdout().is_terminal();
+            p.sinks
+                .push(Box::new(TerminalSink::new(out, args.verbose, color, own)));
+        }
+    }
+    p.sinks
+        .push(Box::new(SummarySink::new(Output::stdout(), args.json, own)));
+    Ok(p)
+}
+
+/// Adds the `-w` and `--pcap` outputs, live or replaying.
+pub fn add_files(p: &mut Pipeline, args: &Args, header: &Header) -> Result<()> {
+    if let Some(path) = &args.write {
+        if args.read.as_deref() == Some(path.as_path()) {
+            bail!(
+                "-w {}: the same file as -r; write to another file",
+                path.display()
+            );
+        }
+        p.sinks.push(Box::new(TraceSink::create(path, header)?));
+    }
+    if let Some(path) = &args.pcap {
+        p.sinks.push(Box::new(PcapngWriter::create(path)?));
+    }
+    Ok(())
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The line printed on stderr at the end of every run: what was seen and what was lost.
+pub fn counts_line(c: &Counters) -> String {
+    let mut s = format!(
+        "{}, {} captured; {} lost (ring buffer full)",
+        plural(c.requests, "ARP request", "ARP requests"),
+        plural(c.replies, "reply", "replies"),
+        c.lost
+    );
+    if c.missed > 0 {
+        s.push_str(&format!(
+            "; {} hook runs missed (program busy on that CPU)",
+            c.missed
+        ));
+    }
+    if c.foreign > 0 {
+        s.push_str(&format!("; {} with a foreign sender", c.foreign));
+    }
+    if c.filtered > 0 {
+        s.push_str(&format!("; {} filtered out", c.filtered));
+    }
+    if c.changes_dropped > 0 {
+        s.push_str(&format!(
+            "; {} address/sysctl changes not recorded (event loop fell behind)",
+            c.changes_dropped
+        ));
+    }
+    if c.undecodable > 0 {
+        s.push_str(&format!(
+            "; {} non-IPv4 or other-opcode ARP frames ignored",
+            c.undecodable
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_line_names_every_loss() {
+        let c = Counters {
+            requests: 1,
+            replies: 2,
+            lost: 3,
+            filtered: 4,
+            undecodable: 5,
+            failures: 0,
+            foreign: 6,
+            changes_dropped: 7,
+            missed: 0,
+        };
+        assert_eq!(
+            counts_line(&c),
+            "1 ARP request, 2 replies captured; 3 lost (ring buffer full); 6 with a foreign \
+             sender; 4 filtered out; 7 address/sysctl changes not recorded (event loop fell \
+             behind); 5 non-IPv4 or other-opcode ARP frames ignored"
+        );
+        assert_eq!(
+            counts_line(&Counters::default()),
+            "0 ARP requests, 0 replies captured; 0 lost (ring buffer full)"
+        );
+    }
+}

@@ -1,0 +1,71 @@
+//! Where records go: the terminal (tcpdump-like lines), JSON Lines, the summary, pcapng for
+//! Wireshark and trace files. Each is a [`crate::pipeline::Sink`].
+
+pub mod json;
+pub mod pcapng;
+pub mod summary;
+pub mod terminal;
+pub mod text;
+pub mod trace;
+
+use std::io::{self, Write};
+
+/// Whether an I/O error means "the reader went away" (`arp-trace | head`), which ends the
+/// run quietly like tcpdump does rather than as a failure.
+pub fn is_closed_pipe(e: &io::Error) -> bool {
+    // serde_json wraps the writer's error when a full buffer is written mid-object.
+    e.kind() == io::ErrorKind::BrokenPipe
+        || e.get_ref()
+            .and_then(|i| i.downcast_ref::<serde_json::Error>())
+            .and_then(serde_json::Error::io_error_kind)
+            == Some(io::ErrorKind::BrokenPipe)
+}
+
+/// A buffered writer several sinks may each hold onto stdout (or a test's buffer).
+pub struct Output {
+    inner: io::BufWriter<Box<dyn Write>>,
+}
+
+impl Output {
+    pub fn stdout() -> Self {
+        Output {
+            inner: io::BufWriter::with_capacity(64 * 1024, Box::new(io::stdout())),
+        }
+    }
+    pub fn new(w: Box<dyn Write>) -> Self {
+        Output {
+            inner: io::BufWriter::new(w),
+        }
+    }
+    pub fn writer(&mut self) -> &mut impl Write {
+        &mut self.inner
+    }
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::io::{self, Write};
+    use std::sync::{Arc, Mutex};
+
+    /// A writer whose bytes the test reads back after the sink wrote them.
+    #[derive(Clone, Default)]
+    pub(crate) struct Shared(pub(crate) Arc<Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Shared {
+        pub(crate) fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+}

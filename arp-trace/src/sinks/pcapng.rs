@@ -1,0 +1,277 @@
+//! `--pcap FILE`: the ARP frames as pcapng for Wireshark, one interface block per
+//! (namespace, interface) named `netns/ifname`, nanosecond timestamps, and each packet's
+//! trigger and explanation as the packet comment.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use arp_trace_model::{ArpEvent, ArpOp, Record};
+
+use super::text::{describe, describe_trigger};
+use crate::pipeline::{Counters, Sink};
+
+const SHB: u32 = 0x0A0D_0D0A;
+const IDB: u32 = 1;
+const EPB: u32 = 6;
+const LINKTYPE_ETHERNET: u16 = 1;
+const OPT_END: u16 = 0;
+const OPT_COMMENT: u16 = 1;
+const IF_NAME: u16 = 2;
+const IF_TSRESOL: u16 = 9;
+const SHB_USERAPPL: u16 = 4;
+
+fn pad4(n: usize) -> usize {
+    (4 - n % 4) % 4
+}
+
+fn option(out: &mut Vec<u8>, code: u16, value: &[u8]) {
+    // Option lengths are 16 bits; comments are far shorter, but never write a bad block.
+    let value = &value[..value.len().min(0xfff0)];
+    out.extend_from_slice(&code.to_le_bytes());
+    out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+    out.extend_from_slice(value);
+    out.extend(std::iter::repeat_n(0, pad4(value.len())));
+}
+
+/// Wraps a block body in type, total length (twice).
+fn block(kind: u32, body: &[u8]) -> Vec<u8> {
+    let total = (12 + body.len()) as u32;
+    let mut b = Vec::with_capacity(total as usize);
+    b.extend_from_slice(&kind.to_le_bytes());
+    b.extend_from_slice(&total.to_le_bytes());
+    b.extend_from_slice(body);
+    b.extend_from_slice(&total.to_le_bytes());
+    b
+}
+
+/// The interface name Wireshark shows: `srv/eth3`, or `4026532281/eth3` without a name.
+pub fn interface_name(ev: &ArpEvent<'_>) -> String {
+    match &ev.netns_name {
+        Some(n) => format!("{n}/{}", ev.ifname),
+        None => format!("{}/{}", ev.netns, ev.ifname),
+    }
+}
+
+/// The packet comment: what made the kernel send it and, for an explained request, why it
+/// carries its sender address (`foreign sender; why (reason): explanation`).
+pub fn comment(ev: &ArpEvent<'_>) -> String {
+    let mut parts = Vec::new();
+    if ev.op == ArpOp::Request {
+        match &ev.trigger {
+            Some(t) => parts.push(format!("trigger: {}", describe_trigger(t))),
+            None => parts.push("trigger: none (no queued packet)".to_string()),
+        }
+        if let Some(s) = &ev.neigh_state {
+            parts.push(format!("neighbour state {s}"));
+        }
+        if let Some(a) = ev.attempt {
+            parts.push(format!("attempt {a}"));
+        }
+    }
+    parts.push(describe(ev));
+    if let Some(v) = &ev.verdict {
+        if v.foreign_sender {
+            parts.push("foreign sender".to_string());
+        }
+        parts.push(format!("why ({}): {}", v.reason, v.explanation));
+        if let Some(r) = &v.remedy {
+            parts.push(format!("fix: {}", r.command));
+        }
+    } else if let Some(e) = &ev.facts_error {
+        parts.push(format!(
+            "why: unknown, the namespace's facts are missing: {e}"
+        ));
+    }
+    parts.join("; ")
+}
+
+/// A pcapng writer; a [`Sink`] like the terminal and JSON outputs.
+pub struct PcapngWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+    interfaces: HashMap<(u32, String), u32>,
+    block: Vec<u8>,
+}
+
+impl PcapngWriter {
+    pub fn create(path: &Path) -> Result<PcapngWriter> {
+        let f = File::create(path)
+            .with_context(|| format!("{}: cannot create the pcapng file", path.display()))?;
+        let mut w = PcapngWriter {
+            path: path.to_path_buf(),
+            out: BufWriter::with_capacity(256 * 1024, f),
+            interfaces: HashMap::new(),
+            block: Vec::with_capacity(512),
+        };
+        let mut body = Vec::new();
+        body.extend_from_slice(&0x1A2B_3C4Du32.to_le_bytes());
+        body.extend_from_slice(&1u16.to_le_bytes());
+        body.extend_from_slice(&0u16.to_le_bytes());
+        body.extend_from_slice(&(-1i64).to_le_bytes());
+        option(
+            &mut body,
+            SHB_USERAPPL,
+            format!("arp-trace {}", env!("CARGO_PKG_VERSION")).as_bytes(),
+        );
+        option(&mut body, OPT_END, &[]);
+        w.out
+            .write_all(&block(SHB, &body))
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+        Ok(w)
+    }
+
+    fn interface(&mut self, ev: &ArpEvent<'_>) -> io::Result<u32> {
+        let key = (ev.netns, ev.ifname.to_string());
+        if let Some(&id) = self.interfaces.get(&key) {
+            return Ok(id);
+        }
+        let id = self.interfaces.len() as u32;
+        let mut body = Vec::new();
+        body.extend_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
+        body.extend_from_slice(&0u16.to_le_bytes());
+        body.extend_from_slice(&0u32.to_le_bytes()); // snaplen: no limit
+        option(&mut body, IF_NAME, interface_name(ev).as_bytes());
+        option(&mut body, IF_TSRESOL, &[9]); // nanoseconds
+        option(&mut body, OPT_END, &[]);
+        self.out.write_all(&block(IDB, &body))?;
+        self.interfaces.insert(key, id);
+        Ok(id)
+    }
+
+    fn err(&self, e: io::Error) -> io::Error {
+        io::Error::new(e.kind(), format!("{}: {e}", self.path.display()))
+    }
+}
+
+/// The frame as Ethernet: frames sent without a link-layer header get a synthetic one.
+fn ethernet(ev: &ArpEvent<'_>) -> Vec<u8> {
+    let frame = ev.frame.bytes();
+    if ev.eth_dst.is_some() {
+        return frame;
+    }
+    let mut f = Vec::with_capacity(14 + frame.len());
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&ev.sender_mac.0);
+    f.extend_from_slice(&[0x08, 0x06]);
+    f.extend_from_slice(&frame);
+    f
+}
+
+impl PcapngWriter {
+    fn packet(&mut self, ev: &ArpEvent<'_>) -> io::Result<()> {
+        let id = self.interface(ev).map_err(|e| self.err(e))?;
+        let data = ethernet(ev);
+        let ts = ev.time.0.max(0) as u64;
+        let b = &mut self.block;
+        b.clear();
+        b.extend_from_slice(&id.to_le_bytes());
+        b.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
+        b.extend_from_slice(&(ts as u32).to_le_bytes());
+        b.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        b.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        b.extend_from_slice(&data);
+        b.extend(std::iter::repeat_n(0, pad4(data.len())));
+        let mut c = comment(ev);
+        if ev.eth_dst.is_none() {
+            c.push_str("; sent without a link-layer header (Ethernet header added)");
+        }
+        option(b, OPT_COMMENT, c.as_bytes());
+        option(b, OPT_END, &[]);
+        let blk = block(EPB, b);
+        self.out.write_all(&blk).map_err(|e| self.err(e))
+    }
+}
+
+impl Sink for PcapngWriter {
+    fn record(&mut self, rec: &Record<'_>) -> io::Result<()> {
+        match rec {
+            Record::Arp(ev) => self.packet(ev),
+            _ => Ok(()),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush().map_err(|e| self.err(e))
+    }
+    fn finish(&mut self, _: &Counters) -> io::Result<()> {
+        self.out.flush().map_err(|e| self.err(e))?;
+        self.out.get_ref().sync_data().map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::ring::decode_arp;
+    use crate::kernel::ring::tests::{frame, raw};
+    use arp_trace_model::{Held, Origin};
+
+    fn u32_at(b: &[u8], o: usize) -> u32 {
+        u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
+    }
+
+    #[test]
+    fn comment_carries_trigger_and_explanation() {
+        use crate::explain::tests::trigger;
+        let mut ev =
+            crate::kernel::ring::tests::request_event("eth3", "203.0.113.10", "198.51.100.20");
+        ev.trigger = Some(trigger("203.0.113.10", Origin::Local));
+        let facts = crate::explain::tests::seed_facts();
+        ev.verdict = Some(crate::explain::explain(&ev, &facts));
+        let c = comment(&ev);
+        assert!(c.starts_with("trigger: udp 203.0.113.10:"), "{c}");
+        assert!(
+            c.contains(
+                "; foreign sender; why (announce0_local_source): eth3 announces 203.0.113.10"
+            ),
+            "{c}"
+        );
+        assert!(
+            c.contains("; fix: sysctl -w net.ipv4.conf.eth3.arp_announce=1"),
+            "{c}"
+        );
+    }
+
+    #[test]
+    fn blocks_are_well_formed_and_interfaces_shared() {
+        let path = std::env::temp_dir().join(format!("arp-trace-pcap-{}", std::process::id()));
+        let mut w = PcapngWriter::create(&path).unwrap();
+        let f = frame(
+            1,
+            [0xff; 6],
+            [2, 0, 0, 0, 0, 1],
+            [203, 0, 113, 10],
+            [0; 6],
+            [198, 51, 100, 20],
+        );
+        let mut ev = decode_arp(&raw(&f, 14), 1_000_000_123).unwrap();
+        ev.netns_name = Some("srv".into());
+        w.record(&Record::Arp(Held::Borrowed(&ev))).unwrap();
+        w.record(&Record::Arp(Held::Borrowed(&ev))).unwrap();
+        ev.ifname = "eth5".into();
+        w.record(&Record::Arp(Held::Borrowed(&ev))).unwrap();
+        w.flush().unwrap();
+        let b = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        // Walk the blocks: every length is a multiple of 4 and repeated at the end.
+        let mut o = 0;
+        let mut kinds = Vec::new();
+        while o < b.len() {
+            let (k, len) = (u32_at(&b, o), u32_at(&b, o + 4) as usize);
+            assert_eq!(len % 4, 0);
+            assert_eq!(u32_at(&b, o + len - 4) as usize, len);
+            kinds.push(k);
+            if k == EPB {
+                assert_eq!(u32_at(&b, o + 20) as usize, f.len());
+                assert_eq!(&b[o + 28..o + 28 + f.len()], &f[..]);
+            }
+            o += len;
+        }
+        assert_eq!(kinds, [SHB, IDB, EPB, EPB, IDB, EPB]);
+        assert!(String::from_utf8_lossy(&b).contains("srv/eth3"));
+        assert!(String::from_utf8_lossy(&b).contains("srv/eth5"));
+    }
+}

@@ -1,0 +1,168 @@
+//! The terminal: one tcpdump-like line per event (`19:31:02.123456 srv/eth3 ARP who-has ...`);
+//! a request with a foreign sender ends in `  ! foreign sender` (red on a terminal) with its
+//! explanation beneath.
+
+use std::io::{self, Write};
+
+use arp_trace_model::{ChangeKind, Record};
+
+use super::text::{
+    describe, describe_change, describe_failed, explanation_lines, label, local_clock_micros,
+    trigger_suffix, where_label,
+};
+use super::Output;
+use crate::pipeline::Sink;
+
+const RED: &str = "\x1b[1;31m";
+const RESET: &str = "\x1b[0m";
+
+pub struct TerminalSink {
+    out: Output,
+    verbose: bool,
+    color: bool,
+    /// The tracer's namespace, shown without a prefix.
+    own: Option<u32>,
+}
+
+impl TerminalSink {
+    pub fn new(out: Output, verbose: bool, color: bool, own: Option<u32>) -> Self {
+        TerminalSink {
+            out,
+            verbose,
+            color,
+            own,
+        }
+    }
+}
+
+impl Sink for TerminalSink {
+    fn record(&mut self, rec: &Record<'_>) -> io::Result<()> {
+        let w = self.out.writer();
+        match rec {
+            Record::Arp(ev) => {
+                let (on, off, mark) = match (ev.foreign(), self.color) {
+                    (true, true) => (RED, RESET, "  ! foreign sender"),
+                    (true, false) => ("", "", "  ! foreign sender"),
+                    _ => ("", "", ""),
+                };
+                writeln!(
+                    w,
+                    "{on}{} {} {}{}{mark}{off}",
+                    local_clock_micros(ev.time.0),
+                    where_label(ev, self.own),
+                    describe(ev),
+                    trigger_suffix(ev)
+                )?;
+                for line in explanation_lines(ev, self.verbose) {
+                    writeln!(w, "{line}")?;
+                }
+                Ok(())
+            }
+            Record::NeighFailed(f) => {
+                let label = label(f.netns_name.as_deref(), f.netns, &f.ifname, self.own);
+                writeln!(
+                    w,
+                    "{} {label} {}",
+                    local_clock_micros(f.time.0),
+                    describe_failed(f)
+                )
+            }
+            // Address and sysctl changes always (they are rare, and they are why the requests
+            // after them look different); the state when watching starts only with `-v`.
+            Record::FactsChange(ch) => {
+                if ch.change == ChangeKind::Watched && !self.verbose {
+                    return Ok(());
+                }
+                writeln!(
+                    w,
+                    "{} {}",
+                    local_clock_micros(ch.time.0),
+                    describe_change(ch, self.own)
+                )
+            }
+            Record::Header(_) | Record::Summary(_) => Ok(()),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::ring::decode_arp;
+    use crate::kernel::ring::tests::{frame, raw};
+    use crate::sinks::tests::Shared;
+    use arp_trace_model::{ArpEvent, Held, Origin};
+
+    fn request() -> ArpEvent<'static> {
+        let f = frame(
+            1,
+            [0xff; 6],
+            [0, 0x11, 0x22, 0x33, 0x44, 0x55],
+            [203, 0, 113, 10],
+            [0; 6],
+            [198, 51, 100, 20],
+        );
+        decode_arp(&raw(&f, 14), 0).unwrap()
+    }
+
+    #[test]
+    fn human_lines_read_like_tcpdump() {
+        let mut ev = request();
+        ev.netns_name = Some("srv".into());
+        let buf = Shared::default();
+        let mut sink = TerminalSink::new(Output::new(Box::new(buf.clone())), false, false, None);
+        sink.record(&Record::Arp(Held::Borrowed(&ev))).unwrap();
+        sink.flush().unwrap();
+        let line = buf.text();
+        let (_time, rest) = line.split_once(' ').unwrap();
+        assert_eq!(
+            rest,
+            "srv/eth3 ARP who-has 198.51.100.20 tell 203.0.113.10 (00:11:22:33:44:55)\n"
+        );
+    }
+
+    #[test]
+    fn foreign_requests_stand_out_with_their_explanation() {
+        use crate::explain::tests::trigger;
+        let facts = crate::explain::tests::seed_facts();
+        let mut ev = request();
+        ev.trigger = Some(trigger("203.0.113.10", Origin::Local));
+        ev.verdict = Some(crate::explain::explain(&ev, &facts));
+        let mut ok = request();
+        ok.sender_ip = "198.51.100.10".parse().unwrap();
+        ok.verdict = Some(crate::explain::explain(&ok, &facts));
+        for (verbose, color) in [(false, false), (true, true)] {
+            let buf = Shared::default();
+            let mut sink =
+                TerminalSink::new(Output::new(Box::new(buf.clone())), verbose, color, None);
+            sink.record(&Record::Arp(Held::Borrowed(&ev))).unwrap();
+            sink.record(&Record::Arp(Held::Borrowed(&ok))).unwrap();
+            sink.flush().unwrap();
+            let text = buf.text();
+            let lines: Vec<&str> = text.lines().collect();
+            assert!(lines[0].contains("tell 203.0.113.10"), "{text}");
+            assert!(lines[0].contains("  ! foreign sender"), "{text}");
+            assert_eq!(lines[0].starts_with(RED), color, "{text}");
+            assert!(lines[1].starts_with("    why (announce0_local_source): eth3 announces"));
+            assert!(lines[2].starts_with("    effect: "));
+            assert_eq!(
+                lines[3],
+                "    fix: sysctl -w net.ipv4.conf.eth3.arp_announce=1"
+            );
+            assert!(lines[4].starts_with("    persist: echo "));
+            let rest = &lines[if verbose { 6 } else { 5 }..];
+            assert!(rest[0].contains("tell 198.51.100.10") && !rest[0].contains('!'));
+            assert_eq!(rest.len(), if verbose { 2 } else { 1 }, "{text}");
+            if verbose {
+                assert!(lines[5].starts_with("    trade-off: "));
+                assert!(
+                    rest[1].starts_with("    why (select_no_trigger): "),
+                    "{text}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! Records in words, as the terminal, the summary, pcapng comments and `diff` print them:
+//! tcpdump-like descriptions, the `netns/interface` label, the trigger, the explanation lines
+//! under a request, a change of facts, and local wall-clock time.
+
+use arp_trace_model::{ArpEvent, ArpOp, ChangeKind, FactsChange, NeighFailed, Origin, Trigger};
+
+/// `srv/eth3` for a named namespace, `eth3` in the tracer's own, `4026532281/eth3` otherwise;
+/// `own` is the tracer's namespace.
+pub fn label(netns_name: Option<&str>, netns: u32, ifname: &str, own: Option<u32>) -> String {
+    match netns_name {
+        Some(n) => format!("{n}/{ifname}"),
+        None if own == Some(netns) => ifname.to_string(),
+        None => format!("{netns}/{ifname}"),
+    }
+}
+
+/// The label of an event's interface.
+pub fn where_label(ev: &ArpEvent<'_>, own: Option<u32>) -> String {
+    label(ev.netns_name.as_deref(), ev.netns, &ev.ifname, own)
+}
+
+/// The event in tcpdump's words, without the timestamp.
+pub fn describe(ev: &ArpEvent<'_>) -> String {
+    match ev.op {
+        ArpOp::Request if ev.unicast => format!(
+            "ARP who-has {} ({}) tell {} ({}), unicast",
+            ev.target_ip, ev.target_mac, ev.sender_ip, ev.sender_mac
+        ),
+        ArpOp::Request => {
+            format!(
+                "ARP who-has {} tell {} ({})",
+                ev.target_ip, ev.sender_ip, ev.sender_mac
+            )
+        }
+        ArpOp::Reply => format!(
+            "ARP reply {} is-at {} to {} ({})",
+            ev.sender_ip, ev.sender_mac, ev.target_ip, ev.target_mac
+        ),
+    }
+}
+
+/// `udp 203.0.113.10:41000 > 198.51.100.20:9 python3[4242]`
+pub fn describe_trigger(t: &Trigger<'_>) -> String {
+    let mut s = match (t.sport, t.dport) {
+        (Some(sp), Some(dp)) => format!("{} {}:{sp} > {}:{dp}", t.proto, t.src, t.dst),
+        _ => match t.icmp_type {
+            Some(ty) => format!("icmp {} > {} type {ty}", t.src, t.dst),
+            None => format!("{} {} > {}", t.proto, t.src, t.dst),
+        },
+    };
+    match t.origin {
+        Origin::Local => match (&t.comm, t.pid) {
+            (Some(c), Some(p)) => s.push_str(&format!(" {c}[{p}]")),
+            _ => s.push_str(" (local socket, process gone)"),
+        },
+        Origin::Kernel => s.push_str(" (kernel)"),
+        Origin::Forwarded => s.push_str(&format!(
+            " (forwarded from {})",
+            t.in_ifname
+                .as_deref()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("ifindex {}", t.in_ifindex.unwrap_or(0)))
+        )),
+    }
+    s
+}
+
+/// ` <- udp 203.0.113.10:41000 > 198.51.100.20:9 python3[4242]` for requests with a trigger.
+pub fn trigger_suffix(ev: &ArpEvent<'_>) -> String {
+    match (&ev.op, &ev.trigger) {
+        (ArpOp::Request, Some(t)) => format!("  <- {}", describe_trigger(t)),
+        _ => String::new(),
+    }
+}
+
+/// `ARP 198.51.100.99 failed after 3 requests; dropped 1 packet: udp ... python3[4242]`
+pub fn describe_failed(f: &NeighFailed<'_>) -> String {
+    let n = f.dropped.len() as u64 + f.dropped_omitted;
+    let mut s = format!(
+        "ARP {} failed after {} request{}; dropped {n} packet{}",
+        f.target_ip,
+        f.attempts,
+        if f.attempts == 1 { "" } else { "s" },
+        if n == 1 { "" } else { "s" }
+    );
+    for (i, d) in f.dropped.iter().enumerate() {
+        s.push_str(if i == 0 { ": " } else { ", " });
+        s.push_str(&describe_trigger(d));
+    }
+    s
+}
+
+/// The lines under a request saying why it carries its sender: always for a foreign sender,
+/// for every request with `verbose`.
+pub fn explanation_lines(ev: &ArpEvent<'_>, verbose: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    match &ev.verdict {
+        Some(v) if v.foreign_sender || verbose => {
+            out.push(format!("    why ({}): {}", v.reason, v.explanation));
+            if let Some(c) = &v.consequence {
+                out.push(format!("    effect: {c}"));
+            }
+            if let Some(r) = &v.remedy {
+                out.push(format!("    fix: {}", r.command));
+                out.push(format!("    persist: {}", r.persistent));
+                if verbose {
+                    out.push(format!("    trade-off: {}", r.tradeoff));
+                }
+            }
+        }
+        None if verbose && ev.op == ArpOp::Request => {
+            if let Some(e) = &ev.facts_error {
+                out.push(format!(
+                    "    why: unknown, the namespace's facts are missing: {e}"
+                ));
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The change without time and place: `arp_announce 0 -> 2`, `+198.51.100.11/24`.
+pub fn describe_change_only(c: &FactsChange<'_>) -> String {
+    let opt = |v: Option<u8>| v.map_or("none".to_string(), |v| v.to_string());
+    match c.change {
+        ChangeKind::ArpAnnounce => {
+            format!("arp_announce {} -> {}", opt(c.before), opt(c.after))
+        }
+        ChangeKind::AddrAdded | ChangeKind::AddrRemoved => format!(
+            "{}{}/{}",
+            if c.change == ChangeKind::AddrAdded {
+                '+'
+            } else {
+                '-'
+            },
+            c.addr.map_or("?".to_string(), |a| a.to_string()),
+            opt(c.prefix_len)
+        ),
+        ChangeKind::Watched => {
+            let mut parts = Vec::new();
+            if let Some(m) = &c.arp_announce {
+                let mut ann: Vec<String> = Vec::new();
+                if let Some(all) = m.get("all") {
+                    ann.push(format!("all={all}"));
+                }
+                ann.extend(
+                    m.iter()
+                        .filter(|(k, _)| *k != "all")
+                        .map(|(k, v)| format!("{k}={v}")),
+                );
+                parts.push(format!("arp_announce {}", ann.join(" ")));
+            }
+            if let Some(addrs) = &c.addrs {
+                let a: Vec<String> = addrs
+                    .iter()
+                    .map(|a| format!("{}:{}/{}", a.ifname, a.addr, a.prefix_len))
+                    .collect();
+                parts.push(format!(
+                    "addresses {}",
+                    if a.is_empty() {
+                        "none".to_string()
+                    } else {
+                        a.join(" ")
+                    }
+                ));
+            }
+            format!("watching: {}", parts.join("; "))
+        }
+    }
+}
+
+/// `srv/eth3 arp_announce 0 -> 2`, `srv/eth3 +198.51.100.11/24`, `srv watching: ...`.
+pub fn describe_change(ch: &FactsChange<'_>, own: Option<u32>) -> String {
+    let place = match ch.subject() {
+        Some(s) => label(ch.netns_name.as_deref(), ch.netns, s, own),
+        None => match &ch.netns_name {
+            Some(n) => n.clone(),
+            None if own == Some(ch.netns) => "(own netns)".to_string(),
+            None => ch.netns.to_string(),
+        },
+    };
+    format!("{place} {}", describe_change_only(ch))
+}
+
+/// `19:31:02.123456` in the local time zone, as tcpdump prints.
+pub fn local_clock_micros(unix_ns: i128) -> String {
+    let secs = unix_ns.div_euclid(1_000_000_000) as libc::time_t;
+    let micros = unix_ns.rem_euclid(1_000_000_000) / 1000;
+    // SAFETY: localtime_r only writes the tm we own.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
+    if !ok {
+        let sod = (secs as i64).rem_euclid(86_400);
+        return format!(
+            "{:02}:{:02}:{:02}.{micros:06}",
+            sod / 3600,
+            sod % 3600 / 60,
+            sod % 60
+        );
+    }
+    format!(
+        "{:02}:{:02}:{:02}.{micros:06}",
+        tm.tm_hour, tm.tm_min, tm.tm_sec
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::ring::decode_arp;
+    use crate::kernel::ring::tests::{frame, raw};
+    use arp_trace_model::if_addr;
+
+    #[test]
+    fn labels_namespaces_by_name_own_or_inode() {
+        let mut ev = crate::kernel::ring::tests::request_event("eth3", "1.2.3.4", "1.2.3.5");
+        assert_eq!(where_label(&ev, Some(1)), "4026532281/eth3");
+        ev.netns = 1;
+        assert_eq!(where_label(&ev, Some(1)), "eth3");
+        ev.netns_name = Some("blue".into());
+        assert_eq!(where_label(&ev, Some(1)), "blue/eth3");
+    }
+
+    #[test]
+    fn describes_unicast_and_replies() {
+        let peer = [2, 0, 0, 0, 0, 0x20];
+        let me = [2, 0, 0, 0, 0, 0x10];
+        let f = frame(1, peer, me, [198, 51, 100, 10], peer, [198, 51, 100, 20]);
+        let ev = decode_arp(&raw(&f, 14), 0).unwrap();
+        assert_eq!(describe(&ev), "ARP who-has 198.51.100.20 (02:00:00:00:00:20) tell 198.51.100.10 (02:00:00:00:00:10), unicast");
+        let f = frame(2, peer, me, [198, 51, 100, 10], peer, [198, 51, 100, 20]);
+        let ev = decode_arp(&raw(&f, 14), 0).unwrap();
+        assert_eq!(
+            describe(&ev),
+            "ARP reply 198.51.100.10 is-at 02:00:00:00:00:10 to 198.51.100.20 (02:00:00:00:00:20)"
+        );
+    }
+
+    #[test]
+    fn changes_in_words() {
+        let mut a = FactsChange::new(9, ChangeKind::ArpAnnounce);
+        a.conf = Some("all".into());
+        a.after = Some(2);
+        assert_eq!(describe_change_only(&a), "arp_announce none -> 2");
+        let mut w = FactsChange::new(9, ChangeKind::Watched);
+        w.arp_announce = Some([("all".to_string(), 1), ("eth3".to_string(), 2)].into());
+        w.addrs = Some(vec![
+            if_addr("eth3", "198.51.100.10".parse().unwrap(), 24),
+            if_addr("eth3", "198.51.100.11".parse().unwrap(), 24),
+        ]);
+        assert_eq!(
+            describe_change_only(&w),
+            "watching: arp_announce all=1 eth3=2; addresses eth3:198.51.100.10/24 \
+             eth3:198.51.100.11/24"
+        );
+        let mut r = FactsChange::new(9, ChangeKind::AddrRemoved);
+        (r.ifname, r.addr, r.prefix_len) = (Some("eth3".into()), "1.2.3.4".parse().ok(), Some(8));
+        r.netns_name = Some("srv".into());
+        assert_eq!(describe_change(&r, None), "srv/eth3 -1.2.3.4/8");
+    }
+
+    #[test]
+    fn local_clock_has_tcpdump_shape() {
+        let s = local_clock_micros(1_795_894_262_123_456_789);
+        assert_eq!(s.len(), 15, "{s}");
+        assert!(s.ends_with(".123456"), "{s}");
+    }
+}
