@@ -9,23 +9,31 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use anyhow::{anyhow, bail, Result};
+
 use crate::{bin, next_id, scaled};
 
 /// Run `ip ARGS...`, panic with its stderr if it fails; return its stdout.
 pub fn ip(args: &[&str]) -> String {
+    try_ip(args).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// [`ip`] for callers that report errors instead of panicking (the bench); the error says
+/// what [`ip`]'s panic says.
+pub(crate) fn try_ip(args: &[&str]) -> Result<String> {
     let out = Command::new("ip")
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run `ip {}`: {e}", args.join(" ")));
+        .map_err(|e| anyhow!("cannot run `ip {}`: {e}", args.join(" ")))?;
     if !out.status.success() {
-        panic!(
+        bail!(
             "`ip {}` failed ({}): {}",
             args.join(" "),
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Wait for `child` to exit for at most `timeout`; `None` if it is still running.

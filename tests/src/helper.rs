@@ -199,7 +199,7 @@ fn serve_helper() -> Result<(), String> {
     // This thread does all the sending: it enters the namespace and carries the name. The
     // main thread is renamed too, since /proc/<pid>/comm (what socket-owner scans read) is
     // the main thread's.
-    enter_netns(Path::new(&ns));
+    enter_netns(Path::new(&ns)).unwrap_or_else(|e| panic!("{e:#}"));
     let cname = std::ffi::CString::new(comm.clone()).map_err(|e| e.to_string())?;
     // SAFETY: PR_SET_NAME with a NUL-terminated string of at most 16 bytes.
     if unsafe { libc::prctl(libc::PR_SET_NAME, cname.as_ptr()) } != 0 {

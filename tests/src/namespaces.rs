@@ -1,5 +1,10 @@
 //! Network namespaces: [`Netns`] (created with a unique name, deleted on drop), entering one
 //! on a thread, sending UDP from inside one, and veth pairs between two.
+//!
+//! Creating a namespace, `ip` in it, running code on a thread inside it and writing its
+//! sysctls each have a fallible core (`try_*`, returning the error) under the panicking form
+//! the tests use. `cargo xtask bench` uses the cores, so that namespaces are made, entered
+//! and deleted by this code alone.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -9,7 +14,10 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::{ip, is_mac, next_id, scaled, EVENT_TIMEOUT};
+use anyhow::{anyhow, bail, Result};
+
+use crate::commands::try_ip;
+use crate::{is_mac, next_id, scaled, EVENT_TIMEOUT};
 
 /// A named network namespace (`ip netns add`), deleted on drop.
 #[derive(Debug)]
@@ -20,11 +28,19 @@ pub struct Netns {
 impl Netns {
     /// Create `at<pid>x<counter><role>`; `role` is a short tag such as `s` or `c3`.
     pub fn new(role: &str) -> Netns {
-        let name = format!("at{}x{}{}", std::process::id(), next_id(), role);
-        ip(&["netns", "add", &name]);
+        Netns::try_with_prefix("at", role).unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// Create `<prefix><pid>x<counter><role>`, lo up; the error says what [`Netns::new`]'s
+    /// panic would. The prefix tells in `ip netns` whose namespace it is (the tests' are `at`,
+    /// the bench's `xb`); pid and counter keep names unique between concurrent processes.
+    pub fn try_with_prefix(prefix: &str, role: &str) -> Result<Netns> {
+        let name = format!("{prefix}{}x{}{role}", std::process::id(), next_id());
+        try_ip(&["netns", "add", &name])?;
+        // From here on, an error drops `ns`, which deletes the namespace again.
         let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
+        ns.try_ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
     }
 
     pub fn name(&self) -> &str {
@@ -45,9 +61,14 @@ impl Netns {
 
     /// `ip -n <name> ARGS...`
     pub fn ip(&self, args: &[&str]) -> String {
+        self.try_ip(args).unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// [`Netns::ip`], returning the error instead of panicking.
+    pub fn try_ip(&self, args: &[&str]) -> Result<String> {
         let mut all = vec!["-n", self.name.as_str()];
         all.extend_from_slice(args);
-        ip(&all)
+        try_ip(&all)
     }
 
     /// The MAC address of `dev` in this namespace (lower case, colon separated).
@@ -109,31 +130,45 @@ impl Netns {
 
     /// Run `f` on a thread that has entered this namespace.
     pub fn run_in<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = self.path();
-        thread::spawn(move || {
-            // setns(CLONE_NEWNET) only moves this thread; it ends with the thread.
-            enter_netns(&path);
-            f()
-        })
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+        self.try_run_in(move || Ok(f()))
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// Run `f` on a thread that has entered this namespace; an error if the thread cannot
+    /// enter it, else `f`'s result. A panic in `f` goes on in the caller.
+    pub fn try_run_in<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        try_in_netns(&self.path(), f)
     }
 
     /// Write `value` to `/proc/sys/<key>` as seen from inside this namespace (`key` with
     /// slashes, e.g. `net/ipv4/neigh/eth3/retrans_time_ms`): net sysctls are per namespace.
     pub fn sysctl(&self, key: &str, value: &str) {
+        let back = self
+            .try_sysctl(key, value)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(
+            back,
+            value,
+            "{} in {} after writing",
+            Path::new("/proc/sys").join(key).display(),
+            self.name
+        );
+    }
+
+    /// [`Netns::sysctl`] without the check: writes, and returns what reading the file back
+    /// gives (trimmed; empty if unreadable). A caller that writes a time in ms may read back
+    /// the whole jiffies the kernel rounded it to.
+    pub fn try_sysctl(&self, key: &str, value: &str) -> Result<String> {
         let file = Path::new("/proc/sys").join(key);
         let (name, value) = (self.name.clone(), value.to_string());
-        self.run_in(move || {
+        self.try_run_in(move || {
             std::fs::write(&file, &value)
-                .unwrap_or_else(|e| panic!("write {value} to {} in {name}: {e}", file.display()));
+                .map_err(|e| anyhow!("write {value} to {} in {name}: {e}", file.display()))?;
             let back = std::fs::read_to_string(&file).unwrap_or_default();
-            assert_eq!(
-                back.trim(),
-                value,
-                "{} in {name} after writing",
-                file.display()
-            );
+            Ok(back.trim().to_string())
         })
     }
 
@@ -178,15 +213,25 @@ pub fn in_netns<T: Send + 'static>(
     ns_path: &Path,
     f: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> T {
+    try_in_netns(ns_path, move || f().map_err(anyhow::Error::msg))
+        .unwrap_or_else(|e| panic!("in namespace {}: {e:#}", ns_path.display()))
+}
+
+/// The one place a thread enters a namespace: runs `f` on a new thread that has entered the
+/// network namespace at `ns_path`. An error if it cannot enter, else `f`'s result; a panic in
+/// `f` goes on in the caller, as if `f` had run there.
+pub(crate) fn try_in_netns<T: Send + 'static>(
+    ns_path: &Path,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     let path = ns_path.to_path_buf();
-    let res = thread::spawn(move || -> Result<T, String> {
+    thread::spawn(move || -> Result<T> {
         // setns(CLONE_NEWNET) only moves this thread; it ends with the thread.
-        enter_netns(&path);
+        enter_netns(&path)?;
         f()
     })
     .join()
-    .expect("namespace thread panicked");
-    res.unwrap_or_else(|e| panic!("in namespace {}: {e}", ns_path.display()))
+    .unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
 /// Send one UDP datagram to each of `dsts` from one socket inside the namespace at `ns_path`,
@@ -205,16 +250,17 @@ pub fn send_udp_in(ns_path: &Path, src: Option<Ipv4Addr>, dsts: &[SocketAddrV4])
 }
 
 /// Moves the calling thread into the network namespace at `path`.
-pub(crate) fn enter_netns(path: &Path) {
-    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+pub(crate) fn enter_netns(path: &Path) -> Result<()> {
+    let f = std::fs::File::open(path).map_err(|e| anyhow!("open {}: {e}", path.display()))?;
     // SAFETY: plain syscall on a valid fd.
     if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        panic!(
+        bail!(
             "setns {}: {}",
             path.display(),
             std::io::Error::last_os_error()
         );
     }
+    Ok(())
 }
 
 impl Drop for Netns {

@@ -17,7 +17,8 @@ use super::stats::{
     json_requests, lost_from_counts, opt, pcap_arp_requests, reasons_text, tcpdump_dropped,
 };
 use super::system::{
-    check_interrupt, in_netns, pause, status_kib, Netns, Proc, TmpFiles, Tracer, Usage, INTERRUPTED,
+    check_interrupt, netns, pause, status_kib, Netns, NetnsExt, Proc, TmpFiles, Tracer, Usage,
+    INTERRUPTED,
 };
 use super::tcp::{BpfStats, ProgStat};
 
@@ -170,21 +171,21 @@ impl StormRun {
 
 /// The storm namespace: eth3 (198.51.100.10/24, 203.0.113.10/24) and its silent peer eth4.
 pub(super) fn storm_netns() -> Result<Netns> {
-    let ns = Netns::new("st")?;
-    ns.ip(&[
+    let ns = netns("st")?;
+    ns.try_ip(&[
         "link", "add", "eth3", "type", "veth", "peer", "name", "eth4",
     ])?;
-    ns.ip(&["addr", "add", "198.51.100.10/24", "dev", "eth3"])?;
-    ns.ip(&["addr", "add", "203.0.113.10/24", "dev", "eth3"])?;
+    ns.try_ip(&["addr", "add", "198.51.100.10/24", "dev", "eth3"])?;
+    ns.try_ip(&["addr", "add", "203.0.113.10/24", "dev", "eth3"])?;
     // One request per resolution, failing after the kernel's floor of 10 ms, so a target can
     // be solicited again 10 ms later: a FAILED entry goes back to INCOMPLETE and the kernel
     // sends a new request at once. These are eth3's own neighbour parameters, inside this
     // namespace; the global gc_thresh* limits are left alone (see BENCHMARKS.md).
-    ns.sysctl("net.ipv4.neigh.eth3.mcast_solicit", "1")?;
-    ns.sysctl("net.ipv4.neigh.eth3.app_solicit", "0")?;
-    ns.sysctl("net.ipv4.neigh.eth3.retrans_time_ms", "10")?;
-    ns.ip(&["link", "set", "eth3", "up"])?;
-    ns.ip(&["link", "set", "eth4", "up"])?;
+    ns.try_sysctl("net/ipv4/neigh/eth3/mcast_solicit", "1")?;
+    ns.try_sysctl("net/ipv4/neigh/eth3/app_solicit", "0")?;
+    ns.try_sysctl("net/ipv4/neigh/eth3/retrans_time_ms", "10")?;
+    ns.try_ip(&["link", "set", "eth3", "up"])?;
+    ns.try_ip(&["link", "set", "eth4", "up"])?;
     ns.wait_up("eth3")?;
     Ok(ns)
 }
@@ -198,7 +199,7 @@ pub(super) fn storm_once(
     files: &mut TmpFiles,
     stats: bool,
 ) -> Result<StormRun> {
-    let _ = ns.ip(&["neigh", "flush", "dev", "eth3"]);
+    let _ = ns.try_ip(&["neigh", "flush", "dev", "eth3"]);
     let pcap = files.add("storm.pcap");
     let tcpdump_err = files.add("storm.tcpdump.err");
     let mut tcpdump = Proc::spawn(
@@ -222,7 +223,7 @@ pub(super) fn storm_once(
     }
     let tracer = Tracer::start(
         bin,
-        &["--json", "--netns", &ns.name, "-i", "eth3"],
+        &["--json", "--netns", ns.name(), "-i", "eth3"],
         files,
         "storm",
     )?;
@@ -251,7 +252,7 @@ pub(super) fn storm_once(
     } else {
         None
     };
-    let gen = in_netns(ns, move || generate(targets, rate, dur));
+    let gen = ns.try_run_in(move || generate(targets, rate, dur));
     let prog = match &bpf_stats {
         Some(g) => g.read(pid)?,
         None => (Vec::new(), 0.0),

@@ -1,15 +1,17 @@
 //! Processes, namespaces and interruption: Ctrl-C handling, children killed on drop, the
-//! tracer with its ready file, temporary files, and throw-away network namespaces.
+//! tracer with its ready file, temporary files, and the bench's use of the e2e harness's
+//! network namespaces.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+
+pub(super) use arp_trace_e2e::Netns;
 
 pub(super) static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -60,97 +62,46 @@ pub(super) fn output(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-fn unique(tag: &str) -> String {
-    format!(
-        "xb{}x{}{tag}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+/// A throw-away namespace for one measurement, with IPv6 off: the e2e harness's [`Netns`],
+/// named `xb<pid>x<n><role>` and deleted on drop, which also runs when an error or Ctrl-C
+/// (see [`catch_interrupt`]) unwinds the bench.
+pub(super) fn netns(role: &str) -> Result<Netns> {
+    let ns = Netns::try_with_prefix("xb", role)?;
+    // IPv6 autoconfiguration would add frames of its own to the captures.
+    ns.try_sysctl("net/ipv6/conf/all/disable_ipv6", "1")?;
+    ns.try_sysctl("net/ipv6/conf/default/disable_ipv6", "1")?;
+    Ok(ns)
 }
 
-/// A network namespace the bench created, deleted on drop (also on error and Ctrl-C).
-pub(super) struct Netns {
-    pub(super) name: String,
-}
-
-impl Netns {
-    pub(super) fn new(role: &str) -> Result<Netns> {
-        let name = unique(role);
-        output(Command::new("ip").args(["netns", "add", &name]))?;
-        let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"])?;
-        // IPv6 autoconfiguration would add frames of its own to the captures.
-        ns.sysctl("net.ipv6.conf.all.disable_ipv6", "1")?;
-        ns.sysctl("net.ipv6.conf.default.disable_ipv6", "1")?;
-        Ok(ns)
-    }
-
-    pub(super) fn ip(&self, args: &[&str]) -> Result<String> {
-        output(Command::new("ip").args(["-n", &self.name]).args(args))
-    }
-
+/// What the bench needs of a namespace beyond the harness's [`Netns`].
+pub(super) trait NetnsExt {
     /// A command run inside the namespace.
-    pub(super) fn exec(&self, prog: &str) -> Command {
+    fn exec(&self, prog: &str) -> Command;
+
+    /// Waits for carrier on `dev`; unlike the harness's wait, Ctrl-C cuts it short.
+    fn wait_up(&self, dev: &str) -> Result<()>;
+}
+
+impl NetnsExt for Netns {
+    fn exec(&self, prog: &str) -> Command {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, prog]);
+        c.args(["netns", "exec", self.name(), prog]);
         c
     }
 
-    /// A sysctl of this namespace only (run inside it).
-    pub(super) fn sysctl(&self, key: &str, value: &str) -> Result<()> {
-        output(
-            self.exec("sysctl")
-                .args(["-q", "-w", &format!("{key}={value}")]),
-        )
-        .map(|_| ())
-    }
-
-    fn path(&self) -> PathBuf {
-        Path::new("/run/netns").join(&self.name)
-    }
-
-    pub(super) fn wait_up(&self, dev: &str) -> Result<()> {
+    fn wait_up(&self, dev: &str) -> Result<()> {
         let end = Instant::now() + Duration::from_secs(10);
-        while !self.ip(&["link", "show", "dev", dev])?.contains("LOWER_UP") {
+        while !self
+            .try_ip(&["link", "show", "dev", dev])?
+            .contains("LOWER_UP")
+        {
             if Instant::now() > end {
-                bail!("{}/{dev} has no carrier after 10 s", self.name);
+                bail!("{}/{dev} has no carrier after 10 s", self.name());
             }
             pause(Duration::from_millis(20))?;
         }
         Ok(())
     }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        if let Err(e) = output(Command::new("ip").args(["netns", "del", &self.name])) {
-            eprintln!("xtask bench: warning: {e:#}");
-        }
-    }
-}
-
-/// Runs `f` on a thread that has entered `ns` (setns moves only that thread).
-pub(super) fn in_netns<T: Send + 'static>(
-    ns: &Netns,
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    let path = ns.path();
-    thread::spawn(move || -> Result<T> {
-        let file = File::open(&path).with_context(|| format!("open {}", path.display()))?;
-        // SAFETY: setns on a valid descriptor; it affects only this thread.
-        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            bail!(
-                "setns {}: {}",
-                path.display(),
-                std::io::Error::last_os_error()
-            );
-        }
-        f()
-    })
-    .join()
-    .map_err(|_| anyhow::anyhow!("namespace thread panicked"))?
 }
 
 /// Resource use of a reaped child.
@@ -355,7 +306,6 @@ pub(super) fn ensure_tools() -> Result<()> {
         ("iperf3", "iperf3"),
         ("tcpdump", "tcpdump"),
         ("jq", "jq"),
-        ("sysctl", "procps"),
     ];
     let missing: Vec<&str> = wanted
         .iter()

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::stats::{iperf_interval_mbps, iperf_received_bps, list, pair_ratios, window_mean};
-use super::system::{check_interrupt, output, pause, Netns, Proc, TmpFiles, Tracer};
+use super::system::{
+    check_interrupt, netns, output, pause, Netns, NetnsExt, Proc, TmpFiles, Tracer,
+};
 
 pub(super) struct Tcp {
     /// One long iperf3 stream, arp-trace attached and detached in turn: Mbit/s per window;
@@ -153,15 +155,24 @@ fn iperf(client: &Netns, secs: u32) -> Result<f64> {
 
 pub(super) fn bench_tcp(bin: &Path, quick: bool, files: &mut TmpFiles) -> Result<Tcp> {
     let (pairs, secs) = if quick { (2, 2) } else { (10, 4) };
-    let a = Netns::new("ta")?;
-    let b = Netns::new("tb")?;
-    a.ip(&[
-        "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &b.name,
+    let a = netns("ta")?;
+    let b = netns("tb")?;
+    a.try_ip(&[
+        "link",
+        "add",
+        "eth0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        b.name(),
     ])?;
-    a.ip(&["addr", "add", "192.0.2.1/24", "dev", "eth0"])?;
-    b.ip(&["addr", "add", &format!("{TCP_SERVER}/24"), "dev", "eth0"])?;
-    a.ip(&["link", "set", "eth0", "up"])?;
-    b.ip(&["link", "set", "eth0", "up"])?;
+    a.try_ip(&["addr", "add", "192.0.2.1/24", "dev", "eth0"])?;
+    b.try_ip(&["addr", "add", &format!("{TCP_SERVER}/24"), "dev", "eth0"])?;
+    a.try_ip(&["link", "set", "eth0", "up"])?;
+    b.try_ip(&["link", "set", "eth0", "up"])?;
     a.wait_up("eth0")?;
     b.wait_up("eth0")?;
     let server_log = files.add("iperf-server.log");
@@ -176,7 +187,7 @@ pub(super) fn bench_tcp(bin: &Path, quick: bool, files: &mut TmpFiles) -> Result
     let end = Instant::now() + Duration::from_secs(10);
     while iperf(&a, 1).is_err() {
         if Instant::now() > end {
-            bail!("iperf3 server in {} did not answer", b.name);
+            bail!("iperf3 server in {} did not answer", b.name());
         }
         pause(Duration::from_millis(200))?;
     }
