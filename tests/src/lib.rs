@@ -6,9 +6,9 @@
 //! deleted by [`Netns`]'s `Drop`, also when a test panics.
 //!
 //! The modules split the harness by role; the test files import all of it with
-//! `use arp_trace_e2e::*;`, so whatever they use is re-exported here. The modules stay flat
-//! in `src/`: `cargo xtask vm` reads only that level for the programs the harness starts
-//! (named literally as `Command::new`'s argument) to put into its guests.
+//! `use arp_trace_e2e::*;`, so whatever they use is re-exported here. `cargo xtask vm` puts
+//! the programs the harness starts into its guests, found by their literal name as
+//! `Command::new`'s argument in any source here: name a new tool literally.
 
 mod commands;
 mod helper;

@@ -86,22 +86,61 @@ pub fn tools_named_in(source: &str) -> BTreeSet<String> {
 
 fn e2e_tools() -> Result<BTreeSet<String>> {
     let mut tools: BTreeSet<String> = BASE_TOOLS.iter().map(|s| s.to_string()).collect();
-    let root = crate::workspace_root().join("tests");
-    for dir in [root.join("src"), root.join("tests")] {
-        for e in std::fs::read_dir(&dir)
-            .with_context(|| format!("reading {}", dir.display()))?
-            .flatten()
-        {
-            let host_only = e
-                .path()
-                .file_stem()
-                .is_some_and(|n| HOST_ONLY_TESTS.iter().any(|h| n == *h));
-            if e.path().extension().is_some_and(|x| x == "rs") && !host_only {
-                tools.extend(tools_named_in(&std::fs::read_to_string(e.path())?));
+    tools.extend(tools_under(&crate::workspace_root().join("tests"))?);
+    Ok(tools)
+}
+
+/// Programs named in the e2e sources under `tests_root` (the `arp-trace-e2e` crate).
+fn tools_under(tests_root: &Path) -> Result<BTreeSet<String>> {
+    let mut tools = BTreeSet::new();
+    for f in e2e_sources(tests_root)? {
+        let text =
+            std::fs::read_to_string(&f).with_context(|| format!("reading {}", f.display()))?;
+        tools.extend(tools_named_in(&text));
+    }
+    Ok(tools)
+}
+
+/// Every `.rs` file under `src/` and `tests/` of `tests_root`, at any depth, so a module moved
+/// into a sub-folder still brings its programs into the guest; except the sources of the
+/// host-only test binaries (`tests/<name>.rs` or `tests/<name>/`), whose tools stay out.
+fn e2e_sources(tests_root: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for sub in ["src", "tests"] {
+        for entry in sorted_dir(&tests_root.join(sub))? {
+            // Test binaries are the top-level entries of tests/; the library is in all of them.
+            let host_only = sub == "tests"
+                && entry
+                    .file_stem()
+                    .is_some_and(|n| HOST_ONLY_TESTS.iter().any(|h| n == *h));
+            if !host_only {
+                rust_files(&entry, &mut files)?;
             }
         }
     }
-    Ok(tools)
+    Ok(files)
+}
+
+/// `path` if it is a `.rs` file, or the `.rs` files below it if it is a directory.
+fn rust_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    if path.is_dir() {
+        for entry in sorted_dir(path)? {
+            rust_files(&entry, out)?;
+        }
+    } else if path.extension().is_some_and(|x| x == "rs") {
+        out.push(path.to_path_buf());
+    }
+    Ok(())
+}
+
+fn sorted_dir(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()
+        .with_context(|| format!("reading {}", dir.display()))?;
+    entries.sort();
+    Ok(entries)
 }
 
 /// A test binary of `arp-trace-e2e`: its target name and path.
@@ -275,5 +314,51 @@ mod tests {
             tools_named_in(src).into_iter().collect::<Vec<_>>(),
             ["ip", "jq", "tshark"]
         );
+    }
+
+    #[test]
+    fn sources_in_sub_folders_count_but_host_only_tests_do_not() {
+        let root = std::env::temp_dir().join(format!("xtask-e2e-src-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for (file, text) in [
+            ("src/lib.rs", r#"Command::new("ip")"#),
+            ("src/net/deep/more.rs", r#"Command::new("tc")"#),
+            ("src/notes.txt", r#"Command::new("not-rust")"#),
+            ("tests/capture.rs", r#"Command::new("jq")"#),
+            ("tests/common/mod.rs", r#"Command::new("ethtool")"#),
+            ("tests/multi/main.rs", r#"Command::new("ss")"#),
+            ("tests/traces.rs", r#"Command::new("tshark")"#),
+            ("tests/traces/helpers.rs", r#"Command::new("editcap")"#),
+        ] {
+            let path = root.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let found = tools_under(&root);
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(
+            found.unwrap().into_iter().collect::<Vec<_>>(),
+            ["ethtool", "ip", "jq", "ss", "tc"]
+        );
+    }
+
+    #[test]
+    fn every_harness_source_is_scanned() {
+        let root = crate::workspace_root().join("tests");
+        let sources = e2e_sources(&root).unwrap();
+        for e in std::fs::read_dir(root.join("src")).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "rs") {
+                assert!(sources.contains(&p), "{} not scanned", p.display());
+            }
+        }
+        // The harness's own programs, found without BASE_TOOLS' help.
+        let tools = tools_under(&root).unwrap();
+        for t in BASE_TOOLS {
+            assert!(
+                tools.contains(*t),
+                "{t} not found in the e2e sources: {tools:?}"
+            );
+        }
     }
 }
