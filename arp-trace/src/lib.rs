@@ -19,6 +19,9 @@ pub mod pipeline;
 pub mod run;
 pub mod sinks;
 
+#[cfg(test)]
+mod architecture;
+
 /// An error and its causes on one line, the form every failure is reported in.
 pub fn one_line(e: &anyhow::Error) -> String {
     format!("{e:#}").replace('\n', " ")

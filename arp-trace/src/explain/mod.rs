@@ -11,6 +11,7 @@
 //! with a downed interface. Whenever the kernel's path would have written a different sender
 //! than the one observed, the verdict is `unexplained` rather than a guess.
 
+mod ctx;
 pub mod egress;
 pub mod remedy;
 pub mod rules;
@@ -21,8 +22,9 @@ pub(crate) mod tests;
 
 use arp_trace_model::{FactsChange, NsFacts};
 
+pub use ctx::{foreign_to, is_foreign, Rule};
 pub use remedy::run_in_namespace;
-pub use rules::{explain, foreign_to, is_foreign, kernel_senders, Rule, RULES};
+pub use rules::{explain, kernel_senders, RULES};
 
 /// Where a request's namespace facts come from (the namespace watchers, live). `Err` carries
 /// a one-line cause.

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use arp_trace_model::Remedy;
 
-use super::rules::{is_foreign, kernel_senders, Ctx};
+use super::ctx::{is_foreign, Ctx};
 
 fn sysctl_key(conf: &str) -> String {
     // sysctl(8) and sysctl.d(5) read '/' in a key as a literal '.', as in VLAN names eth0.100.
@@ -24,7 +24,7 @@ pub(super) fn raise_announce(c: &Ctx<'_>) -> Option<Remedy<'static>> {
             continue;
         };
         let facts = c.with_settings(&settings);
-        let outcome = kernel_senders(c.req, &facts);
+        let outcome = c.senders_under(&facts);
         let fixed = !outcome.is_empty()
             && outcome
                 .iter()

@@ -7,7 +7,8 @@ use std::net::Ipv4Addr;
 
 use arp_trace_model::{ArpEvent, IfAddr, NsFacts, Origin, Reason, RequestFacts, Trigger, Verdict};
 
-use super::rules::{Ctx, RULES};
+use super::ctx::Ctx;
+use super::rules::RULES;
 use super::*;
 
 fn ip(s: &str) -> Ipv4Addr {
@@ -262,7 +263,7 @@ fn explain_at_most_one_kernel_path_matches() {
             ] {
                 for egress in ["eth3", "eth4"] {
                     let req = request(egress, s, TARGET, src_trigger(src));
-                    let c = Ctx::new(&req, &f);
+                    let c = Ctx::new(RULES, &req, &f);
                     let hits: Vec<Reason> = RULES
                         .iter()
                         .filter(|r| r.reason != Reason::Unexplained && (r.matches)(&c))

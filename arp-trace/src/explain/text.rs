@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use arp_trace_model::{IfAddr, Origin};
 
-use super::rules::{kernel_senders, local_address, Ctx};
+use super::ctx::{local_address, Ctx};
 
 /// `198.51.100.0/24`: the subnet an address is in.
 pub(super) fn subnet(a: &IfAddr<'_>) -> String {
@@ -260,7 +260,8 @@ pub(super) fn explain_no_address(c: &Ctx<'_>) -> String {
 }
 
 pub(super) fn explain_unexplained(c: &Ctx<'_>) -> String {
-    let predicted: Vec<String> = kernel_senders(c.req, c.facts)
+    let predicted: Vec<String> = c
+        .senders_under(c.facts)
         .iter()
         .map(|(a, _)| a.to_string())
         .collect();

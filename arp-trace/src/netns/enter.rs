@@ -15,7 +15,7 @@ pub fn enter(file: &File, ino: u32) -> Result<(), String> {
             std::io::Error::last_os_error()
         ));
     }
-    if super::inode_of(Path::new("/proc/thread-self/ns/net")).ok() != Some(ino) {
+    if super::find::inode_of(Path::new("/proc/thread-self/ns/net")).ok() != Some(ino) {
         return Err(format!("setns did not enter namespace {ino}"));
     }
     Ok(())

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use super::{inode_of, NETNS_RUN_DIR};
+use super::find::{inode_of, NETNS_RUN_DIR};
 
 /// Maps namespace inodes to `ip netns` names, rescanning when an unknown inode shows up
 /// (namespaces are created while tracing), at most once per `rescan_every`.
@@ -33,7 +33,7 @@ impl NetnsNames {
         NetnsNames {
             dir: dir.into(),
             names: HashMap::new(),
-            own: super::own_inode(),
+            own: super::find::own_inode(),
             last_scan: None,
             misses: HashMap::new(),
             rescan_every: Duration::from_millis(200),

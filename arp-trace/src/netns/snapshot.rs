@@ -9,7 +9,8 @@ use std::path::Path;
 
 use arp_trace_model::{IfSnapshot, NsSnapshot, Snapshot, Sysctls};
 
-use super::{enter, rtnetlink, sysctl, NETNS_RUN_DIR};
+use super::find::NETNS_RUN_DIR;
+use super::{enter, rtnetlink, sysctl};
 
 /// Namespaces read into one header; beyond it they are left to `watched` records.
 pub const MAX_NAMESPACES: usize = 256;
@@ -80,7 +81,7 @@ pub fn take(own: Option<u32>) -> (Snapshot, BTreeMap<u32, String>) {
                 break;
             }
             let name = e.file_name().to_string_lossy().into_owned();
-            let Ok(ino) = super::inode_of(&e.path()) else {
+            let Ok(ino) = super::find::inode_of(&e.path()) else {
                 continue;
             };
             if names.contains_key(&ino) {
@@ -100,7 +101,7 @@ pub fn take(own: Option<u32>) -> (Snapshot, BTreeMap<u32, String>) {
             namespaces.insert(own.to_string(), this_namespace(own));
         }
     }
-    for (ino, path) in super::process_namespaces(&names) {
+    for (ino, path) in super::find::process_namespaces(&names) {
         if namespaces.len() >= MAX_NAMESPACES {
             break;
         }
@@ -122,7 +123,7 @@ mod tests {
 
     #[test]
     fn own_namespace_has_loopback_and_all() {
-        let own = super::super::own_inode();
+        let own = super::super::find::own_inode();
         let (v, _) = take(own);
         let ns = v
             .namespaces

@@ -249,7 +249,7 @@ impl Reporter {
 fn spawn_watch(reporter: Reporter) -> Result<Watch, String> {
     let ino = reporter.ino;
     let gen = reporter.gen.clone();
-    let holder = super::find_path(ino).ok_or_else(|| {
+    let holder = super::find::find_path(ino).ok_or_else(|| {
         format!("namespace {ino} is gone (no /run/netns entry or process holds it any more)")
     })?;
     let file = File::open(&holder).map_err(|e| format!("open {}: {e}", holder.display()))?;
@@ -339,8 +339,8 @@ fn watch_thread(
         }
         if last_check.elapsed() >= LIVENESS {
             last_check = Instant::now();
-            if super::inode_of(&holder).ok() != Some(ino) {
-                match super::find_path(ino) {
+            if super::find::inode_of(&holder).ok() != Some(ino) {
+                match super::find::find_path(ino) {
                     Some(p) => holder = p,
                     // Nothing but us holds it: leave so the kernel can free it.
                     None => return,
@@ -570,7 +570,7 @@ mod tests {
         if unsafe { libc::geteuid() } != 0 {
             return;
         }
-        let own = super::super::own_inode().unwrap();
+        let own = super::super::find::own_inode().unwrap();
         let mut w = Watchers::new();
         let f = w.facts(own, "lo").unwrap();
         assert!(

@@ -1,16 +1,15 @@
 //! Figure 4: replaying a large trace file (real captured lines, retimed) with `arp-trace -r`,
 //! beside `jq -c .` over the same file.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use arp_trace_model::file::{TraceWriter, FORMAT_VERSION};
+use arp_trace_model::{Header, Record, Time};
 
-use super::stats::retime;
 use super::system::{check_interrupt, output, Proc, TmpFiles};
 
 /// The header a real `-w` run writes on this machine (the tracer runs for a moment).
@@ -43,21 +42,31 @@ fn real_header(bin: &Path, files: &mut TmpFiles) -> Result<String> {
     Ok(first.to_string())
 }
 
-/// Writes a trace of `n` events made from real captured lines, retimed to 1 µs apart,
-/// behind a real header.
+/// Writes a trace of `n` events made from real captured lines, retimed to 1 µs apart (so a
+/// replayed trace is ordered and every line differs), behind a real header. Like a trace cut
+/// by SIGKILL, it has no trailer.
 fn write_trace(path: &Path, header: &str, lines: &[String], n: u64) -> Result<u64> {
-    if lines.is_empty() {
+    let header: Header = serde_json::from_str(header).context("the real header")?;
+    let records = lines
+        .iter()
+        .map(|l| Record::parse(l, FORMAT_VERSION).map(Record::into_owned))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow!("a captured line does not parse: {e}"))?;
+    if records.is_empty() {
         bail!("no captured event line to build the trace from");
     }
-    let mut w = BufWriter::new(File::create(path)?);
-    w.write_all(header.as_bytes())?;
-    w.write_all(b"\n")?;
-    let base = 1_795_000_000; // 2026-11-18, any fixed instant will do
+    let mut w = TraceWriter::create(path, &header)?;
+    let base = Time(1_795_000_000 * 1_000_000_000); // 2026-11-18, any fixed instant will do
     for i in 0..n {
-        let l = &lines[(i % lines.len() as u64) as usize];
-        let l = retime(l, base, i).context("captured line has no time field")?;
-        w.write_all(l.as_bytes())?;
-        w.write_all(b"\n")?;
+        let mut rec = records[(i % records.len() as u64) as usize].clone();
+        let time = Time(base.0 + i as i128 * 1000);
+        match &mut rec {
+            Record::Arp(e) => e.to_mut().time = time,
+            Record::NeighFailed(f) => f.to_mut().time = time,
+            Record::FactsChange(c) => c.to_mut().time = time,
+            Record::Header(_) | Record::Summary(_) => bail!("a captured line is not an event"),
+        }
+        w.write(&rec)?;
     }
     w.flush()?;
     Ok(std::fs::metadata(path)?.len())
@@ -125,4 +134,36 @@ pub(super) fn bench_replay(
         jq,
         tracer,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arp_trace_model::file::TraceReader;
+
+    #[test]
+    fn the_bench_trace_is_retimed_and_reads_back() {
+        let header = r#"{"type":"header","format_version":2,"snapshot":null}"#;
+        let line = r#"{"type":"arp","op":"reply","time":"2026-11-28T19:31:02.123456789Z","netns":1,"netns_name":null,"ifindex":2,"ifname":"eth3","sender_ip":"198.51.100.20","sender_mac":"02:00:00:00:00:20","target_ip":"198.51.100.10","target_mac":"02:00:00:00:00:10","unicast":true,"eth_dst":"02:00:00:00:00:10","frame":"00","trigger":null,"neigh_state":null,"attempt":null,"queued":null}"#;
+        let path = std::env::temp_dir().join(format!("xtask-replay-{}.jsonl", std::process::id()));
+        write_trace(&path, header, &[line.to_string()], 3).unwrap();
+        let mut r = TraceReader::open(&path).unwrap();
+        let mut times = vec![];
+        while let Some(rec) = r.read_record().unwrap() {
+            if let Record::Arp(e) = rec {
+                times.push(e.time.rfc3339());
+            }
+        }
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(
+            times,
+            [
+                "2026-11-18T11:06:40.000000000Z",
+                "2026-11-18T11:06:40.000001000Z",
+                "2026-11-18T11:06:40.000002000Z"
+            ]
+        );
+        assert!(write_trace(&path, header, &["{}".into()], 1).is_err());
+        let _ = std::fs::remove_file(&path);
+    }
 }

@@ -289,40 +289,6 @@ pub fn window_mean(samples: &[(f64, f64)], interval: f64, t0: f64, t1: f64) -> O
     (!inside.is_empty()).then(|| inside.iter().sum::<f64>() / inside.len() as f64)
 }
 
-/// The same event line with its `time` moved to `base_ns + i` µs-spaced instants, so a
-/// replayed trace is ordered and every line differs.
-pub fn retime(line: &str, base_secs: u64, i: u64) -> Option<String> {
-    const KEY: &str = "\"time\":\"";
-    let s = line.find(KEY)? + KEY.len();
-    let e = s + line[s..].find('"')?;
-    let total_us = i;
-    let secs = base_secs + total_us / 1_000_000;
-    let nanos = (total_us % 1_000_000) * 1000;
-    let t = rfc3339(secs, nanos);
-    Some(format!("{}{}{}", &line[..s], t, &line[e..]))
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` for Unix seconds (civil-from-days, proleptic Gregorian).
-pub fn rfc3339(secs: u64, nanos: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let sod = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        sod / 3600,
-        sod / 60 % 60,
-        sod % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -449,18 +415,5 @@ mod tests {
         );
         let j = r#"{"intervals":[{"sum":{"bits_per_second":1}}],"end":{"streams":[{"receiver":{"end":1.1}}],"sum_sent":{"end":1,"bits_per_second":9.5e9},"sum_received":{"end":1,"bytes":1,"bits_per_second":	9123456789.5}}}"#;
         assert_eq!(iperf_received_bps(j), Some(9123456789.5));
-    }
-
-    #[test]
-    fn retime_rewrites_only_the_time() {
-        let l = r#"{"type":"arp","time":"2026-11-28T19:31:02.123456789Z","x":1}"#;
-        let r = retime(l, 0, 1_000_001).unwrap();
-        assert_eq!(
-            r,
-            r#"{"type":"arp","time":"1970-01-01T00:00:01.000001000Z","x":1}"#
-        );
-        assert_eq!(rfc3339(1_795_000_000, 0), "2026-11-18T11:06:40.000000000Z");
-        assert_eq!(rfc3339(951_782_400, 5), "2000-02-29T00:00:00.000000005Z");
-        assert!(retime("{}", 0, 0).is_none());
     }
 }

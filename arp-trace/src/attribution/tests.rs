@@ -1,0 +1,371 @@
+use super::*;
+use crate::sinks::text::describe_trigger;
+use arp_trace_common::{
+    EVENT_NEIGH, EVENT_TRIGGER, IP_CAP, NAME_LEN, NEIGH_FIRST, STACK_DEPTH, TRIGGER_HAS_SK,
+    TRIGGER_NO_FILE, TRIGGER_ORPHAN,
+};
+use arp_trace_model::Origin;
+use trigger::parse_ip;
+
+fn udp_packet(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> [u8; IP_CAP] {
+    let mut ip = [0u8; IP_CAP];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&29u16.to_be_bytes());
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&src);
+    ip[16..20].copy_from_slice(&dst);
+    ip[20..22].copy_from_slice(&sport.to_be_bytes());
+    ip[22..24].copy_from_slice(&dport.to_be_bytes());
+    ip
+}
+
+fn trigger(kind: u32, cpu: u32, req_seq: u64, flags: u32, ino: u64) -> TriggerEvent {
+    let mut comm = [0u8; NAME_LEN];
+    comm[..7].copy_from_slice(b"python3");
+    TriggerEvent {
+        kind,
+        cpu,
+        ts_ns: 1,
+        req_seq,
+        pid_tgid: (4242u64 << 32) | 4242,
+        sk_ino: ino,
+        sk: 0xffff_8880_0000_1000,
+        netns: 7,
+        ifindex: 3,
+        iif: 0,
+        mark: 0,
+        skb_len: 29,
+        flags,
+        drop_reason: 0,
+        stack_len: 0,
+        hook: arp_trace_common::HOOK_NEIGH_QUEUE,
+        target: [0; 4],
+        comm,
+        ip: udp_packet([203, 0, 113, 10], [198, 51, 100, 20], 41000, 9),
+        stack: [0; STACK_DEPTH],
+    }
+}
+
+fn neigh(cpu: u32, req_seq: u64, state: u32, probes: u32, flags: u32) -> NeighEvent {
+    let mut ifname = [0u8; NAME_LEN];
+    ifname[..4].copy_from_slice(b"eth3");
+    NeighEvent {
+        kind: EVENT_NEIGH,
+        cpu,
+        ts_ns: 2,
+        req_seq,
+        netns: 7,
+        ifindex: 3,
+        target: [198, 51, 100, 20],
+        nud_state: state,
+        probes,
+        qlen: 1,
+        flags,
+        ucast_probes: 3,
+        ifname,
+        sk: 0,
+        sk_ino: 0,
+        pid_tgid: 0,
+        owner_flags: 0,
+        stack_len: 0,
+        comm: [0; NAME_LEN],
+        stack: [0; STACK_DEPTH],
+    }
+}
+
+/// Gives a neighbour record the owner python3[4242] and a one-frame stack.
+fn owned(n: &mut NeighEvent, frame: u64) {
+    n.owner_flags = TRIGGER_HAS_SK;
+    n.sk = 0xffff_8880_0000_1000;
+    n.sk_ino = 99;
+    n.pid_tgid = (4242u64 << 32) | 4242;
+    n.comm[..7].copy_from_slice(b"python3");
+    n.stack[0] = frame;
+    n.stack_len = 1;
+}
+
+/// A joiner that has seen python3[4242] send from the sockets `trigger()` names.
+fn joiner_knowing_python3() -> Joiner {
+    let mut j = Joiner::new(Some(syms()), 0);
+    j.owners
+        .learn(0xffff_8880_0000_1000, 99, 4242, "python3".into());
+    j
+}
+
+/// A packet of python3's dropped on `cpu` as its neighbour entry failed.
+fn failed_drop(cpu: u32) -> TriggerEvent {
+    let mut d = trigger(EVENT_NEIGH_DROP, cpu, 0, TRIGGER_HAS_SK, 99);
+    d.drop_reason = 58;
+    d
+}
+
+fn request() -> ArpEvent<'static> {
+    crate::kernel::ring::tests::request_event("eth3", "203.0.113.10", "198.51.100.20")
+}
+
+/// A stack inside handle_softirqs, to make a record look like it came from softirq.
+fn syms() -> Kallsyms {
+    Kallsyms::parse(
+        "0000000000001000 T handle_softirqs\n0000000000002000 T other\n0000000000003000 T end\n",
+    )
+}
+
+#[test]
+fn parses_udp_tcp_icmp_and_fragments() {
+    let ip = udp_packet([203, 0, 113, 10], [198, 51, 100, 20], 41000, 9);
+    let (s, d, p, len, sp, dp, icmp) = parse_ip(&ip).unwrap();
+    assert_eq!(
+        (s, d, p, len, sp, dp, icmp),
+        (
+            Ipv4Addr::new(203, 0, 113, 10),
+            Ipv4Addr::new(198, 51, 100, 20),
+            17,
+            29,
+            Some(41000),
+            Some(9),
+            None
+        )
+    );
+    let mut icmp_pkt = ip;
+    icmp_pkt[9] = 1;
+    icmp_pkt[20] = 8;
+    assert_eq!(parse_ip(&icmp_pkt).unwrap().6, Some(8));
+    let mut frag = ip;
+    frag[7] = 1;
+    assert_eq!(parse_ip(&frag).unwrap().4, None);
+    assert!(parse_ip(&[0x60; 40]).is_none());
+    assert!(parse_ip(&[0x45; 10]).is_none());
+}
+
+#[test]
+fn joins_request_trigger_and_neighbour_in_task_context() {
+    let mut j = Joiner::new(Some(syms()), 0);
+    let mut out = Vec::new();
+    j.arp(1, 5, request(), &mut out);
+    assert!(out.is_empty(), "a request waits for its trigger");
+    // skb_clone() drops skb->sk: the trigger record has no socket; the neighbour record
+    // carries the queued original's owner.
+    j.trigger(&trigger(EVENT_TRIGGER, 1, 5, 0, 0));
+    let mut n = neigh(1, 5, 0x01, 4, NEIGH_FIRST);
+    owned(&mut n, 0x2100); // "other": task context
+    j.neigh(&n, &mut out);
+    let Joined::Arp(ev) = &out[0] else { panic!() };
+    let trig = ev.trigger.as_ref().unwrap();
+    assert_eq!(trig.origin, Origin::Local);
+    assert_eq!(
+        (trig.pid, trig.comm.as_deref()),
+        (Some(4242), Some("python3"))
+    );
+    assert_eq!(
+        describe_trigger(trig),
+        "udp 203.0.113.10:41000 > 198.51.100.20:9 python3[4242]"
+    );
+    assert_eq!(
+        (ev.neigh_state.as_deref(), ev.attempt, ev.queued),
+        (Some("incomplete"), Some(1), Some(1))
+    );
+}
+
+#[test]
+fn solicit_entry_triggers_join_the_next_request_only_if_its_target_matches() {
+    let mut j = Joiner::new(Some(syms()), 0);
+    let mut out = Vec::new();
+    // fentry/kprobe: the trigger comes first and names the number the request will take.
+    let mut t = trigger(EVENT_TRIGGER, 1, 6, 0, 0);
+    t.hook = HOOK_FENTRY;
+    t.target = [198, 51, 100, 20];
+    j.trigger(&t);
+    j.arp(1, 6, request(), &mut out);
+    let mut n = neigh(1, 6, 0x01, 4, NEIGH_FIRST);
+    owned(&mut n, 0x2100);
+    j.neigh(&n, &mut out);
+    let Joined::Arp(ev) = &out.pop().unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        describe_trigger(ev.trigger.as_ref().unwrap()),
+        "udp 203.0.113.10:41000 > 198.51.100.20:9 python3[4242]"
+    );
+    assert_eq!(j.unmatched, 0);
+
+    // A solicit that sent nothing: the next request on that CPU is for another target.
+    t.hook = HOOK_KPROBE;
+    t.req_seq = 7;
+    t.target = [198, 51, 100, 99];
+    j.trigger(&t);
+    j.arp(1, 7, request(), &mut out);
+    j.expire(true, &mut out);
+    let Joined::Arp(ev) = &out.pop().unwrap() else {
+        panic!()
+    };
+    assert!(ev.trigger.is_none(), "{:?}", ev.trigger);
+    assert_eq!(j.unmatched, 1);
+}
+
+#[test]
+fn events_leave_in_the_order_the_kernel_sent_them() {
+    use crate::kernel::ring::tests::{frame, raw};
+    let mut j = Joiner::new(Some(syms()), 0);
+    let mut out = Vec::new();
+    j.arp(1, 5, request(), &mut out);
+    // The peer answers before the request's neighbour record is read (veth is instant).
+    let reply = frame(
+        2,
+        [2, 0, 0, 0, 0, 1],
+        [2, 0, 0, 0, 0, 2],
+        [198, 51, 100, 20],
+        [2, 0, 0, 0, 0, 1],
+        [203, 0, 113, 10],
+    );
+    j.arp(
+        0,
+        9,
+        crate::kernel::ring::decode_arp(&raw(&reply, 14), 0).unwrap(),
+        &mut out,
+    );
+    assert!(out.is_empty(), "the reply waits behind the request");
+    j.trigger(&trigger(EVENT_TRIGGER, 1, 5, 0, 0));
+    j.neigh(&neigh(1, 5, 0x01, 4, NEIGH_FIRST), &mut out);
+    let ops: Vec<ArpOp> = out
+        .iter()
+        .map(|o| match o {
+            Joined::Arp(e) => e.op,
+            Joined::Failed(_) => panic!(),
+        })
+        .collect();
+    assert_eq!(ops, [ArpOp::Request, ArpOp::Reply]);
+    assert!(!j.has_pending());
+}
+
+#[test]
+fn softirq_retransmit_is_attributed_to_the_socket_owner_seen_before() {
+    let mut j = joiner_knowing_python3();
+    let mut out = Vec::new();
+    j.arp(0, 9, request(), &mut out);
+    j.trigger(&trigger(EVENT_TRIGGER, 0, 9, 0, 0));
+    let mut n = neigh(0, 9, 0x01, 5, 0); // probes counts on from ucast_probes (3)
+    owned(&mut n, 0x1010); // inside handle_softirqs
+    n.pid_tgid = 0; // swapper, interrupted
+    n.owner_flags |= TRIGGER_NO_FILE; // the process already closed the socket
+    j.neigh(&n, &mut out);
+    let Joined::Arp(ev) = &out[0] else { panic!() };
+    assert_eq!(ev.trigger.as_ref().unwrap().pid, Some(4242));
+    assert_eq!(ev.attempt, Some(2));
+}
+
+#[test]
+fn kernel_and_forwarded_origins() {
+    let mut ifnames = HashMap::new();
+    ifnames.insert((7, 12), "eth1".to_string());
+    let mut owners = SocketOwners::new();
+    let t = trigger(EVENT_TRIGGER, 0, 1, TRIGGER_HAS_SK | TRIGGER_NO_FILE, 0);
+    assert_eq!(
+        make_trigger(&t, Some(&syms()), &mut owners, &ifnames)
+            .unwrap()
+            .origin,
+        Origin::Kernel
+    );
+    // A closed socket never seen sending: still a local sender, process unknown.
+    let orphan = TRIGGER_HAS_SK | TRIGGER_NO_FILE | TRIGGER_ORPHAN;
+    let t = trigger(EVENT_TRIGGER, 0, 1, orphan, 0);
+    let o = make_trigger(&t, Some(&syms()), &mut owners, &ifnames).unwrap();
+    assert_eq!((&o.origin, o.pid), (&Origin::Local, None));
+    assert!(describe_trigger(&o).ends_with("(local socket, process gone)"));
+    let mut t = trigger(EVENT_TRIGGER, 0, 1, 0, 0);
+    t.iif = 12;
+    let f = make_trigger(&t, Some(&syms()), &mut owners, &ifnames).unwrap();
+    assert_eq!(
+        (&f.origin, f.in_ifname.as_deref()),
+        (&Origin::Forwarded, Some("eth1"))
+    );
+    assert!(describe_trigger(&f).ends_with("(forwarded from eth1)"));
+    let t = trigger(EVENT_TRIGGER, 0, 1, 0, 0);
+    assert_eq!(
+        make_trigger(&t, Some(&syms()), &mut owners, &ifnames)
+            .unwrap()
+            .origin,
+        Origin::Kernel
+    );
+}
+
+#[test]
+fn requests_without_records_expire_with_null_trigger() {
+    let mut j = Joiner::new(None, 0);
+    let mut out = Vec::new();
+    j.arp(0, 1, request(), &mut out);
+    j.expire(false, &mut out);
+    assert!(out.is_empty());
+    j.expire(true, &mut out);
+    let Joined::Arp(ev) = &out[0] else { panic!() };
+    assert!(ev.trigger.is_none() && ev.attempt.is_none());
+    // A trigger for a request that is gone is counted.
+    j.trigger(&trigger(EVENT_TRIGGER, 0, 1, TRIGGER_HAS_SK, 1));
+    assert_eq!(j.unmatched, 1);
+}
+
+#[test]
+fn a_packet_dropped_by_a_racing_failure_is_the_trigger() {
+    // CPU 0 solicits; CPU 1's timer fails the entry meanwhile (its record no longer shows
+    // FAILED: the send restarted it) and drops the packet; CPU 0's record finds the
+    // queue empty.
+    let mut j = joiner_knowing_python3();
+    let mut out = Vec::new();
+    j.arp(0, 1, request(), &mut out);
+    let mut d = failed_drop(1);
+    d.ts_ns = 5_000_002_000;
+    j.trigger(&d);
+    j.neigh(&neigh(1, 0, 0x01, 4, NEIGH_FAILED), &mut out);
+    let mut n = neigh(0, 1, 0x01, 4, NEIGH_FIRST);
+    n.qlen = 0;
+    n.ts_ns = 5_000_003_000;
+    j.neigh(&n, &mut out);
+    assert_eq!(out.len(), 2, "the request, then the failure it raced");
+    let Joined::Arp(ev) = &out[0] else { panic!() };
+    let t = ev.trigger.as_ref().expect("the dropped packet");
+    assert_eq!(
+        (t.dst, t.pid),
+        (Ipv4Addr::new(198, 51, 100, 20), Some(4242))
+    );
+    assert_eq!(t.drop_reason.as_deref(), Some("neigh_failed"));
+    let Joined::Failed(f) = &out[1] else { panic!() };
+    assert_eq!(f.dropped.len(), 1);
+
+    // The purge may come just before the request leaves, but a drop from an earlier
+    // failure does not name it.
+    let named_by_drop_at = |ts_ns: u64| {
+        let mut j = Joiner::new(Some(syms()), 0);
+        let mut d = failed_drop(1);
+        d.ts_ns = ts_ns;
+        j.trigger(&d);
+        let mut out = Vec::new();
+        j.arp(0, 1, request(), &mut out);
+        j.neigh(&n, &mut out);
+        let Joined::Arp(ev) = out.last().unwrap() else {
+            panic!()
+        };
+        ev.trigger.is_some()
+    };
+    assert!(named_by_drop_at(5_000_000_500));
+    assert!(!named_by_drop_at(4_000_000_000));
+}
+
+#[test]
+fn failure_lists_dropped_packets() {
+    let mut j = joiner_knowing_python3();
+    let mut out = Vec::new();
+    j.trigger(&failed_drop(1));
+    j.neigh(&neigh(1, 0, 0x20, 6, NEIGH_FAILED), &mut out);
+    let Joined::Failed(f) = &out[0] else { panic!() };
+    assert_eq!(
+        (f.attempts, &*f.ifname, f.target_ip),
+        (3, "eth3", Ipv4Addr::new(198, 51, 100, 20))
+    );
+    assert_eq!(f.dropped.len(), 1);
+    assert_eq!(f.dropped[0].drop_reason.as_deref(), Some("neigh_failed"));
+    assert_eq!(f.dropped[0].pid, Some(4242));
+    let v = serde_json::to_value(arp_trace_model::Record::NeighFailed(
+        arp_trace_model::Held::Borrowed(f),
+    ))
+    .unwrap();
+    assert_eq!(v["type"], "neigh_failed");
+}
