@@ -2,9 +2,9 @@
 //!
 //! Layers, each a folder, each depending only on those listed before it (and on the record
 //! types of `arp_trace_model`):
-//! - [`netns`]: namespaces: names, entering them, rtnetlink, watchers, the header snapshot;
-//! - [`kernel`]: the hook table, BTF and symbols, loading the programs, decoding the ring;
 //! - [`explain`]: the rule table of `arp_solicit()`, its words and remedies;
+//! - [`kernel`]: the hook table, BTF and symbols, loading the programs, decoding the ring;
+//! - [`netns`]: namespaces: names, entering them, rtnetlink, watchers, the header snapshot;
 //! - [`attribution`]: joining the kernel's records into requests with their trigger;
 //! - [`pipeline`]: filter, enrich, explain, count, fan out to sinks;
 //! - [`sinks`]: terminal, JSON, summary, pcapng, trace file;

@@ -88,6 +88,8 @@ const TEST_PACKAGES: &[&str] = &[
     "-p",
     "arp-trace-common",
     "-p",
+    "arp-trace-model",
+    "-p",
     "arp-trace-e2e",
     "-p",
     "xtask",

@@ -229,6 +229,18 @@ pub(crate) mod tests {
 
     const SMAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
 
+    /// The seed's request: who-has 198.51.100.20 tell 203.0.113.10, broadcast.
+    fn seed_frame() -> Vec<u8> {
+        frame(
+            1,
+            [0xff; 6],
+            SMAC,
+            [203, 0, 113, 10],
+            [0; 6],
+            [198, 51, 100, 20],
+        )
+    }
+
     /// A broadcast request on `ifname` as decoded from the kernel, for other modules' tests.
     pub fn request_event(ifname: &str, sender: &str, target: &str) -> ArpEvent<'static> {
         let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap().octets();
@@ -240,14 +252,7 @@ pub(crate) mod tests {
 
     #[test]
     fn decodes_a_broadcast_request() {
-        let f = frame(
-            1,
-            [0xff; 6],
-            SMAC,
-            [203, 0, 113, 10],
-            [0; 6],
-            [198, 51, 100, 20],
-        );
+        let f = seed_frame();
         let ev = decode_arp(&raw(&f, 14), 1_000).unwrap();
         assert_eq!(ev.op, ArpOp::Request);
         assert_eq!(ev.sender_ip, Ipv4Addr::new(203, 0, 113, 10));
@@ -283,14 +288,7 @@ pub(crate) mod tests {
 
     #[test]
     fn decodes_without_link_header() {
-        let f = frame(
-            1,
-            [0xff; 6],
-            SMAC,
-            [203, 0, 113, 10],
-            [0; 6],
-            [198, 51, 100, 20],
-        );
+        let f = seed_frame();
         let ev = decode_arp(&raw(&f[14..], NO_MAC_HEADER), 0).unwrap();
         assert_eq!(ev.eth_dst, None);
         assert_eq!(ev.target_ip, Ipv4Addr::new(198, 51, 100, 20));
@@ -298,14 +296,7 @@ pub(crate) mod tests {
 
     #[test]
     fn json_keeps_contract_field_names() {
-        let f = frame(
-            1,
-            [0xff; 6],
-            SMAC,
-            [203, 0, 113, 10],
-            [0; 6],
-            [198, 51, 100, 20],
-        );
+        let f = seed_frame();
         let mut ev = decode_arp(&raw(&f, 14), 1_795_894_257_000_000_000).unwrap();
         ev.netns_name = Some("srv".into());
         let line = arp_trace_model::Record::Arp(arp_trace_model::Held::Borrowed(&ev)).to_json();
