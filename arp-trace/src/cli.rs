@@ -30,7 +30,8 @@ them on exit; it adds no qdiscs, pins or sysctls.";
     about = "Catch every ARP request the kernel sends, in every network namespace",
     long_about = "Catch every ARP request (and reply) the Linux kernel transmits, on every \
                   interface of every network namespace, including namespaces created while \
-                  tracing. Needs root (or CAP_BPF and CAP_PERFMON) and a kernel with BTF.",
+                  tracing. Needs root (or CAP_BPF, CAP_PERFMON, CAP_SYSLOG and CAP_SYS_ADMIN; \
+                  `arp-trace doctor` checks each) and a kernel with BTF.",
     after_help = AFTER_HELP
 )]
 pub struct Args {

@@ -3,7 +3,7 @@
 
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::{self, JoinHandle};
@@ -120,17 +120,22 @@ fn others_can_execute(path: &Path) -> bool {
     mode(&path) & 0o005 == 0o005 && path.ancestors().skip(1).all(|d| mode(d) & 0o001 != 0)
 }
 
-/// Run the tracer with `args` as user/group 65534 (nobody) via `setpriv`.
-///
-/// If the binary is not reachable by others it is copied to a private 0755 directory. A copy
-/// can fail to execute with ETXTBSY while another test thread forks (the child briefly holds
-/// the write descriptor), so that case is retried.
-pub fn run_unprivileged(args: &[&str]) -> Finished {
-    let bin = bin();
-    let mut copy_dir = None;
-    let exe = if others_can_execute(&bin) {
-        bin
-    } else {
+/// The tracer binary where user 65534 (nobody) can execute it: the binary itself, or a copy in
+/// a private 0755 directory (removed on drop) when the original is not reachable by others.
+pub struct Exe {
+    path: PathBuf,
+    copy_dir: Option<PathBuf>,
+}
+
+impl Exe {
+    pub fn for_others() -> Exe {
+        let bin = bin();
+        if others_can_execute(&bin) {
+            return Exe {
+                path: bin,
+                copy_dir: None,
+            };
+        }
         use std::os::unix::fs::PermissionsExt;
         let dir = std::env::temp_dir().join(format!(
             "arp-trace-e2e-{}-{}-unpriv",
@@ -142,27 +147,53 @@ pub fn run_unprivileged(args: &[&str]) -> Finished {
         let copy = dir.join("arp-trace");
         std::fs::copy(&bin, &copy).unwrap();
         std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
-        copy_dir = Some(dir);
-        copy
-    };
+        Exe {
+            path: copy,
+            copy_dir: Some(dir),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for Exe {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.copy_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Run the tracer with `args` as user/group 65534 (nobody) via `setpriv`, with `caps`
+/// (`+bpf,...`) inherited and ambient, or none.
+///
+/// A copy of the binary can fail to execute with ETXTBSY while another test thread forks (the
+/// child briefly holds the write descriptor), so that case is retried.
+pub fn run_unprivileged(args: &[&str]) -> Finished {
+    run_with_caps(None, args)
+}
+
+pub fn run_with_caps(caps: Option<&str>, args: &[&str]) -> Finished {
+    let exe = Exe::for_others();
     let mut attempt = 0;
-    let f = loop {
+    loop {
         let mut cmd = Command::new("setpriv");
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(&exe)
-            .args(args);
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
+        if let Some(c) = caps {
+            cmd.arg(format!("--inh-caps={c}"))
+                .arg(format!("--ambient-caps={c}"));
+        }
+        cmd.arg(exe.path()).args(args);
         let f = run_to_completion(cmd, Duration::from_secs(30));
         attempt += 1;
         if attempt < 10 && f.stderr.contains("Text file busy") {
             thread::sleep(Duration::from_millis(100));
             continue;
         }
-        break f;
-    };
-    if let Some(dir) = copy_dir {
-        let _ = std::fs::remove_dir_all(dir);
+        return f;
     }
-    f
 }
 
 /// Describe an exit status, naming the signal if it was killed by one.

@@ -22,7 +22,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 pub use serde_json::{json, Value};
 
-pub use commands::{describe, ip, jq, jq_over, run_to_completion, run_unprivileged, Finished};
+pub use commands::{
+    describe, ip, jq, jq_over, run_to_completion, run_unprivileged, run_with_caps, Exe, Finished,
+};
 pub use helper::{helper_main, Helper, HELPER_ENTRY, HELPER_ENV, HELPER_PAYLOAD};
 pub use json::{
     assert_fields, assert_frame_consistent, from_ns, is_mac, is_reply, is_request,

@@ -42,13 +42,28 @@ pub struct Tracer {
 impl Tracer {
     /// Start the tracer with `args` and wait until its hooks are attached.
     pub fn start(args: &[&str]) -> Tracer {
+        Tracer::start_cmd(Command::new(bin()), args)
+    }
+
+    /// Start the tracer as user and group 65534 (nobody) holding exactly the capabilities
+    /// `caps` (`+bpf,+perfmon,...`, setpriv's syntax), inherited and ambient.
+    pub fn start_with_caps(caps: &str, args: &[&str]) -> (Tracer, crate::commands::Exe) {
+        let exe = crate::commands::Exe::for_others();
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(format!("--inh-caps={caps}"))
+            .arg(format!("--ambient-caps={caps}"))
+            .arg(exe.path());
+        (Tracer::start_cmd(cmd, args), exe)
+    }
+
+    fn start_cmd(mut cmd: Command, args: &[&str]) -> Tracer {
         let ready_file = std::env::temp_dir().join(format!(
             "arp-trace-e2e-{}-{}.ready",
             std::process::id(),
             next_id()
         ));
         let _ = std::fs::remove_file(&ready_file);
-        let mut cmd = Command::new(bin());
         cmd.args(args);
         // The VM suite forces a hook family this way (e.g. kprobe where fentry would win).
         if let Some(h) = std::env::var_os("ARP_TRACE_HOOKS").filter(|h| !h.is_empty()) {
@@ -61,7 +76,7 @@ impl Tracer {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn {}: {e}", bin().display()));
+            .unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let out_pipe = child.stdout.take().unwrap();

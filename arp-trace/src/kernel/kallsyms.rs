@@ -38,9 +38,24 @@ impl Kallsyms {
         let f = std::fs::File::open("/proc/kallsyms").context("cannot read /proc/kallsyms")?;
         let k = Kallsyms::from_lines(std::io::BufReader::new(f).lines().map_while(Result::ok));
         if k.syms.is_empty() || k.syms.iter().all(|(a, _, _)| *a == 0) {
-            bail!(
-                "/proc/kallsyms shows no addresses (kernel.kptr_restrict): run arp-trace as root"
-            );
+            let int = |p: &str| {
+                std::fs::read_to_string(p)
+                    .map(|s| s.trim().to_string())
+                    .unwrap_or_else(|_| "?".into())
+            };
+            let restrict = int("/proc/sys/kernel/kptr_restrict");
+            let why = if restrict == "2" {
+                "kernel.kptr_restrict=2 hides them from everyone; set it to 1 (sysctl -w \
+                 kernel.kptr_restrict=1) and run with CAP_SYSLOG"
+                    .to_string()
+            } else {
+                format!(
+                    "with kernel.kptr_restrict={restrict} and kernel.perf_event_paranoid={} \
+                     they need CAP_SYSLOG; run arp-trace with sudo or grant CAP_SYSLOG",
+                    int("/proc/sys/kernel/perf_event_paranoid")
+                )
+            };
+            bail!("/proc/kallsyms shows no addresses: {why}");
         }
         Ok(k)
     }

@@ -229,31 +229,6 @@ pub fn probe_hooks(btf: &Btf, syms: &Kallsyms) -> Result<Vec<Probe>> {
     Ok(out)
 }
 
-/// Fails early with a clear message when the process cannot possibly load BPF programs.
-pub fn check_privileges() -> Result<()> {
-    // SAFETY: geteuid has no failure mode.
-    if unsafe { libc::geteuid() } == 0 {
-        return Ok(());
-    }
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let cap_eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    const CAP_SYS_ADMIN: u64 = 21;
-    const CAP_PERFMON: u64 = 38;
-    const CAP_BPF: u64 = 39;
-    let has = |c: u64| cap_eff & (1 << c) != 0;
-    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
-        return Ok(());
-    }
-    Err(anyhow!(
-        "permission denied: tracing needs root or CAP_BPF and CAP_PERFMON; run it with sudo \
-         (sudo arp-trace ...)"
-    ))
-}
-
 /// Turns a load or attach error into a cause the user can act on.
 fn explain_bpf_error(
     what: &str,

@@ -1,9 +1,11 @@
 //! The kernel side: which hooks exist and what they need ([`hooks`]), reading the running
-//! kernel's BTF and symbols, loading and attaching the BPF programs ([`loader`]), and decoding
-//! what they write into the ring buffer ([`ring`]).
+//! kernel's BTF and symbols, loading and attaching the BPF programs ([`loader`]) with the
+//! capabilities that takes ([`privileges`]), and decoding what they write into the ring buffer
+//! ([`ring`]).
 
 pub mod btf;
 pub mod hooks;
 pub mod kallsyms;
 pub mod loader;
+pub mod privileges;
 pub mod ring;

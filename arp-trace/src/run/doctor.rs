@@ -9,6 +9,7 @@ use crate::kernel::btf::Btf;
 use crate::kernel::hooks::{Role, SolicitPath};
 use crate::kernel::kallsyms::Kallsyms;
 use crate::kernel::loader::{self, Probe};
+use crate::kernel::privileges;
 
 /// One line of the report: a check, whether it passed, and what it means.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +88,7 @@ pub fn render(release: &str, checks: &[Check], probes: &[Probe]) -> (String, boo
     let _ = writeln!(out, "System:");
     for c in checks {
         let mark = if c.ok { "ok  " } else { "FAIL" };
-        let _ = writeln!(out, "  {mark} {:<12} {}", c.name, c.detail);
+        let _ = writeln!(out, "  {mark} {:<19} {}", c.name, c.detail);
     }
     let system_ok = checks.iter().all(|c| c.ok);
     if probes.is_empty() {
@@ -144,11 +145,19 @@ pub fn run() -> (String, bool) {
     let release = release();
     let config = kernel_config(&release);
     let mut checks = Vec::new();
-    let privileged = loader::check_privileges();
-    checks.push(match &privileged {
-        Ok(()) => Check::new("privileges", true, "root or CAP_BPF+CAP_PERFMON"),
-        Err(e) => Check::new("privileges", false, e.to_string()),
-    });
+    let eff = privileges::effective();
+    let open = privileges::kallsyms_open_to_all();
+    let missing = privileges::missing(eff, open);
+    for need in privileges::NEEDS {
+        let lacking = missing.iter().any(|m| m.bit == need.bit);
+        let detail = match (lacking, need.required) {
+            (false, _) => format!("present: {}", need.why),
+            (true, true) => format!("MISSING: cannot {}", need.why),
+            (true, false) => format!("missing (optional): cannot {}", need.why),
+        };
+        checks.push(Check::new(need.name, !(lacking && need.required), detail));
+    }
+    let privileged = privileges::check();
     let btf = Btf::from_sys_fs();
     checks.push(match &btf {
         Ok(_) => Check::new("BTF", true, "/sys/kernel/btf/vmlinux"),

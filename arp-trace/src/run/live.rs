@@ -18,6 +18,7 @@ use crate::kernel::btf::Btf;
 use crate::kernel::hooks::SolicitPath;
 use crate::kernel::kallsyms::Kallsyms;
 use crate::kernel::loader::{self, LoadOptions, Tracer};
+use crate::kernel::privileges;
 use crate::kernel::ring::{self, Raw};
 use crate::netns::watch::Watchers;
 use crate::pipeline::{Counters, Flow, Pipeline};
@@ -83,7 +84,18 @@ fn live_header(hooks: String, own_netns: Option<u32>) -> Header {
 
 /// Runs until stopped; returns the final counts (already printed to stderr).
 pub fn run(args: &Args) -> Result<Counters> {
-    loader::check_privileges()?;
+    let short = privileges::check().map_err(anyhow::Error::msg)?;
+    if !short.is_empty() {
+        eprintln!(
+            "arp-trace: warning: without {} arp-trace cannot {}",
+            privileges::names(&short),
+            short
+                .iter()
+                .map(|n| n.why)
+                .collect::<Vec<_>>()
+                .join("; nor ")
+        );
+    }
     let mut pipeline = pipeline(args, &Source::Live)?;
     let btf = Btf::from_sys_fs()?;
     let syms = Kallsyms::load()?;
