@@ -185,6 +185,8 @@ pub fn ensure_test_tools() -> Result<()> {
         ("tshark", "tshark"),
         // xtask's own unit tests check the initramfs writer against the system cpio.
         ("cpio", "cpio"),
+        // The lifecycle tests list what the kernel still holds after a SIGKILL.
+        ("bpftool", "bpftool"),
     ];
     let missing: Vec<&str> = wanted
         .iter()

@@ -9,7 +9,6 @@ use anyhow::{Context, Result};
 use arp_trace_model::file::FORMAT_VERSION;
 use arp_trace_model::{Header, Held, Record, Time};
 use tokio::io::unix::AsyncFd;
-use tokio::signal::unix::{signal, SignalKind};
 
 use super::{add_files, counts_line, pipeline, Source};
 use crate::attribution::{Joined, Joiner};
@@ -84,6 +83,8 @@ fn live_header(hooks: String, own_netns: Option<u32>) -> Header {
 
 /// Runs until stopped; returns the final counts (already printed to stderr).
 pub fn run(args: &Args) -> Result<Counters> {
+    // Before any thread exists, so every thread inherits the block (see signals.rs).
+    super::signals::block().context("cannot block SIGINT and SIGTERM")?;
     let short = privileges::check().map_err(anyhow::Error::msg)?;
     if !short.is_empty() {
         eprintln!(
@@ -166,8 +167,10 @@ async fn stream(
     let ring = tracer.events()?;
     let lost_map = tracer.lost()?;
     let mut bpf_log = aya_log::EbpfLogger::init(&mut tracer.ebpf).ok();
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
+    let stop = super::signals::watch().context("cannot watch for Ctrl-C")?;
+    // SAFETY: the AsyncFd owns the Stop, so its eventfd stays open while it is registered.
+    let stop = unsafe { AsyncFd::register_with_interest(stop, tokio::io::Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("cannot poll for signals: {e}"))?;
     // SAFETY: the AsyncFd owns the ring buffer, so the fd stays open while it is registered.
     let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
         .map_err(|e| anyhow::anyhow!("cannot poll the ring buffer: {e}"))?;
@@ -201,8 +204,11 @@ async fn stream(
     let mut summary_tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     while !done {
         tokio::select! {
-            _ = sigint.recv() => done = true,
-            _ = sigterm.recv() => done = true,
+            guard = stop.readable() => {
+                let mut guard = guard?;
+                guard.clear_ready();
+                done = guard.get_inner().take().is_some();
+            }
             _ = join_tick.tick(), if joiner.has_pending() => {
                 // Read what the kernel already queued first: after this process was not
                 // scheduled for JOIN_WAIT, the records that complete a pending request are

@@ -6,6 +6,7 @@ pub mod diff;
 pub mod doctor;
 pub mod live;
 pub mod replay;
+pub mod signals;
 
 use std::io::IsTerminal;
 use std::path::Path;

@@ -13,8 +13,9 @@ use crate::provision::run;
 /// Tools the harness runs even if no source mentions them literally.
 const BASE_TOOLS: &[&str] = &["ip", "jq", "setpriv"];
 /// Test binaries whose subject does not depend on the kernel (trace files, replay, pcapng
-/// read by tshark): they run on the host only, and their tools stay out of the guest.
-const HOST_ONLY_TESTS: &[&str] = &["traces"];
+/// read by tshark) or that take minutes under QEMU (300 namespaces of churn): they run on the
+/// host only, and their tools stay out of the guest.
+const HOST_ONLY_TESTS: &[&str] = &["traces", "churn"];
 
 /// The shared objects `ldd` lists (resolved paths and the loader); errors on "not found".
 pub fn parse_ldd(out: &str) -> Result<Vec<PathBuf>> {
