@@ -33,7 +33,9 @@ fn three_hundred_namespaces_come_and_go() {
     // A namespace first, so the tracer's own start-up work is done before the baseline.
     {
         let ns = Netns::new("cw");
-        ns.ip(&["link", "add", "name", "va", "type", "veth", "peer", "name", "vb"]);
+        ns.ip(&[
+            "link", "add", "name", "va", "type", "veth", "peer", "name", "vb",
+        ]);
         ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "va"]);
         ns.ip(&["link", "set", "va", "up"]);
         ns.ip(&["link", "set", "vb", "up"]);
@@ -46,7 +48,9 @@ fn three_hundred_namespaces_come_and_go() {
     let mut max_threads = 0;
     for i in 0..NAMESPACES {
         let ns = Netns::new("cw");
-        ns.ip(&["link", "add", "name", "va", "type", "veth", "peer", "name", "vb"]);
+        ns.ip(&[
+            "link", "add", "name", "va", "type", "veth", "peer", "name", "vb",
+        ]);
         ns.ip(&["addr", "add", "192.0.2.1/24", "dev", "va"]);
         ns.ip(&["link", "set", "va", "up"]);
         ns.ip(&["link", "set", "vb", "up"]);

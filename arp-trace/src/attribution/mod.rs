@@ -231,7 +231,6 @@ impl Joiner {
                 p.done = true;
                 let owner = Owner {
                     flags: n.owner_flags,
-                    sk: n.sk,
                     sk_ino: n.sk_ino,
                     pid_tgid: n.pid_tgid,
                     comm: &n.comm,

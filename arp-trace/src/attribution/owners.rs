@@ -2,6 +2,11 @@
 //! the process holding the socket's inode (from /proc/*/fd, as `ss -p` finds it), or the
 //! kernel; with a bounded cache of owners seen, so retransmits after a process exited still
 //! name it.
+//!
+//! The cache is keyed by the socket's inode only, never by the `struct sock` address: the slab
+//! hands a freed sock's address to the next socket, which may be another process's, while an
+//! inode number is not given out again. A socket its process has closed (an orphan, with no
+//! inode) is therefore reported as a local sender whose process is unknown.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -15,8 +20,6 @@ use crate::kernel::ring::cstr;
 /// Socket inode -> owning process, from /proc/*/fd (what `ss -p` does), cached.
 pub struct SocketOwners {
     map: HashMap<u64, (u32, String)>,
-    /// `struct sock` address -> owner: still names the process after it closed the socket.
-    by_sk: HashMap<u64, (u32, String)>,
     last_scan: Option<Instant>,
     /// Inodes a scan did not find, and when: each is looked for again at most once a second.
     misses: HashMap<u64, Instant>,
@@ -31,34 +34,25 @@ impl SocketOwners {
     pub fn new() -> Self {
         SocketOwners {
             map: HashMap::new(),
-            by_sk: HashMap::new(),
             last_scan: None,
             misses: HashMap::new(),
         }
     }
 
-    /// Remembers an owner seen in task context, so retransmits after the process exited
-    /// still name it.
-    pub fn learn(&mut self, sk: u64, ino: u64, pid: u32, comm: String) {
+    /// Remembers the owner of socket inode `ino` seen in task context, so retransmits after
+    /// the process exited still name it.
+    pub fn learn(&mut self, ino: u64, pid: u32, comm: String) {
         // Bounded: a busy host's history is not worth unbounded memory.
         if self.map.len() > 65_536 {
             self.map.clear();
         }
-        if self.by_sk.len() > 65_536 {
-            self.by_sk.clear();
-        }
         if ino != 0 {
-            self.map.insert(ino, (pid, comm.clone()));
-        }
-        if sk != 0 {
-            self.by_sk.insert(sk, (pid, comm));
+            self.map.insert(ino, (pid, comm));
         }
     }
 
-    pub fn lookup(&mut self, sk: u64, ino: u64) -> Option<(u32, String)> {
-        if let Some(v) = self.by_sk.get(&sk) {
-            return Some(v.clone());
-        }
+    /// The owner of socket inode `ino` (0: the socket has none).
+    pub fn lookup(&mut self, ino: u64) -> Option<(u32, String)> {
         if ino == 0 {
             return None;
         }
@@ -128,7 +122,6 @@ impl Default for SocketOwners {
 /// What the kernel side read about a packet's socket and the context it was sent from.
 pub struct Owner<'a> {
     pub flags: u32,
-    pub sk: u64,
     pub sk_ino: u64,
     pub pid_tgid: u64,
     pub comm: &'a [u8],
@@ -156,10 +149,10 @@ pub fn resolve_owner(
         // In task context `current` is the process whose send reached the neighbour code.
         let pid = (o.pid_tgid >> 32) as u32;
         let comm = cstr(o.comm);
-        owners.learn(o.sk, o.sk_ino, pid, comm.clone());
+        owners.learn(o.sk_ino, pid, comm.clone());
         return Some((Origin::Local, Some(pid), Some(comm)));
     }
-    if let Some((pid, comm)) = owners.lookup(o.sk, o.sk_ino) {
+    if let Some((pid, comm)) = owners.lookup(o.sk_ino) {
         return Some((Origin::Local, Some(pid), Some(comm)));
     }
     if (o.flags & TRIGGER_NO_FILE == 0 && o.sk_ino != 0) || o.flags & TRIGGER_ORPHAN != 0 {
@@ -183,4 +176,24 @@ pub(super) fn current_if_task(
         Some((o.pid_tgid >> 32) as u32),
         Some(cstr(o.comm)),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A socket closed while another process opens one the slab puts at the same address:
+    /// the new socket's packets must not be named after the old owner.
+    #[test]
+    fn a_reused_sock_address_does_not_name_the_old_owner() {
+        let mut o = SocketOwners::new();
+        o.learn(100, 4242, "old".into());
+        // The new socket's inode (200) is held by no process this test can see: unknown, not
+        // the old owner of the address both sockets had.
+        assert_eq!(o.lookup(100), Some((4242, "old".to_string())));
+        assert_ne!(o.lookup(200).map(|(p, _)| p), Some(4242));
+        o.learn(200, 777, "new".into());
+        assert_eq!(o.lookup(200), Some((777, "new".to_string())));
+        assert_eq!(o.lookup(0), None);
+    }
 }

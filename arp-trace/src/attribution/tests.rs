@@ -87,8 +87,7 @@ fn owned(n: &mut NeighEvent, frame: u64) {
 /// A joiner that has seen python3[4242] send from the sockets `trigger()` names.
 fn joiner_knowing_python3() -> Joiner {
     let mut j = Joiner::new(Some(syms()), 0);
-    j.owners
-        .learn(0xffff_8880_0000_1000, 99, 4242, "python3".into());
+    j.owners.learn(99, 4242, "python3".into());
     j
 }
 
@@ -251,6 +250,44 @@ fn softirq_retransmit_is_attributed_to_the_socket_owner_seen_before() {
     let Joined::Arp(ev) = &out[0] else { panic!() };
     assert_eq!(ev.trigger.as_ref().unwrap().pid, Some(4242));
     assert_eq!(ev.attempt, Some(2));
+}
+
+/// A socket closed while another process opens one at the same `struct sock` address (the
+/// slab reuses it): the new socket's retransmit, from softirq, is not named after the old
+/// socket's owner.
+#[test]
+fn a_reused_sock_address_does_not_name_the_previous_owner() {
+    let mut j = Joiner::new(Some(syms()), 0);
+    let mut out = Vec::new();
+    // python3[4242] sends from its socket (inode 99) in task context: learned.
+    j.arp(0, 1, request(), &mut out);
+    j.trigger(&trigger(EVENT_TRIGGER, 0, 1, 0, 0));
+    let mut n = neigh(0, 1, 0x01, 4, NEIGH_FIRST);
+    owned(&mut n, 0x2100);
+    j.neigh(&n, &mut out);
+    let Joined::Arp(first) = &out[0] else {
+        panic!()
+    };
+    assert_eq!(first.trigger.as_ref().unwrap().pid, Some(4242));
+    // Another socket at the same address (inode 5000, held by no process of this test) is
+    // retransmitted for from softirq.
+    j.arp(0, 2, request(), &mut out);
+    j.trigger(&trigger(EVENT_TRIGGER, 0, 2, 0, 0));
+    let mut n = neigh(0, 2, 0x01, 5, 0);
+    owned(&mut n, 0x1010);
+    n.pid_tgid = 0;
+    n.sk_ino = 5000;
+    j.neigh(&n, &mut out);
+    let Joined::Arp(ev) = out.last().unwrap() else {
+        panic!()
+    };
+    let t = ev.trigger.as_ref().unwrap();
+    assert_ne!(
+        t.pid,
+        Some(4242),
+        "named after the address's previous owner"
+    );
+    assert_eq!(t.origin, Origin::Local);
 }
 
 #[test]

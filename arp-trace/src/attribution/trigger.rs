@@ -92,7 +92,6 @@ pub fn make_trigger(
     let (src, dst, proto, len, sport, dport, icmp_type) = parse_ip(&t.ip)?;
     let owner = Owner {
         flags: t.flags,
-        sk: t.sk,
         sk_ino: t.sk_ino,
         pid_tgid: t.pid_tgid,
         comm: &t.comm,
