@@ -1,0 +1,123 @@
+//! What the loader hands the programs before they run: the running kernel's field offsets,
+//! its drop reasons and the `SETTINGS` flags. Apart from the records because it flows the
+//! other way, from user space into the kernel, and every program depends on it.
+
+/// `SETTINGS[0]` flag: the tracepoint path is in use, so the neighbour tracepoints read the
+/// solicited packet from the neighbour's queue (no hook sees `arp_solicit()` itself).
+pub const SETTING_QUEUE_TRIGGER: u32 = 1;
+
+/// Byte offsets of the kernel fields the programs read, taken from the running kernel's BTF
+/// at start-up (Rust eBPF gets no CO-RE relocations, so layouts must not be compiled in).
+///
+/// An offset of `u32::MAX` marks a field the running kernel does not have.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offsets {
+    pub skb_head: u32,
+    pub skb_len: u32,
+    pub skb_protocol: u32,
+    pub skb_mac_header: u32,
+    pub skb_network_header: u32,
+    pub skb_dev: u32,
+    pub skb_mark: u32,
+    pub skb_iif: u32,
+    pub dev_ifindex: u32,
+    pub dev_name: u32,
+    pub dev_nd_net: u32,
+    pub net_ns_inum: u32,
+    pub skb_sk: u32,
+    pub sk_state: u32,
+    pub sk_socket: u32,
+    pub rsk_listener: u32,
+    pub socket_file: u32,
+    /// `socket_alloc.vfs_inode` (the socket itself is at offset 0) plus `inode.i_ino`.
+    pub socket_ino: u32,
+    pub neigh_nud_state: u32,
+    pub neigh_probes: u32,
+    pub neigh_qlen: u32,
+    pub neigh_dev: u32,
+    pub neigh_key: u32,
+    pub neigh_tbl: u32,
+    pub tbl_family: u32,
+    /// `neighbour.arp_queue` and `neighbour.arp_queue.prev` (the queue's tail).
+    pub neigh_queue: u32,
+    pub neigh_queue_tail: u32,
+    pub neigh_parms: u32,
+    /// `neigh_parms.data[NEIGH_VAR_UCAST_PROBES]`
+    pub parms_ucast_probes: u32,
+    /// `net_device.ip_ptr` (the device's `struct in_device`).
+    pub dev_ip_ptr: u32,
+    /// `in_device.cnf.data[IPV4_DEVCONF_ARP_ANNOUNCE - 1]`
+    pub indev_arp_announce: u32,
+    pub indev_ifa_list: u32,
+    pub ifa_next: u32,
+    pub ifa_local: u32,
+    pub ifa_prefixlen: u32,
+    pub ifa_scope: u32,
+    pub ifa_flags: u32,
+    /// `net.ipv4.devconf_all` (pointer to the namespace's `all` settings).
+    pub net_devconf_all: u32,
+    /// `ipv4_devconf.data[IPV4_DEVCONF_ARP_ANNOUNCE - 1]`
+    pub devconf_arp_announce: u32,
+}
+
+impl Offsets {
+    pub const UNSET: Offsets = Offsets {
+        skb_head: u32::MAX,
+        skb_len: u32::MAX,
+        skb_protocol: u32::MAX,
+        skb_mac_header: u32::MAX,
+        skb_network_header: u32::MAX,
+        skb_dev: u32::MAX,
+        skb_mark: u32::MAX,
+        skb_iif: u32::MAX,
+        dev_ifindex: u32::MAX,
+        dev_name: u32::MAX,
+        dev_nd_net: u32::MAX,
+        net_ns_inum: u32::MAX,
+        skb_sk: u32::MAX,
+        sk_state: u32::MAX,
+        sk_socket: u32::MAX,
+        rsk_listener: u32::MAX,
+        socket_file: u32::MAX,
+        socket_ino: u32::MAX,
+        neigh_nud_state: u32::MAX,
+        neigh_probes: u32::MAX,
+        neigh_qlen: u32::MAX,
+        neigh_dev: u32::MAX,
+        neigh_key: u32::MAX,
+        neigh_tbl: u32::MAX,
+        tbl_family: u32::MAX,
+        neigh_queue: u32::MAX,
+        neigh_queue_tail: u32::MAX,
+        neigh_parms: u32::MAX,
+        parms_ucast_probes: u32::MAX,
+        dev_ip_ptr: u32::MAX,
+        indev_arp_announce: u32::MAX,
+        indev_ifa_list: u32::MAX,
+        ifa_next: u32::MAX,
+        ifa_local: u32::MAX,
+        ifa_prefixlen: u32::MAX,
+        ifa_scope: u32::MAX,
+        ifa_flags: u32::MAX,
+        net_devconf_all: u32::MAX,
+        devconf_arp_announce: u32::MAX,
+    };
+}
+
+/// Everything else the loader decides from BTF before the programs are loaded.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// `enum skb_drop_reason` values of NEIGH_FAILED and NEIGH_QUEUEFULL on this kernel
+    /// (0 when the kernel has no drop reasons).
+    pub drop_neigh_failed: u32,
+    pub drop_neigh_queuefull: u32,
+}
+
+impl Config {
+    pub const UNSET: Config = Config {
+        drop_neigh_failed: 0,
+        drop_neigh_queuefull: 0,
+    };
+}

@@ -1,0 +1,44 @@
+//! The neighbour entry after a solicit or at its failure (`NeighEvent`, `NEIGH_*` flags).
+//! Apart because it is read from `struct neighbour` at the neighbour tracepoints, where the
+//! resolution's state and retries are known, not from any packet.
+
+use crate::{NAME_LEN, STACK_DEPTH};
+
+/// `NeighEvent::flags`
+pub const NEIGH_FAILED: u32 = 1;
+/// The record comes from `neigh_event_send_done`: the first solicit of a resolution.
+pub const NEIGH_FIRST: u32 = 2;
+
+/// A neighbour right after `neigh_probe()` (from `neigh_event_send_done` or
+/// `neigh_timer_handler`), or when it failed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct NeighEvent {
+    pub kind: u32,
+    pub cpu: u32,
+    pub ts_ns: u64,
+    pub req_seq: u64,
+    pub netns: u32,
+    pub ifindex: u32,
+    /// IPv4 address the entry resolves (`primary_key`), network byte order.
+    pub target: [u8; 4],
+    pub nud_state: u32,
+    /// `neigh->probes`: solicits sent for the current resolution.
+    pub probes: u32,
+    /// Packets waiting in `arp_queue`.
+    pub qlen: u32,
+    pub flags: u32,
+    /// The entry's unicast probe budget: INCOMPLETE entries start counting `probes` from it.
+    pub ucast_probes: u32,
+    pub ifname: [u8; NAME_LEN],
+    /// Owner of the queued packet that was solicited for (`skb_clone()` drops `skb->sk`, so
+    /// the trigger's own record cannot carry it): read from the queue's tail.
+    pub sk: u64,
+    pub sk_ino: u64,
+    pub pid_tgid: u64,
+    /// `TRIGGER_*` flags of that packet's socket.
+    pub owner_flags: u32,
+    pub stack_len: u32,
+    pub comm: [u8; NAME_LEN],
+    pub stack: [u64; STACK_DEPTH],
+}

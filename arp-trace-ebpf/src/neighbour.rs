@@ -1,0 +1,247 @@
+//! The neighbour tracepoints: `neigh_event_send_done` and `neigh_timer_handler` record the
+//! entry after each solicit (and claim this CPU's pending request), `neigh_update` keeps the
+//! queue's length and owner before a reply flushes it. Apart because they read
+//! `struct neighbour` and its queue, not a packet, and fire for IPv6 entries too.
+
+use core::ffi::c_void;
+
+use arp_trace_common::{
+    NeighEvent, Offsets, EVENT_NEIGH, EVENT_TRIGGER, HOOK_NEIGH_QUEUE, NAME_LEN, NEIGH_FAILED,
+    NEIGH_FIRST, STACK_DEPTH,
+};
+use aya_ebpf::{
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
+    EbpfContext,
+};
+
+use crate::shared::{
+    count_lost, offsets, queue_trigger, read, Req, Slot, EVENTS, NO_QLEN, PENDING, SLOT,
+};
+use crate::trigger::{emit_trigger, read_owner};
+
+/// The pending request on this CPU for a neighbour (or, with no target, the newest on the
+/// device): its index in `Slot::reqs`.
+#[inline(always)]
+fn find_req(slot: &Slot, netns: u32, ifindex: u32, target: Option<[u8; 4]>) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    let mut best_seq = 0u64;
+    let mut i = 0;
+    while i < PENDING {
+        let r = &slot.reqs[i];
+        if r.seq > best_seq
+            && r.netns == netns
+            && r.ifindex == ifindex
+            && target.map_or(true, |t| t == r.target)
+        {
+            best = Some(i);
+            best_seq = r.seq;
+        }
+        i += 1;
+    }
+    best
+}
+
+/// `neigh:neigh_event_send_done` (first solicit) and `neigh:neigh_timer_handler`
+/// (retransmits, probes, failure) fire after `neigh_probe()` with the neighbour itself.
+#[btf_tracepoint(function = "neigh_event_send_done")]
+pub fn neigh_event_send_done(ctx: BtfTracePointContext) -> i32 {
+    let n: *const c_void = ctx.arg(0);
+    let _ = unsafe { emit_neigh(&ctx, n as *const u8, NEIGH_FIRST) };
+    0
+}
+
+#[btf_tracepoint(function = "neigh_timer_handler")]
+pub fn neigh_timer_handler(ctx: BtfTracePointContext) -> i32 {
+    let n: *const c_void = ctx.arg(0);
+    let _ = unsafe { emit_neigh(&ctx, n as *const u8, 0) };
+    0
+}
+
+const AF_INET: u32 = 2;
+const NUD_FAILED: u8 = 0x20;
+
+#[inline(always)]
+unsafe fn emit_neigh(ctx: &BtfTracePointContext, n: *const u8, first: u32) -> Result<(), i64> {
+    let o = offsets();
+    let Some((target, dev, ifindex, netns)) = ipv4_neigh(n, &o)? else {
+        return Ok(());
+    };
+    let state: u8 = read(n, o.neigh_nud_state)?;
+
+    let mut req_seq = 0u64;
+    let mut dropped = 0u32;
+    let mut seen = Req {
+        seq: 0,
+        sk: 0,
+        sk_ino: 0,
+        netns,
+        ifindex,
+        target,
+        qlen: NO_QLEN,
+        owner_flags: 0,
+        _pad: 0,
+    };
+    if let Some(slot) = SLOT.get_ptr_mut(0) {
+        let slot = &mut *slot;
+        if let Some(i) = find_req(slot, netns, ifindex, Some(target)) {
+            seen = slot.reqs[i & (PENDING - 1)];
+            req_seq = seen.seq;
+            slot.reqs[i & (PENDING - 1)].seq = 0;
+        }
+        dropped = slot.failed_drops;
+        slot.failed_drops = 0;
+    }
+    // neigh_invalidate() drops the queue with the lock released per packet; a send on another
+    // CPU meanwhile restarts the entry (INCOMPLETE again) and the timer's record no longer
+    // shows FAILED. The drops just made on this CPU still say the entry failed.
+    let failed = state == NUD_FAILED || dropped != 0;
+    if req_seq == 0 && !failed {
+        return Ok(()); // nothing was solicited in this call
+    }
+    if req_seq != 0 && seen.qlen == NO_QLEN && queue_trigger() {
+        // No update since the solicit: the queue is as neigh_probe() found it, and its
+        // newest packet is the one arp_solicit() was handed a clone of (unless another CPU
+        // queued one to this entry in the microseconds since; the README names that).
+        if let Some(skb) = queue_tail(n, &o) {
+            let _ = emit_trigger(skb, EVENT_TRIGGER, 0, HOOK_NEIGH_QUEUE, target, req_seq);
+        }
+    }
+    let Some(mut entry) = EVENTS.reserve::<NeighEvent>(0) else {
+        count_lost();
+        return Ok(());
+    };
+    let ev = &mut *entry.as_mut_ptr();
+    ev.kind = EVENT_NEIGH;
+    ev.cpu = aya_ebpf::helpers::bpf_get_smp_processor_id();
+    ev.ts_ns = bpf_ktime_get_ns();
+    ev.req_seq = req_seq;
+    ev.netns = netns;
+    ev.ifindex = ifindex;
+    ev.target = target;
+    ev.nud_state = state as u32;
+    ev.probes = read(n, o.neigh_probes).unwrap_or(0);
+    // A reply handled before this tracepoint (veth answers at once) flushed the queue; the
+    // length and owner caught by neigh_update just before that are the ones of the solicit.
+    ev.qlen = if seen.qlen != NO_QLEN {
+        seen.qlen
+    } else {
+        read(n, o.neigh_qlen).unwrap_or(0)
+    };
+    ev.flags = if failed { NEIGH_FAILED } else { 0 } | if req_seq != 0 { first } else { 0 };
+    let parms: *const u8 = read(n, o.neigh_parms).unwrap_or(core::ptr::null());
+    ev.ucast_probes = if parms.is_null() {
+        0
+    } else {
+        read(parms, o.parms_ucast_probes).unwrap_or(0)
+    };
+    ev.ifname = read(dev, o.dev_name).unwrap_or([0; NAME_LEN]);
+    ev.pid_tgid = bpf_get_current_pid_tgid();
+    ev.comm = bpf_get_current_comm().unwrap_or([0; NAME_LEN]);
+    ev.sk = 0;
+    ev.sk_ino = 0;
+    ev.owner_flags = 0;
+    ev.stack_len = 0;
+    if req_seq != 0 {
+        if seen.qlen != NO_QLEN {
+            (ev.sk, ev.sk_ino, ev.owner_flags) = (seen.sk, seen.sk_ino, seen.owner_flags);
+        } else if let Some((sk, ino, flags)) = queue_owner(n, &o) {
+            (ev.sk, ev.sk_ino, ev.owner_flags) = (sk, ino, flags);
+        }
+        let got = aya_ebpf::helpers::bpf_get_stack(
+            ctx.as_ptr(),
+            ev.stack.as_mut_ptr() as *mut c_void,
+            (STACK_DEPTH * 8) as u32,
+            0,
+        );
+        ev.stack_len = if got > 0 { (got as u32) / 8 } else { 0 };
+    }
+    entry.submit(0);
+    Ok(())
+}
+
+/// An IPv4 neighbour's identity: (target, device, ifindex, netns inode); `None` for other
+/// families (IPv6 neighbour discovery shares these tracepoints).
+#[inline(always)]
+unsafe fn ipv4_neigh(
+    n: *const u8,
+    o: &Offsets,
+) -> Result<Option<([u8; 4], *const u8, u32, u32)>, i64> {
+    let tbl: *const u8 = read(n, o.neigh_tbl)?;
+    let family: u32 = read(tbl, o.tbl_family)?;
+    if family != AF_INET {
+        return Ok(None);
+    }
+    let target: [u8; 4] = read(n, o.neigh_key)?;
+    let dev: *const u8 = read(n, o.neigh_dev)?;
+    let ifindex: u32 = read(dev, o.dev_ifindex)?;
+    let net: *const u8 = read(dev, o.dev_nd_net)?;
+    let netns: u32 = if net.is_null() {
+        0
+    } else {
+        read(net, o.net_ns_inum)?
+    };
+    Ok(Some((target, dev, ifindex, netns)))
+}
+
+/// The newest packet queued on a neighbour: the one `neigh_probe()` clones for the solicit.
+#[inline(always)]
+unsafe fn queue_tail(n: *const u8, o: &Offsets) -> Option<*const u8> {
+    let head = n.add(o.neigh_queue as usize);
+    let tail: *const u8 = read(n, o.neigh_queue_tail).unwrap_or(head);
+    if tail.is_null() || tail == head {
+        return None;
+    }
+    Some(tail)
+}
+
+/// Owner of the newest packet queued on a neighbour: `skb_clone()` drops `skb->sk`, so the
+/// solicited clone cannot tell, but the queued original can.
+#[inline(always)]
+unsafe fn queue_owner(n: *const u8, o: &Offsets) -> Option<(u64, u64, u32)> {
+    let tail = queue_tail(n, o)?;
+    let sk: *const u8 = read(tail, o.skb_sk).unwrap_or(core::ptr::null());
+    let (flags, ino) = read_owner(sk, o).ok()?;
+    Some((sk as u64, ino, flags))
+}
+
+/// `neigh:neigh_update`: the first update after a request (normally the reply) is about to
+/// flush the entry's queue; keep its length and owner for the request's neighbour record.
+#[btf_tracepoint(function = "neigh_update")]
+pub fn neigh_update(ctx: BtfTracePointContext) -> i32 {
+    let n: *const c_void = ctx.arg(0);
+    let _ = unsafe { note_update(n as *const u8) };
+    0
+}
+
+#[inline(always)]
+unsafe fn note_update(n: *const u8) -> Result<(), i64> {
+    let Some(slot) = SLOT.get_ptr_mut(0) else {
+        return Ok(());
+    };
+    let slot = &mut *slot;
+    let o = offsets();
+    let Some((target, _, ifindex, netns)) = ipv4_neigh(n, &o)? else {
+        return Ok(());
+    };
+    let Some(i) = find_req(slot, netns, ifindex, Some(target)) else {
+        return Ok(());
+    };
+    let r = &mut slot.reqs[i & (PENDING - 1)];
+    if r.qlen != NO_QLEN {
+        return Ok(());
+    }
+    r.qlen = read(n, o.neigh_qlen).unwrap_or(0);
+    if let Some((sk, ino, flags)) = queue_owner(n, &o) {
+        (r.sk, r.sk_ino, r.owner_flags) = (sk, ino, flags);
+    }
+    let seq = r.seq;
+    if queue_trigger() {
+        // The update is about to send and flush the queue; read the packet while it is there.
+        if let Some(skb) = queue_tail(n, &o) {
+            emit_trigger(skb, EVENT_TRIGGER, 0, HOOK_NEIGH_QUEUE, target, seq)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! What every program shares: the loader's globals (`OFFSETS`, `CONFIG`), the maps, the
+//! per-CPU request slots that carry a request's number from `net_dev_queue` to the neighbour
+//! tracepoints, and the kernel-read helper. One module because every hook writes or reads
+//! them, and the loader finds them by these names, whichever module uses them.
+
+use arp_trace_common::{Config, Offsets, SETTING_QUEUE_TRIGGER};
+use aya_ebpf::{
+    helpers::bpf_probe_read_kernel,
+    macros::map,
+    maps::{Array, PerCpuArray, RingBuf},
+};
+
+/// Set by the loader from the running kernel's BTF before the programs are loaded.
+#[no_mangle]
+pub(crate) static OFFSETS: Offsets = Offsets::UNSET;
+
+#[no_mangle]
+pub(crate) static CONFIG: Config = Config::UNSET;
+
+/// An ARP request transmitted on this CPU that no neighbour record has claimed yet.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) struct Req {
+    pub(crate) seq: u64,
+    /// Owner of the entry's newest queued packet, caught before a reply flushed the queue.
+    pub(crate) sk: u64,
+    pub(crate) sk_ino: u64,
+    pub(crate) netns: u32,
+    pub(crate) ifindex: u32,
+    pub(crate) target: [u8; 4],
+    /// `arp_queue.qlen` when the entry was first updated after the request (`NO_QLEN`: not yet).
+    pub(crate) qlen: u32,
+    pub(crate) owner_flags: u32,
+    pub(crate) _pad: u32,
+}
+
+pub(crate) const NO_QLEN: u32 = u32::MAX;
+/// Requests in flight per CPU. `neigh_probe()` runs `arp_solicit()`, which transmits the
+/// request; the neighbour tracepoint follows once bottom halves are enabled again, and
+/// softirqs run in between may send requests of their own (a peer resolving us back, on
+/// veth), so one slot is not enough.
+pub(crate) const PENDING: usize = 4;
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) struct Slot {
+    pub(crate) next_seq: u64,
+    pub(crate) next: u32,
+    /// NEIGH_FAILED drops of IPv4 packets on this CPU since its last IPv4 neighbour record.
+    pub(crate) failed_drops: u32,
+    pub(crate) reqs: [Req; PENDING],
+}
+
+#[map]
+pub(crate) static SLOT: PerCpuArray<Slot> = PerCpuArray::with_max_entries(1, 0);
+
+/// Default size; the loader may resize it (`--buffer-size`).
+#[map]
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+
+/// `SETTING_*` flags, written by the loader once it has chosen the solicit path. A map, not
+/// .rodata: the path is known only after the object is loaded and programs are tried.
+#[map]
+pub(crate) static SETTINGS: Array<u32> = Array::with_max_entries(1, 0);
+
+#[inline(always)]
+pub(crate) fn queue_trigger() -> bool {
+    SETTINGS
+        .get(0)
+        .is_some_and(|s| s & SETTING_QUEUE_TRIGGER != 0)
+}
+
+/// Events that could not be delivered because the ring buffer was full, per CPU.
+#[map]
+pub(crate) static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+pub(crate) fn offsets() -> Offsets {
+    // Volatile so the compiler cannot fold the placeholder values the loader overwrites.
+    unsafe { core::ptr::read_volatile(&OFFSETS) }
+}
+
+#[inline(always)]
+pub(crate) unsafe fn read<T: Copy>(base: *const u8, off: u32) -> Result<T, i64> {
+    bpf_probe_read_kernel(base.add(off as usize) as *const T).map_err(|e| e as i64)
+}
+
+pub(crate) fn count_lost() {
+    if let Some(p) = LOST.get_ptr_mut(0) {
+        unsafe { *p += 1 };
+    }
+}

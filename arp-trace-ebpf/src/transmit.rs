@@ -1,0 +1,199 @@
+//! `tp_btf/net_dev_queue`: the ARP frame as the device queues it, the egress device's
+//! addresses and `arp_announce`, and the request's sequence number. On its own because it
+//! runs for every frame the host sends and must stay the cheapest of the programs.
+
+use arp_trace_common::{
+    ArpXmitEvent, DevAddr, Offsets, ADDR_SECONDARY, EVENT_ARP_XMIT, FRAME_CAP, HOOK_NET_DEV_QUEUE,
+    MAX_DEV_ADDRS, NAME_LEN, NO_MAC_HEADER,
+};
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel_buf,
+    },
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
+};
+
+use crate::shared::{count_lost, offsets, read, EVENTS, NO_QLEN, OFFSETS, PENDING, SLOT};
+
+const ETH_P_ARP_BE: u16 = 0x0806u16.to_be();
+
+/// Every frame any device queues passes here, so everything but ARP must leave at once.
+#[btf_tracepoint(function = "net_dev_queue")]
+pub fn net_dev_queue(ctx: BtfTracePointContext) -> i32 {
+    let skb: *const u8 = ctx.arg(0);
+    // A direct load instead of bpf_probe_read_kernel(): `skb` is a BTF pointer and the offset
+    // comes from frozen .rodata, so the verifier knows it as a constant and checks it against
+    // `struct sk_buff`. It halves the program's cost per frame (BENCHMARKS.md, figure 1).
+    let proto = unsafe {
+        let off = core::ptr::read_volatile(&OFFSETS.skb_protocol);
+        core::ptr::read_volatile(skb.add(off as usize) as *const u16)
+    };
+    if proto != ETH_P_ARP_BE {
+        return 0;
+    }
+    if let Err(e) = unsafe { try_net_dev_queue(skb) } {
+        // Only a kernel whose layout the loader misread gets here; say so once per event.
+        aya_log_ebpf::debug!(&ctx, "net_dev_queue: kernel read failed: {}", e);
+    }
+    0
+}
+
+unsafe fn try_net_dev_queue(skb: *const u8) -> Result<(), i64> {
+    let o = offsets();
+    let Some(mut entry) = EVENTS.reserve::<ArpXmitEvent>(0) else {
+        count_lost();
+        return Ok(());
+    };
+    let ev = entry.as_mut_ptr();
+    match fill_xmit(&mut *ev, skb, &o) {
+        Ok(()) => {
+            remember_request(&mut *ev);
+            entry.submit(0)
+        }
+        Err(e) => {
+            entry.discard(0);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+#[inline(always)]
+unsafe fn fill_xmit(ev: &mut ArpXmitEvent, skb: *const u8, o: &Offsets) -> Result<(), i64> {
+    ev.kind = EVENT_ARP_XMIT;
+    ev.hook = HOOK_NET_DEV_QUEUE;
+    ev.ts_ns = bpf_ktime_get_ns();
+    ev.cpu = aya_ebpf::helpers::bpf_get_smp_processor_id();
+    ev.pid_tgid = bpf_get_current_pid_tgid();
+    ev.comm = bpf_get_current_comm().unwrap_or([0; NAME_LEN]);
+    ev._pad = 0;
+
+    ev.skb_len = read(skb, o.skb_len)?;
+    ev.mark = read(skb, o.skb_mark)?;
+    ev.iif = read(skb, o.skb_iif)?;
+
+    let dev: *const u8 = read(skb, o.skb_dev)?;
+    ev.ifindex = read(dev, o.dev_ifindex)?;
+    ev.ifname = read(dev, o.dev_name)?;
+    let net: *const u8 = read(dev, o.dev_nd_net)?;
+    ev.netns = if net.is_null() {
+        0
+    } else {
+        read(net, o.net_ns_inum)?
+    };
+    read_dev_facts(ev, dev, net, o);
+
+    let head: *const u8 = read(skb, o.skb_head)?;
+    let mac: u16 = read(skb, o.skb_mac_header)?;
+    let nh: u16 = read(skb, o.skb_network_header)?;
+    let start = if mac != NO_MAC_HEADER && mac <= nh {
+        ev.mac_len = nh - mac;
+        head.add(mac as usize)
+    } else {
+        ev.mac_len = NO_MAC_HEADER;
+        head.add(nh as usize)
+    };
+    // Copy a fixed size (the verifier wants constants); the frame may end before FRAME_CAP
+    // inside a small allocation, so fall back to the bare Ethernet ARP size.
+    if bpf_probe_read_kernel_buf(start, &mut ev.frame).is_ok() {
+        ev.caplen = FRAME_CAP as u16;
+    } else {
+        bpf_probe_read_kernel_buf(start, &mut ev.frame[..42]).map_err(|e| e as i64)?;
+        ev.caplen = 42;
+    }
+    Ok(())
+}
+
+const IFA_F_SECONDARY: u32 = 0x01;
+
+/// What the kernel's sender choice depends on, as it stands while the frame leaves:
+/// `arp_announce` (all and device) and the device's IPv4 addresses. Unreadable parts are
+/// marked (-1, no addresses) rather than failing the event.
+#[inline(always)]
+unsafe fn read_dev_facts(ev: &mut ArpXmitEvent, dev: *const u8, net: *const u8, o: &Offsets) {
+    ev.announce_all = -1;
+    ev.announce_dev = -1;
+    ev.n_addrs = 0;
+    ev.addrs_more = 0;
+    ev._pad2 = 0;
+    let mut i = 0;
+    while i < MAX_DEV_ADDRS {
+        ev.addrs[i] = DevAddr::default();
+        i += 1;
+    }
+    if !net.is_null() {
+        if let Ok(all) = read::<*const u8>(net, o.net_devconf_all) {
+            if !all.is_null() {
+                ev.announce_all = read(all, o.devconf_arp_announce).unwrap_or(-1);
+            }
+        }
+    }
+    let Ok(indev) = read::<*const u8>(dev, o.dev_ip_ptr) else {
+        return;
+    };
+    if indev.is_null() {
+        return; // no IPv4 on this device
+    }
+    ev.announce_dev = read(indev, o.indev_arp_announce).unwrap_or(-1);
+    let mut ifa: *const u8 = read(indev, o.indev_ifa_list).unwrap_or(core::ptr::null());
+    let mut n = 0usize;
+    while n < MAX_DEV_ADDRS {
+        if ifa.is_null() {
+            break;
+        }
+        let a = &mut ev.addrs[n];
+        a.addr = read(ifa, o.ifa_local).unwrap_or([0; 4]);
+        a.prefixlen = read(ifa, o.ifa_prefixlen).unwrap_or(0);
+        a.scope = read(ifa, o.ifa_scope).unwrap_or(0);
+        let flags: u32 = read(ifa, o.ifa_flags).unwrap_or(0);
+        a.flags = if flags & IFA_F_SECONDARY != 0 {
+            ADDR_SECONDARY
+        } else {
+            0
+        };
+        n += 1;
+        ifa = read(ifa, o.ifa_next).unwrap_or(core::ptr::null());
+    }
+    ev.n_addrs = n as u16;
+    ev.addrs_more = if ifa.is_null() { 0 } else { 1 };
+}
+
+/// Numbers the event and, for an ARP request, keeps it as this CPU's pending request.
+#[inline(always)]
+unsafe fn remember_request(ev: &mut ArpXmitEvent) {
+    let Some(slot) = SLOT.get_ptr_mut(0) else {
+        ev.seq = 0;
+        return;
+    };
+    let slot = &mut *slot;
+    slot.next_seq += 1;
+    ev.seq = slot.next_seq;
+    let m = if ev.mac_len == NO_MAC_HEADER {
+        0usize
+    } else {
+        ev.mac_len as usize
+    };
+    // ARP op (bytes 6..8) and target IP (24..28) inside the ARP header.
+    if m > FRAME_CAP - 28 {
+        return;
+    }
+    let is_request = ev.frame[m + 6] == 0 && ev.frame[m + 7] == 1;
+    if is_request {
+        let r = &mut slot.reqs[(slot.next as usize) & (PENDING - 1)];
+        slot.next = slot.next.wrapping_add(1);
+        r.seq = ev.seq;
+        r.netns = ev.netns;
+        r.ifindex = ev.ifindex;
+        r.target = [
+            ev.frame[m + 24],
+            ev.frame[m + 25],
+            ev.frame[m + 26],
+            ev.frame[m + 27],
+        ];
+        r.qlen = NO_QLEN;
+        r.sk = 0;
+        r.sk_ino = 0;
+        r.owner_flags = 0;
+    }
+}

@@ -1,0 +1,209 @@
+//! The packet a request is sent for: `fentry`/`kprobe` on `arp_solicit`, and the packets
+//! `tp_btf/kfree_skb` sees dropped from a neighbour's queue. `emit_trigger` and `read_owner`
+//! are also what the neighbour tracepoints use on the tracepoint path; this module keeps the
+//! one way a `TriggerEvent` is filled, whichever hook saw the packet.
+
+use core::ffi::c_void;
+
+use arp_trace_common::{
+    Offsets, TriggerEvent, EVENT_NEIGH_DROP, EVENT_TRIGGER, HOOK_FENTRY, HOOK_KFREE_SKB,
+    HOOK_KPROBE, IP_CAP, NAME_LEN, TRIGGER_HAS_SK, TRIGGER_NO_FILE, TRIGGER_ORPHAN,
+    TRIGGER_REQUEST_SK,
+};
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel_buf,
+    },
+    macros::{btf_tracepoint, fentry, kprobe},
+    programs::{BtfTracePointContext, FEntryContext, ProbeContext},
+};
+
+use crate::shared::{count_lost, offsets, read, CONFIG, EVENTS, SLOT};
+
+/// `fentry/arp_solicit(neigh, skb)`: the exact packet the kernel solicits for, before the
+/// request is built. `skb` is NULL for probes of an entry with nothing queued.
+#[fentry(function = "arp_solicit")]
+pub fn solicit_fentry(ctx: FEntryContext) -> i32 {
+    let n: *const c_void = ctx.arg(0);
+    let skb: *const c_void = ctx.arg(1);
+    let _ = unsafe { solicit(n as *const u8, skb as *const u8, HOOK_FENTRY) };
+    0
+}
+
+/// `kprobe/arp_solicit`: the same as the fentry program, for kernels that refuse fentry.
+#[kprobe(function = "arp_solicit")]
+pub fn solicit_kprobe(ctx: ProbeContext) -> i32 {
+    let n: *const c_void = ctx.arg(0).unwrap_or(core::ptr::null());
+    let skb: *const c_void = ctx.arg(1).unwrap_or(core::ptr::null());
+    let _ = unsafe { solicit(n as *const u8, skb as *const u8, HOOK_KPROBE) };
+    0
+}
+
+#[inline(always)]
+unsafe fn solicit(n: *const u8, skb: *const u8, hook: u32) -> Result<(), i64> {
+    if n.is_null() || skb.is_null() {
+        return Ok(());
+    }
+    let target: [u8; 4] = read(n, offsets().neigh_key)?;
+    emit_trigger(skb, EVENT_TRIGGER, 0, hook, target, 0)
+}
+
+/// `skb:kfree_skb` filtered to the neighbour queue's drop reasons: the packets lost when
+/// resolution fails or the queue overflows.
+#[btf_tracepoint(function = "kfree_skb")]
+pub fn kfree_skb(ctx: BtfTracePointContext) -> i32 {
+    let reason: u32 = ctx.arg::<u64>(2) as u32;
+    // Both fields, not the whole struct: every dropped skb on the host passes here.
+    let (failed, queuefull) = unsafe {
+        (
+            core::ptr::read_volatile(&CONFIG.drop_neigh_failed),
+            core::ptr::read_volatile(&CONFIG.drop_neigh_queuefull),
+        )
+    };
+    if reason == 0 || (reason != failed && reason != queuefull) {
+        return 0;
+    }
+    let skb: *const c_void = ctx.arg(0);
+    let _ = unsafe {
+        emit_trigger(
+            skb as *const u8,
+            EVENT_NEIGH_DROP,
+            reason,
+            HOOK_KFREE_SKB,
+            [0; 4],
+            0,
+        )
+    };
+    0
+}
+
+const ETH_P_IP_BE: u16 = 0x0800u16.to_be();
+const TCP_TIME_WAIT: u8 = 6;
+const TCP_NEW_SYN_RECV: u8 = 12;
+
+/// Writes a `TriggerEvent` for `skb`. `req_seq` names its request for `HOOK_NEIGH_QUEUE`;
+/// the solicit-entry hooks work it out here.
+#[inline(always)]
+pub(crate) unsafe fn emit_trigger(
+    skb: *const u8,
+    kind: u32,
+    reason: u32,
+    hook: u32,
+    target: [u8; 4],
+    req_seq: u64,
+) -> Result<(), i64> {
+    let o = offsets();
+    let proto: u16 = read(skb, o.skb_protocol)?;
+    if proto != ETH_P_IP_BE {
+        return Ok(()); // IPv6 neighbour discovery shares this code
+    }
+    let Some(mut entry) = EVENTS.reserve::<TriggerEvent>(0) else {
+        count_lost();
+        return Ok(());
+    };
+    if kind == EVENT_NEIGH_DROP && reason == core::ptr::read_volatile(&CONFIG.drop_neigh_failed) {
+        if let Some(slot) = SLOT.get_ptr_mut(0) {
+            (*slot).failed_drops = (*slot).failed_drops.wrapping_add(1);
+        }
+    }
+    let ev = &mut *entry.as_mut_ptr();
+    ev.hook = hook;
+    ev.target = target;
+    ev.req_seq = req_seq;
+    match fill_trigger(ev, skb, &o, kind, reason) {
+        Ok(()) => entry.submit(0),
+        Err(e) => {
+            entry.discard(0);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+#[inline(always)]
+unsafe fn fill_trigger(
+    ev: &mut TriggerEvent,
+    skb: *const u8,
+    o: &Offsets,
+    kind: u32,
+    reason: u32,
+) -> Result<(), i64> {
+    ev.kind = kind;
+    ev.cpu = aya_ebpf::helpers::bpf_get_smp_processor_id();
+    ev.ts_ns = bpf_ktime_get_ns();
+    ev.pid_tgid = bpf_get_current_pid_tgid();
+    ev.comm = bpf_get_current_comm().unwrap_or([0; NAME_LEN]);
+    ev.drop_reason = reason;
+    ev.skb_len = read(skb, o.skb_len)?;
+    ev.mark = read(skb, o.skb_mark)?;
+    ev.iif = read(skb, o.skb_iif)?;
+    let dev: *const u8 = read(skb, o.skb_dev)?;
+    if dev.is_null() {
+        ev.ifindex = 0;
+        ev.netns = 0;
+    } else {
+        ev.ifindex = read(dev, o.dev_ifindex)?;
+        let net: *const u8 = read(dev, o.dev_nd_net)?;
+        ev.netns = if net.is_null() {
+            0
+        } else {
+            read(net, o.net_ns_inum)?
+        };
+    }
+    if kind == EVENT_TRIGGER && (ev.hook == HOOK_FENTRY || ev.hook == HOOK_KPROBE) {
+        if let Some(slot) = SLOT.get_ptr(0) {
+            // arp_solicit() transmits its request synchronously on this CPU (BHs are off
+            // under the neighbour lock), so the request takes the next number; user space
+            // checks the request's target against `ev.target` before joining.
+            ev.req_seq = (*slot).next_seq + 1;
+        }
+    }
+
+    let head: *const u8 = read(skb, o.skb_head)?;
+    let nh: u16 = read(skb, o.skb_network_header)?;
+    if bpf_probe_read_kernel_buf(head.add(nh as usize), &mut ev.ip).is_err() {
+        bpf_probe_read_kernel_buf(head.add(nh as usize), &mut ev.ip[..40]).map_err(|e| e as i64)?;
+        let mut i = 40;
+        while i < IP_CAP {
+            ev.ip[i] = 0;
+            i += 1;
+        }
+    }
+
+    let sk: *const u8 = read(skb, o.skb_sk)?;
+    let (flags, ino) = read_owner(sk, o)?;
+    ev.flags = flags;
+    ev.sk_ino = ino;
+    ev.sk = sk as u64;
+
+    ev.stack_len = 0;
+    Ok(())
+}
+
+/// Socket facts of a packet's owner: `TRIGGER_*` flags and the socket inode.
+#[inline(always)]
+pub(crate) unsafe fn read_owner(sk: *const u8, o: &Offsets) -> Result<(u32, u64), i64> {
+    if sk.is_null() {
+        return Ok((0, 0));
+    }
+    let mut flags = TRIGGER_HAS_SK;
+    let state: u8 = read(sk, o.sk_state)?;
+    let mut owner = sk;
+    if state == TCP_NEW_SYN_RECV {
+        flags |= TRIGGER_REQUEST_SK;
+        owner = read(sk, o.rsk_listener)?;
+    }
+    if state == TCP_TIME_WAIT || owner.is_null() {
+        return Ok((flags | TRIGGER_NO_FILE, 0));
+    }
+    let sock: *const u8 = read(owner, o.sk_socket)?;
+    if sock.is_null() {
+        // close() orphans the sock but its queued skbs keep it alive: a user's packet.
+        return Ok((flags | TRIGGER_NO_FILE | TRIGGER_ORPHAN, 0));
+    }
+    let file: *const u8 = read(sock, o.socket_file)?;
+    if file.is_null() {
+        flags |= TRIGGER_NO_FILE;
+    }
+    Ok((flags, read(sock, o.socket_ino)?))
+}
