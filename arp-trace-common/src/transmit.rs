@@ -16,6 +16,10 @@ pub const ADDR_SECONDARY: u8 = 1;
 /// `mac_len` value when the skb had no link-layer header set.
 pub const NO_MAC_HEADER: u16 = 0xffff;
 
+/// `ArpXmitEvent::flags`: the frame belongs to a socket (`skb->sk` is set): a process wrote it
+/// through a packet socket, where the kernel's own ARP (`arp_create()`) has none.
+pub const XMIT_HAS_SK: u32 = 1;
+
 /// One IPv4 address of a device as the kernel held it when the frame left.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,7 +57,8 @@ pub struct ArpXmitEvent {
     pub mac_len: u16,
     /// Valid bytes in `frame`.
     pub caplen: u16,
-    pub _pad: u32,
+    /// `XMIT_*`
+    pub flags: u32,
     /// Per-CPU sequence number; triggers and neighbour events name it in `req_seq`.
     pub seq: u64,
     pub pid_tgid: u64,

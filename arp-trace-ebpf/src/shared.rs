@@ -90,3 +90,14 @@ pub(crate) fn count_lost() {
         unsafe { *p += 1 };
     }
 }
+
+/// Records reserved and then discarded because a kernel read failed, per CPU: counted like
+/// ring-buffer loss, so nothing goes missing uncounted.
+#[map]
+pub(crate) static DISCARDED: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+pub(crate) fn count_discarded() {
+    if let Some(p) = DISCARDED.get_ptr_mut(0) {
+        unsafe { *p += 1 };
+    }
+}

@@ -4,7 +4,7 @@
 
 use arp_trace_common::{
     ArpXmitEvent, DevAddr, Offsets, ADDR_SECONDARY, EVENT_ARP_XMIT, FRAME_CAP, HOOK_NET_DEV_QUEUE,
-    MAX_DEV_ADDRS, NAME_LEN, NO_MAC_HEADER,
+    MAX_DEV_ADDRS, NAME_LEN, NO_MAC_HEADER, XMIT_HAS_SK,
 };
 use aya_ebpf::{
     helpers::{
@@ -14,7 +14,9 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 
-use crate::shared::{count_lost, offsets, read, EVENTS, NO_QLEN, OFFSETS, PENDING, SLOT};
+use crate::shared::{
+    count_discarded, count_lost, offsets, read, EVENTS, NO_QLEN, OFFSETS, PENDING, SLOT,
+};
 
 const ETH_P_ARP_BE: u16 = 0x0806u16.to_be();
 
@@ -53,6 +55,7 @@ unsafe fn try_net_dev_queue(skb: *const u8) -> Result<(), i64> {
         }
         Err(e) => {
             entry.discard(0);
+            count_discarded();
             return Err(e);
         }
     }
@@ -67,7 +70,8 @@ unsafe fn fill_xmit(ev: &mut ArpXmitEvent, skb: *const u8, o: &Offsets) -> Resul
     ev.cpu = aya_ebpf::helpers::bpf_get_smp_processor_id();
     ev.pid_tgid = bpf_get_current_pid_tgid();
     ev.comm = bpf_get_current_comm().unwrap_or([0; NAME_LEN]);
-    ev._pad = 0;
+    let sk: *const u8 = read(skb, o.skb_sk)?;
+    ev.flags = if sk.is_null() { 0 } else { XMIT_HAS_SK };
 
     ev.skb_len = read(skb, o.skb_len)?;
     ev.mark = read(skb, o.skb_mark)?;

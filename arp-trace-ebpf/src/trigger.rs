@@ -18,7 +18,7 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, FEntryContext, ProbeContext},
 };
 
-use crate::shared::{count_lost, offsets, read, CONFIG, EVENTS, SLOT};
+use crate::shared::{count_discarded, count_lost, offsets, read, CONFIG, EVENTS, SLOT};
 
 /// `fentry/arp_solicit(neigh, skb)`: the exact packet the kernel solicits for, before the
 /// request is built. `skb` is NULL for probes of an entry with nothing queued.
@@ -114,6 +114,7 @@ pub(crate) unsafe fn emit_trigger(
         Ok(()) => entry.submit(0),
         Err(e) => {
             entry.discard(0);
+            count_discarded();
             return Err(e);
         }
     }

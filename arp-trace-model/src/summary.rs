@@ -48,6 +48,15 @@ pub struct TraceCounts {
     /// Hook runs the kernel skipped (program busy on that CPU).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub missed: u64,
+    /// Records the BPF programs discarded (a kernel read failed).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub discarded: u64,
+    /// Requests from `arp_solicit()` shown without their neighbour record.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unjoined: u64,
+    /// Trigger records that named no request.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unmatched: u64,
     #[serde(default)]
     pub end_time: Time,
 }

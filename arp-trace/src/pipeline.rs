@@ -58,6 +58,13 @@ pub struct Counters {
     /// Program runs the kernel skipped because the program was already running on that CPU
     /// (`recursion_misses`): events that may be missing.
     pub missed: u64,
+    /// Records a BPF program reserved and discarded because a kernel read failed.
+    pub discarded: u64,
+    /// Requests from `arp_solicit()` handed on without their neighbour record (state,
+    /// attempt and owner unknown).
+    pub unjoined: u64,
+    /// Trigger records that named no request.
+    pub unmatched: u64,
 }
 
 /// A consumer of records: the terminal, JSON Lines, the summary, pcapng, trace files.

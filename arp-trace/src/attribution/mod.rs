@@ -36,6 +36,10 @@ pub enum Joined {
 struct Pending {
     ev: ArpEvent<'static>,
     since: Instant,
+    /// How long it may wait for its records.
+    wait: Duration,
+    /// The kernel side will write a neighbour record for it (it came from `arp_solicit()`).
+    expected: bool,
     /// Its neighbour record arrived: nothing more will join it.
     done: bool,
 }
@@ -48,10 +52,14 @@ enum Queued {
 }
 
 const MAX_DROPS_LISTED: usize = 32;
-/// How long a request waits for its trigger and neighbour records. They follow within
-/// microseconds on the same CPU; only requests not sent by the neighbour code (arping's
-/// packet sockets, gratuitous ARP) wait the full time.
+/// How long a request not known to come from `arp_solicit()` waits for records that may join
+/// it (ARP a process wrote through a packet socket, gratuitous ARP, bridged frames get none).
 pub const JOIN_WAIT: Duration = Duration::from_millis(50);
+/// How long a request from `arp_solicit()` waits for its neighbour record, which the kernel
+/// writes once the solicit and the softirqs it raised have run. Microseconds on hardware;
+/// under a loaded hypervisor the CPU that solicited can stall for far longer than JOIN_WAIT,
+/// and a request handed on before its record arrives loses its state, attempt and owner.
+pub const SOLICIT_WAIT: Duration = Duration::from_secs(3);
 
 /// Joins the kernel's records into complete events.
 pub struct Joiner {
@@ -69,6 +77,10 @@ pub struct Joiner {
     clock_offset: i128,
     /// Triggers that named no pending request (counted, never dropped silently).
     pub unmatched: u64,
+    /// Requests from `arp_solicit()` handed on without their neighbour record.
+    pub unjoined: u64,
+    /// How long such a request waits for it ([`SOLICIT_WAIT`]; tests shorten it).
+    pub solicit_wait: Duration,
     /// `SKB_DROP_REASON_NEIGH_QUEUEFULL` on this kernel.
     pub queuefull_reason: u32,
     /// Attempt number of the last request per (netns, ifindex, target), for failures.
@@ -107,6 +119,8 @@ impl Joiner {
             syms,
             clock_offset,
             unmatched: 0,
+            unjoined: 0,
+            solicit_wait: SOLICIT_WAIT,
             queuefull_reason: 0,
             last_attempt: HashMap::new(),
             early: HashMap::new(),
@@ -120,7 +134,16 @@ impl Joiner {
     }
 
     /// A transmitted ARP frame. Requests wait for their trigger; replies pass straight on.
-    pub fn arp(&mut self, cpu: u32, seq: u64, ev: ArpEvent<'static>, out: &mut Vec<Joined>) {
+    /// A transmitted ARP frame; `from_solicit` when the kernel built it in `arp_solicit()`,
+    /// so its neighbour record will follow.
+    pub fn arp(
+        &mut self,
+        cpu: u32,
+        seq: u64,
+        ev: ArpEvent<'static>,
+        from_solicit: bool,
+        out: &mut Vec<Joined>,
+    ) {
         self.ifnames
             .insert((ev.netns, ev.ifindex), ev.ifname.to_string());
         if ev.op != ArpOp::Request || seq == 0 {
@@ -128,6 +151,7 @@ impl Joiner {
             return;
         }
         let mut ev = ev;
+        let mut expected = from_solicit;
         if let Some((want, _, _)) = self.early.get(&cpu) {
             if *want <= seq {
                 let (want, trig, target) = self.early.remove(&cpu).expect("just seen");
@@ -135,6 +159,7 @@ impl Joiner {
                 // the target check keeps that request from inheriting the wrong packet.
                 if want == seq && target == ev.target_ip {
                     ev.trigger = Some(trig);
+                    expected = true; // the hook on arp_solicit() saw it
                 } else {
                     self.unmatched += 1;
                 }
@@ -145,6 +170,12 @@ impl Joiner {
             Pending {
                 ev,
                 since: Instant::now(),
+                wait: if expected {
+                    self.solicit_wait
+                } else {
+                    JOIN_WAIT
+                },
+                expected,
                 done: false,
             },
         );
@@ -318,11 +349,12 @@ impl Joiner {
                 Queued::Request(key) => {
                     let key = *key;
                     match self.pending.get(&key) {
-                        Some(p) if !(all || p.done || p.since.elapsed() >= JOIN_WAIT) => break,
+                        Some(p) if !(all || p.done || p.since.elapsed() >= p.wait) => break,
                         _ => {}
                     }
                     self.order.pop_front();
                     if let Some(p) = self.pending.remove(&key) {
+                        self.unjoined += (p.expected && !p.done) as u64;
                         out.push(Joined::Arp(Box::new(p.ev)));
                     }
                 }

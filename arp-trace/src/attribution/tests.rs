@@ -140,7 +140,7 @@ fn parses_udp_tcp_icmp_and_fragments() {
 fn joins_request_trigger_and_neighbour_in_task_context() {
     let mut j = Joiner::new(Some(syms()), 0);
     let mut out = Vec::new();
-    j.arp(1, 5, request(), &mut out);
+    j.arp(1, 5, request(), true, &mut out);
     assert!(out.is_empty(), "a request waits for its trigger");
     // skb_clone() drops skb->sk: the trigger record has no socket; the neighbour record
     // carries the queued original's owner.
@@ -174,7 +174,7 @@ fn solicit_entry_triggers_join_the_next_request_only_if_its_target_matches() {
     t.hook = HOOK_FENTRY;
     t.target = [198, 51, 100, 20];
     j.trigger(&t);
-    j.arp(1, 6, request(), &mut out);
+    j.arp(1, 6, request(), true, &mut out);
     let mut n = neigh(1, 6, 0x01, 4, NEIGH_FIRST);
     owned(&mut n, 0x2100);
     j.neigh(&n, &mut out);
@@ -192,7 +192,7 @@ fn solicit_entry_triggers_join_the_next_request_only_if_its_target_matches() {
     t.req_seq = 7;
     t.target = [198, 51, 100, 99];
     j.trigger(&t);
-    j.arp(1, 7, request(), &mut out);
+    j.arp(1, 7, request(), true, &mut out);
     j.expire(true, &mut out);
     let Joined::Arp(ev) = &out.pop().unwrap() else {
         panic!()
@@ -206,7 +206,7 @@ fn events_leave_in_the_order_the_kernel_sent_them() {
     use crate::kernel::ring::tests::{frame, raw};
     let mut j = Joiner::new(Some(syms()), 0);
     let mut out = Vec::new();
-    j.arp(1, 5, request(), &mut out);
+    j.arp(1, 5, request(), true, &mut out);
     // The peer answers before the request's neighbour record is read (veth is instant).
     let reply = frame(
         2,
@@ -220,6 +220,7 @@ fn events_leave_in_the_order_the_kernel_sent_them() {
         0,
         9,
         crate::kernel::ring::decode_arp(&raw(&reply, 14), 0).unwrap(),
+        false,
         &mut out,
     );
     assert!(out.is_empty(), "the reply waits behind the request");
@@ -240,7 +241,7 @@ fn events_leave_in_the_order_the_kernel_sent_them() {
 fn softirq_retransmit_is_attributed_to_the_socket_owner_seen_before() {
     let mut j = joiner_knowing_python3();
     let mut out = Vec::new();
-    j.arp(0, 9, request(), &mut out);
+    j.arp(0, 9, request(), true, &mut out);
     j.trigger(&trigger(EVENT_TRIGGER, 0, 9, 0, 0));
     let mut n = neigh(0, 9, 0x01, 5, 0); // probes counts on from ucast_probes (3)
     owned(&mut n, 0x1010); // inside handle_softirqs
@@ -260,7 +261,7 @@ fn a_reused_sock_address_does_not_name_the_previous_owner() {
     let mut j = Joiner::new(Some(syms()), 0);
     let mut out = Vec::new();
     // python3[4242] sends from its socket (inode 99) in task context: learned.
-    j.arp(0, 1, request(), &mut out);
+    j.arp(0, 1, request(), true, &mut out);
     j.trigger(&trigger(EVENT_TRIGGER, 0, 1, 0, 0));
     let mut n = neigh(0, 1, 0x01, 4, NEIGH_FIRST);
     owned(&mut n, 0x2100);
@@ -271,7 +272,7 @@ fn a_reused_sock_address_does_not_name_the_previous_owner() {
     assert_eq!(first.trigger.as_ref().unwrap().pid, Some(4242));
     // Another socket at the same address (inode 5000, held by no process of this test) is
     // retransmitted for from softirq.
-    j.arp(0, 2, request(), &mut out);
+    j.arp(0, 2, request(), true, &mut out);
     j.trigger(&trigger(EVENT_TRIGGER, 0, 2, 0, 0));
     let mut n = neigh(0, 2, 0x01, 5, 0);
     owned(&mut n, 0x1010);
@@ -329,7 +330,7 @@ fn kernel_and_forwarded_origins() {
 fn requests_without_records_expire_with_null_trigger() {
     let mut j = Joiner::new(None, 0);
     let mut out = Vec::new();
-    j.arp(0, 1, request(), &mut out);
+    j.arp(0, 1, request(), true, &mut out);
     j.expire(false, &mut out);
     assert!(out.is_empty());
     j.expire(true, &mut out);
@@ -340,6 +341,44 @@ fn requests_without_records_expire_with_null_trigger() {
     assert_eq!(j.unmatched, 1);
 }
 
+/// A request from `arp_solicit()` waits for its neighbour record past JOIN_WAIT (a stalled
+/// CPU delays it), and one handed on without it is counted; other ARP waits JOIN_WAIT only.
+#[test]
+fn solicited_requests_wait_for_their_neighbour_record() {
+    let mut j = Joiner::new(Some(syms()), 0);
+    j.solicit_wait = JOIN_WAIT * 4;
+    let mut out = Vec::new();
+    j.arp(0, 1, request(), true, &mut out);
+    std::thread::sleep(JOIN_WAIT * 2);
+    j.expire(false, &mut out);
+    assert!(
+        out.is_empty(),
+        "handed on before its neighbour record could come"
+    );
+    let mut n = neigh(0, 1, 0x01, 4, NEIGH_FIRST);
+    owned(&mut n, 0x2100);
+    j.neigh(&n, &mut out);
+    let Joined::Arp(ev) = &out[0] else { panic!() };
+    assert_eq!(ev.attempt, Some(1));
+    assert_eq!(j.unjoined, 0);
+
+    j.arp(0, 2, request(), true, &mut out);
+    std::thread::sleep(JOIN_WAIT * 5);
+    j.expire(false, &mut out);
+    assert_eq!(out.len(), 2);
+    assert_eq!(
+        j.unjoined, 1,
+        "a request shown without its record is counted"
+    );
+
+    // ARP not from the neighbour code (a packet socket's, say) expects no record.
+    j.arp(0, 3, request(), false, &mut out);
+    std::thread::sleep(JOIN_WAIT + JOIN_WAIT / 2);
+    j.expire(false, &mut out);
+    assert_eq!(out.len(), 3);
+    assert_eq!(j.unjoined, 1);
+}
+
 #[test]
 fn a_packet_dropped_by_a_racing_failure_is_the_trigger() {
     // CPU 0 solicits; CPU 1's timer fails the entry meanwhile (its record no longer shows
@@ -347,7 +386,7 @@ fn a_packet_dropped_by_a_racing_failure_is_the_trigger() {
     // queue empty.
     let mut j = joiner_knowing_python3();
     let mut out = Vec::new();
-    j.arp(0, 1, request(), &mut out);
+    j.arp(0, 1, request(), true, &mut out);
     let mut d = failed_drop(1);
     d.ts_ns = 5_000_002_000;
     j.trigger(&d);
@@ -375,7 +414,7 @@ fn a_packet_dropped_by_a_racing_failure_is_the_trigger() {
         d.ts_ns = ts_ns;
         j.trigger(&d);
         let mut out = Vec::new();
-        j.arp(0, 1, request(), &mut out);
+        j.arp(0, 1, request(), true, &mut out);
         j.neigh(&n, &mut out);
         let Joined::Arp(ev) = out.last().unwrap() else {
             panic!()

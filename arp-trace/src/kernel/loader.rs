@@ -352,11 +352,21 @@ impl Tracer {
         Ok(RingBuf::try_from(map)?)
     }
 
+    /// Records the ring buffer had no room for, per CPU.
     pub fn lost(&mut self) -> Result<PerCpuArray<MapData, u64>> {
+        self.counter("LOST")
+    }
+
+    /// Records discarded because a kernel read failed, per CPU.
+    pub fn discarded(&mut self) -> Result<PerCpuArray<MapData, u64>> {
+        self.counter("DISCARDED")
+    }
+
+    fn counter(&mut self, name: &str) -> Result<PerCpuArray<MapData, u64>> {
         let map = self
             .ebpf
-            .take_map("LOST")
-            .context("eBPF object has no LOST map")?;
+            .take_map(name)
+            .with_context(|| format!("eBPF object has no {name} map"))?;
         Ok(PerCpuArray::try_from(map)?)
     }
 }
@@ -378,7 +388,7 @@ pub fn recursion_misses() -> u64 {
         .sum()
 }
 
-/// Sum of the per-CPU lost counters.
+/// Sum of a per-CPU counter (`lost`, `discarded`).
 pub fn read_lost(map: &PerCpuArray<MapData, u64>) -> u64 {
     map.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0)
 }

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 
 use arp_trace_common::{
     ArpXmitEvent, NeighEvent, TriggerEvent, ADDR_SECONDARY, EVENT_ARP_XMIT, EVENT_NEIGH,
-    EVENT_NEIGH_DROP, EVENT_TRIGGER, NO_MAC_HEADER,
+    EVENT_NEIGH_DROP, EVENT_TRIGGER, NO_MAC_HEADER, XMIT_HAS_SK,
 };
 use arp_trace_model::{ArpEvent, ArpOp, EgressFacts, Hex, IfAddr, Mac, Time};
 
@@ -120,6 +120,13 @@ pub fn decode_arp(raw: &ArpXmitEvent, clock_offset: i128) -> Result<ArpEvent<'st
     })
 }
 
+/// Whether the kernel built this frame in `arp_solicit()`, so a neighbour record follows it:
+/// a request of no socket's (a packet socket's frames have one), not forwarded from another
+/// device (a bridge), and not gratuitous (announcements ask for their own address).
+pub fn from_solicit(raw: &ArpXmitEvent, ev: &ArpEvent<'_>) -> bool {
+    ev.is_request() && raw.flags & XMIT_HAS_SK == 0 && raw.iif == 0 && ev.sender_ip != ev.target_ip
+}
+
 /// The egress device's `arp_announce` and addresses as the program read them.
 fn egress_facts(raw: &ArpXmitEvent, ifname: &str) -> EgressFacts {
     let known = |v: i32| (v >= 0).then_some(v);
@@ -211,7 +218,7 @@ pub(crate) mod tests {
             cpu: 1,
             mac_len,
             caplen: FRAME_CAP as u16,
-            _pad: 0,
+            flags: 0,
             seq: 0,
             pid_tgid: 0,
             ifname,
@@ -284,6 +291,30 @@ pub(crate) mod tests {
         let mut ipoib = frame(1, [0xff; 6], SMAC, [1, 2, 3, 4], [0; 6], [1, 2, 3, 5]);
         ipoib[18] = 20;
         assert_eq!(decode_arp(&raw(&ipoib, 14), 0), Err(Skip::NotIpv4Arp));
+    }
+
+    #[test]
+    fn only_the_kernels_own_requests_expect_a_neighbour_record() {
+        let f = seed_frame();
+        let r = raw(&f, 14);
+        let ev = decode_arp(&r, 0).unwrap();
+        assert!(from_solicit(&r, &ev));
+        let mut packet_socket = r;
+        packet_socket.flags = XMIT_HAS_SK;
+        assert!(!from_solicit(&packet_socket, &ev));
+        let mut bridged = r;
+        bridged.iif = 3;
+        assert!(!from_solicit(&bridged, &ev));
+        let g = frame(
+            1,
+            [0xff; 6],
+            SMAC,
+            [203, 0, 113, 10],
+            [0; 6],
+            [203, 0, 113, 10],
+        );
+        let gr = raw(&g, 14);
+        assert!(!from_solicit(&gr, &decode_arp(&gr, 0).unwrap()));
     }
 
     #[test]

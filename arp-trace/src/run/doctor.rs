@@ -145,6 +145,11 @@ pub fn run() -> (String, bool) {
     let release = release();
     let config = kernel_config(&release);
     let mut checks = Vec::new();
+    let privileged = privileges::check();
+    checks.push(match &privileged {
+        Ok(_) => Check::new("privileges", true, "every capability tracing needs"),
+        Err(e) => Check::new("privileges", false, e.clone()),
+    });
     let eff = privileges::effective();
     let open = privileges::kallsyms_open_to_all();
     let missing = privileges::missing(eff, open);
@@ -157,7 +162,6 @@ pub fn run() -> (String, bool) {
         };
         checks.push(Check::new(need.name, !(lacking && need.required), detail));
     }
-    let privileged = privileges::check();
     let btf = Btf::from_sys_fs();
     checks.push(match &btf {
         Ok(_) => Check::new("BTF", true, "/sys/kernel/btf/vmlinux"),

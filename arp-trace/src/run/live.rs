@@ -149,7 +149,10 @@ fn ingest(
 ) {
     match ring::read(bytes) {
         Raw::Arp(raw) => match ring::decode_arp(&raw, clock) {
-            Ok(ev) => joiner.arp(raw.cpu, raw.seq, ev, out),
+            Ok(ev) => {
+                let from_solicit = ring::from_solicit(&raw, &ev);
+                joiner.arp(raw.cpu, raw.seq, ev, from_solicit, out)
+            }
             Err(_) => pipeline.skipped(),
         },
         Raw::Trigger(raw) => joiner.trigger(&raw),
@@ -166,6 +169,7 @@ async fn stream(
 ) -> Result<Counters> {
     let ring = tracer.events()?;
     let lost_map = tracer.lost()?;
+    let discarded_map = tracer.discarded()?;
     let mut bpf_log = aya_log::EbpfLogger::init(&mut tracer.ebpf).ok();
     let stop = super::signals::watch().context("cannot watch for Ctrl-C")?;
     // SAFETY: the AsyncFd owns the Stop, so its eventfd stays open while it is registered.
@@ -290,7 +294,10 @@ async fn stream(
         let _ = deliver(&mut pipeline, &mut joined);
     }
     pipeline.counters.lost = loader::read_lost(&lost_map);
+    pipeline.counters.discarded = loader::read_lost(&discarded_map);
     pipeline.counters.missed = loader::recursion_misses();
+    pipeline.counters.unjoined = joiner.unjoined;
+    pipeline.counters.unmatched = joiner.unmatched;
     if let Err(e) = pipeline.finish() {
         if !is_closed_pipe(&e) {
             return Err(e).context("writing output");

@@ -132,6 +132,24 @@ pub fn counts_line(c: &Counters) -> String {
             c.missed
         ));
     }
+    if c.discarded > 0 {
+        s.push_str(&format!(
+            "; {} records discarded by the BPF programs (a kernel read failed)",
+            c.discarded
+        ));
+    }
+    if c.unjoined > 0 {
+        s.push_str(&format!(
+            "; {} requests shown without their neighbour record",
+            c.unjoined
+        ));
+    }
+    if c.unmatched > 0 {
+        s.push_str(&format!(
+            "; {} trigger records that matched no request",
+            c.unmatched
+        ));
+    }
     if c.foreign > 0 {
         s.push_str(&format!("; {} with a foreign sender", c.foreign));
     }
@@ -169,10 +187,15 @@ mod tests {
             foreign: 6,
             changes_dropped: 7,
             missed: 0,
+            discarded: 8,
+            unjoined: 9,
+            unmatched: 10,
         };
         assert_eq!(
             counts_line(&c),
-            "1 ARP request, 2 replies captured; 3 lost (ring buffer full); 6 with a foreign \
+            "1 ARP request, 2 replies captured; 3 lost (ring buffer full); 8 records discarded \
+             by the BPF programs (a kernel read failed); 9 requests shown without their \
+             neighbour record; 10 trigger records that matched no request; 6 with a foreign \
              sender; 4 filtered out; 7 address/sysctl changes not recorded (event loop fell \
              behind); 5 non-IPv4 or other-opcode ARP frames ignored"
         );

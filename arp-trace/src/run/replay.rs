@@ -38,6 +38,9 @@ pub fn run(args: &Args) -> Result<Counters> {
     if let Some(c) = trailer.as_ref().and_then(|t: &Summary| t.counts) {
         pipeline.counters.lost = c.lost;
         pipeline.counters.missed = c.missed;
+        pipeline.counters.discarded = c.discarded;
+        pipeline.counters.unjoined = c.unjoined;
+        pipeline.counters.unmatched = c.unmatched;
         pipeline.counters.undecodable += c.undecodable;
         // What the live run filtered out stays counted, so the counts line matches its own.
         pipeline.counters.filtered += c.filtered;

@@ -45,6 +45,9 @@ impl Sink for TraceSink {
             filtered: c.filtered,
             undecodable: c.undecodable,
             missed: c.missed,
+            discarded: c.discarded,
+            unjoined: c.unjoined,
+            unmatched: c.unmatched,
             end_time: Time::now(),
         });
         self.writer.close(&trailer)
