@@ -242,7 +242,22 @@ fn failed_resolution(t: &Tracer, ns: &Netns, target: &str) -> (Vec<Value>, Vec<V
     );
     let reqs = t.matching(|v| is_request(v) && from_ns(v, ns) && v["target_ip"] == target);
     let attempts: Vec<&Value> = reqs.iter().map(|v| &v["attempt"]).collect();
-    assert_eq!(attempts, [1, 2, 3], "attempts of the requests: {reqs:#?}");
+    assert_eq!(
+        attempts,
+        [1, 2, 3],
+        "attempts of the requests: {reqs:#?}\nevery record of the namespace: {:#?}\ntracer's \
+         stderr: {}",
+        t.matching(|v| from_ns(v, ns))
+            .iter()
+            .map(|v| {
+                format!(
+                    "{} {} {} {} attempt {} {}",
+                    v["time"], v["type"], v["op"], v["target_ip"], v["attempt"], v["ifname"]
+                )
+            })
+            .collect::<Vec<_>>(),
+        t.stderr()
+    );
     (failed, reqs)
 }
 
