@@ -11,7 +11,7 @@ use arp_trace_model::{Header, Held, Record, Time};
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{signal, SignalKind};
 
-use super::{add_files, counts_line, pipeline, Source};
+use super::{add_files, counts_line, failed_outputs, pipeline, Source};
 use crate::attribution::{Joined, Joiner};
 use crate::cli::Args;
 use crate::kernel::btf::Btf;
@@ -21,7 +21,6 @@ use crate::kernel::loader::{self, LoadOptions, Tracer};
 use crate::kernel::ring::{self, Raw};
 use crate::netns::watch::Watchers;
 use crate::pipeline::{Counters, Flow, Pipeline};
-use crate::sinks::is_closed_pipe;
 
 /// Writes the ready file atomically so a watcher never sees it half-written.
 fn write_ready_file(path: &Path, hooks: &str) -> Result<()> {
@@ -110,20 +109,18 @@ pub fn run(args: &Args) -> Result<Counters> {
 }
 
 /// Hands joined events to the pipeline.
-fn deliver(pipeline: &mut Pipeline, joined: &mut Vec<Joined>) -> std::io::Result<Flow> {
-    let mut flow = Flow::Continue;
+fn deliver(pipeline: &mut Pipeline, joined: &mut Vec<Joined>) -> Flow {
+    let mut flow = pipeline.flow();
     for j in joined.drain(..) {
         if flow == Flow::Stop {
             continue;
         }
-        match j {
-            Joined::Arp(ev) => flow = pipeline.push(Record::Arp(Held::Owned(*ev)))?,
-            Joined::Failed(f) => {
-                pipeline.push(Record::NeighFailed(Held::Owned(f)))?;
-            }
-        }
+        flow = match j {
+            Joined::Arp(ev) => pipeline.push(Record::Arp(Held::Owned(*ev))),
+            Joined::Failed(f) => pipeline.push(Record::NeighFailed(Held::Owned(f))),
+        };
     }
-    Ok(flow)
+    flow
 }
 
 /// Decodes one ring buffer record into the joiner.
@@ -181,7 +178,6 @@ async fn stream(
     let mut reported_lost = 0u64;
     let mut reported_missed = 0u64;
     let mut done = false;
-    let mut closed = false;
 
     let mut joined: Vec<Joined> = Vec::new();
     let mut join_tick = tokio::time::interval(crate::attribution::JOIN_WAIT / 2);
@@ -200,27 +196,17 @@ async fn stream(
                     ingest(&mut joiner, &mut pipeline, &item, clock, &mut joined);
                 }
                 joiner.expire(false, &mut joined);
-                match deliver(&mut pipeline, &mut joined).and_then(|f| pipeline.flush().map(|_| f)) {
-                    Ok(Flow::Continue) => {}
-                    Ok(Flow::Stop) => done = true,
-                    Err(e) if is_closed_pipe(&e) => { done = true; closed = true; }
-                    Err(e) => return Err(e).context("writing output"),
-                }
+                deliver(&mut pipeline, &mut joined);
+                done = pipeline.flush() == Flow::Stop;
             }
             _ = summary_tick.tick(), if args.summary_interval.is_some() => {
-                match pipeline.flush().and_then(|_| pipeline.tick()) {
-                    Ok(()) => {}
-                    Err(e) if is_closed_pipe(&e) => { done = true; closed = true; }
-                    Err(e) => return Err(e).context("writing output"),
-                }
+                pipeline.flush();
+                done = pipeline.tick() == Flow::Stop;
             }
             _ = tick.tick() => {
                 if let Some(l) = bpf_log.as_mut() { l.flush(); }
-                match pipeline.drain_changes().and_then(|_| pipeline.flush()) {
-                    Ok(()) => {}
-                    Err(e) if is_closed_pipe(&e) => { done = true; closed = true; }
-                    Err(e) => return Err(e).context("writing output"),
-                }
+                pipeline.drain_changes();
+                done = pipeline.flush() == Flow::Stop;
                 let lost = loader::read_lost(&lost_map);
                 if lost > reported_lost {
                     eprintln!(
@@ -247,38 +233,27 @@ async fn stream(
                 while let Some(item) = rb.next() {
                     ingest(&mut joiner, &mut pipeline, &item, clock, &mut joined);
                 }
-                match deliver(&mut pipeline, &mut joined) {
-                    Ok(Flow::Continue) => {}
-                    Ok(Flow::Stop) => done = true,
-                    Err(e) if is_closed_pipe(&e) => { done = true; closed = true; }
-                    Err(e) => return Err(e).context("writing output"),
-                }
-                match pipeline.flush() {
-                    Ok(()) => {}
-                    Err(e) if is_closed_pipe(&e) => { done = true; closed = true; }
-                    Err(e) => return Err(e).context("writing output"),
-                }
+                deliver(&mut pipeline, &mut joined);
+                done = pipeline.flush() == Flow::Stop;
             }
         }
     }
 
-    // Deliver what the kernel already queued before the stop, unless -c or the reader ended it.
-    if !closed && args.count.is_none_or(|c| pipeline.counters.requests < c) {
+    // Deliver what the kernel already queued before the stop, unless -c, a failed output or
+    // the last reader going away ended it.
+    if pipeline.flow() == Flow::Continue {
         let rb = ring.get_mut();
         while let Some(item) = rb.next() {
             ingest(&mut joiner, &mut pipeline, &item, clock, &mut joined);
         }
         joiner.expire(true, &mut joined);
-        let _ = deliver(&mut pipeline, &mut joined);
+        deliver(&mut pipeline, &mut joined);
     }
     pipeline.counters.lost = loader::read_lost(&lost_map);
     pipeline.counters.missed = loader::recursion_misses();
-    if let Err(e) = pipeline.finish() {
-        if !is_closed_pipe(&e) {
-            return Err(e).context("writing output");
-        }
-    }
+    pipeline.finish();
     eprintln!("arp-trace: {}", counts_line(&pipeline.counters));
+    failed_outputs(&pipeline)?;
     Ok(pipeline.counters)
 }
 

@@ -113,6 +113,16 @@ pub fn add_files(p: &mut Pipeline, args: &Args, header: &Header) -> Result<()> {
     Ok(())
 }
 
+/// The run's end when outputs failed: one line naming each (the counts line and the summary
+/// are already out).
+pub fn failed_outputs(p: &Pipeline) -> Result<()> {
+    if p.failures.is_empty() {
+        return Ok(());
+    }
+    let all: Vec<String> = p.failures.iter().map(ToString::to_string).collect();
+    bail!("{}", all.join("; and "))
+}
+
 fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }

@@ -8,10 +8,9 @@ use anyhow::Result;
 use arp_trace_model::file::{ParallelReader, TraceReader};
 use arp_trace_model::{Record, Summary};
 
-use super::{add_files, counts_line, pipeline, Source};
+use super::{add_files, counts_line, failed_outputs, pipeline, Source};
 use crate::cli::Args;
 use crate::pipeline::{Counters, Flow, Pipeline};
-use crate::sinks::is_closed_pipe;
 
 /// Replays `args.read`; prints the counts line like a live run. Returns the counts.
 pub fn run(args: &Args) -> Result<Counters> {
@@ -27,14 +26,11 @@ pub fn run(args: &Args) -> Result<Counters> {
     for w in &reader.warnings {
         eprintln!("arp-trace: warning: {w}");
     }
-    let closed = match result {
-        Ok(closed) => closed,
-        Err(e) => {
-            // What was read before the bad line is shown; the run still fails.
-            let _ = pipeline.flush();
-            return Err(e);
-        }
-    };
+    if let Err(e) = result {
+        // What was read before the bad line is shown; the run still fails.
+        pipeline.flush();
+        return Err(e);
+    }
     if let Some(c) = trailer.as_ref().and_then(|t: &Summary| t.counts) {
         pipeline.counters.lost = c.lost;
         pipeline.counters.missed = c.missed;
@@ -42,49 +38,35 @@ pub fn run(args: &Args) -> Result<Counters> {
         // What the live run filtered out stays counted, so the counts line matches its own.
         pipeline.counters.filtered += c.filtered;
     }
-    if let Err(e) = pipeline.finish() {
-        if !closed && !is_closed_pipe(&e) {
-            return Err(anyhow::Error::new(e).context("writing output"));
-        }
-    }
+    pipeline.finish();
     eprintln!("arp-trace: {}", counts_line(&pipeline.counters));
+    failed_outputs(&pipeline)?;
     Ok(pipeline.counters)
 }
 
-/// Feeds every record of the trace to the pipeline and keeps its trailer; `Ok(true)` when the
-/// output went away.
+/// Feeds every record of the trace to the pipeline and keeps its trailer; `Ok(true)` when
+/// the whole trace was read, `Ok(false)` when the pipeline stopped it (`-c`, a failed
+/// output, or no output left).
 pub fn feed(
     reader: &mut ParallelReader,
     pipeline: &mut Pipeline,
     trailer: &mut Option<Summary<'static>>,
 ) -> Result<bool> {
     let mut since_flush = 0u32;
-    let mut closed = false;
-    let check = |r: std::io::Result<Flow>, closed: &mut bool| -> Result<bool> {
-        match r {
-            Ok(Flow::Continue) => Ok(true),
-            Ok(Flow::Stop) => Ok(false),
-            Err(e) if is_closed_pipe(&e) => {
-                *closed = true;
-                Ok(false)
-            }
-            Err(e) => Err(anyhow::Error::new(e).context("writing output")),
-        }
-    };
+    let mut whole = true;
     reader.for_each(|rec| {
         if let Record::Summary(t) = rec {
             *trailer = Some((**t).clone().into_owned());
-            return Ok(true);
+            return Ok::<bool, anyhow::Error>(true);
         }
-        if !check(pipeline.push(rec.borrowed()), &mut closed)? {
-            return Ok(false);
-        }
+        let mut flow = pipeline.push(rec.borrowed());
         since_flush += 1;
-        if since_flush == 65_536 {
+        if flow == Flow::Continue && since_flush == 65_536 {
             since_flush = 0;
-            return check(pipeline.flush().map(|_| Flow::Continue), &mut closed);
+            flow = pipeline.flush();
         }
-        Ok(true)
+        whole = flow == Flow::Continue;
+        Ok(whole)
     })?;
-    Ok(closed)
+    Ok(whole)
 }

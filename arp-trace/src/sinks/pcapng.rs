@@ -92,6 +92,8 @@ pub fn comment(ev: &ArpEvent<'_>) -> String {
 /// A pcapng writer; a [`Sink`] like the terminal and JSON outputs.
 pub struct PcapngWriter {
     path: PathBuf,
+    /// `path` as messages show it.
+    name: String,
     out: BufWriter<File>,
     interfaces: HashMap<(u32, String), u32>,
     block: Vec<u8>,
@@ -103,6 +105,7 @@ impl PcapngWriter {
             .with_context(|| format!("{}: cannot create the pcapng file", path.display()))?;
         let mut w = PcapngWriter {
             path: path.to_path_buf(),
+            name: path.display().to_string(),
             out: BufWriter::with_capacity(256 * 1024, f),
             interfaces: HashMap::new(),
             block: Vec::with_capacity(512),
@@ -187,6 +190,9 @@ impl PcapngWriter {
 }
 
 impl Sink for PcapngWriter {
+    fn output(&self) -> &str {
+        &self.name
+    }
     fn record(&mut self, rec: &Record<'_>) -> io::Result<()> {
         match rec {
             Record::Arp(ev) => self.packet(ev),

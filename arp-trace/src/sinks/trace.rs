@@ -14,6 +14,7 @@ use crate::pipeline::{Counters, Sink};
 pub struct TraceSink {
     writer: TraceWriter,
     table: Table,
+    path: String,
 }
 
 impl TraceSink {
@@ -21,11 +22,15 @@ impl TraceSink {
         Ok(TraceSink {
             writer: TraceWriter::create(path, header)?,
             table: Table::default(),
+            path: path.display().to_string(),
         })
     }
 }
 
 impl Sink for TraceSink {
+    fn output(&self) -> &str {
+        &self.path
+    }
     fn record(&mut self, rec: &Record<'_>) -> io::Result<()> {
         if let Record::Arp(ev) = rec {
             self.table.add(ev);

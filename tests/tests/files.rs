@@ -1,0 +1,386 @@
+//! End-to-end: the files arp-trace writes as root and what reaches them on the way out.
+//! Outputs refuse links, other users' files and the input itself; they are 0600; the ready
+//! file cannot be raced and goes at exit; a closed stdout or a full disk loses nothing of the
+//! trace; bad values and cut traces end with the documented exit status.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::thread::{self, sleep, JoinHandle};
+use std::time::{Duration, Instant};
+
+use arp_trace_e2e::*;
+
+/// A private directory for one test's files, removed on drop.
+struct Dir(PathBuf);
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("arp-trace-files-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Dir(d)
+    }
+    fn file(&self, name: &str) -> String {
+        self.0.join(name).to_str().unwrap().to_string()
+    }
+}
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted and removed on drop (also when
+/// the test fails), so a full disk is only ever this one.
+struct Tmpfs(PathBuf);
+impl Tmpfs {
+    fn new(tag: &str, size: &str) -> Tmpfs {
+        let d = std::env::temp_dir().join(format!("arp-trace-tmpfs-{}-{tag}", std::process::id()));
+        let _ = std::fs::create_dir_all(&d);
+        let c = |s: &str| std::ffi::CString::new(s).unwrap();
+        let (src, dir, fs, opts) = (
+            c("tmpfs"),
+            c(d.to_str().unwrap()),
+            c("tmpfs"),
+            c(&format!("size={size},mode=0755")),
+        );
+        // SAFETY: mount(2) with NUL-terminated strings that outlive the call.
+        let rc = unsafe {
+            libc::mount(
+                src.as_ptr(),
+                dir.as_ptr(),
+                fs.as_ptr(),
+                0,
+                opts.as_ptr().cast(),
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "mount tmpfs on {}: {}",
+            d.display(),
+            std::io::Error::last_os_error()
+        );
+        Tmpfs(d)
+    }
+    fn file(&self, name: &str) -> String {
+        self.0.join(name).to_str().unwrap().to_string()
+    }
+    /// Takes every free byte left.
+    fn fill(&self) {
+        let mut f = std::fs::File::create(self.0.join("filler")).unwrap();
+        let chunk = vec![0u8; 4096];
+        while f.write_all(&chunk).is_ok() {}
+        while f.write_all(&chunk[..1]).is_ok() {}
+    }
+}
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let dir = std::ffi::CString::new(self.0.to_str().unwrap()).unwrap();
+        // SAFETY: umount2(2) on the directory this guard mounted.
+        unsafe { libc::umount2(dir.as_ptr(), libc::MNT_DETACH) };
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+const HEADER: &str = r#"{"type":"header","format_version":2,"hooks":"x","netns_names":{"4026532281":"srv"},"snapshot":{}}"#;
+const EVENT: &str = r#"{"type":"arp","op":"request","time":"2026-11-28T19:31:02.000000000Z","netns":4026532281,"netns_name":"srv","ifindex":2,"ifname":"eth3","sender_ip":"198.51.100.10","sender_mac":"02:00:00:00:00:01","target_ip":"198.51.100.20","target_mac":"00:00:00:00:00:00","unicast":false,"eth_dst":"ff:ff:ff:ff:ff:ff","frame":"00","trigger":null,"neigh_state":null,"attempt":null,"queued":null}"#;
+
+/// A whole trace of `n` requests on srv/eth3, trailer included.
+fn trace_of(path: &str, n: usize) {
+    let mut s = String::with_capacity((n + 2) * (EVENT.len() + 1));
+    s.push_str(HEADER);
+    s.push('\n');
+    for _ in 0..n {
+        s.push_str(EVENT);
+        s.push('\n');
+    }
+    s.push_str(&format!(
+        r#"{{"type":"summary","final":true,"requests":{n},"events":{n}}}"#
+    ));
+    s.push('\n');
+    std::fs::write(path, s).unwrap();
+}
+
+fn arp_trace(args: &[&str]) -> Finished {
+    let mut c = Command::new(bin());
+    c.args(args);
+    run_to_completion(c, Duration::from_secs(60))
+}
+
+fn no_panic(f: &Finished) {
+    assert!(!f.stderr.contains("panicked"), "{f:?}");
+}
+
+/// The tracer run live with `args` and `--ready-file ready`, its stdout a pipe the test holds.
+struct Live {
+    child: Child,
+    stdout: Option<BufReader<ChildStdout>>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl Live {
+    fn spawn(args: &[&str], ready: &str) -> Live {
+        let mut cmd = Command::new(bin());
+        cmd.args(args).args(["--ready-file", ready]);
+        if let Some(h) = std::env::var_os("ARP_TRACE_HOOKS").filter(|h| !h.is_empty()) {
+            cmd.arg("--hooks").arg(h);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let stderr = thread::spawn(move || {
+            let mut s = String::new();
+            let _ = std::io::Read::read_to_string(&mut err, &mut s);
+            s
+        });
+        Live {
+            stdout: Some(BufReader::new(child.stdout.take().unwrap())),
+            child,
+            stderr: Some(stderr),
+        }
+    }
+
+    fn wait_ready(&mut self, ready: &str) {
+        let deadline = Instant::now() + scaled(READY_TIMEOUT);
+        while !Path::new(ready).exists() {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                panic!("exited ({st}) before ready: {}", self.stderr());
+            }
+            assert!(Instant::now() < deadline, "not ready in time");
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+    }
+
+    /// Waits for the exit; returns the status and all of stderr.
+    fn wait(&mut self, timeout: Duration) -> (ExitStatus, String) {
+        let deadline = Instant::now() + scaled(timeout);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                self.stdout = None;
+                return (st, self.stderr());
+            }
+            assert!(Instant::now() < deadline, "did not exit in time");
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stderr(&mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stderr
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `arp-trace -r BIG -w OUT | head -1`: the reader goes after one line, OUT still gets all.
+#[test]
+fn replay_into_a_closed_stdout_still_writes_the_whole_trace() {
+    let d = Dir::new("pipe-r");
+    let (t, out) = (d.file("big.jsonl"), d.file("out.jsonl.zst"));
+    trace_of(&t, 20_000);
+    let mut child = Command::new(bin())
+        .args(["-r", &t, "-w", &out])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains(" ARP who-has 198.51.100.20"), "{first}");
+    // The read end is closed here, as `head -1` does.
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!("stdout closed; still writing {out}")),
+        "{err}"
+    );
+    let back = arp_trace(&["-r", &out, "-q"]);
+    assert!(back.status.success(), "{back:?}");
+    assert!(
+        !back.stderr.contains("warning"),
+        "a whole trace, trailer and zstd end: {back:?}"
+    );
+    assert_eq!(parse_counts(&back.stderr).requests, 20_000);
+}
+
+/// Live with `--json -w`: stdout closes after the first line; the trace keeps every request
+/// the tracer counted, up to Ctrl-C, and ends whole.
+#[test]
+fn live_into_a_closed_stdout_still_writes_the_whole_trace() {
+    let seed = Seed::new();
+    let srv = &seed.srv;
+    let d = Dir::new("pipe-live");
+    let (out, ready) = (d.file("live.jsonl.zst"), d.file("ready"));
+    let mut t = Live::spawn(&["--json", "--netns", srv.name(), "-w", &out], &ready);
+    t.wait_ready(&ready);
+    let resolve = || {
+        srv.flush_neigh();
+        srv.send_udp(None, udp(C3_IP));
+    };
+    resolve();
+    let mut first = String::new();
+    t.stdout.as_mut().unwrap().read_line(&mut first).unwrap();
+    assert!(first.starts_with(r#"{"type":""#), "{first}");
+    t.stdout = None;
+    // The first of these finds stdout closed; the rest go to the trace alone.
+    for _ in 0..3 {
+        sleep(scaled(Duration::from_millis(300)));
+        resolve();
+    }
+    sleep(scaled(Duration::from_millis(500)));
+    assert!(
+        t.child.try_wait().unwrap().is_none(),
+        "runs on while -w remains"
+    );
+    t.signal(libc::SIGINT);
+    let (st, err) = t.wait(EXIT_TIMEOUT);
+    assert!(st.success(), "{err}");
+    assert!(
+        err.contains(&format!("stdout closed; still writing {out}")),
+        "{err}"
+    );
+    let live = parse_counts(&err);
+    assert!(live.requests >= 4, "{err}");
+    let back = arp_trace(&["-r", &out, "-q"]);
+    assert!(
+        back.status.success() && !back.stderr.contains("warning"),
+        "{back:?}"
+    );
+    assert_eq!(
+        parse_counts(&back.stderr).requests,
+        live.requests,
+        "{back:?}"
+    );
+}
+
+/// The counts line, then the one-line cause naming the file.
+fn ends_with_cause(err: &str, file: &str, cause: &str) {
+    let lines: Vec<&str> = err.lines().collect();
+    let n = lines.len();
+    assert!(n >= 2, "{err}");
+    assert!(
+        lines[n - 2].contains(" captured; "),
+        "counts line first: {err}"
+    );
+    assert!(
+        lines[n - 1].starts_with(&format!("arp-trace: {file}: {cause}")),
+        "cause last: {err}"
+    );
+}
+
+#[test]
+fn a_full_disk_or_file_limit_still_ends_with_counts_summary_and_cause() {
+    let d = Dir::new("full");
+    let t = d.file("big.jsonl");
+    trace_of(&t, 20_000);
+    let small = Tmpfs::new("replay", "64k");
+    for (opt, out) in [
+        ("-w", small.file("t.jsonl")),
+        ("--pcap", small.file("t.pcapng")),
+    ] {
+        let f = arp_trace(&["-r", &t, opt, &out, "-q"]);
+        assert_eq!(f.status.code(), Some(1), "{f:?}");
+        no_panic(&f);
+        assert!(f.stdout.starts_with("Summary: "), "{f:?}");
+        ends_with_cause(
+            &f.stderr,
+            &out,
+            "No space left on device (os error 28); it holds",
+        );
+        if opt == "-w" {
+            // What it holds reads as a trace cut at its end.
+            let back = arp_trace(&["-r", &out, "-q"]);
+            assert!(back.status.success(), "{back:?}");
+            assert!(back.stderr.contains("warning:"), "{back:?}");
+        }
+        std::fs::remove_file(&out).unwrap();
+    }
+    drop(small);
+
+    // RLIMIT_FSIZE: EFBIG from the write instead of death by SIGXFSZ.
+    let p = d.file("t.pcapng");
+    let mut c = Command::new(bin());
+    c.args(["-r", &t, "--json", "-q", "--pcap", &p]);
+    // SAFETY: setrlimit(2) in the child between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 64 << 10,
+                rlim_max: 64 << 10,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    let f = run_to_completion(c, Duration::from_secs(60));
+    assert_eq!(describe(&f.status), "exit status: 1", "{f:?}");
+    assert!(f.stdout.starts_with(r#"{"type":"summary""#), "{f:?}");
+    ends_with_cause(&f.stderr, &p, "File too large (os error 27); it holds");
+}
+
+/// Live: the disk fills while tracing; the run ends by itself with the counts, the summary
+/// and the cause.
+#[test]
+fn a_full_disk_while_tracing_ends_the_run_cleanly() {
+    let seed = Seed::new();
+    let srv = &seed.srv;
+    let d = Dir::new("full-live");
+    let small = Tmpfs::new("live", "1m");
+    let (out, ready) = (small.file("t.jsonl"), d.file("ready"));
+    let mut t = Live::spawn(&["--json", "--netns", srv.name(), "-w", &out], &ready);
+    t.wait_ready(&ready);
+    small.fill();
+    let deadline = Instant::now() + scaled(EVENT_TIMEOUT);
+    while t.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "still running with a full disk");
+        srv.flush_neigh();
+        srv.send_udp(None, udp(C3_IP));
+        sleep(Duration::from_millis(100));
+    }
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(t.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    let (st, err) = t.wait(EXIT_TIMEOUT);
+    assert_eq!(st.code(), Some(1), "{err}");
+    no_panic(&Finished {
+        status: st,
+        stdout: stdout.clone(),
+        stderr: err.clone(),
+    });
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .starts_with(r#"{"type":"summary""#),
+        "{stdout}"
+    );
+    ends_with_cause(&err, &out, "No space left on device (os error 28)");
+}
