@@ -1,8 +1,6 @@
 //! The live source: reads records from the kernel's ring buffer and feeds the pipeline until
 //! Ctrl-C, SIGTERM, `-c` or a closed output ends the run.
 
-use std::io::Write;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -21,17 +19,7 @@ use crate::kernel::loader::{self, LoadOptions, Tracer};
 use crate::kernel::ring::{self, Raw};
 use crate::netns::watch::Watchers;
 use crate::pipeline::{Counters, Flow, Pipeline};
-
-/// Writes the ready file atomically so a watcher never sees it half-written.
-fn write_ready_file(path: &Path, hooks: &str) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp)
-        .with_context(|| format!("cannot create ready file {}", tmp.display()))?;
-    writeln!(f, "pid={}\nhooks={hooks}", std::process::id())?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot create ready file {}", path.display()))?;
-    Ok(())
-}
+use crate::sinks::outfile::Files;
 
 fn scope_text(args: &Args) -> String {
     let ifs = if args.interfaces.is_empty() {
@@ -164,13 +152,19 @@ async fn stream(
         scope_text(args),
         passed_over_text(&tracer.passed_over)
     );
+    let mut files = Files::default();
     if args.write.is_some() || args.pcap.is_some() {
         let header = live_header(hooks.clone(), pipeline.names.own());
-        add_files(&mut pipeline, args, &header)?;
+        add_files(&mut pipeline, args, &header, &mut files)?;
     }
-    if let Some(path) = &args.ready_file {
-        write_ready_file(path, &hooks)?;
-    }
+    // Held to the end of the run: its drop removes the file, on every way out.
+    let _ready = match &args.ready_file {
+        Some(path) => {
+            let text = format!("pid={}\nhooks={hooks}\n", std::process::id());
+            Some(files.ready_file(path, &text)?)
+        }
+        None => None,
+    };
 
     // The joiner's own offset: request times and record times must compare exactly.
     let clock = joiner.clock_offset();
@@ -255,19 +249,4 @@ async fn stream(
     eprintln!("arp-trace: {}", counts_line(&pipeline.counters));
     failed_outputs(&pipeline)?;
     Ok(pipeline.counters)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ready_file_is_written_whole() {
-        let p = std::env::temp_dir().join(format!("arp-trace-ready-{}", std::process::id()));
-        write_ready_file(&p, "transmit=x").unwrap();
-        let s = std::fs::read_to_string(&p).unwrap();
-        assert!(s.contains("hooks=transmit=x"), "{s}");
-        std::fs::remove_file(p).unwrap();
-        assert!(write_ready_file(Path::new("/nonexistent/dir/ready"), "x").is_err());
-    }
 }

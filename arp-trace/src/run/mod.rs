@@ -17,6 +17,7 @@ use crate::cli::Args;
 use crate::netns::{self, NetnsNames};
 use crate::pipeline::{Counters, Filter, Pipeline};
 use crate::sinks::json::JsonSink;
+use crate::sinks::outfile::Files;
 use crate::sinks::pcapng::PcapngWriter;
 use crate::sinks::summary::SummarySink;
 use crate::sinks::terminal::TerminalSink;
@@ -96,19 +97,16 @@ pub fn pipeline(args: &Args, source: &Source) -> Result<Pipeline> {
     Ok(p)
 }
 
-/// Adds the `-w` and `--pcap` outputs, live or replaying.
-pub fn add_files(p: &mut Pipeline, args: &Args, header: &Header) -> Result<()> {
+/// Adds the `-w` and `--pcap` outputs, live or replaying; `files` knows the inputs, so no
+/// output is one of them (see [`crate::sinks::outfile`]).
+pub fn add_files(p: &mut Pipeline, args: &Args, header: &Header, files: &mut Files) -> Result<()> {
     if let Some(path) = &args.write {
-        if args.read.as_deref() == Some(path.as_path()) {
-            bail!(
-                "-w {}: the same file as -r; write to another file",
-                path.display()
-            );
-        }
-        p.sinks.push(Box::new(TraceSink::create(path, header)?));
+        let f = files.create("-w", path)?;
+        p.sinks.push(Box::new(TraceSink::new(path, f, header)?));
     }
     if let Some(path) = &args.pcap {
-        p.sinks.push(Box::new(PcapngWriter::create(path)?));
+        let f = files.create("--pcap", path)?;
+        p.sinks.push(Box::new(PcapngWriter::new(path, f)?));
     }
     Ok(())
 }

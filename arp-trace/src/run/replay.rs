@@ -11,6 +11,7 @@ use arp_trace_model::{Record, Summary};
 use super::{add_files, counts_line, failed_outputs, pipeline, Source};
 use crate::cli::Args;
 use crate::pipeline::{Counters, Flow, Pipeline};
+use crate::sinks::outfile::Files;
 
 /// Replays `args.read`; prints the counts line like a live run. Returns the counts.
 pub fn run(args: &Args) -> Result<Counters> {
@@ -18,7 +19,9 @@ pub fn run(args: &Args) -> Result<Counters> {
     let reader = TraceReader::open(path)?;
     let h = reader.header.clone();
     let mut pipeline = pipeline(args, &Source::Trace(&h))?;
-    add_files(&mut pipeline, args, &h)?;
+    let mut files = Files::default();
+    files.input("-r", path);
+    add_files(&mut pipeline, args, &h, &mut files)?;
     let mut reader = ParallelReader::new(reader);
 
     let mut trailer = None;

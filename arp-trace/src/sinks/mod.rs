@@ -2,6 +2,7 @@
 //! Wireshark and trace files. Each is a [`crate::pipeline::Sink`].
 
 pub mod json;
+pub mod outfile;
 pub mod pcapng;
 pub mod summary;
 pub mod terminal;

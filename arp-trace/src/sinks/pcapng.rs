@@ -100,9 +100,8 @@ pub struct PcapngWriter {
 }
 
 impl PcapngWriter {
-    pub fn create(path: &Path) -> Result<PcapngWriter> {
-        let f = File::create(path)
-            .with_context(|| format!("{}: cannot create the pcapng file", path.display()))?;
+    /// Writes pcapng into `f` (opened by [`super::outfile`]), which `path` names.
+    pub fn new(path: &Path, f: File) -> Result<PcapngWriter> {
         let mut w = PcapngWriter {
             path: path.to_path_buf(),
             name: path.display().to_string(),
@@ -244,7 +243,7 @@ mod tests {
     #[test]
     fn blocks_are_well_formed_and_interfaces_shared() {
         let path = std::env::temp_dir().join(format!("arp-trace-pcap-{}", std::process::id()));
-        let mut w = PcapngWriter::create(&path).unwrap();
+        let mut w = PcapngWriter::new(&path, File::create(&path).unwrap()).unwrap();
         let f = frame(
             1,
             [0xff; 6],
