@@ -23,6 +23,10 @@ for the namespace arp-trace runs in.
 arp-trace only observes: it loads BPF programs that read the transmit path and detaches
 them on exit; it adds no qdiscs, pins or sysctls.";
 
+/// The longest `--summary-interval`, a year: longer is the same as never (the summary is
+/// printed on exit anyway), and it keeps the timer's deadline far from overflowing.
+pub const MAX_INTERVAL: u64 = 365 * 24 * 3600;
+
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "arp-trace",
@@ -63,8 +67,8 @@ pub struct Args {
     #[arg(short = 'v', long)]
     pub verbose: bool,
 
-    /// Also print the summary every N seconds (it is always printed on exit).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    /// Also print the summary every N seconds, up to a year (it is always printed on exit).
+    #[arg(long, value_name = "N", value_parser = parse_interval)]
     pub summary_interval: Option<u64>,
 
     /// Create this file once every hook is attached (for scripts and tests).
@@ -131,6 +135,18 @@ fn parse_buffer_kib(s: &str) -> Result<u32, String> {
     Ok(v)
 }
 
+fn parse_interval(s: &str) -> Result<u64, String> {
+    let range = format!("give 1 to {MAX_INTERVAL} seconds (a year)");
+    match s.parse::<u64>() {
+        Ok(v) if (1..=MAX_INTERVAL).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("{v} s: {range}")),
+        Err(_) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            Err(format!("too large: {range}"))
+        }
+        Err(_) => Err(format!("{s:?} is not a whole number of seconds; {range}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +197,34 @@ mod tests {
         assert!(Args::try_parse_from(["arp-trace", "-B", "100"]).is_err());
         assert!(Args::try_parse_from(["arp-trace", "-B", "x"]).is_err());
         assert!(Args::try_parse_from(["arp-trace", "-B", "64"]).is_ok());
+    }
+
+    #[test]
+    fn summary_interval_is_bounded() {
+        let parse =
+            |v: &str| Args::try_parse_from(["arp-trace", &format!("--summary-interval={v}")]);
+        assert_eq!(
+            parse(&MAX_INTERVAL.to_string()).unwrap().summary_interval,
+            Some(MAX_INTERVAL)
+        );
+        for v in [
+            "18446744073709551615",
+            "99999999999999999999999",
+            &(MAX_INTERVAL + 1).to_string(),
+            "-1",
+            "1.5",
+        ] {
+            let e = parse(v).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{v}");
+            assert!(
+                e.to_string().contains("give 1 to 31536000 seconds"),
+                "{v}: {e}"
+            );
+        }
+        // The deadline the live loop computes from the largest value stays representable.
+        let now = std::time::Instant::now();
+        assert!(now
+            .checked_add(std::time::Duration::from_secs(MAX_INTERVAL * 1000))
+            .is_some());
     }
 }

@@ -584,3 +584,23 @@ fn a_full_disk_while_tracing_ends_the_run_cleanly() {
         "the ready file goes on an error exit too"
     );
 }
+
+#[test]
+fn a_huge_summary_interval_is_a_usage_error_not_a_panic() {
+    for args in [
+        &["--summary-interval", "18446744073709551615"][..],
+        &["-q", "--summary-interval=99999999999"],
+        &[
+            "-r",
+            "/nonexistent",
+            "--summary-interval",
+            "18446744073709551615",
+        ],
+    ] {
+        let f = arp_trace(args);
+        assert_eq!(f.status.code(), Some(2), "{f:?}");
+        no_panic(&f);
+        assert!(f.stderr.starts_with("error: "), "{f:?}");
+        assert!(f.stderr.contains("give 1 to 31536000 seconds"), "{f:?}");
+    }
+}

@@ -175,7 +175,9 @@ async fn stream(
 
     let mut joined: Vec<Joined> = Vec::new();
     let mut join_tick = tokio::time::interval(crate::attribution::JOIN_WAIT / 2);
-    let every = Duration::from_secs(args.summary_interval.unwrap_or(u64::MAX / 4));
+    // Without --summary-interval the timer never fires; a year is far enough and, unlike the
+    // largest Duration, cannot overflow an Instant.
+    let every = Duration::from_secs(args.summary_interval.unwrap_or(crate::cli::MAX_INTERVAL));
     let mut summary_tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     while !done {
         tokio::select! {
