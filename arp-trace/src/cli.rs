@@ -21,7 +21,17 @@ The namespace is shown by its `ip netns` name, by inode when it has none, and le
 for the namespace arp-trace runs in.
 
 arp-trace only observes: it loads BPF programs that read the transmit path and detaches
-them on exit; it adds no qdiscs, pins or sysctls.";
+them on exit; it adds no qdiscs, pins or sysctls.
+
+Exit status:
+  0  the run ended as asked: Ctrl-C, SIGTERM, -c, the end of the -r trace, or stdout
+     closed (the other outputs are still written to the end). A -r trace cut at its end
+     (a killed writer: partial last line, no trailer, compressed stream ending early) is
+     read up to the cut with a warning, and is still 0.
+  1  tracing could not start, an output failed (its file, the cause and the counts are
+     printed), or the -r input is unreadable or corrupt before its end.
+  2  a usage error (unknown option, bad value).
+  diff exits like diff(1): 0 same groups, 1 different groups, 2 trouble.";
 
 /// The longest `--summary-interval`, a year: longer is the same as never (the summary is
 /// printed on exit anyway), and it keeps the timer's deadline far from overflowing.
@@ -226,5 +236,30 @@ mod tests {
         assert!(now
             .checked_add(std::time::Duration::from_secs(MAX_INTERVAL * 1000))
             .is_some());
+    }
+
+    #[test]
+    fn help_and_readme_state_one_exit_status_rule() {
+        let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        let help = words(&Args::command().render_long_help().to_string());
+        let help = &help[help.find("Exit status:").expect("an Exit status section")..];
+        let readme = words(include_str!("../../README.md"));
+        let readme = &readme[readme
+            .find("### Exit status")
+            .expect("an Exit status table")..];
+        for want in [
+            "Ctrl-C, SIGTERM",
+            "-c",
+            "stdout closed",
+            "cut at its end",
+            "tracing could not start",
+            "an output failed",
+            "corrupt before its end",
+            "a usage error (unknown option, bad value)",
+            "diff(1)",
+        ] {
+            assert!(help.contains(want), "--help lacks {want:?}: {help}");
+            assert!(readme.contains(want), "README lacks {want:?}: {readme}");
+        }
     }
 }

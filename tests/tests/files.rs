@@ -586,6 +586,58 @@ fn a_full_disk_while_tracing_ends_the_run_cleanly() {
 }
 
 #[test]
+fn a_cut_trace_exits_0_with_a_warning_corruption_before_the_end_1() {
+    let d = Dir::new("cut");
+    let whole = d.file("whole.jsonl");
+    trace_of(&whole, 50);
+    let r = arp_trace(&["-r", &whole, "-q"]);
+    assert!(r.status.success() && !r.stderr.contains("warning"), "{r:?}");
+    let text = std::fs::read_to_string(&whole).unwrap();
+    let text = &text[..text.trim_end().rfind('\n').unwrap() + 1];
+    // Cut at the end: before the trailer, and mid-record.
+    let (notrailer, partial) = (d.file("notrailer.jsonl"), d.file("partial.jsonl"));
+    std::fs::write(&notrailer, text).unwrap();
+    std::fs::write(&partial, &text[..text.len() - 40]).unwrap();
+    for f in [&notrailer, &partial] {
+        let r = arp_trace(&["-r", f, "-q"]);
+        assert_eq!(r.status.code(), Some(0), "{r:?}");
+        assert!(
+            r.stderr.contains(&format!("arp-trace: warning: {f}")),
+            "{r:?}"
+        );
+        assert!(r.stderr.contains("cut"), "{r:?}");
+    }
+    // A compressed stream that ends early.
+    let zst = d.file("w.jsonl.zst");
+    assert!(arp_trace(&["-r", &whole, "-q", "-w", &zst])
+        .status
+        .success());
+    let bytes = std::fs::read(&zst).unwrap();
+    let cut = d.file("cut.jsonl.zst");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let r = arp_trace(&["-r", &cut, "-q"]);
+    assert_eq!(r.status.code(), Some(0), "{r:?}");
+    assert!(
+        r.stderr.contains("warning:") && r.stderr.contains("cut"),
+        "{r:?}"
+    );
+    // Corruption before the end.
+    let bad = d.file("bad.jsonl");
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[10] = r#"{"type":"arp","op":"#;
+    std::fs::write(&bad, lines.join("\n") + "\n").unwrap();
+    refused(
+        &arp_trace(&["-r", &bad, "-q"]),
+        &format!("{bad} line 11: corrupt"),
+    );
+    // And the help says so.
+    let help = arp_trace(&["--help"]);
+    let exit = help.stdout.split("Exit status:").nth(1).unwrap_or_default();
+    assert!(exit.contains("cut at its end"), "{}", help.stdout);
+    assert!(exit.contains("corrupt before its end"), "{}", help.stdout);
+}
+
+#[test]
 fn a_huge_summary_interval_is_a_usage_error_not_a_panic() {
     for args in [
         &["--summary-interval", "18446744073709551615"][..],
