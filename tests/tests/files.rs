@@ -656,3 +656,32 @@ fn a_huge_summary_interval_is_a_usage_error_not_a_panic() {
         assert!(f.stderr.contains("give 1 to 31536000 seconds"), "{f:?}");
     }
 }
+
+#[test]
+fn a_filter_that_matches_nothing_in_the_trace_says_so() {
+    let d = Dir::new("nomatch");
+    let t = d.file("t.jsonl");
+    trace_of(&t, 3);
+    let r = arp_trace(&["-r", &t, "--netns", "nosuchns", "-i", "eth9", "-i", "eth3"]);
+    assert_eq!(r.status.code(), Some(0), "{r:?}");
+    assert!(
+        r.stderr.contains(&format!(
+            "warning: --netns nosuchns matches nothing: {t} holds no namespace of that name \
+             (it has srv)"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&format!(
+            "warning: -i eth9 matches nothing: no ARP frame in {t} was sent on an interface \
+             of that name (it has eth3)"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("-i eth3 matches"), "{}", r.stderr);
+    // Names that occur: no warning.
+    let r = arp_trace(&["-r", &t, "--netns", "srv", "-i", "eth3", "-q"]);
+    assert!(r.status.success() && !r.stderr.contains("warning"), "{r:?}");
+}
