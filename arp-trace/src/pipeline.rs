@@ -194,9 +194,11 @@ impl Pipeline {
         }
         let mut gone = gone.into_iter();
         self.sinks.retain(|_| !gone.next().unwrap_or(false));
+        closed.sort();
         closed.dedup();
         if !self.sinks.is_empty() {
-            let rest: Vec<&str> = self.sinks.iter().map(|s| s.output()).collect();
+            let mut rest: Vec<&str> = self.sinks.iter().map(|s| s.output()).collect();
+            rest.dedup();
             for c in closed {
                 eprintln!("arp-trace: {c} closed; still writing {}", rest.join(", "));
             }

@@ -197,8 +197,9 @@ impl Files {
         if unsafe { libc::geteuid() } != 0 || self.invoker.uid == 0 {
             return Ok(());
         }
-        let gid = self.invoker.gid.unwrap_or(u32::MAX); // -1: leave the group
-                                                        // SAFETY: fchown on a descriptor we own.
+        // Without SUDO_GID, -1: the group stays.
+        let gid = self.invoker.gid.unwrap_or(u32::MAX);
+        // SAFETY: fchown on a descriptor we own.
         if unsafe { libc::fchown(f.as_raw_fd(), self.invoker.uid, gid) } != 0 {
             return Err(io::Error::last_os_error());
         }
