@@ -21,7 +21,21 @@ The namespace is shown by its `ip netns` name, by inode when it has none, and le
 for the namespace arp-trace runs in.
 
 arp-trace only observes: it loads BPF programs that read the transmit path and detaches
-them on exit; it adds no qdiscs, pins or sysctls.";
+them on exit; it adds no qdiscs, pins or sysctls.
+
+Exit status:
+  0  the run ended as asked: Ctrl-C, SIGTERM, -c, the end of the -r trace, or stdout
+     closed (the other outputs are still written to the end). A -r trace cut at its end
+     (a killed writer: partial last line, no trailer, compressed stream ending early) is
+     read up to the cut with a warning, and is still 0.
+  1  tracing could not start, an output failed (its file, the cause and the counts are
+     printed), or the -r input is unreadable or corrupt before its end.
+  2  a usage error (unknown option, bad value).
+  diff exits like diff(1): 0 same groups, 1 different groups, 2 trouble.";
+
+/// The longest `--summary-interval`, a year: longer is the same as never (the summary is
+/// printed on exit anyway), and it keeps the timer's deadline far from overflowing.
+pub const MAX_INTERVAL: u64 = 365 * 24 * 3600;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -64,8 +78,8 @@ pub struct Args {
     #[arg(short = 'v', long)]
     pub verbose: bool,
 
-    /// Also print the summary every N seconds (it is always printed on exit).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    /// Also print the summary every N seconds, up to a year (it is always printed on exit).
+    #[arg(long, value_name = "N", value_parser = parse_interval)]
     pub summary_interval: Option<u64>,
 
     /// Create this file once every hook is attached (for scripts and tests).
@@ -132,6 +146,18 @@ fn parse_buffer_kib(s: &str) -> Result<u32, String> {
     Ok(v)
 }
 
+fn parse_interval(s: &str) -> Result<u64, String> {
+    let range = format!("give 1 to {MAX_INTERVAL} seconds (a year)");
+    match s.parse::<u64>() {
+        Ok(v) if (1..=MAX_INTERVAL).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("{v} s: {range}")),
+        Err(_) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            Err(format!("too large: {range}"))
+        }
+        Err(_) => Err(format!("{s:?} is not a whole number of seconds; {range}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,5 +208,59 @@ mod tests {
         assert!(Args::try_parse_from(["arp-trace", "-B", "100"]).is_err());
         assert!(Args::try_parse_from(["arp-trace", "-B", "x"]).is_err());
         assert!(Args::try_parse_from(["arp-trace", "-B", "64"]).is_ok());
+    }
+
+    #[test]
+    fn summary_interval_is_bounded() {
+        let parse =
+            |v: &str| Args::try_parse_from(["arp-trace", &format!("--summary-interval={v}")]);
+        assert_eq!(
+            parse(&MAX_INTERVAL.to_string()).unwrap().summary_interval,
+            Some(MAX_INTERVAL)
+        );
+        for v in [
+            "18446744073709551615",
+            "99999999999999999999999",
+            &(MAX_INTERVAL + 1).to_string(),
+            "-1",
+            "1.5",
+        ] {
+            let e = parse(v).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{v}");
+            assert!(
+                e.to_string().contains("give 1 to 31536000 seconds"),
+                "{v}: {e}"
+            );
+        }
+        // The deadline the live loop computes from the largest value stays representable.
+        let now = std::time::Instant::now();
+        assert!(now
+            .checked_add(std::time::Duration::from_secs(MAX_INTERVAL * 1000))
+            .is_some());
+    }
+
+    #[test]
+    fn help_and_readme_state_one_exit_status_rule() {
+        let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        let help = words(&Args::command().render_long_help().to_string());
+        let help = &help[help.find("Exit status:").expect("an Exit status section")..];
+        let readme = words(include_str!("../../README.md"));
+        let readme = &readme[readme
+            .find("### Exit status")
+            .expect("an Exit status table")..];
+        for want in [
+            "Ctrl-C, SIGTERM",
+            "-c",
+            "stdout closed",
+            "cut at its end",
+            "tracing could not start",
+            "an output failed",
+            "corrupt before its end",
+            "a usage error (unknown option, bad value)",
+            "diff(1)",
+        ] {
+            assert!(help.contains(want), "--help lacks {want:?}: {help}");
+            assert!(readme.contains(want), "README lacks {want:?}: {readme}");
+        }
     }
 }

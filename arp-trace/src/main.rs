@@ -7,6 +7,10 @@ use arp_trace::cli::{Args, Command};
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // A file that reaches RLIMIT_FSIZE must fail its write (EFBIG), reported with the counts
+    // and everything else finished, not kill the run with SIGXFSZ.
+    // SAFETY: setting a signal to ignored, before any thread exists.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = Args::parse();
     let result = match &args.command {

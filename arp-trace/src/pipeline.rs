@@ -67,8 +67,23 @@ pub struct Counters {
     pub unmatched: u64,
 }
 
+/// Whether an I/O error means "the reader went away" (`arp-trace | head`): that output is
+/// dropped, quietly like tcpdump does, rather than failing the run.
+pub fn is_closed_pipe(e: &io::Error) -> bool {
+    // serde_json wraps the writer's error when a full buffer is written mid-object.
+    e.kind() == io::ErrorKind::BrokenPipe
+        || e.get_ref()
+            .and_then(|i| i.downcast_ref::<serde_json::Error>())
+            .and_then(serde_json::Error::io_error_kind)
+            == Some(io::ErrorKind::BrokenPipe)
+}
+
 /// A consumer of records: the terminal, JSON Lines, the summary, pcapng, trace files.
 pub trait Sink {
+    /// Where the sink writes, as messages name it: sinks on one output go when it closes.
+    fn output(&self) -> &str {
+        "stdout"
+    }
     /// One record: an ARP event, a neighbour failure or a change of facts.
     fn record(&mut self, rec: &Record<'_>) -> io::Result<()>;
     /// Called after each batch so output reaches pipes promptly.
@@ -89,8 +104,39 @@ pub trait Sink {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
     Continue,
-    /// `-c` reached, or the output went away (closed pipe).
+    /// `-c` reached, an output failed, or every output went away (closed pipes).
     Stop,
+}
+
+/// An output that failed: the run ends, the other outputs are still finished, and the exit
+/// status says so.
+#[derive(Debug)]
+pub struct Failure {
+    pub output: String,
+    pub error: io::Error,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let e = self.error.to_string();
+        // File sinks name their file in their errors already.
+        if !e.starts_with(&self.output) {
+            write!(f, "{}: ", self.output)?;
+        }
+        write!(f, "{e}")?;
+        // By kind: sinks wrap the OS error to name their file, which loses its number.
+        let hint = match self.error.kind() {
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+                "; it holds what was written before: free space there or write elsewhere"
+            }
+            io::ErrorKind::FileTooLarge => {
+                "; it holds what was written before: it reached the largest file allowed \
+                 (ulimit -f, or the filesystem's); write elsewhere or stop sooner (-c)"
+            }
+            _ => "",
+        };
+        write!(f, "{hint}")
+    }
 }
 
 pub struct Pipeline {
@@ -107,6 +153,8 @@ pub struct Pipeline {
     pub foreign_only: bool,
     /// Time of the last record handed to the sinks, to keep change records in time order.
     last_time: Time,
+    /// Outputs that failed (not the ones that closed): their sinks are gone.
+    pub failures: Vec<Failure>,
 }
 
 impl Pipeline {
@@ -120,6 +168,57 @@ impl Pipeline {
             facts: None,
             foreign_only: false,
             last_time: Time(i128::MIN),
+            failures: Vec::new(),
+        }
+    }
+
+    /// Hands something to every sink. A sink that fails is dropped: on a closed pipe with
+    /// every other sink on that output (the run goes on while others remain), otherwise
+    /// alone, as a failure that ends the run. Either way the other sinks get it all.
+    fn each(&mut self, mut f: impl FnMut(&mut dyn Sink) -> io::Result<()>) {
+        let mut failed = Vec::new();
+        for (i, sink) in self.sinks.iter_mut().enumerate() {
+            if let Err(e) = f(sink.as_mut()) {
+                failed.push((i, e));
+            }
+        }
+        if failed.is_empty() {
+            return;
+        }
+        let mut gone = vec![false; self.sinks.len()];
+        let mut closed = Vec::new();
+        for (i, error) in failed {
+            gone[i] = true;
+            let output = self.sinks[i].output().to_string();
+            if is_closed_pipe(&error) {
+                closed.push(output);
+            } else {
+                self.failures.push(Failure { output, error });
+            }
+        }
+        for (g, s) in gone.iter_mut().zip(&self.sinks) {
+            *g |= closed.iter().any(|c| c == s.output());
+        }
+        let mut gone = gone.into_iter();
+        self.sinks.retain(|_| !gone.next().unwrap_or(false));
+        closed.sort();
+        closed.dedup();
+        if !self.sinks.is_empty() {
+            let mut rest: Vec<&str> = self.sinks.iter().map(|s| s.output()).collect();
+            rest.dedup();
+            for c in closed {
+                eprintln!("arp-trace: {c} closed; still writing {}", rest.join(", "));
+            }
+        }
+    }
+
+    /// Whether the source should go on: not once `-c` is reached, an output failed, or no
+    /// output is left.
+    pub fn flow(&self) -> Flow {
+        if self.at_limit() || !self.failures.is_empty() || self.sinks.is_empty() {
+            Flow::Stop
+        } else {
+            Flow::Continue
         }
     }
 
@@ -129,25 +228,26 @@ impl Pipeline {
     }
 
     /// One record from the source. Headers and summaries are the source's business.
-    pub fn push(&mut self, rec: Record<'_>) -> io::Result<Flow> {
+    pub fn push(&mut self, rec: Record<'_>) -> Flow {
         match rec {
             Record::Arp(ev) => self.push_arp(ev),
-            Record::NeighFailed(f) => self.push_failed(f).map(|_| Flow::Continue),
-            Record::FactsChange(c) => self.push_change(c).map(|_| Flow::Continue),
-            Record::Header(_) | Record::Summary(_) => Ok(Flow::Continue),
+            Record::NeighFailed(f) => self.push_failed(f),
+            Record::FactsChange(c) => self.push_change(c),
+            Record::Header(_) | Record::Summary(_) => {}
         }
+        self.flow()
     }
 
-    fn push_arp(&mut self, mut ev: Held<'_, ArpEvent<'_>>) -> io::Result<Flow> {
+    fn push_arp(&mut self, mut ev: Held<'_, ArpEvent<'_>>) {
         if self.at_limit() {
-            return Ok(Flow::Stop);
+            return;
         }
         if !self
             .filter
             .matches(Some(&ev.ifname), ev.netns, ev.netns_name.as_deref())
         {
             self.counters.filtered += 1;
-            return Ok(Flow::Continue);
+            return;
         }
         if ev.netns_name.is_none() {
             if let Some(n) = self.names.name(ev.netns) {
@@ -157,7 +257,7 @@ impl Pipeline {
         if ev.is_request() && ev.verdict.is_none() {
             self.explain(ev.to_mut());
             // What the facts query noticed comes out before the request it explains.
-            self.drain_changes_before(Some(ev.time))?;
+            self.drain_changes_before(Some(ev.time));
             if Some(ev.netns) != self.names.own() {
                 let e = ev.to_mut();
                 if let Some(r) = e.verdict.as_mut().and_then(|v| v.remedy.as_mut()) {
@@ -172,26 +272,15 @@ impl Pipeline {
             }
         }
         if !self.admit(&ev) {
-            return Ok(Flow::Continue);
+            return;
         }
         let rec = Record::Arp(Held::Borrowed(&ev));
-        for sink in &mut self.sinks {
-            sink.record(&rec)?;
-        }
-        Ok(self.flow())
+        self.each(|s| s.record(&rec));
     }
 
     fn at_limit(&self) -> bool {
         self.count
             .is_some_and(|limit| self.counters.requests >= limit)
-    }
-
-    fn flow(&self) -> Flow {
-        if self.at_limit() {
-            Flow::Stop
-        } else {
-            Flow::Continue
-        }
     }
 
     /// Applies `--foreign-only` and counts what passes; false when the event is filtered.
@@ -246,26 +335,25 @@ impl Pipeline {
     }
 
     /// Lets sinks that report periodically (the summary) do so.
-    pub fn tick(&mut self) -> io::Result<()> {
-        for sink in &mut self.sinks {
-            sink.tick()?;
-        }
-        Ok(())
+    pub fn tick(&mut self) -> Flow {
+        self.each(|s| s.tick());
+        self.flow()
     }
 
     /// Passes on the changes the facts source noticed (live); called per request and on the
     /// event loop's one-second tick.
-    pub fn drain_changes(&mut self) -> io::Result<()> {
-        self.drain_changes_before(None)
+    pub fn drain_changes(&mut self) -> Flow {
+        self.drain_changes_before(None);
+        self.flow()
     }
 
     /// A change's time is when a thread noticed it, which can be a little after the request
     /// it was read for, or before records already shown: it is moved into
     /// [last record, `before`] so the stream stays in time order.
-    fn drain_changes_before(&mut self, before: Option<Time>) -> io::Result<()> {
+    fn drain_changes_before(&mut self, before: Option<Time>) {
         let changes = match self.facts.as_mut() {
             Some(f) => f.changes(),
-            None => return Ok(()),
+            None => return,
         };
         if let Some(f) = &self.facts {
             self.counters.changes_dropped = f.changes_dropped();
@@ -276,19 +364,18 @@ impl Pipeline {
                 t = t.min(b).max(self.last_time);
             }
             c.time = t;
-            self.push_change(Held::Owned(c))?;
+            self.push_change(Held::Owned(c));
         }
-        Ok(())
     }
 
     /// A change record, live or read back. Only `--netns` applies: `-i` and `--foreign-only`
     /// select requests, while a request's explanation can rest on any interface's addresses.
-    fn push_change(&mut self, mut ch: Held<'_, FactsChange<'_>>) -> io::Result<()> {
+    fn push_change(&mut self, mut ch: Held<'_, FactsChange<'_>>) {
         if !self
             .filter
             .matches(None, ch.netns, ch.netns_name.as_deref())
         {
-            return Ok(());
+            return;
         }
         if ch.netns_name.is_none() {
             if let Some(n) = self.names.name(ch.netns) {
@@ -297,19 +384,16 @@ impl Pipeline {
         }
         self.last_time = self.last_time.max(ch.time);
         let rec = Record::FactsChange(Held::Borrowed(&ch));
-        for sink in &mut self.sinks {
-            sink.record(&rec)?;
-        }
-        Ok(())
+        self.each(|s| s.record(&rec));
     }
 
-    fn push_failed(&mut self, mut f: Held<'_, NeighFailed<'_>>) -> io::Result<()> {
+    fn push_failed(&mut self, mut f: Held<'_, NeighFailed<'_>>) {
         if !self
             .filter
             .matches(Some(&f.ifname), f.netns, f.netns_name.as_deref())
         {
             self.counters.filtered += 1;
-            return Ok(());
+            return;
         }
         self.counters.failures += 1;
         self.last_time = self.last_time.max(f.time);
@@ -319,26 +403,20 @@ impl Pipeline {
             }
         }
         let rec = Record::NeighFailed(Held::Borrowed(&f));
-        for sink in &mut self.sinks {
-            sink.record(&rec)?;
-        }
-        Ok(())
+        self.each(|s| s.record(&rec));
     }
 
-    pub fn flush(&mut self) -> io::Result<()> {
-        for sink in &mut self.sinks {
-            sink.flush()?;
-        }
-        Ok(())
+    pub fn flush(&mut self) -> Flow {
+        self.each(|s| s.flush());
+        self.flow()
     }
 
-    pub fn finish(&mut self) -> io::Result<()> {
-        self.drain_changes()?;
-        for sink in &mut self.sinks {
-            sink.flush()?;
-            sink.finish(&self.counters)?;
-        }
-        Ok(())
+    /// Flushes and finishes every sink left, whichever others failed; what failed is in
+    /// `failures`.
+    pub fn finish(&mut self) {
+        self.drain_changes();
+        let counters = self.counters;
+        self.each(|s| s.flush().and_then(|_| s.finish(&counters)));
     }
 }
 

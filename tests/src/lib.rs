@@ -14,6 +14,8 @@ mod commands;
 mod helper;
 mod json;
 mod namespaces;
+mod piped;
+mod scratch;
 mod timing;
 mod topologies;
 mod tracer;
@@ -31,6 +33,8 @@ pub use json::{
     parse_json_lines, s, time_of_day_secs,
 };
 pub use namespaces::{in_netns, send_udp_in, udp, veth, Netns};
+pub use piped::PipedTracer;
+pub use scratch::{write_trace, Scratch, Tmpfs};
 pub use timing::{scaled, timeout_scale, EVENT_TIMEOUT, EXIT_TIMEOUT, READY_TIMEOUT};
 pub use topologies::{
     lone, Routed, Seed, C3_IP, C5_IP, CLIENT_IP, HOST_IP, ROUTER_IN_IP, ROUTER_OUT_IP, SRV_ETH3_IP,

@@ -16,7 +16,7 @@ impl Sink for Collect {
     }
 }
 
-fn push(p: &mut Pipeline, ev: ArpEvent<'static>) -> io::Result<Flow> {
+fn push(p: &mut Pipeline, ev: ArpEvent<'static>) -> Flow {
     p.push(Record::Arp(Held::Owned(ev)))
 }
 
@@ -51,7 +51,7 @@ fn filters_by_interface_and_namespace() {
     };
     let (mut p, seen) = pipeline(filter, None);
     for (i, n) in [("eth3", 10), ("eth5", 10), ("eth3", 11), ("eth3", 10)] {
-        assert_eq!(push(&mut p, ev(1, i, n)).unwrap(), Flow::Continue);
+        assert_eq!(push(&mut p, ev(1, i, n)), Flow::Continue);
     }
     assert_eq!(seen.borrow().len(), 2);
     assert_eq!(p.counters.filtered, 2);
@@ -80,7 +80,7 @@ fn requests_get_verdicts_and_foreign_only_keeps_foreign_ones() {
         Origin::Local,
     ));
     for e in [ok, foreign, ev(2, "eth3", 1)] {
-        push(&mut p, e).unwrap();
+        push(&mut p, e);
     }
     let seen = seen.borrow();
     assert_eq!(seen.len(), 1, "{seen:?}");
@@ -96,8 +96,8 @@ fn requests_get_verdicts_and_foreign_only_keeps_foreign_ones() {
 fn replies_get_no_verdict_and_missing_facts_are_said() {
     let (mut p, seen) = pipeline(Filter::default(), None);
     p.facts = Some(Box::new(Fixed(Err("namespace 1 is gone".into()))));
-    push(&mut p, ev(1, "eth3", 1)).unwrap();
-    push(&mut p, ev(2, "eth3", 1)).unwrap();
+    push(&mut p, ev(1, "eth3", 1));
+    push(&mut p, ev(2, "eth3", 1));
     let seen = seen.borrow();
     assert!(seen[0].verdict.is_none());
     assert_eq!(seen[0].facts_error.as_deref(), Some("namespace 1 is gone"));
@@ -106,7 +106,7 @@ fn replies_get_no_verdict_and_missing_facts_are_said() {
     let (mut p, seen) = pipeline(Filter::default(), None);
     let mut e = ev(1, "eth3", 1);
     e.facts = Some(RequestFacts::from_ns(&seed_facts(), "eth3"));
-    push(&mut p, e).unwrap();
+    push(&mut p, e);
     let v = seen.borrow()[0].verdict.clone().unwrap();
     assert_eq!(v.reason, Reason::SelectNoTrigger);
 }
@@ -151,19 +151,18 @@ fn changes_come_before_their_request_and_in_time_order() {
     p.facts = Some(Box::new(Changing(vec![w])));
     let mut e = ev(1, "eth3", 1);
     e.time = Time(100);
-    push(&mut p, e).unwrap();
+    push(&mut p, e);
     // Noticed before a record already shown, drained by the tick.
     let mut a = FactsChange::new(1, ChangeKind::ArpAnnounce);
     a.time = Time(50);
     p.facts = Some(Box::new(Changing(vec![a])));
-    p.drain_changes().unwrap();
+    p.drain_changes();
     // Another namespace under --netns 1 is not shown.
     p.filter.netns = [1].into();
     p.push(Record::FactsChange(Held::Owned(FactsChange::new(
         2,
         ChangeKind::AddrAdded,
-    ))))
-    .unwrap();
+    ))));
     assert_eq!(
         *seen.borrow(),
         [
@@ -177,10 +176,122 @@ fn changes_come_before_their_request_and_in_time_order() {
 #[test]
 fn count_stops_after_n_requests_and_ignores_replies() {
     let (mut p, seen) = pipeline(Filter::default(), Some(2));
-    assert_eq!(push(&mut p, ev(1, "a", 1)).unwrap(), Flow::Continue);
-    assert_eq!(push(&mut p, ev(2, "a", 1)).unwrap(), Flow::Continue);
-    assert_eq!(push(&mut p, ev(1, "a", 1)).unwrap(), Flow::Stop);
-    assert_eq!(push(&mut p, ev(1, "a", 1)).unwrap(), Flow::Stop);
+    assert_eq!(push(&mut p, ev(1, "a", 1)), Flow::Continue);
+    assert_eq!(push(&mut p, ev(2, "a", 1)), Flow::Continue);
+    assert_eq!(push(&mut p, ev(1, "a", 1)), Flow::Stop);
+    assert_eq!(push(&mut p, ev(1, "a", 1)), Flow::Stop);
     assert_eq!(seen.borrow().len(), 3);
     assert_eq!((p.counters.requests, p.counters.replies), (2, 1));
+}
+
+/// A sink on `output` that logs what it is asked to do and fails every write from the
+/// `fail_at`th record on with `errno`.
+struct Out {
+    output: &'static str,
+    log: Rc<RefCell<Vec<String>>>,
+    fail_at: Option<(usize, i32)>,
+    records: usize,
+}
+
+fn out(
+    output: &'static str,
+    fail_at: Option<(usize, i32)>,
+) -> (Box<Out>, Rc<RefCell<Vec<String>>>) {
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let s = Out {
+        output,
+        log: log.clone(),
+        fail_at,
+        records: 0,
+    };
+    (Box::new(s), log)
+}
+
+impl Out {
+    fn check(&self) -> io::Result<()> {
+        match self.fail_at {
+            Some((n, errno)) if self.records >= n => Err(io::Error::from_raw_os_error(errno)),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Sink for Out {
+    fn output(&self) -> &str {
+        self.output
+    }
+    fn record(&mut self, _: &Record<'_>) -> io::Result<()> {
+        self.records += 1;
+        self.check()?;
+        self.log.borrow_mut().push("record".into());
+        Ok(())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.check()
+    }
+    fn finish(&mut self, _: &Counters) -> io::Result<()> {
+        self.check()?;
+        self.log.borrow_mut().push("finish".into());
+        Ok(())
+    }
+}
+
+fn bare() -> Pipeline {
+    Pipeline::new(
+        Filter::default(),
+        None,
+        NetnsNames::with_dir("/nonexistent"),
+    )
+}
+
+#[test]
+fn a_closed_stdout_leaves_the_file_every_record_and_its_end() {
+    let mut p = bare();
+    let (lines, _) = out("stdout", Some((2, libc::EPIPE)));
+    let (summary, summary_log) = out("stdout", None);
+    let (file, file_log) = out("t.jsonl.zst", None);
+    p.sinks.extend([lines as Box<dyn Sink>, summary, file]);
+    for _ in 0..5 {
+        assert_eq!(push(&mut p, ev(1, "eth3", 1)), Flow::Continue);
+    }
+    p.finish();
+    assert!(p.failures.is_empty(), "{:?}", p.failures);
+    assert_eq!(file_log.borrow().len(), 6, "{:?}", file_log.borrow());
+    assert_eq!(file_log.borrow().last().unwrap(), "finish");
+    // The summary shares stdout: it went with it (after the record that found it closed).
+    assert_eq!(summary_log.borrow().as_slice(), ["record", "record"]);
+    assert_eq!(p.counters.requests, 5);
+}
+
+#[test]
+fn a_failed_file_ends_the_run_and_the_rest_is_still_finished() {
+    let mut p = bare();
+    let (lines, lines_log) = out("stdout", None);
+    let (file, file_log) = out("/x/t.jsonl", Some((3, libc::ENOSPC)));
+    let (pcap, pcap_log) = out("/x/t.pcapng", None);
+    p.sinks.extend([lines as Box<dyn Sink>, file, pcap]);
+    assert_eq!(push(&mut p, ev(1, "eth3", 1)), Flow::Continue);
+    assert_eq!(push(&mut p, ev(1, "eth3", 1)), Flow::Continue);
+    assert_eq!(push(&mut p, ev(1, "eth3", 1)), Flow::Stop);
+    p.finish();
+    assert_eq!(lines_log.borrow().len(), 4);
+    assert_eq!(pcap_log.borrow().last().unwrap(), "finish");
+    // Nothing more reaches a file after its failed write: a cut stays a cut.
+    assert_eq!(file_log.borrow().len(), 2);
+    assert_eq!(p.failures.len(), 1);
+    let msg = p.failures[0].to_string();
+    assert!(
+        msg.starts_with("/x/t.jsonl: No space left on device (os error 28); it holds what was"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn with_every_output_closed_the_run_ends_quietly() {
+    let mut p = bare();
+    let (lines, _) = out("stdout", Some((1, libc::EPIPE)));
+    p.sinks.push(lines);
+    assert_eq!(push(&mut p, ev(1, "eth3", 1)), Flow::Stop);
+    p.finish();
+    assert!(p.failures.is_empty() && p.sinks.is_empty());
 }

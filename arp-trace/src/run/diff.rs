@@ -139,7 +139,7 @@ pub fn count(path: &Path) -> Result<Side> {
     );
     pipeline.sinks.push(Box::new(Collector(collected.clone())));
     let mut reader = ParallelReader::new(reader);
-    super::replay::feed(&mut reader, &mut pipeline, &mut None)?;
+    super::replay::feed(&mut reader, &mut pipeline, &mut None, |_| {})?;
     drop(pipeline);
     let c = Rc::try_unwrap(collected)
         .map_err(|_| anyhow::anyhow!("the pipeline still holds the collector"))?

@@ -1,8 +1,6 @@
 //! The live source: reads records from the kernel's ring buffer and feeds the pipeline until
 //! Ctrl-C, SIGTERM, `-c` or a closed output ends the run.
 
-use std::io::Write;
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -10,7 +8,7 @@ use arp_trace_model::file::FORMAT_VERSION;
 use arp_trace_model::{Header, Held, Record, Time};
 use tokio::io::unix::AsyncFd;
 
-use super::{add_files, counts_line, pipeline, Source};
+use super::{add_files, counts_line, failed_outputs, pipeline, Source};
 use crate::attribution::{Joined, Joiner};
 use crate::cli::Args;
 use crate::kernel::btf::Btf;
@@ -21,18 +19,7 @@ use crate::kernel::privileges;
 use crate::kernel::ring::{self, Raw};
 use crate::netns::watch::Watchers;
 use crate::pipeline::{Counters, Flow, Pipeline};
-use crate::sinks::is_closed_pipe;
-
-/// Writes the ready file atomically so a watcher never sees it half-written.
-fn write_ready_file(path: &Path, hooks: &str) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let mut f = std::fs::File::create(&tmp)
-        .with_context(|| format!("cannot create ready file {}", tmp.display()))?;
-    writeln!(f, "pid={}\nhooks={hooks}", std::process::id())?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot create ready file {}", path.display()))?;
-    Ok(())
-}
+use crate::sinks::outfile::Files;
 
 fn scope_text(args: &Args) -> String {
     let ifs = if args.interfaces.is_empty() {
@@ -123,20 +110,18 @@ pub fn run(args: &Args) -> Result<Counters> {
 }
 
 /// Hands joined events to the pipeline.
-fn deliver(pipeline: &mut Pipeline, joined: &mut Vec<Joined>) -> std::io::Result<Flow> {
-    let mut flow = Flow::Continue;
+fn deliver(pipeline: &mut Pipeline, joined: &mut Vec<Joined>) -> Flow {
+    let mut flow = pipeline.flow();
     for j in joined.drain(..) {
         if flow == Flow::Stop {
             continue;
         }
-        match j {
-            Joined::Arp(ev) => flow = pipeline.push(Record::Arp(Held::Owned(*ev)))?,
-            Joined::Failed(f) => {
-                pipeline.push(Record::NeighFailed(Held::Owned(f)))?;
-            }
-        }
+        flow = match j {
+            Joined::Arp(ev) => pipeline.push(Record::Arp(Held::Owned(*ev))),
+            Joined::Failed(f) => pipeline.push(Record::NeighFailed(Held::Owned(f))),
+        };
     }
-    Ok(flow)
+    flow
 }
 
 /// Decodes one ring buffer record into the joiner.
@@ -186,13 +171,19 @@ async fn stream(
         scope_text(args),
         passed_over_text(&tracer.passed_over)
     );
+    let mut files = Files::default();
     if args.write.is_some() || args.pcap.is_some() {
         let header = live_header(hooks.clone(), pipeline.names.own());
-        add_files(&mut pipeline, args, &header)?;
+        add_files(&mut pipeline, args, &header, &mut files)?;
     }
-    if let Some(path) = &args.ready_file {
-        write_ready_file(path, &hooks)?;
-    }
+    // Held to the end of the run: its drop removes the file, on every way out.
+    let _ready = match &args.ready_file {
+        Some(path) => {
+            let text = format!("pid={}\nhooks={hooks}\n", std::process::id());
+            Some(files.ready_file(path, &text)?)
+        }
+        None => None,
+    };
 
     // The joiner's own offset: request times and record times must compare exactly.
     let clock = joiner.clock_offset();
@@ -200,11 +191,12 @@ async fn stream(
     let mut reported_lost = 0u64;
     let mut reported_missed = 0u64;
     let mut done = false;
-    let mut closed = false;
 
     let mut joined: Vec<Joined> = Vec::new();
     let mut join_tick = tokio::time::interval(crate::attribution::JOIN_WAIT / 2);
-    let every = Duration::from_secs(args.summary_interval.unwrap_or(u64::MAX / 4));
+    // Without --summary-interval the timer never fires; a year is far enough and, unlike the
+    // largest Duration, cannot overflow an Instant.
+    let every = Duration::from_secs(args.summary_interval.unwrap_or(crate::cli::MAX_INTERVAL));
     let mut summary_tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     while !done {
         tokio::select! {
@@ -222,27 +214,17 @@ async fn stream(
                     ingest(&mut joiner, &mut pipeline, &item, clock, &mut joined);
                 }
                 joiner.expire(false, &mut joined);
-                match deliver(&mut pipeline, &mut joined).and_then(|f| pipeline.flush().map(|_| f)) {
-                    Ok(Flow::Continue) => {}
-                    Ok(Flow::Stop) => done = true,
-                    Err(e) if is_closed_pipe(&e) => { done = true; closed = true; }
-                    Err(e) => return Err(e).context("writing output"),
-                }
+                deliver(&mut pipeline, &mut joined);
+                done = pipeline.flush() == Flow::Stop;
             }
             _ = summary_tick.tick(), if args.summary_interval.is_some() => {
-                match pipeline.flush().and_then(|_| pipeline.tick()) {
-                    Ok(()) => {}
-                    Err(e) if is_closed_pipe(&e) => { done = true; closed = true; }
-                    Err(e) => return Err(e).context("writing output"),
-                }
+                pipeline.flush();
+                done = pipeline.tick() == Flow::Stop;
             }
             _ = tick.tick() => {
                 if let Some(l) = bpf_log.as_mut() { l.flush(); }
-                match pipeline.drain_changes().and_then(|_| pipeline.flush()) {
-                    Ok(()) => {}
-                    Err(e) if is_closed_pipe(&e) => { done = true; closed = true; }
-                    Err(e) => return Err(e).context("writing output"),
-                }
+                pipeline.drain_changes();
+                done = pipeline.flush() == Flow::Stop;
                 let lost = loader::read_lost(&lost_map);
                 if lost > reported_lost {
                     eprintln!(
@@ -269,55 +251,29 @@ async fn stream(
                 while let Some(item) = rb.next() {
                     ingest(&mut joiner, &mut pipeline, &item, clock, &mut joined);
                 }
-                match deliver(&mut pipeline, &mut joined) {
-                    Ok(Flow::Continue) => {}
-                    Ok(Flow::Stop) => done = true,
-                    Err(e) if is_closed_pipe(&e) => { done = true; closed = true; }
-                    Err(e) => return Err(e).context("writing output"),
-                }
-                match pipeline.flush() {
-                    Ok(()) => {}
-                    Err(e) if is_closed_pipe(&e) => { done = true; closed = true; }
-                    Err(e) => return Err(e).context("writing output"),
-                }
+                deliver(&mut pipeline, &mut joined);
+                done = pipeline.flush() == Flow::Stop;
             }
         }
     }
 
-    // Deliver what the kernel already queued before the stop, unless -c or the reader ended it.
-    if !closed && args.count.is_none_or(|c| pipeline.counters.requests < c) {
+    // Deliver what the kernel already queued before the stop, unless -c, a failed output or
+    // the last reader going away ended it.
+    if pipeline.flow() == Flow::Continue {
         let rb = ring.get_mut();
         while let Some(item) = rb.next() {
             ingest(&mut joiner, &mut pipeline, &item, clock, &mut joined);
         }
         joiner.expire(true, &mut joined);
-        let _ = deliver(&mut pipeline, &mut joined);
+        deliver(&mut pipeline, &mut joined);
     }
     pipeline.counters.lost = loader::read_lost(&lost_map);
     pipeline.counters.discarded = loader::read_lost(&discarded_map);
     pipeline.counters.missed = loader::recursion_misses();
     pipeline.counters.unjoined = joiner.unjoined;
     pipeline.counters.unmatched = joiner.unmatched;
-    if let Err(e) = pipeline.finish() {
-        if !is_closed_pipe(&e) {
-            return Err(e).context("writing output");
-        }
-    }
+    pipeline.finish();
     eprintln!("arp-trace: {}", counts_line(&pipeline.counters));
+    failed_outputs(&pipeline)?;
     Ok(pipeline.counters)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ready_file_is_written_whole() {
-        let p = std::env::temp_dir().join(format!("arp-trace-ready-{}", std::process::id()));
-        write_ready_file(&p, "transmit=x").unwrap();
-        let s = std::fs::read_to_string(&p).unwrap();
-        assert!(s.contains("hooks=transmit=x"), "{s}");
-        std::fs::remove_file(p).unwrap();
-        assert!(write_ready_file(Path::new("/nonexistent/dir/ready"), "x").is_err());
-    }
 }

@@ -18,6 +18,7 @@ use crate::cli::Args;
 use crate::netns::{self, NetnsNames};
 use crate::pipeline::{Counters, Filter, Pipeline};
 use crate::sinks::json::JsonSink;
+use crate::sinks::outfile::Files;
 use crate::sinks::pcapng::PcapngWriter;
 use crate::sinks::summary::SummarySink;
 use crate::sinks::terminal::TerminalSink;
@@ -97,21 +98,28 @@ pub fn pipeline(args: &Args, source: &Source) -> Result<Pipeline> {
     Ok(p)
 }
 
-/// Adds the `-w` and `--pcap` outputs, live or replaying.
-pub fn add_files(p: &mut Pipeline, args: &Args, header: &Header) -> Result<()> {
+/// Adds the `-w` and `--pcap` outputs, live or replaying; `files` knows the inputs, so no
+/// output is one of them (see [`crate::sinks::outfile`]).
+pub fn add_files(p: &mut Pipeline, args: &Args, header: &Header, files: &mut Files) -> Result<()> {
     if let Some(path) = &args.write {
-        if args.read.as_deref() == Some(path.as_path()) {
-            bail!(
-                "-w {}: the same file as -r; write to another file",
-                path.display()
-            );
-        }
-        p.sinks.push(Box::new(TraceSink::create(path, header)?));
+        let f = files.create("-w", path)?;
+        p.sinks.push(Box::new(TraceSink::new(path, f, header)?));
     }
     if let Some(path) = &args.pcap {
-        p.sinks.push(Box::new(PcapngWriter::create(path)?));
+        let f = files.create("--pcap", path)?;
+        p.sinks.push(Box::new(PcapngWriter::new(path, f)?));
     }
     Ok(())
+}
+
+/// The run's end when outputs failed: one line naming each (the counts line and the summary
+/// are already out).
+pub fn failed_outputs(p: &Pipeline) -> Result<()> {
+    if p.failures.is_empty() {
+        return Ok(());
+    }
+    let all: Vec<String> = p.failures.iter().map(ToString::to_string).collect();
+    bail!("{}", all.join("; and "))
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {

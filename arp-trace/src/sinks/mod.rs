@@ -2,6 +2,7 @@
 //! Wireshark and trace files. Each is a [`crate::pipeline::Sink`].
 
 pub mod json;
+pub mod outfile;
 pub mod pcapng;
 pub mod summary;
 pub mod terminal;
@@ -10,16 +11,7 @@ pub mod trace;
 
 use std::io::{self, Write};
 
-/// Whether an I/O error means "the reader went away" (`arp-trace | head`), which ends the
-/// run quietly like tcpdump does rather than as a failure.
-pub fn is_closed_pipe(e: &io::Error) -> bool {
-    // serde_json wraps the writer's error when a full buffer is written mid-object.
-    e.kind() == io::ErrorKind::BrokenPipe
-        || e.get_ref()
-            .and_then(|i| i.downcast_ref::<serde_json::Error>())
-            .and_then(serde_json::Error::io_error_kind)
-            == Some(io::ErrorKind::BrokenPipe)
-}
+pub use crate::pipeline::is_closed_pipe;
 
 /// A buffered writer several sinks may each hold onto stdout (or a test's buffer).
 pub struct Output {

@@ -92,17 +92,19 @@ pub fn comment(ev: &ArpEvent<'_>) -> String {
 /// A pcapng writer; a [`Sink`] like the terminal and JSON outputs.
 pub struct PcapngWriter {
     path: PathBuf,
+    /// `path` as messages show it.
+    name: String,
     out: BufWriter<File>,
     interfaces: HashMap<(u32, String), u32>,
     block: Vec<u8>,
 }
 
 impl PcapngWriter {
-    pub fn create(path: &Path) -> Result<PcapngWriter> {
-        let f = File::create(path)
-            .with_context(|| format!("{}: cannot create the pcapng file", path.display()))?;
+    /// Writes pcapng into `f` (opened by [`super::outfile`]), which `path` names.
+    pub fn new(path: &Path, f: File) -> Result<PcapngWriter> {
         let mut w = PcapngWriter {
             path: path.to_path_buf(),
+            name: path.display().to_string(),
             out: BufWriter::with_capacity(256 * 1024, f),
             interfaces: HashMap::new(),
             block: Vec::with_capacity(512),
@@ -187,6 +189,9 @@ impl PcapngWriter {
 }
 
 impl Sink for PcapngWriter {
+    fn output(&self) -> &str {
+        &self.name
+    }
     fn record(&mut self, rec: &Record<'_>) -> io::Result<()> {
         match rec {
             Record::Arp(ev) => self.packet(ev),
@@ -238,7 +243,7 @@ mod tests {
     #[test]
     fn blocks_are_well_formed_and_interfaces_shared() {
         let path = std::env::temp_dir().join(format!("arp-trace-pcap-{}", std::process::id()));
-        let mut w = PcapngWriter::create(&path).unwrap();
+        let mut w = PcapngWriter::new(&path, File::create(&path).unwrap()).unwrap();
         let f = frame(
             1,
             [0xff; 6],

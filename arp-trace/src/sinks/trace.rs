@@ -2,6 +2,7 @@
 //! format and its durability are `arp_trace_model::file`'s); the trailer is the summary the
 //! terminal prints, followed by the run's counts.
 
+use std::fs::File;
 use std::io;
 use std::path::Path;
 
@@ -14,18 +15,24 @@ use crate::pipeline::{Counters, Sink};
 pub struct TraceSink {
     writer: TraceWriter,
     table: Table,
+    path: String,
 }
 
 impl TraceSink {
-    pub fn create(path: &Path, header: &Header) -> io::Result<TraceSink> {
+    /// Writes the trace into `file` (opened by [`super::outfile`]), which `path` names.
+    pub fn new(path: &Path, file: File, header: &Header) -> io::Result<TraceSink> {
         Ok(TraceSink {
-            writer: TraceWriter::create(path, header)?,
+            writer: TraceWriter::new(path, file, header)?,
             table: Table::default(),
+            path: path.display().to_string(),
         })
     }
 }
 
 impl Sink for TraceSink {
+    fn output(&self) -> &str {
+        &self.path
+    }
     fn record(&mut self, rec: &Record<'_>) -> io::Result<()> {
         if let Record::Arp(ev) = rec {
             self.table.add(ev);
@@ -64,7 +71,8 @@ mod tests {
     #[test]
     fn the_trailer_is_the_summary() {
         let path = std::env::temp_dir().join(format!("arp-trace-sink-{}", std::process::id()));
-        let mut s = TraceSink::create(&path, &Header::empty(FORMAT_VERSION)).unwrap();
+        let file = File::create(&path).unwrap();
+        let mut s = TraceSink::new(&path, file, &Header::empty(FORMAT_VERSION)).unwrap();
         let ev = crate::sinks::summary::tests::explained(
             "203.0.113.10",
             "198.51.100.20",
