@@ -86,6 +86,14 @@ fn first_request(sender_ip: &str, target: &str) -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// A short retransmit interval (200 ms instead of 1 s: the same count of requests, sooner),
+/// stretched where the harness's waits are (the VM suite): the tests assume a datagram sent
+/// right after another is queued before the first retransmit, which a stalled emulated CPU
+/// can take longer than 200 ms to do.
+fn retrans_ms() -> String {
+    ((200.0 * timeout_scale()).min(1000.0) as u32).to_string()
+}
+
 fn stop(t: Tracer) {
     let (status, _, stderr) = t.stop();
     assert!(status.success(), "exit {}: {stderr}", describe(&status));
@@ -268,7 +276,7 @@ fn absent_host_attempts_then_neigh_failed() {
     let seed = Seed::new();
     let srv = &seed.srv;
     // Retransmit every 200 ms instead of every second: same count, quicker test.
-    srv.sysctl("net/ipv4/neigh/eth3/retrans_time_ms", "200");
+    srv.sysctl("net/ipv4/neigh/eth3/retrans_time_ms", &retrans_ms());
     let t = Tracer::start(&["--json", "--netns", srv.name()]);
     let mut h = Helper::spawn(srv, "at-absent");
     let absent = "198.51.100.99";
@@ -320,7 +328,7 @@ fn absent_host_attempts_then_neigh_failed() {
 fn closed_socket_behind_the_first_is_local_not_kernel() {
     let seed = Seed::new();
     let srv = &seed.srv;
-    srv.sysctl("net/ipv4/neigh/eth3/retrans_time_ms", "200");
+    srv.sysctl("net/ipv4/neigh/eth3/retrans_time_ms", &retrans_ms());
     let t = Tracer::start(&["--json", "--netns", srv.name()]);
     let mut h = Helper::spawn(srv, "at-first");
     let absent = "198.51.100.98";
@@ -373,7 +381,7 @@ fn tcp_retransmit_from_timer_names_the_server() {
     let seed = Seed::new();
     let (srv, c3) = (&seed.srv, &seed.c3);
     // Resolutions fail after 3 x 200 ms instead of 3 s: the retransmit comes sooner.
-    srv.sysctl("net/ipv4/neigh/eth3/retrans_time_ms", "200");
+    srv.sysctl("net/ipv4/neigh/eth3/retrans_time_ms", &retrans_ms());
     let t = Tracer::start(&["--json", "--netns", srv.name()]);
     let (mut server, _client, cport) = established(&seed, "at-srv-retx", "at-cli-retx");
     c3.ip(&["addr", "del", "198.51.100.20/24", "dev", "eth0"]);
