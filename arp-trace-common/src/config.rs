@@ -59,6 +59,18 @@ pub struct Offsets {
     pub net_devconf_all: u32,
     /// `ipv4_devconf.data[IPV4_DEVCONF_ARP_ANNOUNCE - 1]`
     pub devconf_arp_announce: u32,
+    /// `in_ifaddr.ifa_address`: the peer of a point-to-point address, else the local one.
+    pub ifa_address: u32,
+    /// `in_device.cnf.data[IPV4_DEVCONF_ROUTE_LOCALNET - 1]` and the same in `ipv4_devconf`.
+    pub indev_route_localnet: u32,
+    pub devconf_route_localnet: u32,
+    /// `in_device.cnf.data[IPV4_DEVCONF_ARP_NOTIFY - 1]` and the same in `ipv4_devconf`.
+    pub indev_arp_notify: u32,
+    pub devconf_arp_notify: u32,
+    /// `net.dev_base_head` and `net_device.dev_list`: the namespace's device list, in the
+    /// order inet_select_addr() walks it.
+    pub net_dev_base_head: u32,
+    pub dev_dev_list: u32,
 }
 
 impl Offsets {
@@ -102,6 +114,13 @@ impl Offsets {
         ifa_flags: u32::MAX,
         net_devconf_all: u32::MAX,
         devconf_arp_announce: u32::MAX,
+        ifa_address: u32::MAX,
+        indev_route_localnet: u32::MAX,
+        devconf_route_localnet: u32::MAX,
+        indev_arp_notify: u32::MAX,
+        devconf_arp_notify: u32::MAX,
+        net_dev_base_head: u32::MAX,
+        dev_dev_list: u32::MAX,
     };
 }
 

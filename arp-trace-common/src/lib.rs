@@ -65,12 +65,12 @@ mod tests {
 
     #[test]
     fn layouts_have_no_hidden_padding() {
-        assert_eq!(size_of::<Offsets>(), 39 * 4);
+        assert_eq!(size_of::<Offsets>(), 46 * 4);
         assert_eq!(align_of::<ArpXmitEvent>(), 8);
-        assert_eq!(size_of::<DevAddr>(), 8);
+        assert_eq!(size_of::<DevAddr>(), 12);
         assert_eq!(
             size_of::<ArpXmitEvent>(),
-            8 + 8 + 6 * 4 + 2 + 2 + 4 + 8 + 8 + 16 + 16 + FRAME_CAP + 16 + 8 * MAX_DEV_ADDRS
+            8 + 8 + 6 * 4 + 2 + 2 + 4 + 8 + 8 + 16 + 16 + FRAME_CAP + 16 + 12 * MAX_DEV_ADDRS + 8 * MAX_WALK
         );
         assert_eq!(size_of::<Config>(), 8);
         assert_eq!(

@@ -10,8 +10,20 @@ pub const FRAME_CAP: usize = 64;
 
 /// IPv4 addresses of the egress device copied with each ARP frame (`in_device->ifa_list`).
 pub const MAX_DEV_ADDRS: usize = 8;
+/// Devices of the namespace listed, in its device-list order, when the egress device has no
+/// address `inet_select_addr()` could use and the kernel borrows one from another device.
+pub const MAX_WALK: usize = 16;
+/// Devices the program looks at in that walk before it gives up (`walk_more`).
+pub const MAX_WALK_DEVICES: usize = 64;
 /// `DevAddr::flags`: `IFA_F_SECONDARY`.
 pub const ADDR_SECONDARY: u8 = 1;
+/// `ArpXmitEvent::conf_all`/`conf_dev`: the config was read (the other bits mean nothing
+/// without it).
+pub const CONF_READ: u8 = 0x80;
+/// ... `route_localnet` is set.
+pub const CONF_ROUTE_LOCALNET: u8 = 1;
+/// ... `arp_notify` is set.
+pub const CONF_ARP_NOTIFY: u8 = 2;
 
 /// `mac_len` value when the skb had no link-layer header set.
 pub const NO_MAC_HEADER: u16 = 0xffff;
@@ -32,6 +44,18 @@ pub struct DevAddr {
     /// `ADDR_*`
     pub flags: u8,
     pub _pad: u8,
+    /// `ifa_address`: differs from `addr` for an address with a peer (`ip addr add A peer B`).
+    pub peer: [u8; 4],
+}
+
+/// A device that could lend its address when `inet_select_addr()` borrows one: its index and
+/// what `in_dev_select_addr()` finds on it (the first primary address of universe or site
+/// scope). Devices with nothing to lend are left out; the order is the namespace's list's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalkEntry {
+    pub ifindex: u32,
+    pub candidate: [u8; 4],
 }
 
 /// One ARP frame handed to a device for transmission (`tp_btf/net_dev_queue`).
@@ -72,6 +96,13 @@ pub struct ArpXmitEvent {
     /// Valid entries in `addrs`; the device has more when `addrs_more` is set.
     pub n_addrs: u16,
     pub addrs_more: u16,
-    pub _pad2: u32,
+    /// `CONF_*` bits of `all` and of the device: `route_localnet`, `arp_notify`.
+    pub conf_all: u8,
+    pub conf_dev: u8,
+    /// Valid entries in `walk` (only when the egress device has no usable address); the list
+    /// went on past what the program looked at when `walk_more` is set.
+    pub n_walk: u8,
+    pub walk_more: u8,
     pub addrs: [DevAddr; MAX_DEV_ADDRS],
+    pub walk: [WalkEntry; MAX_WALK],
 }

@@ -3,8 +3,9 @@
 //! runs for every frame the host sends and must stay the cheapest of the programs.
 
 use arp_trace_common::{
-    ArpXmitEvent, DevAddr, Offsets, ADDR_SECONDARY, EVENT_ARP_XMIT, FRAME_CAP, HOOK_NET_DEV_QUEUE,
-    MAX_DEV_ADDRS, NAME_LEN, NO_MAC_HEADER, XMIT_HAS_SK,
+    ArpXmitEvent, DevAddr, Offsets, WalkEntry, ADDR_SECONDARY, CONF_ARP_NOTIFY, CONF_READ,
+    CONF_ROUTE_LOCALNET, EVENT_ARP_XMIT, FRAME_CAP, HOOK_NET_DEV_QUEUE, MAX_DEV_ADDRS, MAX_WALK,
+    MAX_WALK_DEVICES, NAME_LEN, NO_MAC_HEADER, XMIT_HAS_SK,
 };
 use aya_ebpf::{
     helpers::{
@@ -110,26 +111,39 @@ unsafe fn fill_xmit(ev: &mut ArpXmitEvent, skb: *const u8, o: &Offsets) -> Resul
 }
 
 const IFA_F_SECONDARY: u32 = 0x01;
+const RT_SCOPE_LINK: u8 = 253;
+const RT_SCOPE_HOST: u8 = 254;
 
 /// What the kernel's sender choice depends on, as it stands while the frame leaves:
-/// `arp_announce` (all and device) and the device's IPv4 addresses. Unreadable parts are
-/// marked (-1, no addresses) rather than failing the event.
+/// `arp_announce`, `route_localnet` and `arp_notify` (all and device), the device's IPv4
+/// addresses, and when the device has none inet_select_addr() could use, the devices the
+/// kernel could borrow one from, in its order. Unreadable parts are marked (-1, conf bits
+/// without CONF_READ, no addresses) rather than failing the event.
 #[inline(always)]
 unsafe fn read_dev_facts(ev: &mut ArpXmitEvent, dev: *const u8, net: *const u8, o: &Offsets) {
     ev.announce_all = -1;
     ev.announce_dev = -1;
+    ev.conf_all = 0;
+    ev.conf_dev = 0;
     ev.n_addrs = 0;
     ev.addrs_more = 0;
-    ev._pad2 = 0;
+    ev.n_walk = 0;
+    ev.walk_more = 0;
     let mut i = 0;
     while i < MAX_DEV_ADDRS {
         ev.addrs[i] = DevAddr::default();
+        i += 1;
+    }
+    i = 0;
+    while i < MAX_WALK {
+        ev.walk[i] = WalkEntry::default();
         i += 1;
     }
     if !net.is_null() {
         if let Ok(all) = read::<*const u8>(net, o.net_devconf_all) {
             if !all.is_null() {
                 ev.announce_all = read(all, o.devconf_arp_announce).unwrap_or(-1);
+                ev.conf_all = conf_bits(all, o.devconf_route_localnet, o.devconf_arp_notify);
             }
         }
     }
@@ -137,9 +151,18 @@ unsafe fn read_dev_facts(ev: &mut ArpXmitEvent, dev: *const u8, net: *const u8, 
         return;
     };
     if indev.is_null() {
+        walk_devices(ev, net, o);
         return; // no IPv4 on this device
     }
     ev.announce_dev = read(indev, o.indev_arp_announce).unwrap_or(-1);
+    ev.conf_dev = conf_bits(indev, o.indev_route_localnet, o.indev_arp_notify);
+    // IN_DEV_ROUTE_LOCALNET(): host-scope addresses count as link scope.
+    let localnet_scope = if (ev.conf_all | ev.conf_dev) & CONF_ROUTE_LOCALNET != 0 {
+        RT_SCOPE_LINK
+    } else {
+        RT_SCOPE_HOST
+    };
+    let mut usable = false;
     let mut ifa: *const u8 = read(indev, o.indev_ifa_list).unwrap_or(core::ptr::null());
     let mut n = 0usize;
     while n < MAX_DEV_ADDRS {
@@ -148,6 +171,7 @@ unsafe fn read_dev_facts(ev: &mut ArpXmitEvent, dev: *const u8, net: *const u8, 
         }
         let a = &mut ev.addrs[n];
         a.addr = read(ifa, o.ifa_local).unwrap_or([0; 4]);
+        a.peer = read(ifa, o.ifa_address).unwrap_or(a.addr);
         a.prefixlen = read(ifa, o.ifa_prefixlen).unwrap_or(0);
         a.scope = read(ifa, o.ifa_scope).unwrap_or(0);
         let flags: u32 = read(ifa, o.ifa_flags).unwrap_or(0);
@@ -156,11 +180,96 @@ unsafe fn read_dev_facts(ev: &mut ArpXmitEvent, dev: *const u8, net: *const u8, 
         } else {
             0
         };
+        // inet_select_addr() on the device itself: a primary within link scope.
+        if flags & IFA_F_SECONDARY == 0 && core::cmp::min(a.scope, localnet_scope) <= RT_SCOPE_LINK
+        {
+            usable = true;
+        }
         n += 1;
         ifa = read(ifa, o.ifa_next).unwrap_or(core::ptr::null());
     }
     ev.n_addrs = n as u16;
     ev.addrs_more = if ifa.is_null() { 0 } else { 1 };
+    if !usable && ifa.is_null() {
+        walk_devices(ev, net, o);
+    }
+}
+
+/// `CONF_*` bits of one `ipv4_devconf`-shaped block (`all`'s, or an in_device's `cnf`).
+#[inline(always)]
+unsafe fn conf_bits(base: *const u8, localnet: u32, notify: u32) -> u8 {
+    let (Ok(l), Ok(n)) = (read::<i32>(base, localnet), read::<i32>(base, notify)) else {
+        return 0;
+    };
+    let mut bits = CONF_READ;
+    if l != 0 {
+        bits |= CONF_ROUTE_LOCALNET;
+    }
+    if n != 0 {
+        bits |= CONF_ARP_NOTIFY;
+    }
+    bits
+}
+
+/// The devices inet_select_addr() could borrow from, in the namespace's list order
+/// (`for_each_netdev_rcu()`, lo first), each with what in_dev_select_addr(in_dev,
+/// RT_SCOPE_LINK) finds on it: the first primary address whose scope is universe or site,
+/// never link. The kernel takes the first of its own L3 domain; VRF masters and membership
+/// are applied in user space, from the netlink facts, so devices of every domain are kept.
+#[inline(always)]
+unsafe fn walk_devices(ev: &mut ArpXmitEvent, net: *const u8, o: &Offsets) {
+    if net.is_null() {
+        return;
+    }
+    let head = net.add(o.net_dev_base_head as usize);
+    let Ok(mut node) = read::<*const u8>(head, 0) else {
+        return;
+    };
+    let mut n = 0usize;
+    let mut seen = 0usize;
+    while seen < MAX_WALK_DEVICES && n < MAX_WALK {
+        if node.is_null() || node == head {
+            break;
+        }
+        let dev = node.sub(o.dev_dev_list as usize);
+        if let Ok(indev) = read::<*const u8>(dev, o.dev_ip_ptr) {
+            if !indev.is_null() {
+                let candidate = first_borrowable(indev, o);
+                if candidate != [0; 4] {
+                    ev.walk[n] = WalkEntry {
+                        ifindex: read(dev, o.dev_ifindex).unwrap_or(0),
+                        candidate,
+                    };
+                    n += 1;
+                }
+            }
+        }
+        seen += 1;
+        node = read(node, 0).unwrap_or(core::ptr::null());
+    }
+    ev.n_walk = n as u8;
+    ev.walk_more = if !node.is_null() && node != head { 1 } else { 0 };
+}
+
+/// in_dev_select_addr(in_dev, RT_SCOPE_LINK): skip secondaries; take the first address whose
+/// scope is neither link nor narrower than it.
+#[inline(always)]
+unsafe fn first_borrowable(indev: *const u8, o: &Offsets) -> [u8; 4] {
+    let mut ifa: *const u8 = read(indev, o.indev_ifa_list).unwrap_or(core::ptr::null());
+    let mut k = 0;
+    while k < MAX_DEV_ADDRS {
+        if ifa.is_null() {
+            break;
+        }
+        let flags: u32 = read(ifa, o.ifa_flags).unwrap_or(IFA_F_SECONDARY);
+        let scope: u8 = read(ifa, o.ifa_scope).unwrap_or(RT_SCOPE_HOST);
+        if flags & IFA_F_SECONDARY == 0 && scope != RT_SCOPE_LINK && scope <= RT_SCOPE_LINK {
+            return read(ifa, o.ifa_local).unwrap_or([0; 4]);
+        }
+        k += 1;
+        ifa = read(ifa, o.ifa_next).unwrap_or(core::ptr::null());
+    }
+    [0; 4]
 }
 
 /// Numbers the event and, for an ARP request, keeps it as this CPU's pending request.

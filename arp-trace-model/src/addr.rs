@@ -93,16 +93,33 @@ pub struct IfAddr<'a> {
     /// IFA_F_SECONDARY as the kernel set it, when read from the kernel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secondary: Option<bool>,
+    /// The peer of a point-to-point address (`ip addr add A peer B/N`): `ifa_address`, which
+    /// the kernel matches targets against instead of the local address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<Ipv4Addr>,
 }
 
 impl IfAddr<'_> {
+    /// The local address and prefix (`198.51.100.10/24`), as `ip addr` shows it.
     pub fn cidr(&self) -> Cidr {
         Cidr::new(self.addr, self.prefix_len)
     }
 
-    /// Whether `a` is in this address's subnet (inet_ifa_match()).
+    /// The prefix the kernel matches against: the peer's when there is one (`ifa_address`
+    /// under `ifa_mask`).
+    pub fn subnet(&self) -> Cidr {
+        Cidr::new(self.peer.unwrap_or(self.addr), self.prefix_len)
+    }
+
+    /// Whether `a` is in this address's subnet: the kernel's inet_ifa_match(), which tests
+    /// `ifa_address` (the peer of a point-to-point address, else the local one).
     pub fn contains(&self, a: Ipv4Addr) -> bool {
-        self.cidr().contains(a)
+        self.subnet().contains(a)
+    }
+
+    /// Whether `a` is this address or in its subnet: not foreign to the link.
+    pub fn covers(&self, a: Ipv4Addr) -> bool {
+        a == self.addr || self.contains(a)
     }
 
     pub fn into_owned(self) -> IfAddr<'static> {
@@ -112,6 +129,7 @@ impl IfAddr<'_> {
             prefix_len: self.prefix_len,
             scope: self.scope,
             secondary: self.secondary,
+            peer: self.peer,
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::facts::{Announce, EgressFacts, RequestFacts};
 use crate::hex::Hex;
 use crate::mac::Mac;
 use crate::time::Time;
-use crate::trigger::Trigger;
+use crate::trigger::{Task, Trigger};
 use crate::verdict::{Reason, Remedy, Verdict};
 use crate::IfAddr;
 
@@ -45,6 +45,9 @@ pub struct ArpEvent<'a> {
     /// The packet the kernel passed to `arp_solicit()`; null for probes with no queued packet
     /// (and for replies).
     pub trigger: Option<Trigger<'a>>,
+    /// Gratuitous announcements the kernel sent on its own: the process they left in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task<'a>>,
     /// Neighbour entry state at the solicit (`incomplete`, `probe`, ...).
     pub neigh_state: Option<Cow<'a, str>>,
     /// 1 for the first request of a resolution, 2.. for retransmits.
@@ -73,6 +76,11 @@ impl ArpEvent<'_> {
         self.op == ArpOp::Request
     }
 
+    /// A request for the sender's own address: an announcement, not a resolution.
+    pub fn is_gratuitous(&self) -> bool {
+        self.is_request() && self.sender_ip == self.target_ip
+    }
+
     /// Whether the verdict found the sender foreign to the egress interface.
     pub fn foreign(&self) -> bool {
         self.verdict.as_ref().is_some_and(|v| v.foreign_sender)
@@ -94,6 +102,7 @@ impl ArpEvent<'_> {
             eth_dst: self.eth_dst,
             frame: self.frame.into_owned(),
             trigger: self.trigger.map(Trigger::into_owned),
+            task: self.task.map(Task::into_owned),
             neigh_state: self.neigh_state.map(crate::own),
             attempt: self.attempt,
             queued: self.queued,
@@ -126,6 +135,8 @@ struct Wire<'a> {
     frame: Hex<'a>,
     #[serde(default, borrow)]
     trigger: Option<Trigger<'a>>,
+    #[serde(default, borrow)]
+    task: Option<Task<'a>>,
     #[serde(default, deserialize_with = "crate::opt_str")]
     neigh_state: Option<Cow<'a, str>>,
     #[serde(default)]
@@ -148,6 +159,16 @@ struct Wire<'a> {
     addrs: Option<Vec<crate::Cidr>>,
     #[serde(default, borrow)]
     ns_addrs: Option<Vec<IfAddr<'a>>>,
+    #[serde(default)]
+    route_localnet: Option<crate::Localnet>,
+    #[serde(default)]
+    links: Option<Vec<crate::Link>>,
+    #[serde(default)]
+    lenders: Option<Vec<crate::Lender>>,
+    #[serde(default)]
+    lenders_cut: bool,
+    #[serde(default)]
+    arp_notify: Option<bool>,
     #[serde(default, deserialize_with = "crate::opt_str")]
     facts_error: Option<Cow<'a, str>>,
 }
@@ -169,6 +190,11 @@ impl<'de: 'a, 'a> Deserialize<'de> for ArpEvent<'a> {
             arp_announce,
             addrs: w.addrs.unwrap_or_default(),
             ns_addrs: w.ns_addrs.unwrap_or_default(),
+            route_localnet: w.route_localnet,
+            links: w.links,
+            lenders: w.lenders,
+            lenders_cut: w.lenders_cut,
+            arp_notify: w.arp_notify,
         });
         Ok(ArpEvent {
             op: w.op,
@@ -185,6 +211,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for ArpEvent<'a> {
             eth_dst: w.eth_dst,
             frame: w.frame,
             trigger: w.trigger,
+            task: w.task,
             neigh_state: w.neigh_state,
             attempt: w.attempt,
             queued: w.queued,

@@ -25,7 +25,10 @@ mod verdict;
 
 pub use addr::{Cidr, IfAddr, RT_SCOPE_HOST, RT_SCOPE_LINK};
 pub use arp::{ArpEvent, ArpOp};
-pub use facts::{if_addr, Announce, ChangeKind, EgressFacts, FactsChange, NsFacts, RequestFacts};
+pub use facts::{
+    if_addr, Announce, ChangeKind, EgressFacts, FactsChange, Lender, Link, Localnet, NsFacts,
+    RequestFacts,
+};
 pub use header::{Header, IfSnapshot, NsSnapshot, Snapshot, Sysctls};
 pub use hex::Hex;
 pub use mac::Mac;
@@ -33,7 +36,7 @@ pub use neigh::NeighFailed;
 pub use record::{Held, Record, ARP_PREFIX};
 pub use summary::{Count, Row, Summary, TraceCounts};
 pub use time::{parse_rfc3339, rfc3339_nanos, Time};
-pub use trigger::{Origin, Trigger};
+pub use trigger::{Origin, Task, Trigger};
 pub use verdict::{Reason, Remedy, Verdict};
 
 use std::borrow::Cow;

@@ -16,6 +16,33 @@ pub enum Origin {
     Kernel,
     /// Routed through the host, received on `in_ifname`.
     Forwarded,
+    /// The ARP frame itself, written by a process (pid, comm) through a packet socket.
+    #[serde(rename = "packet_socket")]
+    PacketSocket,
+}
+
+/// The process a frame left in when no packet asked for it: a gratuitous announcement runs in
+/// the context of whatever raised the event (`ip link set eth3 up`, or a kworker).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Task<'a> {
+    pub pid: u32,
+    #[serde(borrow)]
+    pub comm: Cow<'a, str>,
+}
+
+impl Task<'_> {
+    pub fn into_owned(self) -> Task<'static> {
+        Task {
+            pid: self.pid,
+            comm: crate::own(self.comm),
+        }
+    }
+
+    /// A kernel worker thread: the event came from the kernel itself (a bond's failover, a
+    /// delayed notification), not from a command.
+    pub fn is_kernel_thread(&self) -> bool {
+        self.pid == 0 || self.comm.starts_with("kworker") || self.comm.starts_with("ksoftirqd")
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

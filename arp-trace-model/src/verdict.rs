@@ -17,11 +17,15 @@ pub enum Reason {
     SelectNonlocalSource,
     SelectOfflinkSource,
     SelectNoAddressOnDev,
+    /// Gratuitous ARP the kernel sent on its own (arp_notify, peer notification).
+    KernelAnnounce,
+    /// A frame a process wrote through a packet socket.
+    Userspace,
     Unexplained,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 10] = [
         Reason::Announce0LocalSource,
         Reason::Announce1OnlinkSource,
         Reason::SelectAnnounce2,
@@ -29,6 +33,8 @@ impl Reason {
         Reason::SelectNonlocalSource,
         Reason::SelectOfflinkSource,
         Reason::SelectNoAddressOnDev,
+        Reason::KernelAnnounce,
+        Reason::Userspace,
         Reason::Unexplained,
     ];
 
@@ -41,6 +47,8 @@ impl Reason {
             Reason::SelectNonlocalSource => "select_nonlocal_source",
             Reason::SelectOfflinkSource => "select_offlink_source",
             Reason::SelectNoAddressOnDev => "select_no_address_on_dev",
+            Reason::KernelAnnounce => "kernel_announce",
+            Reason::Userspace => "userspace",
             Reason::Unexplained => "unexplained",
         }
     }

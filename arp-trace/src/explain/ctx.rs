@@ -6,7 +6,9 @@
 
 use std::net::Ipv4Addr;
 
-use arp_trace_model::{ArpEvent, Cidr, IfAddr, NsFacts, Reason, Remedy, RT_SCOPE_LINK};
+use arp_trace_model::{
+    ArpEvent, Cidr, IfAddr, NsFacts, Origin, Reason, Remedy, RT_SCOPE_HOST, RT_SCOPE_LINK,
+};
 
 /// One arp_solicit() path. `matches` holds when the kernel takes this path for the request's
 /// facts AND the path writes the observed sender, so at most one non-`unexplained` rule matches.
@@ -20,6 +22,13 @@ pub struct Rule {
     pub remedy: fn(&Ctx<'_>) -> Option<Remedy<'static>>,
 }
 
+/// An address inet_select_addr() may borrow from another device (in_dev_select_addr()).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Borrow<'a> {
+    pub ifname: &'a str,
+    pub addr: Ipv4Addr,
+}
+
 /// The kernel's inputs and helper-function results for one request, computed once so the rule
 /// predicates stay one-liners over the same facts.
 pub struct Ctx<'a> {
@@ -27,28 +36,41 @@ pub struct Ctx<'a> {
     pub(super) rules: &'static [Rule],
     pub(super) req: &'a ArpEvent<'a>,
     pub(super) facts: &'a NsFacts<'a>,
-    pub(super) all: u8,
-    pub(super) dev_level: u8,
+    pub(super) all: i32,
+    pub(super) dev_level: i32,
     pub(super) dev_level_known: bool,
-    pub(super) effective: u8,
-    /// The switch arm IN_DEV_ARP_ANNOUNCE() lands in: `default:` falls into case 0.
+    pub(super) effective: i32,
+    /// The switch arm IN_DEV_ARP_ANNOUNCE() lands in: `default:` (above 2, below 0) falls into
+    /// case 0.
     pub(super) case: u8,
+    /// The VRF the egress device belongs to (l3mdev_master_ifindex()), if any.
+    pub(super) vrf: Option<&'a str>,
+    /// A frame the kernel announced on its own: a gratuitous request no socket wrote.
+    pub(super) announcement: bool,
+    /// A frame a process wrote through a packet socket.
+    pub(super) packet_socket: bool,
     /// inet_addr_type_dev_table(saddr) == RTN_LOCAL, with the address that makes it local.
     pub(super) source_local: Option<&'a IfAddr<'a>>,
     /// The egress address whose subnet holds both target and saddr (inet_addr_onlink()).
     pub(super) onlink: Option<&'a IfAddr<'a>>,
     pub(super) dev_addrs: Vec<&'a IfAddr<'a>>,
+    /// IN_DEV_ROUTE_LOCALNET(): host-scope addresses of the device count as link scope.
+    pub(super) localnet: bool,
     /// inet_select_addr() on the egress device itself.
     pub(super) selected: Option<&'a IfAddr<'a>>,
     pub(super) selected_for_target: bool,
-    /// What inet_select_addr() may borrow from other devices when the egress one has nothing.
-    pub(super) borrowed: Vec<&'a IfAddr<'a>>,
+    /// What inet_select_addr() may borrow from other devices when the egress one has nothing:
+    /// the kernel's one choice when `borrow_known`, else every candidate the facts allow.
+    pub(super) borrowed: Vec<Borrow<'a>>,
+    pub(super) borrow_known: bool,
+    /// The borrow came from the VRF device itself, which the kernel tries first.
+    pub(super) borrowed_from_master: bool,
 }
 
 /// The sender IPs arp_solicit() would write for this request's facts, each with the path, read
 /// back from the rule table so predictions and verdicts cannot disagree. Several entries only when
-/// the egress device has no address and the kernel borrows one in a device order the snapshot
-/// cannot pin down.
+/// the egress device has no address and the kernel borrows one in a device order the facts do
+/// not pin down.
 pub fn senders(
     rules: &'static [Rule],
     req: &ArpEvent<'_>,
@@ -74,22 +96,40 @@ pub fn senders(
     out
 }
 
-/// The kernel's inet_addr_type_dev_table() == RTN_LOCAL, minus VRF tables and AnyIP routes.
-pub(super) fn local_address<'a>(facts: &'a NsFacts<'a>, a: Ipv4Addr) -> Option<&'a IfAddr<'a>> {
-    if a.is_unspecified() || a.is_broadcast() {
+/// The kernel's inet_addr_type_dev_table(dev, a) == RTN_LOCAL: a lookup in the egress device's
+/// L3 table (its VRF's, else the local table), where fib_add_ifaddr() put a local route for
+/// every address of the devices in that domain. AnyIP routes are not modelled.
+pub(super) fn local_address<'a>(
+    facts: &'a NsFacts<'a>,
+    dev: &str,
+    a: Ipv4Addr,
+) -> Option<&'a IfAddr<'a>> {
+    // __inet_dev_addr_type(): zeronet and limited broadcast are RTN_BROADCAST, multicast
+    // RTN_MULTICAST, before any table is read.
+    if a.octets()[0] == 0 || a.is_broadcast() || a.is_multicast() {
         return None;
     }
-    facts.addrs.iter().find(|x| x.addr == a).or_else(|| {
-        // fib_add_ifaddr() installs a loopback device's whole prefix as RTN_LOCAL.
-        facts
-            .addrs
-            .iter()
-            .find(|x| x.ifname == "lo" && x.contains(a))
-    })
+    let table = facts.vrf_table_of(dev);
+    let in_domain = |x: &&IfAddr<'_>| facts.vrf_table_of(&x.ifname) == table;
+    facts
+        .addrs
+        .iter()
+        .filter(in_domain)
+        .find(|x| x.addr == a)
+        .or_else(|| {
+            // fib_add_ifaddr() installs a loopback device's whole prefix as RTN_LOCAL, in the
+            // local table (lo is in no VRF).
+            facts
+                .addrs
+                .iter()
+                .filter(in_domain)
+                .find(|x| x.ifname == "lo" && x.contains(a))
+        })
 }
 
 /// Addresses of `ifname` that the kernel keeps as primaries: __inet_insert_ifa() marks an
-/// address secondary when an earlier one on the device has the same mask and subnet.
+/// address secondary when an earlier one on the device has the same mask and its
+/// `ifa_address` in the new one's subnet.
 pub(super) fn primaries<'a>(facts: &'a NsFacts<'a>, ifname: &str) -> Vec<&'a IfAddr<'a>> {
     let mut out: Vec<&IfAddr<'_>> = Vec::new();
     for a in facts.addrs.iter().filter(|a| a.ifname == ifname) {
@@ -101,7 +141,7 @@ pub(super) fn primaries<'a>(facts: &'a NsFacts<'a>, ifname: &str) -> Vec<&'a IfA
         }
         if !out
             .iter()
-            .any(|p| p.prefix_len == a.prefix_len && p.contains(a.addr))
+            .any(|p| p.prefix_len == a.prefix_len && a.contains(p.peer.unwrap_or(p.addr)))
         {
             out.push(a);
         }
@@ -109,9 +149,42 @@ pub(super) fn primaries<'a>(facts: &'a NsFacts<'a>, ifname: &str) -> Vec<&'a IfA
     out
 }
 
-/// Whether `sender` is in none of `ifname`'s subnets.
+/// The scope an address has: netlink's, or for facts without one, host for 127/8 (what
+/// iproute2 and the kernel's ioctl path give it) and universe otherwise.
+fn scope_of(a: &IfAddr<'_>) -> u8 {
+    a.scope.unwrap_or(if a.addr.is_loopback() {
+        RT_SCOPE_HOST
+    } else {
+        0
+    })
+}
+
+/// inet_select_addr(dev, dst, RT_SCOPE_LINK) on the device itself: `min(ifa_scope,
+/// localnet_scope) > scope` skips an address, and route_localnet lowers localnet_scope from
+/// host to link, so host-scope addresses (127/8) become usable.
+fn usable_on_dev(a: &IfAddr<'_>, localnet: bool) -> bool {
+    let localnet_scope = if localnet {
+        RT_SCOPE_LINK
+    } else {
+        RT_SCOPE_HOST
+    };
+    scope_of(a).min(localnet_scope) <= RT_SCOPE_LINK
+}
+
+/// in_dev_select_addr(in_dev, RT_SCOPE_LINK) on another device: the first primary whose scope
+/// is universe or site (`ifa_scope != RT_SCOPE_LINK && ifa_scope <= scope`), never link scope
+/// and never route_localnet's host scope.
+fn lendable<'a>(facts: &'a NsFacts<'a>, ifname: &str) -> Option<&'a IfAddr<'a>> {
+    primaries(facts, ifname).into_iter().find(|a| {
+        let s = scope_of(a);
+        s != RT_SCOPE_LINK && s <= RT_SCOPE_LINK
+    })
+}
+
+/// Whether `sender` is neither an address of `ifname` nor in one of its subnets (a peer
+/// address's subnet is the peer's, as inet_ifa_match() has it).
 pub fn is_foreign(facts: &NsFacts<'_>, ifname: &str, sender: Ipv4Addr) -> bool {
-    foreign_to(sender, facts.addrs_of(ifname).map(IfAddr::cidr))
+    !sender.is_unspecified() && !facts.addrs_of(ifname).any(|a| a.covers(sender))
 }
 
 /// Whether `sender` is in none of these subnets (an interface's): a peer on that link could
@@ -119,15 +192,6 @@ pub fn is_foreign(facts: &NsFacts<'_>, ifname: &str, sender: Ipv4Addr) -> bool {
 /// peer can cache it wrongly.
 pub fn foreign_to(sender: Ipv4Addr, subnets: impl IntoIterator<Item = Cidr>) -> bool {
     !sender.is_unspecified() && !subnets.into_iter().any(|c| c.contains(sender))
-}
-
-/// 127/8 addresses get host scope (iproute2 and the kernel's ioctl path both do this), and
-/// inet_select_addr(.., RT_SCOPE_LINK) skips anything narrower than link scope.
-fn usable_at_link_scope(a: &IfAddr<'_>) -> bool {
-    match a.scope {
-        Some(scope) => scope <= RT_SCOPE_LINK,
-        None => !a.addr.is_loopback(),
-    }
 }
 
 impl<'a> Ctx<'a> {
@@ -139,39 +203,32 @@ impl<'a> Ctx<'a> {
         let dev: &str = &req.ifname;
         let (all, dev_level, effective) = facts.announce(dev);
         let dev_addrs: Vec<&IfAddr<'_>> = facts.addrs.iter().filter(|a| a.ifname == dev).collect();
-        let source_local = req
+        let packet_socket = req
             .trigger
             .as_ref()
-            .and_then(|t| local_address(facts, t.src));
-        let onlink = req.trigger.as_ref().and_then(|t| {
+            .is_some_and(|t| t.origin == Origin::PacketSocket);
+        let announcement = req.is_gratuitous() && !packet_socket && req.trigger.is_none();
+        // A packet socket's "trigger" is the frame itself, not a packet arp_solicit() read.
+        let saddr = req.trigger.as_ref().filter(|_| !packet_socket).map(|t| t.src);
+        let source_local = saddr.and_then(|s| local_address(facts, dev, s));
+        let onlink = saddr.and_then(|s| {
             dev_addrs
                 .iter()
                 .copied()
-                .find(|a| a.contains(req.target_ip) && a.contains(t.src))
+                .find(|a| a.contains(req.target_ip) && a.contains(s))
         });
+        let localnet = facts.localnet(dev);
         let usable: Vec<&IfAddr<'_>> = primaries(facts, dev)
             .into_iter()
-            .filter(|a| usable_at_link_scope(a))
+            .filter(|a| usable_on_dev(a, localnet))
             .collect();
         let for_target = usable.iter().copied().find(|a| a.contains(req.target_ip));
         let selected = for_target.or_else(|| usable.first().copied());
-        let mut borrowed = Vec::new();
-        if selected.is_none() {
-            let mut seen: Vec<&str> = vec![dev];
-            for a in &facts.addrs {
-                if seen.contains(&&*a.ifname) {
-                    continue;
-                }
-                seen.push(&a.ifname);
-                // in_dev_select_addr() takes each device's first usable primary.
-                if let Some(p) = primaries(facts, &a.ifname)
-                    .into_iter()
-                    .find(|p| usable_at_link_scope(p))
-                {
-                    borrowed.push(p);
-                }
-            }
-        }
+        let vrf = facts.vrf_of(dev);
+        let (borrowed, borrow_known, borrowed_from_master) = match selected {
+            Some(_) => (Vec::new(), true, false),
+            None => borrow(facts, dev, vrf),
+        };
         Ctx {
             rules,
             req,
@@ -180,13 +237,23 @@ impl<'a> Ctx<'a> {
             dev_level,
             dev_level_known: facts.announce_dev.contains_key(dev),
             effective,
-            case: if effective > 2 { 0 } else { effective },
+            case: match effective {
+                1 => 1,
+                2 => 2,
+                _ => 0,
+            },
+            vrf,
+            announcement,
+            packet_socket,
             source_local,
             onlink,
             dev_addrs,
+            localnet,
             selected,
             selected_for_target: for_target.is_some(),
             borrowed,
+            borrow_known,
+            borrowed_from_master,
         }
     }
 
@@ -209,8 +276,18 @@ impl<'a> Ctx<'a> {
         self.req.target_ip
     }
 
+    /// The source of the packet arp_solicit() was handed (`ip_hdr(skb)->saddr`).
     pub(super) fn saddr(&self) -> Option<Ipv4Addr> {
-        self.req.trigger.as_ref().map(|t| t.src)
+        self.req
+            .trigger
+            .as_ref()
+            .filter(|_| !self.packet_socket)
+            .map(|t| t.src)
+    }
+
+    /// Whether arp_solicit() built this frame: not an announcement, not a packet socket's.
+    pub(super) fn solicited(&self) -> bool {
+        !self.announcement && !self.packet_socket
     }
 
     pub(super) fn foreign(&self) -> bool {
@@ -231,7 +308,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// The facts with arp_announce settings applied, to replay the kernel under a remedy.
-    pub(super) fn with_settings(&self, settings: &[(String, u8)]) -> NsFacts<'a> {
+    pub(super) fn with_settings(&self, settings: &[(String, i32)]) -> NsFacts<'a> {
         let mut f = self.facts.clone();
         for (conf, v) in settings {
             if conf == "all" {
@@ -246,8 +323,9 @@ impl<'a> Ctx<'a> {
     /// The sysctl writes that bring the effective level to at least `level` (and at most 2),
     /// with the level that results. Values above 2 act as 0 and max() keeps them in force, so
     /// `all` is lowered only then: lowering a meaningful `all` would weaken every interface, and
-    /// a device already at or above `level` keeps its own value.
-    pub(super) fn settings_for(&self, level: u8) -> Option<(Vec<(String, u8)>, u8)> {
+    /// a device already at or above `level` keeps its own value. A negative value also acts as
+    /// 0 but loses to any other in max(), so only the device's needs raising then.
+    pub(super) fn settings_for(&self, level: i32) -> Option<(Vec<(String, i32)>, i32)> {
         let mut settings = Vec::new();
         let mut all = self.all;
         if all > 2 {
@@ -257,7 +335,7 @@ impl<'a> Ctx<'a> {
             return None;
         }
         let mut dev = self.dev_level;
-        if dev > 2 || all.max(dev) < level {
+        if !(0..=2).contains(&dev) || all.max(dev) < level {
             dev = level;
             settings.push((self.dev().to_string(), level));
         }
@@ -270,4 +348,74 @@ impl Ctx<'_> {
     pub(super) fn senders_under(&self, facts: &NsFacts<'_>) -> Vec<(Ipv4Addr, Reason)> {
         senders(self.rules, self.req, facts)
     }
+}
+
+/// What inet_select_addr()'s `no_in_dev` path borrows for `dev` (which has nothing usable):
+/// the VRF device's own address first, then the first device of the same L3 domain, in the
+/// kernel's device-list order, that in_dev_select_addr() finds one on. Returns the candidates,
+/// whether they are the kernel's one answer (the order was read from the kernel) and whether
+/// it came from the VRF device.
+fn borrow<'a>(
+    facts: &'a NsFacts<'a>,
+    dev: &str,
+    vrf: Option<&'a str>,
+) -> (Vec<Borrow<'a>>, bool, bool) {
+    // What a device lends: as the BPF program read it while the frame left, else from the
+    // namespace's addresses.
+    let read = facts.lenders.as_deref().filter(|_| !facts.lenders_cut);
+    let lend = |ifname: &'a str| -> Option<Borrow<'a>> {
+        match read {
+            Some(list) => list.iter().find(|l| l.ifname == ifname).map(|l| Borrow {
+                ifname: &l.ifname,
+                addr: l.addr,
+            }),
+            None => lendable(facts, ifname).map(|a| Borrow {
+                ifname: &a.ifname,
+                addr: a.addr,
+            }),
+        }
+    };
+    if let Some(b) = vrf.and_then(lend) {
+        return (vec![b], true, true);
+    }
+    // l3mdev_master_ifindex_rcu(dev) != master_idx skips devices of other domains; a VRF
+    // device is its own domain's master, so it is never in the main domain.
+    let same_domain = |ifname: &str| ifname != dev && facts.vrf_of(ifname) == vrf;
+    if let Some(list) = &facts.lenders {
+        if let Some(l) = list.iter().find(|l| same_domain(&l.ifname)) {
+            let b = Borrow {
+                ifname: &l.ifname,
+                addr: l.addr,
+            };
+            return (vec![b], true, false);
+        }
+        if !facts.lenders_cut {
+            return (Vec::new(), true, false); // the kernel found nothing to borrow
+        }
+    }
+    // No order read from the kernel (or it ran out): every device the facts list after what
+    // was read is a candidate, in the facts' order.
+    let listed = |ifname: &str| {
+        facts
+            .lenders
+            .as_ref()
+            .is_some_and(|l| l.iter().any(|x| x.ifname == ifname))
+    };
+    let mut seen: Vec<&str> = Vec::new();
+    let mut out = Vec::new();
+    for a in &facts.addrs {
+        let name: &str = &a.ifname;
+        if seen.contains(&name) || !same_domain(name) || listed(name) {
+            continue;
+        }
+        seen.push(name);
+        if let Some(p) = lendable(facts, name) {
+            out.push(Borrow {
+                ifname: &p.ifname,
+                addr: p.addr,
+            });
+        }
+    }
+    let known = out.len() <= 1;
+    (out, known, false)
 }

@@ -1,18 +1,45 @@
 //! What the BPF program read from the egress device as the frame left ([`EgressFacts`]:
-//! `arp_announce` of `all` and the device, the device's IPv4 addresses) laid over facts read
-//! for the namespace a moment later, and the test for when those later facts are stale.
+//! `arp_announce`, `route_localnet` and `arp_notify` of `all` and the device, the device's
+//! IPv4 addresses, the devices it could borrow from) laid over facts read for the namespace a
+//! moment later, and the test for when those later facts are stale.
 
-use arp_trace_model::{EgressFacts, IfAddr, NsFacts};
+use arp_trace_model::{EgressFacts, IfAddr, Lender, NsFacts};
 
-/// Puts what the kernel held at transmit time over facts read later for the namespace: both
-/// `arp_announce` values and the egress device's own addresses.
+/// Puts what the kernel held at transmit time over facts read later for the namespace: the
+/// sysctls, the egress device's own addresses, and the lenders in the kernel's order (named
+/// by the namespace's links; one the links do not know is left out and the list marked cut).
 pub fn apply(k: &EgressFacts, ns: &mut NsFacts<'_>, ifname: &str) {
-    let clamp = |v: i32| v.clamp(0, u8::MAX as i32) as u8;
     if let Some(all) = k.announce_all {
-        ns.announce_all = clamp(all);
+        ns.announce_all = all;
     }
     if let Some(dev) = k.announce_dev {
-        ns.announce_dev.insert(ifname.to_string(), clamp(dev));
+        ns.announce_dev.insert(ifname.to_string(), dev);
+    }
+    if let Some(all) = k.localnet_all {
+        ns.localnet_all = all;
+    }
+    if let Some(dev) = k.localnet_dev {
+        ns.localnet_dev.insert(ifname.to_string(), dev);
+    }
+    ns.arp_notify = match (k.notify_all, k.notify_dev) {
+        (Some(true), _) | (_, Some(true)) => Some(true),
+        (Some(false), Some(false)) => Some(false),
+        _ => None,
+    };
+    if let Some(walk) = &k.walk {
+        let mut cut = k.walk_cut;
+        let mut lenders = Vec::new();
+        for (ifindex, addr) in walk {
+            match ns.ifname_of(*ifindex) {
+                Some(name) => lenders.push(Lender {
+                    ifname: name.to_string(),
+                    addr: *addr,
+                }),
+                None => cut = true,
+            }
+        }
+        ns.lenders = Some(lenders);
+        ns.lenders_cut = cut;
     }
     if k.truncated || k.announce_dev.is_none() {
         // A cut list, or no IPv4 config read from the device: the namespace's list is better
@@ -36,16 +63,21 @@ pub fn apply(k: &EgressFacts, ns: &mut NsFacts<'_>, ifname: &str) {
 /// Whether facts read for the namespace disagree with what the kernel held: a sysctl or an
 /// egress address changed since they were read.
 pub fn contradicts(k: &EgressFacts, ns: &NsFacts<'_>, ifname: &str) -> bool {
-    if k.announce_all
-        .is_some_and(|a| i32::from(ns.announce_all) != a)
-    {
+    if k.announce_all.is_some_and(|a| ns.announce_all != a) {
         return true;
     }
     let Some(dev) = k.announce_dev else {
         return false; // nothing read from the device to compare with
     };
-    if ns.announce_dev.get(ifname).map(|d| i32::from(*d)) != Some(dev) {
+    if ns.announce_dev.get(ifname) != Some(&dev) {
         return true;
+    }
+    if k.walk
+        .iter()
+        .flatten()
+        .any(|(ifindex, _)| ns.ifname_of(*ifindex).is_none())
+    {
+        return true; // a device the facts do not know yet
     }
     if k.truncated {
         return false;
@@ -64,13 +96,14 @@ mod tests {
         let a = |ifname: &str, ip: &str, p: u8| if_addr(ifname, ip.parse().unwrap(), p);
         let mut ns = NsFacts {
             announce_all: 0,
-            announce_dev: [("eth3".to_string(), 0u8)].into_iter().collect(),
+            announce_dev: [("eth3".to_string(), 0)].into_iter().collect(),
             addrs: vec![
                 a("lo", "127.0.0.1", 8),
                 a("eth3", "198.51.100.10", 24),
                 a("eth3", "198.51.100.11", 24),
                 a("eth5", "203.0.113.10", 24),
             ],
+            ..Default::default()
         };
         let kernel = EgressFacts {
             announce_all: Some(1),
@@ -81,9 +114,17 @@ mod tests {
                 ..a("eth3", "198.51.100.10", 24)
             }],
             truncated: false,
+            localnet_all: Some(false),
+            localnet_dev: Some(true),
+            notify_all: Some(false),
+            notify_dev: Some(false),
+            walk: None,
+            walk_cut: false,
         };
         apply(&kernel, &mut ns, "eth3");
         assert_eq!((ns.announce_all, ns.announce_dev["eth3"]), (1, 2));
+        assert!(ns.localnet("eth3") && !ns.localnet("eth5"));
+        assert_eq!(ns.arp_notify, Some(false));
         let names: Vec<String> = ns
             .addrs
             .iter()
@@ -105,5 +146,43 @@ mod tests {
         unknown.announce_dev = None;
         unknown.addrs.clear();
         assert!(!contradicts(&unknown, &ns, "eth3"));
+    }
+
+    #[test]
+    fn lenders_are_named_by_ifindex_and_unknown_ones_cut_the_list() {
+        let link = |name: &str, ifindex: u32| arp_trace_model::Link {
+            ifname: name.to_string(),
+            ifindex: Some(ifindex),
+            master: None,
+            vrf_table: None,
+        };
+        let mut ns = NsFacts {
+            links: vec![link("lo", 1), link("eth5", 9), link("eth7", 4)],
+            ..Default::default()
+        };
+        let ip = |s: &str| s.parse().unwrap();
+        let kernel = EgressFacts {
+            announce_all: Some(0),
+            announce_dev: None,
+            addrs: vec![],
+            truncated: false,
+            localnet_all: None,
+            localnet_dev: None,
+            notify_all: None,
+            notify_dev: None,
+            // The kernel's list order: eth5 (ifindex 9) before eth7 (ifindex 4).
+            walk: Some(vec![(9, ip("203.0.113.10")), (4, ip("192.0.2.7"))]),
+            walk_cut: false,
+        };
+        apply(&kernel, &mut ns, "eth3");
+        let names: Vec<&str> = ns.lenders.iter().flatten().map(|l| &*l.ifname).collect();
+        assert_eq!(names, ["eth5", "eth7"]);
+        assert!(!ns.lenders_cut);
+        assert_eq!(ns.arp_notify, None);
+        let mut unknown = kernel;
+        unknown.walk = Some(vec![(12, ip("192.0.2.9"))]);
+        assert!(contradicts(&unknown, &ns, "eth3") || unknown.announce_dev.is_none());
+        apply(&unknown, &mut ns, "eth3");
+        assert!(ns.lenders_cut && ns.lenders.as_ref().unwrap().is_empty());
     }
 }

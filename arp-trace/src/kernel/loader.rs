@@ -25,6 +25,16 @@ pub fn resolve_offsets(btf: &Btf) -> Result<Offsets> {
             .enum_value("", "IPV4_DEVCONF_ARP_ANNOUNCE")
             .unwrap_or(18) as u32
             - 1);
+    let localnet = 4
+        * (btf
+            .enum_value("", "IPV4_DEVCONF_ROUTE_LOCALNET")
+            .unwrap_or(26) as u32
+            - 1);
+    let notify = 4
+        * (btf
+            .enum_value("", "IPV4_DEVCONF_ARP_NOTIFY")
+            .unwrap_or(22) as u32
+            - 1);
     let o = Offsets {
         skb_head: f("sk_buff", "head")?,
         skb_len: f("sk_buff", "len")?,
@@ -68,6 +78,13 @@ pub fn resolve_offsets(btf: &Btf) -> Result<Offsets> {
         ifa_flags: f("in_ifaddr", "ifa_flags")?,
         net_devconf_all: f("net", "ipv4.devconf_all")?,
         devconf_arp_announce: f("ipv4_devconf", "data")? + announce,
+        ifa_address: f("in_ifaddr", "ifa_address")?,
+        indev_route_localnet: f("in_device", "cnf.data")? + localnet,
+        devconf_route_localnet: f("ipv4_devconf", "data")? + localnet,
+        indev_arp_notify: f("in_device", "cnf.data")? + notify,
+        devconf_arp_notify: f("ipv4_devconf", "data")? + notify,
+        net_dev_base_head: f("net", "dev_base_head")?,
+        dev_dev_list: f("net_device", "dev_list")?,
     };
     Ok(o)
 }

@@ -6,10 +6,13 @@ use std::borrow::Cow;
 use std::net::Ipv4Addr;
 
 use arp_trace_common::{
-    ArpXmitEvent, NeighEvent, TriggerEvent, ADDR_SECONDARY, EVENT_ARP_XMIT, EVENT_NEIGH,
-    EVENT_NEIGH_DROP, EVENT_TRIGGER, NO_MAC_HEADER, XMIT_HAS_SK,
+    ArpXmitEvent, NeighEvent, TriggerEvent, ADDR_SECONDARY, CONF_ARP_NOTIFY, CONF_READ,
+    CONF_ROUTE_LOCALNET, EVENT_ARP_XMIT, EVENT_NEIGH, EVENT_NEIGH_DROP, EVENT_TRIGGER,
+    NO_MAC_HEADER, XMIT_HAS_SK,
 };
-use arp_trace_model::{ArpEvent, ArpOp, EgressFacts, Hex, IfAddr, Mac, Time};
+use arp_trace_model::{
+    ArpEvent, ArpOp, EgressFacts, Hex, IfAddr, Mac, Origin, Task, Time, Trigger,
+};
 
 /// Why a raw record did not become an event. Each is counted, never dropped silently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +98,8 @@ pub fn decode_arp(raw: &ArpXmitEvent, clock_offset: i128) -> Result<ArpEvent<'st
         None => false,
     };
     let ifname = cstr(&raw.ifname);
+    let (sender_ip, target_ip) = (ip(14), ip(24));
+    let (trigger, task) = built_by(raw, op, sender_ip, target_ip);
     Ok(ArpEvent {
         op,
         time: Time(raw.ts_ns as i128 + clock_offset),
@@ -103,14 +108,15 @@ pub fn decode_arp(raw: &ArpXmitEvent, clock_offset: i128) -> Result<ArpEvent<'st
         ifindex: raw.ifindex,
         egress: Some(egress_facts(raw, &ifname)),
         ifname: Cow::Owned(ifname),
-        sender_ip: ip(14),
+        sender_ip,
         sender_mac: mac(8),
-        target_ip: ip(24),
+        target_ip,
         target_mac: mac(18),
         unicast,
         eth_dst,
         frame: Hex::encode(frame),
-        trigger: None,
+        trigger,
+        task,
         neigh_state: None,
         attempt: None,
         queued: None,
@@ -120,6 +126,52 @@ pub fn decode_arp(raw: &ArpXmitEvent, clock_offset: i128) -> Result<ArpEvent<'st
     })
 }
 
+/// Who built a request that arp_solicit() did not: a process writing the frame through a
+/// packet socket (the frame is its own trigger, sent from the process's context) or, for a
+/// gratuitous request of no socket's, the kernel announcing an address, with the task it ran
+/// in. Bridged frames (`iif`) were built elsewhere and name nobody.
+fn built_by(
+    raw: &ArpXmitEvent,
+    op: ArpOp,
+    sender: Ipv4Addr,
+    target: Ipv4Addr,
+) -> (Option<Trigger<'static>>, Option<Task<'static>>) {
+    if op != ArpOp::Request || raw.iif != 0 {
+        return (None, None);
+    }
+    let pid = (raw.pid_tgid >> 32) as u32;
+    let comm = cstr(&raw.comm);
+    if raw.flags & XMIT_HAS_SK != 0 {
+        let t = Trigger {
+            src: sender,
+            dst: target,
+            proto: Cow::Borrowed("arp"),
+            sport: None,
+            dport: None,
+            icmp_type: None,
+            len: raw.skb_len,
+            mark: raw.mark,
+            origin: Origin::PacketSocket,
+            pid: (pid != 0).then_some(pid),
+            comm: (pid != 0).then(|| Cow::Owned(comm)),
+            in_ifindex: None,
+            in_ifname: None,
+            drop_reason: None,
+        };
+        return (Some(t), None);
+    }
+    if sender == target {
+        return (
+            None,
+            Some(Task {
+                pid,
+                comm: Cow::Owned(comm),
+            }),
+        );
+    }
+    (None, None)
+}
+
 /// Whether the kernel built this frame in `arp_solicit()`, so a neighbour record follows it:
 /// a request of no socket's (a packet socket's frames have one), not forwarded from another
 /// device (a bridge), and not gratuitous (announcements ask for their own address).
@@ -127,13 +179,27 @@ pub fn from_solicit(raw: &ArpXmitEvent, ev: &ArpEvent<'_>) -> bool {
     ev.is_request() && raw.flags & XMIT_HAS_SK == 0 && raw.iif == 0 && ev.sender_ip != ev.target_ip
 }
 
-/// The egress device's `arp_announce` and addresses as the program read them.
+/// The egress device's sysctls and addresses, and the devices it could borrow from, as the
+/// program read them.
 fn egress_facts(raw: &ArpXmitEvent, ifname: &str) -> EgressFacts {
     let known = |v: i32| (v >= 0).then_some(v);
+    let bit = |conf: u8, b: u8| (conf & CONF_READ != 0).then_some(conf & b != 0);
     let n = (raw.n_addrs as usize).min(raw.addrs.len());
+    let walked = (raw.n_walk as usize).min(raw.walk.len());
     EgressFacts {
         announce_all: known(raw.announce_all),
         announce_dev: known(raw.announce_dev),
+        localnet_all: bit(raw.conf_all, CONF_ROUTE_LOCALNET),
+        localnet_dev: bit(raw.conf_dev, CONF_ROUTE_LOCALNET),
+        notify_all: bit(raw.conf_all, CONF_ARP_NOTIFY),
+        notify_dev: bit(raw.conf_dev, CONF_ARP_NOTIFY),
+        walk: (walked > 0 || raw.walk_more != 0).then(|| {
+            raw.walk[..walked]
+                .iter()
+                .map(|w| (w.ifindex, Ipv4Addr::from(w.candidate)))
+                .collect()
+        }),
+        walk_cut: raw.walk_more != 0,
         addrs: raw.addrs[..n]
             .iter()
             .map(|a| IfAddr {
@@ -142,6 +208,7 @@ fn egress_facts(raw: &ArpXmitEvent, ifname: &str) -> EgressFacts {
                 prefix_len: a.prefixlen,
                 scope: Some(a.scope),
                 secondary: Some(a.flags & ADDR_SECONDARY != 0),
+                peer: (a.peer != a.addr && a.peer != [0; 4]).then(|| Ipv4Addr::from(a.peer)),
             })
             .collect(),
         truncated: raw.addrs_more != 0,
@@ -229,8 +296,12 @@ pub(crate) mod tests {
             announce_dev: -1,
             n_addrs: 0,
             addrs_more: 0,
-            _pad2: 0,
+            conf_all: 0,
+            conf_dev: 0,
+            n_walk: 0,
+            walk_more: 0,
             addrs: [Default::default(); arp_trace_common::MAX_DEV_ADDRS],
+            walk: [Default::default(); arp_trace_common::MAX_WALK],
         }
     }
 
