@@ -5,7 +5,7 @@
 //! delivered after every record before them.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 
 use yoke::{Yoke, Yokeable};
 
@@ -16,6 +16,50 @@ use crate::Record;
 /// Lines per batch handed to a parsing thread, and the byte size that ends a batch early.
 const BATCH_LINES: usize = 2048;
 const BATCH_BYTES: usize = 1 << 20;
+/// Bytes of lines read but not yet handed to the consumer: what keeps memory bounded however
+/// many threads parse, since a parsed batch can take several times its text (see the README,
+/// Traces). A batch alone may be larger (a trailer line), and then goes through by itself.
+pub const IN_FLIGHT_BYTES: usize = 8 << 20;
+
+/// Bytes in flight, shared by the reading thread (which waits for room) and the consumer
+/// (which makes room as it takes batches).
+#[derive(Default)]
+struct InFlight {
+    state: Mutex<(usize, bool)>,
+    room: Condvar,
+}
+
+impl InFlight {
+    /// Waits until `n` more bytes fit (or nothing is in flight); false once the consumer is
+    /// gone.
+    fn reserve(&self, n: usize) -> bool {
+        let Ok(mut g) = self.state.lock() else {
+            return false;
+        };
+        while !g.1 && g.0 > 0 && g.0 + n > IN_FLIGHT_BYTES {
+            g = match self.room.wait(g) {
+                Ok(g) => g,
+                Err(_) => return false,
+            };
+        }
+        g.0 += n;
+        !g.1
+    }
+
+    fn release(&self, n: usize) {
+        if let Ok(mut g) = self.state.lock() {
+            g.0 = g.0.saturating_sub(n);
+        }
+        self.room.notify_all();
+    }
+
+    fn close(&self) {
+        if let Ok(mut g) = self.state.lock() {
+            g.1 = true;
+        }
+        self.room.notify_all();
+    }
+}
 
 /// The records of one batch of lines, borrowing from the batch's bytes.
 #[derive(Yokeable)]
@@ -54,6 +98,7 @@ impl Parsed {
 }
 
 pub struct ParallelReader {
+    in_flight: Arc<InFlight>,
     rx: mpsc::Receiver<Parsed>,
     pending: BTreeMap<u64, Parsed>,
     next_seq: u64,
@@ -72,6 +117,8 @@ impl ParallelReader {
         let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Chunk>(workers);
         let (done_tx, done_rx) = mpsc::sync_channel::<Parsed>(workers);
         let (file, version) = (r.file.clone(), r.header.format_version);
+        let in_flight = Arc::new(InFlight::default());
+        let room = in_flight.clone();
         std::thread::spawn(move || {
             let mut seq = 0;
             // Lines are read straight into the batch's buffer.
@@ -95,6 +142,9 @@ impl ParallelReader {
                 }
                 if !lines.is_empty() {
                     let data = std::mem::take(&mut r.buf);
+                    if !room.reserve(data.len()) {
+                        return;
+                    }
                     if chunk_tx.send(Chunk::Lines { seq, data, lines }).is_err() {
                         return;
                     }
@@ -150,6 +200,7 @@ impl ParallelReader {
             });
         }
         ParallelReader {
+            in_flight,
             rx: done_rx,
             pending: BTreeMap::new(),
             next_seq: 0,
@@ -165,6 +216,7 @@ impl ParallelReader {
     pub fn next_batch(&mut self) -> Result<Option<ReadBatch>, TraceError> {
         loop {
             if let Some(b) = self.ready.pop_front() {
+                self.in_flight.release(b.backing_cart().len());
                 return Ok(Some(b));
             }
             if let Some(e) = self.error.take() {
@@ -219,5 +271,12 @@ impl ParallelReader {
             }
         }
         Ok(())
+    }
+}
+
+impl Drop for ParallelReader {
+    /// Lets a reading thread waiting for room end (the consumer stopped early: `-c`).
+    fn drop(&mut self) {
+        self.in_flight.close();
     }
 }

@@ -25,8 +25,14 @@ use crate::sinks::is_closed_pipe;
 use crate::sinks::summary::Table;
 use crate::sinks::text::{describe_change, describe_change_only};
 
-/// Changes recorded during one trace that are kept for the report.
+/// Changes recorded during one trace that are kept for the report, and the bytes they may
+/// hold (estimated); more are counted, not kept.
 const MAX_RECORDED: usize = 10_000;
+const MAX_RECORDED_BYTES: usize = 8 << 20;
+/// Namespaces taken from `watched` records, and the bytes their snapshots may hold: the first
+/// `watched` record of a namespace is all the comparison uses.
+const MAX_WATCHED: usize = arp_trace_model::limits::NAMESPACES;
+const MAX_WATCHED_BYTES: usize = 16 << 20;
 
 /// What a group is counted by: the summary's row key, with the namespace by name where it has
 /// one (inodes change when a namespace is recreated). `reason` is absent in traces made before
@@ -52,6 +58,8 @@ pub struct Side {
     pub warnings: Vec<String>,
     /// Address and sysctl changes recorded while the trace ran (not `watched` states).
     pub recorded: Vec<FactsChange<'static>>,
+    /// Changes beyond what `recorded` keeps.
+    pub recorded_omitted: u64,
 }
 
 /// The snapshot's shape for a namespace only a `watched` record knows.
@@ -99,8 +107,29 @@ fn foreign_by_snapshot(snapshot: Option<&Snapshot>, key: &GroupKey) -> Option<bo
 #[derive(Default)]
 struct Collected {
     table: Table,
-    watched: Vec<FactsChange<'static>>,
+    /// Namespace (by name, else inode) -> its state when first watched.
+    watched: BTreeMap<String, NsSnapshot>,
+    watched_bytes: usize,
     recorded: Vec<FactsChange<'static>>,
+    recorded_bytes: usize,
+    recorded_omitted: u64,
+}
+
+/// About what a snapshot holds on the heap.
+fn snapshot_bytes(s: &NsSnapshot) -> usize {
+    let per_if = std::mem::size_of::<(String, IfSnapshot)>() + 32;
+    256 + s.interfaces.iter().flatten().fold(0, |n, (name, i)| {
+        n + per_if + name.len() + i.ipv4.len() * std::mem::size_of::<arp_trace_model::Cidr>()
+    })
+}
+
+/// About what a change holds, with its strings.
+fn change_bytes(c: &FactsChange<'_>) -> usize {
+    std::mem::size_of::<FactsChange>()
+        + [&c.netns_name, &c.ifname, &c.conf]
+            .iter()
+            .map(|s| s.as_ref().map_or(0, String::len))
+            .sum::<usize>()
 }
 
 struct Collector(Rc<RefCell<Collected>>);
@@ -110,14 +139,27 @@ impl Sink for Collector {
         let mut c = self.0.borrow_mut();
         match rec {
             Record::Arp(ev) => c.table.add(ev),
+            Record::FactsChange(ch) if ch.change == ChangeKind::Watched => {
+                let key = ch
+                    .netns_name
+                    .clone()
+                    .unwrap_or_else(|| ch.netns.to_string());
+                if c.watched.len() < MAX_WATCHED && !c.watched.contains_key(&key) {
+                    let snap = snapshot_of_watched(ch);
+                    let n = snapshot_bytes(&snap) + key.len();
+                    if c.watched_bytes + n <= MAX_WATCHED_BYTES {
+                        c.watched_bytes += n;
+                        c.watched.insert(key, snap);
+                    }
+                }
+            }
             Record::FactsChange(ch) => {
-                let list = if ch.change == ChangeKind::Watched {
-                    &mut c.watched
+                let n = change_bytes(ch);
+                if c.recorded.len() < MAX_RECORDED && c.recorded_bytes + n <= MAX_RECORDED_BYTES {
+                    c.recorded_bytes += n;
+                    c.recorded.push((**ch).clone().into_owned());
                 } else {
-                    &mut c.recorded
-                };
-                if list.len() < MAX_RECORDED {
-                    list.push((**ch).clone().into_owned());
+                    c.recorded_omitted += 1;
                 }
             }
             _ => {}
@@ -144,14 +186,13 @@ pub fn count(path: &Path) -> Result<Side> {
     let c = Rc::try_unwrap(collected)
         .map_err(|_| anyhow::anyhow!("the pipeline still holds the collector"))?
         .into_inner();
-    for w in &c.watched {
-        let key = w.netns_name.clone().unwrap_or_else(|| w.netns.to_string());
+    for (key, snap) in c.watched {
         header
             .snapshot
             .get_or_insert_with(Snapshot::default)
             .namespaces
             .entry(key)
-            .or_insert_with(|| snapshot_of_watched(w));
+            .or_insert(snap);
     }
     let summary = c.table.snapshot(true);
     let mut groups = BTreeMap::new();
@@ -181,6 +222,7 @@ pub fn count(path: &Path) -> Result<Side> {
         folded: summary.folded_requests,
         warnings: std::mem::take(&mut reader.warnings),
         recorded: c.recorded,
+        recorded_omitted: c.recorded_omitted,
     })
 }
 
@@ -403,6 +445,9 @@ fn side_json(s: &Side) -> Value {
     if s.folded > 0 {
         v["folded_requests"] = json!(s.folded);
     }
+    if s.recorded_omitted > 0 {
+        v["recorded_changes_omitted"] = json!(s.recorded_omitted);
+    }
     v
 }
 
@@ -461,9 +506,11 @@ fn write_text(w: &mut impl Write, b: &Side, a: &Side, c: &Comparison) -> std::io
         if s.folded > 0 {
             writeln!(
                 w,
-                "{label}: {} requests in groups beyond the summary's first {} not compared",
+                "{label}: {} requests in groups beyond the summary's caps ({} rows, {} MiB) not \
+                 compared",
                 s.folded,
-                crate::sinks::summary::MAX_ROWS
+                crate::sinks::summary::MAX_ROWS,
+                crate::sinks::summary::MAX_BYTES >> 20
             )?;
         }
     }
@@ -507,135 +554,12 @@ fn write_text(w: &mut impl Write, b: &Side, a: &Side, c: &Comparison) -> std::io
                 describe_change(ch, s.header.own_netns)
             )?;
         }
+        if s.recorded_omitted > 0 {
+            writeln!(w, "  and {} more, not kept", s.recorded_omitted)?;
+        }
     }
     writeln!(w, "verdict: {}", c.verdict)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn side(snapshot: Value, groups: &[(&str, &str, [u8; 4], u64)]) -> Side {
-        let mut s = Side {
-            file: "t".into(),
-            header: Header {
-                snapshot: serde_json::from_value(snapshot).unwrap(),
-                ..Header::empty(2)
-            },
-            groups: BTreeMap::new(),
-            foreign: BTreeMap::new(),
-            folded: 0,
-            warnings: vec![],
-            recorded: vec![],
-        };
-        for (ns, i, ip, n) in groups {
-            let k = GroupKey {
-                netns: ns.to_string(),
-                ifname: i.to_string(),
-                sender_ip: Ipv4Addr::from(*ip),
-                reason: None,
-            };
-            let f = foreign_by_snapshot(s.header.snapshot.as_ref(), &k);
-            s.foreign.insert(k.clone(), f);
-            s.groups.insert(k, *n);
-        }
-        s
-    }
-
-    fn snap(announce: i64) -> Value {
-        json!({"namespaces": {"srv": {"netns": 1, "all": {"arp_announce": 0},
-            "interfaces": {"eth3": {"arp_announce": announce, "ipv4": ["198.51.100.10/24"]},
-                           "eth5": {"arp_announce": 0, "ipv4": ["203.0.113.10/24"]}}}}})
-    }
-
-    #[test]
-    fn verdict_names_foreign_drop_and_the_sysctl() {
-        let b = side(
-            snap(0),
-            &[
-                ("srv", "eth3", [203, 0, 113, 10], 40),
-                ("srv", "eth3", [198, 51, 100, 10], 5),
-            ],
-        );
-        let a = side(snap(2), &[("srv", "eth3", [198, 51, 100, 10], 45)]);
-        let c = compare(&b, &a);
-        assert!(c.differ);
-        assert_eq!(
-            c.verdict,
-            "foreign-sender requests on srv/eth3: 40 -> 0 after arp_announce 0 -> 2"
-        );
-        assert_eq!(c.rows[0].change, "vanished");
-        assert_eq!(c.rows[0].foreign, Some(true));
-        assert_eq!(c.rows[1].foreign, Some(false));
-        assert_eq!(c.changes.len(), 1);
-        assert_eq!(
-            c.changes[0].path,
-            "namespaces.srv.interfaces.eth3.arp_announce"
-        );
-    }
-
-    #[test]
-    fn a_change_recorded_during_a_trace_explains_the_verdict() {
-        let b = side(snap(0), &[("srv", "eth3", [203, 0, 113, 10], 4)]);
-        let mut a = side(snap(0), &[("srv", "eth3", [198, 51, 100, 10], 4)]);
-        let mut c = FactsChange::new(1, ChangeKind::ArpAnnounce);
-        c.netns_name = Some("srv".into());
-        c.conf = Some("eth3".into());
-        (c.before, c.after) = (Some(0), Some(2));
-        a.recorded.push(c);
-        assert_eq!(
-            compare(&b, &a).verdict,
-            "foreign-sender requests on srv/eth3: 4 -> 0 after arp_announce 0 -> 2"
-        );
-        // A namespace only a `watched` record knows is compared like a header's.
-        let mut w = FactsChange::new(7, ChangeKind::Watched);
-        w.arp_announce = Some([("all".to_string(), 1), ("eth3".to_string(), 0)].into());
-        w.addrs = Some(vec![arp_trace_model::if_addr(
-            "eth3",
-            "198.51.100.10".parse().unwrap(),
-            24,
-        )]);
-        let v = serde_json::to_value(snapshot_of_watched(&w)).unwrap();
-        assert_eq!(v["all"]["arp_announce"], 1);
-        assert_eq!(v["interfaces"]["eth3"]["ipv4"][0], "198.51.100.10/24");
-        let k = GroupKey {
-            netns: "x".into(),
-            ifname: "eth3".into(),
-            sender_ip: Ipv4Addr::new(203, 0, 113, 10),
-            reason: None,
-        };
-        let snap: Snapshot = serde_json::from_value(json!({"namespaces": {"x": v}})).unwrap();
-        assert_eq!(foreign_by_snapshot(Some(&snap), &k), Some(true));
-    }
-
-    #[test]
-    fn same_groups_do_not_differ() {
-        let b = side(snap(0), &[("srv", "eth3", [198, 51, 100, 10], 3)]);
-        let a = side(snap(0), &[("srv", "eth3", [198, 51, 100, 10], 3)]);
-        let c = compare(&b, &a);
-        assert!(!c.differ);
-        assert!(c.changes.is_empty());
-        assert_eq!(c.verdict, "no difference in ARP requests per group");
-        let a = side(snap(0), &[("srv", "eth3", [198, 51, 100, 10], 4)]);
-        let c = compare(&b, &a);
-        assert!(c.differ);
-        assert!(
-            c.verdict.starts_with("requests differ in 1 groups"),
-            "{}",
-            c.verdict
-        );
-    }
-
-    #[test]
-    fn a_namespace_that_went_is_one_change() {
-        let mut after = snap(0);
-        after["namespaces"]["gone"] = json!(null);
-        after["namespaces"].as_object_mut().unwrap().remove("gone");
-        after["namespaces"]["new"] = json!({"netns": 9, "all": {"arp_announce": 1}});
-        let c = snapshot_changes(&snap(0), &after);
-        assert_eq!(c.len(), 1, "{c:?}");
-        assert_eq!(c[0].path, "namespaces.new");
-        assert_eq!(short(&c[0].before), "none");
-        assert_eq!(short(&c[0].after), "present");
-    }
-}
+mod tests;
