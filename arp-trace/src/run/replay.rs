@@ -25,7 +25,7 @@ pub fn run(args: &Args) -> Result<Counters> {
     let mut trailer = None;
     let result = feed(&mut reader, &mut pipeline, &mut trailer);
     for w in &reader.warnings {
-        eprintln!("arp-trace: warning: {w}");
+        eprintln!("arp-trace: warning: {}", arp_trace_model::visible(w));
     }
     let closed = match result {
         Ok(closed) => closed,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use arp_trace_model::{ArpEvent, ArpOp, Record};
+use arp_trace_model::{visible, ArpEvent, ArpOp, Record};
 
 use super::text::{describe, describe_trigger};
 use crate::pipeline::{Counters, Sink};
@@ -61,12 +61,14 @@ fn block(kind: u32, body: &[u8]) -> Vec<u8> {
     b
 }
 
-/// The interface name Wireshark shows: `srv/eth3`, or `4026532281/eth3` without a name.
+/// The interface name Wireshark shows: `srv/eth3`, or `4026532281/eth3` without a name;
+/// control characters in either name are shown as escapes.
 pub fn interface_name(ev: &ArpEvent<'_>) -> String {
-    match &ev.netns_name {
+    let name = match &ev.netns_name {
         Some(n) => format!("{n}/{}", ev.ifname),
         None => format!("{}/{}", ev.netns, ev.ifname),
-    }
+    };
+    visible(&name).into_owned()
 }
 
 /// The packet comment: what made the kernel send it and, for an explained request, why it
@@ -99,7 +101,7 @@ pub fn comment(ev: &ArpEvent<'_>) -> String {
             "why: unknown, the namespace's facts are missing: {e}"
         ));
     }
-    parts.join("; ")
+    visible(&parts.join("; ")).into_owned()
 }
 
 /// A pcapng writer; a [`Sink`] like the terminal and JSON outputs.
@@ -307,5 +309,19 @@ mod tests {
         assert_eq!(kinds, [SHB, IDB, EPB, EPB, IDB, EPB]);
         assert!(String::from_utf8_lossy(&b).contains("srv/eth3"));
         assert!(String::from_utf8_lossy(&b).contains("srv/eth5"));
+    }
+
+    /// Wireshark shows comments and interface names as they are: they carry escapes, not
+    /// control characters.
+    #[test]
+    fn hostile_names_are_escaped_in_the_capture() {
+        let ev = crate::sinks::tests::hostile_event();
+        crate::sinks::tests::assert_inert(&comment(&ev), &[]);
+        assert_eq!(interface_name(&ev), "n\\as/e\\x1b[2J\\xff");
+        assert!(
+            comment(&ev).contains("\\x1b]2;owned\\a[4242]"),
+            "{}",
+            comment(&ev)
+        );
     }
 }

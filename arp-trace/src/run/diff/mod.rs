@@ -13,7 +13,8 @@ use std::rc::Rc;
 use anyhow::Result;
 use arp_trace_model::file::{ParallelReader, TraceReader};
 use arp_trace_model::{
-    ChangeKind, FactsChange, Header, Held, IfSnapshot, NsSnapshot, Record, Snapshot, Sysctls,
+    visible, ChangeKind, FactsChange, Header, Held, IfSnapshot, NsSnapshot, Record, Snapshot,
+    Sysctls,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -464,7 +465,7 @@ pub fn main(before: &Path, after: &Path, json_out: bool) -> Result<bool> {
     let b = count(before)?;
     let a = count(after)?;
     for w in b.warnings.iter().chain(&a.warnings) {
-        eprintln!("arp-trace: warning: {w}");
+        eprintln!("arp-trace: warning: {}", visible(w));
     }
     let c = compare(&b, &a);
     let mut out = std::io::stdout().lock();
@@ -491,74 +492,91 @@ pub fn main(before: &Path, after: &Path, json_out: bool) -> Result<bool> {
     Ok(!c.differ)
 }
 
+/// One line of text output, every character a terminal would act on shown as an escape
+/// (names and snapshot values come from the traces).
+fn put(w: &mut impl Write, line: &str) -> std::io::Result<()> {
+    writeln!(w, "{}", visible(line))
+}
+
 fn write_text(w: &mut impl Write, b: &Side, a: &Side, c: &Comparison) -> std::io::Result<()> {
     for (label, s) in [("before", b), ("after", a)] {
-        writeln!(
+        put(
             w,
-            "{label}: {} ({}, {}): {} ARP requests",
-            s.file,
-            s.header.hostname,
-            s.header.start_time.rfc3339(),
-            s.groups.values().sum::<u64>()
+            &format!(
+                "{label}: {} ({}, {}): {} ARP requests",
+                s.file,
+                s.header.hostname,
+                s.header.start_time.rfc3339(),
+                s.groups.values().sum::<u64>()
+            ),
         )?;
     }
     for (label, s) in [("before", b), ("after", a)] {
         if s.folded > 0 {
-            writeln!(
+            put(
                 w,
-                "{label}: {} requests in groups beyond the summary's caps ({} rows, {} MiB) not \
-                 compared",
-                s.folded,
-                crate::sinks::summary::MAX_ROWS,
-                crate::sinks::summary::MAX_BYTES >> 20
+                &format!(
+                    "{label}: {} requests in groups beyond the summary's caps ({} rows, {} \
+                     MiB) not compared",
+                    s.folded,
+                    crate::sinks::summary::MAX_ROWS,
+                    crate::sinks::summary::MAX_BYTES >> 20
+                ),
             )?;
         }
     }
-    writeln!(w, "requests per namespace/interface, sender IP, reason:")?;
+    put(w, "requests per namespace/interface, sender IP, reason:")?;
     for r in &c.rows {
-        writeln!(
+        put(
             w,
-            "  {:<9} {}/{} tell {} reason {}{}: {} -> {}",
-            r.change,
-            r.key.netns,
-            r.key.ifname,
-            r.key.sender_ip,
-            r.key.reason.as_deref().unwrap_or("unknown"),
-            match r.foreign {
-                Some(true) => " [foreign sender]",
-                _ => "",
-            },
-            r.before,
-            r.after
+            &format!(
+                "  {:<9} {}/{} tell {} reason {}{}: {} -> {}",
+                r.change,
+                r.key.netns,
+                r.key.ifname,
+                r.key.sender_ip,
+                r.key.reason.as_deref().unwrap_or("unknown"),
+                match r.foreign {
+                    Some(true) => " [foreign sender]",
+                    _ => "",
+                },
+                r.before,
+                r.after
+            ),
         )?;
     }
     if c.changes.is_empty() {
-        writeln!(w, "no sysctl or address changes between the snapshots")?;
+        put(w, "no sysctl or address changes between the snapshots")?;
     } else {
-        writeln!(w, "sysctl and address changes between the snapshots:")?;
+        put(w, "sysctl and address changes between the snapshots:")?;
         for ch in &c.changes {
             let p = ch.path.strip_prefix("namespaces.").unwrap_or(&ch.path);
-            writeln!(w, "  {p}: {} -> {}", short(&ch.before), short(&ch.after))?;
+            put(
+                w,
+                &format!("  {p}: {} -> {}", short(&ch.before), short(&ch.after)),
+            )?;
         }
     }
     for (label, s) in [("before", b), ("after", a)] {
         if s.recorded.is_empty() {
             continue;
         }
-        writeln!(w, "changes recorded during {label}:")?;
+        put(w, &format!("changes recorded during {label}:"))?;
         for ch in &s.recorded {
-            writeln!(
+            put(
                 w,
-                "  {} {}",
-                ch.time.rfc3339(),
-                describe_change(ch, s.header.own_netns)
+                &format!(
+                    "  {} {}",
+                    ch.time.rfc3339(),
+                    describe_change(ch, s.header.own_netns)
+                ),
             )?;
         }
         if s.recorded_omitted > 0 {
-            writeln!(w, "  and {} more, not kept", s.recorded_omitted)?;
+            put(w, &format!("  and {} more, not kept", s.recorded_omitted))?;
         }
     }
-    writeln!(w, "verdict: {}", c.verdict)
+    put(w, &format!("verdict: {}", c.verdict))
 }
 
 #[cfg(test)]

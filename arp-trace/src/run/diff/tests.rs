@@ -124,3 +124,24 @@ fn a_namespace_that_went_is_one_change() {
     assert_eq!(short(&c[0].before), "none");
     assert_eq!(short(&c[0].after), "present");
 }
+
+#[test]
+fn hostile_names_are_escaped_in_the_text() {
+    let mut b = side(snap(0), &[("n\x07s", "e\x1b[2J", [203, 0, 113, 10], 1)]);
+    b.header.hostname = "h\x1b]2;x\x07".into();
+    b.warnings.push("w\x1b[2J".into());
+    let a = side(snap(0), &[]);
+    let c = compare(&b, &a);
+    let mut out = Vec::new();
+    write_text(&mut out, &b, &a, &c).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        !text.chars().any(|c| c != '\n' && c.is_control()),
+        "{text:?}"
+    );
+    assert!(text.contains("(h\\x1b]2;x\\a, "), "{text}");
+    assert!(
+        text.contains(" n\\as/e\\x1b[2J tell 203.0.113.10"),
+        "{text}"
+    );
+}

@@ -6,7 +6,7 @@ mod table;
 
 use std::io::{self, Write};
 
-use arp_trace_model::{Count, Reason, Record, Summary};
+use arp_trace_model::{visible, Count, Reason, Record, Summary};
 
 pub use table::{Table, MAX_BYTES, MAX_ROWS, MAX_TARGETS, MAX_TOP, SHOW_TOP};
 
@@ -15,16 +15,22 @@ use super::Output;
 use crate::pipeline::{Counters, Sink};
 
 /// The summary as text: a header line, then each row with its flows, processes and remedy.
+/// Names and texts come from other people: every line is passed through `visible`.
 pub fn text(s: &Summary<'_>, own: Option<u32>) -> String {
-    let mut t = format!(
-        "Summary{}: {} ARP request{}, {} with a foreign sender, in {} row{}\n",
+    let mut t = String::new();
+    let mut line = |l: &str| {
+        t.push_str(&visible(l));
+        t.push('\n');
+    };
+    line(&format!(
+        "Summary{}: {} ARP request{}, {} with a foreign sender, in {} row{}",
         if s.last { "" } else { " so far" },
         s.requests,
         if s.requests == 1 { "" } else { "s" },
         s.foreign_requests,
         s.rows.len(),
         if s.rows.len() == 1 { "" } else { "s" },
-    );
+    ));
     for r in &s.rows {
         let mark = if r.foreign_sender == Some(true) {
             "!"
@@ -38,8 +44,8 @@ pub fn text(s: &Summary<'_>, own: Option<u32>) -> String {
             r.distinct_targets,
             if r.distinct_targets == 1 { "" } else { "s" }
         );
-        t.push_str(&format!(
-            "{mark} {} tell {} {reason}: {} request{}, {targets}, {} .. {}\n",
+        line(&format!(
+            "{mark} {} tell {} {reason}: {} request{}, {targets}, {} .. {}",
             label(r.netns_name.as_deref(), r.netns, &r.ifname, own),
             r.sender_ip,
             r.requests,
@@ -57,21 +63,19 @@ pub fn text(s: &Summary<'_>, own: Option<u32>) -> String {
             }
             parts.join(", ")
         };
-        t.push_str(&format!(
-            "    flows: {}\n    processes: {}\n",
-            list(&r.top_flows, r.other_flows),
+        line(&format!("    flows: {}", list(&r.top_flows, r.other_flows)));
+        line(&format!(
+            "    processes: {}",
             list(&r.top_processes, r.other_processes)
         ));
         if let Some(rem) = &r.remedy {
-            t.push_str(&format!(
-                "    fix: {}\n    persist: {}\n",
-                rem.command, rem.persistent
-            ));
+            line(&format!("    fix: {}", rem.command));
+            line(&format!("    persist: {}", rem.persistent));
         }
     }
     if s.folded_requests > 0 {
-        t.push_str(&format!(
-            "  {} more requests in rows beyond the summary's caps ({MAX_ROWS} rows, {} MiB)\n",
+        line(&format!(
+            "  {} more requests in rows beyond the summary's caps ({MAX_ROWS} rows, {} MiB)",
             s.folded_requests,
             MAX_BYTES >> 20
         ));
@@ -207,6 +211,22 @@ pub(crate) mod tests {
         assert!(
             text.contains("    fix: sysctl -w net.ipv4.conf.eth3.arp_announce=1\n"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn hostile_names_are_escaped_in_the_summary() {
+        let mut table = Table::default();
+        table.add(&crate::sinks::tests::hostile_event());
+        let t = text(&table.snapshot(true), None);
+        crate::sinks::tests::assert_inert(&t, &[]);
+        assert!(
+            t.contains("! n\\as/e\\x1b[2J\\xff tell 203.0.113.10"),
+            "{t}"
+        );
+        assert!(
+            t.contains("    processes: \\x1b]2;owned\\a[4242] (1)\n"),
+            "{t}"
         );
     }
 }
