@@ -164,7 +164,7 @@ pub fn vet(r: &Remedy<'_>, inode: u32) -> Option<Remedy<'static>> {
     if command_ok && persistent_ok {
         return None;
     }
-    let command = if r.command.starts_with(&by_inode(inode)) && command_ok {
+    let command = if command_ok {
         r.command.to_string()
     } else {
         upgrade_command(&r.command, inode)
@@ -289,6 +289,13 @@ mod tests {
             "/etc/sysctl.d configures only the host's namespace: apply it where namespace 7 is set up",
         );
         let v = vet(&legacy, 7).unwrap();
+        let prose = r(
+            "ip netns exec srv sysctl -w net.ipv4.conf.eth3.arp_announce=1",
+            &legacy.persistent,
+        );
+        let kept = vet(&prose, 7).unwrap();
+        assert_eq!(kept.command, prose.command);
+        assert_eq!(kept.persistent, v.persistent);
         assert_eq!(
             v.command,
             format!("{}sysctl -w net.ipv4.conf.eth3.arp_announce=1", by_inode(7))
