@@ -47,7 +47,7 @@ pub const INTERFACES: usize = 65_536;
 /// Namespaces in a header's snapshot (the tracer snapshots at most 256).
 pub const NAMESPACES: usize = 4096;
 /// `ip netns` names in a header.
-pub const NETNS_NAMES: usize = 65_536;
+pub const NETNS_NAMES: usize = HEADER_ENTRIES;
 /// Dropped packets listed in a `neigh_failed` record (the tracer lists at most 32).
 pub const DROPPED: usize = 256;
 /// Summary rows (the summary keeps at most 4096).
@@ -56,8 +56,9 @@ pub const ROWS: usize = 4096;
 pub const TOP: usize = 32;
 /// List and map entries in one record, all lists together.
 pub const RECORD_ENTRIES: usize = 4 * ADDRS + INTERFACES;
-/// List and map entries in the header, all lists together.
-pub const HEADER_ENTRIES: usize = 262_144;
+/// List and map entries in the header, all lists together (namespaces, their interfaces and
+/// addresses, `ip netns` names): a snapshot of 256 namespaces with a hundred interfaces each.
+pub const HEADER_ENTRIES: usize = 65_536;
 
 thread_local! {
     /// Entries the record being parsed on this thread may still have.
@@ -398,7 +399,9 @@ mod tests {
     #[test]
     fn the_header_and_the_entries_of_one_record_are_bounded_in_all() {
         let header = |snapshot: &str| {
-            format!(r#"{{"type":"header","format_version":2,"snapshot":{{"namespaces":{snapshot}}}}}"#)
+            format!(
+                r#"{{"type":"header","format_version":2,"snapshot":{{"namespaces":{snapshot}}}}}"#
+            )
         };
         let ns = |ifaces: &str| format!(r#"{{"netns":1,"interfaces":{ifaces}}}"#);
         // Every namespace within its limit, all of them together over the header's.
@@ -409,17 +412,13 @@ mod tests {
             e.starts_with("t line 1: bad header: more list and map entries than a record may have"),
             "{e}"
         );
-        let e = error(&header(&object(1, &ns(&object(INTERFACES + 1, "{}")))), &[])
-            .unwrap_or_default();
+        let e =
+            error(&header(&object(1, &ns(&object(INTERFACES + 1, "{}")))), &[]).unwrap_or_default();
         assert!(
             e.starts_with("t line 1: bad header: snapshot interfaces: more than 65536 entries"),
             "{e}"
         );
-        let e = error(
-            &header(&object(1, &ns(r#"{"x:y":{"ipv4":[]}}"#))),
-            &[],
-        )
-        .unwrap_or_default();
+        let e = error(&header(&object(1, &ns(r#"{"x:y":{"ipv4":[]}}"#))), &[]).unwrap_or_default();
         assert!(
             e.starts_with("t line 1: bad header: snapshot interfaces \"x:y\""),
             "{e}"

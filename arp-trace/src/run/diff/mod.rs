@@ -4,7 +4,7 @@
 //! snapshot (first seen during the trace) is taken from its `watched` record.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -116,12 +116,15 @@ struct Collected {
     recorded_omitted: u64,
 }
 
-/// About what a snapshot holds on the heap.
-fn snapshot_bytes(s: &NsSnapshot) -> usize {
-    let per_if = std::mem::size_of::<(String, IfSnapshot)>() + 32;
-    256 + s.interfaces.iter().flatten().fold(0, |n, (name, i)| {
-        n + per_if + name.len() + i.ipv4.len() * std::mem::size_of::<arp_trace_model::Cidr>()
-    })
+/// About what the snapshot built from a `watched` record holds on the heap: an interface per
+/// arp_announce entry and per address at most, each address kept once more.
+fn watched_bytes(c: &FactsChange<'_>) -> usize {
+    let per_if = 2 * std::mem::size_of::<(String, IfSnapshot)>() + 32;
+    let cidr = std::mem::size_of::<arp_trace_model::Cidr>();
+    let announce = c.arp_announce.iter().flatten();
+    let addrs = c.addrs.iter().flatten();
+    256 + announce.map(|(k, _)| per_if + k.len()).sum::<usize>()
+        + addrs.map(|a| per_if + a.ifname.len() + cidr).sum::<usize>()
 }
 
 /// About what a change holds, with its strings.
@@ -145,13 +148,14 @@ impl Sink for Collector {
                     .netns_name
                     .clone()
                     .unwrap_or_else(|| ch.netns.to_string());
-                if c.watched.len() < MAX_WATCHED && !c.watched.contains_key(&key) {
-                    let snap = snapshot_of_watched(ch);
-                    let n = snapshot_bytes(&snap) + key.len();
-                    if c.watched_bytes + n <= MAX_WATCHED_BYTES {
-                        c.watched_bytes += n;
-                        c.watched.insert(key, snap);
-                    }
+                // Estimated from the record, before building what may not be kept.
+                let n = watched_bytes(ch) + key.len();
+                if c.watched.len() < MAX_WATCHED
+                    && c.watched_bytes + n <= MAX_WATCHED_BYTES
+                    && !c.watched.contains_key(&key)
+                {
+                    c.watched_bytes += n;
+                    c.watched.insert(key, snapshot_of_watched(ch));
                 }
             }
             Record::FactsChange(ch) => {
@@ -237,40 +241,76 @@ pub struct Change {
 /// Generic snapshot diff: objects are compared key by key; anything else, and an object
 /// present on one side only (a namespace or interface that came or went), is one change.
 pub fn snapshot_changes(before: &Value, after: &Value) -> Vec<Change> {
-    fn walk(path: &str, a: Option<&Value>, b: Option<&Value>, out: &mut Vec<Change>) {
-        match (a, b) {
-            (Some(Value::Object(x)), Some(Value::Object(y))) => {
-                let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
-                keys.sort();
-                keys.dedup();
-                for k in keys {
-                    let p = if path.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{path}.{k}")
-                    };
-                    walk(&p, x.get(k), y.get(k), out);
-                }
+    let mut out = Vec::new();
+    walk(
+        String::new(),
+        Some(before.clone()),
+        Some(after.clone()),
+        &mut out,
+    );
+    keep_news(&mut out);
+    out
+}
+
+/// [`snapshot_changes`] of two snapshots, without turning the namespaces that are the same on
+/// both sides into generic values (those cost several times the snapshot itself).
+fn snapshot_diff(before: Option<&Snapshot>, after: Option<&Snapshot>) -> Vec<Change> {
+    let (Some(a), Some(b)) = (before, after) else {
+        let v = |s| serde_json::to_value(s).unwrap_or(Value::Null);
+        return snapshot_changes(&v(before), &v(after));
+    };
+    let mut out = Vec::new();
+    let keys: BTreeSet<&String> = a.namespaces.keys().chain(b.namespaces.keys()).collect();
+    for k in keys {
+        let (x, y) = (a.namespaces.get(k), b.namespaces.get(k));
+        // The inode is not compared: it changes whenever a namespace is recreated.
+        let same = match (x, y) {
+            (Some(x), Some(y)) => {
+                (&x.all, &x.error, &x.interfaces) == (&y.all, &y.error, &y.interfaces)
             }
-            (a, b) if a != b => out.push(Change {
-                path: path.to_string(),
-                before: a.cloned().unwrap_or(Value::Null),
-                after: b.cloned().unwrap_or(Value::Null),
-            }),
-            _ => {}
+            _ => false,
+        };
+        if !same {
+            let v = |n: Option<&NsSnapshot>| n.and_then(|n| serde_json::to_value(n).ok());
+            walk(format!("namespaces.{k}"), v(x), v(y), &mut out);
         }
     }
-    let mut out = Vec::new();
-    walk("", Some(before), Some(after), &mut out);
-    // A namespace's inode changes whenever it is recreated; that is not news. A sysctl known on
-    // one side only (a `watched` record lists arp_announce alone) was not recorded, not changed.
+    keep_news(&mut out);
+    out
+}
+
+/// Appends the changes between `a` and `b` under `path`, moving values into them.
+fn walk(path: String, a: Option<Value>, b: Option<Value>, out: &mut Vec<Change>) {
+    match (a, b) {
+        (Some(Value::Object(mut x)), Some(Value::Object(mut y))) => {
+            let keys: BTreeSet<String> = x.keys().chain(y.keys()).cloned().collect();
+            for k in keys {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                walk(p, x.remove(&k), y.remove(&k), out);
+            }
+        }
+        (a, b) if a != b => out.push(Change {
+            path,
+            before: a.unwrap_or(Value::Null),
+            after: b.unwrap_or(Value::Null),
+        }),
+        _ => {}
+    }
+}
+
+/// A namespace's inode changes whenever it is recreated; that is not news. A sysctl known on
+/// one side only (a `watched` record lists arp_announce alone) was not recorded, not changed.
+fn keep_news(out: &mut Vec<Change>) {
     out.retain(|c| {
         let scalar = |v: &Value| v.is_number() || v.is_boolean();
         let one_sided =
             (c.before.is_null() && scalar(&c.after)) || (c.after.is_null() && scalar(&c.before));
         !c.path.ends_with(".netns") && !one_sided
     });
-    out
 }
 
 fn short(v: &Value) -> String {
@@ -372,8 +412,10 @@ pub fn compare(before: &Side, after: &Side) -> Comparison {
             &y.key,
         ))
     });
-    let as_value = |s: &Side| serde_json::to_value(&s.header.snapshot).unwrap_or(Value::Null);
-    let changes = snapshot_changes(&as_value(before), &as_value(after));
+    let changes = snapshot_diff(
+        before.header.snapshot.as_ref(),
+        after.header.snapshot.as_ref(),
+    );
     let differ = rows.iter().any(|r| r.change != "same");
 
     // Foreign-sender requests per interface, before and after.
@@ -467,19 +509,28 @@ pub fn main(before: &Path, after: &Path, json_out: bool) -> Result<bool> {
     for w in b.warnings.iter().chain(&a.warnings) {
         eprintln!("arp-trace: warning: {}", visible(w));
     }
-    let c = compare(&b, &a);
+    let mut c = compare(&b, &a);
     let mut out = std::io::stdout().lock();
     let r = if json_out {
-        let v = json!({
+        let mut v = json!({
             "type": "diff",
             "before": side_json(&b),
             "after": side_json(&a),
             "groups": c.rows,
-            "snapshot_changes": c.changes,
             "recorded_changes": {"before": recorded_json(&b), "after": recorded_json(&a)},
             "verdict": c.verdict,
             "differ": c.differ,
         });
+        // Moved in rather than copied: the values of a namespace that came or went can be the
+        // largest thing diff holds.
+        let changes = std::mem::take(&mut c.changes).into_iter().map(|ch| {
+            let mut m = serde_json::Map::new();
+            m.insert("after".into(), ch.after);
+            m.insert("before".into(), ch.before);
+            m.insert("path".into(), Value::String(ch.path));
+            Value::Object(m)
+        });
+        v["snapshot_changes"] = Value::Array(changes.collect());
         writeln!(out, "{v}")
     } else {
         write_text(&mut out, &b, &a, &c)

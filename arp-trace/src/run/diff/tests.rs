@@ -145,3 +145,23 @@ fn hostile_names_are_escaped_in_the_text() {
         "{text}"
     );
 }
+
+/// Comparing the typed snapshots finds what the generic comparison of their JSON finds.
+#[test]
+fn snapshots_compare_as_their_json_does() {
+    let mut after = snap(2);
+    after["namespaces"]["srv"]["netns"] = json!(5);
+    after["namespaces"]["new"] = json!({"netns": 9, "interfaces": {"eth0": {"ipv4": []}}});
+    for (b, a) in [
+        (snap(0), after.clone()),
+        (after, snap(0)),
+        (snap(1), snap(1)),
+    ] {
+        let typed = |v: &Value| serde_json::from_value::<Snapshot>(v.clone()).unwrap();
+        assert_eq!(
+            snapshot_diff(Some(&typed(&b)), Some(&typed(&a))),
+            snapshot_changes(&b, &a)
+        );
+    }
+    assert_eq!(snapshot_diff(None, None), vec![]);
+}
