@@ -99,6 +99,9 @@ impl Parsed {
 
 pub struct ParallelReader {
     in_flight: Arc<InFlight>,
+    /// The reading and parsing threads: left to end on their own (a reader blocked on a pipe
+    /// must not hold up an early exit), or joined by [`ParallelReader::join`].
+    threads: Vec<std::thread::JoinHandle<()>>,
     rx: mpsc::Receiver<Parsed>,
     pending: BTreeMap<u64, Parsed>,
     next_seq: u64,
@@ -119,7 +122,8 @@ impl ParallelReader {
         let (file, version) = (r.file.clone(), r.header.format_version);
         let in_flight = Arc::new(InFlight::default());
         let room = in_flight.clone();
-        std::thread::spawn(move || {
+        let mut threads = Vec::with_capacity(workers + 1);
+        threads.push(std::thread::spawn(move || {
             let mut seq = 0;
             // Lines are read straight into the batch's buffer.
             r.append = true;
@@ -160,11 +164,11 @@ impl ParallelReader {
                     return;
                 }
             }
-        });
+        }));
         let chunk_rx = Arc::new(Mutex::new(chunk_rx));
         for _ in 0..workers {
             let (rx, tx, file) = (chunk_rx.clone(), done_tx.clone(), file.clone());
-            std::thread::spawn(move || loop {
+            threads.push(std::thread::spawn(move || loop {
                 let chunk = match rx.lock() {
                     Ok(g) => g.recv(),
                     Err(_) => return,
@@ -197,10 +201,11 @@ impl ParallelReader {
                 if tx.send(out).is_err() {
                     return;
                 }
-            });
+            }));
         }
         ParallelReader {
             in_flight,
+            threads,
             rx: done_rx,
             pending: BTreeMap::new(),
             next_seq: 0,
@@ -271,6 +276,21 @@ impl ParallelReader {
             }
         }
         Ok(())
+    }
+}
+
+impl ParallelReader {
+    /// Stops reading and waits for every thread to end, for a caller that must know they
+    /// have (the fuzz target, whose leak check would count a thread still ending). Only for an
+    /// input that cannot block, such as bytes in memory.
+    pub fn join(mut self) {
+        self.in_flight.close();
+        let threads = std::mem::take(&mut self.threads);
+        // Parsing threads waiting to hand over a batch see the channel close.
+        drop(self);
+        for t in threads {
+            let _ = t.join();
+        }
     }
 }
 

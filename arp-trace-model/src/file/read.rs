@@ -457,6 +457,7 @@ pub fn read_bytes(data: &[u8]) -> (u64, Option<TraceError>) {
             Ok::<bool, TraceError>(true)
         })
         .err();
+    p.join();
     assert_eq!(
         (n, seen.finish()),
         (m, again.finish()),
