@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::addr::{Cidr, IfAddr};
+use crate::limits;
 use crate::time::Time;
 
 /// A namespace's facts at one moment: every IPv4 address and the arp_announce sysctls.
@@ -163,14 +164,55 @@ pub struct FactsChange<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<u8>,
     /// `watched`: arp_announce of `all` and of every interface.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "announce_map"
+    )]
     pub arp_announce: Option<BTreeMap<String, u8>>,
     /// `watched`: every IPv4 address of the namespace.
-    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        borrow,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "watched_addrs"
+    )]
     pub addrs: Option<Vec<IfAddr<'a>>>,
 }
 
+fn announce_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, u8>>, D::Error> {
+    limits::opt_map(d, limits::INTERFACES, "arp_announce")
+}
+
+fn watched_addrs<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<IfAddr<'de>>>, D::Error> {
+    limits::opt_seq(d, limits::ADDRS, "addrs")
+}
+
 impl<'a> FactsChange<'a> {
+    /// Whether every field read from a file is within [`crate::limits`].
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if let Some(n) = &self.netns_name {
+            limits::netns_name("netns_name", n)?;
+        }
+        if let Some(i) = &self.ifname {
+            limits::ifname("ifname", i)?;
+        }
+        if let Some(c) = &self.conf {
+            limits::ifname("conf", c)?;
+        }
+        for k in self.arp_announce.iter().flat_map(BTreeMap::keys) {
+            limits::ifname("arp_announce", k)?;
+        }
+        for (i, a) in self.addrs.iter().flatten().enumerate() {
+            limits::ifname(&format!("addrs[{i}].ifname"), &a.ifname)?;
+        }
+        Ok(())
+    }
+
     /// A change of `netns` noticed now.
     pub fn new(netns: u32, change: ChangeKind) -> FactsChange<'a> {
         FactsChange {

@@ -131,6 +131,13 @@ impl Helper {
         (Self::port_of(&a), a.starts_with("refused"))
     }
 
+    /// Renames the helper (its sending thread and its main thread, whose name /proc shows)
+    /// to `comm`, which need not be UTF-8: at most 15 bytes, no NUL.
+    pub fn rename(&mut self, comm: &[u8]) {
+        let hex: String = comm.iter().map(|b| format!("{b:02x}")).collect();
+        self.cmd(&format!("comm {hex}"));
+    }
+
     /// Listen for TCP on `addr`.
     pub fn listen(&mut self, addr: SocketAddrV4) {
         self.cmd(&format!("listen {addr}"));
@@ -200,13 +207,7 @@ fn serve_helper() -> Result<(), String> {
     // main thread is renamed too, since /proc/<pid>/comm (what socket-owner scans read) is
     // the main thread's.
     enter_netns(Path::new(&ns)).unwrap_or_else(|e| panic!("{e:#}"));
-    let cname = std::ffi::CString::new(comm.clone()).map_err(|e| e.to_string())?;
-    // SAFETY: PR_SET_NAME with a NUL-terminated string of at most 16 bytes.
-    if unsafe { libc::prctl(libc::PR_SET_NAME, cname.as_ptr()) } != 0 {
-        return Err(format!("prctl: {}", std::io::Error::last_os_error()));
-    }
-    let main_comm = format!("/proc/self/task/{}/comm", std::process::id());
-    std::fs::write(&main_comm, &comm).map_err(|e| format!("write {main_comm}: {e}"))?;
+    set_comm(comm.as_bytes())?;
     let io_limit = scaled(EVENT_TIMEOUT);
     let io_timeout = Some(io_limit);
 
@@ -242,6 +243,15 @@ fn serve_helper() -> Result<(), String> {
                     stream = Some(s);
                 }
                 Ok(format!("{} {port}", if refused { "refused" } else { "ok" }))
+            }
+            Some("comm") => {
+                let hex = w.get(1).copied().unwrap_or("");
+                let bytes = (0..hex.len() / 2)
+                    .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("x"), 16))
+                    .collect::<Result<Vec<u8>, _>>()
+                    .map_err(|e| format!("bad hex {hex:?}: {e}"))?;
+                set_comm(&bytes)?;
+                Ok("ok".into())
             }
             Some("listen") => {
                 let a = addr(1)?;
@@ -283,6 +293,17 @@ fn serve_helper() -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Names the calling thread and the main thread `comm` (raw bytes, as the kernel keeps them).
+fn set_comm(comm: &[u8]) -> Result<(), String> {
+    let cname = std::ffi::CString::new(comm).map_err(|e| e.to_string())?;
+    // SAFETY: PR_SET_NAME with a NUL-terminated string (the kernel keeps 15 bytes of it).
+    if unsafe { libc::prctl(libc::PR_SET_NAME, cname.as_ptr()) } != 0 {
+        return Err(format!("prctl: {}", std::io::Error::last_os_error()));
+    }
+    let main_comm = format!("/proc/self/task/{}/comm", std::process::id());
+    std::fs::write(&main_comm, comm).map_err(|e| format!("write {main_comm}: {e}"))
 }
 
 fn set_mark(fd: libc::c_int, mark: u32) -> Result<(), String> {

@@ -15,6 +15,7 @@ mod ctx;
 pub mod egress;
 pub mod remedy;
 pub mod rules;
+pub mod shell;
 mod text;
 
 #[cfg(test)]

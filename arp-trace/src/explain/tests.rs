@@ -451,7 +451,14 @@ fn explain_no_address_on_dev() {
             assert!(v.explanation.contains("arp_announce cannot"));
             let remedy = v.remedy.unwrap();
             assert!(remedy.command.starts_with("ip address add"));
-            assert!(remedy.command.ends_with("dev eth4"));
+            assert!(
+                remedy.command.starts_with(
+                    "ip address add ADDRESS/PREFIX dev eth4  # ADDRESS/PREFIX: an unused \
+                     address in 192.0.2.20's subnet"
+                ),
+                "{}",
+                remedy.command
+            );
             assert!(remedy.tradeoff.contains("arp_announce cannot help"));
         }
         // The borrowed address is a primary of another device, never its loopback one.

@@ -56,10 +56,10 @@ pub fn read(bytes: &[u8]) -> Raw {
     }
 }
 
-/// A NUL-terminated kernel name (device, comm) as text.
+/// A NUL-terminated kernel name (device, comm) as text; a byte that is not UTF-8 becomes
+/// `\xNN` rather than U+FFFD, so nothing is lost (see `arp_trace_model::text`).
 pub fn cstr(b: &[u8]) -> String {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
+    arp_trace_model::kernel_name(b)
 }
 
 /// Decodes a transmitted frame. `clock_offset` converts its monotonic stamp to wall time.

@@ -179,8 +179,7 @@ pub fn parse_link(msg: &[u8]) -> Option<(u32, String)> {
     let name = attrs(msg.get(16..)?)
         .find(|(t, _)| *t == libc::IFLA_IFNAME)?
         .1;
-    let end = name.iter().position(|&c| c == 0).unwrap_or(name.len());
-    Some((index, String::from_utf8_lossy(&name[..end]).into_owned()))
+    Some((index, arp_trace_model::kernel_name(name)))
 }
 
 const IFA_F_SECONDARY: u32 = 0x01;
