@@ -70,7 +70,19 @@ mod tests {
         assert_eq!(size_of::<DevAddr>(), 12);
         assert_eq!(
             size_of::<ArpXmitEvent>(),
-            8 + 8 + 6 * 4 + 2 + 2 + 4 + 8 + 8 + 16 + 16 + FRAME_CAP + 16 + 12 * MAX_DEV_ADDRS + 8 * MAX_WALK
+            8 + 8
+                + 6 * 4
+                + 2
+                + 2
+                + 4
+                + 8
+                + 8
+                + 16
+                + 16
+                + FRAME_CAP
+                + 16
+                + 12 * MAX_DEV_ADDRS
+                + 4 * MAX_WALK
         );
         assert_eq!(size_of::<Config>(), 8);
         assert_eq!(

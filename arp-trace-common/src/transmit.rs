@@ -12,9 +12,7 @@ pub const FRAME_CAP: usize = 64;
 pub const MAX_DEV_ADDRS: usize = 8;
 /// Devices of the namespace listed, in its device-list order, when the egress device has no
 /// address `inet_select_addr()` could use and the kernel borrows one from another device.
-pub const MAX_WALK: usize = 16;
-/// Devices the program looks at in that walk before it gives up (`walk_more`).
-pub const MAX_WALK_DEVICES: usize = 64;
+pub const MAX_WALK: usize = 32;
 /// `DevAddr::flags`: `IFA_F_SECONDARY`.
 pub const ADDR_SECONDARY: u8 = 1;
 /// `ArpXmitEvent::conf_all`/`conf_dev`: the config was read (the other bits mean nothing
@@ -46,16 +44,6 @@ pub struct DevAddr {
     pub _pad: u8,
     /// `ifa_address`: differs from `addr` for an address with a peer (`ip addr add A peer B`).
     pub peer: [u8; 4],
-}
-
-/// A device that could lend its address when `inet_select_addr()` borrows one: its index and
-/// what `in_dev_select_addr()` finds on it (the first primary address of universe or site
-/// scope). Devices with nothing to lend are left out; the order is the namespace's list's.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct WalkEntry {
-    pub ifindex: u32,
-    pub candidate: [u8; 4],
 }
 
 /// One ARP frame handed to a device for transmission (`tp_btf/net_dev_queue`).
@@ -104,5 +92,7 @@ pub struct ArpXmitEvent {
     pub n_walk: u8,
     pub walk_more: u8,
     pub addrs: [DevAddr; MAX_DEV_ADDRS],
-    pub walk: [WalkEntry; MAX_WALK],
+    /// The ifindex of each device, in the namespace's list order (`for_each_netdev_rcu()`):
+    /// the order inet_select_addr() borrows in.
+    pub walk: [u32; MAX_WALK],
 }

@@ -33,7 +33,7 @@ fn find_req(slot: &Slot, netns: u32, ifindex: u32, target: Option<[u8; 4]>) -> O
         if r.seq > best_seq
             && r.netns == netns
             && r.ifindex == ifindex
-            && target.map_or(true, |t| t == r.target)
+            && target.is_none_or(|t| t == r.target)
         {
             best = Some(i);
             best_seq = r.seq;
@@ -161,13 +161,12 @@ unsafe fn emit_neigh(ctx: &BtfTracePointContext, n: *const u8, first: u32) -> Re
     Ok(())
 }
 
-/// An IPv4 neighbour's identity: (target, device, ifindex, netns inode); `None` for other
-/// families (IPv6 neighbour discovery shares these tracepoints).
+/// An IPv4 neighbour's identity: (target, device, ifindex, netns inode).
+type NeighId = ([u8; 4], *const u8, u32, u32);
+
+/// `None` for other families (IPv6 neighbour discovery shares these tracepoints).
 #[inline(always)]
-unsafe fn ipv4_neigh(
-    n: *const u8,
-    o: &Offsets,
-) -> Result<Option<([u8; 4], *const u8, u32, u32)>, i64> {
+unsafe fn ipv4_neigh(n: *const u8, o: &Offsets) -> Result<Option<NeighId>, i64> {
     let tbl: *const u8 = read(n, o.neigh_tbl)?;
     let family: u32 = read(tbl, o.tbl_family)?;
     if family != AF_INET {

@@ -3,9 +3,9 @@
 //! runs for every frame the host sends and must stay the cheapest of the programs.
 
 use arp_trace_common::{
-    ArpXmitEvent, DevAddr, Offsets, WalkEntry, ADDR_SECONDARY, CONF_ARP_NOTIFY, CONF_READ,
+    ArpXmitEvent, DevAddr, Offsets, ADDR_SECONDARY, CONF_ARP_NOTIFY, CONF_READ,
     CONF_ROUTE_LOCALNET, EVENT_ARP_XMIT, FRAME_CAP, HOOK_NET_DEV_QUEUE, MAX_DEV_ADDRS, MAX_WALK,
-    MAX_WALK_DEVICES, NAME_LEN, NO_MAC_HEADER, XMIT_HAS_SK,
+    NAME_LEN, NO_MAC_HEADER, XMIT_HAS_SK,
 };
 use aya_ebpf::{
     helpers::{
@@ -136,7 +136,7 @@ unsafe fn read_dev_facts(ev: &mut ArpXmitEvent, dev: *const u8, net: *const u8, 
     }
     i = 0;
     while i < MAX_WALK {
-        ev.walk[i] = WalkEntry::default();
+        ev.walk[i] = 0;
         i += 1;
     }
     if !net.is_null() {
@@ -151,8 +151,8 @@ unsafe fn read_dev_facts(ev: &mut ArpXmitEvent, dev: *const u8, net: *const u8, 
         return;
     };
     if indev.is_null() {
-        walk_devices(ev, net, o);
-        return; // no IPv4 on this device
+        walk_devices(ev, net, o); // no IPv4 on this device: inet_select_addr() borrows
+        return;
     }
     ev.announce_dev = read(indev, o.indev_arp_announce).unwrap_or(-1);
     ev.conf_dev = conf_bits(indev, o.indev_route_localnet, o.indev_arp_notify);
@@ -211,11 +211,11 @@ unsafe fn conf_bits(base: *const u8, localnet: u32, notify: u32) -> u8 {
     bits
 }
 
-/// The devices inet_select_addr() could borrow from, in the namespace's list order
-/// (`for_each_netdev_rcu()`, lo first), each with what in_dev_select_addr(in_dev,
-/// RT_SCOPE_LINK) finds on it: the first primary address whose scope is universe or site,
-/// never link. The kernel takes the first of its own L3 domain; VRF masters and membership
-/// are applied in user space, from the netlink facts, so devices of every domain are kept.
+/// The namespace's devices in list order (`for_each_netdev_rcu()`, lo first), by ifindex:
+/// the order inet_select_addr() borrows in. What each lends (in_dev_select_addr()) and which
+/// L3 domain it is in are worked out in user space from the netlink facts; only the order has
+/// to come from here, since netlink and /proc list devices by ifindex. One counter and no
+/// reads of addresses keep the verifier's walk short: anything more was refused (E2BIG).
 #[inline(always)]
 unsafe fn walk_devices(ev: &mut ArpXmitEvent, net: *const u8, o: &Offsets) {
     if net.is_null() {
@@ -226,50 +226,21 @@ unsafe fn walk_devices(ev: &mut ArpXmitEvent, net: *const u8, o: &Offsets) {
         return;
     };
     let mut n = 0usize;
-    let mut seen = 0usize;
-    while seen < MAX_WALK_DEVICES && n < MAX_WALK {
+    while n < MAX_WALK {
         if node.is_null() || node == head {
             break;
         }
         let dev = node.sub(o.dev_dev_list as usize);
-        if let Ok(indev) = read::<*const u8>(dev, o.dev_ip_ptr) {
-            if !indev.is_null() {
-                let candidate = first_borrowable(indev, o);
-                if candidate != [0; 4] {
-                    ev.walk[n] = WalkEntry {
-                        ifindex: read(dev, o.dev_ifindex).unwrap_or(0),
-                        candidate,
-                    };
-                    n += 1;
-                }
-            }
-        }
-        seen += 1;
+        ev.walk[n] = read(dev, o.dev_ifindex).unwrap_or(0);
+        n += 1;
         node = read(node, 0).unwrap_or(core::ptr::null());
     }
     ev.n_walk = n as u8;
-    ev.walk_more = if !node.is_null() && node != head { 1 } else { 0 };
-}
-
-/// in_dev_select_addr(in_dev, RT_SCOPE_LINK): skip secondaries; take the first address whose
-/// scope is neither link nor narrower than it.
-#[inline(always)]
-unsafe fn first_borrowable(indev: *const u8, o: &Offsets) -> [u8; 4] {
-    let mut ifa: *const u8 = read(indev, o.indev_ifa_list).unwrap_or(core::ptr::null());
-    let mut k = 0;
-    while k < MAX_DEV_ADDRS {
-        if ifa.is_null() {
-            break;
-        }
-        let flags: u32 = read(ifa, o.ifa_flags).unwrap_or(IFA_F_SECONDARY);
-        let scope: u8 = read(ifa, o.ifa_scope).unwrap_or(RT_SCOPE_HOST);
-        if flags & IFA_F_SECONDARY == 0 && scope != RT_SCOPE_LINK && scope <= RT_SCOPE_LINK {
-            return read(ifa, o.ifa_local).unwrap_or([0; 4]);
-        }
-        k += 1;
-        ifa = read(ifa, o.ifa_next).unwrap_or(core::ptr::null());
-    }
-    [0; 4]
+    ev.walk_more = if !node.is_null() && node != head {
+        1
+    } else {
+        0
+    };
 }
 
 /// Numbers the event and, for an ARP request, keeps it as this CPU's pending request.

@@ -13,7 +13,7 @@ use crate::mac::Mac;
 use crate::time::Time;
 use crate::trigger::{Task, Trigger};
 use crate::verdict::{Reason, Remedy, Verdict};
-use crate::IfAddr;
+use crate::{limits, IfAddr};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -86,6 +86,39 @@ impl ArpEvent<'_> {
         self.verdict.as_ref().is_some_and(|v| v.foreign_sender)
     }
 
+    /// Whether every field read from a file is within [`crate::limits`].
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if let Some(n) = &self.netns_name {
+            limits::netns_name("netns_name", n)?;
+        }
+        limits::ifname("ifname", &self.ifname)?;
+        limits::len(
+            "frame",
+            self.frame.as_str(),
+            limits::FRAME_HEX,
+            "a frame in hex",
+        )?;
+        if let Some(t) = &self.trigger {
+            t.check("trigger")?;
+        }
+        if let Some(s) = &self.neigh_state {
+            limits::word("neigh_state", s)?;
+        }
+        if let Some(v) = &self.verdict {
+            v.check()?;
+        }
+        if let Some(t) = &self.task {
+            limits::comm("task.comm", &t.comm)?;
+        }
+        if let Some(f) = &self.facts {
+            f.check()?;
+        }
+        if let Some(e) = &self.facts_error {
+            limits::text("facts_error", e)?;
+        }
+        Ok(())
+    }
+
     pub fn into_owned(self) -> ArpEvent<'static> {
         ArpEvent {
             op: self.op,
@@ -112,6 +145,22 @@ impl ArpEvent<'_> {
             facts_error: self.facts_error.map(crate::own),
         }
     }
+}
+
+fn addrs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<crate::Cidr>>, D::Error> {
+    limits::opt_seq(d, limits::ADDRS, "addrs")
+}
+
+fn ns_addrs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<IfAddr<'de>>>, D::Error> {
+    limits::opt_seq(d, limits::ADDRS, "ns_addrs")
+}
+
+fn links<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<crate::Link>>, D::Error> {
+    limits::opt_seq(d, limits::INTERFACES, "links")
+}
+
+fn lenders<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<crate::Lender>>, D::Error> {
+    limits::opt_seq(d, limits::INTERFACES, "lenders")
 }
 
 /// `ArpEvent` as it appears in JSON, every field at the top level.
@@ -155,15 +204,15 @@ struct Wire<'a> {
     remedy: Option<Remedy<'a>>,
     #[serde(default)]
     arp_announce: Option<Announce>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "addrs")]
     addrs: Option<Vec<crate::Cidr>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "ns_addrs")]
     ns_addrs: Option<Vec<IfAddr<'a>>>,
     #[serde(default)]
     route_localnet: Option<crate::Localnet>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "links")]
     links: Option<Vec<crate::Link>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenders")]
     lenders: Option<Vec<crate::Lender>>,
     #[serde(default)]
     lenders_cut: bool,

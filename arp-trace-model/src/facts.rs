@@ -10,6 +10,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::addr::{Cidr, IfAddr};
+use crate::limits;
 use crate::time::Time;
 
 /// A namespace's facts at one moment: every IPv4 address, the sysctls arp_solicit() and
@@ -101,7 +102,9 @@ impl NsFacts<'_> {
             return Some(&l.ifname);
         }
         let m = l.master.as_deref()?;
-        self.link(m).filter(|v| v.vrf_table.is_some()).map(|v| v.ifname.as_str())
+        self.link(m)
+            .filter(|v| v.vrf_table.is_some())
+            .map(|v| v.ifname.as_str())
     }
 
     /// l3mdev_fib_table(): the FIB table of the device's VRF, `None` for the main tables.
@@ -210,6 +213,23 @@ impl<'a> RequestFacts<'a> {
         }
     }
 
+    /// Whether every name read from a file is within [`crate::limits`].
+    pub(crate) fn check(&self) -> Result<(), String> {
+        for (i, a) in self.ns_addrs.iter().enumerate() {
+            limits::ifname(&format!("ns_addrs[{i}].ifname"), &a.ifname)?;
+        }
+        for (i, l) in self.links.iter().flatten().enumerate() {
+            limits::ifname(&format!("links[{i}].ifname"), &l.ifname)?;
+            if let Some(m) = &l.master {
+                limits::ifname(&format!("links[{i}].master"), m)?;
+            }
+        }
+        for (i, l) in self.lenders.iter().flatten().enumerate() {
+            limits::ifname(&format!("lenders[{i}].ifname"), &l.ifname)?;
+        }
+        Ok(())
+    }
+
     /// Back to the namespace's facts, for replaying an event offline.
     pub fn to_ns(&self, ifname: &str) -> NsFacts<'a> {
         let localnet = self.route_localnet;
@@ -266,10 +286,10 @@ pub struct EgressFacts {
     pub localnet_dev: Option<bool>,
     pub notify_all: Option<bool>,
     pub notify_dev: Option<bool>,
-    /// When the device had no address inet_select_addr() could use: the devices it could
-    /// borrow one from (ifindex, address), in the kernel's list order; `walk_cut` when the
-    /// list went on past what the program looked at.
-    pub walk: Option<Vec<(u32, Ipv4Addr)>>,
+    /// When the device had no address inet_select_addr() could use: the ifindex of every
+    /// device of the namespace, in the kernel's list order (the order it borrows in);
+    /// `walk_cut` when the list went on past what the program looked at.
+    pub walk: Option<Vec<u32>>,
     pub walk_cut: bool,
 }
 
@@ -316,14 +336,55 @@ pub struct FactsChange<'a> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<i32>,
     /// `watched`: arp_announce of `all` and of every interface.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "announce_map"
+    )]
     pub arp_announce: Option<BTreeMap<String, i32>>,
     /// `watched`: every IPv4 address of the namespace.
-    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        borrow,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "watched_addrs"
+    )]
     pub addrs: Option<Vec<IfAddr<'a>>>,
 }
 
+fn announce_map<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, i32>>, D::Error> {
+    limits::opt_map(d, limits::INTERFACES, "arp_announce")
+}
+
+fn watched_addrs<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<IfAddr<'de>>>, D::Error> {
+    limits::opt_seq(d, limits::ADDRS, "addrs")
+}
+
 impl<'a> FactsChange<'a> {
+    /// Whether every field read from a file is within [`crate::limits`].
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if let Some(n) = &self.netns_name {
+            limits::netns_name("netns_name", n)?;
+        }
+        if let Some(i) = &self.ifname {
+            limits::ifname("ifname", i)?;
+        }
+        if let Some(c) = &self.conf {
+            limits::ifname("conf", c)?;
+        }
+        for k in self.arp_announce.iter().flat_map(BTreeMap::keys) {
+            limits::ifname("arp_announce", k)?;
+        }
+        for (i, a) in self.addrs.iter().flatten().enumerate() {
+            limits::ifname(&format!("addrs[{i}].ifname"), &a.ifname)?;
+        }
+        Ok(())
+    }
+
     /// A change of `netns` noticed now.
     pub fn new(netns: u32, change: ChangeKind) -> FactsChange<'a> {
         FactsChange {

@@ -4,8 +4,9 @@
 use std::borrow::Cow;
 use std::net::Ipv4Addr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::limits;
 use crate::time::Time;
 use crate::trigger::Trigger;
 
@@ -20,13 +21,29 @@ pub struct NeighFailed<'a> {
     pub ifname: Cow<'a, str>,
     pub target_ip: Ipv4Addr,
     pub attempts: u32,
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "dropped")]
     pub dropped: Vec<Trigger<'a>>,
     /// Dropped packets not listed (the list is capped).
     pub dropped_omitted: u64,
 }
 
+fn dropped<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Trigger<'de>>, D::Error> {
+    limits::seq(d, limits::DROPPED, "dropped")
+}
+
 impl NeighFailed<'_> {
+    /// Whether every field read from a file is within [`crate::limits`].
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if let Some(n) = &self.netns_name {
+            limits::netns_name("netns_name", n)?;
+        }
+        limits::ifname("ifname", &self.ifname)?;
+        for (i, t) in self.dropped.iter().enumerate() {
+            t.check(&format!("dropped[{i}]"))?;
+        }
+        Ok(())
+    }
+
     pub fn into_owned(self) -> NeighFailed<'static> {
         NeighFailed {
             time: self.time,

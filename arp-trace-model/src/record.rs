@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::arp::ArpEvent;
 use crate::facts::FactsChange;
 use crate::header::Header;
+use crate::limits;
 use crate::neigh::NeighFailed;
 use crate::summary::Summary;
 
@@ -119,8 +120,24 @@ impl<'a> Record<'a> {
     }
 
     /// Parses one line after the header of a file of `format_version`, borrowing from the line
-    /// where it can. The error is the cause alone; the reader adds file and line.
+    /// where it can, and checks it against [`crate::limits`]. The error is the cause alone;
+    /// the reader adds file and line.
     pub fn parse(line: &'a str, format_version: u32) -> Result<Record<'a>, String> {
+        let rec = limits::with_entries(limits::RECORD_ENTRIES, || {
+            Record::parse_unchecked(line, format_version)
+        })?;
+        let checked = match &rec {
+            Record::Arp(e) => e.check(),
+            Record::NeighFailed(f) => f.check(),
+            Record::FactsChange(c) => c.check(),
+            Record::Summary(s) => s.check(),
+            Record::Header(h) => h.check(),
+        };
+        checked.map_err(|e| format!("{} record: {e}", rec.type_name()))?;
+        Ok(rec)
+    }
+
+    fn parse_unchecked(line: &'a str, format_version: u32) -> Result<Record<'a>, String> {
         if line.starts_with(ARP_PREFIX) {
             return serde_json::from_str(line)
                 .map(|e| Record::Arp(Held::Owned(e)))
@@ -135,8 +152,9 @@ impl<'a> Record<'a> {
             Some((_, since)) if *since <= format_version => {}
             _ => {
                 return Err(format!(
-                    "unknown record type {kind:?} for format version {format_version} (written \
-                     by a newer arp-trace?)"
+                    "unknown record type {:?} for format version {format_version} (written \
+                     by a newer arp-trace?)",
+                    crate::text::clip(&kind, limits::WORD)
                 ))
             }
         }

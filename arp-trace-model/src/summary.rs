@@ -5,12 +5,13 @@
 use std::borrow::Cow;
 use std::net::Ipv4Addr;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::limits;
 use crate::time::Time;
 use crate::verdict::{Reason, Remedy};
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(Serialize, Clone, Debug, Default, PartialEq)]
 pub struct Summary<'a> {
     /// False for the periodic summaries of `--summary-interval`, true for the one on exit.
     #[serde(rename = "final", default)]
@@ -82,9 +83,11 @@ pub struct Row<'a> {
     pub distinct_targets_capped: bool,
     pub first_seen: Time,
     pub last_seen: Time,
+    #[serde(deserialize_with = "top")]
     pub top_flows: Vec<Count>,
     /// Requests whose flow is not in `top_flows`.
     pub other_flows: u64,
+    #[serde(deserialize_with = "top")]
     pub top_processes: Vec<Count>,
     pub other_processes: u64,
     #[serde(borrow)]
@@ -97,7 +100,88 @@ pub struct Count {
     pub count: u64,
 }
 
+fn top<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Count>, D::Error> {
+    limits::seq(d, limits::TOP, "top_flows/top_processes")
+}
+
+fn rows<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Row<'de>>, D::Error> {
+    limits::seq(d, limits::ROWS, "rows")
+}
+
+// Read through a flat mirror: serde's `flatten` (of `counts`) would first copy every field it
+// does not know, however large, into a generic value.
+#[derive(Deserialize)]
+struct Wire<'a> {
+    #[serde(rename = "final", default)]
+    last: bool,
+    #[serde(default)]
+    requests: u64,
+    #[serde(default)]
+    foreign_requests: u64,
+    #[serde(default, borrow, deserialize_with = "rows")]
+    rows: Vec<Row<'a>>,
+    #[serde(default)]
+    folded_requests: u64,
+    #[serde(default)]
+    events: u64,
+    #[serde(default)]
+    replies: u64,
+    #[serde(default)]
+    failures: u64,
+    #[serde(default)]
+    lost: u64,
+    #[serde(default)]
+    filtered: u64,
+    #[serde(default)]
+    undecodable: u64,
+    #[serde(default)]
+    missed: u64,
+    #[serde(default)]
+    discarded: u64,
+    #[serde(default)]
+    unjoined: u64,
+    #[serde(default)]
+    unmatched: u64,
+    #[serde(default)]
+    end_time: Time,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Summary<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = Wire::deserialize(d)?;
+        Ok(Summary {
+            last: w.last,
+            requests: w.requests,
+            foreign_requests: w.foreign_requests,
+            rows: w.rows,
+            folded_requests: w.folded_requests,
+            // As `flatten` read it: every field has a default, so the counts are always there.
+            counts: Some(TraceCounts {
+                events: w.events,
+                replies: w.replies,
+                failures: w.failures,
+                lost: w.lost,
+                filtered: w.filtered,
+                undecodable: w.undecodable,
+                missed: w.missed,
+                discarded: w.discarded,
+                unjoined: w.unjoined,
+                unmatched: w.unmatched,
+                end_time: w.end_time,
+            }),
+        })
+    }
+}
+
 impl Summary<'_> {
+    /// Whether every field read from a file is within [`crate::limits`].
+    pub(crate) fn check(&self) -> Result<(), String> {
+        for (i, r) in self.rows.iter().enumerate() {
+            r.check(i)?;
+        }
+        Ok(())
+    }
+
     pub fn into_owned(self) -> Summary<'static> {
         Summary {
             last: self.last,
@@ -111,6 +195,25 @@ impl Summary<'_> {
 }
 
 impl Row<'_> {
+    fn check(&self, i: usize) -> Result<(), String> {
+        if let Some(n) = &self.netns_name {
+            limits::netns_name(&format!("rows[{i}].netns_name"), n)?;
+        }
+        limits::ifname(&format!("rows[{i}].ifname"), &self.ifname)?;
+        for c in self.top_flows.iter().chain(&self.top_processes) {
+            limits::len(
+                &format!("rows[{i}] flow or process"),
+                &c.name,
+                limits::LABEL,
+                "a name",
+            )?;
+        }
+        if let Some(r) = &self.remedy {
+            r.check(&format!("rows[{i}].remedy"))?;
+        }
+        Ok(())
+    }
+
     pub fn into_owned(self) -> Row<'static> {
         Row {
             netns: self.netns,

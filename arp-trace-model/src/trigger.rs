@@ -6,6 +6,8 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits;
+
 /// Who sent the triggering packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -76,6 +78,22 @@ pub struct Trigger<'a> {
 }
 
 impl Trigger<'_> {
+    /// Whether every field read from a file is within [`crate::limits`]; `at` names the
+    /// trigger in the record.
+    pub(crate) fn check(&self, at: &str) -> Result<(), String> {
+        limits::word(&format!("{at}.proto"), &self.proto)?;
+        if let Some(c) = &self.comm {
+            limits::comm(&format!("{at}.comm"), c)?;
+        }
+        if let Some(i) = &self.in_ifname {
+            limits::ifname(&format!("{at}.in_ifname"), i)?;
+        }
+        if let Some(r) = &self.drop_reason {
+            limits::word(&format!("{at}.drop_reason"), r)?;
+        }
+        Ok(())
+    }
+
     pub fn into_owned(self) -> Trigger<'static> {
         Trigger {
             src: self.src,

@@ -6,6 +6,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits;
+
 /// Which arp_solicit() path wrote the sender IP. The serialized codes are a stable contract.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
@@ -72,6 +74,13 @@ pub struct Remedy<'a> {
 }
 
 impl Remedy<'_> {
+    /// Whether every field read from a file is within [`crate::limits`].
+    pub(crate) fn check(&self, at: &str) -> Result<(), String> {
+        limits::text(&format!("{at}.command"), &self.command)?;
+        limits::text(&format!("{at}.persistent"), &self.persistent)?;
+        limits::text(&format!("{at}.tradeoff"), &self.tradeoff)
+    }
+
     pub fn into_owned(self) -> Remedy<'static> {
         Remedy {
             command: crate::own(self.command),
@@ -95,6 +104,18 @@ pub struct Verdict<'a> {
 }
 
 impl Verdict<'_> {
+    /// Whether every field read from a file is within [`crate::limits`].
+    pub(crate) fn check(&self) -> Result<(), String> {
+        limits::text("explanation", &self.explanation)?;
+        if let Some(c) = &self.consequence {
+            limits::text("consequence", c)?;
+        }
+        if let Some(r) = &self.remedy {
+            r.check("remedy")?;
+        }
+        Ok(())
+    }
+
     pub fn into_owned(self) -> Verdict<'static> {
         Verdict {
             foreign_sender: self.foreign_sender,

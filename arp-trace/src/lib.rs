@@ -22,7 +22,22 @@ pub mod sinks;
 #[cfg(test)]
 mod architecture;
 
-/// An error and its causes on one line, the form every failure is reported in.
+/// An error and its causes on one line, the form every failure is reported in. Errors quote
+/// names and trace contents, so anything a terminal would act on is shown as an escape.
 pub fn one_line(e: &anyhow::Error) -> String {
-    format!("{e:#}").replace('\n', " ")
+    arp_trace_model::visible(&format!("{e:#}").replace('\n', " ")).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    /// Error messages quote names and trace contents: they reach stderr with control
+    /// characters shown as escapes.
+    #[test]
+    fn one_line_errors_show_control_characters_as_escapes() {
+        let e = anyhow::anyhow!("cannot open /run/netns/x\x1b]2;owned\x07").context("a\nb");
+        assert_eq!(
+            super::one_line(&e),
+            "a b: cannot open /run/netns/x\\x1b]2;owned\\a"
+        );
+    }
 }

@@ -261,13 +261,14 @@ impl Pipeline {
             if Some(ev.netns) != self.names.own() {
                 let e = ev.to_mut();
                 if let Some(r) = e.verdict.as_mut().and_then(|v| v.remedy.as_mut()) {
-                    // A name says where to run it; only unnamed namespaces need a path
-                    // (a /proc scan, so not for every request of a named one).
-                    let path = match e.netns_name {
-                        Some(_) => None,
-                        None => crate::netns::find_path(e.netns),
-                    };
-                    explain::run_in_namespace(r, e.netns, e.netns_name.as_deref(), path.as_deref());
+                    explain::run_in_namespace(r, e.netns, e.netns_name.as_deref());
+                }
+            }
+        } else if let Some(r) = ev.verdict.as_ref().and_then(|v| v.remedy.as_ref()) {
+            // A remedy read back from a trace: printed only in a shape arp-trace writes.
+            if let Some(vetted) = explain::shell::vet(r, ev.netns) {
+                if let Some(v) = ev.to_mut().verdict.as_mut() {
+                    v.remedy = Some(vetted);
                 }
             }
         }
@@ -327,7 +328,7 @@ impl Pipeline {
             Ok(f) => {
                 ev.verdict = Some(explain::explain(ev, &f));
                 if ev.facts.is_none() {
-                    ev.facts = Some(RequestFacts::from_ns(&f, &ev.ifname));
+                    ev.facts = Some(RequestFacts::from_ns(&f, &ev.ifname, ev.is_gratuitous()));
                 }
             }
             Err(e) => ev.facts_error = Some(e.into()),

@@ -124,11 +124,24 @@ impl Helper {
         Self::port_of(&self.cmd(&format!("udp {src} {dst} {mark}")))
     }
 
+    /// Writes an ARP request (who-has `target` tell `sender`) on `dev` through a packet socket.
+    pub fn arp(&mut self, dev: &str, sender: &str, target: &str) {
+        let a = self.cmd(&format!("arp {dev} {sender} {target}"));
+        assert_eq!(a, "ok", "helper arp: {a}");
+    }
+
     /// TCP connect from `src` (port 0: any) to `dst`; returns the source port, and whether the
     /// peer refused (RST) rather than accepted.
     pub fn connect(&mut self, src: SocketAddrV4, dst: SocketAddrV4) -> (u16, bool) {
         let a = self.cmd(&format!("connect {src} {dst}"));
         (Self::port_of(&a), a.starts_with("refused"))
+    }
+
+    /// Renames the helper (its sending thread and its main thread, whose name /proc shows)
+    /// to `comm`, which need not be UTF-8: at most 15 bytes, no NUL.
+    pub fn rename(&mut self, comm: &[u8]) {
+        let hex: String = comm.iter().map(|b| format!("{b:02x}")).collect();
+        self.cmd(&format!("comm {hex}"));
     }
 
     /// Listen for TCP on `addr`.
@@ -200,13 +213,7 @@ fn serve_helper() -> Result<(), String> {
     // main thread is renamed too, since /proc/<pid>/comm (what socket-owner scans read) is
     // the main thread's.
     enter_netns(Path::new(&ns)).unwrap_or_else(|e| panic!("{e:#}"));
-    let cname = std::ffi::CString::new(comm.clone()).map_err(|e| e.to_string())?;
-    // SAFETY: PR_SET_NAME with a NUL-terminated string of at most 16 bytes.
-    if unsafe { libc::prctl(libc::PR_SET_NAME, cname.as_ptr()) } != 0 {
-        return Err(format!("prctl: {}", std::io::Error::last_os_error()));
-    }
-    let main_comm = format!("/proc/self/task/{}/comm", std::process::id());
-    std::fs::write(&main_comm, &comm).map_err(|e| format!("write {main_comm}: {e}"))?;
+    set_comm(comm.as_bytes())?;
     let io_limit = scaled(EVENT_TIMEOUT);
     let io_timeout = Some(io_limit);
 
@@ -243,6 +250,15 @@ fn serve_helper() -> Result<(), String> {
                 }
                 Ok(format!("{} {port}", if refused { "refused" } else { "ok" }))
             }
+            Some("comm") => {
+                let hex = w.get(1).copied().unwrap_or("");
+                let bytes = (0..hex.len() / 2)
+                    .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).unwrap_or("x"), 16))
+                    .collect::<Result<Vec<u8>, _>>()
+                    .map_err(|e| format!("bad hex {hex:?}: {e}"))?;
+                set_comm(&bytes)?;
+                Ok("ok".into())
+            }
             Some("listen") => {
                 let a = addr(1)?;
                 listener = Some(TcpListener::bind(a).map_err(|e| format!("listen {a}: {e}"))?);
@@ -275,6 +291,16 @@ fn serve_helper() -> Result<(), String> {
                 }
                 Ok(format!("ok {}", String::from_utf8_lossy(&got)))
             }
+            Some("arp") => {
+                let dev = w.get(1).copied().ok_or("arp needs a device")?;
+                let ip = |i: usize| -> Result<std::net::Ipv4Addr, String> {
+                    w.get(i)
+                        .and_then(|a| a.parse().ok())
+                        .ok_or_else(|| format!("bad address in {line:?}"))
+                };
+                send_raw_arp(dev, ip(2)?, ip(3)?)?;
+                Ok("ok".into())
+            }
             _ => Err(format!("unknown command {line:?}")),
         })();
         match res {
@@ -283,6 +309,76 @@ fn serve_helper() -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Writes one broadcast ARP request (who-has `target` tell `sender`) on `dev` through an
+/// AF_PACKET socket, as arping does: the kernel only transmits it.
+fn send_raw_arp(
+    dev: &str,
+    sender: std::net::Ipv4Addr,
+    target: std::net::Ipv4Addr,
+) -> Result<(), String> {
+    let cdev = std::ffi::CString::new(dev).map_err(|e| e.to_string())?;
+    // SAFETY: a NUL-terminated name.
+    let ifindex = unsafe { libc::if_nametoindex(cdev.as_ptr()) };
+    if ifindex == 0 {
+        return Err(format!("no device {dev}"));
+    }
+    let proto = (libc::ETH_P_ARP as u16).to_be();
+    // SAFETY: socket(2); the descriptor is owned and closed below.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto as libc::c_int) };
+    if fd < 0 {
+        return Err(format!(
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: fd is fresh and ours.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let smac = [0x02, 0, 0, 0, 0xbe, 0xef];
+    let mut frame = vec![0xff; 6];
+    frame.extend_from_slice(&smac);
+    frame.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+    frame.extend_from_slice(&smac);
+    frame.extend_from_slice(&sender.octets());
+    frame.extend_from_slice(&[0; 6]);
+    frame.extend_from_slice(&target.octets());
+    // SAFETY: sockaddr_ll is plain data.
+    let mut sa: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sa.sll_family = libc::AF_PACKET as u16;
+    sa.sll_protocol = proto;
+    sa.sll_ifindex = ifindex as i32;
+    sa.sll_halen = 6;
+    sa.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+    // SAFETY: sends a valid buffer to a valid sockaddr_ll of its size.
+    let n = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&sa as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if n < 0 {
+        return Err(format!(
+            "send ARP on {dev}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// Names the calling thread and the main thread `comm` (raw bytes, as the kernel keeps them).
+fn set_comm(comm: &[u8]) -> Result<(), String> {
+    let cname = std::ffi::CString::new(comm).map_err(|e| e.to_string())?;
+    // SAFETY: PR_SET_NAME with a NUL-terminated string (the kernel keeps 15 bytes of it).
+    if unsafe { libc::prctl(libc::PR_SET_NAME, cname.as_ptr()) } != 0 {
+        return Err(format!("prctl: {}", std::io::Error::last_os_error()));
+    }
+    let main_comm = format!("/proc/self/task/{}/comm", std::process::id());
+    std::fs::write(&main_comm, comm).map_err(|e| format!("write {main_comm}: {e}"))
 }
 
 fn set_mark(fd: libc::c_int, mark: u32) -> Result<(), String> {

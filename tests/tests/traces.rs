@@ -523,7 +523,8 @@ fn a_gigabyte_line_is_refused_in_bounded_memory() {
     assert_eq!(libc::WEXITSTATUS(status), 1, "{err}");
     assert_eq!(
         err.trim(),
-        "arp-trace: <stdin> line 2: line longer than 64 MiB: not an arp-trace record"
+        "arp-trace: <stdin> line 2: line longer than 4 MiB: not an arp-trace record (see the \
+         limits in arp-trace's README, Traces)"
     );
     assert!(sent < 1 << 30, "stopped reading early ({sent} bytes sent)");
     let max_rss_mib = ru.ru_maxrss / 1024;

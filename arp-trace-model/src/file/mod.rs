@@ -65,9 +65,9 @@ pub use write::TraceWriter;
 /// The format version this arp-trace writes, and the newest it reads.
 pub const FORMAT_VERSION: u32 = 2;
 
-/// Longest line a reader accepts. An event is well under 4 KiB; a header with thousands of
-/// namespaces stays far below this. Keeps memory bounded on hostile input.
-pub const MAX_LINE: usize = 64 << 20;
+/// Longest lines a reader accepts (records, and the header and trailer); with the limits on
+/// each field ([`crate::limits`]) they bound what reading any input can hold.
+pub use crate::limits::{MAX_LARGE_LINE, MAX_LINE};
 
 pub(crate) const BUF_SIZE: usize = 1 << 20;
 pub(crate) const GZ_MAGIC: [u8; 2] = [0x1f, 0x8b];

@@ -5,7 +5,7 @@
 //! delivered after every record before them.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 
 use yoke::{Yoke, Yokeable};
 
@@ -16,6 +16,50 @@ use crate::Record;
 /// Lines per batch handed to a parsing thread, and the byte size that ends a batch early.
 const BATCH_LINES: usize = 2048;
 const BATCH_BYTES: usize = 1 << 20;
+/// Bytes of lines read but not yet handed to the consumer: what keeps memory bounded however
+/// many threads parse, since a parsed batch can take several times its text (see the README,
+/// Traces). A batch alone may be larger (a trailer line), and then goes through by itself.
+pub const IN_FLIGHT_BYTES: usize = 8 << 20;
+
+/// Bytes in flight, shared by the reading thread (which waits for room) and the consumer
+/// (which makes room as it takes batches).
+#[derive(Default)]
+struct InFlight {
+    state: Mutex<(usize, bool)>,
+    room: Condvar,
+}
+
+impl InFlight {
+    /// Waits until `n` more bytes fit (or nothing is in flight); false once the consumer is
+    /// gone.
+    fn reserve(&self, n: usize) -> bool {
+        let Ok(mut g) = self.state.lock() else {
+            return false;
+        };
+        while !g.1 && g.0 > 0 && g.0 + n > IN_FLIGHT_BYTES {
+            g = match self.room.wait(g) {
+                Ok(g) => g,
+                Err(_) => return false,
+            };
+        }
+        g.0 += n;
+        !g.1
+    }
+
+    fn release(&self, n: usize) {
+        if let Ok(mut g) = self.state.lock() {
+            g.0 = g.0.saturating_sub(n);
+        }
+        self.room.notify_all();
+    }
+
+    fn close(&self) {
+        if let Ok(mut g) = self.state.lock() {
+            g.1 = true;
+        }
+        self.room.notify_all();
+    }
+}
 
 /// The records of one batch of lines, borrowing from the batch's bytes.
 #[derive(Yokeable)]
@@ -54,6 +98,10 @@ impl Parsed {
 }
 
 pub struct ParallelReader {
+    in_flight: Arc<InFlight>,
+    /// The reading and parsing threads: left to end on their own (a reader blocked on a pipe
+    /// must not hold up an early exit), or joined by [`ParallelReader::join`].
+    threads: Vec<std::thread::JoinHandle<()>>,
     rx: mpsc::Receiver<Parsed>,
     pending: BTreeMap<u64, Parsed>,
     next_seq: u64,
@@ -72,7 +120,10 @@ impl ParallelReader {
         let (chunk_tx, chunk_rx) = mpsc::sync_channel::<Chunk>(workers);
         let (done_tx, done_rx) = mpsc::sync_channel::<Parsed>(workers);
         let (file, version) = (r.file.clone(), r.header.format_version);
-        std::thread::spawn(move || {
+        let in_flight = Arc::new(InFlight::default());
+        let room = in_flight.clone();
+        let mut threads = Vec::with_capacity(workers + 1);
+        threads.push(std::thread::spawn(move || {
             let mut seq = 0;
             // Lines are read straight into the batch's buffer.
             r.append = true;
@@ -95,6 +146,9 @@ impl ParallelReader {
                 }
                 if !lines.is_empty() {
                     let data = std::mem::take(&mut r.buf);
+                    if !room.reserve(data.len()) {
+                        return;
+                    }
                     if chunk_tx.send(Chunk::Lines { seq, data, lines }).is_err() {
                         return;
                     }
@@ -110,11 +164,11 @@ impl ParallelReader {
                     return;
                 }
             }
-        });
+        }));
         let chunk_rx = Arc::new(Mutex::new(chunk_rx));
         for _ in 0..workers {
             let (rx, tx, file) = (chunk_rx.clone(), done_tx.clone(), file.clone());
-            std::thread::spawn(move || loop {
+            threads.push(std::thread::spawn(move || loop {
                 let chunk = match rx.lock() {
                     Ok(g) => g.recv(),
                     Err(_) => return,
@@ -147,9 +201,11 @@ impl ParallelReader {
                 if tx.send(out).is_err() {
                     return;
                 }
-            });
+            }));
         }
         ParallelReader {
+            in_flight,
+            threads,
             rx: done_rx,
             pending: BTreeMap::new(),
             next_seq: 0,
@@ -165,6 +221,7 @@ impl ParallelReader {
     pub fn next_batch(&mut self) -> Result<Option<ReadBatch>, TraceError> {
         loop {
             if let Some(b) = self.ready.pop_front() {
+                self.in_flight.release(b.backing_cart().len());
                 return Ok(Some(b));
             }
             if let Some(e) = self.error.take() {
@@ -219,5 +276,27 @@ impl ParallelReader {
             }
         }
         Ok(())
+    }
+}
+
+impl ParallelReader {
+    /// Stops reading and waits for every thread to end, for a caller that must know they
+    /// have (the fuzz target, whose leak check would count a thread still ending). Only for an
+    /// input that cannot block, such as bytes in memory.
+    pub fn join(mut self) {
+        self.in_flight.close();
+        let threads = std::mem::take(&mut self.threads);
+        // Parsing threads waiting to hand over a batch see the channel close.
+        drop(self);
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ParallelReader {
+    /// Lets a reading thread waiting for room end (the consumer stopped early: `-c`).
+    fn drop(&mut self) {
+        self.in_flight.close();
     }
 }

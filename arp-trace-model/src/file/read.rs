@@ -8,17 +8,24 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{TraceError, BUF_SIZE, FORMAT_VERSION, GZ_MAGIC, MAX_LINE, ZSTD_MAGIC};
+use super::{TraceError, BUF_SIZE, FORMAT_VERSION, GZ_MAGIC, ZSTD_MAGIC};
+use crate::limits::{self, MAX_LARGE_LINE, MAX_LINE};
 use crate::{Header, Held, Record, Summary};
+
+/// How the trailer line begins: the one record line allowed up to [`MAX_LARGE_LINE`].
+const SUMMARY_PREFIX: &[u8] = br#"{"type":"summary""#;
 
 pub(crate) enum Line {
     Whole,
     Eof,
     /// Bytes after the last newline: the writer was cut mid-record.
     Partial,
-    /// The (decompressed) stream broke off.
+    /// The compressed stream ended early (`UnexpectedEof`): a cut.
     Broken(String),
-    TooLong,
+    /// The stream could not be read or decompressed before its end: damage, not a cut.
+    Failed(String),
+    /// Longer than the limit it carries.
+    TooLong(usize),
 }
 
 pub struct TraceReader {
@@ -40,12 +47,13 @@ pub struct TraceReader {
     saw_summary: bool,
 }
 
-/// How long `-r FIFO` waits for a writer before giving up.
+/// How long `-r FIFO` waits for a writer before giving up. Never negative: poll(2) would
+/// take that as "forever".
 fn fifo_wait_ms() -> i32 {
     std::env::var("ARP_TRACE_FIFO_WAIT_MS")
         .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10_000)
+        .and_then(|s| s.parse::<u32>().ok())
+        .map_or(10_000, |ms| ms.min(i32::MAX as u32) as i32)
 }
 
 /// Opens a FIFO without blocking forever: waits for a writer to connect, for a while.
@@ -197,11 +205,20 @@ impl TraceReader {
             self.buf.clear();
         }
         self.start = self.buf.len();
+        // The header and the first summary trailer may be MAX_LARGE_LINE long, every other
+        // line MAX_LINE; which one a line is is decided once it is long, by its first bytes.
+        let (header, saw_summary) = (self.line == 0, self.saw_summary);
+        let mut limit = MAX_LINE;
         loop {
             let avail = match self.src.fill_buf() {
                 Ok(b) => b,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Line::Broken(e.to_string()),
+                // flate2 and zstd report a stream that stops early as UnexpectedEof; a
+                // checksum mismatch or bad block is something else, and a cut file is not.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Line::Broken(e.to_string())
+                }
+                Err(e) => return Line::Failed(e.to_string()),
             };
             if avail.is_empty() {
                 return if self.buf.len() == self.start {
@@ -210,23 +227,25 @@ impl TraceReader {
                     Line::Partial
                 };
             }
-            match memchr::memchr(b'\n', avail) {
-                Some(i) => {
-                    if self.buf.len() - self.start + i > MAX_LINE {
-                        return Line::TooLong;
-                    }
-                    self.buf.extend_from_slice(&avail[..i]);
-                    self.src.consume(i + 1);
-                    return Line::Whole;
+            let (take, whole) = match memchr::memchr(b'\n', avail) {
+                Some(i) => (i, true),
+                None => (avail.len(), false),
+            };
+            let len = self.buf.len() - self.start + take;
+            if len > limit {
+                let line = &self.buf[self.start..];
+                if header || (!saw_summary && line.starts_with(SUMMARY_PREFIX)) {
+                    limit = MAX_LARGE_LINE;
                 }
-                None => {
-                    let n = avail.len();
-                    if self.buf.len() - self.start + n > MAX_LINE {
-                        return Line::TooLong;
-                    }
-                    self.buf.extend_from_slice(avail);
-                    self.src.consume(n);
+                if len > limit {
+                    return Line::TooLong(limit);
                 }
+            }
+            let avail = &avail[..take];
+            self.buf.extend_from_slice(avail);
+            self.src.consume(take + whole as usize);
+            if whole {
+                return Line::Whole;
             }
         }
     }
@@ -245,15 +264,15 @@ impl TraceReader {
                     cause: "empty trace: no header".into(),
                 })
             }
-            Line::Broken(e) => {
+            Line::Broken(e) | Line::Failed(e) => {
                 self.line = 1;
                 return Err(self.error(format!("cannot read the header: {e}")));
             }
-            Line::TooLong => {
+            Line::TooLong(limit) => {
                 self.line = 1;
                 return Err(self.error(format!(
                     "line longer than {} MiB: not an arp-trace trace",
-                    MAX_LINE >> 20
+                    limit >> 20
                 )));
             }
         }
@@ -286,8 +305,14 @@ impl TraceReader {
             Some(v) => return Err(self.error(format!("format version {v} does not exist"))),
             None => return Err(self.error("header without format_version")),
         }
-        self.header = serde_json::from_slice(self.last_line())
+        let header: Header = limits::with_entries(limits::HEADER_ENTRIES, || {
+            serde_json::from_slice(self.last_line())
+        })
+        .map_err(|e| self.error(format!("bad header: {e}")))?;
+        header
+            .check()
             .map_err(|e| self.error(format!("bad header: {e}")))?;
+        self.header = header;
         Ok(())
     }
 
@@ -331,12 +356,21 @@ impl TraceReader {
                     ));
                     return Ok(false);
                 }
-                Line::TooLong => {
+                Line::Failed(e) => {
                     self.line += 1;
                     self.done = true;
                     return Err(self.error(format!(
-                        "line longer than {} MiB: not an arp-trace record",
-                        MAX_LINE >> 20
+                        "cannot read past line {} ({e}): the file is damaged, not cut",
+                        self.line - 1
+                    )));
+                }
+                Line::TooLong(limit) => {
+                    self.line += 1;
+                    self.done = true;
+                    return Err(self.error(format!(
+                        "line longer than {} MiB: not an arp-trace record (see the limits in \
+                         arp-trace's README, Traces)",
+                        limit >> 20
                     )));
                 }
             }
@@ -403,18 +437,25 @@ pub(crate) fn parse_line<'a>(
 /// Reads all of `data` as a trace; the fuzz target and its stable smoke test. Returns the
 /// number of records read before the end or the first error. One input in eight is also read
 /// by the parallel reader, which must agree with the sequential one (its threads cost a
-/// fuzzer four times its speed if every input went through them).
+/// fuzzer four times its speed if every input went through them). The records are compared by
+/// a hash of their JSON, so checking holds no more than reading does (a small compressed input
+/// can hold millions of records).
 pub fn read_bytes(data: &[u8]) -> (u64, Option<TraceError>) {
+    use std::hash::{Hash, Hasher};
     let mut r = match TraceReader::from_reader("fuzz", Box::new(io::Cursor::new(data.to_vec()))) {
         Ok(r) => r,
         Err(e) => return (0, Some(e)),
     };
-    let mut records = Vec::new();
-    let (n, err) = loop {
+    let mut seen = std::collections::hash_map::DefaultHasher::new();
+    let mut n = 0u64;
+    let err = loop {
         match r.read_record() {
-            Ok(Some(rec)) => records.push(rec.to_json()),
-            Ok(None) => break (records.len() as u64, None),
-            Err(e) => break (records.len() as u64, Some(e)),
+            Ok(Some(rec)) => {
+                rec.to_json().hash(&mut seen);
+                n += 1;
+            }
+            Ok(None) => break None,
+            Err(e) => break Some(e),
         }
     };
     if !data.len().is_multiple_of(8) {
@@ -423,15 +464,19 @@ pub fn read_bytes(data: &[u8]) -> (u64, Option<TraceError>) {
     let p = TraceReader::from_reader("fuzz", Box::new(io::Cursor::new(data.to_vec())))
         .expect("the header read once already");
     let mut p = super::ParallelReader::new(p);
-    let mut again = Vec::new();
+    let mut again = std::collections::hash_map::DefaultHasher::new();
+    let mut m = 0u64;
     let perr = p
         .for_each(|rec| {
-            again.push(rec.to_json());
+            rec.to_json().hash(&mut again);
+            m += 1;
             Ok::<bool, TraceError>(true)
         })
         .err();
+    p.join();
     assert_eq!(
-        records, again,
+        (n, seen.finish()),
+        (m, again.finish()),
         "the parallel reader disagrees with the sequential one"
     );
     assert_eq!(err, perr, "the parallel reader ends differently");

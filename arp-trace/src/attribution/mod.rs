@@ -146,7 +146,8 @@ impl Joiner {
     ) {
         self.ifnames
             .insert((ev.netns, ev.ifindex), ev.ifname.to_string());
-        if ev.op != ArpOp::Request || seq == 0 {
+        // A packet socket's request carries its own trigger (the frame): nothing to join.
+        if ev.op != ArpOp::Request || seq == 0 || ev.trigger.is_some() {
             self.hand_on(Joined::Arp(Box::new(ev)), out);
             return;
         }

@@ -101,8 +101,12 @@ impl SocketOwners {
                 if let Some(ino) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
                     if let Ok(ino) = ino.parse::<u64>() {
                         let c = comm.get_or_insert_with(|| {
-                            std::fs::read_to_string(p.path().join("comm"))
-                                .map(|s| s.trim_end().to_string())
+                            std::fs::read(p.path().join("comm"))
+                                .map(|b| {
+                                    arp_trace_model::kernel_name(
+                                        b.strip_suffix(b"\n").unwrap_or(&b),
+                                    )
+                                })
                                 .unwrap_or_default()
                         });
                         self.map.entry(ino).or_insert((pid, c.clone()));

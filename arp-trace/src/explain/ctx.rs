@@ -174,10 +174,10 @@ fn usable_on_dev(a: &IfAddr<'_>, localnet: bool) -> bool {
 /// in_dev_select_addr(in_dev, RT_SCOPE_LINK) on another device: the first primary whose scope
 /// is universe or site (`ifa_scope != RT_SCOPE_LINK && ifa_scope <= scope`), never link scope
 /// and never route_localnet's host scope.
-fn lendable<'a>(facts: &'a NsFacts<'a>, ifname: &str) -> Option<&'a IfAddr<'a>> {
+pub(super) fn lendable<'a>(facts: &'a NsFacts<'a>, ifname: &str) -> Option<&'a IfAddr<'a>> {
     primaries(facts, ifname).into_iter().find(|a| {
         let s = scope_of(a);
-        s != RT_SCOPE_LINK && s <= RT_SCOPE_LINK
+        s < RT_SCOPE_LINK
     })
 }
 
@@ -209,7 +209,11 @@ impl<'a> Ctx<'a> {
             .is_some_and(|t| t.origin == Origin::PacketSocket);
         let announcement = req.is_gratuitous() && !packet_socket && req.trigger.is_none();
         // A packet socket's "trigger" is the frame itself, not a packet arp_solicit() read.
-        let saddr = req.trigger.as_ref().filter(|_| !packet_socket).map(|t| t.src);
+        let saddr = req
+            .trigger
+            .as_ref()
+            .filter(|_| !packet_socket)
+            .map(|t| t.src);
         let source_local = saddr.and_then(|s| local_address(facts, dev, s));
         let onlink = saddr.and_then(|s| {
             dev_addrs

@@ -5,9 +5,12 @@
 
 use arp_trace_model::{EgressFacts, IfAddr, Lender, NsFacts};
 
+use super::ctx::lendable;
+
 /// Puts what the kernel held at transmit time over facts read later for the namespace: the
-/// sysctls, the egress device's own addresses, and the lenders in the kernel's order (named
-/// by the namespace's links; one the links do not know is left out and the list marked cut).
+/// sysctls, the egress device's own addresses, and the devices that can lend an address in
+/// the kernel's order (named by the namespace's links, what each lends by its addresses; a
+/// device the links do not know is left out and the list marked cut).
 pub fn apply(k: &EgressFacts, ns: &mut NsFacts<'_>, ifname: &str) {
     if let Some(all) = k.announce_all {
         ns.announce_all = all;
@@ -29,13 +32,16 @@ pub fn apply(k: &EgressFacts, ns: &mut NsFacts<'_>, ifname: &str) {
     if let Some(walk) = &k.walk {
         let mut cut = k.walk_cut;
         let mut lenders = Vec::new();
-        for (ifindex, addr) in walk {
-            match ns.ifname_of(*ifindex) {
-                Some(name) => lenders.push(Lender {
+        for ifindex in walk {
+            let Some(name) = ns.ifname_of(*ifindex) else {
+                cut = true;
+                continue;
+            };
+            if let Some(a) = lendable(ns, name) {
+                lenders.push(Lender {
                     ifname: name.to_string(),
-                    addr: *addr,
-                }),
-                None => cut = true,
+                    addr: a.addr,
+                });
             }
         }
         ns.lenders = Some(lenders);
@@ -75,7 +81,7 @@ pub fn contradicts(k: &EgressFacts, ns: &NsFacts<'_>, ifname: &str) -> bool {
     if k.walk
         .iter()
         .flatten()
-        .any(|(ifindex, _)| ns.ifname_of(*ifindex).is_none())
+        .any(|ifindex| ns.ifname_of(*ifindex).is_none())
     {
         return true; // a device the facts do not know yet
     }
@@ -150,6 +156,7 @@ mod tests {
 
     #[test]
     fn lenders_are_named_by_ifindex_and_unknown_ones_cut_the_list() {
+        use arp_trace_model::if_addr;
         let link = |name: &str, ifindex: u32| arp_trace_model::Link {
             ifname: name.to_string(),
             ifindex: Some(ifindex),
@@ -157,10 +164,19 @@ mod tests {
             vrf_table: None,
         };
         let mut ns = NsFacts {
-            links: vec![link("lo", 1), link("eth5", 9), link("eth7", 4)],
+            links: vec![
+                link("lo", 1),
+                link("eth5", 9),
+                link("eth7", 4),
+                link("eth8", 5),
+            ],
+            addrs: vec![
+                if_addr("lo", "127.0.0.1".parse().unwrap(), 8),
+                if_addr("eth5", "203.0.113.10".parse().unwrap(), 24),
+                if_addr("eth7", "192.0.2.7".parse().unwrap(), 24),
+            ],
             ..Default::default()
         };
-        let ip = |s: &str| s.parse().unwrap();
         let kernel = EgressFacts {
             announce_all: Some(0),
             announce_dev: None,
@@ -170,8 +186,9 @@ mod tests {
             localnet_dev: None,
             notify_all: None,
             notify_dev: None,
-            // The kernel's list order: eth5 (ifindex 9) before eth7 (ifindex 4).
-            walk: Some(vec![(9, ip("203.0.113.10")), (4, ip("192.0.2.7"))]),
+            // The kernel's list order: eth5 (ifindex 9) before eth7 (ifindex 4); lo and eth8
+            // have nothing to lend.
+            walk: Some(vec![1, 9, 5, 4]),
             walk_cut: false,
         };
         apply(&kernel, &mut ns, "eth3");
@@ -180,7 +197,7 @@ mod tests {
         assert!(!ns.lenders_cut);
         assert_eq!(ns.arp_notify, None);
         let mut unknown = kernel;
-        unknown.walk = Some(vec![(12, ip("192.0.2.9"))]);
+        unknown.walk = Some(vec![12]);
         assert!(contradicts(&unknown, &ns, "eth3") || unknown.announce_dev.is_none());
         apply(&unknown, &mut ns, "eth3");
         assert!(ns.lenders_cut && ns.lenders.as_ref().unwrap().is_empty());

@@ -1,22 +1,32 @@
 //! Why an ARP request carries the sender IP it does: a replay of arp_solicit()'s choice
-//! (net/ipv4/arp.c) against the namespace's addresses and arp_announce sysctls, driven by one
-//! rule table ([`rules::RULES`]) so every verdict names the kernel path that produced it.
+//! (net/ipv4/arp.c) against the namespace's addresses and sysctls, driven by one rule table
+//! ([`rules::RULES`]) so every verdict names the kernel path that produced it. Requests
+//! arp_solicit() did not build are told apart first: a process's packet-socket frame
+//! (`userspace`) and the kernel's gratuitous announcements (`kernel_announce`).
 //!
-//! The model assumes the request came from arp_solicit() (not arping, gratuitous ARP or a
-//! bonding/VRRP sender) and that the facts match the moment of the request. Address scopes
-//! and IFA_F_SECONDARY come from netlink when the facts were read live; facts without them
-//! (written by hand) have secondaries inferred the way the kernel assigns them (a later address
-//! of the same subnet and prefix on the same interface) and 127.0.0.0/8 taken as host scope.
-//! It does not see AnyIP local routes, VRF tables, route_localnet, or local routes removed
-//! with a downed interface. Whenever the kernel's path would have written a different sender
-//! than the one observed, the verdict is `unexplained` rather than a guess.
+//! The helpers follow the kernel's: local means local in the egress device's L3 table (its
+//! VRF's, else the local table: inet_addr_type_dev_table()); subnets are matched on a peer
+//! address's peer (inet_ifa_match()); route_localnet lets host-scope addresses of the device
+//! be chosen; a borrowed address is the VRF device's, else the first primary of universe or
+//! site scope on a device of the same L3 domain in the kernel's device-list order, which the
+//! BPF program reads at transmit. Address scopes and IFA_F_SECONDARY come from the kernel
+//! when the facts were read live; facts without them (written by hand) have secondaries
+//! inferred the way the kernel assigns them (a later address of the same subnet and prefix on
+//! the same interface) and 127.0.0.0/8 taken as host scope. Local routes stay while their
+//! interface is down (fib_add_ifaddr() added them regardless of IFF_UP), so a downed
+//! interface's addresses still count as local. AnyIP local routes are not modelled. Whenever
+//! the kernel's path would have written a different sender than the one observed, the verdict
+//! is `unexplained` rather than a guess.
 
 mod ctx;
 pub mod egress;
 pub mod remedy;
 pub mod rules;
+pub mod shell;
 mod text;
 
+#[cfg(test)]
+mod kernel_cases;
 #[cfg(test)]
 pub(crate) mod tests;
 

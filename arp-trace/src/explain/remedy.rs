@@ -1,12 +1,14 @@
 //! Remedies: the smallest arp_announce change whose replay through the rule table stops a
 //! foreign sender, or an address for the egress device when no level can; and how to run it
-//! in the request's namespace.
+//! in the request's namespace. Commands are built word by word through `shell`, so a name
+//! cannot turn one command into another.
 
 use std::borrow::Cow;
 
 use arp_trace_model::Remedy;
 
 use super::ctx::{is_foreign, Ctx};
+use super::shell;
 
 fn sysctl_key(conf: &str) -> String {
     // sysctl(8) and sysctl.d(5) read '/' in a key as a literal '.', as in VLAN names eth0.100.
@@ -19,7 +21,7 @@ pub(super) fn raise_announce(c: &Ctx<'_>) -> Option<Remedy<'static>> {
     if !c.foreign() {
         return None;
     }
-    for level in [1u8, 2] {
+    for level in [1i32, 2] {
         let Some((settings, resulting)) = c.settings_for(level) else {
             continue;
         };
@@ -38,25 +40,28 @@ pub(super) fn raise_announce(c: &Ctx<'_>) -> Option<Remedy<'static>> {
 
 fn sysctl_remedy(
     c: &Ctx<'_>,
-    level: u8,
-    resulting: u8,
-    settings: &[(String, u8)],
+    level: i32,
+    resulting: i32,
+    settings: &[(String, i32)],
 ) -> Remedy<'static> {
     let dev = c.dev();
-    let writes: Vec<String> = settings
-        .iter()
-        .map(|(conf, v)| format!("{}={v}", sysctl_key(conf)))
-        .collect();
+    let mut writes = vec!["sysctl".to_string(), "-w".into()];
+    writes.extend(
+        settings
+            .iter()
+            .map(|(conf, v)| format!("{}={v}", sysctl_key(conf))),
+    );
     let lines: Vec<String> = settings
         .iter()
-        .map(|(conf, v)| format!("'{} = {v}'", sysctl_key(conf)))
+        .map(|(conf, v)| format!("{} = {v}", sysctl_key(conf)))
         .collect();
     // One file per interface, so remedies for several interfaces do not overwrite each other.
-    let file = format!("/etc/sysctl.d/90-arp-announce-{dev}.conf");
-    let persistent = if lines.len() == 1 {
-        format!("echo {} > {file}", lines[0])
+    let file = shell::quote(&format!("/etc/sysctl.d/90-arp-announce-{dev}.conf")).into_owned();
+    // echo reads backslashes in some shells (dash): printf '%s' never does.
+    let persistent = if lines.len() == 1 && !lines[0].contains('\\') {
+        format!("echo {} > {file}", shell::command(&lines))
     } else {
-        format!("printf '%s\\n' {} > {file}", lines.join(" "))
+        format!("printf '%s\\n' {} > {file}", shell::command(&lines))
     };
     let mut tradeoff = match (level, resulting) {
         (1, 1) => format!(
@@ -77,7 +82,7 @@ fn sysctl_remedy(
         ));
     }
     Remedy {
-        command: format!("sysctl -w {}", writes.join(" ")).into(),
+        command: shell::command(&writes).into(),
         persistent: persistent.into(),
         tradeoff: tradeoff.into(),
     }
@@ -93,12 +98,10 @@ fn address_remedy(c: &Ctx<'_>) -> Remedy<'static> {
         .map(|a| format!(" (here {}, {})", a.ifname, super::text::subnet(a)))
         .unwrap_or_default();
     Remedy {
-        command: format!(
-            "ip address add <unused address in {target}'s subnet>/<prefix length> dev {dev}"
-        ).into(),
-        persistent: format!(
+        command: shell::address_command(&target.to_string(), dev).into(),
+        persistent: shell::comment(&format!(
             "Add that address to {dev}'s persistent network configuration (systemd-networkd .network file, NetworkManager connection, netplan or /etc/network/interfaces)."
-        ).into(),
+        )).into(),
         tradeoff: format!(
             "arp_announce cannot help, because with no address on {dev} every level ends in inet_select_addr() borrowing one from another interface; give {dev} an address in {target}'s subnet, or route {target} via an interface that has one{elsewhere}."
         ).into(),
@@ -106,32 +109,23 @@ fn address_remedy(c: &Ctx<'_>) -> Remedy<'static> {
 }
 
 /// Makes the remedy runnable for a request seen in another network namespace: sysctls and
-/// addresses are per namespace, and /etc/sysctl.d only configures the host's.
-pub fn run_in_namespace(
-    r: &mut Remedy<'_>,
-    inode: u32,
-    name: Option<&str>,
-    path: Option<&std::path::Path>,
-) {
-    let (prefix, what) = match (name, path) {
-        (Some(n), _) => (format!("ip netns exec {n} "), format!("namespace {n}")),
-        (None, Some(p)) => (
-            format!("nsenter --net={} ", p.display()),
-            format!("namespace {inode}"),
-        ),
-        (None, None) => (String::new(), format!("namespace {inode}")),
+/// addresses are per namespace, and /etc/sysctl.d only configures the host's. A namespace
+/// with an `ip netns` name is entered by that name, any other through a process found inside
+/// it by its inode when the command runs (a PID found now may be another process's by then).
+pub fn run_in_namespace(r: &mut Remedy<'_>, inode: u32, name: Option<&str>) {
+    let (prefix, what) = match name {
+        Some(n) => (shell::by_name(n), format!("namespace {n}")),
+        None => (shell::by_inode(inode), format!("namespace {inode}")),
     };
-    if prefix.is_empty() {
-        r.command = Cow::Owned(format!("{} (inside network {what})", r.command));
-    } else if !r.command.starts_with('<') {
+    if !r.command.starts_with('#') {
         r.command = Cow::Owned(format!("{prefix}{}", r.command));
     }
     if r.command.contains("sysctl -w") {
-        r.persistent = Cow::Owned(format!(
+        r.persistent = Cow::Owned(shell::comment(&format!(
             "/etc/sysctl.d configures only the host's namespace: apply the setting where \
              {what} is set up (after `ip netns add`, in the container runtime's or pod's \
              sysctls, e.g. securityContext.sysctls)"
-        ));
+        )));
     }
 }
 
@@ -147,28 +141,27 @@ mod tests {
             tradeoff: "".into(),
         };
         let mut r = base.clone();
-        run_in_namespace(&mut r, 7, Some("srv"), None);
+        run_in_namespace(&mut r, 7, Some("srv"));
         assert_eq!(
             r.command,
             "ip netns exec srv sysctl -w net.ipv4.conf.eth3.arp_announce=1"
         );
+        assert!(r.persistent.starts_with("# /etc/sysctl.d configures only"));
         assert!(r.persistent.contains("namespace srv"), "{}", r.persistent);
         let mut r = base.clone();
-        run_in_namespace(
-            &mut r,
-            7,
-            None,
-            Some(std::path::Path::new("/proc/42/ns/net")),
-        );
-        assert!(r
-            .command
-            .starts_with("nsenter --net=/proc/42/ns/net sysctl -w"));
+        run_in_namespace(&mut r, 7, Some("a b;$(id)"));
+        assert!(r.command.starts_with("ip netns exec 'a b;$(id)' sysctl -w"));
         let mut r = base;
-        run_in_namespace(&mut r, 7, None, None);
+        run_in_namespace(&mut r, 4026532281, None);
+        assert_eq!(
+            r.command,
+            "nsenter --net=/proc/\"$(lsns -n -t net -o NS,PID | awk '$1 == 4026532281 { print \
+             $2; exit }')\"/ns/net sysctl -w net.ipv4.conf.eth3.arp_announce=1"
+        );
         assert!(
-            r.command.ends_with("(inside network namespace 7)"),
+            r.persistent.contains("namespace 4026532281"),
             "{}",
-            r.command
+            r.persistent
         );
     }
 }

@@ -1,5 +1,6 @@
 //! The rule table: one [`Rule`] per arp_solicit() path (net/ipv4/arp.c), each naming the
-//! kernel code it mirrors. The first rule that matches a request's [`Ctx`] is its verdict.
+//! kernel code it mirrors, after the two kinds of request arp_solicit() did not build. The
+//! first rule that matches a request's [`Ctx`] is its verdict.
 
 use std::net::Ipv4Addr;
 
@@ -11,9 +12,30 @@ use super::text::*;
 
 pub static RULES: &[Rule] = &[
     Rule {
+        reason: Reason::Userspace,
+        kernel_fn: "packet_sendmsg(): a process's AF_PACKET frame, not arp_solicit()",
+        matches: |c| c.packet_socket,
+        explanation: explain_userspace,
+        consequence: foreign_consequence,
+        remedy: |_| None,
+    },
+    Rule {
+        reason: Reason::KernelAnnounce,
+        kernel_fn: "inetdev_event() + inetdev_send_gratuitous_arp() + arp_send()",
+        matches: |c| c.announcement,
+        explanation: explain_kernel_announce,
+        consequence: foreign_consequence,
+        remedy: |_| None,
+    },
+    Rule {
         reason: Reason::Announce0LocalSource,
         kernel_fn: "arp_solicit() case 0 + inet_addr_type_dev_table()",
-        matches: |c| c.case == 0 && c.source_local.is_some() && Some(c.sender()) == c.saddr(),
+        matches: |c| {
+            c.solicited()
+                && c.case == 0
+                && c.source_local.is_some()
+                && Some(c.sender()) == c.saddr()
+        },
         explanation: explain_announce0,
         consequence: foreign_consequence,
         remedy: raise_announce,
@@ -22,7 +44,8 @@ pub static RULES: &[Rule] = &[
         reason: Reason::Announce1OnlinkSource,
         kernel_fn: "arp_solicit() case 1 + inet_addr_type_dev_table() + inet_addr_onlink()",
         matches: |c| {
-            c.case == 1
+            c.solicited()
+                && c.case == 1
                 && c.source_local.is_some()
                 && c.onlink.is_some()
                 && Some(c.sender()) == c.saddr()
@@ -34,7 +57,7 @@ pub static RULES: &[Rule] = &[
     Rule {
         reason: Reason::SelectAnnounce2,
         kernel_fn: "arp_solicit() case 2 + inet_select_addr()",
-        matches: |c| c.case == 2 && c.selected_is_sender(),
+        matches: |c| c.solicited() && c.case == 2 && c.selected_is_sender(),
         explanation: explain_announce2,
         consequence: foreign_consequence,
         remedy: raise_announce,
@@ -42,7 +65,9 @@ pub static RULES: &[Rule] = &[
     Rule {
         reason: Reason::SelectNoTrigger,
         kernel_fn: "arp_solicit() with skb == NULL + inet_select_addr()",
-        matches: |c| c.case < 2 && c.req.trigger.is_none() && c.selected_is_sender(),
+        matches: |c| {
+            c.solicited() && c.case < 2 && c.req.trigger.is_none() && c.selected_is_sender()
+        },
         explanation: explain_no_trigger,
         consequence: foreign_consequence,
         remedy: raise_announce,
@@ -52,7 +77,8 @@ pub static RULES: &[Rule] = &[
         kernel_fn:
             "arp_solicit() case 0/1 + inet_addr_type_dev_table() != RTN_LOCAL + inet_select_addr()",
         matches: |c| {
-            c.case < 2
+            c.solicited()
+                && c.case < 2
                 && c.req.trigger.is_some()
                 && c.source_local.is_none()
                 && c.selected_is_sender()
@@ -65,7 +91,11 @@ pub static RULES: &[Rule] = &[
         reason: Reason::SelectOfflinkSource,
         kernel_fn: "arp_solicit() case 1 + inet_addr_onlink() == 0 + inet_select_addr()",
         matches: |c| {
-            c.case == 1 && c.source_local.is_some() && c.onlink.is_none() && c.selected_is_sender()
+            c.solicited()
+                && c.case == 1
+                && c.source_local.is_some()
+                && c.onlink.is_none()
+                && c.selected_is_sender()
         },
         explanation: explain_offlink,
         consequence: foreign_consequence,
@@ -73,9 +103,10 @@ pub static RULES: &[Rule] = &[
     },
     Rule {
         reason: Reason::SelectNoAddressOnDev,
-        kernel_fn: "inet_select_addr() no_in_dev fallback + in_dev_select_addr() on other devices",
+        kernel_fn: "inet_select_addr() no_in_dev: the VRF device, then in_dev_select_addr() in device-list order",
         matches: |c| {
-            c.saddr_left_zero()
+            c.solicited()
+                && c.saddr_left_zero()
                 && c.selected.is_none()
                 && if c.borrowed.is_empty() {
                     c.sender() == Ipv4Addr::UNSPECIFIED
@@ -112,8 +143,8 @@ pub fn explain(req: &ArpEvent<'_>, facts: &NsFacts<'_>) -> Verdict<'static> {
 
 /// The sender IPs arp_solicit() would write for this request's facts, each with the path, read
 /// back from [`RULES`] so predictions and verdicts cannot disagree. Several entries only when
-/// the egress device has no address and the kernel borrows one in a device order the snapshot
-/// cannot pin down.
+/// the egress device has no address and the kernel borrows one in a device order the facts
+/// do not pin down (no order read from the kernel).
 pub fn kernel_senders(req: &ArpEvent<'_>, facts: &NsFacts<'_>) -> Vec<(Ipv4Addr, Reason)> {
     senders(RULES, req, facts)
 }

@@ -22,6 +22,7 @@ pub(crate) fn addr(ifname: &str, a: &str, prefix_len: u8) -> IfAddr<'static> {
         prefix_len,
         scope: None,
         secondary: None,
+        peer: None,
     }
 }
 
@@ -33,7 +34,7 @@ const TARGET: &str = "198.51.100.20";
 
 /// eth3 (egress) holds a primary and a secondary in the target's subnet, so the copy path
 /// (secondary) and the select path (primary) write different senders.
-fn facts(all: u8, dev: Option<u8>) -> NsFacts<'static> {
+fn facts(all: i32, dev: Option<i32>) -> NsFacts<'static> {
     NsFacts {
         announce_all: all,
         announce_dev: dev.map(|d| ("eth3".to_string(), d)).into_iter().collect(),
@@ -43,6 +44,7 @@ fn facts(all: u8, dev: Option<u8>) -> NsFacts<'static> {
             addr("eth3", EGRESS_SECONDARY, 24),
             addr("eth5", OTHER_IF, 24),
         ],
+        ..Default::default()
     }
 }
 
@@ -55,6 +57,7 @@ pub(crate) fn seed_facts() -> NsFacts<'static> {
             addr("eth3", "198.51.100.10", 24),
             addr("eth5", "203.0.113.10", 24),
         ],
+        ..Default::default()
     }
 }
 
@@ -117,7 +120,7 @@ fn src_trigger(src: Src) -> Option<Trigger<'static>> {
 }
 
 /// arp_solicit() restated directly from the kernel source, independent of RULES.
-fn kernel_expectation(level: u8, src: Src) -> (&'static str, Reason, bool) {
+fn kernel_expectation(level: i32, src: Src) -> (&'static str, Reason, bool) {
     match (level, src) {
         (0, Src::LocalOnDev) => (EGRESS_SECONDARY, Reason::Announce0LocalSource, false),
         (0, Src::LocalElsewhere) => (OTHER_IF, Reason::Announce0LocalSource, true),
@@ -130,8 +133,9 @@ fn kernel_expectation(level: u8, src: Src) -> (&'static str, Reason, bool) {
     }
 }
 
-/// (all, dev, the switch arm the kernel takes): max wins, and 3+ falls into case 0.
-const PLACEMENTS: &[(u8, Option<u8>, u8)] = &[
+/// (all, dev, the switch arm the kernel takes): max wins (as ints), and anything outside 0..=2
+/// falls into case 0 through `default:`.
+const PLACEMENTS: &[(i32, Option<i32>, i32)] = &[
     (0, None, 0),
     (0, Some(0), 0),
     (1, Some(0), 1),
@@ -144,6 +148,10 @@ const PLACEMENTS: &[(u8, Option<u8>, u8)] = &[
     (3, Some(0), 0),
     (0, Some(4), 0),
     (3, Some(2), 0),
+    (256, Some(1), 0),
+    (-1, Some(1), 1),
+    (-1, Some(-1), 0),
+    (0, Some(-5), 0),
 ];
 
 const SOURCES: [Src; 4] = [
@@ -243,7 +251,14 @@ fn explain_full_matrix() {
         }
     }
     for r in Reason::ALL {
-        if r != Reason::SelectNoAddressOnDev && r != Reason::Unexplained {
+        // The rest have cases of their own (here and in kernel_cases.rs).
+        let own = [
+            Reason::SelectNoAddressOnDev,
+            Reason::KernelAnnounce,
+            Reason::Userspace,
+            Reason::Unexplained,
+        ];
+        if !own.contains(&r) {
             assert!(seen.contains(&r), "matrix never reaches {r}");
         }
     }
@@ -285,6 +300,7 @@ fn seed() -> (ArpEvent<'static>, NsFacts<'static>) {
             addr("eth3", "198.51.100.10", 24),
             addr("eth5", "203.0.113.10", 24),
         ],
+        ..Default::default()
     };
     let req = request(
         "eth3",
@@ -350,7 +366,7 @@ fn apply(f: &NsFacts<'_>, command: &str) -> NsFacts<'static> {
             .and_then(|k| k.strip_suffix(".arp_announce"))
             .unwrap()
             .replace('/', ".");
-        let v: u8 = v.parse().unwrap();
+        let v: i32 = v.parse().unwrap();
         if conf == "all" {
             f.announce_all = v;
         } else {
@@ -423,7 +439,7 @@ fn explain_remedy_key_for_dotted_interface() {
     );
 }
 
-fn no_address_facts(all: u8) -> NsFacts<'static> {
+fn no_address_facts(all: i32) -> NsFacts<'static> {
     NsFacts {
         announce_all: all,
         announce_dev: BTreeMap::new(),
@@ -432,6 +448,7 @@ fn no_address_facts(all: u8) -> NsFacts<'static> {
             addr("eth3", "198.51.100.10", 24),
             addr("eth5", "203.0.113.10", 24),
         ],
+        ..Default::default()
     }
 }
 
@@ -451,7 +468,14 @@ fn explain_no_address_on_dev() {
             assert!(v.explanation.contains("arp_announce cannot"));
             let remedy = v.remedy.unwrap();
             assert!(remedy.command.starts_with("ip address add"));
-            assert!(remedy.command.ends_with("dev eth4"));
+            assert!(
+                remedy.command.starts_with(
+                    "ip address add ADDRESS/PREFIX dev eth4  # ADDRESS/PREFIX: an unused \
+                     address in 192.0.2.20's subnet"
+                ),
+                "{}",
+                remedy.command
+            );
             assert!(remedy.tradeoff.contains("arp_announce cannot help"));
         }
         // The borrowed address is a primary of another device, never its loopback one.
@@ -494,6 +518,7 @@ fn explain_select_prefers_target_subnet_and_skips_secondaries() {
             addr("eth3", "192.0.2.2", 24),
             addr("eth3", "198.51.100.10", 24),
         ],
+        ..Default::default()
     };
     let v = explain(&request("eth3", "198.51.100.10", TARGET, None), &f);
     assert_eq!(v.reason, Reason::SelectAnnounce2);
@@ -601,7 +626,7 @@ fn explain_replays_from_the_event_alone() {
         let mut ev = req.clone();
         ev.egress = None; // internal; its values travel as `facts`
         ev.verdict = Some(explain(&req, &f));
-        ev.facts = Some(RequestFacts::from_ns(&f, &req.ifname));
+        ev.facts = Some(RequestFacts::from_ns(&f, &req.ifname, false));
         let line = serde_json::to_string(&ev).unwrap();
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(

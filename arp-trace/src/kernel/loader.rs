@@ -30,11 +30,7 @@ pub fn resolve_offsets(btf: &Btf) -> Result<Offsets> {
             .enum_value("", "IPV4_DEVCONF_ROUTE_LOCALNET")
             .unwrap_or(26) as u32
             - 1);
-    let notify = 4
-        * (btf
-            .enum_value("", "IPV4_DEVCONF_ARP_NOTIFY")
-            .unwrap_or(22) as u32
-            - 1);
+    let notify = 4 * (btf.enum_value("", "IPV4_DEVCONF_ARP_NOTIFY").unwrap_or(22) as u32 - 1);
     let o = Offsets {
         skb_head: f("sk_buff", "head")?,
         skb_len: f("sk_buff", "len")?,

@@ -59,10 +59,10 @@ pub fn read(bytes: &[u8]) -> Raw {
     }
 }
 
-/// A NUL-terminated kernel name (device, comm) as text.
+/// A NUL-terminated kernel name (device, comm) as text; a byte that is not UTF-8 becomes
+/// `\xNN` rather than U+FFFD, so nothing is lost (see `arp_trace_model::text`).
 pub fn cstr(b: &[u8]) -> String {
-    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
-    String::from_utf8_lossy(&b[..end]).into_owned()
+    arp_trace_model::kernel_name(b)
 }
 
 /// Decodes a transmitted frame. `clock_offset` converts its monotonic stamp to wall time.
@@ -153,7 +153,7 @@ fn built_by(
             mark: raw.mark,
             origin: Origin::PacketSocket,
             pid: (pid != 0).then_some(pid),
-            comm: (pid != 0).then(|| Cow::Owned(comm)),
+            comm: (pid != 0).then_some(Cow::Owned(comm)),
             in_ifindex: None,
             in_ifname: None,
             drop_reason: None,
@@ -193,12 +193,7 @@ fn egress_facts(raw: &ArpXmitEvent, ifname: &str) -> EgressFacts {
         localnet_dev: bit(raw.conf_dev, CONF_ROUTE_LOCALNET),
         notify_all: bit(raw.conf_all, CONF_ARP_NOTIFY),
         notify_dev: bit(raw.conf_dev, CONF_ARP_NOTIFY),
-        walk: (walked > 0 || raw.walk_more != 0).then(|| {
-            raw.walk[..walked]
-                .iter()
-                .map(|w| (w.ifindex, Ipv4Addr::from(w.candidate)))
-                .collect()
-        }),
+        walk: (walked > 0 || raw.walk_more != 0).then(|| raw.walk[..walked].to_vec()),
         walk_cut: raw.walk_more != 0,
         addrs: raw.addrs[..n]
             .iter()

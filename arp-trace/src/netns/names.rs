@@ -2,6 +2,8 @@
 //! `ip netns` gives them (bind mounts under /run/netns). Also resolves `--netns` arguments.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -13,7 +15,8 @@ use super::find::{inode_of, NETNS_RUN_DIR};
 /// (namespaces are created while tracing), at most once per `rescan_every`.
 pub struct NetnsNames {
     dir: PathBuf,
-    names: HashMap<u32, String>,
+    /// Inode -> (name as shown, the file name itself).
+    names: HashMap<u32, (String, OsString)>,
     own: Option<u32>,
     last_scan: Option<Instant>,
     /// Inodes a scan did not find, and when: each unknown inode triggers its own rescan,
@@ -62,11 +65,13 @@ impl NetnsNames {
         };
         let mut names = HashMap::new();
         for entry in rd.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
+            let file = entry.file_name();
             if let Ok(ino) = inode_of(&entry.path()) {
                 // A name whose bind mount is gone stats as a plain file on the tmpfs; nsfs
                 // inodes are what the kernel reports, so keep the first mount per inode.
-                names.entry(ino).or_insert(name);
+                names
+                    .entry(ino)
+                    .or_insert_with(|| (arp_trace_model::kernel_name(file.as_bytes()), file));
             }
         }
         self.names = names;
@@ -80,7 +85,7 @@ impl NetnsNames {
         // The kernel reuses namespace inodes: a cached name is only trusted while its
         // bind mount still has that inode.
         let stale = match self.names.get(&inode) {
-            Some(n) => inode_of(&self.dir.join(n)).ok() != Some(inode),
+            Some((_, file)) => inode_of(&self.dir.join(file)).ok() != Some(inode),
             None => {
                 let recently_missed = self
                     .misses
@@ -98,7 +103,7 @@ impl NetnsNames {
                 self.misses.insert(inode, Instant::now());
             }
         }
-        self.names.get(&inode).map(String::as_str)
+        self.names.get(&inode).map(|(name, _)| name.as_str())
     }
 
     /// Forces a rescan on the next lookup (tests, and after a namespace filter miss).

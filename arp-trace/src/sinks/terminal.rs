@@ -1,10 +1,11 @@
 //! The terminal: one tcpdump-like line per event (`19:31:02.123456 srv/eth3 ARP who-has ...`);
 //! a request with a foreign sender ends in `  ! foreign sender` (red on a terminal) with its
-//! explanation beneath.
+//! explanation beneath. Names come from other people (processes, interfaces, trace files):
+//! every line goes out through `visible`, so none can drive the terminal.
 
 use std::io::{self, Write};
 
-use arp_trace_model::{ChangeKind, Record};
+use arp_trace_model::{visible, ChangeKind, Record};
 
 use super::text::{
     describe, describe_change, describe_failed, explanation_lines, label, local_clock_micros,
@@ -45,27 +46,27 @@ impl Sink for TerminalSink {
                     (true, false) => ("", "", "  ! foreign sender"),
                     _ => ("", "", ""),
                 };
-                writeln!(
-                    w,
-                    "{on}{} {} {}{}{mark}{off}",
+                let line = format!(
+                    "{} {} {}{}",
                     local_clock_micros(ev.time.0),
                     where_label(ev, self.own),
                     describe(ev),
                     trigger_suffix(ev)
-                )?;
+                );
+                writeln!(w, "{on}{}{mark}{off}", visible(&line))?;
                 for line in explanation_lines(ev, self.verbose) {
-                    writeln!(w, "{line}")?;
+                    writeln!(w, "{}", visible(&line))?;
                 }
                 Ok(())
             }
             Record::NeighFailed(f) => {
                 let label = label(f.netns_name.as_deref(), f.netns, &f.ifname, self.own);
-                writeln!(
-                    w,
+                let line = format!(
                     "{} {label} {}",
                     local_clock_micros(f.time.0),
                     describe_failed(f)
-                )
+                );
+                writeln!(w, "{}", visible(&line))
             }
             // Address and sysctl changes always (they are rare, and they are why the requests
             // after them look different); the state when watching starts only with `-v`.
@@ -73,12 +74,12 @@ impl Sink for TerminalSink {
                 if ch.change == ChangeKind::Watched && !self.verbose {
                     return Ok(());
                 }
-                writeln!(
-                    w,
+                let line = format!(
                     "{} {}",
                     local_clock_micros(ch.time.0),
                     describe_change(ch, self.own)
-                )
+                );
+                writeln!(w, "{}", visible(&line))
             }
             Record::Header(_) | Record::Summary(_) => Ok(()),
         }
@@ -162,6 +163,33 @@ mod tests {
                     rest[1].starts_with("    why (select_no_trigger): "),
                     "{text}"
                 );
+            }
+        }
+    }
+
+    /// Names from other people reach the terminal as visible escapes, never as the control
+    /// sequences they spell; only the colour arp-trace itself adds is sent raw.
+    #[test]
+    fn hostile_names_are_shown_escaped() {
+        use crate::sinks::tests::{assert_inert, hostile_event};
+        let ev = hostile_event();
+        for color in [false, true] {
+            let buf = Shared::default();
+            let mut sink = TerminalSink::new(Output::new(Box::new(buf.clone())), true, color, None);
+            sink.record(&Record::Arp(Held::Borrowed(&ev))).unwrap();
+            sink.flush().unwrap();
+            let text = buf.text();
+            assert_inert(&text, &[RED, RESET]);
+            for shown in [
+                " n\\as/e\\x1b[2J\\xff ARP who-has",
+                " \\x1b]2;owned\\a[4242]",
+                "    why (announce0_local_source): e\\x1b[2J announces\\u{202e}\n",
+                "    effect: \\x1b[31mred\\r\n",
+                "    fix: sysctl -w 'net.ipv4.conf.e\\x1b[2J.arp_announce=1'\n",
+                "    persist: # \\u{009b}\n",
+                "    trade-off: \\x7f\n",
+            ] {
+                assert!(text.contains(shown), "{shown:?} not in {text}");
             }
         }
     }

@@ -54,6 +54,10 @@ pub fn describe_trigger(t: &Trigger<'_>) -> String {
             _ => s.push_str(" (local socket, process gone)"),
         },
         Origin::Kernel => s.push_str(" (kernel)"),
+        Origin::PacketSocket => match (&t.comm, t.pid) {
+            (Some(c), Some(p)) => s.push_str(&format!(" {c}[{p}] (packet socket)")),
+            _ => s.push_str(" (packet socket, process unknown)"),
+        },
         Origin::Forwarded => s.push_str(&format!(
             " (forwarded from {})",
             t.in_ifname
@@ -122,7 +126,7 @@ pub fn explanation_lines(ev: &ArpEvent<'_>, verbose: bool) -> Vec<String> {
 
 /// The change without time and place: `arp_announce 0 -> 2`, `+198.51.100.11/24`.
 pub fn describe_change_only(c: &FactsChange<'_>) -> String {
-    let opt = |v: Option<u8>| v.map_or("none".to_string(), |v| v.to_string());
+    let opt = |v: Option<i32>| v.map_or("none".to_string(), |v| v.to_string());
     match c.change {
         ChangeKind::ArpAnnounce => {
             format!("arp_announce {} -> {}", opt(c.before), opt(c.after))
@@ -135,7 +139,7 @@ pub fn describe_change_only(c: &FactsChange<'_>) -> String {
                 '-'
             },
             c.addr.map_or("?".to_string(), |a| a.to_string()),
-            opt(c.prefix_len)
+            opt(c.prefix_len.map(i32::from))
         ),
         ChangeKind::Watched => {
             let mut parts = Vec::new();

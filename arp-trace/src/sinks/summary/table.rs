@@ -1,19 +1,14 @@
-//! The summary: ARP requests folded into one row per (namespace, interface, sender IP, reason)
-//! with counts, distinct targets, first/last seen and the top triggering flows and processes,
-//! foreign senders first with their remedy. Every table is capped; what a cap folds is counted.
+//! The summary's table: ARP requests folded into one row per (namespace, interface, sender
+//! IP, reason) with counts, distinct targets, first/last seen, the top triggering flows and
+//! processes and the latest remedy. It is capped by rows and by bytes, whatever the input
+//! (a trace can hold a million groups, or long names and texts in every one); what a cap
+//! folds is counted.
 
 use std::borrow::Cow;
 use std::fmt;
-use std::io::{self, Write};
 use std::net::Ipv4Addr;
 
-use arp_trace_model::{
-    ArpEvent, Count, Origin, Reason, Record, Remedy, Row, Summary, Time, Trigger,
-};
-
-use super::text::{label, local_clock_micros};
-use super::Output;
-use crate::pipeline::{Counters, Sink};
+use arp_trace_model::{ArpEvent, Count, Origin, Reason, Remedy, Row, Summary, Time, Trigger};
 
 /// A short string (interface names, comms, protocol names) kept inline when it fits, so
 /// building a hash key from one does not allocate.
@@ -48,6 +43,15 @@ impl ShortStr {
     }
 }
 
+impl Weigh for ShortStr {
+    fn heap(&self) -> usize {
+        match self {
+            ShortStr::Inline { .. } => 0,
+            ShortStr::Heap(s) => s.len(),
+        }
+    }
+}
+
 impl PartialEq for ShortStr {
     fn eq(&self, other: &Self) -> bool {
         self.as_str() == other.as_str()
@@ -72,6 +76,10 @@ type HashSet<K> = foldhash::HashSet<K>;
 
 /// Rows kept; requests for further rows are counted in `folded_requests`.
 pub const MAX_ROWS: usize = 4096;
+/// Bytes the table may hold (estimated from what each row, target, flow, process and remedy
+/// keeps): a row that does not fit is folded like one beyond `MAX_ROWS`, a target that does not
+/// fit makes the count a lower bound, a flow or process goes to `other`.
+pub const MAX_BYTES: usize = 32 << 20;
 /// Distinct targets remembered per row; beyond it the count is a lower bound.
 pub const MAX_TARGETS: usize = 1024;
 /// Flows and processes counted per row; the rest go to `other`.
@@ -104,11 +112,13 @@ impl<K> Default for Top<K> {
     }
 }
 
-impl<K: std::hash::Hash + Eq + Clone + fmt::Display> Top<K> {
-    fn add(&mut self, name: &K) {
+impl<K: std::hash::Hash + Eq + Clone + fmt::Display + Weigh> Top<K> {
+    fn add(&mut self, name: &K, bytes: &mut Bytes) {
         if let Some(c) = self.counts.get_mut(name) {
             *c += 1;
-        } else if self.counts.len() < MAX_TOP {
+        } else if self.counts.len() < MAX_TOP
+            && bytes.take(std::mem::size_of::<(K, u64)>() + 8 + name.heap())
+        {
             self.counts.insert(name.clone(), 1);
         } else {
             self.other += 1;
@@ -133,6 +143,30 @@ impl<K: std::hash::Hash + Eq + Clone + fmt::Display> Top<K> {
     fn rest(&self, total: u64) -> u64 {
         total - self.top().iter().map(|c| c.count).sum::<u64>()
     }
+}
+
+/// The bytes a table holds, against [`MAX_BYTES`].
+#[derive(Debug, Default)]
+struct Bytes(usize);
+
+impl Bytes {
+    /// Counts `n` more bytes if they fit.
+    fn take(&mut self, n: usize) -> bool {
+        if self.0 + n > MAX_BYTES {
+            return false;
+        }
+        self.0 += n;
+        true
+    }
+}
+
+/// What a key or name keeps on the heap, beyond its own size.
+trait Weigh {
+    fn heap(&self) -> usize;
+}
+
+fn remedy_bytes(r: &Remedy<'_>) -> usize {
+    r.command.len() + r.persistent.len() + r.tradeoff.len()
 }
 
 #[derive(Debug)]
@@ -172,6 +206,15 @@ impl FlowKey {
     }
 }
 
+impl Weigh for FlowKey {
+    fn heap(&self) -> usize {
+        match self {
+            FlowKey::Ports(p, ..) | FlowKey::Other(p, ..) => p.heap(),
+            FlowKey::NoQueuedPacket | FlowKey::Icmp(..) => 0,
+        }
+    }
+}
+
 impl fmt::Display for FlowKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -186,19 +229,25 @@ impl fmt::Display for FlowKey {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Process {
     KernelReprobe,
+    KernelAnnounce,
     Named(ShortStr, u32),
+    PacketSocket(ShortStr, u32),
     Gone,
     Kernel,
     Forwarded(Option<ShortStr>),
 }
 
 impl Process {
-    fn of(t: Option<&Trigger<'_>>) -> Process {
-        match t {
+    fn of(ev: &ArpEvent<'_>) -> Process {
+        match &ev.trigger {
+            None if ev.is_gratuitous() => Process::KernelAnnounce,
             None => Process::KernelReprobe,
             Some(t) => match (t.origin, &t.comm, t.pid) {
                 (Origin::Local, Some(c), Some(p)) => Process::Named(ShortStr::new(c), p),
-                (Origin::Local, _, _) => Process::Gone,
+                (Origin::PacketSocket, Some(c), Some(p)) => {
+                    Process::PacketSocket(ShortStr::new(c), p)
+                }
+                (Origin::Local | Origin::PacketSocket, _, _) => Process::Gone,
                 (Origin::Kernel, _, _) => Process::Kernel,
                 (Origin::Forwarded, _, _) => {
                     Process::Forwarded(t.in_ifname.as_deref().map(ShortStr::new))
@@ -208,11 +257,24 @@ impl Process {
     }
 }
 
+impl Weigh for Process {
+    fn heap(&self) -> usize {
+        match self {
+            Process::Named(c, _) | Process::PacketSocket(c, _) | Process::Forwarded(Some(c)) => {
+                c.heap()
+            }
+            _ => 0,
+        }
+    }
+}
+
 impl fmt::Display for Process {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Process::KernelReprobe => write!(f, "(kernel re-probe)"),
+            Process::KernelAnnounce => write!(f, "(kernel announcement)"),
             Process::Named(c, p) => write!(f, "{}[{p}]", c.as_str()),
+            Process::PacketSocket(c, p) => write!(f, "{}[{p}] (packet socket)", c.as_str()),
             Process::Gone => write!(f, "(local socket, process gone)"),
             Process::Kernel => write!(f, "(kernel)"),
             Process::Forwarded(i) => write!(
@@ -231,6 +293,7 @@ pub struct Table {
     folded_requests: u64,
     requests: u64,
     foreign: u64,
+    bytes: Bytes,
 }
 
 impl Table {
@@ -247,12 +310,23 @@ impl Table {
             sender_ip: ev.sender_ip,
             reason: ev.verdict.as_ref().map(|v| v.reason),
         };
-        if !self.rows.contains_key(&key) && self.rows.len() >= MAX_ROWS {
-            self.folded_requests += 1;
-            return;
+        let netns_name = ev.netns_name.as_deref();
+        if !self.rows.contains_key(&key) {
+            // The row itself and its slot, with room for the table to grow.
+            let cost = 2 * std::mem::size_of::<(Key, Acc)>()
+                + key.ifname.heap()
+                + netns_name.map_or(0, str::len);
+            // A row is kept with its remedy or not at all.
+            let remedy = ev.verdict.as_ref().and_then(|v| v.remedy.as_ref());
+            let fits = self.bytes.0 + cost + remedy.map_or(0, remedy_bytes) <= MAX_BYTES;
+            if self.rows.len() >= MAX_ROWS || !fits || !self.bytes.take(cost) {
+                self.folded_requests += 1;
+                return;
+            }
         }
+        let bytes = &mut self.bytes;
         let row = self.rows.entry(key).or_insert_with(|| Acc {
-            netns_name: ev.netns_name.as_deref().map(str::to_owned),
+            netns_name: netns_name.map(str::to_owned),
             foreign_sender: foreign,
             remedy: None,
             requests: 0,
@@ -267,21 +341,33 @@ impl Table {
         row.first = row.first.min(ev.time);
         row.last = row.last.max(ev.time);
         if row.netns_name.is_none() {
-            row.netns_name = ev.netns_name.as_deref().map(str::to_owned);
-        }
-        // The latest remedy: it reflects the sysctls as they are now.
-        if let Some(r) = ev.verdict.as_ref().and_then(|v| v.remedy.as_ref()) {
-            if row.remedy.as_ref() != Some(r) {
-                row.remedy = Some(r.clone().into_owned());
+            if let Some(n) = netns_name.filter(|n| bytes.take(n.len())) {
+                row.netns_name = Some(n.to_owned());
             }
         }
-        if row.targets.len() < MAX_TARGETS {
-            row.targets.insert(ev.target_ip);
-        } else if !row.targets.contains(&ev.target_ip) {
-            row.targets_capped = true;
+        // The latest remedy: it reflects the sysctls as they are now. One that does not fit
+        // leaves the one before.
+        if let Some(r) = ev.verdict.as_ref().and_then(|v| v.remedy.as_ref()) {
+            if row.remedy.as_ref() != Some(r) {
+                let old = row.remedy.as_ref().map_or(0, remedy_bytes);
+                bytes.0 -= old;
+                if bytes.take(remedy_bytes(r)) {
+                    row.remedy = Some(r.clone().into_owned());
+                } else {
+                    bytes.0 += old;
+                }
+            }
         }
-        row.flows.add(&FlowKey::of(ev.trigger.as_ref()));
-        row.processes.add(&Process::of(ev.trigger.as_ref()));
+        if !row.targets.contains(&ev.target_ip) {
+            // A 4-byte key and a control byte per slot, at most half of them empty.
+            if row.targets.len() < MAX_TARGETS && bytes.take(2 * 5) {
+                row.targets.insert(ev.target_ip);
+            } else {
+                row.targets_capped = true;
+            }
+        }
+        row.flows.add(&FlowKey::of(ev.trigger.as_ref()), bytes);
+        row.processes.add(&Process::of(ev), bytes);
     }
 
     /// The `summary` record: rows in print order, foreign senders first, then by request count.
@@ -325,148 +411,11 @@ impl Table {
     }
 }
 
-/// The summary as text: a header line, then each row with its flows, processes and remedy.
-pub fn text(s: &Summary<'_>, own: Option<u32>) -> String {
-    let mut t = format!(
-        "Summary{}: {} ARP request{}, {} with a foreign sender, in {} row{}\n",
-        if s.last { "" } else { " so far" },
-        s.requests,
-        if s.requests == 1 { "" } else { "s" },
-        s.foreign_requests,
-        s.rows.len(),
-        if s.rows.len() == 1 { "" } else { "s" },
-    );
-    for r in &s.rows {
-        let mark = if r.foreign_sender == Some(true) {
-            "!"
-        } else {
-            " "
-        };
-        let reason = r.reason.map_or("(no facts)", Reason::code);
-        let targets = format!(
-            "{}{} target{}",
-            if r.distinct_targets_capped { ">=" } else { "" },
-            r.distinct_targets,
-            if r.distinct_targets == 1 { "" } else { "s" }
-        );
-        t.push_str(&format!(
-            "{mark} {} tell {} {reason}: {} request{}, {targets}, {} .. {}\n",
-            label(r.netns_name.as_deref(), r.netns, &r.ifname, own),
-            r.sender_ip,
-            r.requests,
-            if r.requests == 1 { "" } else { "s" },
-            local_clock_micros(r.first_seen.0),
-            local_clock_micros(r.last_seen.0),
-        ));
-        let list = |top: &[Count], rest: u64| {
-            let mut parts: Vec<String> = top
-                .iter()
-                .map(|c| format!("{} ({})", c.name, c.count))
-                .collect();
-            if rest > 0 {
-                parts.push(format!("{rest} more"));
-            }
-            parts.join(", ")
-        };
-        t.push_str(&format!(
-            "    flows: {}\n    processes: {}\n",
-            list(&r.top_flows, r.other_flows),
-            list(&r.top_processes, r.other_processes)
-        ));
-        if let Some(rem) = &r.remedy {
-            t.push_str(&format!(
-                "    fix: {}\n    persist: {}\n",
-                rem.command, rem.persistent
-            ));
-        }
-    }
-    if s.folded_requests > 0 {
-        t.push_str(&format!(
-            "  {} more requests in rows beyond the first {MAX_ROWS}\n",
-            s.folded_requests
-        ));
-    }
-    t
-}
-
-/// Prints the summary on exit and on each `--summary-interval` tick.
-pub struct SummarySink {
-    out: Output,
-    json: bool,
-    table: Table,
-    own: Option<u32>,
-}
-
-impl SummarySink {
-    pub fn new(out: Output, json: bool, own: Option<u32>) -> Self {
-        SummarySink {
-            out,
-            json,
-            table: Table::default(),
-            own,
-        }
-    }
-
-    fn print(&mut self, last: bool) -> io::Result<()> {
-        let s = self.table.snapshot(last);
-        let bytes = if self.json {
-            let mut b = Record::Summary(arp_trace_model::Held::Owned(s))
-                .to_json()
-                .into_bytes();
-            b.push(b'\n');
-            b
-        } else {
-            text(&s, self.own).into_bytes()
-        };
-        self.out.writer().write_all(&bytes)?;
-        self.out.flush()
-    }
-}
-
-impl Sink for SummarySink {
-    fn record(&mut self, rec: &Record<'_>) -> io::Result<()> {
-        if let Record::Arp(ev) = rec {
-            self.table.add(ev);
-        }
-        Ok(())
-    }
-    fn tick(&mut self) -> io::Result<()> {
-        self.print(false)
-    }
-    fn finish(&mut self, _: &Counters) -> io::Result<()> {
-        self.print(true)
-    }
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::explain::explain;
-    use crate::explain::tests::{request, seed_facts, trigger};
-    use crate::sinks::tests::Shared;
-    use arp_trace_model::{ArpOp, Held};
-
-    /// A request from srv's eth3, explained against the seed host's facts.
-    pub(crate) fn explained(
-        sender: &str,
-        target: &str,
-        src: Option<&str>,
-        t: i128,
-    ) -> ArpEvent<'static> {
-        let mut ev = request(
-            "eth3",
-            sender,
-            target,
-            src.map(|s| trigger(s, Origin::Local)),
-        );
-        if let Some(t) = ev.trigger.as_mut() {
-            t.dst = target.parse().unwrap();
-        }
-        ev.netns_name = Some("srv".into());
-        ev.time = Time(t);
-        ev.verdict = Some(explain(&ev, &seed_facts()));
-        ev
-    }
+    use crate::sinks::summary::tests::explained;
+    use arp_trace_model::ArpOp;
 
     #[test]
     fn rows_fold_by_key_and_foreign_rows_come_first() {
@@ -550,54 +499,35 @@ pub(crate) mod tests {
         );
     }
 
+    /// Rows with the longest remedies a trace may carry: the table stops at its byte cap, not
+    /// at 4096 rows of 24 KiB each, and counts the requests it folds.
     #[test]
-    fn prints_json_object_and_text_table() {
-        let buf = Shared::default();
-        let mut s = SummarySink::new(Output::new(Box::new(buf.clone())), true, None);
-        let ev = explained("203.0.113.10", "198.51.100.20", Some("203.0.113.10"), 1);
-        s.record(&Record::Arp(Held::Borrowed(&ev))).unwrap();
-        s.tick().unwrap();
-        s.finish(&Counters::default()).unwrap();
-        let text = buf.text();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(lines.len(), 2);
-        assert_eq!(lines[0]["type"], "summary");
-        assert_eq!(lines[0]["final"], false);
-        assert_eq!(lines[1]["final"], true);
-        let row = &lines[1]["rows"][0];
-        assert_eq!(row["reason"], "announce0_local_source");
-        assert_eq!(row["netns_name"], "srv");
-        assert_eq!(
-            row["remedy"]["command"],
-            "sysctl -w net.ipv4.conf.eth3.arp_announce=1"
-        );
-
-        let buf = Shared::default();
-        let mut s = SummarySink::new(Output::new(Box::new(buf.clone())), false, None);
-        let ev = explained("203.0.113.10", "198.51.100.20", Some("203.0.113.10"), 1);
-        s.record(&Record::Arp(Held::Borrowed(&ev))).unwrap();
-        s.finish(&Counters::default()).unwrap();
-        let text = buf.text();
-        assert!(
-            text.starts_with("Summary: 1 ARP request, 1 with a foreign sender"),
-            "{text}"
-        );
-        assert!(
-            text.contains(
-                "! srv/eth3 tell 203.0.113.10 announce0_local_source: 1 request, 1 target"
-            ),
-            "{text}"
-        );
-        assert!(
-            text.contains("    processes: python3[4242] (1)\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("    fix: sysctl -w net.ipv4.conf.eth3.arp_announce=1\n"),
-            "{text}"
-        );
+    fn the_byte_cap_folds_rows_and_counts_them() {
+        let text = "x".repeat(arp_trace_model::limits::TEXT);
+        let mut s = Table::default();
+        let n = MAX_ROWS as u64;
+        for i in 0..n {
+            let foreign = "203.0.113.10";
+            let mut ev = explained(foreign, "198.51.100.20", Some(foreign), i as i128);
+            ev.netns = i as u32;
+            let r = ev.verdict.as_mut().unwrap().remedy.as_mut().unwrap();
+            (r.command, r.persistent, r.tradeoff) = (
+                text.clone().into(),
+                text.clone().into(),
+                text.clone().into(),
+            );
+            s.add(&ev);
+        }
+        assert!(s.bytes.0 <= MAX_BYTES, "{} bytes", s.bytes.0);
+        let out = s.snapshot(true);
+        let held: usize = out
+            .rows
+            .iter()
+            .map(|r| r.remedy.as_ref().map_or(0, remedy_bytes))
+            .sum();
+        assert!(held <= MAX_BYTES, "{held} bytes of remedies kept");
+        assert!(out.rows.len() < MAX_ROWS, "{} rows", out.rows.len());
+        assert_eq!(out.folded_requests + out.rows.len() as u64, n);
+        assert!(out.rows.iter().all(|r| r.remedy.is_some()));
     }
 }

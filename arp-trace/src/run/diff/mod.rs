@@ -4,7 +4,7 @@
 //! snapshot (first seen during the trace) is taken from its `watched` record.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -13,7 +13,8 @@ use std::rc::Rc;
 use anyhow::Result;
 use arp_trace_model::file::{ParallelReader, TraceReader};
 use arp_trace_model::{
-    ChangeKind, FactsChange, Header, Held, IfSnapshot, NsSnapshot, Record, Snapshot, Sysctls,
+    visible, ChangeKind, FactsChange, Header, Held, IfSnapshot, NsSnapshot, Record, Snapshot,
+    Sysctls,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -25,8 +26,14 @@ use crate::sinks::is_closed_pipe;
 use crate::sinks::summary::Table;
 use crate::sinks::text::{describe_change, describe_change_only};
 
-/// Changes recorded during one trace that are kept for the report.
+/// Changes recorded during one trace that are kept for the report, and the bytes they may
+/// hold (estimated); more are counted, not kept.
 const MAX_RECORDED: usize = 10_000;
+const MAX_RECORDED_BYTES: usize = 8 << 20;
+/// Namespaces taken from `watched` records, and the bytes their snapshots may hold: the first
+/// `watched` record of a namespace is all the comparison uses.
+const MAX_WATCHED: usize = arp_trace_model::limits::NAMESPACES;
+const MAX_WATCHED_BYTES: usize = 16 << 20;
 
 /// What a group is counted by: the summary's row key, with the namespace by name where it has
 /// one (inodes change when a namespace is recreated). `reason` is absent in traces made before
@@ -52,6 +59,8 @@ pub struct Side {
     pub warnings: Vec<String>,
     /// Address and sysctl changes recorded while the trace ran (not `watched` states).
     pub recorded: Vec<FactsChange<'static>>,
+    /// Changes beyond what `recorded` keeps.
+    pub recorded_omitted: u64,
 }
 
 /// The snapshot's shape for a namespace only a `watched` record knows.
@@ -99,8 +108,32 @@ fn foreign_by_snapshot(snapshot: Option<&Snapshot>, key: &GroupKey) -> Option<bo
 #[derive(Default)]
 struct Collected {
     table: Table,
-    watched: Vec<FactsChange<'static>>,
+    /// Namespace (by name, else inode) -> its state when first watched.
+    watched: BTreeMap<String, NsSnapshot>,
+    watched_bytes: usize,
     recorded: Vec<FactsChange<'static>>,
+    recorded_bytes: usize,
+    recorded_omitted: u64,
+}
+
+/// About what the snapshot built from a `watched` record holds on the heap: an interface per
+/// arp_announce entry and per address at most, each address kept once more.
+fn watched_bytes(c: &FactsChange<'_>) -> usize {
+    let per_if = 2 * std::mem::size_of::<(String, IfSnapshot)>() + 32;
+    let cidr = std::mem::size_of::<arp_trace_model::Cidr>();
+    let announce = c.arp_announce.iter().flatten();
+    let addrs = c.addrs.iter().flatten();
+    256 + announce.map(|(k, _)| per_if + k.len()).sum::<usize>()
+        + addrs.map(|a| per_if + a.ifname.len() + cidr).sum::<usize>()
+}
+
+/// About what a change holds, with its strings.
+fn change_bytes(c: &FactsChange<'_>) -> usize {
+    std::mem::size_of::<FactsChange>()
+        + [&c.netns_name, &c.ifname, &c.conf]
+            .iter()
+            .map(|s| s.as_ref().map_or(0, String::len))
+            .sum::<usize>()
 }
 
 struct Collector(Rc<RefCell<Collected>>);
@@ -110,14 +143,28 @@ impl Sink for Collector {
         let mut c = self.0.borrow_mut();
         match rec {
             Record::Arp(ev) => c.table.add(ev),
+            Record::FactsChange(ch) if ch.change == ChangeKind::Watched => {
+                let key = ch
+                    .netns_name
+                    .clone()
+                    .unwrap_or_else(|| ch.netns.to_string());
+                // Estimated from the record, before building what may not be kept.
+                let n = watched_bytes(ch) + key.len();
+                if c.watched.len() < MAX_WATCHED
+                    && c.watched_bytes + n <= MAX_WATCHED_BYTES
+                    && !c.watched.contains_key(&key)
+                {
+                    c.watched_bytes += n;
+                    c.watched.insert(key, snapshot_of_watched(ch));
+                }
+            }
             Record::FactsChange(ch) => {
-                let list = if ch.change == ChangeKind::Watched {
-                    &mut c.watched
+                let n = change_bytes(ch);
+                if c.recorded.len() < MAX_RECORDED && c.recorded_bytes + n <= MAX_RECORDED_BYTES {
+                    c.recorded_bytes += n;
+                    c.recorded.push((**ch).clone().into_owned());
                 } else {
-                    &mut c.recorded
-                };
-                if list.len() < MAX_RECORDED {
-                    list.push((**ch).clone().into_owned());
+                    c.recorded_omitted += 1;
                 }
             }
             _ => {}
@@ -144,14 +191,13 @@ pub fn count(path: &Path) -> Result<Side> {
     let c = Rc::try_unwrap(collected)
         .map_err(|_| anyhow::anyhow!("the pipeline still holds the collector"))?
         .into_inner();
-    for w in &c.watched {
-        let key = w.netns_name.clone().unwrap_or_else(|| w.netns.to_string());
+    for (key, snap) in c.watched {
         header
             .snapshot
             .get_or_insert_with(Snapshot::default)
             .namespaces
             .entry(key)
-            .or_insert_with(|| snapshot_of_watched(w));
+            .or_insert(snap);
     }
     let summary = c.table.snapshot(true);
     let mut groups = BTreeMap::new();
@@ -181,6 +227,7 @@ pub fn count(path: &Path) -> Result<Side> {
         folded: summary.folded_requests,
         warnings: std::mem::take(&mut reader.warnings),
         recorded: c.recorded,
+        recorded_omitted: c.recorded_omitted,
     })
 }
 
@@ -194,40 +241,76 @@ pub struct Change {
 /// Generic snapshot diff: objects are compared key by key; anything else, and an object
 /// present on one side only (a namespace or interface that came or went), is one change.
 pub fn snapshot_changes(before: &Value, after: &Value) -> Vec<Change> {
-    fn walk(path: &str, a: Option<&Value>, b: Option<&Value>, out: &mut Vec<Change>) {
-        match (a, b) {
-            (Some(Value::Object(x)), Some(Value::Object(y))) => {
-                let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
-                keys.sort();
-                keys.dedup();
-                for k in keys {
-                    let p = if path.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{path}.{k}")
-                    };
-                    walk(&p, x.get(k), y.get(k), out);
-                }
+    let mut out = Vec::new();
+    walk(
+        String::new(),
+        Some(before.clone()),
+        Some(after.clone()),
+        &mut out,
+    );
+    keep_news(&mut out);
+    out
+}
+
+/// [`snapshot_changes`] of two snapshots, without turning the namespaces that are the same on
+/// both sides into generic values (those cost several times the snapshot itself).
+fn snapshot_diff(before: Option<&Snapshot>, after: Option<&Snapshot>) -> Vec<Change> {
+    let (Some(a), Some(b)) = (before, after) else {
+        let v = |s| serde_json::to_value(s).unwrap_or(Value::Null);
+        return snapshot_changes(&v(before), &v(after));
+    };
+    let mut out = Vec::new();
+    let keys: BTreeSet<&String> = a.namespaces.keys().chain(b.namespaces.keys()).collect();
+    for k in keys {
+        let (x, y) = (a.namespaces.get(k), b.namespaces.get(k));
+        // The inode is not compared: it changes whenever a namespace is recreated.
+        let same = match (x, y) {
+            (Some(x), Some(y)) => {
+                (&x.all, &x.error, &x.interfaces) == (&y.all, &y.error, &y.interfaces)
             }
-            (a, b) if a != b => out.push(Change {
-                path: path.to_string(),
-                before: a.cloned().unwrap_or(Value::Null),
-                after: b.cloned().unwrap_or(Value::Null),
-            }),
-            _ => {}
+            _ => false,
+        };
+        if !same {
+            let v = |n: Option<&NsSnapshot>| n.and_then(|n| serde_json::to_value(n).ok());
+            walk(format!("namespaces.{k}"), v(x), v(y), &mut out);
         }
     }
-    let mut out = Vec::new();
-    walk("", Some(before), Some(after), &mut out);
-    // A namespace's inode changes whenever it is recreated; that is not news. A sysctl known on
-    // one side only (a `watched` record lists arp_announce alone) was not recorded, not changed.
+    keep_news(&mut out);
+    out
+}
+
+/// Appends the changes between `a` and `b` under `path`, moving values into them.
+fn walk(path: String, a: Option<Value>, b: Option<Value>, out: &mut Vec<Change>) {
+    match (a, b) {
+        (Some(Value::Object(mut x)), Some(Value::Object(mut y))) => {
+            let keys: BTreeSet<String> = x.keys().chain(y.keys()).cloned().collect();
+            for k in keys {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                walk(p, x.remove(&k), y.remove(&k), out);
+            }
+        }
+        (a, b) if a != b => out.push(Change {
+            path,
+            before: a.unwrap_or(Value::Null),
+            after: b.unwrap_or(Value::Null),
+        }),
+        _ => {}
+    }
+}
+
+/// A namespace's inode changes whenever it is recreated; that is not news. A sysctl known on
+/// one side only (a `watched` record lists arp_announce alone) was not recorded, not changed.
+fn keep_news(out: &mut Vec<Change>) {
     out.retain(|c| {
         let scalar = |v: &Value| v.is_number() || v.is_boolean();
         let one_sided =
             (c.before.is_null() && scalar(&c.after)) || (c.after.is_null() && scalar(&c.before));
         !c.path.ends_with(".netns") && !one_sided
     });
-    out
 }
 
 fn short(v: &Value) -> String {
@@ -329,8 +412,10 @@ pub fn compare(before: &Side, after: &Side) -> Comparison {
             &y.key,
         ))
     });
-    let as_value = |s: &Side| serde_json::to_value(&s.header.snapshot).unwrap_or(Value::Null);
-    let changes = snapshot_changes(&as_value(before), &as_value(after));
+    let changes = snapshot_diff(
+        before.header.snapshot.as_ref(),
+        after.header.snapshot.as_ref(),
+    );
     let differ = rows.iter().any(|r| r.change != "same");
 
     // Foreign-sender requests per interface, before and after.
@@ -403,6 +488,9 @@ fn side_json(s: &Side) -> Value {
     if s.folded > 0 {
         v["folded_requests"] = json!(s.folded);
     }
+    if s.recorded_omitted > 0 {
+        v["recorded_changes_omitted"] = json!(s.recorded_omitted);
+    }
     v
 }
 
@@ -419,21 +507,30 @@ pub fn main(before: &Path, after: &Path, json_out: bool) -> Result<bool> {
     let b = count(before)?;
     let a = count(after)?;
     for w in b.warnings.iter().chain(&a.warnings) {
-        eprintln!("arp-trace: warning: {w}");
+        eprintln!("arp-trace: warning: {}", visible(w));
     }
-    let c = compare(&b, &a);
+    let mut c = compare(&b, &a);
     let mut out = std::io::stdout().lock();
     let r = if json_out {
-        let v = json!({
+        let mut v = json!({
             "type": "diff",
             "before": side_json(&b),
             "after": side_json(&a),
             "groups": c.rows,
-            "snapshot_changes": c.changes,
             "recorded_changes": {"before": recorded_json(&b), "after": recorded_json(&a)},
             "verdict": c.verdict,
             "differ": c.differ,
         });
+        // Moved in rather than copied: the values of a namespace that came or went can be the
+        // largest thing diff holds.
+        let changes = std::mem::take(&mut c.changes).into_iter().map(|ch| {
+            let mut m = serde_json::Map::new();
+            m.insert("after".into(), ch.after);
+            m.insert("before".into(), ch.before);
+            m.insert("path".into(), Value::String(ch.path));
+            Value::Object(m)
+        });
+        v["snapshot_changes"] = Value::Array(changes.collect());
         writeln!(out, "{v}")
     } else {
         write_text(&mut out, &b, &a, &c)
@@ -446,196 +543,92 @@ pub fn main(before: &Path, after: &Path, json_out: bool) -> Result<bool> {
     Ok(!c.differ)
 }
 
+/// One line of text output, every character a terminal would act on shown as an escape
+/// (names and snapshot values come from the traces).
+fn put(w: &mut impl Write, line: &str) -> std::io::Result<()> {
+    writeln!(w, "{}", visible(line))
+}
+
 fn write_text(w: &mut impl Write, b: &Side, a: &Side, c: &Comparison) -> std::io::Result<()> {
     for (label, s) in [("before", b), ("after", a)] {
-        writeln!(
+        put(
             w,
-            "{label}: {} ({}, {}): {} ARP requests",
-            s.file,
-            s.header.hostname,
-            s.header.start_time.rfc3339(),
-            s.groups.values().sum::<u64>()
+            &format!(
+                "{label}: {} ({}, {}): {} ARP requests",
+                s.file,
+                s.header.hostname,
+                s.header.start_time.rfc3339(),
+                s.groups.values().sum::<u64>()
+            ),
         )?;
     }
     for (label, s) in [("before", b), ("after", a)] {
         if s.folded > 0 {
-            writeln!(
+            put(
                 w,
-                "{label}: {} requests in groups beyond the summary's first {} not compared",
-                s.folded,
-                crate::sinks::summary::MAX_ROWS
+                &format!(
+                    "{label}: {} requests in groups beyond the summary's caps ({} rows, {} \
+                     MiB) not compared",
+                    s.folded,
+                    crate::sinks::summary::MAX_ROWS,
+                    crate::sinks::summary::MAX_BYTES >> 20
+                ),
             )?;
         }
     }
-    writeln!(w, "requests per namespace/interface, sender IP, reason:")?;
+    put(w, "requests per namespace/interface, sender IP, reason:")?;
     for r in &c.rows {
-        writeln!(
+        put(
             w,
-            "  {:<9} {}/{} tell {} reason {}{}: {} -> {}",
-            r.change,
-            r.key.netns,
-            r.key.ifname,
-            r.key.sender_ip,
-            r.key.reason.as_deref().unwrap_or("unknown"),
-            match r.foreign {
-                Some(true) => " [foreign sender]",
-                _ => "",
-            },
-            r.before,
-            r.after
+            &format!(
+                "  {:<9} {}/{} tell {} reason {}{}: {} -> {}",
+                r.change,
+                r.key.netns,
+                r.key.ifname,
+                r.key.sender_ip,
+                r.key.reason.as_deref().unwrap_or("unknown"),
+                match r.foreign {
+                    Some(true) => " [foreign sender]",
+                    _ => "",
+                },
+                r.before,
+                r.after
+            ),
         )?;
     }
     if c.changes.is_empty() {
-        writeln!(w, "no sysctl or address changes between the snapshots")?;
+        put(w, "no sysctl or address changes between the snapshots")?;
     } else {
-        writeln!(w, "sysctl and address changes between the snapshots:")?;
+        put(w, "sysctl and address changes between the snapshots:")?;
         for ch in &c.changes {
             let p = ch.path.strip_prefix("namespaces.").unwrap_or(&ch.path);
-            writeln!(w, "  {p}: {} -> {}", short(&ch.before), short(&ch.after))?;
+            put(
+                w,
+                &format!("  {p}: {} -> {}", short(&ch.before), short(&ch.after)),
+            )?;
         }
     }
     for (label, s) in [("before", b), ("after", a)] {
         if s.recorded.is_empty() {
             continue;
         }
-        writeln!(w, "changes recorded during {label}:")?;
+        put(w, &format!("changes recorded during {label}:"))?;
         for ch in &s.recorded {
-            writeln!(
+            put(
                 w,
-                "  {} {}",
-                ch.time.rfc3339(),
-                describe_change(ch, s.header.own_netns)
+                &format!(
+                    "  {} {}",
+                    ch.time.rfc3339(),
+                    describe_change(ch, s.header.own_netns)
+                ),
             )?;
         }
+        if s.recorded_omitted > 0 {
+            put(w, &format!("  and {} more, not kept", s.recorded_omitted))?;
+        }
     }
-    writeln!(w, "verdict: {}", c.verdict)
+    put(w, &format!("verdict: {}", c.verdict))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn side(snapshot: Value, groups: &[(&str, &str, [u8; 4], u64)]) -> Side {
-        let mut s = Side {
-            file: "t".into(),
-            header: Header {
-                snapshot: serde_json::from_value(snapshot).unwrap(),
-                ..Header::empty(2)
-            },
-            groups: BTreeMap::new(),
-            foreign: BTreeMap::new(),
-            folded: 0,
-            warnings: vec![],
-            recorded: vec![],
-        };
-        for (ns, i, ip, n) in groups {
-            let k = GroupKey {
-                netns: ns.to_string(),
-                ifname: i.to_string(),
-                sender_ip: Ipv4Addr::from(*ip),
-                reason: None,
-            };
-            let f = foreign_by_snapshot(s.header.snapshot.as_ref(), &k);
-            s.foreign.insert(k.clone(), f);
-            s.groups.insert(k, *n);
-        }
-        s
-    }
-
-    fn snap(announce: i64) -> Value {
-        json!({"namespaces": {"srv": {"netns": 1, "all": {"arp_announce": 0},
-            "interfaces": {"eth3": {"arp_announce": announce, "ipv4": ["198.51.100.10/24"]},
-                           "eth5": {"arp_announce": 0, "ipv4": ["203.0.113.10/24"]}}}}})
-    }
-
-    #[test]
-    fn verdict_names_foreign_drop_and_the_sysctl() {
-        let b = side(
-            snap(0),
-            &[
-                ("srv", "eth3", [203, 0, 113, 10], 40),
-                ("srv", "eth3", [198, 51, 100, 10], 5),
-            ],
-        );
-        let a = side(snap(2), &[("srv", "eth3", [198, 51, 100, 10], 45)]);
-        let c = compare(&b, &a);
-        assert!(c.differ);
-        assert_eq!(
-            c.verdict,
-            "foreign-sender requests on srv/eth3: 40 -> 0 after arp_announce 0 -> 2"
-        );
-        assert_eq!(c.rows[0].change, "vanished");
-        assert_eq!(c.rows[0].foreign, Some(true));
-        assert_eq!(c.rows[1].foreign, Some(false));
-        assert_eq!(c.changes.len(), 1);
-        assert_eq!(
-            c.changes[0].path,
-            "namespaces.srv.interfaces.eth3.arp_announce"
-        );
-    }
-
-    #[test]
-    fn a_change_recorded_during_a_trace_explains_the_verdict() {
-        let b = side(snap(0), &[("srv", "eth3", [203, 0, 113, 10], 4)]);
-        let mut a = side(snap(0), &[("srv", "eth3", [198, 51, 100, 10], 4)]);
-        let mut c = FactsChange::new(1, ChangeKind::ArpAnnounce);
-        c.netns_name = Some("srv".into());
-        c.conf = Some("eth3".into());
-        (c.before, c.after) = (Some(0), Some(2));
-        a.recorded.push(c);
-        assert_eq!(
-            compare(&b, &a).verdict,
-            "foreign-sender requests on srv/eth3: 4 -> 0 after arp_announce 0 -> 2"
-        );
-        // A namespace only a `watched` record knows is compared like a header's.
-        let mut w = FactsChange::new(7, ChangeKind::Watched);
-        w.arp_announce = Some([("all".to_string(), 1), ("eth3".to_string(), 0)].into());
-        w.addrs = Some(vec![arp_trace_model::if_addr(
-            "eth3",
-            "198.51.100.10".parse().unwrap(),
-            24,
-        )]);
-        let v = serde_json::to_value(snapshot_of_watched(&w)).unwrap();
-        assert_eq!(v["all"]["arp_announce"], 1);
-        assert_eq!(v["interfaces"]["eth3"]["ipv4"][0], "198.51.100.10/24");
-        let k = GroupKey {
-            netns: "x".into(),
-            ifname: "eth3".into(),
-            sender_ip: Ipv4Addr::new(203, 0, 113, 10),
-            reason: None,
-        };
-        let snap: Snapshot = serde_json::from_value(json!({"namespaces": {"x": v}})).unwrap();
-        assert_eq!(foreign_by_snapshot(Some(&snap), &k), Some(true));
-    }
-
-    #[test]
-    fn same_groups_do_not_differ() {
-        let b = side(snap(0), &[("srv", "eth3", [198, 51, 100, 10], 3)]);
-        let a = side(snap(0), &[("srv", "eth3", [198, 51, 100, 10], 3)]);
-        let c = compare(&b, &a);
-        assert!(!c.differ);
-        assert!(c.changes.is_empty());
-        assert_eq!(c.verdict, "no difference in ARP requests per group");
-        let a = side(snap(0), &[("srv", "eth3", [198, 51, 100, 10], 4)]);
-        let c = compare(&b, &a);
-        assert!(c.differ);
-        assert!(
-            c.verdict.starts_with("requests differ in 1 groups"),
-            "{}",
-            c.verdict
-        );
-    }
-
-    #[test]
-    fn a_namespace_that_went_is_one_change() {
-        let mut after = snap(0);
-        after["namespaces"]["gone"] = json!(null);
-        after["namespaces"].as_object_mut().unwrap().remove("gone");
-        after["namespaces"]["new"] = json!({"netns": 9, "all": {"arp_announce": 1}});
-        let c = snapshot_changes(&snap(0), &after);
-        assert_eq!(c.len(), 1, "{c:?}");
-        assert_eq!(c[0].path, "namespaces.new");
-        assert_eq!(short(&c[0].before), "none");
-        assert_eq!(short(&c[0].after), "present");
-    }
-}
+mod tests;
