@@ -173,8 +173,13 @@ async fn stream(
     );
     let mut files = Files::default();
     if args.write.is_some() || args.pcap.is_some() {
-        let header = live_header(hooks.clone(), pipeline.names.own());
-        add_files(&mut pipeline, args, &header, &mut files)?;
+        let (hooks, own) = (hooks.clone(), pipeline.names.own());
+        add_files(
+            &mut pipeline,
+            args,
+            Box::new(move || live_header(hooks.clone(), own)),
+            &mut files,
+        )?;
     }
     // Held to the end of the run: its drop removes the file, on every way out.
     let _ready = match &args.ready_file {
@@ -224,8 +229,16 @@ async fn stream(
             _ = tick.tick() => {
                 if let Some(l) = bpf_log.as_mut() { l.flush(); }
                 pipeline.drain_changes();
+                // The kernel's and the joiner's counts, for sinks that report while running
+                // (each rotated file's trailer).
+                let c = &mut pipeline.counters;
+                c.lost = loader::read_lost(&lost_map);
+                c.discarded = loader::read_lost(&discarded_map);
+                c.missed = loader::recursion_misses();
+                c.unjoined = joiner.unjoined;
+                c.unmatched = joiner.unmatched;
                 done = pipeline.flush() == Flow::Stop;
-                let lost = loader::read_lost(&lost_map);
+                let lost = pipeline.counters.lost;
                 if lost > reported_lost {
                     eprintln!(
                         "arp-trace: {} events lost so far: the ring buffer was full; raise -B/--buffer-size",
@@ -233,7 +246,7 @@ async fn stream(
                     );
                     reported_lost = lost;
                 }
-                let missed = loader::recursion_misses();
+                let missed = pipeline.counters.missed;
                 if missed > reported_missed {
                     eprintln!(
                         "arp-trace: {missed} hook runs missed so far: the kernel skipped a program \

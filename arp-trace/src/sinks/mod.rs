@@ -1,9 +1,10 @@
 //! Where records go: the terminal (tcpdump-like lines), JSON Lines, the summary, pcapng for
-//! Wireshark and trace files. Each is a [`crate::pipeline::Sink`].
+//! Wireshark and trace files (rotated or not). Each is a [`crate::pipeline::Sink`].
 
 pub mod json;
 pub mod outfile;
 pub mod pcapng;
+pub mod rotate;
 pub mod summary;
 pub mod terminal;
 pub mod text;
