@@ -1,5 +1,6 @@
 //! Command-line interface. Letters follow tcpdump where tcpdump has one.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{ArgGroup, Parser};
@@ -122,6 +123,12 @@ pub struct Args {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub file_count: Option<u32>,
 
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics while tracing, e.g.
+    /// 127.0.0.1:9819 (port 0 picks a free one, written to the ready file). With -q they are
+    /// the only output until exit.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_listen, conflicts_with = "read")]
+    pub metrics: Option<SocketAddr>,
+
     /// Replay a trace saved with -w instead of tracing (no root needed); `-` reads stdin.
     #[arg(short = 'r', long = "read", value_name = "FILE")]
     pub read: Option<PathBuf>,
@@ -162,6 +169,18 @@ fn parse_buffer_kib(s: &str) -> Result<u32, String> {
         ));
     }
     Ok(v)
+}
+
+/// The port arp-trace's metrics are documented and packaged on.
+pub const METRICS_PORT: u16 = 9819;
+
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| {
+        format!(
+            "{s:?} is not ADDR:PORT: give an IP address and a port, e.g. \
+             127.0.0.1:{METRICS_PORT} or [::1]:{METRICS_PORT}"
+        )
+    })
 }
 
 /// The most `-C` takes: a million times a million bytes is past any file system's file.
@@ -282,6 +301,21 @@ mod tests {
             assert_eq!(e.exit_code(), 2, "{argv:?}");
             assert!(e.to_string().contains(want), "{argv:?}: {e}");
         }
+    }
+
+    #[test]
+    fn metrics_take_an_address_and_a_port() {
+        let a = Args::try_parse_from(["arp-trace", "--metrics", "127.0.0.1:9819"]).unwrap();
+        assert_eq!(a.metrics, Some("127.0.0.1:9819".parse().unwrap()));
+        assert!(Args::try_parse_from(["arp-trace", "--metrics", "[::1]:0"]).is_ok());
+        for bad in ["localhost:9819", "127.0.0.1", "9819", "127.0.0.1:99999", ""] {
+            let e = Args::try_parse_from(["arp-trace", "--metrics", bad]).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}");
+            assert!(e.to_string().contains("is not ADDR:PORT"), "{bad}: {e}");
+        }
+        let e =
+            Args::try_parse_from(["arp-trace", "-r", "t", "--metrics", "127.0.0.1:1"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
     }
 
     #[test]
