@@ -114,6 +114,14 @@ fn size_rotation_ends_each_file_past_the_limit_and_each_reads_alone() {
         }
     }
     assert_eq!(total, live, "every request is in exactly one file");
+    // diff reads any two of them alone (exit 0 or 1 as diff(1), never 2: trouble).
+    let (first, last) = (&fs[0].0, &fs[fs.len() - 1].0);
+    let f = arp_trace(&["diff", first, last]);
+    assert!(
+        matches!(f.status.code(), Some(0 | 1)),
+        "diff {first} {last}: {f:?}"
+    );
+    assert!(f.stdout.contains("verdict"), "{f:?}");
 }
 
 #[test]
