@@ -27,7 +27,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Provision the eBPF toolchain if needed (nothing else).
-    Provision,
+    Provision {
+        /// Also the tools `cargo xtask test` installs (Prometheus, kubernetes-validate, ...).
+        #[arg(long)]
+        test_tools: bool,
+    },
     /// Build the tracer (release); prints the binary's path.
     Build {
         /// Build the debug profile instead.
@@ -170,8 +174,12 @@ fn main() -> ExitCode {
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Provision => {
+        Cmd::Provision { test_tools } => {
             let tc = provision::ensure_toolchain()?;
+            if test_tools {
+                provision::ensure_test_tools()?;
+                eprintln!("xtask: test tools ready");
+            }
             eprintln!("xtask: eBPF toolchain ready: {tc}");
             Ok(())
         }
