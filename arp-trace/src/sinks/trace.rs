@@ -225,4 +225,69 @@ mod tests {
         assert_eq!(r.trailer.unwrap().rows.len(), 1);
         std::fs::remove_file(&path).unwrap();
     }
+
+    /// Each rotated file, plain or compressed, reads back alone to a trailer holding its own
+    /// requests and its share of the run's losses.
+    #[test]
+    fn rotated_files_are_whole_traces_with_their_own_counts() {
+        for name in ["r.jsonl", "r.jsonl.gz"] {
+            let dir = std::env::temp_dir()
+                .join(format!("arp-trace-rotate-{}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let files = Files::new(super::super::outfile::Invoker {
+                // SAFETY: getuid cannot fail.
+                uid: unsafe { libc::getuid() },
+                gid: None,
+            });
+            let rotation = Rotation {
+                size: Some(4000),
+                every: None,
+                count: None,
+            };
+            let header = || Header::empty(FORMAT_VERSION);
+            let mut s =
+                TraceSink::rotating(&dir.join(name), files, Box::new(header), rotation).unwrap();
+            let ev = crate::sinks::summary::tests::explained(
+                "203.0.113.10",
+                "198.51.100.20",
+                Some("203.0.113.10"),
+                1,
+            );
+            let mut c = Counters::default();
+            for i in 0..300 {
+                if i == 150 {
+                    c.lost = 5;
+                    s.progress(&c);
+                }
+                s.record(&Record::Arp(Held::Borrowed(&ev))).unwrap();
+                // Compressed files grow at each batch, as the live run flushes.
+                s.flush().unwrap();
+            }
+            c.lost = 7;
+            s.finish(&c).unwrap();
+            let mut paths: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap()
+                .flatten()
+                .map(|e| e.path())
+                .collect();
+            paths.sort();
+            assert!(paths.len() >= 3, "{name}: {paths:?}");
+            let (mut requests, mut lost) = (0, 0);
+            for p in &paths {
+                let mut r = TraceReader::open(p).unwrap();
+                let mut n = 0;
+                while let Some(rec) = r.read_record().unwrap() {
+                    n += matches!(rec, Record::Arp(_)) as u64;
+                }
+                let t = r.trailer.expect("a trailer");
+                let counts = t.counts.unwrap();
+                assert_eq!((t.requests, counts.events), (n, n), "{}", p.display());
+                requests += n;
+                lost += counts.lost;
+            }
+            assert_eq!((requests, lost), (300, 7), "{name}");
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
 }
