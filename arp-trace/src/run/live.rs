@@ -148,7 +148,7 @@ fn fixed_facts(tracer: &Tracer, listen: Option<std::net::SocketAddr>) -> Fixed {
             .collect(),
         solicit_path: tracer.solicit.name().into(),
         programs,
-        started: Some(SystemTime::now()),
+        started: metrics::process_start().or(Some(SystemTime::now())),
         listen,
     }
 }

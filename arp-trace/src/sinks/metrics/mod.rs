@@ -332,6 +332,27 @@ pub struct Program {
     pub fd: OwnedFd,
 }
 
+/// When this process started: boot time (`btime` of /proc/stat) plus the process's start in
+/// clock ticks after boot (field 22 of /proc/self/stat).
+pub fn process_start() -> Option<SystemTime> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let btime: u64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &own[own.rfind(')')? + 1..];
+    let ticks: u64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    // SAFETY: sysconf has no failure mode for _SC_CLK_TCK.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let since_boot =
+        Duration::from_secs(ticks / hz) + Duration::from_millis(ticks % hz * 1000 / hz);
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(btime) + since_boot)
+}
+
 /// What does not change during a run.
 #[derive(Debug, Default)]
 pub struct Fixed {

@@ -209,6 +209,17 @@ fn neighbour_failures_count_the_packets_dropped() {
 }
 
 #[test]
+fn the_process_started_before_now_and_after_boot() {
+    let t = process_start().unwrap();
+    let now = SystemTime::now();
+    assert!(t <= now, "{t:?} {now:?}");
+    assert!(
+        now.duration_since(t).unwrap() < Duration::from_secs(3600),
+        "a test process"
+    );
+}
+
+#[test]
 fn bpf_statistics_are_read_only_from_fdinfo() {
     let t = "pos:\t0\nprog_type:\t26\nrun_time_ns:\t123456\nrun_cnt:\t42\n";
     assert_eq!(expose::fdinfo_field(t, "run_cnt"), Some(42));
