@@ -1,8 +1,9 @@
 //! Command-line interface. Letters follow tcpdump where tcpdump has one.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{ArgGroup, Parser};
 
 pub use crate::kernel::hooks::HookChoice;
 
@@ -46,7 +47,8 @@ pub const MAX_INTERVAL: u64 = 365 * 24 * 3600;
                   interface of every network namespace, including namespaces created while \
                   tracing. Needs root (or CAP_BPF, CAP_PERFMON, CAP_SYSLOG and CAP_SYS_ADMIN; \
                   `arp-trace doctor` checks each) and a kernel with BTF.",
-    after_help = AFTER_HELP
+    after_help = AFTER_HELP,
+    group(ArgGroup::new("rotation").args(["file_size", "rotate_seconds"]).multiple(true))
 )]
 pub struct Args {
     /// Only show frames sent on interfaces with this name (repeatable).
@@ -104,6 +106,29 @@ pub struct Args {
     #[arg(short = 'w', long = "write", value_name = "FILE")]
     pub write: Option<PathBuf>,
 
+    /// With -w: start a new file once the current one exceeds SIZE millions of bytes
+    /// (tcpdump's -C; a k, m or g suffix counts KiB, MiB or GiB). Each file is a whole trace.
+    #[arg(short = 'C', value_name = "SIZE", value_parser = parse_file_size, requires = "write")]
+    pub file_size: Option<u64>,
+
+    /// With -w: start a new file every SECONDS (tcpdump's -G). FILE may hold strftime fields
+    /// such as %Y%m%d-%H%M%S for each file's start; without any, files are numbered.
+    #[arg(short = 'G', value_name = "SECONDS", value_parser = parse_rotate_seconds,
+          requires = "write", conflicts_with = "read")]
+    pub rotate_seconds: Option<u64>,
+
+    /// With -C or -G: keep at most COUNT files of this run (tcpdump's -W): with -C alone the
+    /// names FILE0.. are reused ring-wise, otherwise the oldest file goes.
+    #[arg(short = 'W', value_name = "COUNT", requires = "rotation",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub file_count: Option<u32>,
+
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics while tracing, e.g.
+    /// 127.0.0.1:9819 (port 0 picks a free one, written to the ready file). With -q they are
+    /// the only output until exit.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = parse_listen, conflicts_with = "read")]
+    pub metrics: Option<SocketAddr>,
+
     /// Replay a trace saved with -w instead of tracing (no root needed); `-` reads stdin.
     #[arg(short = 'r', long = "read", value_name = "FILE")]
     pub read: Option<PathBuf>,
@@ -144,6 +169,50 @@ fn parse_buffer_kib(s: &str) -> Result<u32, String> {
         ));
     }
     Ok(v)
+}
+
+/// The port arp-trace's metrics are documented and packaged on.
+pub const METRICS_PORT: u16 = 9819;
+
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    s.parse().map_err(|_| {
+        format!(
+            "{s:?} is not ADDR:PORT: give an IP address and a port, e.g. \
+             127.0.0.1:{METRICS_PORT} or [::1]:{METRICS_PORT}"
+        )
+    })
+}
+
+/// The most `-C` takes: a million times a million bytes is past any file system's file.
+const MAX_FILE_SIZE: u64 = 1_000_000_000_000;
+
+/// tcpdump's `-C`: millions of bytes, or KiB/MiB/GiB with a k/m/g suffix.
+fn parse_file_size(s: &str) -> Result<u64, String> {
+    let (digits, unit) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1024),
+        Some((i, 'm' | 'M')) => (&s[..i], 1024 * 1024),
+        Some((i, 'g' | 'G')) => (&s[..i], 1024 * 1024 * 1024),
+        _ => (s, 1_000_000),
+    };
+    let hint = "give a whole number of millions of bytes, or of KiB, MiB, GiB with a k, m, g \
+                suffix (e.g. -C 100, -C 512k)";
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a file size: {hint}"))?;
+    match n.checked_mul(unit) {
+        Some(0) => Err(format!("{s}: a file cannot be limited to nothing; {hint}")),
+        Some(b) if b <= MAX_FILE_SIZE => Ok(b),
+        _ => Err(format!("{s}: more than {MAX_FILE_SIZE} bytes; {hint}")),
+    }
+}
+
+fn parse_rotate_seconds(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(v) if (1..=MAX_INTERVAL).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?}: give a whole number of seconds from 1 to {MAX_INTERVAL} (a year)"
+        )),
+    }
 }
 
 fn parse_interval(s: &str) -> Result<u64, String> {
@@ -208,6 +277,45 @@ mod tests {
         assert!(Args::try_parse_from(["arp-trace", "-B", "100"]).is_err());
         assert!(Args::try_parse_from(["arp-trace", "-B", "x"]).is_err());
         assert!(Args::try_parse_from(["arp-trace", "-B", "64"]).is_ok());
+    }
+
+    #[test]
+    fn rotation_options_read_like_tcpdump() {
+        let a = Args::try_parse_from(["arp-trace", "-w", "t", "-C", "2", "-W", "5"]).unwrap();
+        assert_eq!((a.file_size, a.file_count), (Some(2_000_000), Some(5)));
+        let a = Args::try_parse_from(["arp-trace", "-w", "t", "-C", "64k", "-G", "60"]).unwrap();
+        assert_eq!((a.file_size, a.rotate_seconds), (Some(65536), Some(60)));
+        for (argv, want) in [
+            (&["-w", "t", "-C", "0"][..], "limited to nothing"),
+            (&["-w", "t", "-C", "0k"], "limited to nothing"),
+            (&["-w", "t", "-C", "1.5"], "not a file size"),
+            (&["-w", "t", "-C", "99999999999999g"], "more than"),
+            (&["-w", "t", "-G", "0"], "from 1 to"),
+            (&["-C", "1"], "--write"),
+            (&["-w", "t", "-W", "3"], "-C"),
+            (&["-w", "t", "-C", "1", "-W", "0"], "-W"),
+            (&["-r", "t", "-w", "u", "-G", "5"], "-G"),
+        ] {
+            let e = Args::try_parse_from(std::iter::once("arp-trace").chain(argv.iter().copied()))
+                .unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{argv:?}");
+            assert!(e.to_string().contains(want), "{argv:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn metrics_take_an_address_and_a_port() {
+        let a = Args::try_parse_from(["arp-trace", "--metrics", "127.0.0.1:9819"]).unwrap();
+        assert_eq!(a.metrics, Some("127.0.0.1:9819".parse().unwrap()));
+        assert!(Args::try_parse_from(["arp-trace", "--metrics", "[::1]:0"]).is_ok());
+        for bad in ["localhost:9819", "127.0.0.1", "9819", "127.0.0.1:99999", ""] {
+            let e = Args::try_parse_from(["arp-trace", "--metrics", bad]).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}");
+            assert!(e.to_string().contains("is not ADDR:PORT"), "{bad}: {e}");
+        }
+        let e =
+            Args::try_parse_from(["arp-trace", "-r", "t", "--metrics", "127.0.0.1:1"]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
     }
 
     #[test]

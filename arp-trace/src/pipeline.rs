@@ -86,7 +86,11 @@ pub trait Sink {
     }
     /// One record: an ARP event, a neighbour failure or a change of facts.
     fn record(&mut self, rec: &Record<'_>) -> io::Result<()>;
-    /// Called after each batch so output reaches pipes promptly.
+    /// The run's counts so far, before each flush (live, the kernel's loss counters are as of
+    /// the last second): for sinks that report them while the run goes on.
+    fn progress(&mut self, _counters: &Counters) {}
+    /// Called after each batch so output reaches pipes promptly, and at least every second
+    /// while tracing.
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
@@ -408,7 +412,11 @@ impl Pipeline {
     }
 
     pub fn flush(&mut self) -> Flow {
-        self.each(|s| s.flush());
+        let counters = self.counters;
+        self.each(|s| {
+            s.progress(&counters);
+            s.flush()
+        });
         self.flow()
     }
 

@@ -15,6 +15,7 @@ mod helper;
 mod json;
 mod namespaces;
 mod piped;
+mod scrape;
 mod scratch;
 mod timing;
 mod topologies;
@@ -34,6 +35,7 @@ pub use json::{
 };
 pub use namespaces::{in_netns, send_udp_in, udp, veth, Netns};
 pub use piped::PipedTracer;
+pub use scrape::{http_get, sample, scrape, wait_for_sample};
 pub use scratch::{write_trace, Scratch, Tmpfs};
 pub use timing::{scaled, timeout_scale, EVENT_TIMEOUT, EXIT_TIMEOUT, READY_TIMEOUT};
 pub use topologies::{

@@ -148,6 +148,22 @@ impl Tracer {
         }
     }
 
+    /// A `key=value` line of the ready file (`pid`, `hooks`, `metrics`).
+    pub fn ready_value(&self, key: &str) -> Option<String> {
+        let text = std::fs::read_to_string(&self.ready_file).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .map(str::to_string)
+    }
+
+    /// Where `--metrics` listens (port 0 is resolved), from the ready file.
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        self.ready_value("metrics")
+            .unwrap_or_else(|| panic!("no metrics= in the ready file of {:?}", self.args))
+            .parse()
+            .expect("an ADDR:PORT")
+    }
+
     pub fn pid(&self) -> libc::pid_t {
         self.child.id() as libc::pid_t
     }

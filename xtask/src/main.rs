@@ -3,6 +3,7 @@
 //! Debian machine needs nothing installed by hand.
 
 mod bench;
+mod deb;
 mod fuzz;
 mod provision;
 mod vm;
@@ -26,7 +27,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Provision the eBPF toolchain if needed (nothing else).
-    Provision,
+    Provision {
+        /// Also the tools `cargo xtask test` installs (Prometheus, kubernetes-validate, ...).
+        #[arg(long)]
+        test_tools: bool,
+    },
     /// Build the tracer (release); prints the binary's path.
     Build {
         /// Build the debug profile instead.
@@ -73,6 +78,9 @@ enum Cmd {
         #[arg(long, default_value_t = 300)]
         seconds: u32,
     },
+    /// Build the Debian package (release binary, systemd unit, man page and completions when
+    /// present) into target/debian; prints its path.
+    Deb(deb::Opts),
     /// Copy the release binary to /usr/local/bin/arp-trace.
     Install {
         #[arg(long, default_value = "/usr/local/bin")]
@@ -109,7 +117,25 @@ fn cargo() -> Command {
 }
 
 fn build(toolchain: &str, release: bool) -> Result<PathBuf> {
+    build_with(toolchain, release, &[])
+}
+
+/// The commit being built, for `arp_trace_build_info`; set only on builds that ship, so
+/// everyday builds are not redone for every commit.
+fn commit() -> Option<String> {
+    let out = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(workspace_root())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn build_with(toolchain: &str, release: bool, env: &[(&str, String)]) -> Result<PathBuf> {
     let mut c = cargo();
+    c.envs(env.iter().map(|(k, v)| (k, v)));
     c.args(["build", "--package", "arp-trace"])
         .env("ARP_TRACE_EBPF_TOOLCHAIN", toolchain);
     if release {
@@ -148,8 +174,12 @@ fn main() -> ExitCode {
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Provision => {
+        Cmd::Provision { test_tools } => {
             let tc = provision::ensure_toolchain()?;
+            if test_tools {
+                provision::ensure_test_tools()?;
+                eprintln!("xtask: test tools ready");
+            }
             eprintln!("xtask: eBPF toolchain ready: {tc}");
             Ok(())
         }
@@ -239,6 +269,24 @@ fn real_main() -> Result<()> {
                 None => build(&provision::ensure_toolchain()?, true)?,
             };
             bench::run(&bin, &opts)
+        }
+        Cmd::Deb(opts) => {
+            let bin = match &opts.bin {
+                Some(b) => b.clone(),
+                None => {
+                    let env: Vec<(&str, String)> = commit()
+                        .map(|c| ("ARP_TRACE_COMMIT", c))
+                        .into_iter()
+                        .collect();
+                    build_with(&provision::ensure_toolchain()?, true, &env)?
+                }
+            };
+            let out = opts
+                .output
+                .unwrap_or_else(|| workspace_root().join("target/debian"));
+            let deb = deb::package(&workspace_root(), &bin, &out)?;
+            println!("{}", deb.display());
+            Ok(())
         }
         Cmd::Install { prefix } => {
             let tc = provision::ensure_toolchain()?;

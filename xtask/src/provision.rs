@@ -176,8 +176,83 @@ pub fn ensure_toolchain() -> Result<String> {
     Ok(DEBIAN_TOOLCHAIN.into())
 }
 
+/// Where provisioning puts tools that are not installed system-wide.
+pub fn tools_dir() -> PathBuf {
+    crate::workspace_root().join("target/tools")
+}
+
+/// The kubernetes-validate release whose schemas the manifests are checked against.
+const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
+
+/// The fleet tests' tools: Debian's Prometheus and promtool, unpacked from the package into
+/// target/tools/prometheus rather than installed, so no service starts and no system user
+/// is made; kubernetes-validate from PyPI in a virtualenv under target/tools; and dpkg-dev,
+/// binutils and systemd for `cargo xtask deb` and `systemd-analyze verify`.
+pub fn ensure_fleet_tools() -> Result<()> {
+    let tools = tools_dir();
+    let wanted = [
+        ("dpkg-shlibdeps", "dpkg-dev"),
+        ("strip", "binutils"),
+        ("systemd-analyze", "systemd"),
+        ("python3", "python3"),
+    ];
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|(b, _)| which(b).is_none())
+        .map(|(_, p)| *p)
+        .collect();
+    if !missing.is_empty() {
+        if !is_debian() {
+            bail!(
+                "the tests need these tools installed: {}",
+                missing.join(", ")
+            );
+        }
+        apt_install(&missing)?;
+    }
+    let prom = tools.join("prometheus");
+    if !prom.join("usr/bin/prometheus").is_file() || !prom.join("usr/bin/promtool").is_file() {
+        if !is_debian() {
+            bail!("the Prometheus test needs Debian's prometheus package (or prometheus and promtool in {})", prom.join("usr/bin").display());
+        }
+        let debs = tools.join("debs");
+        std::fs::create_dir_all(&debs)?;
+        run(apt_get().args(["update", "-qq"]))?;
+        run(apt_get()
+            .args(["download", "prometheus"])
+            .current_dir(&debs))?;
+        let deb = std::fs::read_dir(&debs)?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("prometheus_"))
+            })
+            .context("apt-get download prometheus left no prometheus_*.deb")?;
+        run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&prom))?;
+    }
+    let venv = tools.join("venv");
+    if !venv.join("bin/kubernetes-validate").is_file() {
+        if !venv.join("bin/pip").is_file() {
+            let made = Command::new("python3")
+                .arg("-m")
+                .arg("venv")
+                .arg(&venv)
+                .status();
+            if !made.is_ok_and(|s| s.success()) {
+                // Debian's own python3 keeps venv in a package of its own.
+                apt_install(&["python3-venv"])?;
+                run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+            }
+        }
+        run(Command::new(venv.join("bin/pip")).args(["install", "-q", KUBERNETES_VALIDATE]))?;
+    }
+    Ok(())
+}
+
 /// Tools the tests drive: iproute2 for namespaces, jq and tshark to read output, cpio.
 pub fn ensure_test_tools() -> Result<()> {
+    ensure_fleet_tools()?;
     let wanted = [
         ("ip", "iproute2"),
         ("jq", "jq"),

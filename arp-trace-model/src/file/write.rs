@@ -21,6 +21,8 @@ pub struct TraceWriter {
     batch: Vec<u8>,
     /// Records written after the header.
     events: u64,
+    /// Bytes on disk as of the last batch (compressed streams: after compression).
+    written: u64,
 }
 
 impl TraceWriter {
@@ -57,6 +59,7 @@ impl TraceWriter {
             enc: Some(enc),
             batch: Vec::with_capacity(64 * 1024),
             events: 0,
+            written: 0,
         };
         w.line(&Record::Header(Held::Borrowed(header)))?;
         w.write_batch().map_err(|e| {
@@ -68,6 +71,15 @@ impl TraceWriter {
     /// Records written after the header so far.
     pub fn events(&self) -> u64 {
         self.events
+    }
+
+    /// The file's size so far, for `-C`: exact for a plain file (what is batched included);
+    /// for a compressed one, what reached the file by the last batch.
+    pub fn size(&self) -> u64 {
+        match self.enc {
+            Some(Encoder::Plain(_)) => self.written + self.batch.len() as u64,
+            _ => self.written,
+        }
     }
 
     /// Appends one record (written out at the next `flush`, or when the batch is full).
@@ -98,9 +110,16 @@ impl TraceWriter {
     fn write_batch(&mut self) -> io::Result<()> {
         let r = match self.enc.as_mut() {
             None => Ok(()),
-            Some(Encoder::Plain(f)) => f.write_all(&self.batch),
-            Some(Encoder::Gzip(g)) => g.write_all(&self.batch).and_then(|_| g.flush()),
-            Some(Encoder::Zstd(z)) => z.write_all(&self.batch).and_then(|_| z.flush()),
+            Some(Encoder::Plain(f)) => f.write_all(&self.batch).map(|_| {
+                self.written += self.batch.len() as u64;
+            }),
+            // One fstat per batch: the compressor's output size is only known on disk.
+            Some(Encoder::Gzip(g)) => g.write_all(&self.batch).and_then(|_| g.flush()).map(|_| {
+                self.written = g.get_ref().metadata().map_or(self.written, |m| m.len());
+            }),
+            Some(Encoder::Zstd(z)) => z.write_all(&self.batch).and_then(|_| z.flush()).map(|_| {
+                self.written = z.get_ref().metadata().map_or(self.written, |m| m.len());
+            }),
         };
         self.batch.clear();
         r.map_err(|e| self.err(e))

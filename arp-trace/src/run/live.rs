@@ -1,7 +1,8 @@
 //! The live source: reads records from the kernel's ring buffer and feeds the pipeline until
 //! Ctrl-C, SIGTERM, `-c` or a closed output ends the run.
 
-use std::time::Duration;
+use std::os::fd::AsFd;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use arp_trace_model::file::FORMAT_VERSION;
@@ -12,13 +13,14 @@ use super::{add_files, counts_line, failed_outputs, pipeline, Source};
 use crate::attribution::{Joined, Joiner};
 use crate::cli::Args;
 use crate::kernel::btf::Btf;
-use crate::kernel::hooks::SolicitPath;
+use crate::kernel::hooks::{SolicitPath, HOOKS};
 use crate::kernel::kallsyms::Kallsyms;
 use crate::kernel::loader::{self, LoadOptions, Tracer};
 use crate::kernel::privileges;
 use crate::kernel::ring::{self, Raw};
 use crate::netns::watch::Watchers;
 use crate::pipeline::{Counters, Flow, Pipeline};
+use crate::sinks::metrics::{self, Fixed, Metrics, Program};
 use crate::sinks::outfile::Files;
 
 fn scope_text(args: &Args) -> String {
@@ -85,6 +87,11 @@ pub fn run(args: &Args) -> Result<Counters> {
         );
     }
     let mut pipeline = pipeline(args, &Source::Live)?;
+    // Before anything is loaded: a port in use ends the run here, with its cause.
+    let listener = match args.metrics {
+        Some(addr) => Some(metrics::http::listen(addr).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     let btf = Btf::from_sys_fs()?;
     let syms = Kallsyms::load()?;
     let queuefull = btf
@@ -106,7 +113,44 @@ pub fn run(args: &Args) -> Result<Counters> {
     let mut joiner = Joiner::new(Some(syms), ring::monotonic_to_realtime_offset());
     joiner.queuefull_reason = queuefull as u32;
     pipeline.facts = Some(Box::new(Watchers::new()));
-    rt.block_on(stream(args, pipeline, &mut tracer, joiner))
+    rt.block_on(stream(args, pipeline, &mut tracer, joiner, listener))
+}
+
+/// What `--metrics` reports besides the records: the build, the hooks and their programs.
+fn fixed_facts(tracer: &Tracer, listen: Option<std::net::SocketAddr>) -> Fixed {
+    let programs = tracer
+        .ebpf
+        .programs()
+        .filter_map(|(name, prog)| {
+            // Only loaded programs have a descriptor; a duplicate keeps its fdinfo readable
+            // by the server independently of aya's handle.
+            let fd = prog.fd().ok()?.as_fd().try_clone_to_owned().ok()?;
+            let hook = HOOKS
+                .iter()
+                .find(|h| h.program == Some(name))
+                .map_or(name, |h| h.attach);
+            Some(Program {
+                name: name.to_string(),
+                hook: hook.to_string(),
+                fd,
+            })
+        })
+        .collect();
+    Fixed {
+        version: env!("CARGO_PKG_VERSION").into(),
+        commit: option_env!("ARP_TRACE_COMMIT")
+            .filter(|c| !c.is_empty())
+            .map(str::to_string),
+        hooks: tracer
+            .hooks
+            .iter()
+            .map(|h| (h.role.to_string(), h.name.to_string()))
+            .collect(),
+        solicit_path: tracer.solicit.name().into(),
+        programs,
+        started: metrics::process_start().or(Some(SystemTime::now())),
+        listen,
+    }
 }
 
 /// Hands joined events to the pipeline.
@@ -151,6 +195,7 @@ async fn stream(
     mut pipeline: Pipeline,
     tracer: &mut Tracer,
     mut joiner: Joiner,
+    listener: Option<std::net::TcpListener>,
 ) -> Result<Counters> {
     let ring = tracer.events()?;
     let lost_map = tracer.lost()?;
@@ -166,20 +211,43 @@ async fn stream(
 
     let hooks: Vec<String> = tracer.hooks.iter().map(ToString::to_string).collect();
     let hooks = hooks.join(", ");
+    // The server task, aborted when tracing ends; the address it really has (port 0 picks one).
+    let mut server = None;
+    let mut serving = None;
+    if let Some(l) = listener {
+        let listener = tokio::net::TcpListener::from_std(l)
+            .map_err(|e| anyhow::anyhow!("--metrics: cannot serve: {e}"))?;
+        let addr = listener.local_addr()?;
+        let m = Metrics::new(fixed_facts(tracer, Some(addr)));
+        pipeline.sinks.push(Box::new(m.sink()));
+        server = Some(tokio::spawn(metrics::http::serve(listener, m)));
+        serving = Some(addr);
+    }
     eprintln!(
-        "arp-trace: tracing ARP on {}; hooks: {hooks}{}; Ctrl-C to stop",
+        "arp-trace: tracing ARP on {}; hooks: {hooks}{}{}; Ctrl-C to stop",
         scope_text(args),
-        passed_over_text(&tracer.passed_over)
+        passed_over_text(&tracer.passed_over),
+        serving.map_or(String::new(), |a| format!(
+            "; metrics at http://{a}/metrics"
+        ))
     );
     let mut files = Files::default();
     if args.write.is_some() || args.pcap.is_some() {
-        let header = live_header(hooks.clone(), pipeline.names.own());
-        add_files(&mut pipeline, args, &header, &mut files)?;
+        let (hooks, own) = (hooks.clone(), pipeline.names.own());
+        add_files(
+            &mut pipeline,
+            args,
+            Box::new(move || live_header(hooks.clone(), own)),
+            &mut files,
+        )?;
     }
     // Held to the end of the run: its drop removes the file, on every way out.
     let _ready = match &args.ready_file {
         Some(path) => {
-            let text = format!("pid={}\nhooks={hooks}\n", std::process::id());
+            let mut text = format!("pid={}\nhooks={hooks}\n", std::process::id());
+            if let Some(a) = serving {
+                text.push_str(&format!("metrics={a}\n"));
+            }
             Some(files.ready_file(path, &text)?)
         }
         None => None,
@@ -224,8 +292,16 @@ async fn stream(
             _ = tick.tick() => {
                 if let Some(l) = bpf_log.as_mut() { l.flush(); }
                 pipeline.drain_changes();
+                // The kernel's and the joiner's counts, for sinks that report while running
+                // (--metrics, each rotated file's trailer).
+                let c = &mut pipeline.counters;
+                c.lost = loader::read_lost(&lost_map);
+                c.discarded = loader::read_lost(&discarded_map);
+                c.missed = loader::recursion_misses();
+                c.unjoined = joiner.unjoined;
+                c.unmatched = joiner.unmatched;
                 done = pipeline.flush() == Flow::Stop;
-                let lost = loader::read_lost(&lost_map);
+                let lost = pipeline.counters.lost;
                 if lost > reported_lost {
                     eprintln!(
                         "arp-trace: {} events lost so far: the ring buffer was full; raise -B/--buffer-size",
@@ -233,7 +309,7 @@ async fn stream(
                     );
                     reported_lost = lost;
                 }
-                let missed = loader::recursion_misses();
+                let missed = pipeline.counters.missed;
                 if missed > reported_missed {
                     eprintln!(
                         "arp-trace: {missed} hook runs missed so far: the kernel skipped a program \
@@ -272,6 +348,9 @@ async fn stream(
     pipeline.counters.missed = loader::recursion_misses();
     pipeline.counters.unjoined = joiner.unjoined;
     pipeline.counters.unmatched = joiner.unmatched;
+    if let Some(s) = server {
+        s.abort();
+    }
     pipeline.finish();
     eprintln!("arp-trace: {}", counts_line(&pipeline.counters));
     failed_outputs(&pipeline)?;

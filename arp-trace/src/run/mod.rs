@@ -20,9 +20,10 @@ use crate::pipeline::{Counters, Filter, Pipeline};
 use crate::sinks::json::JsonSink;
 use crate::sinks::outfile::Files;
 use crate::sinks::pcapng::PcapngWriter;
+use crate::sinks::rotate::Rotation;
 use crate::sinks::summary::SummarySink;
 use crate::sinks::terminal::TerminalSink;
-use crate::sinks::trace::TraceSink;
+use crate::sinks::trace::{HeaderFn, TraceSink};
 use crate::sinks::Output;
 
 /// Where the records come from, for the parts of the pipeline that differ.
@@ -98,12 +99,33 @@ pub fn pipeline(args: &Args, source: &Source) -> Result<Pipeline> {
     Ok(p)
 }
 
+/// `-C`, `-G` and `-W`.
+pub fn rotation(args: &Args) -> Rotation {
+    Rotation {
+        size: args.file_size,
+        every: args.rotate_seconds.map(std::time::Duration::from_secs),
+        count: args.file_count,
+    }
+}
+
 /// Adds the `-w` and `--pcap` outputs, live or replaying; `files` knows the inputs, so no
-/// output is one of them (see [`crate::sinks::outfile`]).
-pub fn add_files(p: &mut Pipeline, args: &Args, header: &Header, files: &mut Files) -> Result<()> {
+/// output is one of them (see [`crate::sinks::outfile`]). `header` makes each trace file's
+/// header (once, or per file with `-C`/`-G`).
+pub fn add_files(
+    p: &mut Pipeline,
+    args: &Args,
+    mut header: HeaderFn,
+    files: &mut Files,
+) -> Result<()> {
     if let Some(path) = &args.write {
-        let f = files.create("-w", path)?;
-        p.sinks.push(Box::new(TraceSink::new(path, f, header)?));
+        let rotation = rotation(args);
+        if rotation.is_on() {
+            let sink = TraceSink::rotating(path, files.clone(), header, rotation)?;
+            p.sinks.push(Box::new(sink));
+        } else {
+            let f = files.create("-w", path)?;
+            p.sinks.push(Box::new(TraceSink::new(path, f, &header())?));
+        }
     }
     if let Some(path) = &args.pcap {
         let f = files.create("--pcap", path)?;

@@ -23,7 +23,13 @@ pub fn run(args: &Args) -> Result<Counters> {
     let mut pipeline = pipeline(args, &Source::Trace(&h))?;
     let mut files = Files::default();
     files.input("-r", path);
-    add_files(&mut pipeline, args, &h, &mut files)?;
+    let again = h.clone();
+    add_files(
+        &mut pipeline,
+        args,
+        Box::new(move || again.clone()),
+        &mut files,
+    )?;
     let mut reader = ParallelReader::new(reader);
 
     let mut occurs = Occurrences::new(args, &h);

@@ -1,9 +1,12 @@
 //! Where records go: the terminal (tcpdump-like lines), JSON Lines, the summary, pcapng for
-//! Wireshark and trace files. Each is a [`crate::pipeline::Sink`].
+//! Wireshark, trace files (rotated or not) and Prometheus metrics. Each is a
+//! [`crate::pipeline::Sink`].
 
 pub mod json;
+pub mod metrics;
 pub mod outfile;
 pub mod pcapng;
+pub mod rotate;
 pub mod summary;
 pub mod terminal;
 pub mod text;

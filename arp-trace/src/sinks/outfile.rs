@@ -3,12 +3,16 @@
 //! 0600 (a trace names processes and addresses) and belongs to the user behind sudo; an
 //! existing file is overwritten only if it is a regular file that user owns; and no output is
 //! the same file (device and inode, whatever the spelling) as an input or another output.
+//! Rotated `-w` files are created the same way, later in the run, through a clone of the run's
+//! [`Files`].
 
+use std::cell::RefCell;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use anyhow::{bail, Context, Result};
 
@@ -57,6 +61,22 @@ impl FileId {
             ino: m.ino(),
         }
     }
+
+    /// The file an open descriptor refers to.
+    pub fn of_file(f: &File) -> io::Result<FileId> {
+        f.metadata().map(|m| FileId::of(&m))
+    }
+}
+
+/// Removes `path` if the name still is the file `id` (an old rotated trace of this run), never
+/// whatever replaced it since; true when it was removed.
+pub fn remove_if_same(path: &Path, id: FileId) -> io::Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if FileId::of(&m) == id => std::fs::remove_file(path).map(|_| true),
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// `/dev/null` takes any output and loses nothing of anyone's: the one existing file that is
@@ -84,11 +104,13 @@ fn kind(m: &Metadata) -> &'static str {
     }
 }
 
-/// The files of one run: inputs and outputs, so no output can be one of them.
+/// The files of one run: inputs and outputs, so no output can be one of them. Clones share
+/// the list, so a file rotated in later is checked against everything in use by then.
+#[derive(Clone)]
 pub struct Files {
     invoker: Invoker,
     /// Each file in use, with how the command line named it (`-r t.jsonl`).
-    taken: Vec<(FileId, String)>,
+    taken: Rc<RefCell<Vec<(FileId, String)>>>,
 }
 
 impl Default for Files {
@@ -101,7 +123,7 @@ impl Files {
     pub fn new(invoker: Invoker) -> Files {
         Files {
             invoker,
-            taken: Vec::new(),
+            taken: Rc::default(),
         }
     }
 
@@ -124,11 +146,18 @@ impl Files {
 
     fn note(&mut self, id: FileId, option: &str, path: &Path) {
         self.taken
+            .borrow_mut()
             .push((id, format!("{option} {}", path.display())));
     }
 
+    /// Forgets an output the run has closed (a rotated-out trace), so a later file may reuse
+    /// its name as tcpdump's `-W` ring does.
+    pub fn forget(&mut self, id: FileId) {
+        self.taken.borrow_mut().retain(|(t, _)| *t != id);
+    }
+
     fn refuse_taken(&self, id: FileId, option: &str, path: &Path) -> Result<()> {
-        if let Some((_, other)) = self.taken.iter().find(|(t, _)| *t == id) {
+        if let Some((_, other)) = self.taken.borrow().iter().find(|(t, _)| *t == id) {
             bail!(
                 "{option} {}: the same file as {other}; write to another file",
                 path.display()

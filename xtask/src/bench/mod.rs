@@ -7,6 +7,7 @@
 
 mod replay;
 mod report;
+mod scrape;
 mod startup;
 mod stats;
 mod storm;
@@ -21,6 +22,7 @@ use anyhow::{bail, Context, Result};
 
 use replay::bench_replay;
 use report::{keep_history, machine, report, stream_row, tcp_row};
+use scrape::storm_scraped;
 use startup::bench_startup;
 use stats::{list, median, opt, reasons_suffix, render_table, Row, Verdict};
 use storm::{storm_netns, storm_once, StormRun};
@@ -182,6 +184,52 @@ pub fn run(bin: &Path, opts: &Opts) -> Result<()> {
         ),
         target: "report; RSS ≤ 40 MiB".into(),
         verdict: Verdict::at_most(rss_m, 40.0),
+    });
+
+    // 3b: as a fleet runs it, -q --metrics, scraped every second during the same storm.
+    let mut scraped = Vec::new();
+    for _ in 0..runs {
+        scraped.push(storm_scraped(
+            bin,
+            &ns,
+            20_000,
+            Duration::from_secs(secs),
+            &mut files,
+        )?);
+    }
+    let cpu: Vec<f64> = scraped.iter().map(|s| s.usage.cpu_secs).collect();
+    let rss: Vec<f64> = scraped
+        .iter()
+        .map(|s| s.usage.max_rss_kib as f64 / 1024.0)
+        .collect();
+    let counted_all = scraped.iter().all(|s| s.counted == s.tcpdump);
+    rows.push(Row {
+        id: "3b".into(),
+        figure: format!(
+            "the same storm with `-q --metrics 127.0.0.1:PORT` (a fleet's node agent), scraped \
+             every second: arp-trace CPU seconds (per run: {}) and peak RSS (MiB, per run: {}); \
+             per run: {}",
+            list(&cpu, 2),
+            list(&rss, 1),
+            scraped
+                .iter()
+                .map(|s| s.text())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        measured: format!(
+            "{} CPU s ({:.0}% of one core), {} MiB; metrics counted {} requests tcpdump saw",
+            opt(median(&cpu), 2),
+            median(&cpu).unwrap_or(0.0) / secs as f64 * 100.0,
+            opt(median(&rss), 1),
+            if counted_all { "all" } else { "not all" }
+        ),
+        target: "report; RSS ≤ 40 MiB".into(),
+        verdict: if counted_all {
+            Verdict::at_most(median(&rss), 40.0)
+        } else {
+            Verdict::Missed
+        },
     });
 
     // The kernel side's share, in a separate storm (the accounting itself costs time).

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -24,7 +24,7 @@ use super::tcp::{BpfStats, ProgStat};
 
 /// Storm targets: every host address of 198.51.100.0/24 and 203.0.113.0/24 except the
 /// namespace's own .10: 506 on-link addresses nobody answers.
-fn storm_targets() -> Vec<Ipv4Addr> {
+pub(super) fn storm_targets() -> Vec<Ipv4Addr> {
     let mut v = Vec::new();
     for net in [[198, 51, 100], [203, 0, 113]] {
         for h in 1..=254u8 {
@@ -37,16 +37,16 @@ fn storm_targets() -> Vec<Ipv4Addr> {
 }
 
 #[derive(Debug, Default, Clone, Copy)]
-struct GenStats {
-    sent: u64,
+pub(super) struct GenStats {
+    pub(super) sent: u64,
     refused: u64,
     /// errno of the last refused send.
     last_errno: i32,
-    secs: f64,
+    pub(super) secs: f64,
 }
 
 /// Sends UDP datagrams round-robin over `targets` at `rate` per second for `dur`.
-fn generate(targets: Vec<Ipv4Addr>, rate: u64, dur: Duration) -> Result<GenStats> {
+pub(super) fn generate(targets: Vec<Ipv4Addr>, rate: u64, dur: Duration) -> Result<GenStats> {
     let sock = UdpSocket::bind("0.0.0.0:0")?;
     sock.set_nonblocking(true)?;
     // Datagrams wait on their neighbour entry until it fails (10 ms) and count against the
@@ -199,28 +199,7 @@ pub(super) fn storm_once(
     files: &mut TmpFiles,
     stats: bool,
 ) -> Result<StormRun> {
-    let _ = ns.try_ip(&["neigh", "flush", "dev", "eth3"]);
-    let pcap = files.add("storm.pcap");
-    let tcpdump_err = files.add("storm.tcpdump.err");
-    let mut tcpdump = Proc::spawn(
-        ns.exec("tcpdump")
-            .args(["-i", "eth3", "-n", "-p", "-B", "65536", "-s", "96", "-w"])
-            .arg(&pcap)
-            .args(["arp and arp[6:2] = 1"])
-            .stdout(Stdio::null())
-            .stderr(File::create(&tcpdump_err)?),
-        "tcpdump",
-    )?;
-    let end = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(&tcpdump_err)
-        .unwrap_or_default()
-        .contains("listening on")
-    {
-        if Instant::now() > end {
-            bail!("tcpdump did not start listening");
-        }
-        pause(Duration::from_millis(20))?;
-    }
+    let (mut tcpdump, pcap, tcpdump_err) = start_tcpdump(ns, files)?;
     let tracer = Tracer::start(
         bin,
         &["--json", "--netns", ns.name(), "-i", "eth3"],
@@ -314,6 +293,34 @@ pub(super) fn storm_once(
         usage.max_rss_kib
     );
     Ok(run)
+}
+
+/// tcpdump counting the storm's requests on eth3 inside the namespace, once it listens; with
+/// its pcap file and its stderr (where it reports drops).
+pub(super) fn start_tcpdump(ns: &Netns, files: &mut TmpFiles) -> Result<(Proc, PathBuf, PathBuf)> {
+    let _ = ns.try_ip(&["neigh", "flush", "dev", "eth3"]);
+    let pcap = files.add("storm.pcap");
+    let tcpdump_err = files.add("storm.tcpdump.err");
+    let tcpdump = Proc::spawn(
+        ns.exec("tcpdump")
+            .args(["-i", "eth3", "-n", "-p", "-B", "65536", "-s", "96", "-w"])
+            .arg(&pcap)
+            .args(["arp and arp[6:2] = 1"])
+            .stdout(Stdio::null())
+            .stderr(File::create(&tcpdump_err)?),
+        "tcpdump",
+    )?;
+    let end = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&tcpdump_err)
+        .unwrap_or_default()
+        .contains("listening on")
+    {
+        if Instant::now() > end {
+            bail!("tcpdump did not start listening");
+        }
+        pause(Duration::from_millis(20))?;
+    }
+    Ok((tcpdump, pcap, tcpdump_err))
 }
 
 #[cfg(test)]
