@@ -98,6 +98,27 @@ pub fn run_to_completion(mut cmd: Command, timeout: Duration) -> Finished {
     }
 }
 
+/// Run arp-trace with `args` to completion (a minute at most, scaled like every timeout).
+pub fn arp_trace(args: &[&str]) -> Finished {
+    let mut c = Command::new(bin());
+    c.args(args);
+    run_to_completion(c, Duration::from_secs(60))
+}
+
+/// Fails the test if arp-trace panicked.
+pub fn no_panic(f: &Finished) {
+    assert!(!f.stderr.contains("panicked"), "{f:?}");
+}
+
+/// Failed with exit 1 and one line of stderr containing `want`.
+pub fn refused(f: &Finished, want: &str) {
+    assert_eq!(f.status.code(), Some(1), "{f:?}");
+    let lines = f.stderr_lines();
+    assert_eq!(lines.len(), 1, "one line for {want}: {f:?}");
+    assert!(lines[0].contains(want), "want {want:?} in {:?}", lines[0]);
+    no_panic(f);
+}
+
 fn spawn_string_reader<R: Read + Send + 'static>(mut r: R) -> JoinHandle<String> {
     thread::spawn(move || {
         let mut buf = Vec::new();

@@ -12,25 +12,6 @@ use std::time::{Duration, Instant};
 
 use arp_trace_e2e::*;
 
-fn arp_trace(args: &[&str]) -> Finished {
-    let mut c = Command::new(bin());
-    c.args(args);
-    run_to_completion(c, Duration::from_secs(60))
-}
-
-fn no_panic(f: &Finished) {
-    assert!(!f.stderr.contains("panicked"), "{f:?}");
-}
-
-/// Failed with exit 1 and one line of stderr containing `want`.
-fn refused(f: &Finished, want: &str) {
-    assert_eq!(f.status.code(), Some(1), "{f:?}");
-    let lines = f.stderr_lines();
-    assert_eq!(lines.len(), 1, "one line for {want}: {f:?}");
-    assert!(lines[0].contains(want), "want {want:?} in {:?}", lines[0]);
-    no_panic(f);
-}
-
 /// `arp-trace -r BIG -w OUT | head -1`: the reader goes after one line, OUT still gets all.
 #[test]
 fn replay_into_a_closed_stdout_still_writes_the_whole_trace() {

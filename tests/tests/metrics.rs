@@ -4,7 +4,6 @@
 //! runtime error. (A real Prometheus scraping it is in prometheus.rs, host only.)
 
 use std::net::SocketAddrV4;
-use std::process::Command;
 use std::time::Duration;
 
 use arp_trace_e2e::*;
@@ -101,12 +100,6 @@ fn quiet_with_metrics_prints_nothing_per_event() {
     assert!(status.success(), "{stderr}");
     // On exit, only the summary (and the counts line on stderr).
     assert!(stdout.starts_with("Summary:"), "{stdout}");
-}
-
-fn arp_trace(args: &[&str]) -> Finished {
-    let mut c = Command::new(bin());
-    c.args(args);
-    run_to_completion(c, Duration::from_secs(60))
 }
 
 #[test]

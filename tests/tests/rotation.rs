@@ -3,16 +3,9 @@
 //! counts), files end where `-C` says, and `-W` keeps the number of files bounded.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use arp_trace_e2e::*;
-
-fn arp_trace(args: &[&str]) -> Finished {
-    let mut c = Command::new(bin());
-    c.args(args);
-    run_to_completion(c, Duration::from_secs(60))
-}
 
 /// The rotated files in `dir`, by modification order, as (path, text).
 fn files(dir: &Path, prefix: &str) -> Vec<(String, String)> {

@@ -30,12 +30,6 @@ impl Drop for Dir {
     }
 }
 
-fn arp_trace(args: &[&str]) -> Finished {
-    let mut c = Command::new(bin());
-    c.args(args);
-    run_to_completion(c, Duration::from_secs(60))
-}
-
 /// Foreign-sender and on-link requests on srv/eth3, and one that fails (neigh_failed).
 fn traffic(seed: &Seed) {
     let srv = &seed.srv;

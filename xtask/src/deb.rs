@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
-use crate::provision::run;
+use crate::provision::{output, run};
 
 /// Options of `cargo xtask deb`.
 #[derive(clap::Args, Debug, Clone)]
@@ -88,20 +88,6 @@ pub fn find_extras(root: &Path) -> Extras {
         zsh: newest(&["_arp-trace"]),
         fish: newest(&["arp-trace.fish"]),
     }
-}
-
-fn output(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .output()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// `Depends` as dpkg-shlibdeps reads it from the binary's dynamic section.
@@ -184,7 +170,9 @@ fn du_kib(dir: &Path) -> u64 {
 /// Stages the package tree under `stage` and builds the .deb into `out_dir`; returns its path.
 pub fn package(root: &Path, bin: &Path, out_dir: &Path) -> Result<PathBuf> {
     let version = env!("CARGO_PKG_VERSION");
-    let arch = output(Command::new("dpkg").arg("--print-architecture"))?;
+    let arch = output(Command::new("dpkg").arg("--print-architecture"))?
+        .trim()
+        .to_string();
     let work = root.join("target/debian");
     let stage = work.join(format!("{PACKAGE}_{version}_{arch}"));
     let _ = std::fs::remove_dir_all(&stage);

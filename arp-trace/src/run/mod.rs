@@ -156,47 +156,26 @@ pub fn counts_line(c: &Counters) -> String {
         plural(c.replies, "reply", "replies"),
         c.lost
     );
-    if c.missed > 0 {
-        s.push_str(&format!(
-            "; {} hook runs missed (program busy on that CPU)",
-            c.missed
-        ));
-    }
-    if c.discarded > 0 {
-        s.push_str(&format!(
-            "; {} records discarded by the BPF programs (a kernel read failed)",
-            c.discarded
-        ));
-    }
-    if c.unjoined > 0 {
-        s.push_str(&format!(
-            "; {} requests shown without their neighbour record",
-            c.unjoined
-        ));
-    }
-    if c.unmatched > 0 {
-        s.push_str(&format!(
-            "; {} trigger records that matched no request",
-            c.unmatched
-        ));
-    }
-    if c.foreign > 0 {
-        s.push_str(&format!("; {} with a foreign sender", c.foreign));
-    }
-    if c.filtered > 0 {
-        s.push_str(&format!("; {} filtered out", c.filtered));
-    }
-    if c.changes_dropped > 0 {
-        s.push_str(&format!(
-            "; {} address/sysctl changes not recorded (event loop fell behind)",
-            c.changes_dropped
-        ));
-    }
-    if c.undecodable > 0 {
-        s.push_str(&format!(
-            "; {} non-IPv4 or other-opcode ARP frames ignored",
-            c.undecodable
-        ));
+    let losses = [
+        (c.missed, "hook runs missed (program busy on that CPU)"),
+        (
+            c.discarded,
+            "records discarded by the BPF programs (a kernel read failed)",
+        ),
+        (c.unjoined, "requests shown without their neighbour record"),
+        (c.unmatched, "trigger records that matched no request"),
+        (c.foreign, "with a foreign sender"),
+        (c.filtered, "filtered out"),
+        (
+            c.changes_dropped,
+            "address/sysctl changes not recorded (event loop fell behind)",
+        ),
+        (c.undecodable, "non-IPv4 or other-opcode ARP frames ignored"),
+    ];
+    for (n, what) in losses {
+        if n > 0 {
+            s.push_str(&format!("; {n} {what}"));
+        }
     }
     s
 }

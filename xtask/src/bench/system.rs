@@ -47,20 +47,7 @@ pub(super) fn pause(d: Duration) -> Result<()> {
     check_interrupt()
 }
 
-pub(super) fn output(cmd: &mut Command) -> Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
+pub(super) use crate::provision::output;
 
 /// A throw-away namespace for one measurement, with IPv6 off: the e2e harness's [`Netns`],
 /// named `xb<pid>x<n><role>` and deleted on drop, which also runs when an error or Ctrl-C
