@@ -275,12 +275,13 @@ impl Drop for Scratch {
 }
 
 /// Pastes `cmd` into sh in `dir`: `sh -n` first, then for real if sh reads it. Returns why
-/// sh refused it, or the run.
+/// sh refused it, or the run. The sh is dash, Debian's /bin/sh, named so that the VM guest
+/// (whose own sh is BusyBox's, running its `ip` applet before the real one) gets it too.
 fn paste(cmd: &str, dir: &Path) -> Result<Finished, Finished> {
-    let mut n = Command::new("sh");
+    let mut n = Command::new("dash");
     n.args(["-n", "-c", cmd]).current_dir(dir);
     let n = run_to_completion(n, Duration::from_secs(10));
-    let mut c = Command::new("sh");
+    let mut c = Command::new("dash");
     c.args(["-c", cmd]).current_dir(dir);
     let run = run_to_completion(c, Duration::from_secs(30));
     if n.status.success() {

@@ -34,20 +34,24 @@ fn bpf_ids(pid: i32) -> BTreeSet<String> {
     ids
 }
 
-/// The ids of every BPF object of `kind` (`prog`, `map`, `link`) the kernel has, from bpftool.
-fn kernel_ids(kind: &str) -> BTreeSet<String> {
+/// The ids of every BPF object of `kind` (`prog`, `map`, `link`) the kernel has, from bpftool;
+/// `Err` with its output when bpftool failed (it does while objects are being freed: "can't
+/// get link by id: Resource temporarily unavailable").
+fn kernel_ids(kind: &str) -> Result<BTreeSet<String>, String> {
     let out = Command::new("bpftool")
         .args(["-j", kind, "show"])
         .output()
         .expect("bpftool");
-    assert!(out.status.success(), "bpftool {kind} show: {out:?}");
+    if !out.status.success() {
+        return Err(format!("bpftool {kind} show: {out:?}"));
+    }
     let v: Value = serde_json::from_slice(&out.stdout).expect("bpftool JSON");
-    v.as_array()
+    Ok(v.as_array()
         .into_iter()
         .flatten()
         .filter_map(|o| o["id"].as_u64())
         .map(|id| format!("{kind} {id}"))
-        .collect()
+        .collect())
 }
 
 fn bpffs_entries() -> BTreeSet<String> {
@@ -77,13 +81,22 @@ fn sigkill_leaves_no_program_map_link_qdisc_or_pin() {
     // The kernel frees them once the last reference goes (after an RCU grace period).
     let deadline = Instant::now() + scaled(Duration::from_secs(10));
     let left = loop {
-        let all: BTreeSet<String> = ["prog", "map", "link"]
+        let all: Result<Vec<BTreeSet<String>>, String> = ["prog", "map", "link"]
             .iter()
-            .flat_map(|k| kernel_ids(k))
+            .map(|k| kernel_ids(k))
             .collect();
-        let left: Vec<&String> = ours.iter().filter(|i| all.contains(*i)).collect();
+        let left: Vec<String> = match all {
+            Ok(all) => ours
+                .iter()
+                .filter(|i| all.iter().any(|s| s.contains(*i)))
+                .cloned()
+                .collect(),
+            // Still being freed: ask again, unless that goes on past the deadline.
+            Err(e) if Instant::now() > deadline => panic!("{e}"),
+            Err(_) => vec!["(bpftool failed)".into()],
+        };
         if left.is_empty() || Instant::now() > deadline {
-            break left.into_iter().cloned().collect::<Vec<_>>();
+            break left;
         }
         thread::sleep(Duration::from_millis(100));
     };
