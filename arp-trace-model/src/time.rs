@@ -63,6 +63,15 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
 /// `2026-11-28T19:31:02.123456789Z`
 pub fn rfc3339_nanos(unix_ns: i128) -> String {
     let secs = unix_ns.div_euclid(1_000_000_000) as i64;
@@ -87,7 +96,10 @@ pub fn parse_rfc3339(s: &str) -> Option<i128> {
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
     let (y, mo, d) = (num(0..4)?, num(5..7)? as u32, num(8..10)? as u32);
     let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
+    // Only times that exist: 2026-02-31 is not March 3rd, and a leap second (which
+    // arp-trace never writes) has no Unix time of its own to be read back faithfully.
+    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || se > 59
+    {
         return None;
     }
     let mut i = 19;
@@ -158,6 +170,29 @@ mod tests {
             "1970-01-01T00:00:00.Z",
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn dates_that_do_not_exist_are_refused_not_moved() {
+        // The example was read as 2026-03-04 and written back so.
+        for bad in [
+            "2026-02-31T23:59:60.5Z",
+            "2026-02-29T00:00:00Z",
+            "2026-04-31T00:00:00Z",
+            "1900-02-29T00:00:00Z",
+            "2026-12-31T23:59:60Z",
+            "2026-01-00T00:00:00Z",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+        for good in [
+            "2024-02-29T00:00:00Z",
+            "2000-02-29T00:00:00Z",
+            "2026-04-30T23:59:59.999999999Z",
+        ] {
+            let t = parse_rfc3339(good).unwrap();
+            assert_eq!(parse_rfc3339(&rfc3339_nanos(t)), Some(t), "{good}");
         }
     }
 }

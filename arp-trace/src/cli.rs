@@ -80,6 +80,11 @@ pub struct Args {
     #[arg(short = 'v', long)]
     pub verbose: bool,
 
+    /// When to colour foreign senders red: `auto` does on a terminal unless NO_COLOR is set
+    /// (and not empty); `always` and `never` win over both.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorWhen::Auto)]
+    pub color: ColorWhen,
+
     /// Also print the summary every N seconds, up to a year (it is always printed on exit).
     #[arg(long, value_name = "N", value_parser = parse_interval)]
     pub summary_interval: Option<u64>,
@@ -103,7 +108,7 @@ pub struct Args {
 
     /// Also save the trace to FILE (JSON Lines: header, the `--json` events, summary);
     /// FILE.gz and FILE.zst are compressed. `arp-trace -r FILE` replays it.
-    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    #[arg(short = 'w', long = "write", value_name = "FILE", value_parser = parse_write)]
     pub write: Option<PathBuf>,
 
     /// With -w: start a new file once the current one exceeds SIZE millions of bytes
@@ -157,6 +162,40 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorWhen {
+    /// Whether text output is coloured, given whether stdout is a terminal and NO_COLOR's
+    /// value (no-color.org: set and not empty disables colour by default).
+    pub fn enabled(self, terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+        match self {
+            ColorWhen::Always => true,
+            ColorWhen::Never => false,
+            ColorWhen::Auto => terminal && no_color.is_none_or(|v| v.is_empty()),
+        }
+    }
+}
+
+/// Compression suffixes arp-trace cannot write: with them `-w` would put plain JSON under a
+/// name every tool takes for compressed.
+const UNWRITTEN_SUFFIXES: &[&str] = &["bz2", "xz", "lz4", "lzma", "lz", "Z", "zip", "7z", "br"];
+
+fn parse_write(s: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(s);
+    match p.extension().and_then(|e| e.to_str()) {
+        Some(e) if UNWRITTEN_SUFFIXES.contains(&e) => Err(format!(
+            "arp-trace compresses only .gz and .zst and would write plain JSON under this .{e} \
+             name: end it in .gz, .zst or .jsonl"
+        )),
+        _ => Ok(p),
+    }
 }
 
 fn parse_buffer_kib(s: &str) -> Result<u32, String> {
@@ -235,6 +274,30 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Args::command().debug_assert();
+    }
+
+    #[test]
+    fn colour_follows_the_option_then_no_color_then_the_terminal() {
+        use std::ffi::OsStr;
+        let set = Some(OsStr::new("1"));
+        let empty = Some(OsStr::new(""));
+        assert!(ColorWhen::Auto.enabled(true, None));
+        assert!(ColorWhen::Auto.enabled(true, empty));
+        assert!(!ColorWhen::Auto.enabled(true, set));
+        assert!(!ColorWhen::Auto.enabled(false, None));
+        assert!(ColorWhen::Always.enabled(false, set));
+        assert!(!ColorWhen::Never.enabled(true, None));
+    }
+
+    #[test]
+    fn a_compression_arp_trace_does_not_write_is_refused() {
+        for ok in ["t.jsonl", "t.jsonl.gz", "t.jsonl.zst", "t.json", "t"] {
+            assert_eq!(parse_write(ok), Ok(PathBuf::from(ok)));
+        }
+        for bad in ["t.bz2", "t.jsonl.xz", "t.lz4"] {
+            let e = parse_write(bad).unwrap_err();
+            assert!(e.contains(".gz and .zst"), "{e}");
+        }
     }
 
     #[test]

@@ -210,6 +210,7 @@ fn replay_prints_what_the_live_run_printed() {
             "arp.src.proto_ipv4",
         ])
         .args(["-e", "arp.dst.proto_ipv4", "-e", "frame.comment"])
+        .args(["-e", "frame.packet_flags_direction"])
         .output()
         .unwrap();
     assert!(
@@ -225,6 +226,8 @@ fn replay_prints_what_the_live_run_printed() {
         assert_eq!(row[1], if is_request(ev) { "1" } else { "2" });
         assert_eq!(row[2], s(ev, "sender_ip"));
         assert_eq!(row[3], s(ev, "target_ip"));
+        // epb_flags direction 2: outbound (tshark prints the field as 32-bit hex).
+        assert_eq!(row.last(), Some(&"0x00000002"), "{row:?}");
         if is_request(ev) && ev["trigger"].is_object() {
             let t = &ev["trigger"];
             let want = format!("trigger: udp {}:", s(t, "src"));

@@ -89,7 +89,10 @@ pub fn pipeline(args: &Args, source: &Source) -> Result<Pipeline> {
         if args.json {
             p.sinks.push(Box::new(JsonSink::new(out)));
         } else {
-            let color = std::io::stdout().is_terminal();
+            let no_color = std::env::var_os("NO_COLOR");
+            let color = args
+                .color
+                .enabled(std::io::stdout().is_terminal(), no_color.as_deref());
             p.sinks
                 .push(Box::new(TerminalSink::new(out, args.verbose, color, own)));
         }

@@ -20,6 +20,10 @@ const EPB: u32 = 6;
 const LINKTYPE_ETHERNET: u16 = 1;
 const OPT_END: u16 = 0;
 const OPT_COMMENT: u16 = 1;
+/// epb_flags: bits 0-1 are the direction, 2 = outbound. Every frame arp-trace catches is one
+/// the kernel transmitted; received frames will carry 1 (inbound).
+const EPB_FLAGS: u16 = 2;
+const EPB_OUTBOUND: u32 = 0b10;
 const IF_NAME: u16 = 2;
 const IF_TSRESOL: u16 = 9;
 const SHB_USERAPPL: u16 = 4;
@@ -217,6 +221,7 @@ impl PcapngWriter {
         if ev.eth_dst.is_none() {
             c.push_str("; sent without a link-layer header (Ethernet header added)");
         }
+        option_bytes(b, EPB_FLAGS, &EPB_OUTBOUND.to_le_bytes());
         option(b, OPT_COMMENT, &c);
         option(b, OPT_END, "");
         let blk = block(EPB, b);
@@ -308,6 +313,9 @@ mod tests {
             if k == EPB {
                 assert_eq!(u32_at(&b, o + 20) as usize, f.len());
                 assert_eq!(&b[o + 28..o + 28 + f.len()], &f[..]);
+                // The first option: epb_flags, 4 bytes, outbound.
+                let opt = o + 28 + f.len() + pad4(f.len());
+                assert_eq!(&b[opt..opt + 8], &[2, 0, 4, 0, 2, 0, 0, 0]);
             }
             o += len;
         }
