@@ -213,19 +213,20 @@ impl<'a> RequestFacts<'a> {
         }
     }
 
-    /// Whether every name read from a file is within [`crate::limits`].
+    /// Whether every name read from a file is within [`crate::limits`]. The field's name is
+    /// only formatted on failure: this runs for every address of every event replayed.
     pub(crate) fn check(&self) -> Result<(), String> {
         for (i, a) in self.ns_addrs.iter().enumerate() {
-            limits::ifname(&format!("ns_addrs[{i}].ifname"), &a.ifname)?;
+            limits::ifname("", &a.ifname).map_err(|e| format!("ns_addrs[{i}].ifname{e}"))?;
         }
         for (i, l) in self.links.iter().flatten().enumerate() {
-            limits::ifname(&format!("links[{i}].ifname"), &l.ifname)?;
+            limits::ifname("", &l.ifname).map_err(|e| format!("links[{i}].ifname{e}"))?;
             if let Some(m) = &l.master {
-                limits::ifname(&format!("links[{i}].master"), m)?;
+                limits::ifname("", m).map_err(|e| format!("links[{i}].master{e}"))?;
             }
         }
         for (i, l) in self.lenders.iter().flatten().enumerate() {
-            limits::ifname(&format!("lenders[{i}].ifname"), &l.ifname)?;
+            limits::ifname("", &l.ifname).map_err(|e| format!("lenders[{i}].ifname{e}"))?;
         }
         Ok(())
     }
@@ -380,7 +381,7 @@ impl<'a> FactsChange<'a> {
             limits::ifname("arp_announce", k)?;
         }
         for (i, a) in self.addrs.iter().flatten().enumerate() {
-            limits::ifname(&format!("addrs[{i}].ifname"), &a.ifname)?;
+            limits::ifname("", &a.ifname).map_err(|e| format!("addrs[{i}].ifname{e}"))?;
         }
         Ok(())
     }

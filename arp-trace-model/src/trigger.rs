@@ -81,15 +81,15 @@ impl Trigger<'_> {
     /// Whether every field read from a file is within [`crate::limits`]; `at` names the
     /// trigger in the record.
     pub(crate) fn check(&self, at: &str) -> Result<(), String> {
-        limits::word(&format!("{at}.proto"), &self.proto)?;
+        limits::word("", &self.proto).map_err(|e| format!("{at}.proto{e}"))?;
         if let Some(c) = &self.comm {
-            limits::comm(&format!("{at}.comm"), c)?;
+            limits::comm("", c).map_err(|e| format!("{at}.comm{e}"))?;
         }
         if let Some(i) = &self.in_ifname {
-            limits::ifname(&format!("{at}.in_ifname"), i)?;
+            limits::ifname("", i).map_err(|e| format!("{at}.in_ifname{e}"))?;
         }
         if let Some(r) = &self.drop_reason {
-            limits::word(&format!("{at}.drop_reason"), r)?;
+            limits::word("", r).map_err(|e| format!("{at}.drop_reason{e}"))?;
         }
         Ok(())
     }

@@ -76,9 +76,9 @@ pub struct Remedy<'a> {
 impl Remedy<'_> {
     /// Whether every field read from a file is within [`crate::limits`].
     pub(crate) fn check(&self, at: &str) -> Result<(), String> {
-        limits::text(&format!("{at}.command"), &self.command)?;
-        limits::text(&format!("{at}.persistent"), &self.persistent)?;
-        limits::text(&format!("{at}.tradeoff"), &self.tradeoff)
+        limits::text("", &self.command).map_err(|e| format!("{at}.command{e}"))?;
+        limits::text("", &self.persistent).map_err(|e| format!("{at}.persistent{e}"))?;
+        limits::text("", &self.tradeoff).map_err(|e| format!("{at}.tradeoff{e}"))
     }
 
     pub fn into_owned(self) -> Remedy<'static> {
