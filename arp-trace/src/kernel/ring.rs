@@ -303,7 +303,7 @@ pub(crate) mod tests {
     const SMAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x10];
 
     /// The seed's request: who-has 198.51.100.20 tell 203.0.113.10, broadcast.
-    fn seed_frame() -> Vec<u8> {
+    pub fn seed_frame() -> Vec<u8> {
         frame(
             1,
             [0xff; 6],

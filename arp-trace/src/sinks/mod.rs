@@ -69,16 +69,9 @@ pub(crate) mod tests {
     /// name with BEL, a process renaming the terminal's window, and an explanation and remedy
     /// carrying the same.
     pub(crate) fn hostile_event() -> arp_trace_model::ArpEvent<'static> {
-        use crate::kernel::ring::tests::{frame, raw};
+        use crate::kernel::ring::tests::{raw, seed_frame};
         use arp_trace_model::{Origin, Reason, Remedy, Verdict};
-        let f = frame(
-            1,
-            [0xff; 6],
-            [2, 0, 0, 0, 0, 1],
-            [203, 0, 113, 10],
-            [0; 6],
-            [198, 51, 100, 20],
-        );
+        let f = seed_frame();
         let mut r = raw(&f, 14);
         r.ifname = *b"e\x1b[2J\xff\0\0\0\0\0\0\0\0\0\0";
         let mut ev = crate::kernel::ring::decode_arp(&r, 0).unwrap();

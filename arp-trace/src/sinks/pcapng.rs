@@ -252,7 +252,7 @@ impl Sink for PcapngWriter {
 mod tests {
     use super::*;
     use crate::kernel::ring::decode_arp;
-    use crate::kernel::ring::tests::{frame, raw};
+    use crate::kernel::ring::tests::{raw, seed_frame};
     use arp_trace_model::{Held, Origin};
 
     fn u32_at(b: &[u8], o: usize) -> u32 {
@@ -285,14 +285,7 @@ mod tests {
     fn blocks_are_well_formed_and_interfaces_shared() {
         let path = std::env::temp_dir().join(format!("arp-trace-pcap-{}", std::process::id()));
         let mut w = PcapngWriter::new(&path, File::create(&path).unwrap()).unwrap();
-        let f = frame(
-            1,
-            [0xff; 6],
-            [2, 0, 0, 0, 0, 1],
-            [203, 0, 113, 10],
-            [0; 6],
-            [198, 51, 100, 20],
-        );
+        let f = seed_frame();
         let mut ev = decode_arp(&raw(&f, 14), 1_000_000_123).unwrap();
         ev.netns_name = Some("srv".into());
         w.record(&Record::Arp(Held::Borrowed(&ev))).unwrap();
