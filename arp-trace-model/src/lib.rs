@@ -11,6 +11,7 @@
 
 mod addr;
 mod arp;
+pub mod errors;
 mod facts;
 pub mod file;
 mod header;

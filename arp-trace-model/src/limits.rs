@@ -364,7 +364,7 @@ mod tests {
             ),
             (
                 arp(&format!("{facts},\"ns_addrs\":{}", list(addr, ADDRS + 1))),
-                "t line 2: corrupt ARP record: ns_addrs: more than 4096 entries".into(),
+                "t line 2: arp record: ns_addrs: more than 4096 entries".into(),
             ),
             (
                 arp(&format!(
@@ -378,15 +378,14 @@ mod tests {
                     r#"{{"type":"neigh_failed","time":"2026-11-28T19:31:02Z","netns":1,"ifindex":2,"ifname":"eth3","target_ip":"1.2.3.4","attempts":3,"dropped_omitted":0,"dropped":{}}}"#,
                     list(&trigger("")[11..], DROPPED + 1)
                 ),
-                "t line 2: corrupt neigh_failed record: dropped: more than 256 entries".into(),
+                "t line 2: neigh_failed record: dropped: more than 256 entries".into(),
             ),
             (
                 format!(
                     r#"{{"type":"facts_change","time":"2026-11-28T19:31:02Z","netns":1,"netns_name":null,"change":"watched","arp_announce":{}}}"#,
                     object(INTERFACES + 1, "0")
                 ),
-                "t line 2: corrupt facts_change record: arp_announce: more than 65536 entries"
-                    .into(),
+                "t line 2: facts_change record: arp_announce: more than 65536 entries".into(),
             ),
         ];
         for (line, want) in cases {
@@ -409,18 +408,20 @@ mod tests {
         let many = object(64 + 1, &ns(&object(per_ns, "{}")));
         let e = error(&header(&many), &[]).unwrap_or_default();
         assert!(
-            e.starts_with("t line 1: bad header: more list and map entries than a record may have"),
+            e.starts_with("t line 1: header: snapshot.namespaces.i63.interfaces: more list and map entries than a record may have"),
             "{e}"
         );
         let e =
             error(&header(&object(1, &ns(&object(INTERFACES + 1, "{}")))), &[]).unwrap_or_default();
         assert!(
-            e.starts_with("t line 1: bad header: snapshot interfaces: more than 65536 entries"),
+            e.starts_with(
+                "t line 1: header: snapshot.namespaces.i0.interfaces: more than 65536 entries"
+            ),
             "{e}"
         );
         let e = error(&header(&object(1, &ns(r#"{"x:y":{"ipv4":[]}}"#))), &[]).unwrap_or_default();
         assert!(
-            e.starts_with("t line 1: bad header: snapshot interfaces \"x:y\""),
+            e.starts_with("t line 1: header: snapshot interfaces \"x:y\""),
             "{e}"
         );
         assert_eq!(error(&header(&object(3, &ns(&object(3, "{}")))), &[]), None);
@@ -434,7 +435,9 @@ mod tests {
         let summary = format!(r#"{{"type":"summary","rows":{}}}"#, list(&row, rows));
         let e = error(HEADER, &[summary]).unwrap_or_default();
         assert!(
-            e.starts_with("t line 2: corrupt summary record: more list and map entries"),
+            e.starts_with(
+                "t line 2: summary record: rows[1260].top_flows: more list and map entries"
+            ),
             "{e}"
         );
     }

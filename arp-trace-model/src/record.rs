@@ -139,11 +139,19 @@ impl<'a> Record<'a> {
 
     fn parse_unchecked(line: &'a str, format_version: u32) -> Result<Record<'a>, String> {
         if line.starts_with(ARP_PREFIX) {
-            return serde_json::from_str(line)
-                .map(|e| Record::Arp(Held::Owned(e)))
-                .map_err(|e| format!("corrupt ARP record: {e}"));
+            return crate::errors::parse_json(line, "arp record")
+                .map(|e| Record::Arp(Held::Owned(e)));
         }
-        let tag: Tag = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+        let tag: Tag = serde_json::from_str(line).map_err(|e| {
+            format!(
+                "not a JSON record: {} (column {})",
+                crate::errors::clip_quotes(
+                    &e.to_string()
+                        .replace(&format!(" at line {} column {}", e.line(), e.column()), "")
+                ),
+                e.column()
+            )
+        })?;
         let Some(kind) = tag.kind else {
             return Err("record without a \"type\" field".into());
         };
@@ -158,9 +166,7 @@ impl<'a> Record<'a> {
                 ))
             }
         }
-        fn parse<'a, T: Deserialize<'a>>(line: &'a str, what: &str) -> Result<T, String> {
-            serde_json::from_str(line).map_err(|e| format!("corrupt {what} record: {e}"))
-        }
+        use crate::errors::parse_json as parse;
         Ok(match &*kind {
             "header" => {
                 return Err(
@@ -168,10 +174,10 @@ impl<'a> Record<'a> {
                         .into(),
                 )
             }
-            "arp" => Record::Arp(Held::Owned(parse(line, "ARP")?)),
-            "neigh_failed" => Record::NeighFailed(Held::Owned(parse(line, "neigh_failed")?)),
-            "facts_change" => Record::FactsChange(Held::Owned(parse(line, "facts_change")?)),
-            "summary" => Record::Summary(Held::Owned(parse(line, "summary")?)),
+            "arp" => Record::Arp(Held::Owned(parse(line, "arp record")?)),
+            "neigh_failed" => Record::NeighFailed(Held::Owned(parse(line, "neigh_failed record")?)),
+            "facts_change" => Record::FactsChange(Held::Owned(parse(line, "facts_change record")?)),
+            "summary" => Record::Summary(Held::Owned(parse(line, "summary record")?)),
             _ => unreachable!("SINCE lists every type"),
         })
     }

@@ -32,106 +32,48 @@ impl Serialize for Time {
 impl<'de> Deserialize<'de> for Time {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = crate::borrowed_str(d)?;
-        parse_rfc3339(&s)
-            .map(Time)
-            .ok_or_else(|| serde::de::Error::custom(format!("bad RFC 3339 time {s:?}")))
+        parse_rfc3339(&s).map(Time).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{} is not an RFC 3339 time that exists (like 2026-11-28T19:31:02.123456789Z)",
+                crate::errors::quote(&s)
+            ))
+        })
     }
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+/// Whether `s` has RFC 3339's `YYYY-MM-DDTHH:MM:SS` shape with a seconds field that exists:
+/// jiff reads the wider Temporal grammar and takes a leap second `:60` as `:59`, and a time
+/// arp-trace never writes must not be read back as another one.
+fn rfc3339_shape(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && matches!(b[10], b'T' | b't' | b' ')
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[17] <= b'5'
 }
 
-/// Inverse of `civil_from_days`.
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = m as i64;
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// `2026-11-28T19:31:02.123456789Z`
+/// `2026-11-28T19:31:02.123456789Z`; times outside jiff's years -9999..=9999 (never a
+/// clock's) are written as its nearest bound rather than as a malformed string.
 pub fn rfc3339_nanos(unix_ns: i128) -> String {
-    let secs = unix_ns.div_euclid(1_000_000_000) as i64;
-    let nanos = unix_ns.rem_euclid(1_000_000_000) as u32;
-    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-    let sod = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
+    let ts = jiff::Timestamp::from_nanosecond(unix_ns).unwrap_or(if unix_ns < 0 {
+        jiff::Timestamp::MIN
+    } else {
+        jiff::Timestamp::MAX
+    });
+    format!("{ts:.9}")
 }
 
 /// Parses what `rfc3339_nanos` writes (and any RFC 3339 UTC or offset time with 0-9 fraction
-/// digits) back to nanoseconds since the epoch.
+/// digits) back to nanoseconds since the epoch; `None` for a date or time that does not exist
+/// (2026-02-31 is not March 3rd).
 pub fn parse_rfc3339(s: &str) -> Option<i128> {
-    let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b' ') {
+    if !rfc3339_shape(s) {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)? as u32, num(8..10)? as u32);
-    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    // Only times that exist: 2026-02-31 is not March 3rd, and a leap second (which
-    // arp-trace never writes) has no Unix time of its own to be read back faithfully.
-    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || se > 59
-    {
-        return None;
-    }
-    let mut i = 19;
-    let mut nanos: i128 = 0;
-    if b.get(i) == Some(&b'.') {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        let frac = &s[start..i];
-        if frac.is_empty() || frac.len() > 9 {
-            return None;
-        }
-        nanos = frac.parse::<i128>().ok()? * 10i128.pow(9 - frac.len() as u32);
-    }
-    let offset_s: i64 = match &s[i..] {
-        "Z" | "z" => 0,
-        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) => {
-            let oh: i64 = tz.get(1..3)?.parse().ok()?;
-            let om: i64 = tz.get(4..6)?.parse().ok()?;
-            let v = oh * 3600 + om * 60;
-            if tz.starts_with('-') {
-                -v
-            } else {
-                v
-            }
-        }
-        _ => return None,
-    };
-    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se - offset_s;
-    Some(secs as i128 * 1_000_000_000 + nanos)
+    s.parse::<jiff::Timestamp>().ok().map(|t| t.as_nanosecond())
 }
 
 #[cfg(test)]

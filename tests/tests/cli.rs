@@ -72,3 +72,95 @@ fn a_compression_arp_trace_cannot_write_is_a_usage_error() {
         assert!(!std::path::Path::new(&out).exists(), "{out} was written");
     }
 }
+
+/// A real trace from a live run, kept as the fuzzer's seed.
+const SEED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/seeds/six.jsonl");
+
+/// The seed with `pointer` of its line 3 (an ARP request) set to `value`.
+fn seed_with(d: &Scratch, name: &str, pointer: &str, value: serde_json::Value) -> String {
+    let seed = std::fs::read_to_string(SEED).unwrap();
+    let mut lines: Vec<String> = seed.lines().map(str::to_string).collect();
+    let mut rec: serde_json::Value = serde_json::from_str(&lines[2]).unwrap();
+    *rec.pointer_mut(pointer)
+        .unwrap_or_else(|| panic!("{pointer}")) = value;
+    lines[2] = rec.to_string();
+    let path = d.file(name);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+#[test]
+fn a_bad_record_names_its_line_and_field_and_quotes_little() {
+    use serde_json::json;
+    let d = Scratch::new("cli-errors");
+    let long = "7".repeat(300);
+    for (pointer, value, want) in [
+        (
+            "/time",
+            json!("2026-02-31T23:59:60.5Z"),
+            "line 3: arp record: time: \"2026-02-31T23:59:60.5Z\" is not an RFC 3339 time \
+             that exists",
+        ),
+        (
+            "/sender_ip",
+            json!("999.1.1.1"),
+            "line 3: arp record: sender_ip: invalid IPv4 address syntax (got \"999.1.1.1\")",
+        ),
+        (
+            "/trigger/sport",
+            json!(long),
+            "line 3: arp record: trigger.sport: invalid type: string \"777",
+        ),
+        (
+            "/trigger/comm",
+            json!(7),
+            "line 3: arp record: trigger.comm: invalid type: integer `7`, expected",
+        ),
+        (
+            "/op",
+            json!("who-has"),
+            "line 3: arp record: op: unknown variant `who-has`",
+        ),
+    ] {
+        let t = seed_with(&d, "bad.jsonl", pointer, value);
+        let f = arp_trace(&["-r", &t, "-q"]);
+        refused(&f, want);
+        let line = &f.stderr_lines()[0];
+        assert!(
+            !line.contains(&"7".repeat(81)),
+            "quoted more than 80: {line}"
+        );
+        assert!(
+            !line.contains("at line 1 column"),
+            "decoder's position: {line}"
+        );
+    }
+    // Compressed: a cut stream and a damaged one, each in words.
+    let zst = std::fs::read(format!("{SEED}.zst")).unwrap();
+    let cut = d.file("cut.jsonl.zst");
+    std::fs::write(&cut, &zst[..zst.len() - 300]).unwrap();
+    // The seed is one zstd block: cut, not even its header is left.
+    refused(
+        &arp_trace(&["-r", &cut, "-q"]),
+        "cannot read the header: the zstd stream ends early (file cut?)",
+    );
+    let mut bad = zst.clone();
+    bad[zst.len() / 3] ^= 0xff;
+    let damaged = d.file("damaged.jsonl.zst");
+    std::fs::write(&damaged, &bad).unwrap();
+    refused(
+        &arp_trace(&["-r", &damaged, "-q"]),
+        "the zstd stream is damaged",
+    );
+}
+
+#[test]
+fn clock_times_are_in_the_local_zone_of_tz() {
+    // The seed's first request left at 20:34:43.137941 UTC; five and a half hours east of
+    // UTC (POSIX TZ counts west) that is 02:04:43.137941 the next day.
+    let mut c = Command::new(bin());
+    c.args(["-r", SEED]).env("TZ", "UTC-05:30");
+    let f = run_to_completion(c, Duration::from_secs(60));
+    assert!(f.status.success(), "{f:?}");
+    assert!(f.stdout.starts_with("02:04:43.137941 "), "{f:?}");
+}

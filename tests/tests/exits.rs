@@ -251,7 +251,7 @@ fn a_cut_trace_exits_0_with_a_warning_corruption_before_the_end_1() {
     std::fs::write(&bad, lines.join("\n") + "\n").unwrap();
     refused(
         &arp_trace(&["-r", &bad, "-q"]),
-        &format!("{bad} line 11: corrupt"),
+        &format!("{bad} line 11: arp record"),
     );
     // And the help says so.
     let help = arp_trace(&["--help"]);

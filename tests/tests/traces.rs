@@ -404,7 +404,7 @@ fn bad_input_fails_with_file_line_and_cause() {
         (
             "corrupt",
             format!("{header}\n{ev}\n{{\"type\":\"arp\",\"op\":\n"),
-            "corrupt.jsonl line 3: corrupt ARP record",
+            "corrupt.jsonl line 3: arp record",
         ),
         (
             "unknown",

@@ -31,6 +31,7 @@ pub(crate) enum Line {
 pub struct TraceReader {
     pub file: String,
     src: Box<dyn BufRead + Send>,
+    codec: Codec,
     /// The current line is `buf[start..]`. With `append` set, lines accumulate in `buf` (the
     /// parallel reader hands a batch of them on as they are, copying nothing).
     pub(crate) buf: Vec<u8>,
@@ -99,6 +100,39 @@ fn open_fifo(path: &Path, name: &str) -> Result<File, TraceError> {
     Ok(f)
 }
 
+/// How the trace is stored, for saying what went wrong reading it in plain words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Codec {
+    Plain,
+    Gzip,
+    Zstd,
+}
+
+impl Codec {
+    fn name(self) -> &'static str {
+        match self {
+            Codec::Plain => "file",
+            Codec::Gzip => "gzip stream",
+            Codec::Zstd => "zstd stream",
+        }
+    }
+
+    /// flate2's `incomplete deflate stream`, zstd's `incomplete frame`, in words.
+    fn ended_early(self) -> String {
+        format!("the {} ends early (file cut?)", self.name())
+    }
+
+    /// A read or decompression error that is not a cut: damage, named by what was damaged;
+    /// the decoder's own words follow in parentheses for whoever knows them.
+    fn damaged(self, e: &io::Error) -> String {
+        let words = crate::errors::clip_quotes(&e.to_string());
+        match self {
+            Codec::Plain => format!("a read failed ({words})"),
+            c => format!("the {} is damaged ({words})", c.name()),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct HeaderTag<'a> {
     #[serde(rename = "type", borrow, default)]
@@ -162,15 +196,22 @@ impl TraceReader {
             ));
         }
         let head = io::Cursor::new(magic[..got].to_vec()).chain(raw);
-        let src: Box<dyn BufRead + Send> = if got >= 2 && magic[..2] == GZ_MAGIC {
+        let codec = if got >= 2 && magic[..2] == GZ_MAGIC {
+            Codec::Gzip
+        } else if got == 4 && magic == ZSTD_MAGIC {
+            Codec::Zstd
+        } else {
+            Codec::Plain
+        };
+        let src: Box<dyn BufRead + Send> = if codec == Codec::Gzip {
             Box::new(BufReader::with_capacity(
                 BUF_SIZE,
                 flate2::read::MultiGzDecoder::new(BufReader::with_capacity(BUF_SIZE, head)),
             ))
-        } else if got == 4 && magic == ZSTD_MAGIC {
+        } else if codec == Codec::Zstd {
             let dec =
                 zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(BUF_SIZE, head))
-                    .map_err(|e| err(None, format!("cannot start zstd: {e}")))?;
+                    .map_err(|e| err(None, Codec::Zstd.damaged(&e)))?;
             Box::new(BufReader::with_capacity(BUF_SIZE, dec))
         } else {
             Box::new(BufReader::with_capacity(BUF_SIZE, head))
@@ -178,6 +219,7 @@ impl TraceReader {
         let mut r = TraceReader {
             file: name.to_string(),
             src,
+            codec,
             buf: Vec::with_capacity(4096),
             start: 0,
             append: false,
@@ -216,9 +258,9 @@ impl TraceReader {
                 // flate2 and zstd report a stream that stops early as UnexpectedEof; a
                 // checksum mismatch or bad block is something else, and a cut file is not.
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Line::Broken(e.to_string())
+                    return Line::Broken(self.codec.ended_early())
                 }
-                Err(e) => return Line::Failed(e.to_string()),
+                Err(e) => return Line::Failed(self.codec.damaged(&e)),
             };
             if avail.is_empty() {
                 return if self.buf.len() == self.start {
@@ -305,13 +347,26 @@ impl TraceReader {
             Some(v) => return Err(self.error(format!("format version {v} does not exist"))),
             None => return Err(self.error("header without format_version")),
         }
-        let header: Header = limits::with_entries(limits::HEADER_ENTRIES, || {
-            serde_json::from_slice(self.last_line())
-        })
-        .map_err(|e| self.error(format!("bad header: {e}")))?;
+        let line = std::str::from_utf8(self.last_line()).map_err(|e| {
+            self.error(format!(
+                "header: not UTF-8 text (bad byte at column {})",
+                e.valid_up_to() + 1
+            ))
+        })?;
+        let header: Header =
+            limits::with_entries(limits::HEADER_ENTRIES, || serde_json::from_str(line)).map_err(
+                |e| {
+                    self.error(crate::errors::describe::<Header>(
+                        line,
+                        "header",
+                        &e,
+                        limits::HEADER_ENTRIES,
+                    ))
+                },
+            )?;
         header
             .check()
-            .map_err(|e| self.error(format!("bad header: {e}")))?;
+            .map_err(|e| self.error(format!("header: {e}")))?;
         self.header = header;
         Ok(())
     }
@@ -349,7 +404,7 @@ impl TraceReader {
                 Line::Broken(e) => {
                     self.done = true;
                     self.warnings.push(format!(
-                        "{} line {}: the trace was cut ({e}); read the {} whole lines before it",
+                        "{} line {}: the trace was cut: {e}; read the {} whole lines before it",
                         self.file,
                         self.line + 1,
                         self.line
@@ -360,7 +415,7 @@ impl TraceReader {
                     self.line += 1;
                     self.done = true;
                     return Err(self.error(format!(
-                        "cannot read past line {} ({e}): the file is damaged, not cut",
+                        "cannot read past line {}: {e}; it is damaged, not cut",
                         self.line - 1
                     )));
                 }

@@ -278,11 +278,11 @@ fn bad_input_is_one_line_with_file_line_and_cause() {
         ),
         (
             format!("{h}\n{ev}\n{{\"type\":\"arp\",\"op\n{ev}\n").into_bytes(),
-            "f line 3: corrupt ARP record",
+            "f line 3: arp record",
         ),
         (
             format!("{h}\nnot json\n").into_bytes(),
-            "f line 2: not JSON",
+            "f line 2: not a JSON record",
         ),
         (
             format!("{h}\n{h}\n").into_bytes(),
@@ -290,7 +290,7 @@ fn bad_input_is_one_line_with_file_line_and_cause() {
         ),
         (
             format!("{h}\n{}\n", ev.replace("\"op\":\"request\"", "\"op\":7")).into_bytes(),
-            "f line 2: corrupt ARP record",
+            "f line 2: arp record",
         ),
         (
             b"\x1f\x8b\x08\x00garbage".to_vec(),
@@ -475,7 +475,7 @@ fn parallel_reader_keeps_order_errors_and_warnings() {
     assert!(err
         .unwrap()
         .to_string()
-        .starts_with("p line 3001: not JSON"));
+        .starts_with("p line 3001: not a JSON record"));
 }
 
 fn change(kind: ChangeKind) -> FactsChange<'static> {

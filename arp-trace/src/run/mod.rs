@@ -123,6 +123,8 @@ pub fn add_files(
     if let Some(path) = &args.write {
         let rotation = rotation(args);
         if rotation.is_on() {
+            crate::sinks::rotate::check_name(path, &rotation)
+                .map_err(|e| anyhow::anyhow!("-w {}: {e}", path.display()))?;
             let sink = TraceSink::rotating(path, files.clone(), header, rotation)?;
             p.sinks.push(Box::new(sink));
         } else {

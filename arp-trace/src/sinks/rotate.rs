@@ -3,7 +3,7 @@
 //! themselves (each a whole trace) are the trace sink's.
 
 use std::collections::VecDeque;
-use std::ffi::{CString, OsString};
+use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -74,35 +74,68 @@ fn has_time_field(fmt: &[u8]) -> bool {
     false
 }
 
-/// `fmt` expanded by strftime(3) for `t` in local time, as tcpdump does; the format as it is
-/// when the C library cannot (a NUL byte, an unrepresentable time).
-fn strftime(fmt: &[u8], t: SystemTime) -> Vec<u8> {
-    let secs = match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as libc::time_t,
-        Err(_) => 0,
-    };
-    let Ok(cfmt) = CString::new(fmt) else {
-        return fmt.to_vec();
-    };
-    // SAFETY: tm is plain data, filled by localtime_r from a valid time_t.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are valid for the call.
-    if unsafe { libc::localtime_r(&secs, &mut tm) }.is_null() {
-        return fmt.to_vec();
-    }
-    // A result of 0 can also mean an empty expansion; grow until it fits or is clearly empty.
-    let mut cap = fmt.len() * 4 + 64;
-    while cap <= 64 * 1024 {
-        let mut buf = vec![0u8; cap];
-        // SAFETY: buf has `cap` writable bytes; format and tm are valid.
-        let n = unsafe { libc::strftime(buf.as_mut_ptr().cast(), cap, cfmt.as_ptr(), &tm) };
-        if n > 0 {
-            buf.truncate(n);
-            return buf;
+/// The conversions of a strftime format, in order: `(start, end)` byte ranges of each `%`
+/// with its flags, width, `:` and `E`/`O` modifiers and its letter.
+fn conversions(fmt: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < fmt.len() {
+        if fmt[i] != b'%' {
+            i += 1;
+            continue;
         }
-        cap *= 4;
+        let start = i;
+        i += 1;
+        while i < fmt.len() && matches!(fmt[i], b'-' | b'_' | b'0' | b'^' | b'#' | b':') {
+            i += 1;
+        }
+        while i < fmt.len() && fmt[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i < fmt.len() && matches!(fmt[i], b'E' | b'O') {
+            i += 1;
+        }
+        // A trailing lone `%` is taken as the conversion it starts, and refused below.
+        i = (i + 1).min(fmt.len());
+        out.push((start, i));
     }
-    Vec::new()
+    out
+}
+
+/// `fmt` expanded for `t` in the local time zone, as tcpdump runs it through strftime(3).
+/// Only the conversions go through jiff, so a file name's bytes that are not UTF-8 stay as
+/// they are; `Err` names the first conversion jiff cannot expand.
+fn strftime(fmt: &[u8], t: SystemTime) -> Result<Vec<u8>, String> {
+    let ts = jiff::Timestamp::try_from(t).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let zoned = ts.to_zoned_datetime(super::text::local_zone().clone());
+    let mut out = Vec::with_capacity(fmt.len() + 16);
+    let mut last = 0;
+    for (a, b) in conversions(fmt) {
+        out.extend_from_slice(&fmt[last..a]);
+        let conv = &fmt[a..b];
+        match jiff::fmt::strtime::format(conv, &zoned) {
+            Ok(v) => out.extend_from_slice(v.as_bytes()),
+            Err(_) => {
+                return Err(format!(
+                    "{} is not a strftime field arp-trace can expand in a -w name: use \
+                     fields such as %Y %m %d %H %M %S %s %j, or %% for a percent sign",
+                    String::from_utf8_lossy(conv)
+                ))
+            }
+        }
+        last = b;
+    }
+    out.extend_from_slice(&fmt[last..]);
+    Ok(out)
+}
+
+/// Whether `-w FILE`'s strftime fields can all be expanded: checked before tracing starts,
+/// so a bad field is one line at start, not a failed rotation an hour in.
+pub fn check_name(base: &Path, r: &Rotation) -> Result<(), String> {
+    if r.every.is_some() {
+        strftime(base.as_os_str().as_bytes(), SystemTime::now())?;
+    }
+    Ok(())
 }
 
 impl Names {
@@ -123,7 +156,8 @@ impl Names {
     /// The name of file `n` of the window that began at `start`.
     pub fn name(&self, start: SystemTime, n: u32) -> PathBuf {
         let mut name = if self.time_fields {
-            strftime(self.base.as_bytes(), start)
+            // check_name() refused the name if a field cannot be expanded.
+            strftime(self.base.as_bytes(), start).unwrap_or_else(|_| self.base.as_bytes().to_vec())
         } else {
             self.base.as_bytes().to_vec()
         };
@@ -265,11 +299,24 @@ mod tests {
     #[test]
     fn strftime_expands_local_time_fields() {
         let t = at(1_800_000_000);
-        let y = String::from_utf8(strftime(b"%Y", t)).unwrap();
+        let y = String::from_utf8(strftime(b"%Y", t).unwrap()).unwrap();
         assert!(y == "2027" || y == "2026", "{y}");
-        assert_eq!(strftime(b"%s", t), b"1800000000");
-        assert_eq!(strftime(b"a%%b", t), b"a%b");
-        assert_eq!(strftime(b"", t), b"");
+        assert_eq!(strftime(b"%s", t).unwrap(), b"1800000000");
+        assert_eq!(strftime(b"a%%b", t).unwrap(), b"a%b");
+        assert_eq!(strftime(b"", t).unwrap(), b"");
+        // Bytes that are not UTF-8 stay, the fields around them expand.
+        assert_eq!(
+            strftime(b"\xff-%s-\xfe", t).unwrap(),
+            b"\xff-1800000000-\xfe"
+        );
+        assert_eq!(strftime(b"%-m", at(0)).unwrap().len(), 1);
+        for bad in [&b"x%!"[..], b"x%"] {
+            let e = strftime(bad, t).unwrap_err();
+            assert!(
+                e.starts_with(&String::from_utf8_lossy(&bad[1..]).to_string()),
+                "{e}"
+            );
+        }
         assert!(has_time_field(b"x%H") && !has_time_field(b"x%%") && !has_time_field(b"x%"));
     }
 

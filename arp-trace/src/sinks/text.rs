@@ -187,26 +187,28 @@ pub fn describe_change(ch: &FactsChange<'_>, own: Option<u32>) -> String {
     format!("{place} {}", describe_change_only(ch))
 }
 
-/// `19:31:02.123456` in the local time zone, as tcpdump prints.
+/// `19:31:02.123456` in the local time zone (TZ, else /etc/localtime), as tcpdump prints.
 pub fn local_clock_micros(unix_ns: i128) -> String {
-    let secs = unix_ns.div_euclid(1_000_000_000) as libc::time_t;
     let micros = unix_ns.rem_euclid(1_000_000_000) / 1000;
-    // SAFETY: localtime_r only writes the tm we own.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
-    if !ok {
-        let sod = (secs as i64).rem_euclid(86_400);
-        return format!(
-            "{:02}:{:02}:{:02}.{micros:06}",
-            sod / 3600,
-            sod % 3600 / 60,
-            sod % 60
-        );
-    }
-    format!(
-        "{:02}:{:02}:{:02}.{micros:06}",
-        tm.tm_hour, tm.tm_min, tm.tm_sec
-    )
+    let (h, m, s) = match jiff::Timestamp::from_nanosecond(unix_ns) {
+        Ok(ts) => {
+            let t = local_zone().to_datetime(ts).time();
+            (t.hour() as i64, t.minute() as i64, t.second() as i64)
+        }
+        // Beyond jiff's years ±9999 (never a clock's): UTC's time of day still reads.
+        Err(_) => {
+            let sod = unix_ns.div_euclid(1_000_000_000).rem_euclid(86_400) as i64;
+            (sod / 3600, sod % 3600 / 60, sod % 60)
+        }
+    };
+    format!("{h:02}:{m:02}:{s:02}.{micros:06}")
+}
+
+/// The local time zone, looked up once: a run keeps the zone it started in, as
+/// localtime(3) did without tzset() calls in between.
+pub fn local_zone() -> &'static jiff::tz::TimeZone {
+    static ZONE: std::sync::OnceLock<jiff::tz::TimeZone> = std::sync::OnceLock::new();
+    ZONE.get_or_init(jiff::tz::TimeZone::system)
 }
 
 #[cfg(test)]
