@@ -59,6 +59,17 @@ pub struct Args {
     #[arg(short = 'c', long = "count", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
 
+    /// Only show ARP requests caused by a packet of this process ID (repeatable; with --comm,
+    /// either matches). Replies, and requests whose packet was forwarded or had no process,
+    /// are left out.
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<u32>,
+
+    /// Only show ARP requests caused by a packet of a process with this command name, as
+    /// `ps -o comm` shows it (repeatable; the kernel keeps its first 15 bytes).
+    #[arg(long = "comm", value_name = "NAME")]
+    pub comms: Vec<String>,
+
     /// Print one JSON object per line on stdout instead of text.
     #[arg(long)]
     pub json: bool,
@@ -93,21 +104,21 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
 
-    /// Kernel ring buffer size in KiB (a power of two, at least 4). Raise it if events are
-    /// reported lost.
-    #[arg(short = 'B', long = "buffer-size", value_name = "KiB", default_value_t = 4096,
-          value_parser = parse_buffer_kib)]
-    pub buffer_kib: u32,
+    /// Kernel ring buffer size in KiB (a power of two, at least 4; 4096 when not given).
+    /// Raise it if events are reported lost.
+    #[arg(short = 'B', long = "buffer-size", value_name = "KiB", value_parser = parse_buffer_kib)]
+    pub buffer_kib: Option<u32>,
 
     /// How to catch the packet behind each request: `auto` takes the best this kernel
     /// allows (fentry on arp_solicit, else a kprobe on it, else the neighbour tracepoints
     /// reading the entry's queue); the others force one. `arp-trace doctor` shows which ones
-    /// work here.
-    #[arg(long, value_enum, value_name = "PATH", default_value_t = HookChoice::Auto)]
-    pub hooks: HookChoice,
+    /// work here. [default: auto]
+    #[arg(long, value_enum, value_name = "PATH")]
+    pub hooks: Option<HookChoice>,
 
     /// Also save the trace to FILE (JSON Lines: header, the `--json` events, summary);
-    /// FILE.gz and FILE.zst are compressed. `arp-trace -r FILE` replays it.
+    /// FILE.gz and FILE.zst are compressed. `arp-trace -r FILE` replays it. `-w -` writes the
+    /// trace (uncompressed) to standard output for a pipe, and the summary to stderr.
     #[arg(short = 'w', long = "write", value_name = "FILE", value_parser = parse_write)]
     pub write: Option<PathBuf>,
 
@@ -145,6 +156,74 @@ pub struct Args {
 
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// `-B` when not given: 4 MiB holds a burst of some ten thousand requests.
+pub const DEFAULT_BUFFER_KIB: u32 = 4096;
+
+impl Args {
+    /// `-w -`: the trace goes to standard output, so nothing else may.
+    pub fn trace_to_stdout(&self) -> bool {
+        self.write.as_deref() == Some(std::path::Path::new("-"))
+    }
+
+    /// Combinations clap's declarations cannot express: a usage error (exit 2) when given.
+    pub fn conflicts(&self) -> Option<String> {
+        if !self.trace_to_stdout() {
+            return None;
+        }
+        if self.json {
+            return Some(
+                "-w - puts the trace on standard output, which --json would share: drop --json \
+                 (the trace is JSON Lines already)"
+                    .into(),
+            );
+        }
+        if self.file_size.is_some() || self.rotate_seconds.is_some() {
+            return Some(
+                "-w - cannot be rotated (-C, -G): give a file name to rotate, or rotate \
+                 downstream of the pipe"
+                    .into(),
+            );
+        }
+        if self.pcap.as_deref() == Some(std::path::Path::new("-")) {
+            return Some(
+                "-w - and --pcap - cannot share standard output: give --pcap a file".into(),
+            );
+        }
+        None
+    }
+
+    pub fn buffer_kib(&self) -> u32 {
+        self.buffer_kib.unwrap_or(DEFAULT_BUFFER_KIB)
+    }
+
+    pub fn hooks(&self) -> HookChoice {
+        self.hooks.unwrap_or(HookChoice::Auto)
+    }
+
+    /// One warning per option given that only a live run uses, when replaying with `-r`:
+    /// silently ignoring them would let a user think they changed the replay.
+    pub fn ignored_by_replay(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.read.is_none() {
+            return w;
+        }
+        if self.buffer_kib.is_some() {
+            w.push(
+                "-B does nothing with -r: it sizes the kernel's ring buffer for live tracing"
+                    .to_string(),
+            );
+        }
+        if self.hooks.is_some() {
+            w.push(
+                "--hooks does nothing with -r: the trace's header names the hooks its live run \
+                 used"
+                    .to_string(),
+            );
+        }
+        w
+    }
 }
 
 #[derive(clap::Subcommand, Debug, Clone)]
@@ -319,7 +398,8 @@ mod tests {
         assert_eq!(a.count, Some(3));
         assert!(a.quiet);
         assert_eq!(a.netns, ["srv"]);
-        assert_eq!(a.buffer_kib, 4096);
+        assert_eq!(a.buffer_kib(), 4096);
+        assert!(a.ignored_by_replay().is_empty());
         assert!(!a.foreign_only && !a.verbose && a.summary_interval.is_none());
         let a = Args::try_parse_from([
             "arp-trace",
@@ -332,6 +412,20 @@ mod tests {
         assert!(a.foreign_only && a.verbose);
         assert_eq!(a.summary_interval, Some(5));
         assert!(Args::try_parse_from(["arp-trace", "--summary-interval", "0"]).is_err());
+    }
+
+    #[test]
+    fn live_only_options_warn_on_replay() {
+        let a = Args::try_parse_from(["arp-trace", "-r", "t", "-B", "64", "--hooks", "kprobe"])
+            .unwrap();
+        let w = a.ignored_by_replay();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].starts_with("-B does nothing with -r") && w[1].starts_with("--hooks"));
+        let a = Args::try_parse_from(["arp-trace", "-B", "64", "--hooks", "kprobe"]).unwrap();
+        assert!(a.ignored_by_replay().is_empty());
+        assert_eq!((a.buffer_kib(), a.hooks()), (64, HookChoice::Kprobe));
+        let a = Args::try_parse_from(["arp-trace", "-r", "t"]).unwrap();
+        assert!(a.ignored_by_replay().is_empty());
     }
 
     #[test]

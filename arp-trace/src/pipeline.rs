@@ -5,7 +5,9 @@
 use std::collections::HashSet;
 use std::io;
 
-use arp_trace_model::{ArpEvent, FactsChange, Held, NeighFailed, Record, RequestFacts, Time};
+use arp_trace_model::{
+    ArpEvent, FactsChange, Held, NeighFailed, Record, RequestFacts, Time, Trigger,
+};
 
 use crate::explain::{self, egress, FactsSource};
 use crate::netns::NetnsNames;
@@ -19,6 +21,44 @@ pub struct Filter {
     /// Namespace names, matched against the name a record carries (replay: names as the
     /// trace knew them).
     pub netns_names: HashSet<String>,
+    /// `--pid` and `--comm`: the processes whose packets a request must have been caused by.
+    pub processes: Processes,
+}
+
+/// `--pid PID` and `--comm NAME`: a request passes when its trigger's process is any of them.
+#[derive(Debug, Default, Clone)]
+pub struct Processes {
+    pub pids: HashSet<u32>,
+    /// As the kernel keeps them: at most [`COMM_LEN`] bytes.
+    pub comms: HashSet<String>,
+}
+
+/// The kernel's `TASK_COMM_LEN` less its NUL: a longer name given to `--comm` matches the
+/// 15 bytes the kernel kept of it.
+pub const COMM_LEN: usize = 15;
+
+impl Processes {
+    pub fn new(pids: &[u32], comms: &[String]) -> Processes {
+        Processes {
+            pids: pids.iter().copied().collect(),
+            comms: comms
+                .iter()
+                .map(|c| arp_trace_model::text::clip(c, COMM_LEN).to_string())
+                .collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pids.is_empty() && self.comms.is_empty()
+    }
+
+    /// Whether the packet behind a request (or one a failed entry dropped) came from one of
+    /// the processes; a packet with no process (forwarded, softirq) never does.
+    pub fn caused(&self, t: Option<&Trigger<'_>>) -> bool {
+        let Some(t) = t else { return false };
+        t.pid.is_some_and(|p| self.pids.contains(&p))
+            || t.comm.as_deref().is_some_and(|c| self.comms.contains(c))
+    }
 }
 
 impl Filter {
@@ -246,9 +286,11 @@ impl Pipeline {
         if self.at_limit() {
             return;
         }
+        let processes = &self.filter.processes;
         if !self
             .filter
             .matches(Some(&ev.ifname), ev.netns, ev.netns_name.as_deref())
+            || !(processes.is_empty() || processes.caused(ev.trigger.as_ref()))
         {
             self.counters.filtered += 1;
             return;
@@ -393,9 +435,11 @@ impl Pipeline {
     }
 
     fn push_failed(&mut self, mut f: Held<'_, NeighFailed<'_>>) {
+        let processes = &self.filter.processes;
         if !self
             .filter
             .matches(Some(&f.ifname), f.netns, f.netns_name.as_deref())
+            || !(processes.is_empty() || f.dropped.iter().any(|t| processes.caused(Some(t))))
         {
             self.counters.filtered += 1;
             return;

@@ -164,3 +164,145 @@ fn clock_times_are_in_the_local_zone_of_tz() {
     assert!(f.status.success(), "{f:?}");
     assert!(f.stdout.starts_with("02:04:43.137941 "), "{f:?}");
 }
+
+/// `-w FILE` replayed as `--json`: the events a consumer would get.
+fn replayed_json(trace: &str) -> Vec<serde_json::Value> {
+    let f = arp_trace(&["-r", trace, "--json"]);
+    assert!(f.status.success(), "{f:?}");
+    parse_json_lines(&f.stdout)
+        .into_iter()
+        .filter(|v| v["type"] == "arp")
+        .collect()
+}
+
+#[test]
+fn w_dash_writes_the_trace_to_stdout_for_a_pipe() {
+    let d = Scratch::new("cli-wdash");
+    // The trace on stdout, nothing else there; the summary goes to stderr.
+    let f = arp_trace(&["-r", SEED, "-w", "-"]);
+    assert!(f.status.success(), "{f:?}");
+    let lines = parse_json_lines(&f.stdout);
+    assert_eq!(lines[0]["type"], "header", "{f:?}");
+    assert_eq!(lines.last().unwrap()["type"], "summary", "{f:?}");
+    assert!(f.stderr.contains("Summary: 5 ARP requests"), "{f:?}");
+    // It reads back as the trace it came from.
+    let piped = d.file("piped.jsonl");
+    std::fs::write(&piped, &f.stdout).unwrap();
+    assert_eq!(replayed_json(&piped), replayed_json(SEED));
+    // Standard output cannot also carry --json, and a pipe cannot be rotated.
+    for argv in [&["-w", "-", "--json"][..], &["-w", "-", "-C", "1"]] {
+        let f = arp_trace(&[&["-r", SEED][..], argv].concat());
+        assert_eq!(f.status.code(), Some(2), "{argv:?}: {f:?}");
+        assert!(f.stderr.contains("-w -"), "{f:?}");
+    }
+}
+
+#[test]
+fn a_trace_written_to_a_device_or_fifo_is_not_a_failure() {
+    // fdatasync() on /dev/null or a FIFO says EINVAL: nothing to sync, not a failed output.
+    let f = arp_trace(&["-r", SEED, "-q", "-w", "/dev/null"]);
+    assert_eq!(f.status.code(), Some(0), "{f:?}");
+    assert!(!f.stderr.contains("Invalid argument"), "{f:?}");
+}
+
+#[test]
+fn live_only_options_warn_when_replaying() {
+    let f = arp_trace(&["-r", SEED, "-q", "-B", "64", "--hooks", "kprobe"]);
+    assert!(f.status.success(), "{f:?}");
+    assert!(
+        f.stderr
+            .contains("warning: -B does nothing with -r: it sizes the kernel's ring buffer"),
+        "{f:?}"
+    );
+    assert!(
+        f.stderr.contains("warning: --hooks does nothing with -r"),
+        "{f:?}"
+    );
+    let plain = arp_trace(&["-r", SEED, "-q"]);
+    assert!(!plain.stderr.contains("warning"), "{plain:?}");
+}
+
+/// Sends one UDP datagram to `dst` from a process of its own in `ns`: `python3` or `bash`.
+fn send_from(ns: &Netns, program: &str, dst: &str) -> u32 {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns.name()]);
+    match program {
+        "python3" => c.args([
+            "python3",
+            "-c",
+            &format!(
+                "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\
+                 .sendto(b'x', ('{dst}', 9))"
+            ),
+        ]),
+        _ => c.args(["bash", "-c", &format!("echo x > /dev/udp/{dst}/9")]),
+    };
+    let mut child = c.spawn().unwrap();
+    // `ip netns exec` execs the program: the child's PID is the sender's.
+    let pid = child.id();
+    assert!(child.wait().unwrap().success(), "{program}");
+    pid
+}
+
+#[test]
+fn pid_and_comm_keep_only_that_process_s_requests_live_and_replayed() {
+    let d = Scratch::new("cli-pid");
+    let seed = Seed::new();
+    let trace = d.file("all.jsonl");
+    // Absent neighbours on net-3, so each datagram makes the kernel ask.
+    let (py_dst, sh_dst) = ("198.51.100.77", "198.51.100.78");
+    let all = Tracer::start(&["--json", "--netns", seed.srv.name(), "-w", &trace]);
+    let by_comm = Tracer::start(&["--json", "--netns", seed.srv.name(), "--comm", "python3"]);
+    let py = send_from(&seed.srv, "python3", py_dst);
+    let sh = send_from(&seed.srv, "bash", sh_dst);
+    let asked = |v: &serde_json::Value, dst: &str| is_request(v) && v["target_ip"] == dst;
+    all.wait_for(|v| asked(v, py_dst), EVENT_TIMEOUT);
+    all.wait_for(|v| asked(v, sh_dst), EVENT_TIMEOUT);
+    // By the time `all` saw both, so did the other tracer (same ring, same order).
+    by_comm.wait_for(|v| asked(v, py_dst), EVENT_TIMEOUT);
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, out, err) = by_comm.stop();
+    assert!(status.success(), "{err}");
+    let kept: Vec<_> = parse_json_lines(&out)
+        .into_iter()
+        .filter(|v| is_request(v))
+        .collect();
+    assert!(!kept.is_empty());
+    for v in &kept {
+        assert_eq!(v["trigger"]["comm"], "python3", "{v}");
+        assert_eq!(v["trigger"]["pid"], py, "{v}");
+    }
+    let (status, _, err) = all.stop();
+    assert!(status.success(), "{err}");
+    // Replayed: --pid of the bash sender keeps its requests and none of python3's.
+    let f = arp_trace(&["-r", &trace, "--json", "--pid", &sh.to_string()]);
+    assert!(f.status.success(), "{f:?}");
+    let kept: Vec<_> = parse_json_lines(&f.stdout)
+        .into_iter()
+        .filter(|v| is_request(v))
+        .collect();
+    assert!(kept.iter().any(|v| v["target_ip"] == sh_dst), "{f:?}");
+    for v in &kept {
+        assert_eq!(v["trigger"]["pid"], sh, "{v}");
+        assert_eq!(v["trigger"]["comm"], "bash", "{v}");
+    }
+    // Both given: either matches.
+    let f = arp_trace(&[
+        "-r",
+        &trace,
+        "--json",
+        "--pid",
+        &sh.to_string(),
+        "--comm",
+        "python3",
+    ]);
+    let targets: std::collections::BTreeSet<String> = parse_json_lines(&f.stdout)
+        .into_iter()
+        .filter(|v| is_request(v))
+        .map(|v| v["target_ip"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        targets.contains(py_dst) && targets.contains(sh_dst),
+        "{f:?}"
+    );
+}

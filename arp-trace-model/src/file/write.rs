@@ -147,6 +147,11 @@ impl TraceWriter {
             Some(Encoder::Zstd(z)) => z.finish(),
             None => unreachable!("checked above"),
         };
-        file.and_then(|f| f.sync_data()).map_err(|e| self.err(e))
+        file.and_then(|f| match f.sync_data() {
+            // A pipe, a FIFO or /dev/null has nothing to sync (fdatasync says EINVAL).
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+            r => r,
+        })
+        .map_err(|e| self.err(e))
     }
 }

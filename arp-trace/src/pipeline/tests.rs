@@ -351,3 +351,33 @@ fn remedies_read_back_are_vetted() {
         )
     );
 }
+
+#[test]
+fn pid_and_comm_keep_requests_their_process_caused() {
+    use crate::explain::tests::trigger;
+    let with = |pid: Option<u32>, comm: Option<&str>| {
+        let mut e = ev(1, "eth3", 1);
+        let mut t = trigger("198.51.100.10", Origin::Local);
+        (t.pid, t.comm) = (pid, comm.map(|c| c.to_string().into()));
+        e.trigger = Some(t);
+        e
+    };
+    let filter = Filter {
+        processes: Processes::new(&[4242], &["a-very-long-daemon-name".to_string()]),
+        ..Default::default()
+    };
+    let (mut p, seen) = pipeline(filter, None);
+    push(&mut p, with(Some(4242), Some("python3"))); // by pid
+    push(&mut p, with(Some(7), Some("a-very-long-dae"))); // by the kernel's 15 bytes
+    push(&mut p, with(Some(7), Some("python3")));
+    push(&mut p, with(None, None));
+    push(&mut p, ev(1, "eth3", 1)); // no trigger at all
+    push(&mut p, ev(2, "eth3", 1)); // a reply
+    assert_eq!(seen.borrow().len(), 2);
+    assert_eq!((p.counters.requests, p.counters.filtered), (2, 4));
+    // Without --pid/--comm nothing is left out for its process.
+    let (mut p, seen) = pipeline(Filter::default(), None);
+    push(&mut p, with(Some(7), Some("python3")));
+    push(&mut p, ev(1, "eth3", 1));
+    assert_eq!(seen.borrow().len(), 2);
+}

@@ -101,8 +101,8 @@ pub fn run(args: &Args) -> Result<Counters> {
         btf,
         &syms,
         &LoadOptions {
-            buffer_bytes: args.buffer_kib * 1024,
-            hooks: args.hooks,
+            buffer_bytes: args.buffer_kib() * 1024,
+            hooks: args.hooks(),
         },
     )?;
 

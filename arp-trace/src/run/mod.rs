@@ -38,6 +38,7 @@ pub enum Source<'a> {
 pub fn filter(args: &Args, source: &Source) -> Result<Filter> {
     let mut f = Filter {
         interfaces: args.interfaces.iter().cloned().collect(),
+        processes: crate::pipeline::Processes::new(&args.pids, &args.comms),
         ..Default::default()
     };
     for spec in &args.netns {
@@ -84,7 +85,7 @@ pub fn pipeline(args: &Args, source: &Source) -> Result<Pipeline> {
     let own = names.own();
     let mut p = Pipeline::new(filter(args, source)?, args.count, names);
     p.foreign_only = args.foreign_only;
-    if !args.quiet {
+    if !args.quiet && !args.trace_to_stdout() {
         let out = Output::stdout();
         if args.json {
             p.sinks.push(Box::new(JsonSink::new(out)));
@@ -97,8 +98,14 @@ pub fn pipeline(args: &Args, source: &Source) -> Result<Pipeline> {
                 .push(Box::new(TerminalSink::new(out, args.verbose, color, own)));
         }
     }
+    // With `-w -` the trace has standard output; the summary is for the person watching.
+    let summary_out = if args.trace_to_stdout() {
+        Output::new(Box::new(std::io::stderr()))
+    } else {
+        Output::stdout()
+    };
     p.sinks
-        .push(Box::new(SummarySink::new(Output::stdout(), args.json, own)));
+        .push(Box::new(SummarySink::new(summary_out, args.json, own)));
     Ok(p)
 }
 
@@ -127,6 +134,11 @@ pub fn add_files(
                 .map_err(|e| anyhow::anyhow!("-w {}: {e}", path.display()))?;
             let sink = TraceSink::rotating(path, files.clone(), header, rotation)?;
             p.sinks.push(Box::new(sink));
+        } else if args.trace_to_stdout() {
+            use std::os::fd::AsFd;
+            let f = std::io::stdout().as_fd().try_clone_to_owned()?;
+            p.sinks
+                .push(Box::new(TraceSink::new(path, f.into(), &header())?));
         } else {
             let f = files.create("-w", path)?;
             p.sinks.push(Box::new(TraceSink::new(path, f, &header())?));

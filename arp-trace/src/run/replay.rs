@@ -17,6 +17,9 @@ use crate::sinks::outfile::Files;
 /// Replays `args.read`; prints the counts line like a live run. Returns the counts.
 pub fn run(args: &Args) -> Result<Counters> {
     let path = args.read.as_deref().unwrap_or(Path::new("-"));
+    for w in args.ignored_by_replay() {
+        eprintln!("arp-trace: warning: {w}");
+    }
     let reader = TraceReader::open(path)?;
     let h = reader.header.clone();
     let file = reader.file.clone();
