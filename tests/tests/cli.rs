@@ -265,7 +265,7 @@ fn pid_and_comm_keep_only_that_process_s_requests_live_and_replayed() {
     assert!(status.success(), "{err}");
     let kept: Vec<_> = parse_json_lines(&out)
         .into_iter()
-        .filter(|v| is_request(v))
+        .filter(is_request)
         .collect();
     assert!(!kept.is_empty());
     for v in &kept {
@@ -279,7 +279,7 @@ fn pid_and_comm_keep_only_that_process_s_requests_live_and_replayed() {
     assert!(f.status.success(), "{f:?}");
     let kept: Vec<_> = parse_json_lines(&f.stdout)
         .into_iter()
-        .filter(|v| is_request(v))
+        .filter(is_request)
         .collect();
     assert!(kept.iter().any(|v| v["target_ip"] == sh_dst), "{f:?}");
     for v in &kept {
@@ -298,7 +298,7 @@ fn pid_and_comm_keep_only_that_process_s_requests_live_and_replayed() {
     ]);
     let targets: std::collections::BTreeSet<String> = parse_json_lines(&f.stdout)
         .into_iter()
-        .filter(|v| is_request(v))
+        .filter(is_request)
         .map(|v| v["target_ip"].as_str().unwrap_or_default().to_string())
         .collect();
     assert!(
