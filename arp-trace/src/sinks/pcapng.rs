@@ -260,6 +260,18 @@ mod tests {
     }
 
     #[test]
+    fn a_long_comment_is_cut_between_characters() {
+        // 0xfff0 is not a multiple of 3: a cut by bytes alone would split the last "€".
+        let long = "€".repeat(30_000);
+        let mut out = Vec::new();
+        option(&mut out, 1, &long);
+        let len = u16::from_le_bytes([out[2], out[3]]) as usize;
+        assert!(len <= 0xfff0 && len % 3 == 0, "{len}");
+        assert!(std::str::from_utf8(&out[4..4 + len]).is_ok());
+        assert_eq!(out.len() % 4, 0, "options are padded to 32 bits");
+    }
+
+    #[test]
     fn comment_carries_trigger_and_explanation() {
         use crate::explain::tests::trigger;
         let mut ev =
