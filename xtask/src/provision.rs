@@ -168,7 +168,10 @@ pub fn ensure_toolchain() -> Result<String> {
         bail!(manual_steps());
     }
     if which("rustup").is_none() {
-        bail!("rustup is not installed; install Rust with rustup first, then run this again");
+        bail!(
+            "rustup is not installed: install Rust with rustup as README's Quick start shows \
+             (curl ... https://sh.rustup.rs | sh), then run this again"
+        );
     }
     eprintln!("xtask: provisioning the eBPF toolchain (once; a few minutes)");
     apt_install(DEBIAN_PACKAGES)?;
@@ -313,5 +316,26 @@ mod tests {
         std::fs::create_dir_all(d.join("lib/rustlib/src/rust/library/core")).unwrap();
         assert!(has_core_src(&d));
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// The README's first-cargo recipe installs the Rust the workspace declares, and the
+    /// "rustup is not installed" message points at it.
+    #[test]
+    fn quick_start_installs_the_workspace_s_rust() {
+        let root = crate::workspace_root();
+        let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        let version = manifest
+            .lines()
+            .find_map(|l| l.strip_prefix("rust-version = "))
+            .expect("rust-version in Cargo.toml")
+            .trim_matches('"');
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let quick = &readme[readme.find("## Quick start").unwrap()..];
+        let quick = &quick[..quick.find("\n## ").unwrap()];
+        assert!(
+            quick.contains(&format!("--default-toolchain {version}.0")),
+            "README's Quick start should install Rust {version}"
+        );
+        assert!(quick.contains("https://sh.rustup.rs") && quick.contains(". \"$HOME/.cargo/env\""));
     }
 }
