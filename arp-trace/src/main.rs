@@ -13,8 +13,17 @@ fn main() -> ExitCode {
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = Args::parse();
+    if let Some(what) = args.generate {
+        return match arp_trace::doc::generate(what, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("arp-trace: --generate: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let result = match &args.command {
-        Some(Command::Doctor) => arp_trace::run::doctor::main(),
+        Some(Command::Doctor { json }) => arp_trace::run::doctor::main(*json || args.json),
         Some(Command::Diff {
             before,
             after,
