@@ -92,7 +92,7 @@ pub fn layout(prefix: &Path, destdir: Option<&Path>) -> Result<Vec<(Part, PathBu
 pub fn generated(bin: &Path, what: &str) -> Result<String> {
     output(Command::new(bin).args(["--generate", what])).with_context(|| {
         format!(
-            "{} cannot generate its {what}: is it an arp-trace with --generate?",
+            "{} cannot print `--generate {what}`: is it an arp-trace from this tree?",
             bin.display()
         )
     })
