@@ -15,7 +15,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(what) = args.generate {
         return match arp_trace::doc::generate(what, &mut std::io::stdout().lock()) {
+            // A reader that stopped early (`| head`) got what it wanted, as with tracing.
             Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("arp-trace: --generate: {e}");
                 ExitCode::from(1)
