@@ -34,7 +34,69 @@ fn toolchain_has_src(name: &str) -> bool {
     }
 }
 
+fn git(args: &[&str]) -> Option<String> {
+    let o = Command::new("git")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// `ARP_TRACE_COMMIT` for `--version`, the metrics' build info and the trace header: the
+/// commit checked out (`-dirty` when tracked files differ from it), or what the environment
+/// says for builds outside a checkout (a source tarball), or nothing. The script reruns when
+/// HEAD moves, the branch's ref or the index changes, or a source of the binary is edited,
+/// so the name never lags behind what was compiled.
+fn commit() {
+    println!("cargo:rerun-if-env-changed=ARP_TRACE_COMMIT");
+    if let Ok(c) = std::env::var("ARP_TRACE_COMMIT") {
+        println!("cargo:rustc-env=ARP_TRACE_COMMIT={c}");
+        return;
+    }
+    let Some(head) = git(&["rev-parse", "--short=12", "HEAD"]) else {
+        return;
+    };
+    // A worktree's .git is a file: ask git where HEAD, the refs and the index really are.
+    let git_dir = git(&["rev-parse", "--absolute-git-dir"]).map(PathBuf::from);
+    let common =
+        git(&["rev-parse", "--path-format=absolute", "--git-common-dir"]).map(PathBuf::from);
+    let branch = git(&["symbolic-ref", "-q", "HEAD"]);
+    let mut watch: Vec<PathBuf> = Vec::new();
+    if let Some(d) = &git_dir {
+        watch.extend([d.join("HEAD"), d.join("index")]);
+    }
+    if let Some(c) = &common {
+        watch.push(c.join("packed-refs"));
+        if let Some(b) = &branch {
+            watch.push(c.join(b));
+        }
+    }
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    watch.extend([
+        crate_dir.join("src"),
+        crate_dir.join("../arp-trace-model/src"),
+    ]);
+    // A path that does not exist would make cargo rerun the script on every build.
+    for p in watch.iter().filter(|p| p.exists()) {
+        println!("cargo:rerun-if-changed={}", p.display());
+    }
+    // --no-optional-locks: reading the status must not rewrite the index it watches.
+    let dirty = git(&[
+        "--no-optional-locks",
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+    ])
+    .is_some_and(|s| !s.is_empty());
+    let suffix = if dirty { "-dirty" } else { "" };
+    println!("cargo:rustc-env=ARP_TRACE_COMMIT={head}{suffix}");
+}
+
 fn main() -> anyhow::Result<()> {
+    commit();
     println!("cargo:rerun-if-env-changed=ARP_TRACE_EBPF_TOOLCHAIN");
     println!("cargo:rerun-if-changed=../arp-trace-common/src");
     println!("cargo:rerun-if-changed=../Cargo.lock");

@@ -7,7 +7,7 @@ use clap::{ArgGroup, Parser};
 
 pub use crate::kernel::hooks::HookChoice;
 
-const AFTER_HELP: &str = "\
+pub(crate) const AFTER_HELP: &str = "\
 Examples:
   sudo arp-trace                        every ARP request and reply, all namespaces
   sudo arp-trace -i eth3                only what leaves interfaces named eth3
@@ -42,6 +42,7 @@ pub const MAX_INTERVAL: u64 = 365 * 24 * 3600;
 #[command(
     name = "arp-trace",
     version,
+    long_version = crate::version::long(),
     about = "Catch every ARP request the kernel sends, in every network namespace",
     long_about = "Catch every ARP request (and reply) the Linux kernel transmits, on every \
                   interface of every network namespace, including namespaces created while \
@@ -154,6 +155,11 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
 
+    /// Print the man page (roff) or a shell's completion script on stdout and exit, for
+    /// packagers: `arp-trace --generate man > arp-trace.1`.
+    #[arg(long, value_enum, value_name = "WHAT", exclusive = true)]
+    pub generate: Option<Generate>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -226,11 +232,28 @@ impl Args {
     }
 }
 
+/// What `--generate` prints.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Generate {
+    /// The man page, arp-trace.1.
+    Man,
+    /// The bash completion script.
+    CompleteBash,
+    /// The zsh completion script (`_arp-trace`).
+    CompleteZsh,
+    /// The fish completion script.
+    CompleteFish,
+}
+
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum Command {
     /// Check, without tracing, which hooks this kernel allows and why not; exit 0 when
     /// arp-trace can run here.
-    Doctor,
+    Doctor {
+        /// Print the report as one JSON object (the checks, each hook tried, the verdict).
+        #[arg(long)]
+        json: bool,
+    },
     /// Compare two traces: ARP requests per (namespace, interface, sender IP, reason) and
     /// the sysctl/address changes between them. Exit 0 when the groups are the same, 1 when
     /// they differ, 2 on trouble (like diff(1)).
@@ -513,6 +536,7 @@ mod tests {
         let readme = &readme[readme
             .find("### Exit status")
             .expect("an Exit status table")..];
+        let man = words(&man_section(&crate::doc::man_page(), "EXIT STATUS"));
         for want in [
             "Ctrl-C, SIGTERM",
             "-c",
@@ -526,6 +550,34 @@ mod tests {
         ] {
             assert!(help.contains(want), "--help lacks {want:?}: {help}");
             assert!(readme.contains(want), "README lacks {want:?}: {readme}");
+            assert!(man.contains(want), "the man page lacks {want:?}: {man}");
         }
+        // The man page states --help's rule whole: every line of it, codes as tags.
+        for line in crate::doc::help_section("Exit status:").unwrap().lines() {
+            let text = line.trim();
+            let text = text.split_once("  ").map_or(text, |(_, t)| t.trim());
+            assert!(
+                man.contains(&words(text)),
+                "the man page lacks {text:?}: {man}"
+            );
+        }
+    }
+
+    /// The text of a man page section as `man` shows it, roughly: requests dropped, fonts
+    /// and escaped hyphens undone.
+    fn man_section(page: &str, name: &str) -> String {
+        let start = page
+            .find(&format!(".SH \"{name}\""))
+            .or_else(|| page.find(&format!(".SH {name}\n")))
+            .unwrap_or_else(|| panic!("no {name} section"));
+        let rest = &page[start..];
+        let rest = &rest[..rest[1..].find("\n.SH ").map_or(rest.len(), |i| i + 1)];
+        rest.lines()
+            .filter(|l| !l.starts_with('.'))
+            .collect::<Vec<_>>()
+            .join(" ")
+            .replace("\\-", "-")
+            .replace("\\fB", "")
+            .replace("\\fR", "")
     }
 }

@@ -8,16 +8,19 @@
 //! - [`attribution`]: joining the kernel's records into requests with their trigger;
 //! - [`pipeline`]: filter, enrich, explain, count, fan out to sinks;
 //! - [`sinks`]: terminal, JSON, summary, pcapng, trace file;
-//! - [`run`]: live, replay, diff and doctor, each building the pipeline in one place.
+//! - [`run`]: live, replay, diff and doctor, each building the pipeline in one place;
+//! - [`version`] and [`doc`]: what `--version` says, and the man page and completions.
 
 pub mod attribution;
 pub mod cli;
+pub mod doc;
 pub mod explain;
 pub mod kernel;
 pub mod netns;
 pub mod pipeline;
 pub mod run;
 pub mod sinks;
+pub mod version;
 
 #[cfg(test)]
 mod architecture;

@@ -19,8 +19,19 @@ fn main() -> ExitCode {
             .error(clap::error::ErrorKind::ArgumentConflict, e)
             .exit();
     }
+    if let Some(what) = args.generate {
+        return match arp_trace::doc::generate(what, &mut std::io::stdout().lock()) {
+            // A reader that stopped early (`| head`) got what it wanted, as with tracing.
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("arp-trace: --generate: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let result = match &args.command {
-        Some(Command::Doctor) => arp_trace::run::doctor::main(),
+        Some(Command::Doctor { json }) => arp_trace::run::doctor::main(*json || args.json),
         Some(Command::Diff {
             before,
             after,

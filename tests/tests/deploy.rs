@@ -92,9 +92,9 @@ fn the_deb_installs_into_a_throwaway_root_and_its_unit_verifies() {
 
     let installed = root.join("usr/bin/arp-trace");
     let mut c = Command::new(&installed);
-    c.arg("--version");
+    c.arg("-V");
     let f = run(c, 30);
-    ok(&f, "the installed arp-trace --version");
+    ok(&f, "the installed arp-trace -V");
     assert_eq!(
         f.stdout.trim(),
         format!("arp-trace {}", env!("CARGO_PKG_VERSION"))
@@ -103,9 +103,21 @@ fn the_deb_installs_into_a_throwaway_root_and_its_unit_verifies() {
         "lib/systemd/system/arp-trace.service",
         "etc/default/arp-trace",
         "usr/share/doc/arp-trace/copyright",
+        "usr/share/man/man1/arp-trace.1.gz",
+        "usr/share/bash-completion/completions/arp-trace",
+        "usr/share/zsh/vendor-completions/_arp-trace",
+        "usr/share/fish/vendor_completions.d/arp-trace.fish",
     ] {
         assert!(root.join(p).is_file(), "{p} not installed");
     }
+    // The packaged page is the binary's own and renders.
+    let mut c = Command::new("man");
+    c.arg("-l")
+        .arg(root.join("usr/share/man/man1/arp-trace.1.gz"))
+        .env("MANPAGER", "cat");
+    let f = run(c, 60);
+    ok(&f, "man -l the packaged page");
+    assert!(f.stdout.contains("EXIT STATUS"), "{f:?}");
     let mut c = Command::new("dpkg-query");
     c.arg(format!("--admindir={}", admin.display())).args([
         "--showformat=${Status}",

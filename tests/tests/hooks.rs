@@ -115,6 +115,57 @@ fn doctor_and_forced_hooks_agree() {
     }
 }
 
+/// `doctor --json` is the text report as one object: the same verdict per hook, `ok` the
+/// exit status's answer, readable by jq.
+#[test]
+fn doctor_json_agrees_with_the_text_report() {
+    let d = Scratch::new("doctor-json");
+    let mut cmd = Command::new(bin());
+    cmd.args(["doctor", "--json"]);
+    let done = run_to_completion(cmd, Duration::from_secs(60));
+    let file = d.file("doctor.json");
+    std::fs::write(&file, &done.stdout).unwrap();
+    assert_eq!(
+        jq(&[
+            "-c",
+            "[.ok, (.checks | length > 3), (.hooks | length > 3)]",
+            &file
+        ])
+        .trim(),
+        "[true,true,true]",
+        "{}",
+        done.stdout
+    );
+    let v: Value = serde_json::from_str(&done.stdout).unwrap();
+    assert_eq!(done.status.success(), v["ok"] == true, "{v}");
+    for c in v["checks"].as_array().unwrap() {
+        assert!(
+            c["name"].is_string() && c["ok"].is_boolean() && c["detail"].is_string(),
+            "{c}"
+        );
+    }
+    let text = doctor();
+    for (name, verdict) in &text {
+        let hook = PATHS.iter().find(|(n, _)| n == name).unwrap().1;
+        let h = v["hooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["attach"] == hook)
+            .unwrap_or_else(|| panic!("no {hook} in {v}"));
+        assert_eq!(h["solicit_path"], *name, "{h}");
+        match verdict {
+            Ok(()) => assert_eq!(h["ok"], true, "{h}"),
+            Err(why) => {
+                assert_eq!(h["ok"], false, "{h}");
+                assert_eq!(h["cause"], why.as_str(), "{h}");
+            }
+        }
+    }
+    let best = text.iter().find(|(_, v)| v.is_ok()).unwrap().0;
+    assert_eq!(v["solicit_path"], best, "{v}");
+}
+
 #[test]
 fn every_usable_path_attributes_the_seed_request_alike() {
     if forced_by_env() {

@@ -83,3 +83,28 @@ fn one_capability_fewer_is_named() {
         d.stdout
     );
 }
+
+/// `doctor --json` as a user without capabilities: one JSON object whose failed privilege
+/// check and `ok` agree with the non-zero exit.
+#[test]
+fn doctor_json_names_the_missing_privileges() {
+    let d = run_unprivileged(&["doctor", "--json"]);
+    no_panic(&d);
+    assert_eq!(d.status.code(), Some(1), "{d:?}");
+    let v: serde_json::Value = serde_json::from_str(&d.stdout)
+        .unwrap_or_else(|e| panic!("doctor --json is not one JSON object ({e}): {d:?}"));
+    assert_eq!(v["ok"], false, "{v}");
+    let checks = v["checks"].as_array().expect("checks");
+    let privileges = checks
+        .iter()
+        .find(|c| c["name"] == "privileges")
+        .unwrap_or_else(|| panic!("no privileges check: {v}"));
+    assert_eq!(privileges["ok"], false, "{v}");
+    assert!(
+        checks.iter().any(|c| c["name"] == "CAP_BPF"
+            && c["ok"] == false
+            && c["detail"].as_str().unwrap().contains("MISSING")),
+        "{v}"
+    );
+    assert_eq!(v["hooks_tried"], false, "{v}");
+}

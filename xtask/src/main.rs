@@ -5,6 +5,7 @@
 mod bench;
 mod deb;
 mod fuzz;
+mod install;
 mod provision;
 mod vm;
 
@@ -81,11 +82,9 @@ enum Cmd {
     /// Build the Debian package (release binary, systemd unit, man page and completions when
     /// present) into target/debian; prints its path.
     Deb(deb::Opts),
-    /// Copy the release binary to /usr/local/bin/arp-trace.
-    Install {
-        #[arg(long, default_value = "/usr/local/bin")]
-        prefix: PathBuf,
-    },
+    /// Build the release binary and install it with its man page and bash, zsh and fish
+    /// completions under PREFIX (default /usr/local); `man arp-trace` works after it.
+    Install(install::Opts),
 }
 
 /// The packages `cargo xtask test` tests. The VM suite builds its test binaries with the same
@@ -117,25 +116,7 @@ fn cargo() -> Command {
 }
 
 fn build(toolchain: &str, release: bool) -> Result<PathBuf> {
-    build_with(toolchain, release, &[])
-}
-
-/// The commit being built, for `arp_trace_build_info`; set only on builds that ship, so
-/// everyday builds are not redone for every commit.
-fn commit() -> Option<String> {
-    let out = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .current_dir(workspace_root())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-fn build_with(toolchain: &str, release: bool, env: &[(&str, String)]) -> Result<PathBuf> {
     let mut c = cargo();
-    c.envs(env.iter().map(|(k, v)| (k, v)));
     c.args(["build", "--package", "arp-trace"])
         .env("ARP_TRACE_EBPF_TOOLCHAIN", toolchain);
     if release {
@@ -273,13 +254,7 @@ fn real_main() -> Result<()> {
         Cmd::Deb(opts) => {
             let bin = match &opts.bin {
                 Some(b) => b.clone(),
-                None => {
-                    let env: Vec<(&str, String)> = commit()
-                        .map(|c| ("ARP_TRACE_COMMIT", c))
-                        .into_iter()
-                        .collect();
-                    build_with(&provision::ensure_toolchain()?, true, &env)?
-                }
+                None => build(&provision::ensure_toolchain()?, true)?,
             };
             let out = opts
                 .output
@@ -288,16 +263,15 @@ fn real_main() -> Result<()> {
             println!("{}", deb.display());
             Ok(())
         }
-        Cmd::Install { prefix } => {
-            let tc = provision::ensure_toolchain()?;
-            let bin = build(&tc, true)?;
-            let dst = prefix.join("arp-trace");
-            std::fs::copy(&bin, &dst)
-                .with_context(|| format!("cannot copy to {}", dst.display()))?;
-            eprintln!(
-                "xtask: installed {}; run it with sudo arp-trace",
-                dst.display()
-            );
+        Cmd::Install(opts) => {
+            let bin = match &opts.bin {
+                Some(b) => b.clone(),
+                None => build(&provision::ensure_toolchain()?, true)?,
+            };
+            for f in install::install(&bin, &opts)? {
+                eprintln!("xtask: installed {}", f.display());
+            }
+            eprintln!("xtask: run it with sudo arp-trace; read man arp-trace");
             Ok(())
         }
     }

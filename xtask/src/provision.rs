@@ -269,7 +269,8 @@ pub fn ensure_fleet_tools() -> Result<()> {
     Ok(())
 }
 
-/// Tools the tests drive: iproute2 for namespaces, jq and tshark to read output, cpio.
+/// Tools the tests drive: iproute2 for namespaces, jq and tshark to read output, cpio, man
+/// and bash for the installed man page and completion.
 pub fn ensure_test_tools() -> Result<()> {
     ensure_fleet_tools()?;
     let wanted = [
@@ -281,6 +282,10 @@ pub fn ensure_test_tools() -> Result<()> {
         ("cpio", "cpio"),
         // The lifecycle tests list what the kernel still holds after a SIGKILL.
         ("bpftool", "bpftool"),
+        // The CLI tests render the installed man page and load the bash completion.
+        ("man", "man-db"),
+        ("col", "bsdextrautils"),
+        ("bash", "bash"),
     ];
     let missing: Vec<&str> = wanted
         .iter()

@@ -183,6 +183,11 @@ pub struct LoadOptions {
     pub hooks: HookChoice,
 }
 
+/// Whether the eBPF programs were compiled in (not with AYA_BUILD_SKIP).
+pub fn has_programs() -> bool {
+    !EBPF_OBJECT.is_empty()
+}
+
 /// One hook tried by `probe_hooks`.
 pub struct Probe {
     pub hook: &'static Hook,

@@ -81,6 +81,42 @@ fn advice(path: SolicitPath, why: &str) -> &'static str {
     }
 }
 
+/// The solicit path `--hooks auto` would take, if the hooks every path needs attached.
+fn chosen(probes: &[Probe]) -> Option<SolicitPath> {
+    SolicitPath::ALL.iter().copied().find(|s| {
+        probes
+            .iter()
+            .any(|p| p.hook.path == Some(*s) && p.result.is_ok())
+    })
+}
+
+/// Whether arp-trace can trace here, and the verdict in words; text and JSON share it.
+fn verdict(checks: &[Check], probes: &[Probe]) -> (bool, String) {
+    if probes.is_empty() {
+        return (false, "arp-trace cannot run here".into());
+    }
+    let system_ok = checks.iter().all(|c| c.ok);
+    let common_ok = probes
+        .iter()
+        .filter(|p| p.hook.role != Role::Solicit)
+        .all(|p| p.result.is_ok());
+    let chosen = chosen(probes);
+    let ok = system_ok && common_ok && chosen.is_some();
+    let verdict = match (common_ok, chosen) {
+        (true, Some(path)) => format!(
+            "arp-trace runs here: `--hooks auto` uses the {} path ({}) and attributes every \
+             request to its packet and process",
+            path.name(),
+            path.hook().attach
+        ),
+        (false, _) => "arp-trace cannot run here: a hook every path needs is missing".into(),
+        (true, None) => {
+            "arp-trace can show ARP frames but no path sees arp_solicit()'s packet here".into()
+        }
+    };
+    (ok, verdict)
+}
+
 /// Renders the report; `probes` is what `loader::probe_hooks` found.
 pub fn render(release: &str, checks: &[Check], probes: &[Probe]) -> (String, bool) {
     let mut out = String::new();
@@ -90,13 +126,13 @@ pub fn render(release: &str, checks: &[Check], probes: &[Probe]) -> (String, boo
         let mark = if c.ok { "ok  " } else { "FAIL" };
         let _ = writeln!(out, "  {mark} {:<19} {}", c.name, c.detail);
     }
-    let system_ok = checks.iter().all(|c| c.ok);
+    let (ok, verdict) = verdict(checks, probes);
     if probes.is_empty() {
         let _ = writeln!(
             out,
-            "Hooks: not tried (fix the failures above first)\nVerdict: arp-trace cannot run here"
+            "Hooks: not tried (fix the failures above first)\nVerdict: {verdict}"
         );
-        return (out, false);
+        return (out, ok);
     }
     let _ = writeln!(out, "Hooks (each attached and detached again):");
     for p in probes {
@@ -114,34 +150,48 @@ pub fn render(release: &str, checks: &[Check], probes: &[Probe]) -> (String, boo
             let _ = writeln!(out, "       {:<10} {:<30} -> {}", "", "", advice(path, why));
         }
     }
-    let common_ok = probes
-        .iter()
-        .filter(|p| p.hook.role != Role::Solicit)
-        .all(|p| p.result.is_ok());
-    let chosen = SolicitPath::ALL.iter().copied().find(|s| {
-        probes
-            .iter()
-            .any(|p| p.hook.path == Some(*s) && p.result.is_ok())
-    });
-    let ok = system_ok && common_ok && chosen.is_some();
-    let verdict = match (common_ok, chosen) {
-        (true, Some(path)) => format!(
-            "arp-trace runs here: `--hooks auto` uses the {} path ({}) and attributes every \
-             request to its packet and process",
-            path.name(),
-            path.hook().attach
-        ),
-        (false, _) => "arp-trace cannot run here: a hook every path needs is missing".into(),
-        (true, None) => {
-            "arp-trace can show ARP frames but no path sees arp_solicit()'s packet here".into()
-        }
-    };
     let _ = writeln!(out, "Verdict: {verdict}");
     (out, ok)
 }
 
-/// Runs every check; returns the report and whether arp-trace can trace here.
-pub fn run() -> (String, bool) {
+/// The same report as one JSON object, for scripts and fleet checks: `ok` is the exit
+/// status's answer, `hooks` is empty when the system checks stopped doctor before trying them.
+pub fn render_json(release: &str, checks: &[Check], probes: &[Probe]) -> (serde_json::Value, bool) {
+    let (ok, verdict) = verdict(checks, probes);
+    let checks: Vec<_> = checks
+        .iter()
+        .map(|c| serde_json::json!({"name": c.name, "ok": c.ok, "detail": c.detail}))
+        .collect();
+    let hooks: Vec<_> = probes
+        .iter()
+        .map(|p| {
+            let cause = p.result.as_ref().err();
+            serde_json::json!({
+                "role": p.hook.role.name(),
+                "attach": p.hook.attach,
+                "solicit_path": p.hook.path.map(SolicitPath::name),
+                "ok": p.result.is_ok(),
+                "cause": cause,
+                "advice": cause.zip(p.hook.path).map(|(why, path)| advice(path, why)),
+            })
+        })
+        .collect();
+    let report = serde_json::json!({
+        "ok": ok,
+        "version": env!("CARGO_PKG_VERSION"),
+        "commit": crate::version::commit(),
+        "kernel_release": release,
+        "checks": checks,
+        "hooks_tried": !probes.is_empty(),
+        "hooks": hooks,
+        "solicit_path": chosen(probes).filter(|_| ok).map(SolicitPath::name),
+        "verdict": verdict,
+    });
+    (report, ok)
+}
+
+/// Runs every check: the kernel release, the system checks and the hooks tried.
+fn gather() -> (String, Vec<Check>, Vec<Probe>) {
     let release = release();
     let config = kernel_config(&release);
     let mut checks = Vec::new();
@@ -228,14 +278,21 @@ pub fn run() -> (String, bool) {
         },
         _ => Vec::new(),
     };
-    render(&release, &checks, &probes)
+    (release, checks, probes)
 }
 
-/// Prints the report; exit status 0 when arp-trace can trace here.
-pub fn main() -> Result<bool> {
-    let (text, ok) = run();
-    print!("{text}");
-    Ok(ok)
+/// Prints the report, as text or one JSON object; exit status 0 when arp-trace can trace here.
+pub fn main(json: bool) -> Result<bool> {
+    let (release, checks, probes) = gather();
+    if json {
+        let (report, ok) = render_json(&release, &checks, &probes);
+        println!("{report}");
+        Ok(ok)
+    } else {
+        let (text, ok) = render(&release, &checks, &probes);
+        print!("{text}");
+        Ok(ok)
+    }
 }
 
 #[cfg(test)]
@@ -298,5 +355,39 @@ mod tests {
         let failed = [Check::new("privileges", false, "permission denied")];
         let (text, ok) = render("6.18", &failed, &[]);
         assert!(!ok && text.contains("FAIL privileges"), "{text}");
+    }
+
+    #[test]
+    fn the_json_report_agrees_with_the_text() {
+        let checks = [Check::new("BTF", true, "x")];
+        let probes = [
+            probe("tp_btf/net_dev_queue", true),
+            probe("fentry/arp_solicit", false),
+            probe("tp_btf/neigh_*", true),
+        ];
+        let (v, ok) = render_json("6.18", &checks, &probes);
+        assert!(ok && v["ok"] == true, "{v}");
+        assert_eq!(v["kernel_release"], "6.18");
+        assert_eq!(v["solicit_path"], "tracepoint");
+        assert_eq!(v["checks"][0]["name"], "BTF");
+        assert_eq!(v["hooks"][1]["attach"], "fentry/arp_solicit");
+        assert_eq!(v["hooks"][1]["ok"], false);
+        assert_eq!(v["hooks"][1]["cause"], "refused by kernel (EPERM)");
+        assert!(v["hooks"][1]["advice"]
+            .as_str()
+            .unwrap()
+            .contains("forbids BPF trampolines"));
+        assert_eq!(v["hooks"][0]["advice"], serde_json::Value::Null);
+        let (text, _) = render("6.18", &checks, &probes);
+        assert!(
+            text.contains(&format!("Verdict: {}", v["verdict"].as_str().unwrap())),
+            "{text}"
+        );
+
+        let failed = [Check::new("privileges", false, "permission denied")];
+        let (v, ok) = render_json("6.18", &failed, &[]);
+        assert!(!ok && v["ok"] == false && v["hooks_tried"] == false, "{v}");
+        assert_eq!(v["solicit_path"], serde_json::Value::Null);
+        assert_eq!(v["checks"][0]["ok"], false);
     }
 }

@@ -138,9 +138,7 @@ fn fixed_facts(tracer: &Tracer, listen: Option<std::net::SocketAddr>) -> Fixed {
         .collect();
     Fixed {
         version: env!("CARGO_PKG_VERSION").into(),
-        commit: option_env!("ARP_TRACE_COMMIT")
-            .filter(|c| !c.is_empty())
-            .map(str::to_string),
+        commit: crate::version::commit().map(str::to_string),
         hooks: tracer
             .hooks
             .iter()
