@@ -238,6 +238,12 @@ pub fn man_page() -> String {
     );
     tag(
         &mut roff,
+        "TZ",
+        "The time zone of text output's clock times and of -G file names (else \
+         /etc/localtime); JSON and traces are always UTC.",
+    );
+    tag(
+        &mut roff,
         "SUDO_UID, SUDO_GID",
         "Under sudo, files arp-trace creates belong to the user who ran sudo.",
     );
