@@ -12,6 +12,10 @@ use crate::time::Time;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Header {
     pub format_version: u32,
+    /// The version of the JSON Schema the records follow ([`crate::SCHEMA_VERSION`] when
+    /// written); 0 in traces written before it was recorded. Writers stamp it themselves.
+    #[serde(default)]
+    pub schema_version: u32,
     #[serde(default)]
     pub arp_trace_version: String,
     #[serde(default)]
@@ -83,10 +87,20 @@ impl Header {
         Ok(())
     }
 
+    /// This header as the records written now carry it: stamped with [`crate::SCHEMA_VERSION`],
+    /// whatever trace it was read from, since every record after it is written by this model.
+    pub fn current(&self) -> Header {
+        Header {
+            schema_version: crate::SCHEMA_VERSION,
+            ..self.clone()
+        }
+    }
+
     /// A header with nothing known but the format version.
     pub fn empty(format_version: u32) -> Header {
         Header {
             format_version,
+            schema_version: 0,
             arp_trace_version: String::new(),
             kernel_release: String::new(),
             hostname: String::new(),

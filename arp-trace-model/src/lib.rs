@@ -20,6 +20,8 @@ pub mod limits;
 mod mac;
 mod neigh;
 mod record;
+#[cfg(test)]
+mod schema_tests;
 mod summary;
 pub mod text;
 mod time;
@@ -44,6 +46,15 @@ pub use trigger::{Origin, Task, Trigger};
 pub use verdict::{Reason, Remedy, Verdict};
 
 use std::borrow::Cow;
+
+/// The version of `schema/arp-trace.schema.json` (the JSON Schema of every record) that the
+/// records this model writes follow; its `$id` ends in the same number. Raised whenever the
+/// schema changes: a field or record type added, a value's range or form changed. A trace's
+/// header and the first line of `--json` carry it (`schema_version`).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The JSON Schema itself, for tools that validate records or document their fields.
+pub const SCHEMA: &str = include_str!("../schema/arp-trace.schema.json");
 
 /// A `Cow` that owns its text.
 pub(crate) fn own(c: Cow<'_, str>) -> Cow<'static, str> {

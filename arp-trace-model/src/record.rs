@@ -108,6 +108,12 @@ struct Tag<'a> {
 pub const ARP_PREFIX: &str = r#"{"type":"arp","#;
 
 impl<'a> Record<'a> {
+    /// Every record type, as `"type"` names it: what the JSON Schema must have a `$defs` entry
+    /// for.
+    pub fn types() -> impl Iterator<Item = &'static str> {
+        SINCE.iter().map(|(t, _)| *t)
+    }
+
     /// The `"type"` of this record.
     pub fn type_name(&self) -> &'static str {
         match self {

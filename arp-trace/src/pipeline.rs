@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::io;
 
 use arp_trace_model::{
-    ArpEvent, FactsChange, Held, NeighFailed, Record, RequestFacts, Time, Trigger,
+    ArpEvent, FactsChange, Header, Held, NeighFailed, Record, RequestFacts, Time, Trigger,
 };
 
 use crate::explain::{self, egress, FactsSource};
@@ -123,6 +123,11 @@ pub trait Sink {
     /// Where the sink writes, as messages name it: sinks on one output go when it closes.
     fn output(&self) -> &str {
         "stdout"
+    }
+    /// Where and how the records were taken, once before any record: for outputs that begin
+    /// with a header line (`--json`). Trace files write their own.
+    fn header(&mut self, _header: &Header) -> io::Result<()> {
+        Ok(())
     }
     /// One record: an ARP event, a neighbour failure or a change of facts.
     fn record(&mut self, rec: &Record<'_>) -> io::Result<()>;
@@ -269,6 +274,12 @@ impl Pipeline {
     /// A frame the kernel side saw that is not an Ethernet/IPv4 ARP request or reply.
     pub fn skipped(&mut self) {
         self.counters.undecodable += 1;
+    }
+
+    /// The source's header, handed to every sink before the first record.
+    pub fn header(&mut self, h: &Header) -> Flow {
+        self.each(|s| s.header(h));
+        self.flow()
     }
 
     /// One record from the source. Headers and summaries are the source's business.

@@ -191,9 +191,22 @@ impl Tracer {
         self.stderr.lock().unwrap().clone()
     }
 
-    /// stdout lines so far, parsed as JSON (panics on a line that is not JSON).
+    /// The records on stdout so far, parsed as JSON (panics on a line that is not JSON):
+    /// events, changes and summaries, without the `{"type":"header",...}` line `--json`
+    /// begins with (see [`Tracer::header`]).
     pub fn json(&self) -> Vec<Value> {
-        parse_json_lines(&self.lines().join("\n"))
+        let mut all = parse_json_lines(&self.lines().join("\n"));
+        if all.first().is_some_and(|v| v["type"] == "header") {
+            all.remove(0);
+        }
+        all
+    }
+
+    /// The `{"type":"header",...}` line `--json` output begins with, once printed.
+    pub fn header(&self) -> Option<Value> {
+        let first = self.lines().into_iter().next()?;
+        let v: Value = serde_json::from_str(&first).ok()?;
+        (v["type"] == "header").then_some(v)
     }
 
     /// Events so far that satisfy `pred`.

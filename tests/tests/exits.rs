@@ -161,7 +161,20 @@ fn a_full_disk_or_file_limit_still_ends_with_counts_summary_and_cause() {
     };
     let f = run_to_completion(c, Duration::from_secs(60));
     assert_eq!(describe(&f.status), "exit status: 1", "{f:?}");
-    assert!(f.stdout.starts_with(r#"{"type":"summary""#), "{f:?}");
+    // -q --json: the header line, then the summary.
+    let mut lines = f.stdout.lines();
+    assert!(
+        lines
+            .next()
+            .is_some_and(|l| l.starts_with(r#"{"type":"header""#)),
+        "{f:?}"
+    );
+    assert!(
+        lines
+            .next()
+            .is_some_and(|l| l.starts_with(r#"{"type":"summary""#)),
+        "{f:?}"
+    );
     ends_with_cause(&f.stderr, &p, "File too large (os error 27); it holds");
 }
 

@@ -56,11 +56,11 @@ fn assert_clean_failure(f: &Finished, want: &str) {
     assert!(!f.stderr.contains("panicked"), "{f:?}");
 }
 
-/// The JSON lines of an output that are events, not the summary.
+/// The JSON lines of an output that are events, not the header or the summary.
 fn event_lines(stdout: &str) -> impl Iterator<Item = &str> {
     stdout
         .lines()
-        .filter(|l| !l.contains(r#""type":"summary""#))
+        .filter(|l| !l.starts_with(r#"{"type":"header""#) && !l.contains(r#""type":"summary""#))
 }
 
 #[test]
@@ -110,7 +110,8 @@ fn replay_prints_what_the_live_run_printed() {
     let untimed = |s: &str| -> Vec<Value> {
         parse_json_lines(s)
             .into_iter()
-            .filter(|v| v["type"] != "summary") // first/last seen are times too
+            // first/last seen are times too; each run has its own header
+            .filter(|v| v["type"] != "summary" && v["type"] != "header")
             .map(|mut v| {
                 v.as_object_mut().unwrap().remove("time");
                 v

@@ -203,9 +203,20 @@ pub fn tools_dir() -> PathBuf {
 /// The kubernetes-validate release whose schemas the manifests are checked against.
 const KUBERNETES_VALIDATE: &str = "kubernetes-validate==1.37.0";
 
+/// The JSON Schema validator the output is checked with against arp-trace's own schema
+/// (`tests/tests/schema.rs`).
+const CHECK_JSONSCHEMA: &str = "check-jsonschema==0.39.0";
+
+/// What the test venv holds: each command it must have, and the pinned package giving it.
+const VENV_TOOLS: [(&str, &str); 2] = [
+    ("kubernetes-validate", KUBERNETES_VALIDATE),
+    ("check-jsonschema", CHECK_JSONSCHEMA),
+];
+
 /// The fleet tests' tools: Debian's Prometheus and promtool, unpacked from the package into
 /// target/tools/prometheus rather than installed, so no service starts and no system user
-/// is made; kubernetes-validate from PyPI in a virtualenv under target/tools; and dpkg-dev,
+/// is made; kubernetes-validate and check-jsonschema from PyPI in a virtualenv under
+/// target/tools; and dpkg-dev,
 /// binutils and systemd for `cargo xtask deb` and `systemd-analyze verify`.
 pub fn ensure_fleet_tools() -> Result<()> {
     let tools = tools_dir();
@@ -251,7 +262,12 @@ pub fn ensure_fleet_tools() -> Result<()> {
         run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&prom))?;
     }
     let venv = tools.join("venv");
-    if !venv.join("bin/kubernetes-validate").is_file() {
+    let missing: Vec<&str> = VENV_TOOLS
+        .iter()
+        .filter(|(bin, _)| !venv.join("bin").join(bin).is_file())
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if !missing.is_empty() {
         if !venv.join("bin/pip").is_file() {
             let made = Command::new("python3")
                 .arg("-m")
@@ -264,7 +280,11 @@ pub fn ensure_fleet_tools() -> Result<()> {
                 run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
             }
         }
-        run(Command::new(venv.join("bin/pip")).args(["install", "-q", KUBERNETES_VALIDATE]))?;
+        // `python3 -m pip`, not `bin/pip`: a venv copied from elsewhere keeps pip scripts
+        // that would install into the original.
+        run(Command::new(venv.join("bin/python3"))
+            .args(["-m", "pip", "install", "-q"])
+            .args(&missing))?;
     }
     Ok(())
 }

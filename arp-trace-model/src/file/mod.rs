@@ -4,7 +4,8 @@
 //!
 //! # Format (version 2)
 //! ```text
-//! {"type":"header","format_version":2,"arp_trace_version":"0.1.0","kernel_release":...,
+//! {"type":"header","format_version":2,"schema_version":1,"arp_trace_version":"0.1.0",
+//!  "kernel_release":...,
 //!  "hostname":...,"start_time":...,"hooks":...,"own_netns":...,"netns_names":{...},
 //!  "snapshot":{...}}
 //! {"type":"arp",...}            exactly the objects `--json` prints, byte for byte
@@ -41,6 +42,8 @@
 //! with a message naming both versions and asking for a newer arp-trace, never misread.
 //! Version 2 added `facts_change` records (a version 1 reader refuses unknown types) and the
 //! full summary in the trailer; a `facts_change` in a version 1 file is an unknown type.
+//! The header's `schema_version` (the JSON Schema's version, [`crate::SCHEMA_VERSION`]) came
+//! without a new format version: it is such an added field, which older readers skip.
 //!
 //! # Durability
 //! Records are serialized into a batch buffer that only ever holds whole lines; each batch

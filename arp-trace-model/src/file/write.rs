@@ -26,7 +26,8 @@ pub struct TraceWriter {
 }
 
 impl TraceWriter {
-    /// Creates `path` (compressed by its name) and writes `header`.
+    /// Creates `path` (compressed by its name) and writes `header`, stamped with the schema
+    /// version the records after it follow.
     pub fn create(path: &Path, header: &Header) -> io::Result<TraceWriter> {
         let file = File::create(path).map_err(|e| {
             io::Error::new(
@@ -61,7 +62,7 @@ impl TraceWriter {
             events: 0,
             written: 0,
         };
-        w.line(&Record::Header(Held::Borrowed(header)))?;
+        w.line(&Record::Header(Held::Owned(header.current())))?;
         w.write_batch().map_err(|e| {
             io::Error::new(e.kind(), format!("{}: cannot write: {e}", path.display()))
         })?;

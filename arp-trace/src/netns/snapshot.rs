@@ -70,6 +70,27 @@ fn other_namespace(path: &Path, inode: u32) -> NsSnapshot {
     })
 }
 
+/// The `ip netns` names by inode, as [`take`] sees them, without reading any namespace.
+pub fn names() -> BTreeMap<u32, String> {
+    let mut names = BTreeMap::new();
+    let Ok(rd) = std::fs::read_dir(NETNS_RUN_DIR) else {
+        return names;
+    };
+    let mut entries: Vec<_> = rd.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        if names.len() >= MAX_NAMESPACES {
+            break;
+        }
+        if let Ok(ino) = super::find::inode_of(&e.path()) {
+            names
+                .entry(ino)
+                .or_insert_with(|| arp_trace_model::kernel_name(e.file_name().as_bytes()));
+        }
+    }
+    names
+}
+
 /// The snapshot for the trace header, and the `ip netns` names it saw.
 pub fn take(own: Option<u32>) -> (Snapshot, BTreeMap<u32, String>) {
     let mut namespaces = BTreeMap::new();

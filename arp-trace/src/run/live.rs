@@ -49,16 +49,23 @@ pub fn passed_over_text(passed: &[(SolicitPath, String)]) -> String {
     format!(" (not used: {})", why.join("; "))
 }
 
-/// The header of a live trace, with the snapshot of every namespace taken now.
-fn live_header(hooks: String, own_netns: Option<u32>) -> Header {
+/// The header of a live run: with the snapshot of every namespace taken now for a trace file,
+/// without it (the `ip netns` names only) for `--json` alone.
+fn live_header(hooks: String, own_netns: Option<u32>, snapshot: bool) -> Header {
     let read = |p: &str| {
         std::fs::read_to_string(p)
             .map(|s| s.trim().to_string())
             .unwrap_or_default()
     };
-    let (snapshot, names) = crate::netns::snapshot::take(own_netns);
+    let (snapshot, names) = if snapshot {
+        let (s, names) = crate::netns::snapshot::take(own_netns);
+        (Some(s), names)
+    } else {
+        (None, crate::netns::snapshot::names())
+    };
     Header {
         format_version: FORMAT_VERSION,
+        schema_version: arp_trace_model::SCHEMA_VERSION,
         arp_trace_version: env!("CARGO_PKG_VERSION").into(),
         kernel_release: read("/proc/sys/kernel/osrelease"),
         hostname: read("/proc/sys/kernel/hostname"),
@@ -66,7 +73,7 @@ fn live_header(hooks: String, own_netns: Option<u32>) -> Header {
         hooks,
         own_netns,
         netns_names: names,
-        snapshot: Some(snapshot),
+        snapshot,
     }
 }
 
@@ -230,15 +237,25 @@ async fn stream(
         ))
     );
     let mut files = Files::default();
+    let own = pipeline.names.own();
+    // One header for the trace file and the `--json` line, so that replaying the file prints
+    // that line again byte for byte; a rotated file after the first takes its own.
+    let header = live_header(hooks.clone(), own, args.write.is_some());
     if args.write.is_some() || args.pcap.is_some() {
-        let (hooks, own) = (hooks.clone(), pipeline.names.own());
+        let hooks = hooks.clone();
+        let mut first = Some(header.clone());
         add_files(
             &mut pipeline,
             args,
-            Box::new(move || live_header(hooks.clone(), own)),
+            Box::new(move || {
+                first
+                    .take()
+                    .unwrap_or_else(|| live_header(hooks.clone(), own, true))
+            }),
             &mut files,
         )?;
     }
+    pipeline.header(&header);
     // Held to the end of the run: its drop removes the file, on every way out.
     let _ready = match &args.ready_file {
         Some(path) => {

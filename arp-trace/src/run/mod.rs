@@ -85,6 +85,11 @@ pub fn pipeline(args: &Args, source: &Source) -> Result<Pipeline> {
     let own = names.own();
     let mut p = Pipeline::new(filter(args, source)?, args.count, names);
     p.foreign_only = args.foreign_only;
+    if args.quiet && args.json {
+        // `-q --json` prints summaries only, after the same header line as `--json`.
+        p.sinks
+            .push(Box::new(JsonSink::header_only(Output::stdout())));
+    }
     if !args.quiet && !args.trace_to_stdout() {
         let out = Output::stdout();
         if args.json {

@@ -33,6 +33,7 @@ pub fn run(args: &Args) -> Result<Counters> {
         Box::new(move || again.clone()),
         &mut files,
     )?;
+    pipeline.header(&h);
     let mut reader = ParallelReader::new(reader);
 
     let mut occurs = Occurrences::new(args, &h);

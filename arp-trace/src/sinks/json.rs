@@ -1,24 +1,67 @@
-//! `--json`: every record as one JSON object per line, exactly the contract's fields.
+//! `--json`: every record as one JSON object per line, exactly the contract's fields, after
+//! a first `{"type":"header",...}` line naming the schema version they follow.
 
 use std::io::{self, Write};
 
-use arp_trace_model::Record;
+use arp_trace_model::{Header, Held, Record};
 
 use super::Output;
 use crate::pipeline::Sink;
 
 pub struct JsonSink {
     out: Output,
+    /// `-q --json`: only the header line; the summary sink prints the rest.
+    header_only: bool,
 }
 
 impl JsonSink {
     pub fn new(out: Output) -> Self {
-        JsonSink { out }
+        JsonSink {
+            out,
+            header_only: false,
+        }
+    }
+
+    /// The header line alone, for `-q --json`, whose other lines are the summary's.
+    pub fn header_only(out: Output) -> Self {
+        JsonSink {
+            out,
+            header_only: true,
+        }
+    }
+}
+
+/// The header `--json` prints: the trace's (or the live run's) without the snapshot of every
+/// namespace, which can be megabytes and is for `diff`, stamped with the schema version of the
+/// records that follow. Live and replayed, the same run gives the same line.
+pub fn json_header(h: &Header) -> Header {
+    Header {
+        format_version: h.format_version,
+        schema_version: arp_trace_model::SCHEMA_VERSION,
+        arp_trace_version: h.arp_trace_version.clone(),
+        kernel_release: h.kernel_release.clone(),
+        hostname: h.hostname.clone(),
+        start_time: h.start_time,
+        hooks: h.hooks.clone(),
+        own_netns: h.own_netns,
+        netns_names: h.netns_names.clone(),
+        snapshot: None,
     }
 }
 
 impl Sink for JsonSink {
+    fn header(&mut self, h: &Header) -> io::Result<()> {
+        let rec = Record::Header(Held::Owned(json_header(h)));
+        let w = self.out.writer();
+        serde_json::to_writer(&mut *w, &rec).map_err(io::Error::other)?;
+        w.write_all(b"\n")?;
+        // At once: a consumer reads the version before the first event, however late.
+        self.out.flush()
+    }
     fn record(&mut self, rec: &Record<'_>) -> io::Result<()> {
+        if self.header_only {
+            return Ok(());
+        }
         let w = self.out.writer();
         serde_json::to_writer(&mut *w, rec).map_err(io::Error::other)?;
         w.write_all(b"\n")
@@ -50,6 +93,38 @@ mod tests {
         assert_eq!(v["op"], "request");
         assert_eq!(v["netns_name"], serde_json::Value::Null);
         assert_eq!(v["unicast"], false);
+    }
+
+    /// The first line names the schema version; the snapshot stays in the trace file; `-q
+    /// --json` prints that line and no record.
+    #[test]
+    fn the_header_line_carries_the_schema_version_without_the_snapshot() {
+        let mut h = arp_trace_model::Header::empty(2);
+        h.hooks = "transmit=tp_btf/net_dev_queue".into();
+        h.own_netns = Some(7);
+        h.netns_names.insert(7, "srv".into());
+        h.snapshot = Some(Default::default());
+        let ev = crate::kernel::ring::tests::request_event("eth3", "203.0.113.10", "1.2.3.4");
+        for (sink, lines) in [
+            (JsonSink::new as fn(Output) -> JsonSink, 2),
+            (JsonSink::header_only, 1),
+        ] {
+            let buf = Shared::default();
+            let mut sink = sink(Output::new(Box::new(buf.clone())));
+            sink.header(&h).unwrap();
+            // Out at once, before any record or flush.
+            assert!(buf.text().ends_with('\n'), "{}", buf.text());
+            sink.record(&Record::Arp(Held::Borrowed(&ev))).unwrap();
+            sink.flush().unwrap();
+            let text = buf.text();
+            assert_eq!(text.lines().count(), lines, "{text}");
+            let v: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+            assert_eq!(v["type"], "header");
+            assert_eq!(v["schema_version"], arp_trace_model::SCHEMA_VERSION);
+            assert_eq!(v["format_version"], 2);
+            assert_eq!(v["netns_names"]["7"], "srv");
+            assert_eq!(v["snapshot"], serde_json::Value::Null);
+        }
     }
 
     /// JSON carries names exactly (serde escapes control characters), and a byte the kernel

@@ -266,9 +266,9 @@ mod tests {
         let mut out = Vec::new();
         option(&mut out, 1, &long);
         let len = u16::from_le_bytes([out[2], out[3]]) as usize;
-        assert!(len <= 0xfff0 && len % 3 == 0, "{len}");
+        assert!(len <= 0xfff0 && len.is_multiple_of(3), "{len}");
         assert!(std::str::from_utf8(&out[4..4 + len]).is_ok());
-        assert_eq!(out.len() % 4, 0, "options are padded to 32 bits");
+        assert!(out.len().is_multiple_of(4), "options are padded to 32 bits");
     }
 
     #[test]

@@ -17,7 +17,15 @@ const BASE_TOOLS: &[&str] = &["ip", "jq", "setpriv"];
 /// host only, and their tools stay out of the guest. So do the fleet's packaging checks
 /// (Prometheus, dpkg, systemd-analyze, kubernetes-validate), which test files, not kernels,
 /// and the command-line checks (a pty from script(1)), which test the terminal.
-const HOST_ONLY_TESTS: &[&str] = &["traces", "churn", "prometheus", "deploy", "cli", "install"];
+const HOST_ONLY_TESTS: &[&str] = &[
+    "traces",
+    "churn",
+    "prometheus",
+    "deploy",
+    "cli",
+    "install",
+    "schema",
+];
 
 /// The shared objects `ldd` lists (resolved paths and the loader); errors on "not found".
 pub fn parse_ldd(out: &str) -> Result<Vec<PathBuf>> {
