@@ -254,3 +254,27 @@ pub fn jq_over(filter: &str, input: &str) -> String {
     let _ = std::fs::remove_file(&file);
     out.unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
+
+/// The workspace's root: where the tests find the schema, the seeds and `target/tools`.
+pub fn workspace() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A tool provisioning installs into `target/tools/venv` (`cargo xtask test` does), else one
+/// on PATH.
+pub fn venv_tool(name: &str) -> std::path::PathBuf {
+    let venv = workspace().join("target/tools/venv/bin").join(name);
+    if venv.is_file() {
+        return venv;
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} not found: `cargo xtask test` installs it into target/tools/venv \
+                 (or pip install {name})"
+            )
+        })
+}

@@ -10,10 +10,6 @@ use std::time::Duration;
 
 use arp_trace_e2e::*;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 fn run(mut c: Command, secs: u64) -> Finished {
     c.current_dir(workspace());
     run_to_completion(c, Duration::from_secs(secs))
@@ -196,20 +192,7 @@ fn the_unit_grants_only_the_documented_capabilities_and_hardens_the_rest() {
 }
 
 fn validator() -> PathBuf {
-    let venv = workspace().join("target/tools/venv/bin/kubernetes-validate");
-    if venv.is_file() {
-        return venv;
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join("kubernetes-validate"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "kubernetes-validate not found: `cargo xtask test` installs it into \
-                 target/tools/venv (or pip install kubernetes-validate)"
-            )
-        })
+    venv_tool("kubernetes-validate")
 }
 
 /// Every document of a YAML file as JSON, through the validator's own Python and PyYAML.

@@ -4,15 +4,10 @@
 //! completion and completes options and their values; `--version` names the commit built
 //! and the BPF paths compiled in.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use arp_trace_e2e::*;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn ok(f: &Finished, what: &str) {
     assert!(f.status.success(), "{what}: {f:?}");

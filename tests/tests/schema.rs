@@ -11,10 +11,6 @@ use std::time::Duration;
 
 use arp_trace_e2e::*;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 fn schema_file() -> PathBuf {
     workspace().join("arp-trace-model/schema/arp-trace.schema.json")
 }
@@ -30,20 +26,7 @@ fn schema_version() -> u64 {
 }
 
 fn validator() -> PathBuf {
-    let venv = workspace().join("target/tools/venv/bin/check-jsonschema");
-    if venv.is_file() {
-        return venv;
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join("check-jsonschema"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "check-jsonschema not found: `cargo xtask test` installs it into \
-                 target/tools/venv (or pip install check-jsonschema)"
-            )
-        })
+    venv_tool("check-jsonschema")
 }
 
 /// Runs the validator over `lines`, each in a file of its own (it validates one JSON
