@@ -19,11 +19,16 @@ fn first_event_of_a_new_namespace_is_named() {
     x.send_udp(None, udp("198.51.100.99"));
     let x_ino = x.inode();
     // The event from x made the tracer rescan /run/netns; y is born right after.
-    t.wait_for(|v| v["netns"].as_u64() == Some(x_ino), EVENT_TIMEOUT);
+    // Matched by target too: a namespace another test just deleted may have had the same
+    // inode, and its last request can still be on its way.
+    let from = |ino: u64, target: &'static str| {
+        move |v: &Value| v["netns"].as_u64() == Some(ino) && v["target_ip"] == target
+    };
+    t.wait_for(from(x_ino, "198.51.100.99"), EVENT_TIMEOUT);
     let y = lone("ny");
     y.send_udp(None, udp("198.51.100.98"));
     let y_ino = y.inode();
-    let evs = t.wait_for(|v| v["netns"].as_u64() == Some(y_ino), EVENT_TIMEOUT);
+    let evs = t.wait_for(from(y_ino, "198.51.100.98"), EVENT_TIMEOUT);
     assert_eq!(
         evs[0]["netns_name"],
         y.name(),
@@ -66,9 +71,10 @@ fn reused_inode_gets_the_new_name() {
         }
         sleep(Duration::from_millis(100));
     };
-    b.send_udp(None, udp("198.51.100.98"));
+    // A target of its own: the other test's namespaces use .98 and .99.
+    b.send_udp(None, udp("198.51.100.97"));
     let evs = t.wait_for(
-        |v| v["netns"].as_u64() == Some(ino) && v["target_ip"] == "198.51.100.98",
+        |v| v["netns"].as_u64() == Some(ino) && v["target_ip"] == "198.51.100.97",
         EVENT_TIMEOUT,
     );
     assert_eq!(
