@@ -260,21 +260,25 @@ pub fn workspace() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// A tool provisioning installs into `target/tools/venv` (`cargo xtask test` does), else one
-/// on PATH.
-pub fn venv_tool(name: &str) -> std::path::PathBuf {
-    let venv = workspace().join("target/tools/venv/bin").join(name);
-    if venv.is_file() {
-        return venv;
+/// A tool provisioning puts under `target/tools/<dir>` (`cargo xtask test` does), else one on
+/// PATH; `how` says how to get it when neither has it.
+pub fn provisioned_tool(dir: &str, name: &str, how: &str) -> std::path::PathBuf {
+    let provisioned = workspace().join("target/tools").join(dir).join(name);
+    if provisioned.is_file() {
+        return provisioned;
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .map(|d| d.join(name))
         .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} not found: `cargo xtask test` installs it into target/tools/venv \
-                 (or pip install {name})"
-            )
-        })
+        .unwrap_or_else(|| panic!("{name} not found: {how}"))
+}
+
+/// A tool provisioning installs into `target/tools/venv` from PyPI.
+pub fn venv_tool(name: &str) -> std::path::PathBuf {
+    provisioned_tool(
+        "venv/bin",
+        name,
+        &format!("`cargo xtask test` installs it into target/tools/venv (or pip install {name})"),
+    )
 }

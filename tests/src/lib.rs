@@ -26,8 +26,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub use serde_json::{json, Value};
 
 pub use commands::{
-    arp_trace, describe, ip, jq, jq_over, no_panic, refused, run_to_completion, run_unprivileged,
-    run_with_caps, venv_tool, workspace, Exe, Finished,
+    arp_trace, describe, ip, jq, jq_over, no_panic, provisioned_tool, refused, run_to_completion,
+    run_unprivileged, run_with_caps, venv_tool, workspace, Exe, Finished,
 };
 pub use helper::{helper_main, Helper, HELPER_ENTRY, HELPER_ENV, HELPER_PAYLOAD};
 pub use json::{

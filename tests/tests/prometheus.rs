@@ -9,7 +9,7 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, SocketAddrV4, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -23,22 +23,12 @@ fn helper_process() {
 
 /// `prometheus` or `promtool`: as unpacked by `cargo xtask test`, else from PATH.
 fn tool(name: &str) -> PathBuf {
-    let unpacked = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/tools/prometheus/usr/bin")
-        .join(name);
-    if unpacked.is_file() {
-        return unpacked;
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} not found: `cargo xtask test` unpacks Debian's prometheus package into \
-                 target/tools/prometheus (or apt-get install prometheus)"
-            )
-        })
+    provisioned_tool(
+        "prometheus/usr/bin",
+        name,
+        "`cargo xtask test` unpacks Debian's prometheus package into target/tools/prometheus \
+         (or apt-get install prometheus)",
+    )
 }
 
 /// A port on 127.0.0.1 nobody listens on now.
