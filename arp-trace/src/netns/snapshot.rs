@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use arp_trace_model::{IfSnapshot, NsSnapshot, Snapshot, Sysctls};
 
@@ -70,53 +70,50 @@ fn other_namespace(path: &Path, inode: u32) -> NsSnapshot {
     })
 }
 
-/// The `ip netns` names by inode, as [`take`] sees them, without reading any namespace.
-pub fn names() -> BTreeMap<u32, String> {
-    let mut names = BTreeMap::new();
+/// The namespaces named in /run/netns, by name order: (inode, name, path), each inode once
+/// (its first name), at most [`MAX_NAMESPACES`].
+fn named() -> Vec<(u32, String, PathBuf)> {
+    let mut out: Vec<(u32, String, PathBuf)> = Vec::new();
     let Ok(rd) = std::fs::read_dir(NETNS_RUN_DIR) else {
-        return names;
+        return out;
     };
     let mut entries: Vec<_> = rd.flatten().collect();
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
-        if names.len() >= MAX_NAMESPACES {
+        if out.len() >= MAX_NAMESPACES {
             break;
         }
-        if let Ok(ino) = super::find::inode_of(&e.path()) {
-            names
-                .entry(ino)
-                .or_insert_with(|| arp_trace_model::kernel_name(e.file_name().as_bytes()));
+        let Ok(ino) = super::find::inode_of(&e.path()) else {
+            continue;
+        };
+        if out.iter().all(|(i, _, _)| *i != ino) {
+            let name = arp_trace_model::kernel_name(e.file_name().as_bytes());
+            out.push((ino, name, e.path()));
         }
     }
-    names
+    out
+}
+
+/// The `ip netns` names by inode, as [`take`] sees them, without reading any namespace.
+pub fn names() -> BTreeMap<u32, String> {
+    named()
+        .into_iter()
+        .map(|(ino, name, _)| (ino, name))
+        .collect()
 }
 
 /// The snapshot for the trace header, and the `ip netns` names it saw.
 pub fn take(own: Option<u32>) -> (Snapshot, BTreeMap<u32, String>) {
     let mut namespaces = BTreeMap::new();
     let mut names = BTreeMap::new();
-    if let Ok(rd) = std::fs::read_dir(NETNS_RUN_DIR) {
-        let mut entries: Vec<_> = rd.flatten().collect();
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            if namespaces.len() >= MAX_NAMESPACES {
-                break;
-            }
-            let name = arp_trace_model::kernel_name(e.file_name().as_bytes());
-            let Ok(ino) = super::find::inode_of(&e.path()) else {
-                continue;
-            };
-            if names.contains_key(&ino) {
-                continue;
-            }
-            names.insert(ino, name.clone());
-            let v = if Some(ino) == own {
-                this_namespace(ino)
-            } else {
-                other_namespace(&e.path(), ino)
-            };
-            namespaces.insert(name, v);
-        }
+    for (ino, name, path) in named() {
+        let v = if Some(ino) == own {
+            this_namespace(ino)
+        } else {
+            other_namespace(&path, ino)
+        };
+        names.insert(ino, name.clone());
+        namespaces.insert(name, v);
     }
     if let Some(own) = own {
         if !names.contains_key(&own) {
