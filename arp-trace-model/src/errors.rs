@@ -48,7 +48,7 @@ pub fn clip_quotes(msg: &str) -> String {
 
 /// serde_json's message without its ` at line 1 column N` (a record is one line; the
 /// column is given on its own).
-fn message(e: &serde_json::Error) -> String {
+pub(crate) fn message(e: &serde_json::Error) -> String {
     let full = e.to_string();
     let msg = match full.rfind(" at line ") {
         Some(i) => &full[..i],

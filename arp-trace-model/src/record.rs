@@ -151,10 +151,7 @@ impl<'a> Record<'a> {
         let tag: Tag = serde_json::from_str(line).map_err(|e| {
             format!(
                 "not a JSON record: {} (column {})",
-                crate::errors::clip_quotes(
-                    &e.to_string()
-                        .replace(&format!(" at line {} column {}", e.line(), e.column()), "")
-                ),
+                crate::errors::message(&e),
                 e.column()
             )
         })?;

@@ -36,16 +36,8 @@ impl JsonSink {
 /// records that follow. Live and replayed, the same run gives the same line.
 pub fn json_header(h: &Header) -> Header {
     Header {
-        format_version: h.format_version,
-        schema_version: arp_trace_model::SCHEMA_VERSION,
-        arp_trace_version: h.arp_trace_version.clone(),
-        kernel_release: h.kernel_release.clone(),
-        hostname: h.hostname.clone(),
-        start_time: h.start_time,
-        hooks: h.hooks.clone(),
-        own_netns: h.own_netns,
-        netns_names: h.netns_names.clone(),
         snapshot: None,
+        ..h.current()
     }
 }
 
