@@ -71,6 +71,15 @@ pub struct Offsets {
     /// order inet_select_addr() walks it.
     pub net_dev_base_head: u32,
     pub dev_dev_list: u32,
+    /// `net_device.ip6_ptr` and the `inet6_dev`/`inet6_ifaddr` fields `ndisc_solicit()`'s
+    /// choice reads (`u32::MAX` on a kernel built without IPv6).
+    pub dev_ip6_ptr: u32,
+    pub in6_addr_list: u32,
+    pub ifa6_if_list: u32,
+    pub ifa6_addr: u32,
+    pub ifa6_prefix_len: u32,
+    pub ifa6_scope: u32,
+    pub ifa6_flags: u32,
 }
 
 impl Offsets {
@@ -121,6 +130,13 @@ impl Offsets {
         devconf_arp_notify: u32::MAX,
         net_dev_base_head: u32::MAX,
         dev_dev_list: u32::MAX,
+        dev_ip6_ptr: u32::MAX,
+        in6_addr_list: u32::MAX,
+        ifa6_if_list: u32::MAX,
+        ifa6_addr: u32::MAX,
+        ifa6_prefix_len: u32::MAX,
+        ifa6_scope: u32::MAX,
+        ifa6_flags: u32::MAX,
     };
 }
 
@@ -132,11 +148,23 @@ pub struct Config {
     /// (0 when the kernel has no drop reasons).
     pub drop_neigh_failed: u32,
     pub drop_neigh_queuefull: u32,
+    /// `SKB_DROP_REASON_NOT_SPECIFIED`: what a plain `kfree_skb()` reports.
+    pub drop_not_specified: u32,
+    pub _pad: u32,
+    /// `[start, end)` of `ndisc_error_report()`, which frees an IPv6 neighbour's queued
+    /// packets one by one with a plain `kfree_skb()` when the entry fails (ARP's
+    /// `arp_error_report()` names NEIGH_FAILED instead); 0 when unknown.
+    pub ndisc_report_start: u64,
+    pub ndisc_report_end: u64,
 }
 
 impl Config {
     pub const UNSET: Config = Config {
         drop_neigh_failed: 0,
         drop_neigh_queuefull: 0,
+        drop_not_specified: 0,
+        _pad: 0,
+        ndisc_report_start: 0,
+        ndisc_report_end: 0,
     };
 }

@@ -8,12 +8,14 @@
 #![no_std]
 
 mod config;
+mod ndisc;
 mod neighbour;
 mod transmit;
 mod trigger;
 
 // The records live in their modules; every `arp_trace_common::NAME` path stays as it was.
 pub use config::*;
+pub use ndisc::*;
 pub use neighbour::*;
 pub use transmit::*;
 pub use trigger::*;
@@ -29,6 +31,12 @@ pub const EVENT_TRIGGER: u32 = 2;
 pub const EVENT_NEIGH_DROP: u32 = 3;
 /// Neighbour state after a solicit, or its failure (`NeighEvent`).
 pub const EVENT_NEIGH: u32 = 4;
+/// An IPv6 neighbour solicitation or advertisement (`NdiscXmitEvent`).
+pub const EVENT_NDISC_XMIT: u32 = 5;
+
+/// `NeighEvent::family`, `TriggerEvent::family`: the neighbour table's address family.
+pub const FAMILY_INET: u32 = 2;
+pub const FAMILY_INET6: u32 = 10;
 
 /// Kernel stack frames recorded with a trigger, to tell task context from softirq exactly.
 pub const STACK_DEPTH: usize = 24;
@@ -56,6 +64,7 @@ mod user {
     unsafe impl aya::Pod for Config {}
     unsafe impl aya::Pod for TriggerEvent {}
     unsafe impl aya::Pod for NeighEvent {}
+    unsafe impl aya::Pod for NdiscXmitEvent {}
 }
 
 #[cfg(test)]
@@ -65,7 +74,7 @@ mod tests {
 
     #[test]
     fn layouts_have_no_hidden_padding() {
-        assert_eq!(size_of::<Offsets>(), 46 * 4);
+        assert_eq!(size_of::<Offsets>(), 53 * 4);
         assert_eq!(align_of::<ArpXmitEvent>(), 8);
         assert_eq!(size_of::<DevAddr>(), 12);
         assert_eq!(
@@ -84,14 +93,19 @@ mod tests {
                 + 12 * MAX_DEV_ADDRS
                 + 4 * MAX_WALK
         );
-        assert_eq!(size_of::<Config>(), 8);
+        assert_eq!(size_of::<Config>(), 32);
         assert_eq!(
             size_of::<TriggerEvent>(),
-            8 + 8 * 5 + 8 * 4 + 8 + 16 + IP_CAP + 8 * STACK_DEPTH
+            8 + 8 * 5 + 8 * 4 + 4 + 4 + 16 + 16 + IP_CAP + 8 * STACK_DEPTH
+        );
+        assert_eq!(size_of::<Dev6Addr>(), 24);
+        assert_eq!(
+            size_of::<NdiscXmitEvent>(),
+            8 + 8 + 6 * 4 + 2 + 2 + 4 + 8 + 8 + 16 + 16 + FRAME6_CAP + 8 + 24 * MAX_DEV6_ADDRS
         );
         assert_eq!(
             size_of::<NeighEvent>(),
-            8 + 8 + 8 + 8 + 4 * 4 + 8 + NAME_LEN + 8 * 3 + 8 + NAME_LEN + 8 * STACK_DEPTH
+            8 + 8 + 8 + 8 + 16 + 4 + 4 * 4 + 4 + NAME_LEN + 8 + 8 * 3 + 8 + NAME_LEN + 8 * STACK_DEPTH
         );
     }
 }

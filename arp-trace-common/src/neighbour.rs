@@ -9,6 +9,10 @@ pub const NEIGH_FAILED: u32 = 1;
 /// The record comes from `neigh_event_send_done`: the first solicit of a resolution.
 pub const NEIGH_FIRST: u32 = 2;
 
+/// `NeighEvent::ll_total`/`ll_usable` of IPv4 entries, or when the device's IPv6 state
+/// could not be read.
+pub const LL_UNREAD: u16 = u16::MAX;
+
 /// A neighbour right after `neigh_probe()` (from `neigh_event_send_done` or
 /// `neigh_timer_handler`), or when it failed.
 #[repr(C)]
@@ -20,8 +24,10 @@ pub struct NeighEvent {
     pub req_seq: u64,
     pub netns: u32,
     pub ifindex: u32,
-    /// IPv4 address the entry resolves (`primary_key`), network byte order.
-    pub target: [u8; 4],
+    /// Address the entry resolves (`primary_key`): IPv4 in the first 4 bytes, or IPv6.
+    pub target: [u8; 16],
+    /// `FAMILY_INET` (`arp_tbl`) or `FAMILY_INET6` (`nd_tbl`).
+    pub family: u32,
     pub nud_state: u32,
     /// `neigh->probes`: solicits sent for the current resolution.
     pub probes: u32,
@@ -31,6 +37,11 @@ pub struct NeighEvent {
     /// The entry's unicast probe budget: INCOMPLETE entries start counting `probes` from it.
     pub ucast_probes: u32,
     pub ifname: [u8; NAME_LEN],
+    /// IPv6 entries: the device's link-local addresses, and those `ipv6_get_lladdr()` may
+    /// use (neither tentative nor optimistic); `LL_UNREAD` when not read.
+    pub ll_total: u16,
+    pub ll_usable: u16,
+    pub _pad: u32,
     /// Owner of the queued packet that was solicited for (`skb_clone()` drops `skb->sk`, so
     /// the trigger's own record cannot carry it): read from the queue's tail.
     pub sk: u64,

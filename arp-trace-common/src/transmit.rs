@@ -29,6 +29,9 @@ pub const NO_MAC_HEADER: u16 = 0xffff;
 /// `ArpXmitEvent::flags`: the frame belongs to a socket (`skb->sk` is set): a process wrote it
 /// through a packet socket, where the kernel's own ARP (`arp_create()`) has none.
 pub const XMIT_HAS_SK: u32 = 1;
+/// `NdiscXmitEvent::flags`: the socket has a file: a process's raw ICMPv6 socket, not the
+/// kernel's `ndisc_sk`.
+pub const XMIT_USER_SK: u32 = 2;
 
 /// One IPv4 address of a device as the kernel held it when the frame left.
 #[repr(C)]

@@ -4,7 +4,7 @@
 
 use crate::{NAME_LEN, STACK_DEPTH};
 
-/// Bytes of the triggering packet copied from its IPv4 header on (header plus L4 ports/type).
+/// Bytes of the triggering packet copied from its IP header on (header plus L4 ports/type).
 pub const IP_CAP: usize = 64;
 /// `TriggerEvent::flags`
 pub const TRIGGER_HAS_SK: u32 = 1;
@@ -41,8 +41,11 @@ pub struct TriggerEvent {
     pub stack_len: u32,
     /// `HOOK_*` that saw the packet.
     pub hook: u32,
-    /// The neighbour being solicited (`primary_key`), when the hook knows it; else zero.
-    pub target: [u8; 4],
+    /// `FAMILY_INET` or `FAMILY_INET6`: how to read `ip` and `target`.
+    pub family: u32,
+    /// The neighbour being solicited (`primary_key`; IPv4 in the first 4 bytes), when the
+    /// hook knows it; else zero.
+    pub target: [u8; 16],
     pub comm: [u8; NAME_LEN],
     pub ip: [u8; IP_CAP],
     pub stack: [u64; STACK_DEPTH],

@@ -1,13 +1,14 @@
 //! The neighbour tracepoints: `neigh_event_send_done` and `neigh_timer_handler` record the
 //! entry after each solicit (and claim this CPU's pending request), `neigh_update` keeps the
 //! queue's length and owner before a reply flushes it. Apart because they read
-//! `struct neighbour` and its queue, not a packet, and fire for IPv6 entries too.
+//! `struct neighbour` and its queue, not a packet. `arp_tbl` and `nd_tbl` share them, so
+//! one code serves ARP requests and IPv6 neighbour solicitations.
 
 use core::ffi::c_void;
 
 use arp_trace_common::{
-    NeighEvent, Offsets, EVENT_NEIGH, EVENT_TRIGGER, HOOK_NEIGH_QUEUE, NAME_LEN, NEIGH_FAILED,
-    NEIGH_FIRST, STACK_DEPTH,
+    NeighEvent, Offsets, EVENT_NEIGH, EVENT_TRIGGER, FAMILY_INET, FAMILY_INET6, HOOK_NEIGH_QUEUE,
+    LL_UNREAD, NAME_LEN, NEIGH_FAILED, NEIGH_FIRST, STACK_DEPTH,
 };
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
@@ -24,7 +25,7 @@ use crate::trigger::{emit_trigger, read_owner};
 /// The pending request on this CPU for a neighbour (or, with no target, the newest on the
 /// device): its index in `Slot::reqs`.
 #[inline(always)]
-fn find_req(slot: &Slot, netns: u32, ifindex: u32, target: Option<[u8; 4]>) -> Option<usize> {
+fn find_req(slot: &Slot, netns: u32, ifindex: u32, target: Option<[u8; 16]>) -> Option<usize> {
     let mut best: Option<usize> = None;
     let mut best_seq = 0u64;
     let mut i = 0;
@@ -59,13 +60,19 @@ pub fn neigh_timer_handler(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-const AF_INET: u32 = 2;
 const NUD_FAILED: u8 = 0x20;
 
 #[inline(always)]
 unsafe fn emit_neigh(ctx: &BtfTracePointContext, n: *const u8, first: u32) -> Result<(), i64> {
     let o = offsets();
-    let Some((target, dev, ifindex, netns)) = ipv4_neigh(n, &o)? else {
+    let Some(NeighId {
+        family,
+        target,
+        dev,
+        ifindex,
+        netns,
+    }) = neigh_id(n, &o)?
+    else {
         return Ok(());
     };
     let state: u8 = read(n, o.neigh_nud_state)?;
@@ -81,7 +88,6 @@ unsafe fn emit_neigh(ctx: &BtfTracePointContext, n: *const u8, first: u32) -> Re
         target,
         qlen: NO_QLEN,
         owner_flags: 0,
-        _pad: 0,
     };
     if let Some(slot) = SLOT.get_ptr_mut(0) {
         let slot = &mut *slot;
@@ -90,8 +96,9 @@ unsafe fn emit_neigh(ctx: &BtfTracePointContext, n: *const u8, first: u32) -> Re
             req_seq = seen.seq;
             slot.reqs[i & (PENDING - 1)].seq = 0;
         }
-        dropped = slot.failed_drops;
-        slot.failed_drops = 0;
+        let f = family_index(family);
+        dropped = slot.failed_drops[f];
+        slot.failed_drops[f] = 0;
     }
     // neigh_invalidate() drops the queue with the lock released per packet; a send on another
     // CPU meanwhile restarts the entry (INCOMPLETE again) and the timer's record no longer
@@ -100,7 +107,7 @@ unsafe fn emit_neigh(ctx: &BtfTracePointContext, n: *const u8, first: u32) -> Re
     if req_seq == 0 && !failed {
         return Ok(()); // nothing was solicited in this call
     }
-    if req_seq != 0 && seen.qlen == NO_QLEN && queue_trigger() {
+    if req_seq != 0 && seen.qlen == NO_QLEN && queue_trigger_for(family) {
         // No update since the solicit: the queue is as neigh_probe() found it, and its
         // newest packet is the one arp_solicit() was handed a clone of (unless another CPU
         // queued one to this entry in the microseconds since; the README names that).
@@ -120,6 +127,7 @@ unsafe fn emit_neigh(ctx: &BtfTracePointContext, n: *const u8, first: u32) -> Re
     ev.netns = netns;
     ev.ifindex = ifindex;
     ev.target = target;
+    ev.family = family;
     ev.nud_state = state as u32;
     ev.probes = read(n, o.neigh_probes).unwrap_or(0);
     // A reply handled before this tracepoint (veth answers at once) flushed the queue; the
@@ -137,6 +145,12 @@ unsafe fn emit_neigh(ctx: &BtfTracePointContext, n: *const u8, first: u32) -> Re
         read(parms, o.parms_ucast_probes).unwrap_or(0)
     };
     ev.ifname = read(dev, o.dev_name).unwrap_or([0; NAME_LEN]);
+    (ev.ll_total, ev.ll_usable) = if family == FAMILY_INET6 {
+        link_locals(dev, &o)
+    } else {
+        (LL_UNREAD, LL_UNREAD)
+    };
+    ev._pad = 0;
     ev.pid_tgid = bpf_get_current_pid_tgid();
     ev.comm = bpf_get_current_comm().unwrap_or([0; NAME_LEN]);
     ev.sk = 0;
@@ -161,18 +175,88 @@ unsafe fn emit_neigh(ctx: &BtfTracePointContext, n: *const u8, first: u32) -> Re
     Ok(())
 }
 
-/// An IPv4 neighbour's identity: (target, device, ifindex, netns inode).
-type NeighId = ([u8; 4], *const u8, u32, u32);
+const IFA_LINK: u16 = 0x20;
+const IFA_F_OPTIMISTIC: u32 = 0x04;
+const IFA_F_TENTATIVE: u32 = 0x40;
+const MAX_ADDRS_WALKED: usize = 16;
 
-/// `None` for other families (IPv6 neighbour discovery shares these tracepoints).
+/// How many link-local addresses the device has, and how many `ipv6_get_lladdr()` would
+/// take for a solicitation (banned: tentative, optimistic): whether `ndisc_send_ns()` could
+/// send anything without a usable packet source.
 #[inline(always)]
-unsafe fn ipv4_neigh(n: *const u8, o: &Offsets) -> Result<Option<NeighId>, i64> {
+unsafe fn link_locals(dev: *const u8, o: &Offsets) -> (u16, u16) {
+    if o.dev_ip6_ptr == u32::MAX {
+        return (LL_UNREAD, LL_UNREAD);
+    }
+    let idev: *const u8 = read(dev, o.dev_ip6_ptr).unwrap_or(core::ptr::null());
+    if idev.is_null() {
+        return (0, 0);
+    }
+    let head = idev.add(o.in6_addr_list as usize);
+    let mut node: *const u8 = read(head, 0).unwrap_or(core::ptr::null());
+    let (mut total, mut usable) = (0u16, 0u16);
+    let mut n = 0usize;
+    while n < MAX_ADDRS_WALKED {
+        if node.is_null() || node == head {
+            return (total, usable);
+        }
+        let ifp = node.sub(o.ifa6_if_list as usize);
+        let scope: u16 = read(ifp, o.ifa6_scope).unwrap_or(0);
+        if scope == IFA_LINK {
+            total += 1;
+            let flags: u32 = read(ifp, o.ifa6_flags).unwrap_or(IFA_F_TENTATIVE);
+            if flags & (IFA_F_TENTATIVE | IFA_F_OPTIMISTIC) == 0 {
+                usable += 1;
+            }
+        }
+        n += 1;
+        node = read(node, 0).unwrap_or(core::ptr::null());
+    }
+    // More addresses than walked: the link-local ones sit at the list's end, unseen.
+    (LL_UNREAD, LL_UNREAD)
+}
+
+/// Whether the solicited packet is read from the queue: always for IPv6, which no hook on
+/// `ndisc_solicit()` sees; for ARP only on the tracepoint path.
+#[inline(always)]
+fn queue_trigger_for(family: u32) -> bool {
+    family == FAMILY_INET6 || queue_trigger()
+}
+
+/// A neighbour entry's identity.
+struct NeighId {
+    family: u32,
+    /// IPv4 in the first 4 bytes, or IPv6.
+    target: [u8; 16],
+    dev: *const u8,
+    ifindex: u32,
+    netns: u32,
+}
+
+/// Index into `Slot::failed_drops`.
+#[inline(always)]
+pub(crate) fn family_index(family: u32) -> usize {
+    if family == FAMILY_INET6 {
+        1
+    } else {
+        0
+    }
+}
+
+/// `None` for tables other than `arp_tbl` and `nd_tbl` (DECnet's, CLIP's).
+#[inline(always)]
+unsafe fn neigh_id(n: *const u8, o: &Offsets) -> Result<Option<NeighId>, i64> {
     let tbl: *const u8 = read(n, o.neigh_tbl)?;
     let family: u32 = read(tbl, o.tbl_family)?;
-    if family != AF_INET {
+    let mut target = [0u8; 16];
+    if family == FAMILY_INET {
+        let v4: [u8; 4] = read(n, o.neigh_key)?;
+        target[..4].copy_from_slice(&v4);
+    } else if family == FAMILY_INET6 {
+        target = read(n, o.neigh_key)?;
+    } else {
         return Ok(None);
     }
-    let target: [u8; 4] = read(n, o.neigh_key)?;
     let dev: *const u8 = read(n, o.neigh_dev)?;
     let ifindex: u32 = read(dev, o.dev_ifindex)?;
     let net: *const u8 = read(dev, o.dev_nd_net)?;
@@ -181,7 +265,13 @@ unsafe fn ipv4_neigh(n: *const u8, o: &Offsets) -> Result<Option<NeighId>, i64> 
     } else {
         read(net, o.net_ns_inum)?
     };
-    Ok(Some((target, dev, ifindex, netns)))
+    Ok(Some(NeighId {
+        family,
+        target,
+        dev,
+        ifindex,
+        netns,
+    }))
 }
 
 /// The newest packet queued on a neighbour: the one `neigh_probe()` clones for the solicit.
@@ -221,7 +311,14 @@ unsafe fn note_update(n: *const u8) -> Result<(), i64> {
     };
     let slot = &mut *slot;
     let o = offsets();
-    let Some((target, _, ifindex, netns)) = ipv4_neigh(n, &o)? else {
+    let Some(NeighId {
+        family,
+        target,
+        ifindex,
+        netns,
+        ..
+    }) = neigh_id(n, &o)?
+    else {
         return Ok(());
     };
     let Some(i) = find_req(slot, netns, ifindex, Some(target)) else {
@@ -236,7 +333,7 @@ unsafe fn note_update(n: *const u8) -> Result<(), i64> {
         (r.sk, r.sk_ino, r.owner_flags) = (sk, ino, flags);
     }
     let seq = r.seq;
-    if queue_trigger() {
+    if queue_trigger_for(family) {
         // The update is about to send and flush the queue; read the packet while it is there.
         if let Some(skb) = queue_tail(n, &o) {
             emit_trigger(skb, EVENT_TRIGGER, 0, HOOK_NEIGH_QUEUE, target, seq)?;

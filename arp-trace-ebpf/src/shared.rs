@@ -17,7 +17,8 @@ pub(crate) static OFFSETS: Offsets = Offsets::UNSET;
 #[no_mangle]
 pub(crate) static CONFIG: Config = Config::UNSET;
 
-/// An ARP request transmitted on this CPU that no neighbour record has claimed yet.
+/// An ARP request or neighbour solicitation transmitted on this CPU that no neighbour record
+/// has claimed yet.
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub(crate) struct Req {
@@ -27,11 +28,12 @@ pub(crate) struct Req {
     pub(crate) sk_ino: u64,
     pub(crate) netns: u32,
     pub(crate) ifindex: u32,
-    pub(crate) target: [u8; 4],
+    /// IPv4 in the first 4 bytes (the rest zero), or IPv6: neighbour keys of both tables
+    /// compare as 16 bytes.
+    pub(crate) target: [u8; 16],
     /// `arp_queue.qlen` when the entry was first updated after the request (`NO_QLEN`: not yet).
     pub(crate) qlen: u32,
     pub(crate) owner_flags: u32,
-    pub(crate) _pad: u32,
 }
 
 pub(crate) const NO_QLEN: u32 = u32::MAX;
@@ -46,8 +48,9 @@ pub(crate) const PENDING: usize = 4;
 pub(crate) struct Slot {
     pub(crate) next_seq: u64,
     pub(crate) next: u32,
-    /// NEIGH_FAILED drops of IPv4 packets on this CPU since its last IPv4 neighbour record.
-    pub(crate) failed_drops: u32,
+    /// NEIGH_FAILED drops on this CPU since its last neighbour record of the same family:
+    /// `[IPv4, IPv6]`.
+    pub(crate) failed_drops: [u32; 2],
     pub(crate) reqs: [Req; PENDING],
 }
 

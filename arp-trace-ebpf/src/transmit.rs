@@ -16,10 +16,11 @@ use aya_ebpf::{
 };
 
 use crate::shared::{
-    count_discarded, count_lost, offsets, read, EVENTS, NO_QLEN, OFFSETS, PENDING, SLOT,
+    count_discarded, count_lost, offsets, read, Req, Slot, EVENTS, NO_QLEN, OFFSETS, PENDING, SLOT,
 };
 
 const ETH_P_ARP_BE: u16 = 0x0806u16.to_be();
+const ETH_P_IPV6_BE: u16 = 0x86DDu16.to_be();
 
 /// Every frame any device queues passes here, so everything but ARP must leave at once.
 #[btf_tracepoint(function = "net_dev_queue")]
@@ -33,6 +34,9 @@ pub fn net_dev_queue(ctx: BtfTracePointContext) -> i32 {
         core::ptr::read_volatile(skb.add(off as usize) as *const u16)
     };
     if proto != ETH_P_ARP_BE {
+        if proto == ETH_P_IPV6_BE {
+            unsafe { crate::ndisc::ipv6_frame(&ctx, skb) };
+        }
         return 0;
     }
     if let Err(e) = unsafe { try_net_dev_queue(skb) } {
@@ -63,50 +67,92 @@ unsafe fn try_net_dev_queue(skb: *const u8) -> Result<(), i64> {
     Ok(())
 }
 
+/// What every transmitted record starts with, read from the skb and its device.
+pub(crate) struct Head {
+    pub(crate) ts_ns: u64,
+    pub(crate) cpu: u32,
+    pub(crate) pid_tgid: u64,
+    pub(crate) comm: [u8; NAME_LEN],
+    pub(crate) flags: u32,
+    pub(crate) skb_len: u32,
+    pub(crate) mark: u32,
+    pub(crate) iif: u32,
+    pub(crate) dev: *const u8,
+    pub(crate) net: *const u8,
+    pub(crate) ifindex: u32,
+    pub(crate) ifname: [u8; NAME_LEN],
+    pub(crate) netns: u32,
+}
+
 #[inline(always)]
-unsafe fn fill_xmit(ev: &mut ArpXmitEvent, skb: *const u8, o: &Offsets) -> Result<(), i64> {
-    ev.kind = EVENT_ARP_XMIT;
-    ev.hook = HOOK_NET_DEV_QUEUE;
-    ev.ts_ns = bpf_ktime_get_ns();
-    ev.cpu = aya_ebpf::helpers::bpf_get_smp_processor_id();
-    ev.pid_tgid = bpf_get_current_pid_tgid();
-    ev.comm = bpf_get_current_comm().unwrap_or([0; NAME_LEN]);
+pub(crate) unsafe fn read_head(skb: *const u8, o: &Offsets) -> Result<Head, i64> {
     let sk: *const u8 = read(skb, o.skb_sk)?;
-    ev.flags = if sk.is_null() { 0 } else { XMIT_HAS_SK };
-
-    ev.skb_len = read(skb, o.skb_len)?;
-    ev.mark = read(skb, o.skb_mark)?;
-    ev.iif = read(skb, o.skb_iif)?;
-
     let dev: *const u8 = read(skb, o.skb_dev)?;
-    ev.ifindex = read(dev, o.dev_ifindex)?;
-    ev.ifname = read(dev, o.dev_name)?;
     let net: *const u8 = read(dev, o.dev_nd_net)?;
-    ev.netns = if net.is_null() {
-        0
-    } else {
-        read(net, o.net_ns_inum)?
-    };
-    read_dev_facts(ev, dev, net, o);
+    Ok(Head {
+        ts_ns: bpf_ktime_get_ns(),
+        cpu: aya_ebpf::helpers::bpf_get_smp_processor_id(),
+        pid_tgid: bpf_get_current_pid_tgid(),
+        comm: bpf_get_current_comm().unwrap_or([0; NAME_LEN]),
+        flags: if sk.is_null() { 0 } else { XMIT_HAS_SK },
+        skb_len: read(skb, o.skb_len)?,
+        mark: read(skb, o.skb_mark)?,
+        iif: read(skb, o.skb_iif)?,
+        dev,
+        net,
+        ifindex: read(dev, o.dev_ifindex)?,
+        ifname: read(dev, o.dev_name)?,
+        netns: if net.is_null() {
+            0
+        } else {
+            read(net, o.net_ns_inum)?
+        },
+    })
+}
 
+/// Copies the frame from its link-layer header on into `frame`: `(mac_len, caplen)`. A fixed
+/// size (the verifier wants constants); the frame may end before `N` inside a small
+/// allocation, so it falls back to the first `min` bytes.
+#[inline(always)]
+pub(crate) unsafe fn copy_frame<const N: usize>(
+    skb: *const u8,
+    o: &Offsets,
+    frame: &mut [u8; N],
+    min: usize,
+) -> Result<(u16, u16), i64> {
     let head: *const u8 = read(skb, o.skb_head)?;
     let mac: u16 = read(skb, o.skb_mac_header)?;
     let nh: u16 = read(skb, o.skb_network_header)?;
-    let start = if mac != NO_MAC_HEADER && mac <= nh {
-        ev.mac_len = nh - mac;
-        head.add(mac as usize)
+    let (mac_len, start) = if mac != NO_MAC_HEADER && mac <= nh {
+        (nh - mac, head.add(mac as usize))
     } else {
-        ev.mac_len = NO_MAC_HEADER;
-        head.add(nh as usize)
+        (NO_MAC_HEADER, head.add(nh as usize))
     };
-    // Copy a fixed size (the verifier wants constants); the frame may end before FRAME_CAP
-    // inside a small allocation, so fall back to the bare Ethernet ARP size.
-    if bpf_probe_read_kernel_buf(start, &mut ev.frame).is_ok() {
-        ev.caplen = FRAME_CAP as u16;
-    } else {
-        bpf_probe_read_kernel_buf(start, &mut ev.frame[..42]).map_err(|e| e as i64)?;
-        ev.caplen = 42;
+    if bpf_probe_read_kernel_buf(start, frame).is_ok() {
+        return Ok((mac_len, N as u16));
     }
+    bpf_probe_read_kernel_buf(start, &mut frame[..min]).map_err(|e| e as i64)?;
+    Ok((mac_len, min as u16))
+}
+
+#[inline(always)]
+unsafe fn fill_xmit(ev: &mut ArpXmitEvent, skb: *const u8, o: &Offsets) -> Result<(), i64> {
+    let h = read_head(skb, o)?;
+    ev.kind = EVENT_ARP_XMIT;
+    ev.hook = HOOK_NET_DEV_QUEUE;
+    ev.ts_ns = h.ts_ns;
+    ev.cpu = h.cpu;
+    ev.pid_tgid = h.pid_tgid;
+    ev.comm = h.comm;
+    ev.flags = h.flags;
+    ev.skb_len = h.skb_len;
+    ev.mark = h.mark;
+    ev.iif = h.iif;
+    ev.ifindex = h.ifindex;
+    ev.ifname = h.ifname;
+    ev.netns = h.netns;
+    read_dev_facts(ev, h.dev, h.net, o);
+    (ev.mac_len, ev.caplen) = copy_frame(skb, o, &mut ev.frame, 42)?;
     Ok(())
 }
 
@@ -264,20 +310,25 @@ unsafe fn remember_request(ev: &mut ArpXmitEvent) {
     }
     let is_request = ev.frame[m + 6] == 0 && ev.frame[m + 7] == 1;
     if is_request {
-        let r = &mut slot.reqs[(slot.next as usize) & (PENDING - 1)];
-        slot.next = slot.next.wrapping_add(1);
-        r.seq = ev.seq;
-        r.netns = ev.netns;
-        r.ifindex = ev.ifindex;
-        r.target = [
-            ev.frame[m + 24],
-            ev.frame[m + 25],
-            ev.frame[m + 26],
-            ev.frame[m + 27],
-        ];
-        r.qlen = NO_QLEN;
-        r.sk = 0;
-        r.sk_ino = 0;
-        r.owner_flags = 0;
+        let mut target = [0u8; 16];
+        target[..4].copy_from_slice(&ev.frame[m + 24..m + 28]);
+        pend(slot, ev.seq, ev.netns, ev.ifindex, target);
     }
+}
+
+/// Keeps a request as this CPU's newest pending one, for the neighbour record to claim.
+#[inline(always)]
+pub(crate) fn pend(slot: &mut Slot, seq: u64, netns: u32, ifindex: u32, target: [u8; 16]) {
+    let r = &mut slot.reqs[(slot.next as usize) & (PENDING - 1)];
+    slot.next = slot.next.wrapping_add(1);
+    *r = Req {
+        seq,
+        sk: 0,
+        sk_ino: 0,
+        netns,
+        ifindex,
+        target,
+        qlen: NO_QLEN,
+        owner_flags: 0,
+    };
 }

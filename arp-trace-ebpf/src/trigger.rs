@@ -6,7 +6,7 @@
 use core::ffi::c_void;
 
 use arp_trace_common::{
-    Offsets, TriggerEvent, EVENT_NEIGH_DROP, EVENT_TRIGGER, HOOK_FENTRY, HOOK_KFREE_SKB,
+    Offsets, TriggerEvent, EVENT_NEIGH_DROP, EVENT_TRIGGER, FAMILY_INET, FAMILY_INET6, HOOK_FENTRY, HOOK_KFREE_SKB,
     HOOK_KPROBE, IP_CAP, NAME_LEN, TRIGGER_HAS_SK, TRIGGER_NO_FILE, TRIGGER_ORPHAN,
     TRIGGER_REQUEST_SK,
 };
@@ -18,6 +18,7 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, FEntryContext, ProbeContext},
 };
 
+use crate::neighbour::family_index;
 use crate::shared::{count_discarded, count_lost, offsets, read, CONFIG, EVENTS, SLOT};
 
 /// `fentry/arp_solicit(neigh, skb)`: the exact packet the kernel solicits for, before the
@@ -44,7 +45,9 @@ unsafe fn solicit(n: *const u8, skb: *const u8, hook: u32) -> Result<(), i64> {
     if n.is_null() || skb.is_null() {
         return Ok(());
     }
-    let target: [u8; 4] = read(n, offsets().neigh_key)?;
+    let mut target = [0u8; 16];
+    let v4: [u8; 4] = read(n, offsets().neigh_key)?;
+    target[..4].copy_from_slice(&v4);
     emit_trigger(skb, EVENT_TRIGGER, 0, hook, target, 0)
 }
 
@@ -52,7 +55,7 @@ unsafe fn solicit(n: *const u8, skb: *const u8, hook: u32) -> Result<(), i64> {
 /// resolution fails or the queue overflows.
 #[btf_tracepoint(function = "kfree_skb")]
 pub fn kfree_skb(ctx: BtfTracePointContext) -> i32 {
-    let reason: u32 = ctx.arg::<u64>(2) as u32;
+    let mut reason: u32 = ctx.arg::<u64>(2) as u32;
     // Both fields, not the whole struct: every dropped skb on the host passes here.
     let (failed, queuefull) = unsafe {
         (
@@ -61,7 +64,10 @@ pub fn kfree_skb(ctx: BtfTracePointContext) -> i32 {
         )
     };
     if reason == 0 || (reason != failed && reason != queuefull) {
-        return 0;
+        if !unsafe { ndisc_failed(&ctx, reason) } {
+            return 0;
+        }
+        reason = failed;
     }
     let skb: *const c_void = ctx.arg(0);
     let _ = unsafe {
@@ -70,14 +76,28 @@ pub fn kfree_skb(ctx: BtfTracePointContext) -> i32 {
             EVENT_NEIGH_DROP,
             reason,
             HOOK_KFREE_SKB,
-            [0; 4],
+            [0; 16],
             0,
         )
     };
     0
 }
 
+/// A packet an IPv6 neighbour's failure drops: `ndisc_error_report()` frees each with a
+/// plain `kfree_skb()`, so only the caller's address tells it from the host's other drops.
+#[inline(always)]
+unsafe fn ndisc_failed(ctx: &BtfTracePointContext, reason: u32) -> bool {
+    if reason != core::ptr::read_volatile(&CONFIG.drop_not_specified) {
+        return false;
+    }
+    let start = core::ptr::read_volatile(&CONFIG.ndisc_report_start);
+    let end = core::ptr::read_volatile(&CONFIG.ndisc_report_end);
+    let location: u64 = ctx.arg(1);
+    start != 0 && location >= start && location < end
+}
+
 const ETH_P_IP_BE: u16 = 0x0800u16.to_be();
+const ETH_P_IPV6_BE: u16 = 0x86DDu16.to_be();
 const TCP_TIME_WAIT: u8 = 6;
 const TCP_NEW_SYN_RECV: u8 = 12;
 
@@ -89,26 +109,32 @@ pub(crate) unsafe fn emit_trigger(
     kind: u32,
     reason: u32,
     hook: u32,
-    target: [u8; 4],
+    target: [u8; 16],
     req_seq: u64,
 ) -> Result<(), i64> {
     let o = offsets();
     let proto: u16 = read(skb, o.skb_protocol)?;
-    if proto != ETH_P_IP_BE {
-        return Ok(()); // IPv6 neighbour discovery shares this code
-    }
+    let family = if proto == ETH_P_IP_BE {
+        FAMILY_INET
+    } else if proto == ETH_P_IPV6_BE {
+        FAMILY_INET6
+    } else {
+        return Ok(());
+    };
     let Some(mut entry) = EVENTS.reserve::<TriggerEvent>(0) else {
         count_lost();
         return Ok(());
     };
     if kind == EVENT_NEIGH_DROP && reason == core::ptr::read_volatile(&CONFIG.drop_neigh_failed) {
         if let Some(slot) = SLOT.get_ptr_mut(0) {
-            (*slot).failed_drops = (*slot).failed_drops.wrapping_add(1);
+            let f = &mut (*slot).failed_drops[family_index(family)];
+            *f = f.wrapping_add(1);
         }
     }
     let ev = &mut *entry.as_mut_ptr();
     ev.hook = hook;
     ev.target = target;
+    ev.family = family;
     ev.req_seq = req_seq;
     match fill_trigger(ev, skb, &o, kind, reason) {
         Ok(()) => entry.submit(0),

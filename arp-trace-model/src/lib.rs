@@ -1,4 +1,4 @@
-//! arp-trace's data model and file format: one type per record (`header`, `arp`,
+//! arp-trace's data model and file format: one type per record (`header`, `arp`, `ndisc`,
 //! `neigh_failed`, `facts_change`, `summary`), the values inside them (addresses, triggers,
 //! verdicts, facts), and reading and writing traces. Serde only: no kernel, no runtime, so
 //! the fuzzer, xtask and any other reader link this crate alone.
@@ -18,8 +18,10 @@ mod header;
 mod hex;
 pub mod limits;
 mod mac;
+mod ndisc;
 mod neigh;
 mod record;
+mod solicit;
 #[cfg(test)]
 mod schema_tests;
 mod summary;
@@ -37,8 +39,10 @@ pub use facts::{
 pub use header::{Header, IfSnapshot, NsSnapshot, Snapshot, Sysctls};
 pub use hex::Hex;
 pub use mac::Mac;
+pub use ndisc::{AdvertFlags, Flags6, If6Addr, NdiscEvent, NdiscOp, Scope6};
 pub use neigh::NeighFailed;
 pub use record::{Held, Record, ARP_PREFIX};
+pub use solicit::{Family, Solicitation};
 pub use summary::{Count, Row, Summary, TraceCounts};
 pub use text::{kernel_name, visible};
 pub use time::{parse_rfc3339, rfc3339_nanos, Time};
@@ -51,7 +55,7 @@ use std::borrow::Cow;
 /// records this model writes follow; its `$id` ends in the same number. Raised whenever the
 /// schema changes: a field or record type added, a value's range or form changed. A trace's
 /// header and the first line of `--json` carry it (`schema_version`).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The JSON Schema itself, for tools that validate records or document their fields.
 pub const SCHEMA: &str = include_str!("../schema/arp-trace.schema.json");

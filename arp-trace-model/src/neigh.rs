@@ -2,13 +2,14 @@
 //! packets the kernel dropped with it.
 
 use std::borrow::Cow;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::limits;
 use crate::time::Time;
 use crate::trigger::Trigger;
+use crate::verdict::{Reason, Remedy};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NeighFailed<'a> {
@@ -19,12 +20,29 @@ pub struct NeighFailed<'a> {
     pub ifindex: u32,
     #[serde(borrow)]
     pub ifname: Cow<'a, str>,
-    pub target_ip: Ipv4Addr,
+    /// IPv4 (`arp_tbl`) or IPv6 (`nd_tbl`).
+    pub target_ip: IpAddr,
     pub attempts: u32,
     #[serde(borrow, deserialize_with = "dropped")]
     pub dropped: Vec<Trigger<'a>>,
     /// Dropped packets not listed (the list is capped).
     pub dropped_omitted: u64,
+    /// IPv6 only, when the kernel never sent a solicitation: why (`ndisc_no_link_local`),
+    /// in words, and how to change it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::opt_str"
+    )]
+    pub explanation: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
+    pub remedy: Option<Remedy<'a>>,
+    /// With `ndisc_no_link_local`: how many link-local addresses the device had (all of them
+    /// tentative or optimistic), for the explanation; not written.
+    #[serde(skip)]
+    pub link_locals: Option<u32>,
 }
 
 fn dropped<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Trigger<'de>>, D::Error> {
@@ -41,6 +59,12 @@ impl NeighFailed<'_> {
         for (i, t) in self.dropped.iter().enumerate() {
             t.check(&format!("dropped[{i}]"))?;
         }
+        if let Some(e) = &self.explanation {
+            limits::text("explanation", e)?;
+        }
+        if let Some(r) = &self.remedy {
+            r.check("remedy")?;
+        }
         Ok(())
     }
 
@@ -55,6 +79,10 @@ impl NeighFailed<'_> {
             attempts: self.attempts,
             dropped: self.dropped.into_iter().map(Trigger::into_owned).collect(),
             dropped_omitted: self.dropped_omitted,
+            reason: self.reason,
+            explanation: self.explanation.map(crate::own),
+            remedy: self.remedy.map(Remedy::into_owned),
+            link_locals: self.link_locals,
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::arp::ArpEvent;
 use crate::facts::FactsChange;
 use crate::header::Header;
 use crate::limits;
+use crate::ndisc::NdiscEvent;
 use crate::neigh::NeighFailed;
 use crate::summary::Summary;
 
@@ -23,6 +24,7 @@ use crate::summary::Summary;
 pub enum Record<'a> {
     Header(Held<'a, Header>),
     Arp(Held<'a, ArpEvent<'a>>),
+    Ndisc(Held<'a, NdiscEvent<'a>>),
     NeighFailed(Held<'a, NeighFailed<'a>>),
     FactsChange(Held<'a, FactsChange<'a>>),
     Summary(Held<'a, Summary<'a>>),
@@ -90,9 +92,10 @@ impl<T: Clone> Held<'_, T> {
 
 /// The first version that carries each record type: a reader refuses a type its file's version
 /// does not have (an older reader would have refused the file).
-const SINCE: [(&str, u32); 5] = [
+const SINCE: [(&str, u32); 6] = [
     ("header", 1),
     ("arp", 1),
+    ("ndisc", 3),
     ("neigh_failed", 1),
     ("facts_change", 2),
     ("summary", 1),
@@ -119,6 +122,7 @@ impl<'a> Record<'a> {
         match self {
             Record::Header(_) => "header",
             Record::Arp(_) => "arp",
+            Record::Ndisc(_) => "ndisc",
             Record::NeighFailed(_) => "neigh_failed",
             Record::FactsChange(_) => "facts_change",
             Record::Summary(_) => "summary",
@@ -134,6 +138,7 @@ impl<'a> Record<'a> {
         })?;
         let checked = match &rec {
             Record::Arp(e) => e.check(),
+            Record::Ndisc(e) => e.check(),
             Record::NeighFailed(f) => f.check(),
             Record::FactsChange(c) => c.check(),
             Record::Summary(s) => s.check(),
@@ -178,6 +183,7 @@ impl<'a> Record<'a> {
                 )
             }
             "arp" => Record::Arp(Held::Owned(parse(line, "arp record")?)),
+            "ndisc" => Record::Ndisc(Held::Owned(parse(line, "ndisc record")?)),
             "neigh_failed" => Record::NeighFailed(Held::Owned(parse(line, "neigh_failed record")?)),
             "facts_change" => Record::FactsChange(Held::Owned(parse(line, "facts_change record")?)),
             "summary" => Record::Summary(Held::Owned(parse(line, "summary record")?)),
@@ -185,11 +191,21 @@ impl<'a> Record<'a> {
         })
     }
 
+    /// The request or solicitation this record is, if it is one.
+    pub fn solicitation(&self) -> Option<crate::Solicitation<'_, 'a>> {
+        match self {
+            Record::Arp(e) => crate::Solicitation::of_arp(e),
+            Record::Ndisc(e) => crate::Solicitation::of_ndisc(e),
+            _ => None,
+        }
+    }
+
     /// A view of this record that borrows it.
     pub fn borrowed(&self) -> Record<'_> {
         match self {
             Record::Header(h) => Record::Header(Held::Borrowed(h)),
             Record::Arp(e) => Record::Arp(Held::Borrowed(e)),
+            Record::Ndisc(e) => Record::Ndisc(Held::Borrowed(e)),
             Record::NeighFailed(f) => Record::NeighFailed(Held::Borrowed(f)),
             Record::FactsChange(c) => Record::FactsChange(Held::Borrowed(c)),
             Record::Summary(s) => Record::Summary(Held::Borrowed(s)),
@@ -205,6 +221,7 @@ impl<'a> Record<'a> {
         match self {
             Record::Header(h) => Record::Header(Held::Owned(h.into_inner())),
             Record::Arp(e) => Record::Arp(Held::Owned(e.into_inner().into_owned())),
+            Record::Ndisc(e) => Record::Ndisc(Held::Owned(e.into_inner().into_owned())),
             Record::NeighFailed(f) => Record::NeighFailed(Held::Owned(f.into_inner().into_owned())),
             Record::FactsChange(c) => Record::FactsChange(Held::Owned(c.into_inner().into_owned())),
             Record::Summary(s) => Record::Summary(Held::Owned(s.into_inner().into_owned())),

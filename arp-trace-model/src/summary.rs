@@ -1,13 +1,14 @@
-//! `{"type":"summary", ...}`: ARP requests folded into one row per (namespace, interface,
-//! sender IP, reason), printed by `--json` on exit (and every `--summary-interval`), and the
+//! `{"type":"summary", ...}`: ARP requests and neighbour solicitations folded into one row
+//! per (namespace, interface, family, sender IP, reason), printed by `--json` on exit (and every `--summary-interval`), and the
 //! trailer of a trace file, where the trace's counts follow the rows.
 
 use std::borrow::Cow;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::limits;
+use crate::solicit::Family;
 use crate::time::Time;
 use crate::verdict::{Reason, Remedy};
 
@@ -74,7 +75,10 @@ pub struct Row<'a> {
     pub netns_name: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub ifname: Cow<'a, str>,
-    pub sender_ip: Ipv4Addr,
+    /// `ipv4` (ARP requests) or `ipv6` (neighbour solicitations); absent before version 3.
+    #[serde(default)]
+    pub family: Family,
+    pub sender_ip: IpAddr,
     pub reason: Option<Reason>,
     pub foreign_sender: Option<bool>,
     pub requests: u64,
@@ -219,6 +223,7 @@ impl Row<'_> {
             netns: self.netns,
             netns_name: self.netns_name.map(crate::own),
             ifname: crate::own(self.ifname),
+            family: self.family,
             sender_ip: self.sender_ip,
             reason: self.reason,
             foreign_sender: self.foreign_sender,

@@ -2,7 +2,7 @@
 //! resolution failed), and who sent it.
 
 use std::borrow::Cow;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -49,15 +49,16 @@ impl Task<'_> {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Trigger<'a> {
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
-    /// `udp`, `tcp`, `icmp`, or the IP protocol number.
+    /// IPv4 for an ARP request's packet, IPv6 for a neighbour solicitation's.
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// `udp`, `tcp`, `icmp`, `icmpv6`, or the IP protocol (next header) number.
     #[serde(borrow)]
     pub proto: Cow<'a, str>,
     pub sport: Option<u16>,
     pub dport: Option<u16>,
     pub icmp_type: Option<u8>,
-    /// IP total length.
+    /// IP total length (IPv6: payload length plus the 40-byte header).
     pub len: u32,
     pub mark: u32,
     pub origin: Origin,
@@ -78,6 +79,14 @@ pub struct Trigger<'a> {
 }
 
 impl Trigger<'_> {
+    /// The source when it is IPv4 (the packet of an ARP request).
+    pub fn src_v4(&self) -> Option<std::net::Ipv4Addr> {
+        match self.src {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        }
+    }
+
     /// Whether every field read from a file is within [`crate::limits`]; `at` names the
     /// trigger in the record.
     pub(crate) fn check(&self, at: &str) -> Result<(), String> {

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::limits;
 
-/// Which arp_solicit() path wrote the sender IP. The serialized codes are a stable contract.
+/// Which arp_solicit() path wrote the sender IP, or for IPv6 which ndisc path wrote the
+/// source. The serialized codes are a stable contract.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
@@ -24,10 +25,22 @@ pub enum Reason {
     /// A frame a process wrote through a packet socket.
     Userspace,
     Unexplained,
+    /// ndisc_solicit(): the queued packet's source is on the egress device and usable.
+    NdiscPacketSource,
+    /// ndisc_send_ns() with no usable packet source: the device's link-local address.
+    NdiscLinkLocal,
+    /// ndisc_send_ns() found no usable link-local address: nothing was sent.
+    NdiscNoLinkLocal,
+    /// addrconf_dad_work(): duplicate address detection, from `::`.
+    NdiscDad,
+    /// ndisc_solicit() with nothing queued: the device's link-local address.
+    NdiscNoTrigger,
+    /// ndisc_send_na(): an advertisement, from the address it advertises.
+    NdiscAdvert,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 16] = [
         Reason::Announce0LocalSource,
         Reason::Announce1OnlinkSource,
         Reason::SelectAnnounce2,
@@ -38,6 +51,12 @@ impl Reason {
         Reason::KernelAnnounce,
         Reason::Userspace,
         Reason::Unexplained,
+        Reason::NdiscPacketSource,
+        Reason::NdiscLinkLocal,
+        Reason::NdiscNoLinkLocal,
+        Reason::NdiscDad,
+        Reason::NdiscNoTrigger,
+        Reason::NdiscAdvert,
     ];
 
     pub fn code(self) -> &'static str {
@@ -52,6 +71,12 @@ impl Reason {
             Reason::KernelAnnounce => "kernel_announce",
             Reason::Userspace => "userspace",
             Reason::Unexplained => "unexplained",
+            Reason::NdiscPacketSource => "ndisc_packet_source",
+            Reason::NdiscLinkLocal => "ndisc_link_local",
+            Reason::NdiscNoLinkLocal => "ndisc_no_link_local",
+            Reason::NdiscDad => "ndisc_dad",
+            Reason::NdiscNoTrigger => "ndisc_no_trigger",
+            Reason::NdiscAdvert => "ndisc_advert",
         }
     }
 }

@@ -14,10 +14,12 @@ Examples:
   sudo arp-trace --netns srv -c 10      ten requests from namespace `srv`, then exit
   sudo arp-trace --json | jq 'select(.op==\"request\")'
   sudo arp-trace --foreign-only         only requests announcing an address foreign to the link
+  sudo arp-trace -6 -v                  only IPv6 neighbour solicitations, each explained
 
 Each line reads like tcpdump's:
   19:31:02.123456 srv/eth3 ARP who-has 198.51.100.20 tell 203.0.113.10 (00:11:22:33:44:55)
   time            netns/interface    target             sender IP     (sender MAC)
+  19:31:02.123456 srv/eth3 IP6 fe80::3 > ff02::1:ff00:44: ICMP6, neighbor solicitation, who has 2001:db8:3::44
 The namespace is shown by its `ip netns` name, by inode when it has none, and left out
 for the namespace arp-trace runs in.
 
@@ -44,9 +46,9 @@ pub const MAX_INTERVAL: u64 = 365 * 24 * 3600;
     version,
     long_version = crate::version::long(),
     about = "Catch every ARP request the kernel sends, in every network namespace",
-    long_about = "Catch every ARP request (and reply) the Linux kernel transmits, on every \
-                  interface of every network namespace, including namespaces created while \
-                  tracing. Needs root (or CAP_BPF, CAP_PERFMON, CAP_SYSLOG and CAP_SYS_ADMIN; \
+    long_about = "Catch every ARP request (and reply) and every IPv6 neighbour solicitation \
+                  (and advertisement) the Linux kernel transmits, on every interface of every \
+                  network namespace, including namespaces created while tracing. Needs root (or CAP_BPF, CAP_PERFMON, CAP_SYSLOG and CAP_SYS_ADMIN; \
                   `arp-trace doctor` checks each) and a kernel with BTF.",
     after_help = AFTER_HELP,
     group(ArgGroup::new("rotation").args(["file_size", "rotate_seconds"]).multiple(true))
@@ -84,9 +86,18 @@ pub struct Args {
     #[arg(short = 'q', long)]
     pub quiet: bool,
 
-    /// Only show ARP requests whose sender IP is in none of the egress interface's subnets.
+    /// Only show ARP requests whose sender IP is in none of the egress interface's subnets
+    /// (and neighbour solicitations whose source is in none of its IPv6 prefixes).
     #[arg(long)]
     pub foreign_only: bool,
+
+    /// Only ARP (IPv4). With -6 too, or with neither, both families are shown.
+    #[arg(short = '4', long = "ipv4")]
+    pub ipv4: bool,
+
+    /// Only IPv6 neighbour discovery (solicitations, advertisements, their failures).
+    #[arg(short = '6', long = "ipv6")]
+    pub ipv6: bool,
 
     /// Explain every request, not only those with a foreign sender.
     #[arg(short = 'v', long)]

@@ -6,13 +6,14 @@ use std::collections::HashSet;
 use std::io;
 
 use arp_trace_model::{
-    ArpEvent, FactsChange, Header, Held, NeighFailed, Record, RequestFacts, Time, Trigger,
+    ArpEvent, Family, FactsChange, Header, Held, NdiscEvent, NeighFailed, Record, Remedy,
+    RequestFacts, Time, Trigger, Verdict,
 };
 
 use crate::explain::{self, egress, FactsSource};
 use crate::netns::NetnsNames;
 
-/// What the user asked to see: `-i` and `--netns`. Empty sets mean all.
+/// What the user asked to see: `-i`, `--netns`, `-4`/`-6`. Empty sets mean all.
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
     pub interfaces: HashSet<String>,
@@ -23,6 +24,8 @@ pub struct Filter {
     pub netns_names: HashSet<String>,
     /// `--pid` and `--comm`: the processes whose packets a request must have been caused by.
     pub processes: Processes,
+    /// `-4` or `-6` alone: only ARP or only neighbour discovery; `None` for both.
+    pub family: Option<Family>,
 }
 
 /// `--pid PID` and `--comm NAME`: a request passes when its trigger's process is any of them.
@@ -66,6 +69,11 @@ impl Filter {
         (self.netns.is_empty() && self.netns_names.is_empty())
             || self.netns.contains(&netns)
             || name.is_some_and(|n| self.netns_names.contains(n))
+    }
+
+    /// Whether records of `family` are wanted.
+    pub fn family_matches(&self, family: Family) -> bool {
+        self.family.is_none_or(|f| f == family)
     }
 
     /// Whether a record about `ifname` (if it is about one) in namespace `netns` passes.
@@ -286,6 +294,7 @@ impl Pipeline {
     pub fn push(&mut self, rec: Record<'_>) -> Flow {
         match rec {
             Record::Arp(ev) => self.push_arp(ev),
+            Record::Ndisc(ev) => self.push_ndisc(ev),
             Record::NeighFailed(f) => self.push_failed(f),
             Record::FactsChange(c) => self.push_change(c),
             Record::Header(_) | Record::Summary(_) => {}
@@ -298,9 +307,10 @@ impl Pipeline {
             return;
         }
         let processes = &self.filter.processes;
-        if !self
-            .filter
-            .matches(Some(&ev.ifname), ev.netns, ev.netns_name.as_deref())
+        if !self.filter.family_matches(Family::Ipv4)
+            || !self
+                .filter
+                .matches(Some(&ev.ifname), ev.netns, ev.netns_name.as_deref())
             || !(processes.is_empty() || processes.caused(ev.trigger.as_ref()))
         {
             self.counters.filtered += 1;
@@ -321,18 +331,57 @@ impl Pipeline {
                     explain::run_in_namespace(r, e.netns, e.netns_name.as_deref());
                 }
             }
-        } else if let Some(r) = ev.verdict.as_ref().and_then(|v| v.remedy.as_ref()) {
-            // A remedy read back from a trace: printed only in a shape arp-trace writes.
-            if let Some(vetted) = explain::shell::vet(r, ev.netns) {
-                if let Some(v) = ev.to_mut().verdict.as_mut() {
-                    v.remedy = Some(vetted);
-                }
+        } else if let Some(vetted) = vetted(ev.verdict.as_ref(), ev.netns) {
+            if let Some(v) = ev.to_mut().verdict.as_mut() {
+                v.remedy = Some(vetted);
             }
         }
-        if !self.admit(&ev) {
+        if !self.admit(ev.foreign(), ev.time, ev.is_request()) {
             return;
         }
         let rec = Record::Arp(Held::Borrowed(&ev));
+        self.each(|s| s.record(&rec));
+    }
+
+    /// A neighbour solicitation or advertisement: the same filters and steps as ARP, with
+    /// IPv6's rule table and no namespace facts (the program read what the rules need).
+    fn push_ndisc(&mut self, mut ev: Held<'_, NdiscEvent<'_>>) {
+        if self.at_limit() {
+            return;
+        }
+        let processes = &self.filter.processes;
+        if !self.filter.family_matches(Family::Ipv6)
+            || !self
+                .filter
+                .matches(Some(&ev.ifname), ev.netns, ev.netns_name.as_deref())
+            || !(processes.is_empty() || processes.caused(ev.trigger.as_ref()))
+        {
+            self.counters.filtered += 1;
+            return;
+        }
+        if ev.netns_name.is_none() {
+            if let Some(n) = self.names.name(ev.netns) {
+                ev.to_mut().netns_name = Some(n.to_owned().into());
+            }
+        }
+        if ev.verdict.is_none() {
+            let e = ev.to_mut();
+            let mut v = explain::explain_ndisc(e);
+            if Some(e.netns) != self.names.own() {
+                if let Some(r) = v.remedy.as_mut() {
+                    explain::run_in_namespace(r, e.netns, e.netns_name.as_deref());
+                }
+            }
+            e.verdict = Some(v);
+        } else if let Some(vetted) = vetted(ev.verdict.as_ref(), ev.netns) {
+            if let Some(v) = ev.to_mut().verdict.as_mut() {
+                v.remedy = Some(vetted);
+            }
+        }
+        if !self.admit(ev.foreign(), ev.time, ev.is_solicit()) {
+            return;
+        }
+        let rec = Record::Ndisc(Held::Borrowed(&ev));
         self.each(|s| s.record(&rec));
     }
 
@@ -342,15 +391,14 @@ impl Pipeline {
     }
 
     /// Applies `--foreign-only` and counts what passes; false when the event is filtered.
-    fn admit(&mut self, ev: &ArpEvent<'_>) -> bool {
-        let foreign = ev.foreign();
+    fn admit(&mut self, foreign: bool, time: Time, request: bool) -> bool {
         if self.foreign_only && !foreign {
             self.counters.filtered += 1;
             return false;
         }
         self.counters.foreign += foreign as u64;
-        self.last_time = self.last_time.max(ev.time);
-        if ev.is_request() {
+        self.last_time = self.last_time.max(time);
+        if request {
             self.counters.requests += 1;
         } else {
             self.counters.replies += 1;
@@ -447,9 +495,10 @@ impl Pipeline {
 
     fn push_failed(&mut self, mut f: Held<'_, NeighFailed<'_>>) {
         let processes = &self.filter.processes;
-        if !self
-            .filter
-            .matches(Some(&f.ifname), f.netns, f.netns_name.as_deref())
+        if !self.filter.family_matches(Family::of(f.target_ip))
+            || !self
+                .filter
+                .matches(Some(&f.ifname), f.netns, f.netns_name.as_deref())
             || !(processes.is_empty() || f.dropped.iter().any(|t| processes.caused(Some(t))))
         {
             self.counters.filtered += 1;
@@ -460,6 +509,20 @@ impl Pipeline {
         if f.netns_name.is_none() {
             if let Some(n) = self.names.name(f.netns) {
                 f.to_mut().netns_name = Some(n.to_owned().into());
+            }
+        }
+        if f.reason.is_some() && f.explanation.is_none() {
+            let own = self.names.own();
+            let f = f.to_mut();
+            explain::explain_silent_failure(f);
+            if Some(f.netns) != own {
+                if let Some(r) = f.remedy.as_mut() {
+                    explain::run_in_namespace(r, f.netns, f.netns_name.as_deref());
+                }
+            }
+        } else if let Some(r) = f.remedy.as_ref() {
+            if let Some(vetted) = explain::shell::vet(r, f.netns) {
+                f.to_mut().remedy = Some(vetted);
             }
         }
         let rec = Record::NeighFailed(Held::Borrowed(&f));
@@ -482,6 +545,12 @@ impl Pipeline {
         let counters = self.counters;
         self.each(|s| s.flush().and_then(|_| s.finish(&counters)));
     }
+}
+
+/// A remedy read back from a trace, as it may be printed (only in a shape arp-trace writes):
+/// `None` when it can be printed as it is.
+fn vetted(v: Option<&Verdict<'_>>, netns: u32) -> Option<Remedy<'static>> {
+    explain::shell::vet(v?.remedy.as_ref()?, netns)
 }
 
 #[cfg(test)]

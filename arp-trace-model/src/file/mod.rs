@@ -44,6 +44,10 @@
 //! full summary in the trailer; a `facts_change` in a version 1 file is an unknown type.
 //! The header's `schema_version` (the JSON Schema's version, [`crate::SCHEMA_VERSION`]) came
 //! without a new format version: it is such an added field, which older readers skip.
+//! Version 3 added `ndisc` records (IPv6 neighbour discovery) and IPv6 addresses in
+//! `trigger.src`/`dst` and `neigh_failed.target_ip`. A version 2 reader would stop at the
+//! first of them halfway through the file, having printed the records before it as if they
+//! were the whole trace; with the version raised it refuses the file at its header instead.
 //!
 //! # Durability
 //! Records are serialized into a batch buffer that only ever holds whole lines; each batch
@@ -66,7 +70,7 @@ pub use read::{read_bytes, TraceReader};
 pub use write::TraceWriter;
 
 /// The format version this arp-trace writes, and the newest it reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// Longest lines a reader accepts (records, and the header and trailer); with the limits on
 /// each field ([`crate::limits`]) they bound what reading any input can hold.

@@ -1,9 +1,11 @@
-//! Attribution: joins each ARP request with the packet the kernel passed to `arp_solicit()`
-//! (its trigger), the process or path that sent that packet, and the neighbour's state; and
-//! turns neighbour failures into `neigh_failed` events listing the packets the kernel dropped.
+//! Attribution: joins each ARP request (and IPv6 neighbour solicitation) with the packet the
+//! kernel passed to `arp_solicit()` (`ndisc_solicit()`), its trigger, the process or path
+//! that sent that packet, and the neighbour's state; and turns neighbour failures into
+//! `neigh_failed` events listing the packets the kernel dropped.
 //!
-//! The kernel side reports three records per solicit, in this order on one CPU: the ARP frame
-//! (numbered per CPU), the trigger naming that number, and the neighbour naming it too.
+//! The kernel side reports three records per solicit, in this order on one CPU: the frame
+//! (numbered per CPU), the trigger naming that number, and the neighbour naming it too. Both
+//! neighbour tables share the tracepoints, so one joiner serves both families.
 //!
 //! [`trigger`] decodes a trigger record and decides its sender ([`owners`]); this module joins
 //! the records, keeps events in the order the kernel sent them, and lists what a failure
@@ -14,13 +16,14 @@ pub mod trigger;
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use arp_trace_common::{
-    NeighEvent, TriggerEvent, EVENT_NEIGH_DROP, HOOK_FENTRY, HOOK_KPROBE, NEIGH_FAILED,
+    NeighEvent, TriggerEvent, EVENT_NEIGH_DROP, FAMILY_INET6, HOOK_FENTRY, HOOK_KPROBE,
+    LL_UNREAD, NEIGH_FAILED,
 };
-use arp_trace_model::{ArpEvent, ArpOp, NeighFailed, Time, Trigger};
+use arp_trace_model::{ArpEvent, ArpOp, NdiscEvent, NeighFailed, Reason, Time, Trigger};
 
 use crate::kernel::kallsyms::Kallsyms;
 use crate::kernel::ring::cstr;
@@ -30,11 +33,64 @@ use trigger::{make_trigger, solicit_state};
 /// What the joiner hands on.
 pub enum Joined {
     Arp(Box<ArpEvent<'static>>),
+    Ndisc(Box<NdiscEvent<'static>>),
     Failed(NeighFailed<'static>),
 }
 
+/// A transmitted solicitation waiting for its records: an ARP request or an IPv6 neighbour
+/// solicitation. The join is the same; only where the fields live differs.
+enum Sent {
+    Arp(ArpEvent<'static>),
+    Ndisc(NdiscEvent<'static>),
+}
+
+impl Sent {
+    fn target(&self) -> IpAddr {
+        match self {
+            Sent::Arp(e) => e.target_ip.into(),
+            Sent::Ndisc(e) => e.target_ip.into(),
+        }
+    }
+
+    fn time(&self) -> Time {
+        match self {
+            Sent::Arp(e) => e.time,
+            Sent::Ndisc(e) => e.time,
+        }
+    }
+
+    fn unicast(&self) -> bool {
+        match self {
+            Sent::Arp(e) => e.unicast,
+            Sent::Ndisc(e) => e.unicast,
+        }
+    }
+
+    fn trigger(&mut self) -> &mut Option<Trigger<'static>> {
+        match self {
+            Sent::Arp(e) => &mut e.trigger,
+            Sent::Ndisc(e) => &mut e.trigger,
+        }
+    }
+
+    fn set_neigh(&mut self, state: &'static str, attempt: u32, queued: u32) {
+        let (s, a, q) = match self {
+            Sent::Arp(e) => (&mut e.neigh_state, &mut e.attempt, &mut e.queued),
+            Sent::Ndisc(e) => (&mut e.neigh_state, &mut e.attempt, &mut e.queued),
+        };
+        (*s, *a, *q) = (Some(Cow::Borrowed(state)), Some(attempt), Some(queued));
+    }
+
+    fn joined(self) -> Joined {
+        match self {
+            Sent::Arp(e) => Joined::Arp(Box::new(e)),
+            Sent::Ndisc(e) => Joined::Ndisc(Box::new(e)),
+        }
+    }
+}
+
 struct Pending {
-    ev: ArpEvent<'static>,
+    ev: Sent,
     since: Instant,
     /// How long it may wait for its records.
     wait: Duration,
@@ -68,7 +124,7 @@ pub struct Joiner {
     /// NEIGH_FAILED drops seen on a CPU, waiting for that CPU's failure record.
     drops_by_cpu: HashMap<u32, Vec<Trigger<'static>>>,
     /// Queue-overflow drops, by (netns, ifindex, destination).
-    queuefull: HashMap<(u32, u32, Ipv4Addr), Vec<Trigger<'static>>>,
+    queuefull: HashMap<(u32, u32, IpAddr), Vec<Trigger<'static>>>,
     omitted: HashMap<u32, u64>,
     pub owners: SocketOwners,
     /// (netns, ifindex) -> name, learned from transmitted frames and neighbour records.
@@ -84,10 +140,10 @@ pub struct Joiner {
     /// `SKB_DROP_REASON_NEIGH_QUEUEFULL` on this kernel.
     pub queuefull_reason: u32,
     /// Attempt number of the last request per (netns, ifindex, target), for failures.
-    last_attempt: HashMap<(u32, u32, Ipv4Addr), u32>,
+    last_attempt: HashMap<(u32, u32, IpAddr), u32>,
     /// Per CPU, a trigger from `arp_solicit()`'s entry (fentry/kprobe) waiting for the
     /// request it announced: (sequence number the request will get, trigger, its target).
-    early: HashMap<u32, (u64, Trigger<'static>, Ipv4Addr)>,
+    early: HashMap<u32, (u64, Trigger<'static>, IpAddr)>,
     /// The latest NEIGH_FAILED drops on any CPU, newest last.
     recent_failed: VecDeque<RecentDrop>,
 }
@@ -158,7 +214,7 @@ impl Joiner {
                 let (want, trig, target) = self.early.remove(&cpu).expect("just seen");
                 // A solicit that transmitted nothing leaves its number to another request;
                 // the target check keeps that request from inheriting the wrong packet.
-                if want == seq && target == ev.target_ip {
+                if want == seq && IpAddr::from(target) == IpAddr::from(ev.target_ip) {
                     ev.trigger = Some(trig);
                     expected = true; // the hook on arp_solicit() saw it
                 } else {
@@ -166,6 +222,29 @@ impl Joiner {
                 }
             }
         }
+        self.wait(cpu, seq, Sent::Arp(ev), expected);
+    }
+
+    /// A transmitted ND frame; `from_solicit` when the kernel built it in `ndisc_solicit()`,
+    /// so its trigger and neighbour record will follow (advertisements and DAD pass on).
+    pub fn ndisc(
+        &mut self,
+        cpu: u32,
+        seq: u64,
+        ev: NdiscEvent<'static>,
+        from_solicit: bool,
+        out: &mut Vec<Joined>,
+    ) {
+        self.ifnames
+            .insert((ev.netns, ev.ifindex), ev.ifname.to_string());
+        if !from_solicit || seq == 0 {
+            self.hand_on(Joined::Ndisc(Box::new(ev)), out);
+            return;
+        }
+        self.wait(cpu, seq, Sent::Ndisc(ev), true);
+    }
+
+    fn wait(&mut self, cpu: u32, seq: u64, ev: Sent, expected: bool) {
         self.pending.insert(
             (cpu, seq),
             Pending {
@@ -230,7 +309,7 @@ impl Joiner {
             return;
         }
         if t.hook == HOOK_FENTRY || t.hook == HOOK_KPROBE {
-            let target = Ipv4Addr::from(t.target);
+            let target = neigh_target(t.family, t.target);
             if self
                 .early
                 .insert(t.cpu, (t.req_seq, trig, target))
@@ -241,7 +320,7 @@ impl Joiner {
             return;
         }
         match self.pending.get_mut(&(t.cpu, t.req_seq)) {
-            Some(p) if t.req_seq != 0 => p.ev.trigger = Some(trig),
+            Some(p) if t.req_seq != 0 => *p.ev.trigger() = Some(trig),
             _ => self.unmatched += 1,
         }
     }
@@ -253,7 +332,7 @@ impl Joiner {
     /// The neighbour after a solicit: completes the pending request; a failure also yields a
     /// `neigh_failed` event with the packets dropped.
     pub fn neigh(&mut self, n: &NeighEvent, out: &mut Vec<Joined>) {
-        let target = Ipv4Addr::from(n.target);
+        let target = neigh_target(n.family, n.target);
         let ifname = cstr(&n.ifname);
         if !ifname.is_empty() {
             self.ifnames.insert((n.netns, n.ifindex), ifname.clone());
@@ -269,7 +348,7 @@ impl Joiner {
                     stack: &n.stack[..(n.stack_len as usize).min(n.stack.len())],
                     may_be_current: true,
                 };
-                if let Some(t) = p.ev.trigger.as_mut() {
+                if let Some(t) = p.ev.trigger().as_mut() {
                     let resolved = resolve_owner(&owner, self.syms.as_ref(), &mut self.owners)
                         .or_else(|| current_if_task(&owner, self.syms.as_ref()));
                     if let Some((o, pid, comm)) = resolved {
@@ -278,14 +357,14 @@ impl Joiner {
                         t.in_ifname = None;
                     }
                 }
-                if p.ev.trigger.is_none() && n.qlen == 0 {
+                if p.ev.trigger().is_none() && n.qlen == 0 {
                     // The queue was empty by the time this record was written: the entry
                     // failed on another CPU around the solicit (its timer raced the send, and
                     // neigh_invalidate() purged the packet this CPU had just queued, before
                     // or after the request left). The newest such drop names it.
                     let now = n.ts_ns as i128 + self.clock_offset;
-                    let since = p.ev.time.0 - RACE_WINDOW_NS;
-                    p.ev.trigger = self
+                    let since = p.ev.time().0 - RACE_WINDOW_NS;
+                    *p.ev.trigger() = self
                         .recent_failed
                         .iter()
                         .rev()
@@ -296,10 +375,9 @@ impl Joiner {
                         })
                         .map(|d| d.trigger.clone());
                 }
-                let (state, attempt) = solicit_state(n, p.ev.unicast);
-                p.ev.neigh_state = Some(Cow::Borrowed(state));
-                p.ev.attempt = Some(attempt);
-                p.ev.queued = Some(n.qlen);
+                let (state, attempt) = solicit_state(n, p.ev.unicast());
+                p.ev.set_neigh(state, attempt, n.qlen);
+                debug_assert_eq!(p.ev.target(), target);
                 self.last_attempt
                     .insert((n.netns, n.ifindex, target), attempt);
             }
@@ -312,6 +390,14 @@ impl Joiner {
                     .unwrap_or_default(),
             );
             let dropped_omitted = self.omitted.remove(&n.cpu).unwrap_or(0);
+            let attempt = self.last_attempt.remove(&(n.netns, n.ifindex, target));
+            // ndisc_send_ns() sends nothing when neither the packet's source nor a
+            // link-local address of the device is usable: no solicitation left for this
+            // entry, and the device had no usable link-local address as it failed.
+            let silent = n.family == FAMILY_INET6
+                && attempt.is_none()
+                && n.ll_usable == 0
+                && n.ll_total != LL_UNREAD;
             let failed = Joined::Failed(NeighFailed {
                 time: Time(n.ts_ns as i128 + self.clock_offset),
                 netns: n.netns,
@@ -319,12 +405,14 @@ impl Joiner {
                 ifindex: n.ifindex,
                 ifname: ifname.into(),
                 target_ip: target,
-                attempts: self
-                    .last_attempt
-                    .remove(&(n.netns, n.ifindex, target))
+                attempts: attempt
                     .unwrap_or_else(|| n.probes.saturating_sub(n.ucast_probes).max(1)),
                 dropped,
                 dropped_omitted,
+                reason: silent.then_some(Reason::NdiscNoLinkLocal),
+                explanation: None,
+                remedy: None,
+                link_locals: silent.then_some(n.ll_total as u32),
             });
             self.order.push_back(Queued::Ready(failed));
         }
@@ -356,7 +444,7 @@ impl Joiner {
                     self.order.pop_front();
                     if let Some(p) = self.pending.remove(&key) {
                         self.unjoined += (p.expected && !p.done) as u64;
-                        out.push(Joined::Arp(Box::new(p.ev)));
+                        out.push(p.ev.joined());
                     }
                 }
             }
@@ -365,6 +453,15 @@ impl Joiner {
 
     pub fn has_pending(&self) -> bool {
         !self.order.is_empty()
+    }
+}
+
+/// A neighbour key as the kernel side copied it: IPv4 in the first 4 bytes, or IPv6.
+pub fn neigh_target(family: u32, key: [u8; 16]) -> IpAddr {
+    if family == FAMILY_INET6 {
+        Ipv6Addr::from(key).into()
+    } else {
+        Ipv4Addr::new(key[0], key[1], key[2], key[3]).into()
     }
 }
 

@@ -1,10 +1,11 @@
-//! The triggering packet as the kernel side copied it: its IPv4 header and ports decoded,
+//! The triggering packet as the kernel side copied it: its IPv4 or IPv6 header and ports
+//! decoded,
 //! its sender decided from the socket and context the program read ([`make_trigger`]), and the
 //! neighbour's state and attempt number at the solicit.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use arp_trace_common::{NeighEvent, TriggerEvent, EVENT_NEIGH_DROP, NEIGH_FIRST};
 use arp_trace_model::{Origin, Trigger};
@@ -14,8 +15,8 @@ use crate::kernel::kallsyms::Kallsyms;
 
 /// (src, dst, protocol, total length, source port, destination port, ICMP type)
 pub type IpSummary = (
-    Ipv4Addr,
-    Ipv4Addr,
+    IpAddr,
+    IpAddr,
     u8,
     u32,
     Option<u16>,
@@ -23,16 +24,50 @@ pub type IpSummary = (
     Option<u8>,
 );
 
-/// Decodes the IPv4 header and the first L4 bytes the kernel side copied.
+/// Decodes the IPv4 or IPv6 header and the first L4 bytes the kernel side copied.
 pub fn parse_ip(ip: &[u8]) -> Option<IpSummary> {
-    if ip.len() < 20 || ip[0] >> 4 != 4 {
+    match ip.first()? >> 4 {
+        4 => parse_ipv4(ip),
+        6 => parse_ipv6(ip),
+        _ => None,
+    }
+}
+
+/// The fixed IPv6 header and, when the next header is the transport itself, its ports or
+/// ICMPv6 type (extension headers are not walked: their packets get none).
+fn parse_ipv6(ip: &[u8]) -> Option<IpSummary> {
+    if ip.len() < 40 {
+        return None;
+    }
+    let v6 = |o: usize| {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&ip[o..o + 16]);
+        IpAddr::from(Ipv6Addr::from(a))
+    };
+    let len = u16::from_be_bytes([ip[4], ip[5]]) as u32 + 40;
+    let next = ip[6];
+    let l4 = &ip[40..];
+    let (mut sport, mut dport, mut icmp) = (None, None, None);
+    match next {
+        6 | 17 | 132 if l4.len() >= 4 => {
+            sport = Some(u16::from_be_bytes([l4[0], l4[1]]));
+            dport = Some(u16::from_be_bytes([l4[2], l4[3]]));
+        }
+        58 if !l4.is_empty() => icmp = Some(l4[0]),
+        _ => {}
+    }
+    Some((v6(8), v6(24), next, len, sport, dport, icmp))
+}
+
+fn parse_ipv4(ip: &[u8]) -> Option<IpSummary> {
+    if ip.len() < 20 {
         return None;
     }
     let ihl = ((ip[0] & 0x0f) as usize) * 4;
     let len = u16::from_be_bytes([ip[2], ip[3]]) as u32;
     let proto = ip[9];
-    let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
-    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    let src = IpAddr::from(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]));
+    let dst = IpAddr::from(Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]));
     let l4 = ip.get(ihl..).unwrap_or(&[]);
     let frag_off = u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff;
     let (mut sport, mut dport, mut icmp) = (None, None, None);
@@ -55,6 +90,7 @@ fn proto_name(p: u8) -> Cow<'static, str> {
         6 => "tcp".into(),
         17 => "udp".into(),
         132 => "sctp".into(),
+        58 => "icmpv6".into(),
         n => n.to_string().into(),
     }
 }

@@ -213,7 +213,7 @@ impl<'a> Ctx<'a> {
             .trigger
             .as_ref()
             .filter(|_| !packet_socket)
-            .map(|t| t.src);
+            .and_then(|t| t.src_v4());
         let source_local = saddr.and_then(|s| local_address(facts, dev, s));
         let onlink = saddr.and_then(|s| {
             dev_addrs
@@ -286,7 +286,7 @@ impl<'a> Ctx<'a> {
             .trigger
             .as_ref()
             .filter(|_| !self.packet_socket)
-            .map(|t| t.src)
+            .and_then(|t| t.src_v4())
     }
 
     /// Whether arp_solicit() built this frame: not an announcement, not a packet socket's.

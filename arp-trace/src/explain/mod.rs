@@ -1,4 +1,5 @@
-//! Why an ARP request carries the sender IP it does: a replay of arp_solicit()'s choice
+//! Why an ARP request carries the sender IP it does (and, in [`ndisc`], why an IPv6
+//! neighbour solicitation carries its source): a replay of arp_solicit()'s choice
 //! (net/ipv4/arp.c) against the namespace's addresses and sysctls, driven by one rule table
 //! ([`rules::RULES`]) so every verdict names the kernel path that produced it. Requests
 //! arp_solicit() did not build are told apart first: a process's packet-socket frame
@@ -20,6 +21,7 @@
 
 mod ctx;
 pub mod egress;
+pub mod ndisc;
 pub mod remedy;
 pub mod rules;
 pub mod shell;
@@ -34,6 +36,7 @@ use arp_trace_model::{FactsChange, NsFacts};
 
 pub use ctx::{foreign_to, is_foreign, Rule};
 pub use remedy::run_in_namespace;
+pub use ndisc::{explain_ndisc, explain_silent_failure, NDISC_RULES};
 pub use rules::{explain, kernel_senders, RULES};
 
 /// Where a request's namespace facts come from (the namespace watchers, live). `Err` carries

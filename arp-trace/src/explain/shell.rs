@@ -96,18 +96,23 @@ fn words(s: &str, redirect: bool) -> Option<Vec<String>> {
     Some(out)
 }
 
-/// Whether `w` is a `sysctl -w` argument arp-trace writes: the interface part is a name the
-/// kernel allows (its dots written as slashes), so it cannot start a new line of a file.
+/// Whether `w` is a `sysctl -w` argument arp-trace writes (an `arp_announce` level, or an
+/// IPv6 `addr_gen_mode`): the interface part is a name the kernel allows (its dots written
+/// as slashes), so it cannot start a new line of a file.
 fn announce_setting(w: &str) -> bool {
-    w.strip_prefix("net.ipv4.conf.")
-        .and_then(|r| r.rsplit_once(".arp_announce="))
-        .is_some_and(|(conf, v)| {
-            !conf.is_empty()
-                && !conf
-                    .chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || c == ':')
-                && matches!(v, "0" | "1" | "2")
-        })
+    let setting = |prefix: &str, key: &str, values: &[&str]| {
+        w.strip_prefix(prefix)
+            .and_then(|r| r.rsplit_once(key))
+            .is_some_and(|(conf, v)| {
+                !conf.is_empty()
+                    && !conf
+                        .chars()
+                        .any(|c| c.is_whitespace() || c.is_control() || c == ':')
+                    && values.contains(&v)
+            })
+    };
+    setting("net.ipv4.conf.", ".arp_announce=", &["0", "1", "2"])
+        || setting("net.ipv6.conf.", ".addr_gen_mode=", &["0", "1", "2", "3"])
 }
 
 /// Whether `command` is a remedy command of a shape arp-trace writes: `sysctl -w` with

@@ -27,8 +27,11 @@ pub const SOFTIRQ_FRAMES: &[&str] = &[
 ];
 
 /// Every function name arp-trace looks up.
+/// Frees a failed IPv6 neighbour's queued packets (the kfree_skb program keeps its drops).
+pub const NDISC_ERROR_REPORT: &str = "ndisc_error_report";
+
 fn wanted(name: &str) -> bool {
-    name == "arp_solicit" || SOFTIRQ_FRAMES.contains(&name)
+    name == "arp_solicit" || name == NDISC_ERROR_REPORT || SOFTIRQ_FRAMES.contains(&name)
 }
 
 impl Kallsyms {

@@ -10,7 +10,7 @@ use aya::{Ebpf, EbpfLoader};
 
 use super::btf::Btf;
 use super::hooks::{common_hooks, Features, Hook, HookChoice, InUse, Requires, Role, SolicitPath};
-use super::kallsyms::Kallsyms;
+use super::kallsyms::{Kallsyms, NDISC_ERROR_REPORT};
 
 /// The compiled eBPF object, built from `arp-trace-ebpf/` by build.rs.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/arp-trace"));
@@ -81,16 +81,30 @@ pub fn resolve_offsets(btf: &Btf) -> Result<Offsets> {
         devconf_arp_notify: f("ipv4_devconf", "data")? + notify,
         net_dev_base_head: f("net", "dev_base_head")?,
         dev_dev_list: f("net_device", "dev_list")?,
+        // Absent on a kernel without IPv6: the program then reports no IPv6 state.
+        dev_ip6_ptr: f("net_device", "ip6_ptr").unwrap_or(u32::MAX),
+        in6_addr_list: f("inet6_dev", "addr_list").unwrap_or(0),
+        ifa6_if_list: f("inet6_ifaddr", "if_list").unwrap_or(0),
+        ifa6_addr: f("inet6_ifaddr", "addr").unwrap_or(0),
+        ifa6_prefix_len: f("inet6_ifaddr", "prefix_len").unwrap_or(0),
+        ifa6_scope: f("inet6_ifaddr", "scope").unwrap_or(0),
+        ifa6_flags: f("inet6_ifaddr", "flags").unwrap_or(0),
     };
     Ok(o)
 }
 
 /// Enum values the programs compare against.
-pub fn resolve_config(btf: &Btf) -> Config {
+pub fn resolve_config(btf: &Btf, syms: &Kallsyms) -> Config {
     let mut cfg = Config::UNSET;
     let reason = |n: &str| btf.enum_value("skb_drop_reason", n).unwrap_or(0) as u32;
     cfg.drop_neigh_failed = reason("SKB_DROP_REASON_NEIGH_FAILED");
     cfg.drop_neigh_queuefull = reason("SKB_DROP_REASON_NEIGH_QUEUEFULL");
+    cfg.drop_not_specified = reason("SKB_DROP_REASON_NOT_SPECIFIED");
+    // One copy only: a second one (an unexpected build) would leave drops unattributed
+    // rather than claim the wrong function's.
+    if let [(start, end)] = syms.ranges(NDISC_ERROR_REPORT)[..] {
+        (cfg.ndisc_report_start, cfg.ndisc_report_end) = (start, end);
+    }
     cfg
 }
 
@@ -220,7 +234,7 @@ fn open_object(offsets: &Offsets, config: &Config, buffer_bytes: u32) -> Result<
 pub fn probe_hooks(btf: &Btf, syms: &Kallsyms) -> Result<Vec<Probe>> {
     let features = Features::gather(btf, syms);
     let offsets = resolve_offsets(btf).context("reading kernel structure layouts from BTF")?;
-    let config = resolve_config(btf);
+    let config = resolve_config(btf, syms);
     let (mut ebpf, aya_btf) = open_object(&offsets, &config, 4096)?;
     let mut out = Vec::new();
     for hook in common_hooks() {
@@ -286,7 +300,7 @@ impl Tracer {
     /// (~12 MB each) are never held at once.
     pub fn load(btf: Btf, syms: &Kallsyms, opts: &LoadOptions) -> Result<Tracer> {
         let offsets = resolve_offsets(&btf).context("reading kernel structure layouts from BTF")?;
-        let config = resolve_config(&btf);
+        let config = resolve_config(&btf, syms);
         let features = Features::gather(&btf, syms);
         drop(btf);
         // SAFETY: malloc_trim only releases free memory; aya's own BTF parse comes next.

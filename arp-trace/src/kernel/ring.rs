@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::net::Ipv4Addr;
 
 use arp_trace_common::{
-    ArpXmitEvent, NeighEvent, TriggerEvent, ADDR_SECONDARY, CONF_ARP_NOTIFY, CONF_READ,
+    ArpXmitEvent, NdiscXmitEvent, NeighEvent, TriggerEvent, EVENT_NDISC_XMIT, ADDR_SECONDARY, CONF_ARP_NOTIFY, CONF_READ,
     CONF_ROUTE_LOCALNET, EVENT_ARP_XMIT, EVENT_NEIGH, EVENT_NEIGH_DROP, EVENT_TRIGGER,
     NO_MAC_HEADER, XMIT_HAS_SK,
 };
@@ -19,13 +19,16 @@ use arp_trace_model::{
 pub enum Skip {
     /// Not Ethernet/IPv4 ARP (e.g. IPoIB's 20-byte addresses), or too short.
     NotIpv4Arp,
-    /// RARP, InARP and other opcodes.
+    /// RARP, InARP and other opcodes (ICMPv6 types for ND records).
     OtherOpcode(u16),
+    /// An ND record whose frame is not an ICMPv6 neighbour solicitation or advertisement.
+    NotNdisc,
 }
 
 /// One ring-buffer record.
 pub enum Raw {
     Arp(Box<ArpXmitEvent>),
+    Ndisc(Box<NdiscXmitEvent>),
     Trigger(Box<TriggerEvent>),
     Neigh(Box<NeighEvent>),
     /// Too short for its kind, or a kind this build does not know.
@@ -42,6 +45,11 @@ pub fn read(bytes: &[u8]) -> Raw {
     match kind {
         EVENT_ARP_XMIT if bytes.len() >= std::mem::size_of::<ArpXmitEvent>() => {
             Raw::Arp(Box::new(unsafe {
+                std::ptr::read_unaligned(bytes.as_ptr().cast())
+            }))
+        }
+        EVENT_NDISC_XMIT if bytes.len() >= std::mem::size_of::<NdiscXmitEvent>() => {
+            Raw::Ndisc(Box::new(unsafe {
                 std::ptr::read_unaligned(bytes.as_ptr().cast())
             }))
         }
@@ -143,8 +151,8 @@ fn built_by(
     let comm = cstr(&raw.comm);
     if raw.flags & XMIT_HAS_SK != 0 {
         let t = Trigger {
-            src: sender,
-            dst: target,
+            src: sender.into(),
+            dst: target.into(),
             proto: Cow::Borrowed("arp"),
             sport: None,
             dport: None,

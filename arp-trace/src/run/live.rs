@@ -16,6 +16,7 @@ use crate::kernel::btf::Btf;
 use crate::kernel::hooks::{SolicitPath, HOOKS};
 use crate::kernel::kallsyms::Kallsyms;
 use crate::kernel::loader::{self, LoadOptions, Tracer};
+use crate::kernel::ndisc;
 use crate::kernel::privileges;
 use crate::kernel::ring::{self, Raw};
 use crate::netns::watch::Watchers;
@@ -167,6 +168,7 @@ fn deliver(pipeline: &mut Pipeline, joined: &mut Vec<Joined>) -> Flow {
         }
         flow = match j {
             Joined::Arp(ev) => pipeline.push(Record::Arp(Held::Owned(*ev))),
+            Joined::Ndisc(ev) => pipeline.push(Record::Ndisc(Held::Owned(*ev))),
             Joined::Failed(f) => pipeline.push(Record::NeighFailed(Held::Owned(f))),
         };
     }
@@ -186,6 +188,13 @@ fn ingest(
             Ok(ev) => {
                 let from_solicit = ring::from_solicit(&raw, &ev);
                 joiner.arp(raw.cpu, raw.seq, ev, from_solicit, out)
+            }
+            Err(_) => pipeline.skipped(),
+        },
+        Raw::Ndisc(raw) => match ndisc::decode_ndisc(&raw, clock) {
+            Ok(ev) => {
+                let from_solicit = ndisc::from_solicit(&ev);
+                joiner.ndisc(raw.cpu, raw.seq, ev, from_solicit, out)
             }
             Err(_) => pipeline.skipped(),
         },

@@ -39,6 +39,11 @@ pub fn filter(args: &Args, source: &Source) -> Result<Filter> {
     let mut f = Filter {
         interfaces: args.interfaces.iter().cloned().collect(),
         processes: crate::pipeline::Processes::new(&args.pids, &args.comms),
+        family: match (args.ipv4, args.ipv6) {
+            (true, false) => Some(arp_trace_model::Family::Ipv4),
+            (false, true) => Some(arp_trace_model::Family::Ipv6),
+            _ => None,
+        },
         ..Default::default()
     };
     for spec in &args.netns {

@@ -155,6 +155,7 @@ impl Occurrences {
     fn note(&mut self, rec: &Record<'_>) {
         let (ifname, ino, name) = match rec {
             Record::Arp(e) => (Some(&*e.ifname), e.netns, e.netns_name.as_deref()),
+            Record::Ndisc(e) => (Some(&*e.ifname), e.netns, e.netns_name.as_deref()),
             Record::NeighFailed(f) => (Some(&*f.ifname), f.netns, f.netns_name.as_deref()),
             // `-i` does not select changes; `--netns` does.
             Record::FactsChange(c) => (None, c.netns, c.netns_name.as_deref()),

@@ -1,4 +1,4 @@
-//! `--pcap FILE`: the ARP frames as pcapng for Wireshark, one interface block per
+//! `--pcap FILE`: the ARP and ND frames as pcapng for Wireshark, one interface block per
 //! (namespace, interface) named `netns/ifname`, nanosecond timestamps, and each packet's
 //! trigger and explanation as the packet comment.
 
@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use arp_trace_model::{visible, ArpEvent, ArpOp, Record};
+use arp_trace_model::{visible, ArpEvent, ArpOp, Mac, NdiscEvent, NdiscOp, Record, Time};
 
-use super::text::{describe, describe_trigger};
+use super::text::{describe, describe_ndisc, describe_trigger};
 use crate::pipeline::{Counters, Sink};
 
 const SHB: u32 = 0x0A0D_0D0A;
@@ -67,12 +67,65 @@ fn block(kind: u32, body: &[u8]) -> Vec<u8> {
 
 /// The interface name Wireshark shows: `srv/eth3`, or `4026532281/eth3` without a name;
 /// control characters in either name are shown as escapes.
-pub fn interface_name(ev: &ArpEvent<'_>) -> String {
-    let name = match &ev.netns_name {
-        Some(n) => format!("{n}/{}", ev.ifname),
-        None => format!("{}/{}", ev.netns, ev.ifname),
+pub fn interface_name(place: &Place<'_>) -> String {
+    let name = match place.netns_name {
+        Some(n) => format!("{n}/{}", place.ifname),
+        None => format!("{}/{}", place.netns, place.ifname),
     };
     visible(&name).into_owned()
+}
+
+/// Where a frame left: its namespace and interface.
+pub struct Place<'a> {
+    pub netns: u32,
+    pub netns_name: Option<&'a str>,
+    pub ifname: &'a str,
+}
+
+impl<'a> Place<'a> {
+    fn of_arp(ev: &'a ArpEvent<'_>) -> Self {
+        Place {
+            netns: ev.netns,
+            netns_name: ev.netns_name.as_deref(),
+            ifname: &ev.ifname,
+        }
+    }
+
+    fn of_ndisc(ev: &'a NdiscEvent<'_>) -> Self {
+        Place {
+            netns: ev.netns,
+            netns_name: ev.netns_name.as_deref(),
+            ifname: &ev.ifname,
+        }
+    }
+}
+
+/// An ND frame's comment, as for ARP: trigger, neighbour state, attempt, the frame, why.
+pub fn ndisc_comment(ev: &NdiscEvent<'_>) -> String {
+    let mut parts = Vec::new();
+    if ev.op == NdiscOp::Solicit && !ev.is_dad() {
+        match &ev.trigger {
+            Some(t) => parts.push(format!("trigger: {}", describe_trigger(t))),
+            None => parts.push("trigger: none (no queued packet)".to_string()),
+        }
+        if let Some(s) = &ev.neigh_state {
+            parts.push(format!("neighbour state {s}"));
+        }
+        if let Some(a) = ev.attempt {
+            parts.push(format!("attempt {a}"));
+        }
+    }
+    parts.push(describe_ndisc(ev));
+    if let Some(v) = &ev.verdict {
+        if v.foreign_sender {
+            parts.push("foreign sender".to_string());
+        }
+        parts.push(format!("why ({}): {}", v.reason, v.explanation));
+        if let Some(r) = &v.remedy {
+            parts.push(format!("fix: {}", r.command));
+        }
+    }
+    visible(&parts.join("; ")).into_owned()
 }
 
 /// The packet comment: what made the kernel send it and, for an explained request, why it
@@ -150,8 +203,8 @@ impl PcapngWriter {
 
     /// The interface block of the event's interface, and whether it is the shared `other
     /// interfaces` one.
-    fn interface(&mut self, ev: &ArpEvent<'_>) -> io::Result<(u32, bool)> {
-        let key = (ev.netns, ev.ifname.to_string());
+    fn interface(&mut self, place: &Place<'_>) -> io::Result<(u32, bool)> {
+        let key = (place.netns, place.ifname.to_string());
         if let Some(&id) = self.interfaces.get(&key) {
             return Ok((id, false));
         }
@@ -163,7 +216,7 @@ impl PcapngWriter {
             self.other = Some(id);
             return Ok((id, true));
         }
-        let id = self.write_interface(&interface_name(ev))?;
+        let id = self.write_interface(&interface_name(place))?;
         self.interfaces.insert(key, id);
         Ok((id, false))
     }
@@ -200,11 +253,50 @@ fn ethernet(ev: &ArpEvent<'_>) -> Vec<u8> {
     f
 }
 
+/// An ND frame as Ethernet: one sent without a link-layer header gets a synthetic one, to
+/// the IPv6 multicast MAC of a multicast destination.
+fn ndisc_ethernet(ev: &NdiscEvent<'_>) -> Vec<u8> {
+    let frame = ev.frame.bytes();
+    if ev.eth_dst.is_some() {
+        return frame;
+    }
+    let d = ev.dst_ip.octets();
+    let dst = if ev.dst_ip.is_multicast() {
+        [0x33, 0x33, d[12], d[13], d[14], d[15]]
+    } else {
+        [0; 6]
+    };
+    let mut f = Vec::with_capacity(14 + frame.len());
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&ev.sender_mac.unwrap_or(Mac([0; 6])).0);
+    f.extend_from_slice(&[0x86, 0xdd]);
+    f.extend_from_slice(&frame);
+    f
+}
+
 impl PcapngWriter {
     fn packet(&mut self, ev: &ArpEvent<'_>) -> io::Result<()> {
-        let (id, other) = self.interface(ev).map_err(|e| self.err(e))?;
         let data = ethernet(ev);
-        let ts = ev.time.0.max(0) as u64;
+        let c = comment(ev);
+        self.write_packet(&Place::of_arp(ev), ev.time, &data, c, ev.eth_dst.is_none())
+    }
+
+    fn ndisc_packet(&mut self, ev: &NdiscEvent<'_>) -> io::Result<()> {
+        let data = ndisc_ethernet(ev);
+        let c = ndisc_comment(ev);
+        self.write_packet(&Place::of_ndisc(ev), ev.time, &data, c, ev.eth_dst.is_none())
+    }
+
+    fn write_packet(
+        &mut self,
+        place: &Place<'_>,
+        time: Time,
+        data: &[u8],
+        comment: String,
+        no_l2: bool,
+    ) -> io::Result<()> {
+        let (id, other) = self.interface(place).map_err(|e| self.err(e))?;
+        let ts = time.0.max(0) as u64;
         let b = &mut self.block;
         b.clear();
         b.extend_from_slice(&id.to_le_bytes());
@@ -212,13 +304,13 @@ impl PcapngWriter {
         b.extend_from_slice(&(ts as u32).to_le_bytes());
         b.extend_from_slice(&(data.len() as u32).to_le_bytes());
         b.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        b.extend_from_slice(&data);
+        b.extend_from_slice(data);
         b.extend(std::iter::repeat_n(0, pad4(data.len())));
-        let mut c = comment(ev);
+        let mut c = comment;
         if other {
-            c = format!("interface {}; {c}", interface_name(ev));
+            c = format!("interface {}; {c}", interface_name(place));
         }
-        if ev.eth_dst.is_none() {
+        if no_l2 {
             c.push_str("; sent without a link-layer header (Ethernet header added)");
         }
         option_bytes(b, EPB_FLAGS, &EPB_OUTBOUND.to_le_bytes());
@@ -236,6 +328,7 @@ impl Sink for PcapngWriter {
     fn record(&mut self, rec: &Record<'_>) -> io::Result<()> {
         match rec {
             Record::Arp(ev) => self.packet(ev),
+            Record::Ndisc(ev) => self.ndisc_packet(ev),
             _ => Ok(()),
         }
     }

@@ -8,8 +8,9 @@ use std::io::{self, Write};
 use arp_trace_model::{visible, ChangeKind, Record};
 
 use super::text::{
-    describe, describe_change, describe_failed, explanation_lines, label, local_clock_micros,
-    trigger_suffix, where_label,
+    describe, describe_change, describe_failed, describe_ndisc, explanation_lines, failed_lines,
+    label, local_clock_micros, ndisc_explanation_lines, ndisc_trigger_suffix, trigger_suffix,
+    where_label,
 };
 use super::Output;
 use crate::pipeline::Sink;
@@ -36,16 +37,21 @@ impl TerminalSink {
     }
 }
 
+/// Colour on, colour off and the mark a line with a foreign sender gets.
+fn marks(foreign: bool, color: bool) -> (&'static str, &'static str, &'static str) {
+    match (foreign, color) {
+        (true, true) => (RED, RESET, "  ! foreign sender"),
+        (true, false) => ("", "", "  ! foreign sender"),
+        _ => ("", "", ""),
+    }
+}
+
 impl Sink for TerminalSink {
     fn record(&mut self, rec: &Record<'_>) -> io::Result<()> {
         let w = self.out.writer();
         match rec {
             Record::Arp(ev) => {
-                let (on, off, mark) = match (ev.foreign(), self.color) {
-                    (true, true) => (RED, RESET, "  ! foreign sender"),
-                    (true, false) => ("", "", "  ! foreign sender"),
-                    _ => ("", "", ""),
-                };
+                let (on, off, mark) = marks(ev.foreign(), self.color);
                 let line = format!(
                     "{} {} {}{}",
                     local_clock_micros(ev.time.0),
@@ -59,6 +65,21 @@ impl Sink for TerminalSink {
                 }
                 Ok(())
             }
+            Record::Ndisc(ev) => {
+                let (on, off, mark) = marks(ev.foreign(), self.color);
+                let line = format!(
+                    "{} {} {}{}",
+                    local_clock_micros(ev.time.0),
+                    label(ev.netns_name.as_deref(), ev.netns, &ev.ifname, self.own),
+                    describe_ndisc(ev),
+                    ndisc_trigger_suffix(ev)
+                );
+                writeln!(w, "{on}{}{mark}{off}", visible(&line))?;
+                for line in ndisc_explanation_lines(ev, self.verbose) {
+                    writeln!(w, "{}", visible(&line))?;
+                }
+                Ok(())
+            }
             Record::NeighFailed(f) => {
                 let label = label(f.netns_name.as_deref(), f.netns, &f.ifname, self.own);
                 let line = format!(
@@ -66,7 +87,11 @@ impl Sink for TerminalSink {
                     local_clock_micros(f.time.0),
                     describe_failed(f)
                 );
-                writeln!(w, "{}", visible(&line))
+                writeln!(w, "{}", visible(&line))?;
+                for line in failed_lines(f, self.verbose) {
+                    writeln!(w, "{}", visible(&line))?;
+                }
+                Ok(())
             }
             // Address and sysctl changes always (they are rare, and they are why the requests
             // after them look different); the state when watching starts only with `-v`.

@@ -2,7 +2,10 @@
 //! tcpdump-like descriptions, the `netns/interface` label, the trigger, the explanation lines
 //! under a request, a change of facts, and local wall-clock time.
 
-use arp_trace_model::{ArpEvent, ArpOp, ChangeKind, FactsChange, NeighFailed, Origin, Trigger};
+use arp_trace_model::{
+    ArpEvent, ArpOp, ChangeKind, FactsChange, NdiscEvent, NdiscOp, NeighFailed, Origin, Trigger,
+    Verdict,
+};
 
 /// `srv/eth3` for a named namespace, `eth3` in the tracer's own, `4026532281/eth3` otherwise;
 /// `own` is the tracer's namespace.
@@ -39,12 +42,31 @@ pub fn describe(ev: &ArpEvent<'_>) -> String {
     }
 }
 
+/// An ND frame in tcpdump's words, without the timestamp:
+/// `IP6 fe80::3 > ff02::1:ff00:44: ICMP6, neighbor solicitation, who has 2001:db8:3::44`.
+pub fn describe_ndisc(ev: &NdiscEvent<'_>) -> String {
+    let what = match ev.op {
+        NdiscOp::Solicit => format!("neighbor solicitation, who has {}", ev.target_ip),
+        NdiscOp::Advert => format!("neighbor advertisement, tgt is {}", ev.target_ip),
+    };
+    format!("IP6 {} > {}: ICMP6, {what}", ev.sender_ip, ev.dst_ip)
+}
+
+/// ` <- icmpv6 2001:db8:5::1 > 2001:db8:3::44 type 128 ping[4242]` for solicitations with a
+/// trigger.
+pub fn ndisc_trigger_suffix(ev: &NdiscEvent<'_>) -> String {
+    match (&ev.op, &ev.trigger) {
+        (NdiscOp::Solicit, Some(t)) if !ev.user_socket => format!("  <- {}", describe_trigger(t)),
+        _ => String::new(),
+    }
+}
+
 /// `udp 203.0.113.10:41000 > 198.51.100.20:9 python3[4242]`
 pub fn describe_trigger(t: &Trigger<'_>) -> String {
     let mut s = match (t.sport, t.dport) {
         (Some(sp), Some(dp)) => format!("{} {}:{sp} > {}:{dp}", t.proto, t.src, t.dst),
         _ => match t.icmp_type {
-            Some(ty) => format!("icmp {} > {} type {ty}", t.src, t.dst),
+            Some(ty) => format!("{} {} > {} type {ty}", t.proto, t.src, t.dst),
             None => format!("{} {} > {}", t.proto, t.src, t.dst),
         },
     };
@@ -77,15 +99,27 @@ pub fn trigger_suffix(ev: &ArpEvent<'_>) -> String {
     }
 }
 
-/// `ARP 198.51.100.99 failed after 3 requests; dropped 1 packet: udp ... python3[4242]`
+/// `ARP 198.51.100.99 failed after 3 requests; dropped 1 packet: udp ... python3[4242]`;
+/// `ND 2001:db8:3::44 failed, no solicitation sent; ...` for IPv6.
 pub fn describe_failed(f: &NeighFailed<'_>) -> String {
     let n = f.dropped.len() as u64 + f.dropped_omitted;
+    let plural = |k: u64| if k == 1 { "" } else { "s" };
+    let tries = if f.reason.is_some() {
+        "no solicitation sent".to_string()
+    } else {
+        format!(
+            "after {} {}{}",
+            f.attempts,
+            if f.target_ip.is_ipv4() { "request" } else { "solicitation" },
+            plural(f.attempts as u64)
+        )
+    };
     let mut s = format!(
-        "ARP {} failed after {} request{}; dropped {n} packet{}",
+        "{} {} failed{}{tries}; dropped {n} packet{}",
+        if f.target_ip.is_ipv4() { "ARP" } else { "ND" },
         f.target_ip,
-        f.attempts,
-        if f.attempts == 1 { "" } else { "s" },
-        if n == 1 { "" } else { "s" }
+        if f.reason.is_some() { ", " } else { " " },
+        plural(n)
     );
     for (i, d) in f.dropped.iter().enumerate() {
         s.push_str(if i == 0 { ": " } else { ", " });
@@ -94,24 +128,52 @@ pub fn describe_failed(f: &NeighFailed<'_>) -> String {
     s
 }
 
+/// The `why`, `effect`, `fix`, `persist` (and with `verbose`, `trade-off`) lines of a verdict.
+pub fn verdict_lines(v: &Verdict<'_>, verbose: bool) -> Vec<String> {
+    let mut out = vec![format!("    why ({}): {}", v.reason, v.explanation)];
+    if let Some(c) = &v.consequence {
+        out.push(format!("    effect: {c}"));
+    }
+    if let Some(r) = &v.remedy {
+        out.push(format!("    fix: {}", r.command));
+        out.push(format!("    persist: {}", r.persistent));
+        if verbose {
+            out.push(format!("    trade-off: {}", r.tradeoff));
+        }
+    }
+    out
+}
+
+/// The lines under an ND frame: always for a foreign source, for every frame with `verbose`.
+pub fn ndisc_explanation_lines(ev: &NdiscEvent<'_>, verbose: bool) -> Vec<String> {
+    match &ev.verdict {
+        Some(v) if v.foreign_sender || verbose => verdict_lines(v, verbose),
+        _ => Vec::new(),
+    }
+}
+
+/// The lines under a failure the kernel never sent a solicitation for: always, since
+/// nothing on the wire shows it.
+pub fn failed_lines(f: &NeighFailed<'_>, verbose: bool) -> Vec<String> {
+    let (Some(reason), Some(e)) = (f.reason, &f.explanation) else {
+        return Vec::new();
+    };
+    let v = Verdict {
+        foreign_sender: false,
+        reason,
+        explanation: e.clone(),
+        consequence: None,
+        remedy: f.remedy.clone(),
+    };
+    verdict_lines(&v, verbose)
+}
+
 /// The lines under a request saying why it carries its sender: always for a foreign sender,
 /// for every request with `verbose`.
 pub fn explanation_lines(ev: &ArpEvent<'_>, verbose: bool) -> Vec<String> {
     let mut out = Vec::new();
     match &ev.verdict {
-        Some(v) if v.foreign_sender || verbose => {
-            out.push(format!("    why ({}): {}", v.reason, v.explanation));
-            if let Some(c) = &v.consequence {
-                out.push(format!("    effect: {c}"));
-            }
-            if let Some(r) = &v.remedy {
-                out.push(format!("    fix: {}", r.command));
-                out.push(format!("    persist: {}", r.persistent));
-                if verbose {
-                    out.push(format!("    trade-off: {}", r.tradeoff));
-                }
-            }
-        }
+        Some(v) if v.foreign_sender || verbose => out = verdict_lines(v, verbose),
         None if verbose && ev.op == ArpOp::Request => {
             if let Some(e) = &ev.facts_error {
                 out.push(format!(

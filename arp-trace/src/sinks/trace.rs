@@ -159,8 +159,10 @@ impl Sink for TraceSink {
     fn record(&mut self, rec: &Record<'_>) -> io::Result<()> {
         self.rotate_if_due()?;
         match rec {
-            Record::Arp(ev) if ev.is_request() => self.table.add(ev),
-            Record::Arp(_) => self.replies += 1,
+            Record::Arp(_) | Record::Ndisc(_) if rec.solicitation().is_some() => {
+                self.table.add(rec.solicitation())
+            }
+            Record::Arp(_) | Record::Ndisc(_) => self.replies += 1,
             Record::NeighFailed(_) => self.failures += 1,
             _ => {}
         }

@@ -6,15 +6,15 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::Path;
 use std::rc::Rc;
 
 use anyhow::Result;
 use arp_trace_model::file::{ParallelReader, TraceReader};
 use arp_trace_model::{
-    visible, ChangeKind, FactsChange, Header, Held, IfSnapshot, NsSnapshot, Record, Snapshot,
-    Sysctls,
+    visible, ChangeKind, FactsChange, Family, Header, Held, IfSnapshot, NsSnapshot, Record,
+    Snapshot, Sysctls,
 };
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -37,12 +37,13 @@ const MAX_WATCHED_BYTES: usize = 16 << 20;
 
 /// What a group is counted by: the summary's row key, with the namespace by name where it has
 /// one (inodes change when a namespace is recreated). `reason` is absent in traces made before
-/// explanations.
+/// explanations. ARP requests and neighbour solicitations never share a group (`family`).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct GroupKey {
     pub netns: String,
     pub ifname: String,
-    pub sender_ip: Ipv4Addr,
+    pub family: Family,
+    pub sender_ip: IpAddr,
     pub reason: Option<String>,
 }
 
@@ -101,7 +102,11 @@ fn foreign_by_snapshot(snapshot: Option<&Snapshot>, key: &GroupKey) -> Option<bo
         .interfaces
         .as_ref()?
         .get(&key.ifname)?;
-    Some(foreign_to(key.sender_ip, interface.ipv4.iter().copied()))
+    // The snapshot holds IPv4 subnets only; an IPv6 group's verdict comes from its events.
+    let IpAddr::V4(sender) = key.sender_ip else {
+        return None;
+    };
+    Some(foreign_to(sender, interface.ipv4.iter().copied()))
 }
 
 /// What a replay of one side collects besides the summary's table.
@@ -142,7 +147,7 @@ impl Sink for Collector {
     fn record(&mut self, rec: &Record<'_>) -> std::io::Result<()> {
         let mut c = self.0.borrow_mut();
         match rec {
-            Record::Arp(ev) => c.table.add(ev),
+            Record::Arp(_) | Record::Ndisc(_) => c.table.add(rec.solicitation()),
             Record::FactsChange(ch) if ch.change == ChangeKind::Watched => {
                 let key = ch
                     .netns_name
@@ -210,6 +215,7 @@ pub fn count(path: &Path) -> Result<Side> {
                 .map(str::to_string)
                 .unwrap_or_else(|| r.netns.to_string()),
             ifname: r.ifname.to_string(),
+            family: r.family,
             sender_ip: r.sender_ip,
             reason: r.reason.map(|x| x.code().to_string()),
         };
@@ -581,10 +587,14 @@ fn write_text(w: &mut impl Write, b: &Side, a: &Side, c: &Comparison) -> std::io
         put(
             w,
             &format!(
-                "  {:<9} {}/{} tell {} reason {}{}: {} -> {}",
+                "  {:<9} {}/{} {} {} reason {}{}: {} -> {}",
                 r.change,
                 r.key.netns,
                 r.key.ifname,
+                match r.key.family {
+                    Family::Ipv4 => "tell",
+                    Family::Ipv6 => "ND from",
+                },
                 r.key.sender_ip,
                 r.key.reason.as_deref().unwrap_or("unknown"),
                 match r.foreign {

@@ -18,7 +18,8 @@ fn side(snapshot: Value, groups: &[(&str, &str, [u8; 4], u64)]) -> Side {
         let k = GroupKey {
             netns: ns.to_string(),
             ifname: i.to_string(),
-            sender_ip: Ipv4Addr::from(*ip),
+            family: Family::Ipv4,
+            sender_ip: Ipv4Addr::from(*ip).into(),
             reason: None,
         };
         let f = foreign_by_snapshot(s.header.snapshot.as_ref(), &k);
@@ -87,7 +88,8 @@ fn a_change_recorded_during_a_trace_explains_the_verdict() {
     let k = GroupKey {
         netns: "x".into(),
         ifname: "eth3".into(),
-        sender_ip: Ipv4Addr::new(203, 0, 113, 10),
+        family: Family::Ipv4,
+        sender_ip: Ipv4Addr::new(203, 0, 113, 10).into(),
         reason: None,
     };
     let snap: Snapshot = serde_json::from_value(json!({"namespaces": {"x": v}})).unwrap();

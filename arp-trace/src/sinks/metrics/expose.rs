@@ -138,6 +138,44 @@ fn aggregate(st: &State, out: &mut Vec<MetricFamily>) {
     f.done(out);
 
     let mut f = Family::counter(
+        "arp_trace_ndisc_total",
+        "IPv6 neighbour solicitations and advertisements, by direction (sent: transmitted by \
+         this host), namespace, device, op (solicit, advert), the reason the kernel chose the \
+         source, and whether that source is foreign to the device's prefixes.",
+    );
+    series(
+        &mut f,
+        &st.ndisc,
+        |k| {
+            vec![
+                ("direction", "sent".into()),
+                ("netns", ns(k.netns)),
+                ("device", k.device.to_string()),
+                (
+                    "op",
+                    match k.op {
+                        arp_trace_model::NdiscOp::Solicit => "solicit",
+                        arp_trace_model::NdiscOp::Advert => "advert",
+                    }
+                    .into(),
+                ),
+                ("reason", k.reason.map_or("unknown", |r| r.code()).into()),
+                ("foreign", opt_bool(k.foreign).into()),
+            ]
+        },
+        &[
+            ("direction", "sent"),
+            ("netns", OVERFLOW),
+            ("device", OVERFLOW),
+            ("op", OVERFLOW),
+            ("reason", OVERFLOW),
+            ("foreign", OVERFLOW),
+        ],
+        &mut book,
+    );
+    f.done(out);
+
+    let mut f = Family::counter(
         "arp_trace_foreign_sender_requests_total",
         "ARP requests whose sender IP is in none of the egress device's subnets, by namespace, \
          device and sender IP (only foreign senders are labelled).",

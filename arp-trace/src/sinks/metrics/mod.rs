@@ -19,7 +19,9 @@ use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use arp_trace_model::{ArpEvent, ChangeKind, FactsChange, NeighFailed, Reason, Record};
+use arp_trace_model::{
+    ArpEvent, ChangeKind, FactsChange, NdiscEvent, NdiscOp, NeighFailed, Reason, Record,
+};
 
 use crate::pipeline::{Counters, Sink};
 
@@ -134,6 +136,16 @@ impl<K: Hash + Eq> Series<K> {
     }
 }
 
+/// An ND frame's labels besides `direction`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NdiscKey {
+    pub netns: u32,
+    pub device: Box<str>,
+    pub op: NdiscOp,
+    pub reason: Option<Reason>,
+    pub foreign: Option<bool>,
+}
+
 /// A request's labels besides `direction`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RequestKey {
@@ -171,6 +183,7 @@ struct Namespace {
 #[derive(Debug)]
 pub struct State {
     pub requests: Series<RequestKey>,
+    pub ndisc: Series<NdiscKey>,
     pub replies: Series<DeviceKey>,
     pub foreign: Series<SenderKey>,
     pub failures: Series<DeviceKey>,
@@ -186,6 +199,7 @@ impl Default for State {
     fn default() -> Self {
         State {
             requests: Series::new(MAX_REQUEST_SERIES),
+            ndisc: Series::new(MAX_REQUEST_SERIES),
             replies: Series::new(MAX_DEVICE_SERIES),
             foreign: Series::new(MAX_SENDER_SERIES),
             failures: Series::new(MAX_DEVICE_SERIES),
@@ -257,6 +271,19 @@ impl State {
         }
     }
 
+    fn ndisc(&mut self, ev: &NdiscEvent<'_>, now: Instant) {
+        self.namespace(ev.netns, ev.netns_name.as_deref(), now);
+        let verdict = ev.verdict.as_ref();
+        let key = NdiscKey {
+            netns: ev.netns,
+            device: ev.ifname.as_ref().into(),
+            op: ev.op,
+            reason: verdict.map(|v| v.reason),
+            foreign: verdict.map(|v| v.foreign_sender),
+        };
+        self.ndisc.add(key, 1, now);
+    }
+
     fn failed(&mut self, f: &NeighFailed<'_>, now: Instant) {
         self.namespace(f.netns, f.netns_name.as_deref(), now);
         let dev = || DeviceKey {
@@ -316,6 +343,7 @@ impl State {
         }
         self.swept = now;
         self.requests.sweep(now);
+        self.ndisc.sweep(now);
         self.replies.sweep(now);
         self.foreign.sweep(now);
         self.failures.sweep(now);
@@ -424,6 +452,7 @@ impl Sink for MetricsSink {
         let mut st = self.metrics.lock();
         match rec {
             Record::Arp(ev) => st.arp(ev, now),
+            Record::Ndisc(ev) => st.ndisc(ev, now),
             Record::NeighFailed(f) => st.failed(f, now),
             Record::FactsChange(c) => st.change(c, now),
             Record::Header(_) | Record::Summary(_) => {}

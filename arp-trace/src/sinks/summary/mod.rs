@@ -6,7 +6,7 @@ mod table;
 
 use std::io::{self, Write};
 
-use arp_trace_model::{visible, Count, Reason, Record, Summary};
+use arp_trace_model::{visible, Count, Family, Reason, Record, Summary};
 
 pub use table::{Table, MAX_BYTES, MAX_ROWS, MAX_TARGETS, MAX_TOP, SHOW_TOP};
 
@@ -22,10 +22,16 @@ pub fn text(s: &Summary<'_>, own: Option<u32>) -> String {
         t.push_str(&visible(l));
         t.push('\n');
     };
+    let ipv6 = s.rows.iter().any(|r| r.family == Family::Ipv6);
     line(&format!(
-        "Summary{}: {} ARP request{}, {} with a foreign sender, in {} row{}",
+        "Summary{}: {} {}{}, {} with a foreign sender, in {} row{}",
         if s.last { "" } else { " so far" },
         s.requests,
+        if ipv6 {
+            "ARP request or neighbour solicitation"
+        } else {
+            "ARP request"
+        },
         if s.requests == 1 { "" } else { "s" },
         s.foreign_requests,
         s.rows.len(),
@@ -45,8 +51,12 @@ pub fn text(s: &Summary<'_>, own: Option<u32>) -> String {
             if r.distinct_targets == 1 { "" } else { "s" }
         );
         line(&format!(
-            "{mark} {} tell {} {reason}: {} request{}, {targets}, {} .. {}",
+            "{mark} {} {} {} {reason}: {} request{}, {targets}, {} .. {}",
             label(r.netns_name.as_deref(), r.netns, &r.ifname, own),
+            match r.family {
+                Family::Ipv4 => "tell",
+                Family::Ipv6 => "ND from",
+            },
             r.sender_ip,
             r.requests,
             if r.requests == 1 { "" } else { "s" },
@@ -119,9 +129,7 @@ impl SummarySink {
 
 impl Sink for SummarySink {
     fn record(&mut self, rec: &Record<'_>) -> io::Result<()> {
-        if let Record::Arp(ev) = rec {
-            self.table.add(ev);
-        }
+        self.table.add(rec.solicitation());
         Ok(())
     }
     fn tick(&mut self) -> io::Result<()> {
@@ -217,7 +225,7 @@ pub(crate) mod tests {
     #[test]
     fn hostile_names_are_escaped_in_the_summary() {
         let mut table = Table::default();
-        table.add(&crate::sinks::tests::hostile_event());
+        table.add(Solicitation::of_arp(&crate::sinks::tests::hostile_event()));
         let t = text(&table.snapshot(true), None);
         crate::sinks::tests::assert_inert(&t, &[]);
         assert!(

@@ -1,14 +1,16 @@
-//! The summary's table: ARP requests folded into one row per (namespace, interface, sender
-//! IP, reason) with counts, distinct targets, first/last seen, the top triggering flows and
+//! The summary's table: ARP requests and neighbour solicitations folded into one row per
+//! (namespace, interface, family, sender IP, reason) with counts, distinct targets, first/last seen, the top triggering flows and
 //! processes and the latest remedy. It is capped by rows and by bytes, whatever the input
 //! (a trace can hold a million groups, or long names and texts in every one); what a cap
 //! folds is counted.
 
 use std::borrow::Cow;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use arp_trace_model::{ArpEvent, Count, Origin, Reason, Remedy, Row, Summary, Time, Trigger};
+use arp_trace_model::{
+    Count, Family, Origin, Reason, Remedy, Row, Solicitation, Summary, Time, Trigger,
+};
 
 /// A short string (interface names, comms, protocol names) kept inline when it fits, so
 /// building a hash key from one does not allocate.
@@ -91,7 +93,8 @@ pub const SHOW_TOP: usize = 3;
 struct Key {
     netns: u32,
     ifname: ShortStr,
-    sender_ip: Ipv4Addr,
+    family: Family,
+    sender_ip: IpAddr,
     /// None when the namespace's facts could not be read.
     reason: Option<Reason>,
 }
@@ -175,7 +178,7 @@ struct Acc {
     foreign_sender: Option<bool>,
     remedy: Option<Remedy<'static>>,
     requests: u64,
-    targets: HashSet<Ipv4Addr>,
+    targets: HashSet<IpAddr>,
     targets_capped: bool,
     first: Time,
     last: Time,
@@ -188,9 +191,9 @@ struct Acc {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum FlowKey {
     NoQueuedPacket,
-    Ports(ShortStr, Ipv4Addr, Ipv4Addr, u16),
-    Icmp(Ipv4Addr, Ipv4Addr, u8),
-    Other(ShortStr, Ipv4Addr, Ipv4Addr),
+    Ports(ShortStr, IpAddr, IpAddr, u16),
+    Icmp(IpAddr, IpAddr, u8),
+    Other(ShortStr, IpAddr, IpAddr),
 }
 
 impl FlowKey {
@@ -238,9 +241,9 @@ enum Process {
 }
 
 impl Process {
-    fn of(ev: &ArpEvent<'_>) -> Process {
-        match &ev.trigger {
-            None if ev.is_gratuitous() => Process::KernelAnnounce,
+    fn of(ev: &Solicitation<'_, '_>) -> Process {
+        match ev.trigger {
+            None if ev.own_address => Process::KernelAnnounce,
             None => Process::KernelReprobe,
             Some(t) => match (t.origin, &t.comm, t.pid) {
                 (Origin::Local, Some(c), Some(p)) => Process::Named(ShortStr::new(c), p),
@@ -297,27 +300,29 @@ pub struct Table {
 }
 
 impl Table {
-    pub fn add(&mut self, ev: &ArpEvent<'_>) {
-        if !ev.is_request() {
+    /// Counts a request or solicitation (ARP replies and advertisements are `None`).
+    pub fn add(&mut self, ev: Option<Solicitation<'_, '_>>) {
+        let Some(ev) = ev else {
             return;
-        }
+        };
         self.requests += 1;
-        let foreign = ev.verdict.as_ref().map(|v| v.foreign_sender);
+        let foreign = ev.verdict.map(|v| v.foreign_sender);
         self.foreign += (foreign == Some(true)) as u64;
         let key = Key {
             netns: ev.netns,
-            ifname: ShortStr::new(&ev.ifname),
+            ifname: ShortStr::new(ev.ifname),
+            family: ev.family,
             sender_ip: ev.sender_ip,
-            reason: ev.verdict.as_ref().map(|v| v.reason),
+            reason: ev.verdict.map(|v| v.reason),
         };
-        let netns_name = ev.netns_name.as_deref();
+        let netns_name = ev.netns_name;
         if !self.rows.contains_key(&key) {
             // The row itself and its slot, with room for the table to grow.
             let cost = 2 * std::mem::size_of::<(Key, Acc)>()
                 + key.ifname.heap()
                 + netns_name.map_or(0, str::len);
             // A row is kept with its remedy or not at all.
-            let remedy = ev.verdict.as_ref().and_then(|v| v.remedy.as_ref());
+            let remedy = ev.verdict.and_then(|v| v.remedy.as_ref());
             let fits = self.bytes.0 + cost + remedy.map_or(0, remedy_bytes) <= MAX_BYTES;
             if self.rows.len() >= MAX_ROWS || !fits || !self.bytes.take(cost) {
                 self.folded_requests += 1;
@@ -347,7 +352,7 @@ impl Table {
         }
         // The latest remedy: it reflects the sysctls as they are now. One that does not fit
         // leaves the one before.
-        if let Some(r) = ev.verdict.as_ref().and_then(|v| v.remedy.as_ref()) {
+        if let Some(r) = ev.verdict.and_then(|v| v.remedy.as_ref()) {
             if row.remedy.as_ref() != Some(r) {
                 let old = row.remedy.as_ref().map_or(0, remedy_bytes);
                 bytes.0 -= old;
@@ -359,15 +364,16 @@ impl Table {
             }
         }
         if !row.targets.contains(&ev.target_ip) {
-            // A 4-byte key and a control byte per slot, at most half of them empty.
-            if row.targets.len() < MAX_TARGETS && bytes.take(2 * 5) {
+            // The key and a control byte per slot, at most half of them empty.
+            let slot = std::mem::size_of::<IpAddr>() + 1;
+            if row.targets.len() < MAX_TARGETS && bytes.take(2 * slot) {
                 row.targets.insert(ev.target_ip);
             } else {
                 row.targets_capped = true;
             }
         }
-        row.flows.add(&FlowKey::of(ev.trigger.as_ref()), bytes);
-        row.processes.add(&Process::of(ev), bytes);
+        row.flows.add(&FlowKey::of(ev.trigger), bytes);
+        row.processes.add(&Process::of(&ev), bytes);
     }
 
     /// The `summary` record: rows in print order, foreign senders first, then by request count.
@@ -379,6 +385,7 @@ impl Table {
                 netns: k.netns,
                 netns_name: r.netns_name.clone().map(Cow::Owned),
                 ifname: Cow::Owned(k.ifname.as_str().to_owned()),
+                family: k.family,
                 sender_ip: k.sender_ip,
                 reason: k.reason,
                 foreign_sender: r.foreign_sender,
@@ -421,22 +428,22 @@ mod tests {
     fn rows_fold_by_key_and_foreign_rows_come_first() {
         let mut s = Table::default();
         for i in 0..5 {
-            s.add(&explained("198.51.100.10", "198.51.100.20", None, 100 + i));
+            s.add(Solicitation::of_arp(&explained("198.51.100.10", "198.51.100.20", None, 100 + i)));
         }
         for (i, target) in ["198.51.100.20", "198.51.100.21", "198.51.100.20"]
             .iter()
             .enumerate()
         {
-            s.add(&explained(
+            s.add(Solicitation::of_arp(&explained(
                 "203.0.113.10",
                 target,
                 Some("203.0.113.10"),
                 50 + i as i128,
-            ));
+            )));
         }
         let mut reply = explained("198.51.100.10", "198.51.100.20", None, 1);
         reply.op = ArpOp::Reply;
-        s.add(&reply);
+        s.add(Solicitation::of_arp(&reply));
         let out = s.snapshot(true);
         assert_eq!((out.requests, out.foreign_requests), (8, 3));
         assert_eq!(out.rows.len(), 2);
@@ -474,7 +481,7 @@ mod tests {
         let n = MAX_ROWS + 10;
         for i in 0..n {
             let sender = Ipv4Addr::from(0xC612_0000u32 + i as u32).to_string();
-            s.add(&explained(&sender, "198.51.100.20", None, i as i128));
+            s.add(Solicitation::of_arp(&explained(&sender, "198.51.100.20", None, i as i128)));
         }
         let out = s.snapshot(true);
         assert_eq!(out.rows.len(), MAX_ROWS);
@@ -486,7 +493,7 @@ mod tests {
             let target = Ipv4Addr::from(0xC633_6400u32 + i as u32).to_string();
             let mut ev = explained("203.0.113.10", &target, Some("203.0.113.10"), 1);
             ev.trigger.as_mut().unwrap().dport = Some(i as u16);
-            s.add(&ev);
+            s.add(Solicitation::of_arp(&ev));
         }
         let out = s.snapshot(true);
         let r = &out.rows[0];
@@ -516,7 +523,7 @@ mod tests {
                 text.clone().into(),
                 text.clone().into(),
             );
-            s.add(&ev);
+            s.add(Solicitation::of_arp(&ev));
         }
         assert!(s.bytes.0 <= MAX_BYTES, "{} bytes", s.bytes.0);
         let out = s.snapshot(true);

@@ -1,0 +1,188 @@
+//! IPv6 neighbour discovery on `tp_btf/net_dev_queue`: each neighbour solicitation and
+//! advertisement a device queues, with the egress device's IPv6 addresses and their flags as
+//! they stand while it leaves (what `ndisc_solicit()` chose the source from). Its own module
+//! because every IPv6 frame the host sends reaches `ipv6_frame`, which must leave at once
+//! for anything but ND.
+
+use arp_trace_common::{
+    Dev6Addr, NdiscXmitEvent, Offsets, EVENT_NDISC_XMIT, FRAME6_CAP, FRAME6_MIN,
+    HOOK_NET_DEV_QUEUE, MAX_DEV6_ADDRS, NO_MAC_HEADER, TRIGGER_NO_FILE, XMIT_HAS_SK, XMIT_USER_SK,
+};
+use aya_ebpf::{helpers::bpf_probe_read_kernel, programs::BtfTracePointContext};
+
+use crate::shared::{count_discarded, count_lost, offsets, read, EVENTS, OFFSETS, SLOT};
+use crate::transmit::{copy_frame, pend, read_head};
+use crate::trigger::read_owner;
+
+const NEXTHDR_ICMP: u8 = 58;
+/// RFC 4861 7.1: every ND message is sent, and accepted, with hop limit 255.
+const ND_HOP_LIMIT: u8 = 255;
+const NDISC_NEIGHBOUR_SOLICITATION: u8 = 135;
+const NDISC_NEIGHBOUR_ADVERTISEMENT: u8 = 136;
+
+/// Called for every IPv6 frame: two loads the verifier checks against `struct sk_buff`
+/// and one 2-byte read of the IPv6 header turn away everything but ICMPv6 with hop limit
+/// 255; the ICMPv6 type then keeps solicitations and advertisements.
+#[inline(always)]
+pub(crate) unsafe fn ipv6_frame(ctx: &BtfTracePointContext, skb: *const u8) {
+    let head = {
+        let off = core::ptr::read_volatile(&OFFSETS.skb_head);
+        core::ptr::read_volatile(skb.add(off as usize) as *const *const u8)
+    };
+    let nh = {
+        let off = core::ptr::read_volatile(&OFFSETS.skb_network_header);
+        core::ptr::read_volatile(skb.add(off as usize) as *const u16)
+    };
+    let ip6 = head.add(nh as usize);
+    // next header (byte 6) and hop limit (byte 7) of the fixed header. ND never carries
+    // extension headers (ndisc_send_skb() builds the header itself).
+    let Ok(nh_hl) = bpf_probe_read_kernel(ip6.add(6) as *const [u8; 2]) else {
+        return;
+    };
+    if nh_hl[0] != NEXTHDR_ICMP || nh_hl[1] != ND_HOP_LIMIT {
+        return;
+    }
+    let Ok(ty) = bpf_probe_read_kernel(ip6.add(40)) else {
+        return;
+    };
+    if ty != NDISC_NEIGHBOUR_SOLICITATION && ty != NDISC_NEIGHBOUR_ADVERTISEMENT {
+        return;
+    }
+    if let Err(e) = emit(skb, ty) {
+        aya_log_ebpf::debug!(ctx, "net_dev_queue: ndisc read failed: {}", e);
+    }
+}
+
+#[inline(always)]
+unsafe fn emit(skb: *const u8, ty: u8) -> Result<(), i64> {
+    let o = offsets();
+    let Some(mut entry) = EVENTS.reserve::<NdiscXmitEvent>(0) else {
+        count_lost();
+        return Ok(());
+    };
+    let ev = &mut *entry.as_mut_ptr();
+    match fill(ev, skb, &o) {
+        Ok(()) => {
+            remember(ev, ty);
+            entry.submit(0);
+            Ok(())
+        }
+        Err(e) => {
+            entry.discard(0);
+            count_discarded();
+            Err(e)
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn fill(ev: &mut NdiscXmitEvent, skb: *const u8, o: &Offsets) -> Result<(), i64> {
+    let h = read_head(skb, o)?;
+    ev.kind = EVENT_NDISC_XMIT;
+    ev.hook = HOOK_NET_DEV_QUEUE;
+    ev.ts_ns = h.ts_ns;
+    ev.cpu = h.cpu;
+    ev.pid_tgid = h.pid_tgid;
+    ev.comm = h.comm;
+    ev.flags = h.flags;
+    ev.skb_len = h.skb_len;
+    ev.mark = h.mark;
+    ev.iif = h.iif;
+    ev.ifindex = h.ifindex;
+    ev.ifname = h.ifname;
+    ev.netns = h.netns;
+    if h.flags & XMIT_HAS_SK != 0 {
+        let sk: *const u8 = read(skb, o.skb_sk)?;
+        let (owner, _) = read_owner(sk, o)?;
+        if owner & TRIGGER_NO_FILE == 0 {
+            ev.flags |= XMIT_USER_SK;
+        }
+    }
+    read_dev6_addrs(ev, h.dev, o);
+    (ev.mac_len, ev.caplen) = copy_frame(skb, o, &mut ev.frame, FRAME6_MIN)?;
+    Ok(())
+}
+
+/// The device's IPv6 addresses in `inet6_dev->addr_list` order: highest scope first and,
+/// within a scope, newest first, so `ipv6_get_lladdr()`'s backward walk can be replayed in
+/// user space. Unreadable entries are left zero rather than failing the event.
+#[inline(always)]
+unsafe fn read_dev6_addrs(ev: &mut NdiscXmitEvent, dev: *const u8, o: &Offsets) {
+    ev.n_addrs = 0;
+    ev.addrs_more = 0;
+    ev.no_inet6 = 0;
+    let mut i = 0;
+    while i < MAX_DEV6_ADDRS {
+        ev.addrs[i] = Dev6Addr::default();
+        i += 1;
+    }
+    let idev: *const u8 = if o.dev_ip6_ptr == u32::MAX {
+        core::ptr::null()
+    } else {
+        read(dev, o.dev_ip6_ptr).unwrap_or(core::ptr::null())
+    };
+    if idev.is_null() {
+        ev.no_inet6 = 1;
+        return;
+    }
+    let head = idev.add(o.in6_addr_list as usize);
+    let mut node: *const u8 = read(head, 0).unwrap_or(core::ptr::null());
+    let mut n = 0usize;
+    while n < MAX_DEV6_ADDRS {
+        if node.is_null() || node == head {
+            break;
+        }
+        let ifp = node.sub(o.ifa6_if_list as usize);
+        let a = &mut ev.addrs[n];
+        a.addr = read(ifp, o.ifa6_addr).unwrap_or([0; 16]);
+        a.prefixlen = read::<u32>(ifp, o.ifa6_prefix_len).unwrap_or(0) as u8;
+        a.scope = read(ifp, o.ifa6_scope).unwrap_or(0);
+        a.flags = read(ifp, o.ifa6_flags).unwrap_or(0);
+        n += 1;
+        node = read(node, 0).unwrap_or(core::ptr::null());
+    }
+    ev.n_addrs = n as u16;
+    ev.addrs_more = if !node.is_null() && node != head {
+        1
+    } else {
+        0
+    };
+}
+
+/// Numbers the event and keeps a resolution's solicitation as this CPU's pending request
+/// for the neighbour record to claim. DAD (source `::`) resolves nothing and is not kept.
+#[inline(always)]
+unsafe fn remember(ev: &mut NdiscXmitEvent, ty: u8) {
+    let Some(slot) = SLOT.get_ptr_mut(0) else {
+        ev.seq = 0;
+        return;
+    };
+    let slot = &mut *slot;
+    slot.next_seq += 1;
+    ev.seq = slot.next_seq;
+    if ty != NDISC_NEIGHBOUR_SOLICITATION {
+        return;
+    }
+    let m = if ev.mac_len == NO_MAC_HEADER {
+        0usize
+    } else {
+        ev.mac_len as usize
+    };
+    // IPv6 source at 8..24; the solicitation's target at 48..64 (40 + 8).
+    if m > FRAME6_CAP - 64 {
+        return;
+    }
+    let mut unspecified = true;
+    let mut target = [0u8; 16];
+    let mut i = 0;
+    while i < 16 {
+        if ev.frame[m + 8 + i] != 0 {
+            unspecified = false;
+        }
+        target[i] = ev.frame[m + 48 + i];
+        i += 1;
+    }
+    if !unspecified {
+        pend(slot, ev.seq, ev.netns, ev.ifindex, target);
+    }
+}
