@@ -153,9 +153,10 @@ pub struct Config {
     pub _pad: u32,
     /// `[start, end)` of `ndisc_error_report()`, which frees an IPv6 neighbour's queued
     /// packets one by one with a plain `kfree_skb()` when the entry fails (ARP's
-    /// `arp_error_report()` names NEIGH_FAILED instead); 0 when unknown.
-    pub ndisc_report_start: u64,
-    pub ndisc_report_end: u64,
+    /// `arp_error_report()` names NEIGH_FAILED instead), and of `neigh_invalidate()`, its
+    /// caller, where the drop is seen when the compiler made that free a tail call; 0 when
+    /// unknown.
+    pub ndisc_drop_ranges: [[u64; 2]; 2],
 }
 
 impl Config {
@@ -164,7 +165,6 @@ impl Config {
         drop_neigh_queuefull: 0,
         drop_not_specified: 0,
         _pad: 0,
-        ndisc_report_start: 0,
-        ndisc_report_end: 0,
+        ndisc_drop_ranges: [[0; 2]; 2],
     };
 }

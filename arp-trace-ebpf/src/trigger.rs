@@ -6,8 +6,8 @@
 use core::ffi::c_void;
 
 use arp_trace_common::{
-    Offsets, TriggerEvent, EVENT_NEIGH_DROP, EVENT_TRIGGER, FAMILY_INET, FAMILY_INET6, HOOK_FENTRY, HOOK_KFREE_SKB,
-    HOOK_KPROBE, IP_CAP, NAME_LEN, TRIGGER_HAS_SK, TRIGGER_NO_FILE, TRIGGER_ORPHAN,
+    Offsets, TriggerEvent, EVENT_NEIGH_DROP, EVENT_TRIGGER, FAMILY_INET, FAMILY_INET6, HOOK_FENTRY,
+    HOOK_KFREE_SKB, HOOK_KPROBE, IP_CAP, NAME_LEN, TRIGGER_HAS_SK, TRIGGER_NO_FILE, TRIGGER_ORPHAN,
     TRIGGER_REQUEST_SK,
 };
 use aya_ebpf::{
@@ -84,16 +84,24 @@ pub fn kfree_skb(ctx: BtfTracePointContext) -> i32 {
 }
 
 /// A packet an IPv6 neighbour's failure drops: `ndisc_error_report()` frees each with a
-/// plain `kfree_skb()`, so only the caller's address tells it from the host's other drops.
+/// plain `kfree_skb()`, so only the caller's address tells it from the host's other drops
+/// (in `ndisc_error_report()`, or in `neigh_invalidate()` when the free was a tail call).
 #[inline(always)]
 unsafe fn ndisc_failed(ctx: &BtfTracePointContext, reason: u32) -> bool {
     if reason != core::ptr::read_volatile(&CONFIG.drop_not_specified) {
         return false;
     }
-    let start = core::ptr::read_volatile(&CONFIG.ndisc_report_start);
-    let end = core::ptr::read_volatile(&CONFIG.ndisc_report_end);
     let location: u64 = ctx.arg(1);
-    start != 0 && location >= start && location < end
+    let mut i = 0;
+    while i < 2 {
+        let start = core::ptr::read_volatile(&CONFIG.ndisc_drop_ranges[i][0]);
+        let end = core::ptr::read_volatile(&CONFIG.ndisc_drop_ranges[i][1]);
+        if start != 0 && location >= start && location < end {
+            return true;
+        }
+        i += 1;
+    }
+    false
 }
 
 const ETH_P_IP_BE: u16 = 0x0800u16.to_be();

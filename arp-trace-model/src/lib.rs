@@ -21,9 +21,9 @@ mod mac;
 mod ndisc;
 mod neigh;
 mod record;
-mod solicit;
 #[cfg(test)]
 mod schema_tests;
+mod solicit;
 mod summary;
 pub mod text;
 mod time;

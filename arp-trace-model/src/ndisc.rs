@@ -11,11 +11,11 @@ use std::net::Ipv6Addr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::hex::Hex;
+use crate::limits;
 use crate::mac::Mac;
 use crate::time::Time;
 use crate::trigger::Trigger;
 use crate::verdict::{Reason, Remedy, Verdict};
-use crate::limits;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

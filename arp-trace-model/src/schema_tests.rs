@@ -89,8 +89,8 @@ fn check_keys(root: &Value, node: &Value, v: &Value, at: &str) {
 
 fn trigger() -> Trigger<'static> {
     Trigger {
-        src: Ipv4Addr::new(203, 0, 113, 10),
-        dst: Ipv4Addr::new(198, 51, 100, 20),
+        src: Ipv4Addr::new(203, 0, 113, 10).into(),
+        dst: Ipv4Addr::new(198, 51, 100, 20).into(),
         proto: "udp".into(),
         sport: Some(41000),
         dport: Some(9),
@@ -212,12 +212,16 @@ fn samples() -> Vec<Record<'static>> {
         facts_error: Some("cannot read".into()),
     };
     let failed = NeighFailed {
+        reason: None,
+        explanation: None,
+        remedy: None,
+        link_locals: None,
         time: t,
         netns: 7,
         netns_name: Some(Cow::Borrowed("srv")),
         ifindex: 3,
         ifname: "eth3".into(),
-        target_ip: Ipv4Addr::new(198, 51, 100, 99),
+        target_ip: Ipv4Addr::new(198, 51, 100, 99).into(),
         attempts: 3,
         dropped: vec![trigger()],
         dropped_omitted: 0,
@@ -236,10 +240,11 @@ fn samples() -> Vec<Record<'static>> {
         ..FactsChange::new(7, ChangeKind::ArpAnnounce)
     };
     let row = Row {
+        family: Default::default(),
         netns: 7,
         netns_name: Some("srv".into()),
         ifname: "eth3".into(),
-        sender_ip: Ipv4Addr::new(203, 0, 113, 10),
+        sender_ip: Ipv4Addr::new(203, 0, 113, 10).into(),
         reason: Some(Reason::Announce0LocalSource),
         foreign_sender: Some(true),
         requests: 3,
@@ -279,10 +284,69 @@ fn samples() -> Vec<Record<'static>> {
             end_time: t,
         }),
     };
+    let ndisc = NdiscEvent {
+        op: NdiscOp::Solicit,
+        time: t,
+        netns: 7,
+        netns_name: Some(Cow::Borrowed("srv")),
+        ifindex: 3,
+        ifname: "eth3".into(),
+        sender_ip: "fe80::3".parse().unwrap(),
+        sender_mac: Some(Mac([2, 0, 0, 0, 0, 3])),
+        target_ip: "2001:db8:3::44".parse().unwrap(),
+        dst_ip: "ff02::1:ff00:44".parse().unwrap(),
+        unicast: false,
+        eth_dst: Some(Mac([0x33, 0x33, 0xff, 0, 0, 0x44])),
+        advert: Some(AdvertFlags {
+            router: false,
+            solicited: true,
+            override_: true,
+        }),
+        nonce: true,
+        frame: Hex::encode(&[0x33, 0x33]),
+        trigger: Some(Trigger {
+            src: "2001:db8:5::1".parse().unwrap(),
+            dst: "2001:db8:3::44".parse().unwrap(),
+            proto: "icmpv6".into(),
+            icmp_type: Some(128),
+            ..trigger()
+        }),
+        neigh_state: Some("incomplete".into()),
+        attempt: Some(1),
+        queued: Some(1),
+        verdict: Some(Verdict {
+            foreign_sender: false,
+            reason: Reason::NdiscLinkLocal,
+            explanation: "why".into(),
+            consequence: None,
+            remedy: None,
+        }),
+        dev_addrs: Some(vec![If6Addr {
+            addr: "fe80::3".parse().unwrap(),
+            prefix_len: 64,
+            scope: Scope6::Link,
+            flags: Flags6(0x80 | 0x1000),
+        }]),
+        dev_addrs_cut: true,
+        user_socket: true,
+    };
+    let silent = NeighFailed {
+        target_ip: "2001:db8:3::44".parse().unwrap(),
+        reason: Some(Reason::NdiscNoLinkLocal),
+        explanation: Some("no link-local".into()),
+        remedy: Some(Remedy {
+            command: "sysctl -w net.ipv6.conf.eth3.addr_gen_mode=0".into(),
+            persistent: "# x".into(),
+            tradeoff: "t".into(),
+        }),
+        ..failed.clone()
+    };
     vec![
         Record::Header(Held::Owned(header)),
         Record::Arp(Held::Owned(arp)),
+        Record::Ndisc(Held::Owned(ndisc)),
         Record::NeighFailed(Held::Owned(failed)),
+        Record::NeighFailed(Held::Owned(silent)),
         Record::FactsChange(Held::Owned(watched)),
         Record::FactsChange(Held::Owned(added)),
         Record::FactsChange(Held::Owned(announce)),
@@ -338,7 +402,9 @@ fn every_field_the_model_writes_is_in_the_schema() {
         let t = rec.type_name();
         let json = rec.to_json();
         if t != "header" {
-            Record::parse(&json, file::FORMAT_VERSION).unwrap_or_else(|e| panic!("{e}: {json}"));
+            let back = Record::parse(&json, file::FORMAT_VERSION)
+                .unwrap_or_else(|e| panic!("{e}: {json}"));
+            assert_eq!(back.to_json(), json, "{t} reads back as written");
         }
         let v: Value = serde_json::from_str(&json).unwrap();
         check_keys(&s, &s["$defs"][t], &v, t);
@@ -357,7 +423,7 @@ fn the_schema_version_is_the_one_headers_carry() {
         s["$defs"]["header"]["properties"]["schema_version"]["const"],
         SCHEMA_VERSION
     );
-    let written = Record::Header(Held::Owned(Header::empty(2).current())).to_json();
+    let written = Record::Header(Held::Owned(Header::empty(3).current())).to_json();
     assert!(
         written.contains(&format!("\"schema_version\":{SCHEMA_VERSION}")),
         "{written}"

@@ -59,6 +59,24 @@ impl Reason {
         Reason::NdiscAdvert,
     ];
 
+    /// Whether the rule table of `family` has this reason: the `ndisc_*` ones are IPv6's,
+    /// `userspace` and `unexplained` both families', the rest ARP's.
+    pub fn applies_to(self, family: crate::Family) -> bool {
+        let ndisc = matches!(
+            self,
+            Reason::NdiscPacketSource
+                | Reason::NdiscLinkLocal
+                | Reason::NdiscNoLinkLocal
+                | Reason::NdiscDad
+                | Reason::NdiscNoTrigger
+                | Reason::NdiscAdvert
+        );
+        match self {
+            Reason::Userspace | Reason::Unexplained => true,
+            _ => ndisc == (family == crate::Family::Ipv6),
+        }
+    }
+
     pub fn code(self) -> &'static str {
         match self {
             Reason::Announce0LocalSource => "announce0_local_source",

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::io;
 
 use arp_trace_model::{
-    ArpEvent, Family, FactsChange, Header, Held, NdiscEvent, NeighFailed, Record, Remedy,
+    ArpEvent, FactsChange, Family, Header, Held, NdiscEvent, NeighFailed, Record, Remedy,
     RequestFacts, Time, Trigger, Verdict,
 };
 

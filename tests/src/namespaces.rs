@@ -6,7 +6,7 @@
 //! the tests use. `cargo xtask bench` uses the cores, so that namespaces are made, entered
 //! and deleted by this code alone.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -126,6 +126,49 @@ impl Netns {
     /// Send one UDP datagram to each of `dsts` from one socket inside this namespace.
     pub fn send_udp_many(&self, src: Option<Ipv4Addr>, dsts: &[SocketAddrV4]) {
         send_udp_in(&self.path(), src, dsts);
+    }
+
+    /// Send one UDP datagram from inside this namespace, from `src` (or an unbound socket)
+    /// to port 9 of the IPv6 address `dst`.
+    pub fn send_udp6(&self, src: Option<&str>, dst: &str) {
+        let src: Ipv6Addr = src.map_or(Ipv6Addr::UNSPECIFIED, |a| a.parse().expect("IPv6"));
+        let dst = SocketAddrV6::new(dst.parse().expect("IPv6 address"), 9, 0, 0);
+        self.run_in(move || {
+            let bind = SocketAddr::V6(SocketAddrV6::new(src, 0, 0, 0));
+            let sock = UdpSocket::bind(bind).unwrap_or_else(|e| panic!("bind {bind}: {e}"));
+            sock.send_to(b"arp-trace-e2e", dst)
+                .unwrap_or_else(|e| panic!("send_to {dst}: {e}"));
+        })
+    }
+
+    /// The IPv6 addresses of `dev` of `scope` (`link`, `global`), as `ip -6 addr` lists them,
+    /// without prefix lengths.
+    pub fn addrs6(&self, dev: &str, scope: &str) -> Vec<String> {
+        let out = self.ip(&["-6", "-o", "addr", "show", "dev", dev, "scope", scope]);
+        // "3: eth3    inet6 fe80::.../64 scope link \       valid_lft forever ..."
+        out.lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                w.find(|x| *x == "inet6")?;
+                Some(w.next()?.split('/').next()?.to_string())
+            })
+            .collect()
+    }
+
+    /// The one link-local address of `dev`, once it is usable (not tentative).
+    pub fn link_local(&self, dev: &str) -> String {
+        let deadline = Instant::now() + scaled(EVENT_TIMEOUT);
+        loop {
+            let out = self.ip(&["-6", "-o", "addr", "show", "dev", dev, "scope", "link"]);
+            let ll = self.addrs6(dev, "link");
+            if ll.len() == 1 && !out.contains("tentative") {
+                return ll[0].clone();
+            }
+            if Instant::now() >= deadline {
+                panic!("{}/{dev}: no usable link-local address: {out}", self.name);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Run `f` on a thread that has entered this namespace.

@@ -4,7 +4,7 @@
 //!
 //! # Format (version 2)
 //! ```text
-//! {"type":"header","format_version":2,"schema_version":1,"arp_trace_version":"0.1.0",
+//! {"type":"header","format_version":3,"schema_version":2,"arp_trace_version":"0.1.0",
 //!  "kernel_release":...,
 //!  "hostname":...,"start_time":...,"hooks":...,"own_netns":...,"netns_names":{...},
 //!  "snapshot":{...}}

@@ -36,8 +36,8 @@ pub(crate) fn events(n: usize) -> Vec<ArpEvent<'static>> {
                 eth_dst: Some(Mac::BROADCAST),
                 frame: Hex::encode(&frame),
                 trigger: (i % 3 != 0).then(|| Trigger {
-                    src: Ipv4Addr::new(203, 0, 113, 10),
-                    dst: Ipv4Addr::new(198, 51, 100, 20),
+                    src: Ipv4Addr::new(203, 0, 113, 10).into(),
+                    dst: Ipv4Addr::new(198, 51, 100, 20).into(),
                     proto: "udp".into(),
                     sport: Some(41000),
                     dport: Some(9),
@@ -265,11 +265,11 @@ fn bad_input_is_one_line_with_file_line_and_cause() {
             "f line 1: not an arp-trace trace: no \"type\"",
         ),
         (
-            (h.replace("\"format_version\":2", "\"format_version\":9") + "\n").into_bytes(),
+            (h.replace("\"format_version\":3", "\"format_version\":9") + "\n").into_bytes(),
             "f line 1: format version 9 is newer",
         ),
         (
-            (h.replace("\"format_version\":2", "\"format_version\":0") + "\n").into_bytes(),
+            (h.replace("\"format_version\":3", "\"format_version\":0") + "\n").into_bytes(),
             "f line 1: format version 0 does not exist",
         ),
         (
@@ -561,7 +561,7 @@ fn version_1_files_still_read() {
     let ev = arp(&events(1)[0]);
     let h = Record::Header(Held::Owned(header()))
         .to_json()
-        .replace("\"format_version\":2", "\"format_version\":1");
+        .replace("\"format_version\":3", "\"format_version\":1");
     assert!(h.contains("\"format_version\":1"), "{h}");
     let trailer = r#"{"type":"summary","events":1,"requests":1,"replies":0,"failures":0,"lost":2,"filtered":0,"undecodable":0,"end_time":"2026-11-28T19:31:03.000000000Z"}"#;
     let v1 = format!("{h}\n{ev}\n{trailer}\n");

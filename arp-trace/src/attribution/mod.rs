@@ -20,8 +20,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use arp_trace_common::{
-    NeighEvent, TriggerEvent, EVENT_NEIGH_DROP, FAMILY_INET6, HOOK_FENTRY, HOOK_KPROBE,
-    LL_UNREAD, NEIGH_FAILED,
+    NeighEvent, TriggerEvent, EVENT_NEIGH_DROP, FAMILY_INET6, HOOK_FENTRY, HOOK_KPROBE, LL_UNREAD,
+    NEIGH_FAILED,
 };
 use arp_trace_model::{ArpEvent, ArpOp, NdiscEvent, NeighFailed, Reason, Time, Trigger};
 
@@ -405,8 +405,7 @@ impl Joiner {
                 ifindex: n.ifindex,
                 ifname: ifname.into(),
                 target_ip: target,
-                attempts: attempt
-                    .unwrap_or_else(|| n.probes.saturating_sub(n.ucast_probes).max(1)),
+                attempts: attempt.unwrap_or_else(|| n.probes.saturating_sub(n.ucast_probes).max(1)),
                 dropped,
                 dropped_omitted,
                 reason: silent.then_some(Reason::NdiscNoLinkLocal),

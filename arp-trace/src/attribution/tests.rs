@@ -23,6 +23,7 @@ fn trigger(kind: u32, cpu: u32, req_seq: u64, flags: u32, ino: u64) -> TriggerEv
     let mut comm = [0u8; NAME_LEN];
     comm[..7].copy_from_slice(b"python3");
     TriggerEvent {
+        family: arp_trace_common::FAMILY_INET,
         kind,
         cpu,
         ts_ns: 1,
@@ -39,7 +40,7 @@ fn trigger(kind: u32, cpu: u32, req_seq: u64, flags: u32, ino: u64) -> TriggerEv
         drop_reason: 0,
         stack_len: 0,
         hook: arp_trace_common::HOOK_NEIGH_QUEUE,
-        target: [0; 4],
+        target: [0; 16],
         comm,
         ip: udp_packet([203, 0, 113, 10], [198, 51, 100, 20], 41000, 9),
         stack: [0; STACK_DEPTH],
@@ -50,13 +51,17 @@ fn neigh(cpu: u32, req_seq: u64, state: u32, probes: u32, flags: u32) -> NeighEv
     let mut ifname = [0u8; NAME_LEN];
     ifname[..4].copy_from_slice(b"eth3");
     NeighEvent {
+        family: arp_trace_common::FAMILY_INET,
+        ll_total: arp_trace_common::LL_UNREAD,
+        ll_usable: arp_trace_common::LL_UNREAD,
+        _pad: 0,
         kind: EVENT_NEIGH,
         cpu,
         ts_ns: 2,
         req_seq,
         netns: 7,
         ifindex: 3,
-        target: [198, 51, 100, 20],
+        target: v4key([198, 51, 100, 20]),
         nud_state: state,
         probes,
         qlen: 1,
@@ -116,8 +121,8 @@ fn parses_udp_tcp_icmp_and_fragments() {
     assert_eq!(
         (s, d, p, len, sp, dp, icmp),
         (
-            Ipv4Addr::new(203, 0, 113, 10),
-            Ipv4Addr::new(198, 51, 100, 20),
+            Ipv4Addr::new(203, 0, 113, 10).into(),
+            Ipv4Addr::new(198, 51, 100, 20).into(),
             17,
             29,
             Some(41000),
@@ -132,8 +137,42 @@ fn parses_udp_tcp_icmp_and_fragments() {
     let mut frag = ip;
     frag[7] = 1;
     assert_eq!(parse_ip(&frag).unwrap().4, None);
-    assert!(parse_ip(&[0x60; 40]).is_none());
+    assert!(parse_ip(&[0x60; 39]).is_none());
     assert!(parse_ip(&[0x45; 10]).is_none());
+}
+
+#[test]
+fn parses_ipv6_udp_and_icmpv6() {
+    let mut ip = vec![0x60, 0, 0, 0, 0, 9, 17, 64];
+    ip.extend_from_slice(
+        &"2001:db8:5::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    ip.extend_from_slice(
+        &"2001:db8:3::44"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    ip.extend_from_slice(&[0xa0, 0x28, 0, 9, 0, 9, 0, 0, b'x']);
+    let (s, d, p, len, sp, dp, icmp) = parse_ip(&ip).unwrap();
+    assert_eq!(
+        (s.to_string(), d.to_string(), p, len, sp, dp, icmp),
+        (
+            "2001:db8:5::1".to_string(),
+            "2001:db8:3::44".to_string(),
+            17,
+            49,
+            Some(41000),
+            Some(9),
+            None
+        )
+    );
+    ip[6] = 58;
+    ip[40] = 128;
+    assert_eq!(parse_ip(&ip).unwrap().6, Some(128));
 }
 
 #[test]
@@ -172,7 +211,7 @@ fn solicit_entry_triggers_join_the_next_request_only_if_its_target_matches() {
     // fentry/kprobe: the trigger comes first and names the number the request will take.
     let mut t = trigger(EVENT_TRIGGER, 1, 6, 0, 0);
     t.hook = HOOK_FENTRY;
-    t.target = [198, 51, 100, 20];
+    t.target = v4key([198, 51, 100, 20]);
     j.trigger(&t);
     j.arp(1, 6, request(), true, &mut out);
     let mut n = neigh(1, 6, 0x01, 4, NEIGH_FIRST);
@@ -190,7 +229,7 @@ fn solicit_entry_triggers_join_the_next_request_only_if_its_target_matches() {
     // A solicit that sent nothing: the next request on that CPU is for another target.
     t.hook = HOOK_KPROBE;
     t.req_seq = 7;
-    t.target = [198, 51, 100, 99];
+    t.target = v4key([198, 51, 100, 99]);
     j.trigger(&t);
     j.arp(1, 7, request(), true, &mut out);
     j.expire(true, &mut out);
@@ -230,7 +269,7 @@ fn events_leave_in_the_order_the_kernel_sent_them() {
         .iter()
         .map(|o| match o {
             Joined::Arp(e) => e.op,
-            Joined::Failed(_) => panic!(),
+            Joined::Failed(_) | Joined::Ndisc(_) => panic!(),
         })
         .collect();
     assert_eq!(ops, [ArpOp::Request, ArpOp::Reply]);
@@ -400,7 +439,7 @@ fn a_packet_dropped_by_a_racing_failure_is_the_trigger() {
     let t = ev.trigger.as_ref().expect("the dropped packet");
     assert_eq!(
         (t.dst, t.pid),
-        (Ipv4Addr::new(198, 51, 100, 20), Some(4242))
+        (Ipv4Addr::new(198, 51, 100, 20).into(), Some(4242))
     );
     assert_eq!(t.drop_reason.as_deref(), Some("neigh_failed"));
     let Joined::Failed(f) = &out[1] else { panic!() };
@@ -434,7 +473,7 @@ fn failure_lists_dropped_packets() {
     let Joined::Failed(f) = &out[0] else { panic!() };
     assert_eq!(
         (f.attempts, &*f.ifname, f.target_ip),
-        (3, "eth3", Ipv4Addr::new(198, 51, 100, 20))
+        (3, "eth3", Ipv4Addr::new(198, 51, 100, 20).into())
     );
     assert_eq!(f.dropped.len(), 1);
     assert_eq!(f.dropped[0].drop_reason.as_deref(), Some("neigh_failed"));
@@ -444,4 +483,11 @@ fn failure_lists_dropped_packets() {
     ))
     .unwrap();
     assert_eq!(v["type"], "neigh_failed");
+}
+
+/// A neighbour key as the programs write an IPv4 one.
+fn v4key(a: [u8; 4]) -> [u8; 16] {
+    let mut k = [0; 16];
+    k[..4].copy_from_slice(&a);
+    k
 }

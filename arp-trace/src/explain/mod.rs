@@ -35,8 +35,8 @@ pub(crate) mod tests;
 use arp_trace_model::{FactsChange, NsFacts};
 
 pub use ctx::{foreign_to, is_foreign, Rule};
-pub use remedy::run_in_namespace;
 pub use ndisc::{explain_ndisc, explain_silent_failure, NDISC_RULES};
+pub use remedy::run_in_namespace;
 pub use rules::{explain, kernel_senders, RULES};
 
 /// Where a request's namespace facts come from (the namespace watchers, live). `Err` carries

@@ -162,12 +162,11 @@ impl<'a> NdCtx<'a> {
 }
 
 fn explain_userspace(c: &NdCtx<'_>) -> String {
-    let who = c
-        .ev
-        .trigger
-        .as_ref()
-        .and_then(|t| Some(format!("{}[{}]", t.comm.as_deref()?, t.pid?)))
-        .unwrap_or_else(|| "A process".into());
+    let who =
+        c.ev.trigger
+            .as_ref()
+            .and_then(|t| Some(format!("{}[{}]", t.comm.as_deref()?, t.pid?)))
+            .unwrap_or_else(|| "A process".into());
     format!(
         "{who} wrote this {} itself through a raw ICMPv6 socket and chose its source {}; the \
          kernel's ND source rules (ndisc_solicit(), ndisc_send_na()) do not apply.",
@@ -347,10 +346,9 @@ pub static NDISC_RULES: &[NdiscRule] = &[
     },
     NdiscRule {
         reason: Reason::NdiscLinkLocal,
-        kernel_fn: "ndisc_solicit(): ipv6_chk_addr_and_flags() fails + ndisc_send_ns() + ipv6_get_lladdr()",
-        matches: |c| {
-            c.known && c.ev.trigger.is_some() && !c.kept_source() && c.sent_from_lladdr()
-        },
+        kernel_fn:
+            "ndisc_solicit(): ipv6_chk_addr_and_flags() fails + ndisc_send_ns() + ipv6_get_lladdr()",
+        matches: |c| c.known && c.ev.trigger.is_some() && !c.kept_source() && c.sent_from_lladdr(),
         explanation: explain_link_local,
         remedy: |_| None,
     },

@@ -87,7 +87,11 @@ fn another_interfaces_address_is_not_kept_the_link_local_is_used() {
     let ev = ns("fe80::3", Some(trig("2001:db8:5::1")), eth3());
     let v = explain_ndisc(&ev);
     assert_eq!(v.reason, Reason::NdiscLinkLocal);
-    assert!(v.explanation.contains("not an address of eth3"), "{}", v.explanation);
+    assert!(
+        v.explanation.contains("not an address of eth3"),
+        "{}",
+        v.explanation
+    );
     assert!(!v.foreign_sender && v.remedy.is_none());
     // The packet's own source as the sender would be unexplained: no path writes it.
     let wrong = ns("2001:db8:5::1", Some(trig("2001:db8:5::1")), eth3());
@@ -176,6 +180,24 @@ fn a_silent_failure_without_link_local_gets_the_addr_gen_mode_remedy() {
     explain_silent_failure(&mut f);
     let r = f.remedy.as_ref().unwrap();
     assert_eq!(r.command, "sysctl -w net.ipv6.conf.eth3.addr_gen_mode=0");
-    assert!(shell::vet(r, 1).is_none(), "arp-trace's own remedy passes its vetting");
+    assert!(
+        shell::vet(r, 1).is_none(),
+        "arp-trace's own remedy passes its vetting"
+    );
     assert!(f.explanation.unwrap().contains("has no link-local address"));
+}
+
+#[test]
+fn the_table_has_every_ipv6_reason_once_and_ends_in_unexplained() {
+    for r in Reason::ALL {
+        let n = NDISC_RULES.iter().filter(|rule| rule.reason == r).count();
+        // ndisc_no_link_local explains failures, where no frame exists to match.
+        let want =
+            (r.applies_to(arp_trace_model::Family::Ipv6) && r != Reason::NdiscNoLinkLocal) as usize;
+        assert_eq!(n, want, "{r}");
+    }
+    assert_eq!(NDISC_RULES.last().unwrap().reason, Reason::Unexplained);
+    for rule in &NDISC_RULES[..NDISC_RULES.len() - 1] {
+        assert!(rule.kernel_fn.contains("()"), "{}", rule.kernel_fn);
+    }
 }

@@ -29,9 +29,14 @@ pub const SOFTIRQ_FRAMES: &[&str] = &[
 /// Every function name arp-trace looks up.
 /// Frees a failed IPv6 neighbour's queued packets (the kfree_skb program keeps its drops).
 pub const NDISC_ERROR_REPORT: &str = "ndisc_error_report";
+/// Its caller, where those drops are seen when the free is a tail call.
+pub const NEIGH_INVALIDATE: &str = "neigh_invalidate";
 
 fn wanted(name: &str) -> bool {
-    name == "arp_solicit" || name == NDISC_ERROR_REPORT || SOFTIRQ_FRAMES.contains(&name)
+    name == "arp_solicit"
+        || name == NDISC_ERROR_REPORT
+        || name == NEIGH_INVALIDATE
+        || SOFTIRQ_FRAMES.contains(&name)
 }
 
 impl Kallsyms {

@@ -10,7 +10,7 @@ use aya::{Ebpf, EbpfLoader};
 
 use super::btf::Btf;
 use super::hooks::{common_hooks, Features, Hook, HookChoice, InUse, Requires, Role, SolicitPath};
-use super::kallsyms::{Kallsyms, NDISC_ERROR_REPORT};
+use super::kallsyms::{Kallsyms, NDISC_ERROR_REPORT, NEIGH_INVALIDATE};
 
 /// The compiled eBPF object, built from `arp-trace-ebpf/` by build.rs.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/arp-trace"));
@@ -100,10 +100,12 @@ pub fn resolve_config(btf: &Btf, syms: &Kallsyms) -> Config {
     cfg.drop_neigh_failed = reason("SKB_DROP_REASON_NEIGH_FAILED");
     cfg.drop_neigh_queuefull = reason("SKB_DROP_REASON_NEIGH_QUEUEFULL");
     cfg.drop_not_specified = reason("SKB_DROP_REASON_NOT_SPECIFIED");
-    // One copy only: a second one (an unexpected build) would leave drops unattributed
-    // rather than claim the wrong function's.
-    if let [(start, end)] = syms.ranges(NDISC_ERROR_REPORT)[..] {
-        (cfg.ndisc_report_start, cfg.ndisc_report_end) = (start, end);
+    // One copy of each only: a second one (an unexpected build) leaves drops unattributed
+    // rather than claim another function's.
+    for (i, f) in [NDISC_ERROR_REPORT, NEIGH_INVALIDATE].into_iter().enumerate() {
+        if let [(start, end)] = syms.ranges(f)[..] {
+            cfg.ndisc_drop_ranges[i] = [start, end];
+        }
     }
     cfg
 }

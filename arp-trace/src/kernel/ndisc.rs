@@ -24,10 +24,7 @@ fn v6(b: &[u8]) -> Ipv6Addr {
 }
 
 /// Decodes a transmitted ND frame. `clock_offset` converts its monotonic stamp to wall time.
-pub fn decode_ndisc(
-    raw: &NdiscXmitEvent,
-    clock_offset: i128,
-) -> Result<NdiscEvent<'static>, Skip> {
+pub fn decode_ndisc(raw: &NdiscXmitEvent, clock_offset: i128) -> Result<NdiscEvent<'static>, Skip> {
     let caplen = (raw.caplen as usize)
         .min(raw.frame.len())
         .min(raw.skb_len as usize);
@@ -36,7 +33,11 @@ pub fn decode_ndisc(
         (None, frame)
     } else {
         let l2 = raw.mac_len as usize;
-        let dst = if l2 >= 6 { Mac::from_slice(frame) } else { None };
+        let dst = if l2 >= 6 {
+            Mac::from_slice(frame)
+        } else {
+            None
+        };
         (dst, frame.get(l2..).unwrap_or(&[]))
     };
     // IPv6 header (40), then type, code, checksum, 4 bytes of flags or reserved, target.
@@ -147,8 +148,11 @@ pub(crate) mod tests {
 
     /// A neighbour solicitation on Ethernet, as `ndisc_send_ns()` builds it.
     pub fn ns_frame(src: &str, dst: &str, target: &str, sllao: Option<[u8; 6]>) -> Vec<u8> {
-        let (src, dst, target): (Ipv6Addr, Ipv6Addr, Ipv6Addr) =
-            (src.parse().unwrap(), dst.parse().unwrap(), target.parse().unwrap());
+        let (src, dst, target): (Ipv6Addr, Ipv6Addr, Ipv6Addr) = (
+            src.parse().unwrap(),
+            dst.parse().unwrap(),
+            target.parse().unwrap(),
+        );
         let mut f = vec![0x33, 0x33, 0xff, 0, 0, 0x44, 2, 0, 0, 0, 0, 3, 0x86, 0xdd];
         let opt_len = if sllao.is_some() { 8 } else { 0 };
         f.extend_from_slice(&[0x60, 0, 0, 0, 0, 24 + opt_len, 58, 255]);
@@ -188,7 +192,8 @@ pub(crate) mod tests {
             addrs: [Dev6Addr::default(); MAX_DEV6_ADDRS],
         };
         r.ifname[..4].copy_from_slice(b"eth3");
-        r.frame[..frame.len().min(FRAME6_CAP)].copy_from_slice(&frame[..frame.len().min(FRAME6_CAP)]);
+        r.frame[..frame.len().min(FRAME6_CAP)]
+            .copy_from_slice(&frame[..frame.len().min(FRAME6_CAP)]);
         for (i, (a, p, scope, flags)) in addrs.iter().enumerate() {
             r.addrs[i] = Dev6Addr {
                 addr: a.parse::<Ipv6Addr>().unwrap().octets(),
@@ -205,7 +210,10 @@ pub(crate) mod tests {
     fn decodes_a_solicitation_with_its_link_layer_option_and_the_devices_addresses() {
         let mac = [2, 0, 0, 0, 0, 3];
         let f = ns_frame("fe80::3", "ff02::1:ff00:44", "2001:db8:3::44", Some(mac));
-        let r = raw(&f, &[("2001:db8:3::1", 64, 0, 0x80), ("fe80::3", 64, 0x20, 0x80)]);
+        let r = raw(
+            &f,
+            &[("2001:db8:3::1", 64, 0, 0x80), ("fe80::3", 64, 0x20, 0x80)],
+        );
         let ev = decode_ndisc(&r, 0).unwrap();
         assert_eq!(ev.op, NdiscOp::Solicit);
         assert_eq!(ev.sender_ip, "fe80::3".parse::<Ipv6Addr>().unwrap());

@@ -6,9 +6,9 @@ use std::borrow::Cow;
 use std::net::Ipv4Addr;
 
 use arp_trace_common::{
-    ArpXmitEvent, NdiscXmitEvent, NeighEvent, TriggerEvent, EVENT_NDISC_XMIT, ADDR_SECONDARY, CONF_ARP_NOTIFY, CONF_READ,
-    CONF_ROUTE_LOCALNET, EVENT_ARP_XMIT, EVENT_NEIGH, EVENT_NEIGH_DROP, EVENT_TRIGGER,
-    NO_MAC_HEADER, XMIT_HAS_SK,
+    ArpXmitEvent, NdiscXmitEvent, NeighEvent, TriggerEvent, ADDR_SECONDARY, CONF_ARP_NOTIFY,
+    CONF_READ, CONF_ROUTE_LOCALNET, EVENT_ARP_XMIT, EVENT_NDISC_XMIT, EVENT_NEIGH,
+    EVENT_NEIGH_DROP, EVENT_TRIGGER, NO_MAC_HEADER, XMIT_HAS_SK,
 };
 use arp_trace_model::{
     ArpEvent, ArpOp, EgressFacts, Hex, IfAddr, Mac, Origin, Task, Time, Trigger,

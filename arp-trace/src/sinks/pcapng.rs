@@ -284,7 +284,13 @@ impl PcapngWriter {
     fn ndisc_packet(&mut self, ev: &NdiscEvent<'_>) -> io::Result<()> {
         let data = ndisc_ethernet(ev);
         let c = ndisc_comment(ev);
-        self.write_packet(&Place::of_ndisc(ev), ev.time, &data, c, ev.eth_dst.is_none())
+        self.write_packet(
+            &Place::of_ndisc(ev),
+            ev.time,
+            &data,
+            c,
+            ev.eth_dst.is_none(),
+        )
     }
 
     fn write_packet(
@@ -428,7 +434,7 @@ mod tests {
     fn hostile_names_are_escaped_in_the_capture() {
         let ev = crate::sinks::tests::hostile_event();
         crate::sinks::tests::assert_inert(&comment(&ev), &[]);
-        assert_eq!(interface_name(&ev), "n\\as/e\\x1b[2J\\xff");
+        assert_eq!(interface_name(&Place::of_arp(&ev)), "n\\as/e\\x1b[2J\\xff");
         assert!(
             comment(&ev).contains("\\x1b]2;owned\\a[4242]"),
             "{}",

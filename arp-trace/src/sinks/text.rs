@@ -110,7 +110,11 @@ pub fn describe_failed(f: &NeighFailed<'_>) -> String {
         format!(
             "after {} {}{}",
             f.attempts,
-            if f.target_ip.is_ipv4() { "request" } else { "solicitation" },
+            if f.target_ip.is_ipv4() {
+                "request"
+            } else {
+                "solicitation"
+            },
             plural(f.attempts as u64)
         )
     };

@@ -62,6 +62,7 @@ fn write_trace(path: &Path, header: &str, lines: &[String], n: u64) -> Result<u6
         let time = Time(base.0 + i as i128 * 1000);
         match &mut rec {
             Record::Arp(e) => e.to_mut().time = time,
+            Record::Ndisc(e) => e.to_mut().time = time,
             Record::NeighFailed(f) => f.to_mut().time = time,
             Record::FactsChange(c) => c.to_mut().time = time,
             Record::Header(_) | Record::Summary(_) => bail!("a captured line is not an event"),

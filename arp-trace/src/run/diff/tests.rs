@@ -1,4 +1,5 @@
 use super::*;
+use std::net::Ipv4Addr;
 
 fn side(snapshot: Value, groups: &[(&str, &str, [u8; 4], u64)]) -> Side {
     let mut s = Side {

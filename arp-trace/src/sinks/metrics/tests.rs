@@ -197,12 +197,16 @@ fn arp_announce_follows_watched_state_and_changes_to_all() {
 fn neighbour_failures_count_the_packets_dropped() {
     let mut st = State::default();
     let f = NeighFailed {
+        reason: None,
+        explanation: None,
+        remedy: None,
+        link_locals: None,
         time: arp_trace_model::Time(1),
         netns: 9,
         netns_name: None,
         ifindex: 2,
         ifname: "eth3".into(),
-        target_ip: Ipv4Addr::new(198, 51, 100, 99),
+        target_ip: Ipv4Addr::new(198, 51, 100, 99).into(),
         attempts: 3,
         dropped: Vec::new(),
         dropped_omitted: 4,

@@ -225,7 +225,9 @@ pub(crate) mod tests {
     #[test]
     fn hostile_names_are_escaped_in_the_summary() {
         let mut table = Table::default();
-        table.add(Solicitation::of_arp(&crate::sinks::tests::hostile_event()));
+        table.add(arp_trace_model::Solicitation::of_arp(
+            &crate::sinks::tests::hostile_event(),
+        ));
         let t = text(&table.snapshot(true), None);
         crate::sinks::tests::assert_inert(&t, &[]);
         assert!(

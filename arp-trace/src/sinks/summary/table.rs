@@ -423,12 +423,18 @@ mod tests {
     use super::*;
     use crate::sinks::summary::tests::explained;
     use arp_trace_model::ArpOp;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn rows_fold_by_key_and_foreign_rows_come_first() {
         let mut s = Table::default();
         for i in 0..5 {
-            s.add(Solicitation::of_arp(&explained("198.51.100.10", "198.51.100.20", None, 100 + i)));
+            s.add(Solicitation::of_arp(&explained(
+                "198.51.100.10",
+                "198.51.100.20",
+                None,
+                100 + i,
+            )));
         }
         for (i, target) in ["198.51.100.20", "198.51.100.21", "198.51.100.20"]
             .iter()
@@ -481,7 +487,12 @@ mod tests {
         let n = MAX_ROWS + 10;
         for i in 0..n {
             let sender = Ipv4Addr::from(0xC612_0000u32 + i as u32).to_string();
-            s.add(Solicitation::of_arp(&explained(&sender, "198.51.100.20", None, i as i128)));
+            s.add(Solicitation::of_arp(&explained(
+                &sender,
+                "198.51.100.20",
+                None,
+                i as i128,
+            )));
         }
         let out = s.snapshot(true);
         assert_eq!(out.rows.len(), MAX_ROWS);
