@@ -9,7 +9,8 @@ pub use crate::kernel::hooks::HookChoice;
 
 pub(crate) const AFTER_HELP: &str = "\
 Examples:
-  sudo arp-trace                        every ARP request and reply, all namespaces
+  sudo arp-trace                        every ARP request and reply, every IPv6 neighbour
+                                        solicitation and advertisement, all namespaces
   sudo arp-trace -i eth3                only what leaves interfaces named eth3
   sudo arp-trace --netns srv -c 10      ten requests from namespace `srv`, then exit
   sudo arp-trace --json | jq 'select(.op==\"request\")'
@@ -58,7 +59,7 @@ pub struct Args {
     #[arg(short = 'i', long = "interface", value_name = "NAME")]
     pub interfaces: Vec<String>,
 
-    /// Exit after this many ARP requests have been shown.
+    /// Exit after this many ARP requests (and neighbour solicitations) have been shown.
     #[arg(short = 'c', long = "count", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
 

@@ -91,6 +91,9 @@ impl Filter {
 pub struct Counters {
     pub requests: u64,
     pub replies: u64,
+    /// IPv6 neighbour solicitations and advertisements.
+    pub solicits: u64,
+    pub adverts: u64,
     /// Events the filters excluded.
     pub filtered: u64,
     /// ARP frames that were not Ethernet/IPv4 request/reply.
@@ -113,6 +116,15 @@ pub struct Counters {
     pub unjoined: u64,
     /// Trigger records that named no request.
     pub unmatched: u64,
+}
+
+/// What an admitted frame is counted as.
+#[derive(Clone, Copy)]
+enum Seen {
+    Request,
+    Reply,
+    Solicit,
+    Advert,
 }
 
 /// Whether an I/O error means "the reader went away" (`arp-trace | head`): that output is
@@ -336,7 +348,12 @@ impl Pipeline {
                 v.remedy = Some(vetted);
             }
         }
-        if !self.admit(ev.foreign(), ev.time, ev.is_request()) {
+        let kind = if ev.is_request() {
+            Seen::Request
+        } else {
+            Seen::Reply
+        };
+        if !self.admit(ev.foreign(), ev.time, kind) {
             return;
         }
         let rec = Record::Arp(Held::Borrowed(&ev));
@@ -378,7 +395,12 @@ impl Pipeline {
                 v.remedy = Some(vetted);
             }
         }
-        if !self.admit(ev.foreign(), ev.time, ev.is_solicit()) {
+        let kind = if ev.is_solicit() {
+            Seen::Solicit
+        } else {
+            Seen::Advert
+        };
+        if !self.admit(ev.foreign(), ev.time, kind) {
             return;
         }
         let rec = Record::Ndisc(Held::Borrowed(&ev));
@@ -387,22 +409,24 @@ impl Pipeline {
 
     fn at_limit(&self) -> bool {
         self.count
-            .is_some_and(|limit| self.counters.requests >= limit)
+            .is_some_and(|limit| self.counters.requests + self.counters.solicits >= limit)
     }
 
     /// Applies `--foreign-only` and counts what passes; false when the event is filtered.
-    fn admit(&mut self, foreign: bool, time: Time, request: bool) -> bool {
+    fn admit(&mut self, foreign: bool, time: Time, kind: Seen) -> bool {
         if self.foreign_only && !foreign {
             self.counters.filtered += 1;
             return false;
         }
         self.counters.foreign += foreign as u64;
         self.last_time = self.last_time.max(time);
-        if request {
-            self.counters.requests += 1;
-        } else {
-            self.counters.replies += 1;
-        }
+        let c = &mut self.counters;
+        *match kind {
+            Seen::Request => &mut c.requests,
+            Seen::Reply => &mut c.replies,
+            Seen::Solicit => &mut c.solicits,
+            Seen::Advert => &mut c.adverts,
+        } += 1;
         true
     }
 

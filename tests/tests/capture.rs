@@ -261,7 +261,7 @@ fn netns_filter_by_path_and_inode() {
 fn count_exits_after_n_requests() {
     let seed = Seed::new();
     let srv = &seed.srv;
-    let t = Tracer::start(&["--json", "-c", "2", "--netns", srv.name()]);
+    let t = Tracer::start(&["--json", "-4", "-c", "2", "--netns", srv.name()]);
     srv.send_udp(None, udp("198.51.100.98")); // absent: 3 requests
     let (status, stdout, stderr) = t.wait_exit(Duration::from_secs(30));
     assert!(status.success(), "exit {}: {stderr}", describe(&status));

@@ -209,7 +209,14 @@ fn level2_and_all_overriding_dev() {
 fn sysctl_changed_while_tracing_changes_the_verdict_and_the_remedy_works() {
     let seed = seed(0, 0);
     let srv = &seed.srv;
-    let t = Tracer::start(&["--json", "--summary-interval", "1", "--netns", srv.name()]);
+    let t = Tracer::start(&[
+        "--json",
+        "-4",
+        "--summary-interval",
+        "1",
+        "--netns",
+        srv.name(),
+    ]);
     srv.send_udp(Some(ipv4(SRV_ETH5_IP)), udp(C3_IP));
     let before = request(&t, srv, SRV_ETH5_IP, C3_IP);
     assert_eq!(reason(&before), "announce0_local_source");

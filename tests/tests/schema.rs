@@ -107,11 +107,46 @@ fn live_output_a_trace_and_its_replay_follow_the_schema() {
         |v| v["type"] == "neigh_failed" && from_ns(v, srv),
         EVENT_TIMEOUT,
     );
+    // IPv6 too: a solicitation with its IPv6 trigger and device addresses, and a failed
+    // IPv6 entry with its dropped packet.
+    srv.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:3::1/64",
+        "dev",
+        "eth3",
+        "nodad",
+    ]);
+    seed.c3.ip(&[
+        "-6",
+        "addr",
+        "add",
+        "2001:db8:3::44/64",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    srv.send_udp6(Some("2001:db8:3::1"), "2001:db8:3::44");
+    srv.send_udp6(Some("2001:db8:3::1"), "2001:db8:3::99");
+    t.wait_for(
+        |v| v["type"] == "neigh_failed" && v["target_ip"] == "2001:db8:3::99",
+        EVENT_TIMEOUT,
+    );
     let (status, live, stderr) = t.stop();
     assert!(status.success(), "{stderr}");
+    let mut seen = types(&live);
+    seen.sort();
     assert_eq!(
-        types(&live),
-        ["header", "facts_change", "arp", "neigh_failed", "summary"],
+        seen,
+        [
+            "arp",
+            "facts_change",
+            "header",
+            "ndisc",
+            "neigh_failed",
+            "summary"
+        ],
         "{live}"
     );
     assert!(parse_json_lines(&live).iter().any(is_reply), "{live}");

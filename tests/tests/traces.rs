@@ -75,9 +75,11 @@ fn replay_prints_what_the_live_run_printed() {
         d.file("c.jsonl.gz"),
     );
     let ns = srv.name();
-    let tj = Tracer::start(&["--json", "--netns", ns, "-w", &a, "--pcap", &pcap]);
-    let tt = Tracer::start(&["--netns", ns, "-w", &b]);
-    let tq = Tracer::start(&["-q", "--netns", ns, "-w", &c]);
+    // ARP only: the namespaces' own IPv6 traffic (DAD of link-local addresses) has its test
+    // below.
+    let tj = Tracer::start(&["--json", "-4", "--netns", ns, "-w", &a, "--pcap", &pcap]);
+    let tt = Tracer::start(&["-4", "--netns", ns, "-w", &b]);
+    let tq = Tracer::start(&["-4", "-q", "--netns", ns, "-w", &c]);
     traffic(&seed);
     wait_traffic_json(&tj, srv);
     tt.wait_for_line(|l| l.contains("failed after"), EVENT_TIMEOUT);
@@ -176,7 +178,7 @@ fn replay_prints_what_the_live_run_printed() {
         "select(.type==\"header\") | .format_version, .hooks",
         &a,
     ]);
-    assert!(head.starts_with("2\n"), "{head}");
+    assert!(head.starts_with("3\n"), "{head}");
     let trailer = jq(&["-r", "select(.type==\"summary\") | .requests, .lost", &a]);
     assert_eq!(
         trailer,
@@ -268,6 +270,116 @@ fn replay_prints_what_the_live_run_printed() {
         std::fs::read(&pcap2).unwrap().len(),
         std::fs::read(&pcap).unwrap().len()
     );
+}
+
+/// IPv6: the solicitations and the silent failure replay as the live run printed them, and
+/// tshark reads the same frames, each with its explanation.
+#[test]
+fn neighbour_discovery_replays_and_opens_in_tshark() {
+    let (srv, c3) = (Netns::new("s"), Netns::new("c3"));
+    for ns in [&srv, &c3] {
+        ns.sysctl("net/ipv6/conf/default/accept_dad", "0");
+    }
+    srv.ip(&[
+        "link",
+        "add",
+        "eth3",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        c3.name(),
+    ]);
+    srv.ip(&[
+        "link", "add", "eth5", "type", "veth", "peer", "name", "eth6",
+    ]);
+    for (ns, dev, addr) in [
+        (&srv, "eth3", "2001:db8:3::1/64"),
+        (&srv, "eth5", "2001:db8:5::1/64"),
+        (&c3, "eth0", "2001:db8:3::44/64"),
+    ] {
+        ns.ip(&["-6", "addr", "add", addr, "dev", dev, "nodad"]);
+        ns.ip(&["link", "set", dev, "up"]);
+    }
+    srv.ip(&["link", "set", "eth6", "up"]);
+    srv.wait_link_up("eth3");
+    c3.wait_link_up("eth0");
+    let d = Dir::new("ndisc");
+    let (a, pcap, b) = (d.file("a.jsonl"), d.file("a.pcapng"), d.file("b.jsonl"));
+    let ns = srv.name();
+    let tj = Tracer::start(&["--json", "-6", "--netns", ns, "-w", &a, "--pcap", &pcap]);
+    let tt = Tracer::start(&["-6", "-v", "--netns", ns, "-w", &b]);
+    srv.send_udp6(Some("2001:db8:5::1"), "2001:db8:3::44");
+    srv.send_udp6(Some("2001:db8:3::1"), "2001:db8:3::99");
+    tj.wait_for(
+        |v| v["type"] == "neigh_failed" && v["target_ip"] == "2001:db8:3::99",
+        EVENT_TIMEOUT,
+    );
+    tt.wait_for_line(|l| l.contains("ND 2001:db8:3::99 failed"), EVENT_TIMEOUT);
+    sleep(Duration::from_millis(300));
+    let (st, live_json, e1) = tj.stop();
+    assert!(st.success(), "{e1}");
+    let (st, live_text, e2) = tt.stop();
+    assert!(st.success(), "{e2}");
+    assert!(
+        e1.lines()
+            .last()
+            .unwrap()
+            .contains(" neighbour solicitations, "),
+        "{e1}"
+    );
+    let r = arp_trace(&["-r", &a, "--json"]);
+    assert!(r.status.success(), "{r:?}");
+    assert_eq!(r.stdout, live_json);
+    let r = arp_trace(&["-r", &b, "-v"]);
+    assert!(r.status.success(), "{r:?}");
+    assert_eq!(r.stdout, live_text);
+    assert!(
+        live_text.contains("ICMP6, neighbor solicitation, who has 2001:db8:3::44"),
+        "{live_text}"
+    );
+    // An older reader's version is refused at the header, not halfway.
+    let head = jq(&["-r", "select(.type==\"header\") | .format_version", &a]);
+    assert_eq!(head.trim(), "3");
+
+    let nds: Vec<Value> = parse_json_lines(&live_json)
+        .into_iter()
+        .filter(|v| v["type"] == "ndisc")
+        .collect();
+    assert!(
+        nds.iter()
+            .any(|v| v["target_ip"] == "2001:db8:3::44" && v["reason"] == "ndisc_link_local"),
+        "{live_json}"
+    );
+    let out = Command::new("tshark")
+        .args(["-r", &pcap, "-T", "fields", "-E", "separator=|"])
+        .args(["-e", "frame.interface_name", "-e", "icmpv6.type"])
+        .args(["-e", "ipv6.src", "-e", "ipv6.dst", "-e", "frame.comment"])
+        .args(["-e", "frame.packet_flags_direction"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = rows.lines().map(|l| l.split('|').collect()).collect();
+    assert_eq!(rows.len(), nds.len(), "{rows:?}");
+    for (row, ev) in rows.iter().zip(&nds) {
+        assert_eq!(row[0], format!("{ns}/{}", s(ev, "ifname")));
+        assert_eq!(row[1], if ev["op"] == "solicit" { "135" } else { "136" });
+        assert_eq!(row[2], s(ev, "sender_ip"));
+        assert_eq!(row[3], s(ev, "dst_ip"));
+        let why = format!("why ({}): {}", s(ev, "reason"), s(ev, "explanation"));
+        assert!(row[4].contains(&why), "{row:?} vs {ev}");
+        assert_eq!(row.last(), Some(&"0x00000002"), "{row:?}");
+    }
+    // -4 on the same trace: nothing of IPv6 is left.
+    let only4 = arp_trace(&["-r", &a, "--json", "-4"]);
+    assert_eq!(event_lines(&only4.stdout).count(), 0, "{only4:?}");
 }
 
 #[test]
@@ -419,8 +531,8 @@ fn bad_input_fails_with_file_line_and_cause() {
         ),
         (
             "version",
-            format!("{}\n", header.replace(":1,", ":3,")),
-            "version.jsonl line 1: format version 3 is newer",
+            format!("{}\n", header.replace(":1,", ":4,")),
+            "version.jsonl line 1: format version 4 is newer",
         ),
         (
             "garbage",

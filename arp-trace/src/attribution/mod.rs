@@ -34,7 +34,7 @@ use trigger::{make_trigger, solicit_state};
 pub enum Joined {
     Arp(Box<ArpEvent<'static>>),
     Ndisc(Box<NdiscEvent<'static>>),
-    Failed(NeighFailed<'static>),
+    Failed(Box<NeighFailed<'static>>),
 }
 
 /// A transmitted solicitation waiting for its records: an ARP request or an IPv6 neighbour
@@ -214,7 +214,7 @@ impl Joiner {
                 let (want, trig, target) = self.early.remove(&cpu).expect("just seen");
                 // A solicit that transmitted nothing leaves its number to another request;
                 // the target check keeps that request from inheriting the wrong packet.
-                if want == seq && IpAddr::from(target) == IpAddr::from(ev.target_ip) {
+                if want == seq && target == IpAddr::from(ev.target_ip) {
                     ev.trigger = Some(trig);
                     expected = true; // the hook on arp_solicit() saw it
                 } else {
@@ -398,7 +398,7 @@ impl Joiner {
                 && attempt.is_none()
                 && n.ll_usable == 0
                 && n.ll_total != LL_UNREAD;
-            let failed = Joined::Failed(NeighFailed {
+            let failed = Joined::Failed(Box::new(NeighFailed {
                 time: Time(n.ts_ns as i128 + self.clock_offset),
                 netns: n.netns,
                 netns_name: None,
@@ -412,7 +412,7 @@ impl Joiner {
                 explanation: None,
                 remedy: None,
                 link_locals: silent.then_some(n.ll_total as u32),
-            });
+            }));
             self.order.push_back(Queued::Ready(failed));
         }
         self.drain(false, out);

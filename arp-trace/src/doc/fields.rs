@@ -215,7 +215,14 @@ mod tests {
             .replace("\\\\", "\\");
         let records = record_types(&serde_json::from_str(SCHEMA).unwrap());
         let schema: Value = serde_json::from_str(SCHEMA).unwrap();
-        for r in ["header", "arp", "neigh_failed", "facts_change", "summary"] {
+        for r in [
+            "header",
+            "arp",
+            "ndisc",
+            "neigh_failed",
+            "facts_change",
+            "summary",
+        ] {
             assert!(records.iter().any(|x| x == r), "{records:?}");
         }
         for (name, def) in schema["$defs"].as_object().unwrap() {

@@ -102,7 +102,10 @@ pub fn resolve_config(btf: &Btf, syms: &Kallsyms) -> Config {
     cfg.drop_not_specified = reason("SKB_DROP_REASON_NOT_SPECIFIED");
     // One copy of each only: a second one (an unexpected build) leaves drops unattributed
     // rather than claim another function's.
-    for (i, f) in [NDISC_ERROR_REPORT, NEIGH_INVALIDATE].into_iter().enumerate() {
+    for (i, f) in [NDISC_ERROR_REPORT, NEIGH_INVALIDATE]
+        .into_iter()
+        .enumerate()
+    {
         if let [(start, end)] = syms.ranges(f)[..] {
             cfg.ndisc_drop_ranges[i] = [start, end];
         }

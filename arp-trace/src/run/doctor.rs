@@ -268,6 +268,10 @@ fn gather() -> (String, Vec<Check>, Vec<Probe>) {
         ),
     ));
 
+    if let Ok(btf) = &btf {
+        checks.push(ipv6_check(btf, syms.as_ref().ok()));
+    }
+
     let probes = match (&btf, &syms) {
         (Ok(btf), Ok(syms)) if privileged.is_ok() => match loader::probe_hooks(btf, syms) {
             Ok(p) => p,
@@ -279,6 +283,39 @@ fn gather() -> (String, Vec<Check>, Vec<Probe>) {
         _ => Vec::new(),
     };
     (release, checks, probes)
+}
+
+/// Whether IPv6 neighbour discovery is traced in full: the device's IPv6 addresses are
+/// readable (BTF), and the packets a failed entry drops can be told from other drops
+/// (kallsyms). Never fails the report: ARP is traced either way.
+fn ipv6_check(btf: &Btf, syms: Option<&Kallsyms>) -> Check {
+    let fields = [
+        ("net_device", "ip6_ptr"),
+        ("inet6_dev", "addr_list"),
+        ("inet6_ifaddr", "if_list"),
+        ("inet6_ifaddr", "flags"),
+    ];
+    if let Some((s, f)) = fields.iter().find(|(s, f)| btf.field(s, f).is_err()) {
+        return Check::new(
+            "IPv6 neighbour discovery",
+            true,
+            format!("frames traced without explanations: this kernel's BTF has no {s}.{f} (built without IPv6?)"),
+        );
+    }
+    let report = syms.is_some_and(|k| {
+        [
+            crate::kernel::kallsyms::NDISC_ERROR_REPORT,
+            crate::kernel::kallsyms::NEIGH_INVALIDATE,
+        ]
+        .iter()
+        .all(|f| k.ranges(f).len() == 1)
+    });
+    let detail = if report {
+        "traced and explained; a failed entry's dropped packets are named"
+    } else {
+        "traced and explained; a failed entry's dropped packets are not named (ndisc_error_report or neigh_invalidate not found once in kallsyms)"
+    };
+    Check::new("IPv6 neighbour discovery", true, detail)
 }
 
 /// Prints the report, as text or one JSON object; exit status 0 when arp-trace can trace here.

@@ -169,7 +169,7 @@ fn deliver(pipeline: &mut Pipeline, joined: &mut Vec<Joined>) -> Flow {
         flow = match j {
             Joined::Arp(ev) => pipeline.push(Record::Arp(Held::Owned(*ev))),
             Joined::Ndisc(ev) => pipeline.push(Record::Ndisc(Held::Owned(*ev))),
-            Joined::Failed(f) => pipeline.push(Record::NeighFailed(Held::Owned(f))),
+            Joined::Failed(f) => pipeline.push(Record::NeighFailed(Held::Owned(*f))),
         };
     }
     flow
@@ -238,7 +238,8 @@ async fn stream(
         serving = Some(addr);
     }
     eprintln!(
-        "arp-trace: tracing ARP on {}; hooks: {hooks}{}{}; Ctrl-C to stop",
+        "arp-trace: tracing ARP and IPv6 neighbour discovery on {}; hooks: {hooks}{}{}; Ctrl-C \
+         to stop",
         scope_text(args),
         passed_over_text(&tracer.passed_over),
         serving.map_or(String::new(), |a| format!(

@@ -177,8 +177,22 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 
 /// The line printed on stderr at the end of every run: what was seen and what was lost.
 pub fn counts_line(c: &Counters) -> String {
+    // Neighbour discovery only when there was some: an IPv4-only run reads as it always did.
+    let nd = if c.solicits + c.adverts > 0 {
+        format!(
+            ", {}, {}",
+            plural(
+                c.solicits,
+                "neighbour solicitation",
+                "neighbour solicitations"
+            ),
+            plural(c.adverts, "advertisement", "advertisements")
+        )
+    } else {
+        String::new()
+    };
     let mut s = format!(
-        "{}, {} captured; {} lost (ring buffer full)",
+        "{}, {}{nd} captured; {} lost (ring buffer full)",
         plural(c.requests, "ARP request", "ARP requests"),
         plural(c.replies, "reply", "replies"),
         c.lost
@@ -226,6 +240,8 @@ mod tests {
             discarded: 8,
             unjoined: 9,
             unmatched: 10,
+            solicits: 0,
+            adverts: 0,
         };
         assert_eq!(
             counts_line(&c),
@@ -238,6 +254,16 @@ mod tests {
         assert_eq!(
             counts_line(&Counters::default()),
             "0 ARP requests, 0 replies captured; 0 lost (ring buffer full)"
+        );
+        let nd = Counters {
+            solicits: 3,
+            adverts: 1,
+            ..Counters::default()
+        };
+        assert_eq!(
+            counts_line(&nd),
+            "0 ARP requests, 0 replies, 3 neighbour solicitations, 1 advertisement captured; 0 \
+             lost (ring buffer full)"
         );
     }
 }

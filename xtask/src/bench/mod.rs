@@ -5,6 +5,7 @@
 //! This module holds the options and the entry point, which runs the measurements in order and
 //! assembles the table and notes; each measurement lives in its own module.
 
+mod hotpath;
 mod replay;
 mod report;
 mod scrape;
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use hotpath::{bench_hot_path, hot_path_row};
 use replay::bench_replay;
 use report::{keep_history, machine, report, stream_row, tcp_row};
 use scrape::storm_scraped;
@@ -41,6 +43,10 @@ pub struct Opts {
     /// Measure this arp-trace binary instead of building the release one.
     #[arg(long)]
     pub bin: Option<PathBuf>,
+    /// Also measure this binary's per-frame hook cost (figure 1d), alternating with the one
+    /// under test: the before of a before/after.
+    #[arg(long, value_name = "BIN")]
+    pub baseline: Option<PathBuf>,
 }
 
 /// Entry point of `cargo xtask bench`.
@@ -74,6 +80,9 @@ pub fn run(bin: &Path, opts: &Opts) -> Result<()> {
         median(&tcp.with).unwrap_or(0.0) / 1e9,
         median(&tcp.without).unwrap_or(0.0) / 1e9,
     ));
+    eprintln!("xtask bench: 1d/5 hook cost per frame, IPv4 and IPv6");
+    let hot = bench_hot_path(bin, opts.baseline.as_deref(), quick, &mut files)?;
+    rows.push(hot_path_row(&hot));
     let _ = writeln!(
         notes,
         "- BPF cost per call during a TCP run (`kernel.bpf_stats_enabled=1` for that run only, \

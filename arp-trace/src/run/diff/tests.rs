@@ -168,3 +168,48 @@ fn snapshots_compare_as_their_json_does() {
     }
     assert_eq!(snapshot_diff(None, None), vec![]);
 }
+
+/// ARP and neighbour discovery never share a group, and an IPv6 group reads as one.
+#[test]
+fn groups_are_keyed_by_family() {
+    let v6 = |n: u64| {
+        let mut s = side(snap(0), &[("srv", "eth3", [198, 51, 100, 10], 5)]);
+        let k = GroupKey {
+            netns: "srv".into(),
+            ifname: "eth3".into(),
+            family: Family::Ipv6,
+            sender_ip: "fe80::3".parse().unwrap(),
+            reason: Some("ndisc_link_local".into()),
+        };
+        // Not judged from the snapshot, whose subnets are IPv4's.
+        assert_eq!(foreign_by_snapshot(s.header.snapshot.as_ref(), &k), None);
+        s.foreign.insert(k.clone(), Some(false));
+        if n > 0 {
+            s.groups.insert(k, n);
+        }
+        s
+    };
+    let (b, a) = (v6(0), v6(3));
+    let c = compare(&b, &a);
+    assert!(c.differ);
+    let v6: Vec<_> = c
+        .rows
+        .iter()
+        .filter(|r| r.key.family == Family::Ipv6)
+        .collect();
+    assert_eq!(v6.len(), 1, "one IPv6 group");
+    assert_eq!(v6[0].change, "appeared");
+    assert!(c
+        .rows
+        .iter()
+        .all(|r| r.key.family == Family::Ipv6 || r.change != "appeared"));
+    let mut out = Vec::new();
+    write_text(&mut out, &b, &a, &c).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("srv/eth3 ND from fe80::3 reason ndisc_link_local: 0 -> 3"),
+        "{text}"
+    );
+    let j = serde_json::to_value(&v6[0].key).unwrap();
+    assert_eq!(j["family"], "ipv6");
+}

@@ -24,15 +24,16 @@ pub fn text(s: &Summary<'_>, own: Option<u32>) -> String {
     };
     let ipv6 = s.rows.iter().any(|r| r.family == Family::Ipv6);
     line(&format!(
-        "Summary{}: {} {}{}, {} with a foreign sender, in {} row{}",
+        "Summary{}: {} {}{}{}, {} with a foreign sender, in {} row{}",
         if s.last { "" } else { " so far" },
         s.requests,
-        if ipv6 {
-            "ARP request or neighbour solicitation"
-        } else {
-            "ARP request"
-        },
+        if ipv6 { "request" } else { "ARP request" },
         if s.requests == 1 { "" } else { "s" },
+        if ipv6 {
+            " (ARP and neighbour solicitations)"
+        } else {
+            ""
+        },
         s.foreign_requests,
         s.rows.len(),
         if s.rows.len() == 1 { "" } else { "s" },
@@ -219,6 +220,40 @@ pub(crate) mod tests {
         assert!(
             text.contains("    fix: sysctl -w net.ipv4.conf.eth3.arp_announce=1\n"),
             "{text}"
+        );
+    }
+
+    /// A solicitation gets a row of its own family beside the ARP one.
+    #[test]
+    fn neighbour_solicitations_get_rows_of_their_family() {
+        use crate::kernel::ndisc::tests::{ns_frame, raw};
+        let frame = ns_frame("fe80::3", "ff02::1:ff00:44", "2001:db8:3::44", None);
+        let mut nd =
+            crate::kernel::ndisc::decode_ndisc(&raw(&frame, &[("fe80::3", 64, 0x20, 0x80)]), 0)
+                .unwrap();
+        nd.netns_name = Some("srv".into());
+        nd.verdict = Some(crate::explain::explain_ndisc(&nd));
+        let arp = explained("203.0.113.10", "198.51.100.20", Some("203.0.113.10"), 1);
+        let buf = Shared::default();
+        let mut s = SummarySink::new(Output::new(Box::new(buf.clone())), false, None);
+        s.record(&Record::Arp(Held::Borrowed(&arp))).unwrap();
+        s.record(&Record::Ndisc(Held::Borrowed(&nd))).unwrap();
+        s.finish(&Counters::default()).unwrap();
+        let text = buf.text();
+        assert!(
+            text.starts_with("Summary: 2 requests (ARP and neighbour solicitations), 1 with"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  srv/eth3 ND from fe80::3 ndisc_no_trigger: 1 request, 1 target"),
+            "{text}"
+        );
+        let mut table = Table::default();
+        table.add(Record::Ndisc(Held::Borrowed(&nd)).solicitation());
+        let row = &table.snapshot(true).rows[0];
+        assert_eq!(
+            (row.family, row.sender_ip),
+            (Family::Ipv6, "fe80::3".parse().unwrap())
         );
     }
 
