@@ -5,13 +5,13 @@
 //! for anything but ND.
 
 use arp_trace_common::{
-    Dev6Addr, NdiscXmitEvent, Offsets, EVENT_NDISC_XMIT, FRAME6_CAP, FRAME6_MIN,
-    HOOK_NET_DEV_QUEUE, MAX_DEV6_ADDRS, NO_MAC_HEADER, TRIGGER_NO_FILE, XMIT_HAS_SK, XMIT_USER_SK,
+    Dev6Addr, NdiscXmitEvent, Offsets, EVENT_NDISC_XMIT, FRAME6_CAP, FRAME6_MIN, MAX_DEV6_ADDRS,
+    NO_MAC_HEADER, TRIGGER_NO_FILE, XMIT_HAS_SK, XMIT_USER_SK,
 };
 use aya_ebpf::{helpers::bpf_probe_read_kernel, programs::BtfTracePointContext};
 
 use crate::shared::{count_discarded, count_lost, offsets, read, EVENTS, OFFSETS, SLOT};
-use crate::transmit::{copy_frame, pend, read_head};
+use crate::transmit::{copy_frame, pend, put_head, read_head};
 use crate::trigger::read_owner;
 
 const NEXTHDR_ICMP: u8 = 58;
@@ -79,18 +79,7 @@ unsafe fn emit(skb: *const u8, ty: u8) -> Result<(), i64> {
 unsafe fn fill(ev: &mut NdiscXmitEvent, skb: *const u8, o: &Offsets) -> Result<(), i64> {
     let h = read_head(skb, o)?;
     ev.kind = EVENT_NDISC_XMIT;
-    ev.hook = HOOK_NET_DEV_QUEUE;
-    ev.ts_ns = h.ts_ns;
-    ev.cpu = h.cpu;
-    ev.pid_tgid = h.pid_tgid;
-    ev.comm = h.comm;
-    ev.flags = h.flags;
-    ev.skb_len = h.skb_len;
-    ev.mark = h.mark;
-    ev.iif = h.iif;
-    ev.ifindex = h.ifindex;
-    ev.ifname = h.ifname;
-    ev.netns = h.netns;
+    put_head!(ev, h);
     if h.flags & XMIT_HAS_SK != 0 {
         let sk: *const u8 = read(skb, o.skb_sk)?;
         let (owner, _) = read_owner(sk, o)?;

@@ -79,16 +79,7 @@ unsafe fn emit_neigh(ctx: &BtfTracePointContext, n: *const u8, first: u32) -> Re
 
     let mut req_seq = 0u64;
     let mut dropped = 0u32;
-    let mut seen = Req {
-        seq: 0,
-        sk: 0,
-        sk_ino: 0,
-        netns,
-        ifindex,
-        target,
-        qlen: NO_QLEN,
-        owner_flags: 0,
-    };
+    let mut seen = Req::pending(0, netns, ifindex, target);
     if let Some(slot) = SLOT.get_ptr_mut(0) {
         let slot = &mut *slot;
         if let Some(i) = find_req(slot, netns, ifindex, Some(target)) {

@@ -36,6 +36,23 @@ pub(crate) struct Req {
     pub(crate) owner_flags: u32,
 }
 
+impl Req {
+    /// A request just transmitted, with nothing caught of its entry yet.
+    #[inline(always)]
+    pub(crate) fn pending(seq: u64, netns: u32, ifindex: u32, target: [u8; 16]) -> Req {
+        Req {
+            seq,
+            sk: 0,
+            sk_ino: 0,
+            netns,
+            ifindex,
+            target,
+            qlen: NO_QLEN,
+            owner_flags: 0,
+        }
+    }
+}
+
 pub(crate) const NO_QLEN: u32 = u32::MAX;
 /// Requests in flight per CPU. `neigh_probe()` runs `arp_solicit()`, which transmits the
 /// request; the neighbour tracepoint follows once bottom halves are enabled again, and

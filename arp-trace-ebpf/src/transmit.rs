@@ -4,8 +4,8 @@
 
 use arp_trace_common::{
     ArpXmitEvent, DevAddr, Offsets, ADDR_SECONDARY, CONF_ARP_NOTIFY, CONF_READ,
-    CONF_ROUTE_LOCALNET, EVENT_ARP_XMIT, FRAME_CAP, HOOK_NET_DEV_QUEUE, MAX_DEV_ADDRS, MAX_WALK,
-    NAME_LEN, NO_MAC_HEADER, XMIT_HAS_SK,
+    CONF_ROUTE_LOCALNET, EVENT_ARP_XMIT, FRAME_CAP, MAX_DEV_ADDRS, MAX_WALK, NAME_LEN,
+    NO_MAC_HEADER, XMIT_HAS_SK,
 };
 use aya_ebpf::{
     helpers::{
@@ -16,7 +16,7 @@ use aya_ebpf::{
 };
 
 use crate::shared::{
-    count_discarded, count_lost, offsets, read, Req, Slot, EVENTS, NO_QLEN, OFFSETS, PENDING, SLOT,
+    count_discarded, count_lost, offsets, read, Req, Slot, EVENTS, OFFSETS, PENDING, SLOT,
 };
 
 const ETH_P_ARP_BE: u16 = 0x0806u16.to_be();
@@ -66,6 +66,25 @@ unsafe fn try_net_dev_queue(skb: *const u8) -> Result<(), i64> {
     }
     Ok(())
 }
+
+/// Copies a [`Head`] into the fields of the same names that both transmitted records have.
+macro_rules! put_head {
+    ($ev:expr, $h:expr) => {
+        $ev.hook = arp_trace_common::HOOK_NET_DEV_QUEUE;
+        $ev.ts_ns = $h.ts_ns;
+        $ev.cpu = $h.cpu;
+        $ev.pid_tgid = $h.pid_tgid;
+        $ev.comm = $h.comm;
+        $ev.flags = $h.flags;
+        $ev.skb_len = $h.skb_len;
+        $ev.mark = $h.mark;
+        $ev.iif = $h.iif;
+        $ev.ifindex = $h.ifindex;
+        $ev.ifname = $h.ifname;
+        $ev.netns = $h.netns;
+    };
+}
+pub(crate) use put_head;
 
 /// What every transmitted record starts with, read from the skb and its device.
 pub(crate) struct Head {
@@ -139,18 +158,7 @@ pub(crate) unsafe fn copy_frame<const N: usize>(
 unsafe fn fill_xmit(ev: &mut ArpXmitEvent, skb: *const u8, o: &Offsets) -> Result<(), i64> {
     let h = read_head(skb, o)?;
     ev.kind = EVENT_ARP_XMIT;
-    ev.hook = HOOK_NET_DEV_QUEUE;
-    ev.ts_ns = h.ts_ns;
-    ev.cpu = h.cpu;
-    ev.pid_tgid = h.pid_tgid;
-    ev.comm = h.comm;
-    ev.flags = h.flags;
-    ev.skb_len = h.skb_len;
-    ev.mark = h.mark;
-    ev.iif = h.iif;
-    ev.ifindex = h.ifindex;
-    ev.ifname = h.ifname;
-    ev.netns = h.netns;
+    put_head!(ev, h);
     read_dev_facts(ev, h.dev, h.net, o);
     (ev.mac_len, ev.caplen) = copy_frame(skb, o, &mut ev.frame, 42)?;
     Ok(())
@@ -319,16 +327,6 @@ unsafe fn remember_request(ev: &mut ArpXmitEvent) {
 /// Keeps a request as this CPU's newest pending one, for the neighbour record to claim.
 #[inline(always)]
 pub(crate) fn pend(slot: &mut Slot, seq: u64, netns: u32, ifindex: u32, target: [u8; 16]) {
-    let r = &mut slot.reqs[(slot.next as usize) & (PENDING - 1)];
+    slot.reqs[(slot.next as usize) & (PENDING - 1)] = Req::pending(seq, netns, ifindex, target);
     slot.next = slot.next.wrapping_add(1);
-    *r = Req {
-        seq,
-        sk: 0,
-        sk_ino: 0,
-        netns,
-        ifindex,
-        target,
-        qlen: NO_QLEN,
-        owner_flags: 0,
-    };
 }

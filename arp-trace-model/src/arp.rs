@@ -88,25 +88,14 @@ impl ArpEvent<'_> {
 
     /// Whether every field read from a file is within [`crate::limits`].
     pub(crate) fn check(&self) -> Result<(), String> {
-        if let Some(n) = &self.netns_name {
-            limits::netns_name("netns_name", n)?;
-        }
-        limits::ifname("ifname", &self.ifname)?;
-        limits::len(
-            "frame",
-            self.frame.as_str(),
-            limits::FRAME_HEX,
-            "a frame in hex",
+        limits::sent(
+            self.netns_name.as_deref(),
+            &self.ifname,
+            &self.frame,
+            self.trigger.as_ref(),
+            self.neigh_state.as_deref(),
+            self.verdict.as_ref(),
         )?;
-        if let Some(t) = &self.trigger {
-            t.check("trigger")?;
-        }
-        if let Some(s) = &self.neigh_state {
-            limits::word("neigh_state", s)?;
-        }
-        if let Some(v) = &self.verdict {
-            v.check()?;
-        }
         if let Some(t) = &self.task {
             limits::comm("task.comm", &t.comm)?;
         }

@@ -256,6 +256,33 @@ pub(crate) fn ifname(field: &str, s: &str) -> Result<(), String> {
 }
 
 /// An `ip netns` name: a file name, so no '/'.
+/// The limits every transmitted frame's record shares (ARP and ND alike): its namespace and
+/// interface names, the frame, the trigger, the neighbour state and the verdict.
+pub(crate) fn sent(
+    netns_name: Option<&str>,
+    ifname: &str,
+    frame: &crate::Hex<'_>,
+    trigger: Option<&crate::Trigger<'_>>,
+    neigh_state: Option<&str>,
+    verdict: Option<&crate::Verdict<'_>>,
+) -> Result<(), String> {
+    if let Some(n) = netns_name {
+        self::netns_name("netns_name", n)?;
+    }
+    self::ifname("ifname", ifname)?;
+    len("frame", frame.as_str(), FRAME_HEX, "a frame in hex")?;
+    if let Some(t) = trigger {
+        t.check("trigger")?;
+    }
+    if let Some(s) = neigh_state {
+        word("neigh_state", s)?;
+    }
+    if let Some(v) = verdict {
+        v.check()?;
+    }
+    Ok(())
+}
+
 pub(crate) fn netns_name(field: &str, s: &str) -> Result<(), String> {
     len(field, s, NETNS_NAME, "a namespace name (255 bytes)")?;
     if s.contains('/') {

@@ -318,20 +318,17 @@ impl Pipeline {
         if self.at_limit() {
             return;
         }
-        let processes = &self.filter.processes;
-        if !self.filter.family_matches(Family::Ipv4)
-            || !self
-                .filter
-                .matches(Some(&ev.ifname), ev.netns, ev.netns_name.as_deref())
-            || !(processes.is_empty() || processes.caused(ev.trigger.as_ref()))
-        {
-            self.counters.filtered += 1;
+        if !self.selects(
+            Family::Ipv4,
+            &ev.ifname,
+            ev.netns,
+            ev.netns_name.as_deref(),
+            ev.trigger.as_ref(),
+        ) {
             return;
         }
-        if ev.netns_name.is_none() {
-            if let Some(n) = self.names.name(ev.netns) {
-                ev.to_mut().netns_name = Some(n.to_owned().into());
-            }
+        if let Some(n) = self.missing_name(ev.netns, ev.netns_name.as_deref()) {
+            ev.to_mut().netns_name = Some(n.into());
         }
         if ev.is_request() && ev.verdict.is_none() {
             self.explain(ev.to_mut());
@@ -366,20 +363,17 @@ impl Pipeline {
         if self.at_limit() {
             return;
         }
-        let processes = &self.filter.processes;
-        if !self.filter.family_matches(Family::Ipv6)
-            || !self
-                .filter
-                .matches(Some(&ev.ifname), ev.netns, ev.netns_name.as_deref())
-            || !(processes.is_empty() || processes.caused(ev.trigger.as_ref()))
-        {
-            self.counters.filtered += 1;
+        if !self.selects(
+            Family::Ipv6,
+            &ev.ifname,
+            ev.netns,
+            ev.netns_name.as_deref(),
+            ev.trigger.as_ref(),
+        ) {
             return;
         }
-        if ev.netns_name.is_none() {
-            if let Some(n) = self.names.name(ev.netns) {
-                ev.to_mut().netns_name = Some(n.to_owned().into());
-            }
+        if let Some(n) = self.missing_name(ev.netns, ev.netns_name.as_deref()) {
+            ev.to_mut().netns_name = Some(n.into());
         }
         if ev.verdict.is_none() {
             let e = ev.to_mut();
@@ -405,6 +399,32 @@ impl Pipeline {
         }
         let rec = Record::Ndisc(Held::Borrowed(&ev));
         self.each(|s| s.record(&rec));
+    }
+
+    /// The filters a transmitted frame's record passes through (`-4`/`-6`, `-i`, `--netns`,
+    /// `--pid`/`--comm`); what they drop is counted.
+    fn selects(
+        &mut self,
+        family: Family,
+        ifname: &str,
+        netns: u32,
+        name: Option<&str>,
+        trigger: Option<&Trigger<'_>>,
+    ) -> bool {
+        let f = &self.filter;
+        let ok = f.family_matches(family)
+            && f.matches(Some(ifname), netns, name)
+            && (f.processes.is_empty() || f.processes.caused(trigger));
+        self.counters.filtered += (!ok) as u64;
+        ok
+    }
+
+    /// The namespace's name, when the record does not carry one and it has one.
+    fn missing_name(&mut self, netns: u32, name: Option<&str>) -> Option<String> {
+        match name {
+            Some(_) => None,
+            None => self.names.name(netns).map(str::to_owned),
+        }
     }
 
     fn at_limit(&self) -> bool {
@@ -530,10 +550,8 @@ impl Pipeline {
         }
         self.counters.failures += 1;
         self.last_time = self.last_time.max(f.time);
-        if f.netns_name.is_none() {
-            if let Some(n) = self.names.name(f.netns) {
-                f.to_mut().netns_name = Some(n.to_owned().into());
-            }
+        if let Some(n) = self.missing_name(f.netns, f.netns_name.as_deref()) {
+            f.to_mut().netns_name = Some(n.into());
         }
         if f.reason.is_some() && f.explanation.is_none() {
             let own = self.names.own();

@@ -34,7 +34,7 @@ pub use json::{
     assert_fields, assert_frame_consistent, from_ns, is_mac, is_reply, is_request,
     parse_json_lines, s, time_of_day_secs,
 };
-pub use namespaces::{in_netns, send_udp_in, udp, veth, Netns};
+pub use namespaces::{in_netns, send_udp_in, udp, veth, veth6, Netns};
 pub use piped::PipedTracer;
 pub use scrape::{http_get, sample, scrape, wait_for_sample};
 pub use scratch::{write_trace, Scratch, Tmpfs};

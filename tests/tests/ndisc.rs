@@ -18,44 +18,6 @@ const SRV5: &str = "2001:db8:5::1";
 const C3: &str = "2001:db8:3::44";
 const C5: &str = "2001:db8:5::99";
 
-/// A namespace whose devices skip duplicate address detection unless a test turns it on:
-/// link-local addresses are usable at once.
-fn host(role: &str) -> Netns {
-    let ns = Netns::new(role);
-    ns.sysctl("net/ipv6/conf/default/accept_dad", "0");
-    ns
-}
-
-/// A veth pair with one IPv6 address (`nodad`) on each end, both up.
-fn link6(a: &Netns, a_dev: &str, a_addr: &str, b: &Netns, b_dev: &str, b_addr: &str) {
-    a.ip(&[
-        "link",
-        "add",
-        a_dev,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        b_dev,
-        "netns",
-        b.name(),
-    ]);
-    for (ns, dev, addr) in [(a, a_dev, a_addr), (b, b_dev, b_addr)] {
-        ns.ip(&[
-            "-6",
-            "addr",
-            "add",
-            &format!("{addr}/64"),
-            "dev",
-            dev,
-            "nodad",
-        ]);
-        ns.ip(&["link", "set", dev, "up"]);
-    }
-    a.wait_link_up(a_dev);
-    b.wait_link_up(b_dev);
-}
-
 /// The server of the seed, dual-homed: eth3 on 2001:db8:3::/64 (peer c3), eth5 on
 /// 2001:db8:5::/64 (peer c5).
 struct Dual {
@@ -65,9 +27,9 @@ struct Dual {
 }
 
 fn dual() -> Dual {
-    let (srv, c3, c5) = (host("s"), host("c3"), host("c5"));
-    link6(&srv, "eth3", SRV3, &c3, "eth0", C3);
-    link6(&srv, "eth5", SRV5, &c5, "eth0", C5);
+    let (srv, c3, c5) = (Netns::new("s"), Netns::new("c3"), Netns::new("c5"));
+    veth6(&srv, "eth3", SRV3, &c3, "eth0", C3);
+    veth6(&srv, "eth5", SRV5, &c5, "eth0", C5);
     Dual { srv, c3, _c5: c5 }
 }
 
@@ -238,7 +200,7 @@ fn a_tentative_source_is_not_kept_and_its_dad_is_traced() {
 
 #[test]
 fn without_a_link_local_address_nothing_is_sent_and_the_failure_says_why() {
-    let (srv, c3, c5) = (host("s"), host("c3"), host("c5"));
+    let (srv, c3, c5) = (Netns::new("s"), Netns::new("c3"), Netns::new("c5"));
     srv.ip(&[
         "link",
         "add",
@@ -274,7 +236,7 @@ fn without_a_link_local_address_nothing_is_sent_and_the_failure_says_why() {
         "nodad",
     ]);
     c3.ip(&["link", "set", "eth0", "up"]);
-    link6(&srv, "eth5", SRV5, &c5, "eth0", C5);
+    veth6(&srv, "eth5", SRV5, &c5, "eth0", C5);
     srv.wait_link_up("eth3");
     assert!(
         srv.addrs6("eth3", "link").is_empty(),
@@ -359,9 +321,9 @@ fn a_stale_entry_is_reprobed_by_unicast_from_the_link_local_address() {
 
 #[test]
 fn a_forwarded_packet_is_solicited_from_the_routers_link_local_address() {
-    let (r, c3, c5) = (host("r"), host("c3"), host("c5"));
-    link6(&r, "eth3", SRV3, &c3, "eth0", C3);
-    link6(&r, "eth5", SRV5, &c5, "eth0", C5);
+    let (r, c3, c5) = (Netns::new("r"), Netns::new("c3"), Netns::new("c5"));
+    veth6(&r, "eth3", SRV3, &c3, "eth0", C3);
+    veth6(&r, "eth5", SRV5, &c5, "eth0", C5);
     r.sysctl("net/ipv6/conf/all/forwarding", "1");
     c5.ip(&["-6", "route", "add", "default", "via", SRV5, "dev", "eth0"]);
     let ll = r.link_local("eth3");

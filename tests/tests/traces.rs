@@ -276,36 +276,9 @@ fn replay_prints_what_the_live_run_printed() {
 /// tshark reads the same frames, each with its explanation.
 #[test]
 fn neighbour_discovery_replays_and_opens_in_tshark() {
-    let (srv, c3) = (Netns::new("s"), Netns::new("c3"));
-    for ns in [&srv, &c3] {
-        ns.sysctl("net/ipv6/conf/default/accept_dad", "0");
-    }
-    srv.ip(&[
-        "link",
-        "add",
-        "eth3",
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        c3.name(),
-    ]);
-    srv.ip(&[
-        "link", "add", "eth5", "type", "veth", "peer", "name", "eth6",
-    ]);
-    for (ns, dev, addr) in [
-        (&srv, "eth3", "2001:db8:3::1/64"),
-        (&srv, "eth5", "2001:db8:5::1/64"),
-        (&c3, "eth0", "2001:db8:3::44/64"),
-    ] {
-        ns.ip(&["-6", "addr", "add", addr, "dev", dev, "nodad"]);
-        ns.ip(&["link", "set", dev, "up"]);
-    }
-    srv.ip(&["link", "set", "eth6", "up"]);
-    srv.wait_link_up("eth3");
-    c3.wait_link_up("eth0");
+    let (srv, c3, c5) = (Netns::new("s"), Netns::new("c3"), Netns::new("c5"));
+    veth6(&srv, "eth3", "2001:db8:3::1", &c3, "eth0", "2001:db8:3::44");
+    veth6(&srv, "eth5", "2001:db8:5::1", &c5, "eth0", "2001:db8:5::99");
     let d = Dir::new("ndisc");
     let (a, pcap, b) = (d.file("a.jsonl"), d.file("a.pcapng"), d.file("b.jsonl"));
     let ns = srv.name();

@@ -13,6 +13,17 @@
 //! link-scope one that is neither tentative nor optimistic, which is the oldest; with none it
 //! returns without sending anything. Unlike ARP with `arp_announce=0`, another interface's
 //! address is never used, so nothing leaks across links.
+//!
+//! Read in 6.1 (6.1.15 and 6.1.119), 6.12, 6.19 and 7.1: `ndisc_solicit()`,
+//! `ndisc_send_ns()`, `ndisc_ns_create()`, `ipv6_get_lladdr()`, `ipv6_chk_addr_and_flags()`
+//! and `ndisc_error_report()` choose alike in all of them. What differs is around the rule,
+//! and is handled where it lands: `struct neighbour` lost its `next` pointer for hash and
+//! device lists after 6.12 (every offset moved: they come from BTF), the `kfree_skb`
+//! tracepoint gained `rx_sk` in 6.12 (the program reads the first three arguments only),
+//! drop-reason numbers differ (read from BTF), 6.2 replaced `IFF_SLAVE` with
+//! `IFF_NO_ADDRCONF` as the "no link-local" device flag (both end in `ndisc_no_link_local`),
+//! and from 6.19 an entry with `NTF_EXT_VALIDATED` that runs out of probes goes back to
+//! STALE instead of FAILED (no `neigh_failed` then, as the kernel drops nothing).
 
 use std::net::{IpAddr, Ipv6Addr};
 

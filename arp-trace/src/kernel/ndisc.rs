@@ -6,12 +6,12 @@
 use std::borrow::Cow;
 use std::net::Ipv6Addr;
 
-use arp_trace_common::{NdiscXmitEvent, NO_MAC_HEADER, XMIT_USER_SK};
+use arp_trace_common::{NdiscXmitEvent, XMIT_USER_SK};
 use arp_trace_model::{
     AdvertFlags, Flags6, Hex, If6Addr, Mac, NdiscEvent, NdiscOp, Origin, Scope6, Time, Trigger,
 };
 
-use super::ring::{cstr, Skip};
+use super::ring::{cstr, split_frame, Skip};
 
 const ND_OPT_SOURCE_LL_ADDR: u8 = 1;
 const ND_OPT_TARGET_LL_ADDR: u8 = 2;
@@ -25,21 +25,7 @@ fn v6(b: &[u8]) -> Ipv6Addr {
 
 /// Decodes a transmitted ND frame. `clock_offset` converts its monotonic stamp to wall time.
 pub fn decode_ndisc(raw: &NdiscXmitEvent, clock_offset: i128) -> Result<NdiscEvent<'static>, Skip> {
-    let caplen = (raw.caplen as usize)
-        .min(raw.frame.len())
-        .min(raw.skb_len as usize);
-    let frame = &raw.frame[..caplen];
-    let (eth_dst, ip6) = if raw.mac_len == NO_MAC_HEADER {
-        (None, frame)
-    } else {
-        let l2 = raw.mac_len as usize;
-        let dst = if l2 >= 6 {
-            Mac::from_slice(frame)
-        } else {
-            None
-        };
-        (dst, frame.get(l2..).unwrap_or(&[]))
-    };
+    let (frame, eth_dst, ip6) = split_frame(&raw.frame, raw.caplen, raw.skb_len, raw.mac_len);
     // IPv6 header (40), then type, code, checksum, 4 bytes of flags or reserved, target.
     if ip6.len() < 64 || ip6[0] >> 4 != 6 || ip6[6] != 58 {
         return Err(Skip::NotNdisc);

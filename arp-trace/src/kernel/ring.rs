@@ -73,23 +73,31 @@ pub fn cstr(b: &[u8]) -> String {
     arp_trace_model::kernel_name(b)
 }
 
+/// The valid bytes of a copied frame, its link-layer destination (when it has a link-layer
+/// header) and what follows that header: `(frame, eth_dst, payload)`.
+pub fn split_frame(
+    buf: &[u8],
+    caplen: u16,
+    skb_len: u32,
+    mac_len: u16,
+) -> (&[u8], Option<Mac>, &[u8]) {
+    let caplen = (caplen as usize).min(buf.len()).min(skb_len as usize);
+    let frame = &buf[..caplen];
+    if mac_len == NO_MAC_HEADER {
+        return (frame, None, frame);
+    }
+    let l2 = mac_len as usize;
+    let dst = if l2 >= 6 {
+        Mac::from_slice(frame)
+    } else {
+        None
+    };
+    (frame, dst, frame.get(l2..).unwrap_or(&[]))
+}
+
 /// Decodes a transmitted frame. `clock_offset` converts its monotonic stamp to wall time.
 pub fn decode_arp(raw: &ArpXmitEvent, clock_offset: i128) -> Result<ArpEvent<'static>, Skip> {
-    let caplen = (raw.caplen as usize)
-        .min(raw.frame.len())
-        .min(raw.skb_len as usize);
-    let frame = &raw.frame[..caplen];
-    let (eth_dst, arp) = if raw.mac_len == NO_MAC_HEADER {
-        (None, frame)
-    } else {
-        let l2 = raw.mac_len as usize;
-        let dst = if l2 >= 6 {
-            Mac::from_slice(frame)
-        } else {
-            None
-        };
-        (dst, frame.get(l2..).unwrap_or(&[]))
-    };
+    let (frame, eth_dst, arp) = split_frame(&raw.frame, raw.caplen, raw.skb_len, raw.mac_len);
     // htype(2) ptype(2) hlen(1) plen(1) op(2) sha(6) spa(4) tha(6) tpa(4)
     if arp.len() < 28 || arp[2..4] != [0x08, 0x00] || arp[4] != 6 || arp[5] != 4 {
         return Err(Skip::NotIpv4Arp);

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use arp_trace_model::{visible, ArpEvent, ArpOp, Mac, NdiscEvent, NdiscOp, Record, Time};
+use arp_trace_model::{
+    visible, ArpEvent, ArpOp, Mac, NdiscEvent, NdiscOp, Record, Time, Trigger, Verdict,
+};
 
 use super::text::{describe, describe_ndisc, describe_trigger};
 use crate::pipeline::{Counters, Sink};
@@ -100,30 +102,50 @@ impl<'a> Place<'a> {
     }
 }
 
+/// What made the kernel solicit: the trigger, the neighbour's state and the attempt.
+fn solicit_parts(
+    parts: &mut Vec<String>,
+    trigger: Option<&Trigger<'_>>,
+    neigh_state: Option<&str>,
+    attempt: Option<u32>,
+) {
+    match trigger {
+        Some(t) => parts.push(format!("trigger: {}", describe_trigger(t))),
+        None => parts.push("trigger: none (no queued packet)".to_string()),
+    }
+    if let Some(s) = neigh_state {
+        parts.push(format!("neighbour state {s}"));
+    }
+    if let Some(a) = attempt {
+        parts.push(format!("attempt {a}"));
+    }
+}
+
+/// The verdict: `foreign sender; why (reason): explanation; fix: command`.
+fn verdict_parts(parts: &mut Vec<String>, v: &Verdict<'_>) {
+    if v.foreign_sender {
+        parts.push("foreign sender".to_string());
+    }
+    parts.push(format!("why ({}): {}", v.reason, v.explanation));
+    if let Some(r) = &v.remedy {
+        parts.push(format!("fix: {}", r.command));
+    }
+}
+
 /// An ND frame's comment, as for ARP: trigger, neighbour state, attempt, the frame, why.
 pub fn ndisc_comment(ev: &NdiscEvent<'_>) -> String {
     let mut parts = Vec::new();
     if ev.op == NdiscOp::Solicit && !ev.is_dad() {
-        match &ev.trigger {
-            Some(t) => parts.push(format!("trigger: {}", describe_trigger(t))),
-            None => parts.push("trigger: none (no queued packet)".to_string()),
-        }
-        if let Some(s) = &ev.neigh_state {
-            parts.push(format!("neighbour state {s}"));
-        }
-        if let Some(a) = ev.attempt {
-            parts.push(format!("attempt {a}"));
-        }
+        solicit_parts(
+            &mut parts,
+            ev.trigger.as_ref(),
+            ev.neigh_state.as_deref(),
+            ev.attempt,
+        );
     }
     parts.push(describe_ndisc(ev));
     if let Some(v) = &ev.verdict {
-        if v.foreign_sender {
-            parts.push("foreign sender".to_string());
-        }
-        parts.push(format!("why ({}): {}", v.reason, v.explanation));
-        if let Some(r) = &v.remedy {
-            parts.push(format!("fix: {}", r.command));
-        }
+        verdict_parts(&mut parts, v);
     }
     visible(&parts.join("; ")).into_owned()
 }
@@ -133,26 +155,16 @@ pub fn ndisc_comment(ev: &NdiscEvent<'_>) -> String {
 pub fn comment(ev: &ArpEvent<'_>) -> String {
     let mut parts = Vec::new();
     if ev.op == ArpOp::Request {
-        match &ev.trigger {
-            Some(t) => parts.push(format!("trigger: {}", describe_trigger(t))),
-            None => parts.push("trigger: none (no queued packet)".to_string()),
-        }
-        if let Some(s) = &ev.neigh_state {
-            parts.push(format!("neighbour state {s}"));
-        }
-        if let Some(a) = ev.attempt {
-            parts.push(format!("attempt {a}"));
-        }
+        solicit_parts(
+            &mut parts,
+            ev.trigger.as_ref(),
+            ev.neigh_state.as_deref(),
+            ev.attempt,
+        );
     }
     parts.push(describe(ev));
     if let Some(v) = &ev.verdict {
-        if v.foreign_sender {
-            parts.push("foreign sender".to_string());
-        }
-        parts.push(format!("why ({}): {}", v.reason, v.explanation));
-        if let Some(r) = &v.remedy {
-            parts.push(format!("fix: {}", r.command));
-        }
+        verdict_parts(&mut parts, v);
     } else if let Some(e) = &ev.facts_error {
         parts.push(format!(
             "why: unknown, the namespace's facts are missing: {e}"
