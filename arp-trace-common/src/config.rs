@@ -153,10 +153,10 @@ pub struct Config {
     pub _pad: u32,
     /// `[start, end)` of `ndisc_error_report()`, which frees an IPv6 neighbour's queued
     /// packets one by one with a plain `kfree_skb()` when the entry fails (ARP's
-    /// `arp_error_report()` names NEIGH_FAILED instead), and of `neigh_invalidate()`, its
-    /// caller, where the drop is seen when the compiler made that free a tail call; 0 when
-    /// unknown.
-    pub ndisc_drop_ranges: [[u64; 2]; 2],
+    /// `arp_error_report()` names NEIGH_FAILED instead), of `neigh_invalidate()`, its
+    /// caller, where the drop is seen when the compiler made that free a tail call, and of
+    /// `neigh_timer_handler()`, where that caller is when it was inlined; 0 when unknown.
+    pub ndisc_drop_ranges: [[u64; 2]; 3],
 }
 
 impl Config {
@@ -165,6 +165,6 @@ impl Config {
         drop_neigh_queuefull: 0,
         drop_not_specified: 0,
         _pad: 0,
-        ndisc_drop_ranges: [[0; 2]; 2],
+        ndisc_drop_ranges: [[0; 2]; 3],
     };
 }

@@ -93,7 +93,7 @@ mod tests {
                 + 12 * MAX_DEV_ADDRS
                 + 4 * MAX_WALK
         );
-        assert_eq!(size_of::<Config>(), 48);
+        assert_eq!(size_of::<Config>(), 64);
         assert_eq!(
             size_of::<TriggerEvent>(),
             8 + 8 * 5 + 8 * 4 + 4 + 4 + 16 + 16 + IP_CAP + 8 * STACK_DEPTH

@@ -85,7 +85,7 @@ pub fn kfree_skb(ctx: BtfTracePointContext) -> i32 {
 
 /// A packet an IPv6 neighbour's failure drops: `ndisc_error_report()` frees each with a
 /// plain `kfree_skb()`, so only the caller's address tells it from the host's other drops
-/// (in `ndisc_error_report()`, or in `neigh_invalidate()` when the free was a tail call).
+/// (in `ndisc_error_report()`, or in its caller when the free was a tail call).
 #[inline(always)]
 unsafe fn ndisc_failed(ctx: &BtfTracePointContext, reason: u32) -> bool {
     if reason != core::ptr::read_volatile(&CONFIG.drop_not_specified) {
@@ -93,7 +93,7 @@ unsafe fn ndisc_failed(ctx: &BtfTracePointContext, reason: u32) -> bool {
     }
     let location: u64 = ctx.arg(1);
     let mut i = 0;
-    while i < 2 {
+    while i < 3 {
         let start = core::ptr::read_volatile(&CONFIG.ndisc_drop_ranges[i][0]);
         let end = core::ptr::read_volatile(&CONFIG.ndisc_drop_ranges[i][1]);
         if start != 0 && location >= start && location < end {

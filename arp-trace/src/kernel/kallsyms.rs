@@ -29,14 +29,15 @@ pub const SOFTIRQ_FRAMES: &[&str] = &[
 /// Every function name arp-trace looks up.
 /// Frees a failed IPv6 neighbour's queued packets (the kfree_skb program keeps its drops).
 pub const NDISC_ERROR_REPORT: &str = "ndisc_error_report";
-/// Its caller, where those drops are seen when the free is a tail call.
+/// Its caller, where those drops are seen when the free is a tail call, and the timer that
+/// calls that (where it lands when the compiler inlined it).
 pub const NEIGH_INVALIDATE: &str = "neigh_invalidate";
+pub const NEIGH_TIMER_HANDLER: &str = "neigh_timer_handler";
+/// Where the packets of a failed IPv6 neighbour are freed, as `kfree_skb`'s location names it.
+pub const NDISC_DROP_SITES: [&str; 3] = [NDISC_ERROR_REPORT, NEIGH_INVALIDATE, NEIGH_TIMER_HANDLER];
 
 fn wanted(name: &str) -> bool {
-    name == "arp_solicit"
-        || name == NDISC_ERROR_REPORT
-        || name == NEIGH_INVALIDATE
-        || SOFTIRQ_FRAMES.contains(&name)
+    name == "arp_solicit" || NDISC_DROP_SITES.contains(&name) || SOFTIRQ_FRAMES.contains(&name)
 }
 
 impl Kallsyms {

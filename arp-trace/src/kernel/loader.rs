@@ -10,7 +10,7 @@ use aya::{Ebpf, EbpfLoader};
 
 use super::btf::Btf;
 use super::hooks::{common_hooks, Features, Hook, HookChoice, InUse, Requires, Role, SolicitPath};
-use super::kallsyms::{Kallsyms, NDISC_ERROR_REPORT, NEIGH_INVALIDATE};
+use super::kallsyms::{Kallsyms, NDISC_DROP_SITES};
 
 /// The compiled eBPF object, built from `arp-trace-ebpf/` by build.rs.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/arp-trace"));
@@ -102,10 +102,7 @@ pub fn resolve_config(btf: &Btf, syms: &Kallsyms) -> Config {
     cfg.drop_not_specified = reason("SKB_DROP_REASON_NOT_SPECIFIED");
     // One copy of each only: a second one (an unexpected build) leaves drops unattributed
     // rather than claim another function's.
-    for (i, f) in [NDISC_ERROR_REPORT, NEIGH_INVALIDATE]
-        .into_iter()
-        .enumerate()
-    {
+    for (i, f) in NDISC_DROP_SITES.into_iter().enumerate() {
         if let [(start, end)] = syms.ranges(f)[..] {
             cfg.ndisc_drop_ranges[i] = [start, end];
         }
