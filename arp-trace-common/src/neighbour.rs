@@ -37,8 +37,9 @@ pub struct NeighEvent {
     /// The entry's unicast probe budget: INCOMPLETE entries start counting `probes` from it.
     pub ucast_probes: u32,
     pub ifname: [u8; NAME_LEN],
-    /// IPv6 entries: the device's link-local addresses, and those `ipv6_get_lladdr()` may
-    /// use (neither tentative nor optimistic); `LL_UNREAD` when not read.
+    /// IPv6 entries: 1 if the device has a link-local address, and 1 if one of them is
+    /// one `ipv6_get_lladdr()` may use (neither tentative nor optimistic), else 0;
+    /// `LL_UNREAD` when not read.
     pub ll_total: u16,
     pub ll_usable: u16,
     pub _pad: u32,

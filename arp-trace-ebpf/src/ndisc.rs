@@ -5,10 +5,10 @@
 //! for anything but ND.
 
 use arp_trace_common::{
-    Dev6Addr, NdiscXmitEvent, Offsets, EVENT_NDISC_XMIT, FRAME6_CAP, FRAME6_MIN, MAX_DEV6_ADDRS,
-    NO_MAC_HEADER, TRIGGER_NO_FILE, XMIT_HAS_SK, XMIT_USER_SK,
+    Dev6Addr, NdiscXmitEvent, Offsets, EVENT_NDISC_XMIT, FRAME6_MIN, MAX_DEV6_ADDRS,
+    TRIGGER_NO_FILE, XMIT_HAS_SK, XMIT_USER_SK,
 };
-use aya_ebpf::{helpers::bpf_probe_read_kernel, programs::BtfTracePointContext};
+use aya_ebpf::helpers::bpf_probe_read_kernel;
 
 use crate::shared::{count_discarded, count_lost, offsets, read, EVENTS, OFFSETS, SLOT};
 use crate::transmit::{copy_frame, pend, put_head, read_head};
@@ -24,7 +24,7 @@ const NDISC_NEIGHBOUR_ADVERTISEMENT: u8 = 136;
 /// and one 2-byte read of the IPv6 header turn away everything but ICMPv6 with hop limit
 /// 255; the ICMPv6 type then keeps solicitations and advertisements.
 #[inline(always)]
-pub(crate) unsafe fn ipv6_frame(ctx: &BtfTracePointContext, skb: *const u8) {
+pub(crate) unsafe fn ipv6_frame(skb: *const u8) {
     let head = {
         let off = core::ptr::read_volatile(&OFFSETS.skb_head);
         core::ptr::read_volatile(skb.add(off as usize) as *const *const u8)
@@ -48,13 +48,13 @@ pub(crate) unsafe fn ipv6_frame(ctx: &BtfTracePointContext, skb: *const u8) {
     if ty != NDISC_NEIGHBOUR_SOLICITATION && ty != NDISC_NEIGHBOUR_ADVERTISEMENT {
         return;
     }
-    if let Err(e) = emit(skb, ty) {
-        aya_log_ebpf::debug!(ctx, "net_dev_queue: ndisc read failed: {}", e);
-    }
+    // A failed read is counted as discarded (`count_discarded`); no log line here: the
+    // logging code would double the program the verifier walks for every load.
+    let _ = emit(skb, ty, ip6);
 }
 
 #[inline(always)]
-unsafe fn emit(skb: *const u8, ty: u8) -> Result<(), i64> {
+unsafe fn emit(skb: *const u8, ty: u8, ip6: *const u8) -> Result<(), i64> {
     let o = offsets();
     let Some(mut entry) = EVENTS.reserve::<NdiscXmitEvent>(0) else {
         count_lost();
@@ -62,8 +62,10 @@ unsafe fn emit(skb: *const u8, ty: u8) -> Result<(), i64> {
     };
     let ev = &mut *entry.as_mut_ptr();
     match fill(ev, skb, &o) {
-        Ok(()) => {
-            remember(ev, ty);
+        Ok(dev) => {
+            remember(ev, ty, ip6);
+            // Last: each way out of the address walk is verified with all that follows it.
+            read_dev6_addrs(ev, dev, &o);
             entry.submit(0);
             Ok(())
         }
@@ -75,8 +77,9 @@ unsafe fn emit(skb: *const u8, ty: u8) -> Result<(), i64> {
     }
 }
 
+/// Everything but the device's addresses; returns the device.
 #[inline(always)]
-unsafe fn fill(ev: &mut NdiscXmitEvent, skb: *const u8, o: &Offsets) -> Result<(), i64> {
+unsafe fn fill(ev: &mut NdiscXmitEvent, skb: *const u8, o: &Offsets) -> Result<*const u8, i64> {
     let h = read_head(skb, o)?;
     ev.kind = EVENT_NDISC_XMIT;
     put_head!(ev, h);
@@ -87,9 +90,8 @@ unsafe fn fill(ev: &mut NdiscXmitEvent, skb: *const u8, o: &Offsets) -> Result<(
             ev.flags |= XMIT_USER_SK;
         }
     }
-    read_dev6_addrs(ev, h.dev, o);
     (ev.mac_len, ev.caplen) = copy_frame(skb, o, &mut ev.frame, FRAME6_MIN)?;
-    Ok(())
+    Ok(h.dev)
 }
 
 /// The device's IPv6 addresses in `inet6_dev->addr_list` order: highest scope first and,
@@ -97,14 +99,11 @@ unsafe fn fill(ev: &mut NdiscXmitEvent, skb: *const u8, o: &Offsets) -> Result<(
 /// user space. Unreadable entries are left zero rather than failing the event.
 #[inline(always)]
 unsafe fn read_dev6_addrs(ev: &mut NdiscXmitEvent, dev: *const u8, o: &Offsets) {
+    // Entries past `n_addrs` are left as the ring buffer had them: user space reads the
+    // first `n_addrs` only.
     ev.n_addrs = 0;
     ev.addrs_more = 0;
     ev.no_inet6 = 0;
-    let mut i = 0;
-    while i < MAX_DEV6_ADDRS {
-        ev.addrs[i] = Dev6Addr::default();
-        i += 1;
-    }
     let idev: *const u8 = if o.dev_ip6_ptr == u32::MAX {
         core::ptr::null()
     } else {
@@ -122,11 +121,13 @@ unsafe fn read_dev6_addrs(ev: &mut NdiscXmitEvent, dev: *const u8, o: &Offsets) 
             break;
         }
         let ifp = node.sub(o.ifa6_if_list as usize);
-        let a = &mut ev.addrs[n];
-        a.addr = read(ifp, o.ifa6_addr).unwrap_or([0; 16]);
-        a.prefixlen = read::<u32>(ifp, o.ifa6_prefix_len).unwrap_or(0) as u8;
-        a.scope = read(ifp, o.ifa6_scope).unwrap_or(0);
-        a.flags = read(ifp, o.ifa6_flags).unwrap_or(0);
+        ev.addrs[n] = Dev6Addr {
+            addr: read(ifp, o.ifa6_addr).unwrap_or([0; 16]),
+            flags: read(ifp, o.ifa6_flags).unwrap_or(0),
+            prefixlen: read::<u32>(ifp, o.ifa6_prefix_len).unwrap_or(0) as u8,
+            _pad: 0,
+            scope: read(ifp, o.ifa6_scope).unwrap_or(0),
+        };
         n += 1;
         node = read(node, 0).unwrap_or(core::ptr::null());
     }
@@ -140,8 +141,10 @@ unsafe fn read_dev6_addrs(ev: &mut NdiscXmitEvent, dev: *const u8, o: &Offsets) 
 
 /// Numbers the event and keeps a resolution's solicitation as this CPU's pending request
 /// for the neighbour record to claim. DAD (source `::`) resolves nothing and is not kept.
+/// Source and target are read from the packet at fixed offsets, not searched in the copied
+/// frame: a loop over bytes there made the verifier's work several times the whole ARP path.
 #[inline(always)]
-unsafe fn remember(ev: &mut NdiscXmitEvent, ty: u8) {
+unsafe fn remember(ev: &mut NdiscXmitEvent, ty: u8, ip6: *const u8) {
     let Some(slot) = SLOT.get_ptr_mut(0) else {
         ev.seq = 0;
         return;
@@ -152,26 +155,14 @@ unsafe fn remember(ev: &mut NdiscXmitEvent, ty: u8) {
     if ty != NDISC_NEIGHBOUR_SOLICITATION {
         return;
     }
-    let m = if ev.mac_len == NO_MAC_HEADER {
-        0usize
-    } else {
-        ev.mac_len as usize
-    };
     // IPv6 source at 8..24; the solicitation's target at 48..64 (40 + 8).
-    if m > FRAME6_CAP - 64 {
+    let Ok(src) = bpf_probe_read_kernel(ip6.add(8) as *const [u64; 2]) else {
+        return;
+    };
+    if src[0] | src[1] == 0 {
         return;
     }
-    let mut unspecified = true;
-    let mut target = [0u8; 16];
-    let mut i = 0;
-    while i < 16 {
-        if ev.frame[m + 8 + i] != 0 {
-            unspecified = false;
-        }
-        target[i] = ev.frame[m + 48 + i];
-        i += 1;
-    }
-    if !unspecified {
+    if let Ok(target) = bpf_probe_read_kernel(ip6.add(48) as *const [u8; 16]) {
         pend(slot, ev.seq, ev.netns, ev.ifindex, target);
     }
 }

@@ -18,14 +18,14 @@ use aya_ebpf::{
 };
 
 use crate::shared::{
-    count_lost, offsets, queue_trigger, read, Req, Slot, EVENTS, NO_QLEN, PENDING, SLOT,
+    count_lost, key, offsets, queue_trigger, read, Req, Slot, EVENTS, NO_QLEN, PENDING, SLOT,
 };
 use crate::trigger::{emit_trigger, read_owner};
 
-/// The pending request on this CPU for a neighbour (or, with no target, the newest on the
-/// device): its index in `Slot::reqs`.
+/// The pending request on this CPU for a neighbour: its index in `Slot::reqs`.
 #[inline(always)]
-fn find_req(slot: &Slot, netns: u32, ifindex: u32, target: Option<[u8; 16]>) -> Option<usize> {
+fn find_req(slot: &Slot, netns: u32, ifindex: u32, target: [u8; 16]) -> Option<usize> {
+    let k = key(target);
     let mut best: Option<usize> = None;
     let mut best_seq = 0u64;
     let mut i = 0;
@@ -34,7 +34,8 @@ fn find_req(slot: &Slot, netns: u32, ifindex: u32, target: Option<[u8; 16]>) -> 
         if r.seq > best_seq
             && r.netns == netns
             && r.ifindex == ifindex
-            && target.is_none_or(|t| t == r.target)
+            && r.target[0] == k[0]
+            && r.target[1] == k[1]
         {
             best = Some(i);
             best_seq = r.seq;
@@ -82,7 +83,7 @@ unsafe fn emit_neigh(ctx: &BtfTracePointContext, n: *const u8, first: u32) -> Re
     let mut seen = Req::pending(0, netns, ifindex, target);
     if let Some(slot) = SLOT.get_ptr_mut(0) {
         let slot = &mut *slot;
-        if let Some(i) = find_req(slot, netns, ifindex, Some(target)) {
+        if let Some(i) = find_req(slot, netns, ifindex, target) {
             seen = slot.reqs[i & (PENDING - 1)];
             req_seq = seen.seq;
             slot.reqs[i & (PENDING - 1)].seq = 0;
@@ -136,11 +137,6 @@ unsafe fn emit_neigh(ctx: &BtfTracePointContext, n: *const u8, first: u32) -> Re
         read(parms, o.parms_ucast_probes).unwrap_or(0)
     };
     ev.ifname = read(dev, o.dev_name).unwrap_or([0; NAME_LEN]);
-    (ev.ll_total, ev.ll_usable) = if family == FAMILY_INET6 {
-        link_locals(dev, &o)
-    } else {
-        (LL_UNREAD, LL_UNREAD)
-    };
     ev._pad = 0;
     ev.pid_tgid = bpf_get_current_pid_tgid();
     ev.comm = bpf_get_current_comm().unwrap_or([0; NAME_LEN]);
@@ -162,6 +158,12 @@ unsafe fn emit_neigh(ctx: &BtfTracePointContext, n: *const u8, first: u32) -> Re
         );
         ev.stack_len = if got > 0 { (got as u32) / 8 } else { 0 };
     }
+    // Last: each way out of the walk is verified with all that follows it.
+    (ev.ll_total, ev.ll_usable) = if family == FAMILY_INET6 {
+        link_locals(dev, &o)
+    } else {
+        (LL_UNREAD, LL_UNREAD)
+    };
     entry.submit(0);
     Ok(())
 }
@@ -171,9 +173,9 @@ const IFA_F_OPTIMISTIC: u32 = 0x04;
 const IFA_F_TENTATIVE: u32 = 0x40;
 const MAX_ADDRS_WALKED: usize = 16;
 
-/// How many link-local addresses the device has, and how many `ipv6_get_lladdr()` would
-/// take for a solicitation (banned: tentative, optimistic): whether `ndisc_send_ns()` could
-/// send anything without a usable packet source.
+/// Whether the device has a link-local address, and whether `ipv6_get_lladdr()` would take
+/// one for a solicitation (banned: tentative, optimistic), as 0 or 1: whether
+/// `ndisc_send_ns()` could send anything without a usable packet source.
 #[inline(always)]
 unsafe fn link_locals(dev: *const u8, o: &Offsets) -> (u16, u16) {
     if o.dev_ip6_ptr == u32::MAX {
@@ -185,20 +187,21 @@ unsafe fn link_locals(dev: *const u8, o: &Offsets) -> (u16, u16) {
     }
     let head = idev.add(o.in6_addr_list as usize);
     let mut node: *const u8 = read(head, 0).unwrap_or(core::ptr::null());
-    let (mut total, mut usable) = (0u16, 0u16);
+    // Whether one was seen, not how many: counts would be states the verifier cannot merge.
+    let mut seen = 0u16;
     let mut n = 0usize;
     while n < MAX_ADDRS_WALKED {
         if node.is_null() || node == head {
-            return (total, usable);
+            return (seen, 0);
         }
         let ifp = node.sub(o.ifa6_if_list as usize);
         let scope: u16 = read(ifp, o.ifa6_scope).unwrap_or(0);
         if scope == IFA_LINK {
-            total += 1;
             let flags: u32 = read(ifp, o.ifa6_flags).unwrap_or(IFA_F_TENTATIVE);
             if flags & (IFA_F_TENTATIVE | IFA_F_OPTIMISTIC) == 0 {
-                usable += 1;
+                return (1, 1);
             }
+            seen = 1;
         }
         n += 1;
         node = read(node, 0).unwrap_or(core::ptr::null());
@@ -312,7 +315,7 @@ unsafe fn note_update(n: *const u8) -> Result<(), i64> {
     else {
         return Ok(());
     };
-    let Some(i) = find_req(slot, netns, ifindex, Some(target)) else {
+    let Some(i) = find_req(slot, netns, ifindex, target) else {
         return Ok(());
     };
     let r = &mut slot.reqs[i & (PENDING - 1)];

@@ -29,11 +29,18 @@ pub(crate) struct Req {
     pub(crate) netns: u32,
     pub(crate) ifindex: u32,
     /// IPv4 in the first 4 bytes (the rest zero), or IPv6: neighbour keys of both tables
-    /// compare as 16 bytes.
-    pub(crate) target: [u8; 16],
+    /// compare as two words (a 16-byte compare is 16 branches for the verifier to walk).
+    pub(crate) target: [u64; 2],
     /// `arp_queue.qlen` when the entry was first updated after the request (`NO_QLEN`: not yet).
     pub(crate) qlen: u32,
     pub(crate) owner_flags: u32,
+}
+
+/// A neighbour key as two words, for comparing.
+#[inline(always)]
+pub(crate) fn key(target: [u8; 16]) -> [u64; 2] {
+    // SAFETY: any 16 bytes are two u64s.
+    unsafe { core::mem::transmute::<[u8; 16], [u64; 2]>(target) }
 }
 
 impl Req {
@@ -46,7 +53,7 @@ impl Req {
             sk_ino: 0,
             netns,
             ifindex,
-            target,
+            target: key(target),
             qlen: NO_QLEN,
             owner_flags: 0,
         }

@@ -35,7 +35,7 @@ pub fn net_dev_queue(ctx: BtfTracePointContext) -> i32 {
     };
     if proto != ETH_P_ARP_BE {
         if proto == ETH_P_IPV6_BE {
-            unsafe { crate::ndisc::ipv6_frame(&ctx, skb) };
+            unsafe { crate::ndisc::ipv6_frame(skb) };
         }
         return 0;
     }

@@ -39,8 +39,8 @@ pub struct NeighFailed<'a> {
     pub explanation: Option<Cow<'a, str>>,
     #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
     pub remedy: Option<Remedy<'a>>,
-    /// With `ndisc_no_link_local`: how many link-local addresses the device had (all of them
-    /// tentative or optimistic), for the explanation; not written.
+    /// With `ndisc_no_link_local`: 0 when the device had no link-local address at all, 1 when
+    /// it had some but all tentative or optimistic; for the explanation, not written.
     #[serde(skip)]
     pub link_locals: Option<u32>,
 }

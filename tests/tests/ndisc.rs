@@ -368,5 +368,5 @@ fn families_are_chosen_with_4_and_6_and_text_reads_like_tcpdump() {
         "-4 shows no neighbour discovery: {out4}"
     );
     let out = stop_ok(text);
-    assert!(out.contains("<- udp 2001:db8:5::1:"), "{out}");
+    assert!(out.contains("<- udp [2001:db8:5::1]:"), "{out}");
 }

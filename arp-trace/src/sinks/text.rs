@@ -64,7 +64,13 @@ pub fn ndisc_trigger_suffix(ev: &NdiscEvent<'_>) -> String {
 /// `udp 203.0.113.10:41000 > 198.51.100.20:9 python3[4242]`
 pub fn describe_trigger(t: &Trigger<'_>) -> String {
     let mut s = match (t.sport, t.dport) {
-        (Some(sp), Some(dp)) => format!("{} {}:{sp} > {}:{dp}", t.proto, t.src, t.dst),
+        // An IPv6 address is bracketed before its port, as in a URL: `[2001:db8::1]:41000`.
+        (Some(sp), Some(dp)) => format!(
+            "{} {} > {}",
+            t.proto,
+            std::net::SocketAddr::new(t.src, sp),
+            std::net::SocketAddr::new(t.dst, dp)
+        ),
         _ => match t.icmp_type {
             Some(ty) => format!("{} {} > {} type {ty}", t.proto, t.src, t.dst),
             None => format!("{} {} > {}", t.proto, t.src, t.dst),

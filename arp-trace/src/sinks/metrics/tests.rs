@@ -302,3 +302,31 @@ fn a_port_in_use_is_one_line_with_the_fix() {
     let e = http::listen("192.0.2.77:9819".parse().unwrap()).unwrap_err();
     assert!(e.contains("is not an address of this host"), "{e}");
 }
+
+/// Neighbour discovery has its own family, labelled by op and the ndisc reason; it leaves
+/// the ARP request count alone.
+#[test]
+fn neighbour_solicitations_are_counted_apart_by_op_and_reason() {
+    use crate::kernel::ndisc::tests::{ns_frame, raw};
+    let m = Metrics::new(fixed());
+    let mut sink = m.sink();
+    let frame = ns_frame("fe80::3", "ff02::1:ff00:44", "2001:db8:3::44", None);
+    let mut nd =
+        crate::kernel::ndisc::decode_ndisc(&raw(&frame, &[("fe80::3", 64, 0x20, 0x80)]), 0)
+            .unwrap();
+    nd.netns_name = Some("srv".into());
+    nd.verdict = Some(crate::explain::explain_ndisc(&nd));
+    for _ in 0..2 {
+        sink.record(&Record::Ndisc(Held::Borrowed(&nd))).unwrap();
+    }
+    let t = text(&m);
+    assert_eq!(
+        value(
+            &t,
+            r#"arp_trace_ndisc_total{direction="sent",netns="srv",device="eth3",op="solicit",reason="ndisc_no_trigger",foreign="false"}"#
+        ),
+        Some(2.0),
+        "{t}"
+    );
+    assert!(!t.contains("arp_trace_requests_total{"), "{t}");
+}

@@ -222,8 +222,14 @@ impl fmt::Display for FlowKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             FlowKey::NoQueuedPacket => write!(f, "(no queued packet)"),
-            FlowKey::Ports(p, src, dst, dp) => write!(f, "{} {src} > {dst}:{dp}", p.as_str()),
-            FlowKey::Icmp(src, dst, ty) => write!(f, "icmp {src} > {dst} type {ty}"),
+            FlowKey::Ports(p, src, dst, dp) => {
+                let dst = std::net::SocketAddr::new(*dst, *dp);
+                write!(f, "{} {src} > {dst}", p.as_str())
+            }
+            FlowKey::Icmp(src, dst, ty) => {
+                let icmp = if src.is_ipv6() { "icmpv6" } else { "icmp" };
+                write!(f, "{icmp} {src} > {dst} type {ty}")
+            }
             FlowKey::Other(p, src, dst) => write!(f, "{} {src} > {dst}", p.as_str()),
         }
     }
