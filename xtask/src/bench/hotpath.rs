@@ -129,8 +129,10 @@ pub(super) fn bench_hot_path(
         ns.try_ip(&["addr", "add", v4, "dev", "eth0"])?;
         ns.try_ip(&["-6", "addr", "add", v6, "dev", "eth0", "nodad"])?;
         ns.try_ip(&["link", "set", "eth0", "up"])?;
-        ns.wait_up("eth0")?;
     }
+    // A veth has carrier only once both ends are up.
+    a.wait_up("eth0")?;
+    b.wait_up("eth0")?;
     let _server = Proc::spawn(
         b.exec("iperf3")
             .args(["-s"])
