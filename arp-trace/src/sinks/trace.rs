@@ -158,10 +158,9 @@ impl Sink for TraceSink {
     }
     fn record(&mut self, rec: &Record<'_>) -> io::Result<()> {
         self.rotate_if_due()?;
+        let asked = rec.solicitation();
         match rec {
-            Record::Arp(_) | Record::Ndisc(_) if rec.solicitation().is_some() => {
-                self.table.add(rec.solicitation())
-            }
+            Record::Arp(_) | Record::Ndisc(_) if asked.is_some() => self.table.add(asked),
             Record::Arp(_) | Record::Ndisc(_) => self.replies += 1,
             Record::NeighFailed(_) => self.failures += 1,
             _ => {}
