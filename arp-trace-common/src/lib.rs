@@ -38,8 +38,11 @@ pub const EVENT_NDISC_XMIT: u32 = 5;
 pub const FAMILY_INET: u32 = 2;
 pub const FAMILY_INET6: u32 = 10;
 
-/// Kernel stack frames recorded with a trigger, to tell task context from softirq exactly.
-pub const STACK_DEPTH: usize = 24;
+/// `NeighEvent::context`, `TriggerEvent::context`: where the program ran, from the per-CPU
+/// flag the softirq tracepoints keep. Only in task context is `current` the sender.
+pub const CONTEXT_UNKNOWN: u32 = 0;
+pub const CONTEXT_TASK: u32 = 1;
+pub const CONTEXT_SOFTIRQ: u32 = 2;
 
 /// Hooks that produced an event (`ArpXmitEvent::hook`, `TriggerEvent::hook`).
 pub const HOOK_NET_DEV_QUEUE: u32 = 1;
@@ -96,7 +99,7 @@ mod tests {
         assert_eq!(size_of::<Config>(), 64);
         assert_eq!(
             size_of::<TriggerEvent>(),
-            8 + 8 * 5 + 8 * 4 + 4 + 4 + 16 + 16 + IP_CAP + 8 * STACK_DEPTH
+            8 + 8 * 5 + 8 * 4 + 4 + 4 + 16 + 16 + IP_CAP
         );
         assert_eq!(size_of::<Dev6Addr>(), 24);
         assert_eq!(
@@ -105,19 +108,7 @@ mod tests {
         );
         assert_eq!(
             size_of::<NeighEvent>(),
-            8 + 8
-                + 8
-                + 8
-                + 16
-                + 4
-                + 4 * 4
-                + 4
-                + NAME_LEN
-                + 8
-                + 8 * 3
-                + 8
-                + NAME_LEN
-                + 8 * STACK_DEPTH
+            8 + 8 + 8 + 8 + 16 + 4 + 4 * 4 + 4 + NAME_LEN + 8 + 8 * 3 + 8 + NAME_LEN
         );
     }
 }

@@ -2,7 +2,7 @@
 //! Apart because it is read from `struct neighbour` at the neighbour tracepoints, where the
 //! resolution's state and retries are known, not from any packet.
 
-use crate::{NAME_LEN, STACK_DEPTH};
+use crate::NAME_LEN;
 
 /// `NeighEvent::flags`
 pub const NEIGH_FAILED: u32 = 1;
@@ -50,7 +50,7 @@ pub struct NeighEvent {
     pub pid_tgid: u64,
     /// `TRIGGER_*` flags of that packet's socket.
     pub owner_flags: u32,
-    pub stack_len: u32,
+    /// `CONTEXT_*` the program ran in: whether `pid_tgid` and `comm` can be the sender.
+    pub context: u32,
     pub comm: [u8; NAME_LEN],
-    pub stack: [u64; STACK_DEPTH],
 }

@@ -2,7 +2,7 @@
 //! (`TriggerEvent`), and its owner's `TRIGGER_*` flags. Apart because it describes the IP
 //! packet and its socket, not the ARP frame: it joins its request only in user space.
 
-use crate::{NAME_LEN, STACK_DEPTH};
+use crate::NAME_LEN;
 
 /// Bytes of the triggering packet copied from its IP header on (header plus L4 ports/type).
 pub const IP_CAP: usize = 64;
@@ -38,7 +38,8 @@ pub struct TriggerEvent {
     pub skb_len: u32,
     pub flags: u32,
     pub drop_reason: u32,
-    pub stack_len: u32,
+    /// `CONTEXT_*` the program ran in: whether `pid_tgid` and `comm` can be the sender.
+    pub context: u32,
     /// `HOOK_*` that saw the packet.
     pub hook: u32,
     /// `FAMILY_INET` or `FAMILY_INET6`: how to read `ip` and `target`.
@@ -48,5 +49,4 @@ pub struct TriggerEvent {
     pub target: [u8; 16],
     pub comm: [u8; NAME_LEN],
     pub ip: [u8; IP_CAP],
-    pub stack: [u64; STACK_DEPTH],
 }

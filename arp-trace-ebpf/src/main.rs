@@ -5,6 +5,7 @@
 // Built for the host only so `cargo clippy --workspace` works; the programs exist for BPF only.
 #![cfg_attr(not(target_arch = "bpf"), allow(dead_code, unused_imports))]
 
+mod context;
 mod ndisc;
 mod neighbour;
 mod shared;

@@ -8,15 +8,15 @@ use core::ffi::c_void;
 
 use arp_trace_common::{
     NeighEvent, Offsets, EVENT_NEIGH, EVENT_TRIGGER, FAMILY_INET, FAMILY_INET6, HOOK_NEIGH_QUEUE,
-    LL_UNREAD, NAME_LEN, NEIGH_FAILED, NEIGH_FIRST, STACK_DEPTH,
+    LL_UNREAD, NAME_LEN, NEIGH_FAILED, NEIGH_FIRST,
 };
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
-    EbpfContext,
 };
 
+use crate::context::current_context;
 use crate::shared::{
     count_lost, key, offsets, queue_trigger, read, Req, Slot, EVENTS, NO_QLEN, PENDING, SLOT,
 };
@@ -50,21 +50,21 @@ fn find_req(slot: &Slot, netns: u32, ifindex: u32, target: [u8; 16]) -> Option<u
 #[btf_tracepoint(function = "neigh_event_send_done")]
 pub fn neigh_event_send_done(ctx: BtfTracePointContext) -> i32 {
     let n: *const c_void = ctx.arg(0);
-    let _ = unsafe { emit_neigh(&ctx, n as *const u8, NEIGH_FIRST) };
+    let _ = unsafe { emit_neigh(n as *const u8, NEIGH_FIRST) };
     0
 }
 
 #[btf_tracepoint(function = "neigh_timer_handler")]
 pub fn neigh_timer_handler(ctx: BtfTracePointContext) -> i32 {
     let n: *const c_void = ctx.arg(0);
-    let _ = unsafe { emit_neigh(&ctx, n as *const u8, 0) };
+    let _ = unsafe { emit_neigh(n as *const u8, 0) };
     0
 }
 
 const NUD_FAILED: u8 = 0x20;
 
 #[inline(always)]
-unsafe fn emit_neigh(ctx: &BtfTracePointContext, n: *const u8, first: u32) -> Result<(), i64> {
+unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
     let o = offsets();
     let Some(NeighId {
         family,
@@ -143,20 +143,13 @@ unsafe fn emit_neigh(ctx: &BtfTracePointContext, n: *const u8, first: u32) -> Re
     ev.sk = 0;
     ev.sk_ino = 0;
     ev.owner_flags = 0;
-    ev.stack_len = 0;
+    ev.context = current_context();
     if req_seq != 0 {
         if seen.qlen != NO_QLEN {
             (ev.sk, ev.sk_ino, ev.owner_flags) = (seen.sk, seen.sk_ino, seen.owner_flags);
         } else if let Some((sk, ino, flags)) = queue_owner(n, &o) {
             (ev.sk, ev.sk_ino, ev.owner_flags) = (sk, ino, flags);
         }
-        let got = aya_ebpf::helpers::bpf_get_stack(
-            ctx.as_ptr(),
-            ev.stack.as_mut_ptr() as *mut c_void,
-            (STACK_DEPTH * 8) as u32,
-            0,
-        );
-        ev.stack_len = if got > 0 { (got as u32) / 8 } else { 0 };
     }
     // Last: each way out of the walk is verified with all that follows it.
     (ev.ll_total, ev.ll_usable) = if family == FAMILY_INET6 {

@@ -18,6 +18,7 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, FEntryContext, ProbeContext},
 };
 
+use crate::context::current_context;
 use crate::neighbour::family_index;
 use crate::shared::{count_discarded, count_lost, offsets, read, CONFIG, EVENTS, SLOT};
 
@@ -211,7 +212,7 @@ unsafe fn fill_trigger(
     ev.sk_ino = ino;
     ev.sk = sk as u64;
 
-    ev.stack_len = 0;
+    ev.context = current_context();
     Ok(())
 }
 

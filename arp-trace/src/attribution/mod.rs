@@ -25,7 +25,6 @@ use arp_trace_common::{
 };
 use arp_trace_model::{ArpEvent, ArpOp, NdiscEvent, NeighFailed, Reason, Time, Trigger};
 
-use crate::kernel::kallsyms::Kallsyms;
 use crate::kernel::ring::cstr;
 use owners::{current_if_task, resolve_owner, Owner, SocketOwners};
 use trigger::{make_trigger, solicit_state};
@@ -129,7 +128,6 @@ pub struct Joiner {
     pub owners: SocketOwners,
     /// (netns, ifindex) -> name, learned from transmitted frames and neighbour records.
     pub ifnames: HashMap<(u32, u32), String>,
-    pub syms: Option<Kallsyms>,
     clock_offset: i128,
     /// Triggers that named no pending request (counted, never dropped silently).
     pub unmatched: u64,
@@ -163,7 +161,7 @@ const RECENT_FAILED: usize = 64;
 const RACE_WINDOW_NS: i128 = 1_000_000;
 
 impl Joiner {
-    pub fn new(syms: Option<Kallsyms>, clock_offset: i128) -> Self {
+    pub fn new(clock_offset: i128) -> Self {
         Joiner {
             pending: HashMap::new(),
             order: VecDeque::new(),
@@ -172,7 +170,6 @@ impl Joiner {
             omitted: HashMap::new(),
             owners: SocketOwners::new(),
             ifnames: HashMap::new(),
-            syms,
             clock_offset,
             unmatched: 0,
             unjoined: 0,
@@ -272,8 +269,7 @@ impl Joiner {
     }
 
     pub fn trigger(&mut self, t: &TriggerEvent) {
-        let Some(mut trig) = make_trigger(t, self.syms.as_ref(), &mut self.owners, &self.ifnames)
-        else {
+        let Some(mut trig) = make_trigger(t, &mut self.owners, &self.ifnames) else {
             return;
         };
         if t.kind == EVENT_NEIGH_DROP {
@@ -345,12 +341,12 @@ impl Joiner {
                     sk_ino: n.sk_ino,
                     pid_tgid: n.pid_tgid,
                     comm: &n.comm,
-                    stack: &n.stack[..(n.stack_len as usize).min(n.stack.len())],
+                    context: n.context,
                     may_be_current: true,
                 };
                 if let Some(t) = p.ev.trigger().as_mut() {
-                    let resolved = resolve_owner(&owner, self.syms.as_ref(), &mut self.owners)
-                        .or_else(|| current_if_task(&owner, self.syms.as_ref()));
+                    let resolved =
+                        resolve_owner(&owner, &mut self.owners).or_else(|| current_if_task(&owner));
                     if let Some((o, pid, comm)) = resolved {
                         (t.origin, t.pid, t.comm) = (o, pid, comm.map(Cow::Owned));
                         t.in_ifindex = None;

@@ -11,10 +11,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use arp_trace_common::{TRIGGER_HAS_SK, TRIGGER_NO_FILE, TRIGGER_ORPHAN, TRIGGER_REQUEST_SK};
+use arp_trace_common::{
+    CONTEXT_TASK, TRIGGER_HAS_SK, TRIGGER_NO_FILE, TRIGGER_ORPHAN, TRIGGER_REQUEST_SK,
+};
 use arp_trace_model::Origin;
 
-use crate::kernel::kallsyms::Kallsyms;
 use crate::kernel::ring::cstr;
 
 /// Socket inode -> owning process, from /proc/*/fd (what `ss -p` does), cached.
@@ -129,7 +130,8 @@ pub struct Owner<'a> {
     pub sk_ino: u64,
     pub pid_tgid: u64,
     pub comm: &'a [u8],
-    pub stack: &'a [u64],
+    /// `CONTEXT_*` the kernel side ran in when it read `pid_tgid` and `comm`.
+    pub context: u32,
     /// False where `current` cannot be the sender (drops happen in timers).
     pub may_be_current: bool,
 }
@@ -137,18 +139,14 @@ pub struct Owner<'a> {
 /// Origin, pid and comm of a packet with a socket; None when it has none.
 pub fn resolve_owner(
     o: &Owner<'_>,
-    syms: Option<&Kallsyms>,
     owners: &mut SocketOwners,
 ) -> Option<(Origin, Option<u32>, Option<String>)> {
     if o.flags & TRIGGER_HAS_SK == 0 {
         return None;
     }
-    // Without a stack we cannot prove task context, so never trust `current` then.
-    let softirq = match syms {
-        Some(k) if !o.stack.is_empty() => k.in_softirq(o.stack),
-        _ => true,
-    };
-    let task_ctx = o.may_be_current && !softirq && o.flags & TRIGGER_REQUEST_SK == 0;
+    // Unless task context is known, `current` is never trusted.
+    let task_ctx =
+        o.may_be_current && o.context == CONTEXT_TASK && o.flags & TRIGGER_REQUEST_SK == 0;
     if task_ctx && o.flags & TRIGGER_NO_FILE == 0 {
         // In task context `current` is the process whose send reached the neighbour code.
         let pid = (o.pid_tgid >> 32) as u32;
@@ -167,12 +165,8 @@ pub fn resolve_owner(
 
 /// When the queue no longer holds the packet (the reply arrived inside the solicit, as on
 /// veth), the sender is still `current` if the solicit ran in task context.
-pub(super) fn current_if_task(
-    o: &Owner<'_>,
-    syms: Option<&Kallsyms>,
-) -> Option<(Origin, Option<u32>, Option<String>)> {
-    let k = syms?;
-    if o.stack.is_empty() || k.in_softirq(o.stack) || o.pid_tgid >> 32 == 0 {
+pub(super) fn current_if_task(o: &Owner<'_>) -> Option<(Origin, Option<u32>, Option<String>)> {
+    if o.context != CONTEXT_TASK || o.pid_tgid >> 32 == 0 {
         return None;
     }
     Some((

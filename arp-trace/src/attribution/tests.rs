@@ -1,8 +1,8 @@
 use super::*;
 use crate::sinks::text::describe_trigger;
 use arp_trace_common::{
-    EVENT_NEIGH, EVENT_TRIGGER, IP_CAP, NAME_LEN, NEIGH_FIRST, STACK_DEPTH, TRIGGER_HAS_SK,
-    TRIGGER_NO_FILE, TRIGGER_ORPHAN,
+    CONTEXT_SOFTIRQ, CONTEXT_TASK, CONTEXT_UNKNOWN, EVENT_NEIGH, EVENT_TRIGGER, IP_CAP, NAME_LEN,
+    NEIGH_FIRST, TRIGGER_HAS_SK, TRIGGER_NO_FILE, TRIGGER_ORPHAN,
 };
 use arp_trace_model::Origin;
 use trigger::parse_ip;
@@ -38,12 +38,11 @@ fn trigger(kind: u32, cpu: u32, req_seq: u64, flags: u32, ino: u64) -> TriggerEv
         skb_len: 29,
         flags,
         drop_reason: 0,
-        stack_len: 0,
+        context: CONTEXT_UNKNOWN,
         hook: arp_trace_common::HOOK_NEIGH_QUEUE,
         target: [0; 16],
         comm,
         ip: udp_packet([203, 0, 113, 10], [198, 51, 100, 20], 41000, 9),
-        stack: [0; STACK_DEPTH],
     }
 }
 
@@ -72,26 +71,24 @@ fn neigh(cpu: u32, req_seq: u64, state: u32, probes: u32, flags: u32) -> NeighEv
         sk_ino: 0,
         pid_tgid: 0,
         owner_flags: 0,
-        stack_len: 0,
+        context: CONTEXT_UNKNOWN,
         comm: [0; NAME_LEN],
-        stack: [0; STACK_DEPTH],
     }
 }
 
-/// Gives a neighbour record the owner python3[4242] and a one-frame stack.
-fn owned(n: &mut NeighEvent, frame: u64) {
+/// Gives a neighbour record the owner python3[4242], read in `context`.
+fn owned(n: &mut NeighEvent, context: u32) {
     n.owner_flags = TRIGGER_HAS_SK;
     n.sk = 0xffff_8880_0000_1000;
     n.sk_ino = 99;
     n.pid_tgid = (4242u64 << 32) | 4242;
     n.comm[..7].copy_from_slice(b"python3");
-    n.stack[0] = frame;
-    n.stack_len = 1;
+    n.context = context;
 }
 
 /// A joiner that has seen python3[4242] send from the sockets `trigger()` names.
 fn joiner_knowing_python3() -> Joiner {
-    let mut j = Joiner::new(Some(syms()), 0);
+    let mut j = Joiner::new(0);
     j.owners.learn(99, 4242, "python3".into());
     j
 }
@@ -105,13 +102,6 @@ fn failed_drop(cpu: u32) -> TriggerEvent {
 
 fn request() -> ArpEvent<'static> {
     crate::kernel::ring::tests::request_event("eth3", "203.0.113.10", "198.51.100.20")
-}
-
-/// A stack inside handle_softirqs, to make a record look like it came from softirq.
-fn syms() -> Kallsyms {
-    Kallsyms::parse(
-        "0000000000001000 T handle_softirqs\n0000000000002000 T other\n0000000000003000 T end\n",
-    )
 }
 
 #[test]
@@ -177,7 +167,7 @@ fn parses_ipv6_udp_and_icmpv6() {
 
 #[test]
 fn joins_request_trigger_and_neighbour_in_task_context() {
-    let mut j = Joiner::new(Some(syms()), 0);
+    let mut j = Joiner::new(0);
     let mut out = Vec::new();
     j.arp(1, 5, request(), true, &mut out);
     assert!(out.is_empty(), "a request waits for its trigger");
@@ -185,7 +175,7 @@ fn joins_request_trigger_and_neighbour_in_task_context() {
     // carries the queued original's owner.
     j.trigger(&trigger(EVENT_TRIGGER, 1, 5, 0, 0));
     let mut n = neigh(1, 5, 0x01, 4, NEIGH_FIRST);
-    owned(&mut n, 0x2100); // "other": task context
+    owned(&mut n, CONTEXT_TASK);
     j.neigh(&n, &mut out);
     let Joined::Arp(ev) = &out[0] else { panic!() };
     let trig = ev.trigger.as_ref().unwrap();
@@ -206,7 +196,7 @@ fn joins_request_trigger_and_neighbour_in_task_context() {
 
 #[test]
 fn solicit_entry_triggers_join_the_next_request_only_if_its_target_matches() {
-    let mut j = Joiner::new(Some(syms()), 0);
+    let mut j = Joiner::new(0);
     let mut out = Vec::new();
     // fentry/kprobe: the trigger comes first and names the number the request will take.
     let mut t = trigger(EVENT_TRIGGER, 1, 6, 0, 0);
@@ -215,7 +205,7 @@ fn solicit_entry_triggers_join_the_next_request_only_if_its_target_matches() {
     j.trigger(&t);
     j.arp(1, 6, request(), true, &mut out);
     let mut n = neigh(1, 6, 0x01, 4, NEIGH_FIRST);
-    owned(&mut n, 0x2100);
+    owned(&mut n, CONTEXT_TASK);
     j.neigh(&n, &mut out);
     let Joined::Arp(ev) = &out.pop().unwrap() else {
         panic!()
@@ -243,7 +233,7 @@ fn solicit_entry_triggers_join_the_next_request_only_if_its_target_matches() {
 #[test]
 fn events_leave_in_the_order_the_kernel_sent_them() {
     use crate::kernel::ring::tests::{frame, raw};
-    let mut j = Joiner::new(Some(syms()), 0);
+    let mut j = Joiner::new(0);
     let mut out = Vec::new();
     j.arp(1, 5, request(), true, &mut out);
     // The peer answers before the request's neighbour record is read (veth is instant).
@@ -283,7 +273,7 @@ fn softirq_retransmit_is_attributed_to_the_socket_owner_seen_before() {
     j.arp(0, 9, request(), true, &mut out);
     j.trigger(&trigger(EVENT_TRIGGER, 0, 9, 0, 0));
     let mut n = neigh(0, 9, 0x01, 5, 0); // probes counts on from ucast_probes (3)
-    owned(&mut n, 0x1010); // inside handle_softirqs
+    owned(&mut n, CONTEXT_SOFTIRQ);
     n.pid_tgid = 0; // swapper, interrupted
     n.owner_flags |= TRIGGER_NO_FILE; // the process already closed the socket
     j.neigh(&n, &mut out);
@@ -297,13 +287,13 @@ fn softirq_retransmit_is_attributed_to_the_socket_owner_seen_before() {
 /// socket's owner.
 #[test]
 fn a_reused_sock_address_does_not_name_the_previous_owner() {
-    let mut j = Joiner::new(Some(syms()), 0);
+    let mut j = Joiner::new(0);
     let mut out = Vec::new();
     // python3[4242] sends from its socket (inode 99) in task context: learned.
     j.arp(0, 1, request(), true, &mut out);
     j.trigger(&trigger(EVENT_TRIGGER, 0, 1, 0, 0));
     let mut n = neigh(0, 1, 0x01, 4, NEIGH_FIRST);
-    owned(&mut n, 0x2100);
+    owned(&mut n, CONTEXT_TASK);
     j.neigh(&n, &mut out);
     let Joined::Arp(first) = &out[0] else {
         panic!()
@@ -314,7 +304,7 @@ fn a_reused_sock_address_does_not_name_the_previous_owner() {
     j.arp(0, 2, request(), true, &mut out);
     j.trigger(&trigger(EVENT_TRIGGER, 0, 2, 0, 0));
     let mut n = neigh(0, 2, 0x01, 5, 0);
-    owned(&mut n, 0x1010);
+    owned(&mut n, CONTEXT_SOFTIRQ);
     n.pid_tgid = 0;
     n.sk_ino = 5000;
     j.neigh(&n, &mut out);
@@ -337,20 +327,18 @@ fn kernel_and_forwarded_origins() {
     let mut owners = SocketOwners::new();
     let t = trigger(EVENT_TRIGGER, 0, 1, TRIGGER_HAS_SK | TRIGGER_NO_FILE, 0);
     assert_eq!(
-        make_trigger(&t, Some(&syms()), &mut owners, &ifnames)
-            .unwrap()
-            .origin,
+        make_trigger(&t, &mut owners, &ifnames).unwrap().origin,
         Origin::Kernel
     );
     // A closed socket never seen sending: still a local sender, process unknown.
     let orphan = TRIGGER_HAS_SK | TRIGGER_NO_FILE | TRIGGER_ORPHAN;
     let t = trigger(EVENT_TRIGGER, 0, 1, orphan, 0);
-    let o = make_trigger(&t, Some(&syms()), &mut owners, &ifnames).unwrap();
+    let o = make_trigger(&t, &mut owners, &ifnames).unwrap();
     assert_eq!((&o.origin, o.pid), (&Origin::Local, None));
     assert!(describe_trigger(&o).ends_with("(local socket, process gone)"));
     let mut t = trigger(EVENT_TRIGGER, 0, 1, 0, 0);
     t.iif = 12;
-    let f = make_trigger(&t, Some(&syms()), &mut owners, &ifnames).unwrap();
+    let f = make_trigger(&t, &mut owners, &ifnames).unwrap();
     assert_eq!(
         (&f.origin, f.in_ifname.as_deref()),
         (&Origin::Forwarded, Some("eth1"))
@@ -358,16 +346,14 @@ fn kernel_and_forwarded_origins() {
     assert!(describe_trigger(&f).ends_with("(forwarded from eth1)"));
     let t = trigger(EVENT_TRIGGER, 0, 1, 0, 0);
     assert_eq!(
-        make_trigger(&t, Some(&syms()), &mut owners, &ifnames)
-            .unwrap()
-            .origin,
+        make_trigger(&t, &mut owners, &ifnames).unwrap().origin,
         Origin::Kernel
     );
 }
 
 #[test]
 fn requests_without_records_expire_with_null_trigger() {
-    let mut j = Joiner::new(None, 0);
+    let mut j = Joiner::new(0);
     let mut out = Vec::new();
     j.arp(0, 1, request(), true, &mut out);
     j.expire(false, &mut out);
@@ -384,7 +370,7 @@ fn requests_without_records_expire_with_null_trigger() {
 /// CPU delays it), and one handed on without it is counted; other ARP waits JOIN_WAIT only.
 #[test]
 fn solicited_requests_wait_for_their_neighbour_record() {
-    let mut j = Joiner::new(Some(syms()), 0);
+    let mut j = Joiner::new(0);
     j.solicit_wait = JOIN_WAIT * 4;
     let mut out = Vec::new();
     j.arp(0, 1, request(), true, &mut out);
@@ -395,7 +381,7 @@ fn solicited_requests_wait_for_their_neighbour_record() {
         "handed on before its neighbour record could come"
     );
     let mut n = neigh(0, 1, 0x01, 4, NEIGH_FIRST);
-    owned(&mut n, 0x2100);
+    owned(&mut n, CONTEXT_TASK);
     j.neigh(&n, &mut out);
     let Joined::Arp(ev) = &out[0] else { panic!() };
     assert_eq!(ev.attempt, Some(1));
@@ -448,7 +434,7 @@ fn a_packet_dropped_by_a_racing_failure_is_the_trigger() {
     // The purge may come just before the request leaves, but a drop from an earlier
     // failure does not name it.
     let named_by_drop_at = |ts_ns: u64| {
-        let mut j = Joiner::new(Some(syms()), 0);
+        let mut j = Joiner::new(0);
         let mut d = failed_drop(1);
         d.ts_ns = ts_ns;
         j.trigger(&d);

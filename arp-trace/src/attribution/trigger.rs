@@ -11,7 +11,6 @@ use arp_trace_common::{NeighEvent, TriggerEvent, EVENT_NEIGH_DROP, NEIGH_FIRST};
 use arp_trace_model::{Origin, Trigger};
 
 use super::owners::{resolve_owner, Owner, SocketOwners};
-use crate::kernel::kallsyms::Kallsyms;
 
 /// (src, dst, protocol, total length, source port, destination port, ICMP type)
 pub type IpSummary = (
@@ -121,7 +120,6 @@ pub fn solicit_state(n: &NeighEvent, unicast: bool) -> (&'static str, u32) {
 /// Decides a trigger's origin and owner from the kernel's record.
 pub fn make_trigger(
     t: &TriggerEvent,
-    syms: Option<&Kallsyms>,
     owners: &mut SocketOwners,
     ifnames: &HashMap<(u32, u32), String>,
 ) -> Option<Trigger<'static>> {
@@ -131,11 +129,11 @@ pub fn make_trigger(
         sk_ino: t.sk_ino,
         pid_tgid: t.pid_tgid,
         comm: &t.comm,
-        stack: &t.stack[..(t.stack_len as usize).min(t.stack.len())],
+        context: t.context,
         may_be_current: t.kind != EVENT_NEIGH_DROP,
     };
     let (mut origin, mut pid, mut comm, mut in_ifindex) = (Origin::Kernel, None, None, None);
-    if let Some((o, p, c)) = resolve_owner(&owner, syms, owners) {
+    if let Some((o, p, c)) = resolve_owner(&owner, owners) {
         (origin, pid, comm) = (o, p, c);
     } else if t.iif != 0 {
         origin = Origin::Forwarded;

@@ -18,6 +18,8 @@ pub enum Role {
     Drops,
     /// The packet `arp_solicit()` is called with: one of the [`SolicitPath`]s.
     Solicit,
+    /// Whether a CPU is in a softirq, so `current` is known to be a packet's sender or not.
+    Context,
 }
 
 impl Role {
@@ -27,6 +29,7 @@ impl Role {
             Role::Neighbour => "neighbour",
             Role::Drops => "drops",
             Role::Solicit => "solicit",
+            Role::Context => "context",
         }
     }
 }
@@ -85,6 +88,10 @@ const fn common(role: Role, program: &'static str, attach: &'static str) -> Hook
 /// Every hook: first those every solicit path needs (in attach order), then the solicit
 /// paths in order of preference, exact and cheapest first.
 pub static HOOKS: &[Hook] = &[
+    // First, so a softirq under way while they attach has ended before any program reads
+    // the flag they keep.
+    common(Role::Context, "softirq_entry", "tp_btf/softirq_entry"),
+    common(Role::Context, "softirq_exit", "tp_btf/softirq_exit"),
     common(Role::Neighbour, "neigh_update", "tp_btf/neigh_update"),
     common(Role::Transmit, "net_dev_queue", "tp_btf/net_dev_queue"),
     common(Role::Drops, "kfree_skb", "tp_btf/kfree_skb"),
@@ -248,7 +255,12 @@ mod tests {
         }
         let first_solicit = HOOKS.iter().position(|h| h.path.is_some()).unwrap();
         assert!(HOOKS[first_solicit..].iter().all(|h| h.path.is_some()));
-        assert_eq!(common_hooks().count(), 5);
+        assert_eq!(common_hooks().count(), 7);
+        assert_eq!(
+            HOOKS[0].role,
+            Role::Context,
+            "the context flag is kept before it is read"
+        );
         assert_eq!(SolicitPath::Tracepoint.hook().attach, "tp_btf/neigh_*");
     }
 }

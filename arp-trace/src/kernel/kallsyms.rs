@@ -1,5 +1,5 @@
-//! Kernel text symbols from /proc/kallsyms: whether `arp_solicit` can take a kprobe, and names
-//! for the kernel stack frames that tell softirq from task context.
+//! Kernel text symbols from /proc/kallsyms: whether `arp_solicit` can take a kprobe, and where
+//! the functions that free a failed IPv6 neighbour's packets lie.
 //!
 //! Addresses differ per boot (KASLR) and per build, so they are read on the running kernel at
 //! start-up, never compiled in.
@@ -12,20 +12,6 @@ pub struct Kallsyms {
     syms: Vec<(u64, u64, String)>,
 }
 
-/// Softirq entry points: a trigger whose kernel stack passes through one of these was sent
-/// from softirq, where `current` is whatever task was interrupted, not the sender.
-pub const SOFTIRQ_FRAMES: &[&str] = &[
-    "handle_softirqs",
-    "__do_softirq",
-    "do_softirq",
-    "run_ksoftirqd",
-    "net_rx_action",
-    "run_timer_softirq",
-    "call_timer_fn",
-    "__run_timers",
-    "tasklet_action_common",
-];
-
 /// Every function name arp-trace looks up.
 /// Frees a failed IPv6 neighbour's queued packets (the kfree_skb program keeps its drops).
 pub const NDISC_ERROR_REPORT: &str = "ndisc_error_report";
@@ -37,7 +23,7 @@ pub const NEIGH_TIMER_HANDLER: &str = "neigh_timer_handler";
 pub const NDISC_DROP_SITES: [&str; 3] = [NDISC_ERROR_REPORT, NEIGH_INVALIDATE, NEIGH_TIMER_HANDLER];
 
 fn wanted(name: &str) -> bool {
-    name == "arp_solicit" || NDISC_DROP_SITES.contains(&name) || SOFTIRQ_FRAMES.contains(&name)
+    name == "arp_solicit" || NDISC_DROP_SITES.contains(&name)
 }
 
 impl Kallsyms {
@@ -113,22 +99,6 @@ impl Kallsyms {
             .map(|(s, e, _)| (*s, *e))
             .collect()
     }
-
-    /// The function containing `addr`, among those arp-trace asks about.
-    pub fn symbolize(&self, addr: u64) -> Option<&str> {
-        self.syms
-            .iter()
-            .find(|(s, e, _)| (*s..*e).contains(&addr))
-            .map(|(_, _, n)| n.as_str())
-    }
-
-    /// Whether a kernel stack passes through softirq processing.
-    pub fn in_softirq(&self, stack: &[u64]) -> bool {
-        stack
-            .iter()
-            .filter_map(|a| self.symbolize(*a))
-            .any(|s| SOFTIRQ_FRAMES.contains(&s))
-    }
 }
 
 #[cfg(test)]
@@ -155,31 +125,23 @@ ffffffff81000100 T run_timer_softirq [kernel]
             vec![(0xffffffff81e730f0, 0xffffffff81e73200)]
         );
         assert_eq!(
-            k.ranges("__do_softirq"),
-            vec![(0xffffffff81e77c60, 0xffffffff81e78000)]
+            k.ranges("neigh_timer_handler"),
+            vec![(0xffffffff81e77840, 0xffffffff81e77c60)]
         );
         assert_eq!(k.ranges("missing"), vec![]);
-        assert_eq!(k.symbolize(0xffffffff81e730f5), Some("arp_solicit"));
-        assert_eq!(k.symbolize(0x10), None);
-        // Only the functions arp-trace asks about are kept: others name no address.
-        assert_eq!(k.symbolize(0xffffffff82000010), None);
-        assert_eq!(k.symbolize(0xffffffff81e78010), None);
+        // Only the functions arp-trace asks about are kept.
+        assert_eq!(k.ranges("neigh_update"), vec![]);
+        assert_eq!(k.ranges("some_data"), vec![]);
     }
 
     #[test]
-    fn tells_softirq_stacks_from_task_stacks() {
-        let k = Kallsyms::parse(SAMPLE);
-        assert!(k.in_softirq(&[0xffffffff81e730f5, 0xffffffff81000010]));
-        assert!(k.in_softirq(&[0xffffffff81e77c70]));
-        assert!(!k.in_softirq(&[0xffffffff81e730f5, 0xffffffff81e73000]));
-        assert!(!k.in_softirq(&[]));
-    }
-
-    #[test]
-    fn running_kernel_has_the_softirq_frames() {
+    fn running_kernel_has_arp_solicit() {
         // Root sees real addresses; elsewhere Kallsyms::load reports the cause instead.
         let Ok(k) = Kallsyms::load() else { return };
-        let found: usize = SOFTIRQ_FRAMES.iter().map(|n| k.ranges(n).len()).sum();
-        assert!(found >= 1, "none of {SOFTIRQ_FRAMES:?} in /proc/kallsyms");
+        assert_eq!(
+            k.ranges("arp_solicit").len(),
+            1,
+            "arp_solicit in /proc/kallsyms"
+        );
     }
 }

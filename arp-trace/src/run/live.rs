@@ -118,7 +118,7 @@ pub fn run(args: &Args) -> Result<Counters> {
         .enable_all()
         .build()
         .context("cannot start the event loop")?;
-    let mut joiner = Joiner::new(Some(syms), ring::monotonic_to_realtime_offset());
+    let mut joiner = Joiner::new(ring::monotonic_to_realtime_offset());
     joiner.queuefull_reason = queuefull as u32;
     pipeline.facts = Some(Box::new(Watchers::new()));
     rt.block_on(stream(args, pipeline, &mut tracer, joiner, listener))
