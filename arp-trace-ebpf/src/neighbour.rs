@@ -18,7 +18,8 @@ use aya_ebpf::{
 
 use crate::context::current_context;
 use crate::shared::{
-    count_lost, key, offsets, queue_trigger, read, Req, Slot, EVENTS, NO_QLEN, PENDING, SLOT,
+    count_lost, key, off, offsets, queue_trigger, read, wake_flags, Btf, Mem, Req, Slot, EVENTS, NO_QLEN,
+    PENDING, SLOT,
 };
 use crate::trigger::{emit_trigger, read_owner};
 
@@ -65,18 +66,17 @@ const NUD_FAILED: u8 = 0x20;
 
 #[inline(always)]
 unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
-    let o = offsets();
     let Some(NeighId {
         family,
         target,
         dev,
         ifindex,
         netns,
-    }) = neigh_id(n, &o)?
+    }) = neigh_id(n)?
     else {
         return Ok(());
     };
-    let state: u8 = read(n, o.neigh_nud_state)?;
+    let state: u8 = Btf::get(n, off!(neigh_nud_state));
 
     let mut req_seq = 0u64;
     let mut dropped = 0u32;
@@ -99,12 +99,15 @@ unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
     if req_seq == 0 && !failed {
         return Ok(()); // nothing was solicited in this call
     }
+    // The owner of the queue's newest packet, when the trigger record just read it.
+    let mut owner = None;
     if req_seq != 0 && seen.qlen == NO_QLEN && queue_trigger_for(family) {
         // No update since the solicit: the queue is as neigh_probe() found it, and its
         // newest packet is the one arp_solicit() was handed a clone of (unless another CPU
         // queued one to this entry in the microseconds since; the README names that).
-        if let Some(skb) = queue_tail(n, &o) {
-            let _ = emit_trigger(skb, EVENT_TRIGGER, 0, HOOK_NEIGH_QUEUE, target, req_seq);
+        if let Some(skb) = queue_tail(n) {
+            owner = emit_trigger::<Btf>(skb, EVENT_TRIGGER, 0, HOOK_NEIGH_QUEUE, target, req_seq)
+                .unwrap_or(None);
         }
     }
     let Some(mut entry) = EVENTS.reserve::<NeighEvent>(0) else {
@@ -121,22 +124,22 @@ unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
     ev.target = target;
     ev.family = family;
     ev.nud_state = state as u32;
-    ev.probes = read(n, o.neigh_probes).unwrap_or(0);
+    ev.probes = Btf::get(n, off!(neigh_probes));
     // A reply handled before this tracepoint (veth answers at once) flushed the queue; the
     // length and owner caught by neigh_update just before that are the ones of the solicit.
     ev.qlen = if seen.qlen != NO_QLEN {
         seen.qlen
     } else {
-        read(n, o.neigh_qlen).unwrap_or(0)
+        Btf::get(n, off!(neigh_qlen))
     };
     ev.flags = if failed { NEIGH_FAILED } else { 0 } | if req_seq != 0 { first } else { 0 };
-    let parms: *const u8 = read(n, o.neigh_parms).unwrap_or(core::ptr::null());
+    let parms: *const u8 = Btf::get(n, off!(neigh_parms));
     ev.ucast_probes = if parms.is_null() {
         0
     } else {
-        read(parms, o.parms_ucast_probes).unwrap_or(0)
+        Btf::get(parms, off!(parms_ucast_probes))
     };
-    ev.ifname = read(dev, o.dev_name).unwrap_or([0; NAME_LEN]);
+    ev.ifname = Btf::get(dev, off!(dev_name));
     ev._pad = 0;
     ev.pid_tgid = bpf_get_current_pid_tgid();
     ev.comm = bpf_get_current_comm().unwrap_or([0; NAME_LEN]);
@@ -147,17 +150,17 @@ unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
     if req_seq != 0 {
         if seen.qlen != NO_QLEN {
             (ev.sk, ev.sk_ino, ev.owner_flags) = (seen.sk, seen.sk_ino, seen.owner_flags);
-        } else if let Some((sk, ino, flags)) = queue_owner(n, &o) {
+        } else if let Some((sk, ino, flags)) = owner.or_else(|| queue_owner(n)) {
             (ev.sk, ev.sk_ino, ev.owner_flags) = (sk, ino, flags);
         }
     }
     // Last: each way out of the walk is verified with all that follows it.
     (ev.ll_total, ev.ll_usable) = if family == FAMILY_INET6 {
-        link_locals(dev, &o)
+        link_locals(dev, &offsets())
     } else {
         (LL_UNREAD, LL_UNREAD)
     };
-    entry.submit(0);
+    entry.submit(wake_flags(ev.ts_ns));
     Ok(())
 }
 
@@ -171,14 +174,14 @@ const MAX_ADDRS_WALKED: usize = 16;
 /// `ndisc_send_ns()` could send anything without a usable packet source.
 #[inline(always)]
 unsafe fn link_locals(dev: *const u8, o: &Offsets) -> (u16, u16) {
-    if o.dev_ip6_ptr == u32::MAX {
+    if off!(dev_ip6_ptr) == u32::MAX {
         return (LL_UNREAD, LL_UNREAD);
     }
-    let idev: *const u8 = read(dev, o.dev_ip6_ptr).unwrap_or(core::ptr::null());
+    let idev: *const u8 = Btf::get(dev, off!(dev_ip6_ptr));
     if idev.is_null() {
         return (0, 0);
     }
-    let head = idev.add(o.in6_addr_list as usize);
+    let head = idev.add(off!(in6_addr_list) as usize);
     let mut node: *const u8 = read(head, 0).unwrap_or(core::ptr::null());
     // Whether one was seen, not how many: counts would be states the verifier cannot merge.
     let mut seen = 0u16;
@@ -230,27 +233,29 @@ pub(crate) fn family_index(family: u32) -> usize {
     }
 }
 
-/// `None` for tables other than `arp_tbl` and `nd_tbl` (DECnet's, CLIP's).
+/// `None` for tables other than `arp_tbl` and `nd_tbl` (DECnet's, CLIP's). `n` is the
+/// tracepoint's own (BTF-typed) argument.
 #[inline(always)]
-unsafe fn neigh_id(n: *const u8, o: &Offsets) -> Result<Option<NeighId>, i64> {
-    let tbl: *const u8 = read(n, o.neigh_tbl)?;
-    let family: u32 = read(tbl, o.tbl_family)?;
+unsafe fn neigh_id(n: *const u8) -> Result<Option<NeighId>, i64> {
+    let tbl: *const u8 = Btf::get(n, off!(neigh_tbl));
+    let family: u32 = Btf::get(tbl, off!(tbl_family));
     let mut target = [0u8; 16];
+    // `primary_key` is a flexible array at the struct's end, which BTF lets a load reach.
     if family == FAMILY_INET {
-        let v4: [u8; 4] = read(n, o.neigh_key)?;
+        let v4: [u8; 4] = Btf::get(n, off!(neigh_key));
         target[..4].copy_from_slice(&v4);
     } else if family == FAMILY_INET6 {
-        target = read(n, o.neigh_key)?;
+        target = Btf::get(n, off!(neigh_key));
     } else {
         return Ok(None);
     }
-    let dev: *const u8 = read(n, o.neigh_dev)?;
-    let ifindex: u32 = read(dev, o.dev_ifindex)?;
-    let net: *const u8 = read(dev, o.dev_nd_net)?;
+    let dev: *const u8 = Btf::get(n, off!(neigh_dev));
+    let ifindex: u32 = Btf::get(dev, off!(dev_ifindex));
+    let net: *const u8 = Btf::get(dev, off!(dev_nd_net));
     let netns: u32 = if net.is_null() {
         0
     } else {
-        read(net, o.net_ns_inum)?
+        Btf::get(net, off!(net_ns_inum))
     };
     Ok(Some(NeighId {
         family,
@@ -263,9 +268,9 @@ unsafe fn neigh_id(n: *const u8, o: &Offsets) -> Result<Option<NeighId>, i64> {
 
 /// The newest packet queued on a neighbour: the one `neigh_probe()` clones for the solicit.
 #[inline(always)]
-unsafe fn queue_tail(n: *const u8, o: &Offsets) -> Option<*const u8> {
-    let head = n.add(o.neigh_queue as usize);
-    let tail: *const u8 = read(n, o.neigh_queue_tail).unwrap_or(head);
+unsafe fn queue_tail(n: *const u8) -> Option<*const u8> {
+    let head = n.add(off!(neigh_queue) as usize);
+    let tail: *const u8 = Btf::get(n, off!(neigh_queue_tail));
     if tail.is_null() || tail == head {
         return None;
     }
@@ -275,10 +280,10 @@ unsafe fn queue_tail(n: *const u8, o: &Offsets) -> Option<*const u8> {
 /// Owner of the newest packet queued on a neighbour: `skb_clone()` drops `skb->sk`, so the
 /// solicited clone cannot tell, but the queued original can.
 #[inline(always)]
-unsafe fn queue_owner(n: *const u8, o: &Offsets) -> Option<(u64, u64, u32)> {
-    let tail = queue_tail(n, o)?;
-    let sk: *const u8 = read(tail, o.skb_sk).unwrap_or(core::ptr::null());
-    let (flags, ino) = read_owner(sk, o).ok()?;
+unsafe fn queue_owner(n: *const u8) -> Option<(u64, u64, u32)> {
+    let tail = queue_tail(n)?;
+    let sk: *const u8 = Btf::get(tail, off!(skb_sk));
+    let (flags, ino) = read_owner::<Btf>(sk);
     Some((sk as u64, ino, flags))
 }
 
@@ -297,14 +302,13 @@ unsafe fn note_update(n: *const u8) -> Result<(), i64> {
         return Ok(());
     };
     let slot = &mut *slot;
-    let o = offsets();
     let Some(NeighId {
         family,
         target,
         ifindex,
         netns,
         ..
-    }) = neigh_id(n, &o)?
+    }) = neigh_id(n)?
     else {
         return Ok(());
     };
@@ -315,16 +319,18 @@ unsafe fn note_update(n: *const u8) -> Result<(), i64> {
     if r.qlen != NO_QLEN {
         return Ok(());
     }
-    r.qlen = read(n, o.neigh_qlen).unwrap_or(0);
-    if let Some((sk, ino, flags)) = queue_owner(n, &o) {
-        (r.sk, r.sk_ino, r.owner_flags) = (sk, ino, flags);
-    }
+    r.qlen = Btf::get(n, off!(neigh_qlen));
     let seq = r.seq;
+    let mut owner = None;
     if queue_trigger_for(family) {
         // The update is about to send and flush the queue; read the packet while it is there.
-        if let Some(skb) = queue_tail(n, &o) {
-            emit_trigger(skb, EVENT_TRIGGER, 0, HOOK_NEIGH_QUEUE, target, seq)?;
+        if let Some(skb) = queue_tail(n) {
+            owner = emit_trigger::<Btf>(skb, EVENT_TRIGGER, 0, HOOK_NEIGH_QUEUE, target, seq)?;
         }
+    }
+    if let Some((sk, ino, flags)) = owner.or_else(|| queue_owner(n)) {
+        let r = &mut slot.reqs[i & (PENDING - 1)];
+        (r.sk, r.sk_ino, r.owner_flags) = (sk, ino, flags);
     }
     Ok(())
 }

@@ -3,7 +3,8 @@
 //! tracepoints, and the kernel-read helper. One module because every hook writes or reads
 //! them, and the loader finds them by these names, whichever module uses them.
 
-use arp_trace_common::{Config, Offsets, SETTING_QUEUE_TRIGGER};
+use arp_trace_common::{Config, Offsets, SETTING_QUEUE_TRIGGER, WAKE_GAP_NS};
+use aya_ebpf::bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel,
     macros::map,
@@ -97,6 +98,27 @@ pub(crate) fn queue_trigger() -> bool {
         .is_some_and(|s| s & SETTING_QUEUE_TRIGGER != 0)
 }
 
+/// When a record last woke the ring buffer's reader (`bpf_ktime_get_ns()`), for all CPUs:
+/// racy between CPUs, which at worst costs one wakeup more or fewer.
+#[map]
+pub(crate) static WOKE: Array<u64> = Array::with_max_entries(1, 0);
+
+/// `bpf_ringbuf_submit()` flags for a record made at `now`: see `WAKE_GAP_NS`.
+#[inline(always)]
+pub(crate) fn wake_flags(now: u64) -> u64 {
+    let Some(p) = WOKE.get_ptr_mut(0) else {
+        return 0;
+    };
+    // SAFETY: a valid map value; a torn race between CPUs is harmless (see WOKE).
+    unsafe {
+        if now.wrapping_sub(*p) < WAKE_GAP_NS {
+            return BPF_RB_NO_WAKEUP as u64;
+        }
+        *p = now;
+    }
+    BPF_RB_FORCE_WAKEUP as u64
+}
+
 /// Events that could not be delivered because the ring buffer was full, per CPU.
 #[map]
 pub(crate) static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
@@ -110,6 +132,47 @@ pub(crate) fn offsets() -> Offsets {
 #[inline(always)]
 pub(crate) unsafe fn read<T: Copy>(base: *const u8, off: u32) -> Result<T, i64> {
     bpf_probe_read_kernel(base.add(off as usize) as *const T).map_err(|e| e as i64)
+}
+
+/// An `OFFSETS` field read from frozen .rodata, which the verifier then knows as a constant:
+/// what [`Mem::get`] on [`Btf`] needs.
+macro_rules! off {
+    ($field:ident) => {
+        core::ptr::read_volatile(&$crate::shared::OFFSETS.$field)
+    };
+}
+pub(crate) use off;
+
+/// How a program reads kernel memory.
+pub(crate) trait Mem {
+    /// The `T` at `base + off`, zero when it cannot be read.
+    unsafe fn get<T: Copy>(base: *const u8, off: u32) -> T;
+}
+
+/// Direct loads through BTF-typed pointers: a `tp_btf`/`fentry` argument and pointers loaded
+/// from one. The verifier checks each against the kernel's BTF and makes it one guarded load
+/// (a fault reads zero), where `bpf_probe_read_kernel()` is a helper call of ~25 ns: a
+/// request's records read ~80 fields (BENCHMARKS.md, issue 14). `off` must come from
+/// [`off!`], and `base` must be such a pointer (container_of() arithmetic and pointers read
+/// with the helper are not: those use [`Probe`]).
+pub(crate) struct Btf;
+
+impl Mem for Btf {
+    #[inline(always)]
+    unsafe fn get<T: Copy>(base: *const u8, off: u32) -> T {
+        core::ptr::read_volatile(base.add(off as usize) as *const T)
+    }
+}
+
+/// `bpf_probe_read_kernel()`: any address, such as a kprobe's arguments.
+pub(crate) struct Probe;
+
+impl Mem for Probe {
+    #[inline(always)]
+    unsafe fn get<T: Copy>(base: *const u8, off: u32) -> T {
+        bpf_probe_read_kernel(base.add(off as usize) as *const T)
+            .unwrap_or(core::mem::zeroed())
+    }
 }
 
 pub(crate) fn count_lost() {

@@ -6,7 +6,7 @@
 use core::ffi::c_void;
 
 use arp_trace_common::{
-    Offsets, TriggerEvent, EVENT_NEIGH_DROP, EVENT_TRIGGER, FAMILY_INET, FAMILY_INET6, HOOK_FENTRY,
+    TriggerEvent, EVENT_NEIGH_DROP, EVENT_TRIGGER, FAMILY_INET, FAMILY_INET6, HOOK_FENTRY,
     HOOK_KFREE_SKB, HOOK_KPROBE, IP_CAP, NAME_LEN, TRIGGER_HAS_SK, TRIGGER_NO_FILE, TRIGGER_ORPHAN,
     TRIGGER_REQUEST_SK,
 };
@@ -20,7 +20,10 @@ use aya_ebpf::{
 
 use crate::context::current_context;
 use crate::neighbour::family_index;
-use crate::shared::{count_discarded, count_lost, offsets, read, CONFIG, EVENTS, SLOT};
+use crate::shared::{
+    count_discarded, count_lost, off, offsets, read, wake_flags, Btf, Mem, Probe, CONFIG, EVENTS,
+    SLOT,
+};
 
 /// `fentry/arp_solicit(neigh, skb)`: the exact packet the kernel solicits for, before the
 /// request is built. `skb` is NULL for probes of an entry with nothing queued.
@@ -28,7 +31,7 @@ use crate::shared::{count_discarded, count_lost, offsets, read, CONFIG, EVENTS, 
 pub fn solicit_fentry(ctx: FEntryContext) -> i32 {
     let n: *const c_void = ctx.arg(0);
     let skb: *const c_void = ctx.arg(1);
-    let _ = unsafe { solicit(n as *const u8, skb as *const u8, HOOK_FENTRY) };
+    let _ = unsafe { solicit::<Btf>(n as *const u8, skb as *const u8, HOOK_FENTRY) };
     0
 }
 
@@ -37,19 +40,19 @@ pub fn solicit_fentry(ctx: FEntryContext) -> i32 {
 pub fn solicit_kprobe(ctx: ProbeContext) -> i32 {
     let n: *const c_void = ctx.arg(0).unwrap_or(core::ptr::null());
     let skb: *const c_void = ctx.arg(1).unwrap_or(core::ptr::null());
-    let _ = unsafe { solicit(n as *const u8, skb as *const u8, HOOK_KPROBE) };
+    let _ = unsafe { solicit::<Probe>(n as *const u8, skb as *const u8, HOOK_KPROBE) };
     0
 }
 
 #[inline(always)]
-unsafe fn solicit(n: *const u8, skb: *const u8, hook: u32) -> Result<(), i64> {
+unsafe fn solicit<M: Mem>(n: *const u8, skb: *const u8, hook: u32) -> Result<(), i64> {
     if n.is_null() || skb.is_null() {
         return Ok(());
     }
     let mut target = [0u8; 16];
     let v4: [u8; 4] = read(n, offsets().neigh_key)?;
     target[..4].copy_from_slice(&v4);
-    emit_trigger(skb, EVENT_TRIGGER, 0, hook, target, 0)
+    emit_trigger::<M>(skb, EVENT_TRIGGER, 0, hook, target, 0).map(|_| ())
 }
 
 /// `skb:kfree_skb` filtered to the neighbour queue's drop reasons: the packets lost when
@@ -72,7 +75,7 @@ pub fn kfree_skb(ctx: BtfTracePointContext) -> i32 {
     }
     let skb: *const c_void = ctx.arg(0);
     let _ = unsafe {
-        emit_trigger(
+        emit_trigger::<Btf>(
             skb as *const u8,
             EVENT_NEIGH_DROP,
             reason,
@@ -110,29 +113,29 @@ const ETH_P_IPV6_BE: u16 = 0x86DDu16.to_be();
 const TCP_TIME_WAIT: u8 = 6;
 const TCP_NEW_SYN_RECV: u8 = 12;
 
-/// Writes a `TriggerEvent` for `skb`. `req_seq` names its request for `HOOK_NEIGH_QUEUE`;
-/// the solicit-entry hooks work it out here.
+/// Writes a `TriggerEvent` for `skb`, read through `M`. `req_seq` names its request for
+/// `HOOK_NEIGH_QUEUE`; the solicit-entry hooks work it out here. Returns the packet's owner
+/// as read (`sk`, inode, `TRIGGER_*` flags) when a record was written.
 #[inline(always)]
-pub(crate) unsafe fn emit_trigger(
+pub(crate) unsafe fn emit_trigger<M: Mem>(
     skb: *const u8,
     kind: u32,
     reason: u32,
     hook: u32,
     target: [u8; 16],
     req_seq: u64,
-) -> Result<(), i64> {
-    let o = offsets();
-    let proto: u16 = read(skb, o.skb_protocol)?;
+) -> Result<Option<(u64, u64, u32)>, i64> {
+    let proto: u16 = M::get(skb, off!(skb_protocol));
     let family = if proto == ETH_P_IP_BE {
         FAMILY_INET
     } else if proto == ETH_P_IPV6_BE {
         FAMILY_INET6
     } else {
-        return Ok(());
+        return Ok(None);
     };
     let Some(mut entry) = EVENTS.reserve::<TriggerEvent>(0) else {
         count_lost();
-        return Ok(());
+        return Ok(None);
     };
     if kind == EVENT_NEIGH_DROP && reason == core::ptr::read_volatile(&CONFIG.drop_neigh_failed) {
         if let Some(slot) = SLOT.get_ptr_mut(0) {
@@ -145,22 +148,24 @@ pub(crate) unsafe fn emit_trigger(
     ev.target = target;
     ev.family = family;
     ev.req_seq = req_seq;
-    match fill_trigger(ev, skb, &o, kind, reason) {
-        Ok(()) => entry.submit(0),
+    match fill_trigger::<M>(ev, skb, kind, reason) {
+        Ok(()) => {
+            let owner = (ev.sk, ev.sk_ino, ev.flags);
+            entry.submit(wake_flags(ev.ts_ns));
+            Ok(Some(owner))
+        }
         Err(e) => {
             entry.discard(0);
             count_discarded();
-            return Err(e);
+            Err(e)
         }
     }
-    Ok(())
 }
 
 #[inline(always)]
-unsafe fn fill_trigger(
+unsafe fn fill_trigger<M: Mem>(
     ev: &mut TriggerEvent,
     skb: *const u8,
-    o: &Offsets,
     kind: u32,
     reason: u32,
 ) -> Result<(), i64> {
@@ -170,20 +175,20 @@ unsafe fn fill_trigger(
     ev.pid_tgid = bpf_get_current_pid_tgid();
     ev.comm = bpf_get_current_comm().unwrap_or([0; NAME_LEN]);
     ev.drop_reason = reason;
-    ev.skb_len = read(skb, o.skb_len)?;
-    ev.mark = read(skb, o.skb_mark)?;
-    ev.iif = read(skb, o.skb_iif)?;
-    let dev: *const u8 = read(skb, o.skb_dev)?;
+    ev.skb_len = M::get(skb, off!(skb_len));
+    ev.mark = M::get(skb, off!(skb_mark));
+    ev.iif = M::get(skb, off!(skb_iif));
+    let dev: *const u8 = M::get(skb, off!(skb_dev));
     if dev.is_null() {
         ev.ifindex = 0;
         ev.netns = 0;
     } else {
-        ev.ifindex = read(dev, o.dev_ifindex)?;
-        let net: *const u8 = read(dev, o.dev_nd_net)?;
+        ev.ifindex = M::get(dev, off!(dev_ifindex));
+        let net: *const u8 = M::get(dev, off!(dev_nd_net));
         ev.netns = if net.is_null() {
             0
         } else {
-            read(net, o.net_ns_inum)?
+            M::get(net, off!(net_ns_inum))
         };
     }
     if kind == EVENT_TRIGGER && (ev.hook == HOOK_FENTRY || ev.hook == HOOK_KPROBE) {
@@ -195,8 +200,8 @@ unsafe fn fill_trigger(
         }
     }
 
-    let head: *const u8 = read(skb, o.skb_head)?;
-    let nh: u16 = read(skb, o.skb_network_header)?;
+    let head: *const u8 = M::get(skb, off!(skb_head));
+    let nh: u16 = M::get(skb, off!(skb_network_header));
     if bpf_probe_read_kernel_buf(head.add(nh as usize), &mut ev.ip).is_err() {
         bpf_probe_read_kernel_buf(head.add(nh as usize), &mut ev.ip[..40]).map_err(|e| e as i64)?;
         let mut i = 40;
@@ -206,8 +211,8 @@ unsafe fn fill_trigger(
         }
     }
 
-    let sk: *const u8 = read(skb, o.skb_sk)?;
-    let (flags, ino) = read_owner(sk, o)?;
+    let sk: *const u8 = M::get(skb, off!(skb_sk));
+    let (flags, ino) = read_owner::<M>(sk);
     ev.flags = flags;
     ev.sk_ino = ino;
     ev.sk = sk as u64;
@@ -218,28 +223,39 @@ unsafe fn fill_trigger(
 
 /// Socket facts of a packet's owner: `TRIGGER_*` flags and the socket inode.
 #[inline(always)]
-pub(crate) unsafe fn read_owner(sk: *const u8, o: &Offsets) -> Result<(u32, u64), i64> {
+pub(crate) unsafe fn read_owner<M: Mem>(sk: *const u8) -> (u32, u64) {
     if sk.is_null() {
-        return Ok((0, 0));
+        return (0, 0);
     }
-    let mut flags = TRIGGER_HAS_SK;
-    let state: u8 = read(sk, o.sk_state)?;
-    let mut owner = sk;
+    let state: u8 = M::get(sk, off!(sk_state));
+    if state == TCP_TIME_WAIT {
+        return (TRIGGER_HAS_SK | TRIGGER_NO_FILE, 0);
+    }
     if state == TCP_NEW_SYN_RECV {
-        flags |= TRIGGER_REQUEST_SK;
-        owner = read(sk, o.rsk_listener)?;
+        // `skc_listener` shares a union with an integer, which is how BTF types a direct load.
+        let listener: *const u8 = Probe::get(sk, off!(rsk_listener));
+        return socket_facts::<Probe>(listener, TRIGGER_HAS_SK | TRIGGER_REQUEST_SK);
     }
-    if state == TCP_TIME_WAIT || owner.is_null() {
-        return Ok((flags | TRIGGER_NO_FILE, 0));
+    socket_facts::<M>(sk, TRIGGER_HAS_SK)
+}
+
+/// Whether a full socket still has its `struct socket` and file, and the socket's inode.
+#[inline(always)]
+unsafe fn socket_facts<M: Mem>(sk: *const u8, flags: u32) -> (u32, u64) {
+    if sk.is_null() {
+        return (flags | TRIGGER_NO_FILE, 0);
     }
-    let sock: *const u8 = read(owner, o.sk_socket)?;
+    let sock: *const u8 = M::get(sk, off!(sk_socket));
     if sock.is_null() {
         // close() orphans the sock but its queued skbs keep it alive: a user's packet.
-        return Ok((flags | TRIGGER_NO_FILE | TRIGGER_ORPHAN, 0));
+        return (flags | TRIGGER_NO_FILE | TRIGGER_ORPHAN, 0);
     }
-    let file: *const u8 = read(sock, o.socket_file)?;
-    if file.is_null() {
-        flags |= TRIGGER_NO_FILE;
-    }
-    Ok((flags, read(sock, o.socket_ino)?))
+    let file: *const u8 = M::get(sock, off!(socket_file));
+    let flags = if file.is_null() {
+        flags | TRIGGER_NO_FILE
+    } else {
+        flags
+    };
+    // SOCK_INODE(): the inode lies past `struct socket`, beyond what BTF lets a load reach.
+    (flags, Probe::get(sock, off!(socket_ino)))
 }

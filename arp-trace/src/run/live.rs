@@ -175,6 +175,22 @@ fn deliver(pipeline: &mut Pipeline, joined: &mut Vec<Joined>) -> Flow {
     flow
 }
 
+/// Reads every record the ring buffer holds into the joiner: how many.
+fn drain(
+    rb: &mut aya::maps::RingBuf<aya::maps::MapData>,
+    joiner: &mut Joiner,
+    pipeline: &mut Pipeline,
+    clock: i128,
+    out: &mut Vec<Joined>,
+) -> usize {
+    let mut n = 0;
+    while let Some(item) = rb.next() {
+        ingest(joiner, pipeline, &item, clock, out);
+        n += 1;
+    }
+    n
+}
+
 /// Decodes one ring buffer record into the joiner.
 fn ingest(
     joiner: &mut Joiner,
@@ -291,6 +307,15 @@ async fn stream(
     // largest Duration, cannot overflow an Instant.
     let every = Duration::from_secs(args.summary_interval.unwrap_or(crate::cli::MAX_INTERVAL));
     let mut summary_tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    // The programs wake this reader at most once per WAKE_GAP_NS; while records keep coming
+    // it polls at that interval. It stops once a poll finds nothing more than two gaps after
+    // the last record: any record since has woken it (or been made within a gap of one that
+    // did, which the poll before that would have found).
+    let gap = Duration::from_nanos(arp_trace_common::WAKE_GAP_NS);
+    let mut poll_tick = tokio::time::interval(gap);
+    poll_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut polling = false;
+    let mut last_record = std::time::Instant::now();
     while !done {
         tokio::select! {
             guard = stop.readable() => {
@@ -302,13 +327,21 @@ async fn stream(
                 // Read what the kernel already queued first: after this process was not
                 // scheduled for JOIN_WAIT, the records that complete a pending request are
                 // sitting in the ring, and expiring before reading them loses the trigger.
-                let rb = ring.get_mut();
-                while let Some(item) = rb.next() {
-                    ingest(&mut joiner, &mut pipeline, &item, clock, &mut joined);
+                if drain(ring.get_mut(), &mut joiner, &mut pipeline, clock, &mut joined) > 0 {
+                    (polling, last_record) = (true, std::time::Instant::now());
                 }
                 joiner.expire(false, &mut joined);
                 deliver(&mut pipeline, &mut joined);
                 done = pipeline.flush() == Flow::Stop;
+            }
+            _ = poll_tick.tick(), if polling => {
+                if drain(ring.get_mut(), &mut joiner, &mut pipeline, clock, &mut joined) > 0 {
+                    last_record = std::time::Instant::now();
+                    deliver(&mut pipeline, &mut joined);
+                    done = pipeline.flush() == Flow::Stop;
+                } else if last_record.elapsed() > 2 * gap {
+                    polling = false;
+                }
             }
             _ = summary_tick.tick(), if args.summary_interval.is_some() => {
                 pipeline.flush();
@@ -349,8 +382,8 @@ async fn stream(
                 // empty ring, so a wakeup during the drain must not be wiped afterwards.
                 guard.clear_ready();
                 let rb = guard.get_inner_mut();
-                while let Some(item) = rb.next() {
-                    ingest(&mut joiner, &mut pipeline, &item, clock, &mut joined);
+                if drain(rb, &mut joiner, &mut pipeline, clock, &mut joined) > 0 {
+                    (polling, last_record) = (true, std::time::Instant::now());
                 }
                 deliver(&mut pipeline, &mut joined);
                 done = pipeline.flush() == Flow::Stop;
@@ -361,10 +394,7 @@ async fn stream(
     // Deliver what the kernel already queued before the stop, unless -c, a failed output or
     // the last reader going away ended it.
     if pipeline.flow() == Flow::Continue {
-        let rb = ring.get_mut();
-        while let Some(item) = rb.next() {
-            ingest(&mut joiner, &mut pipeline, &item, clock, &mut joined);
-        }
+        drain(ring.get_mut(), &mut joiner, &mut pipeline, clock, &mut joined);
         joiner.expire(true, &mut joined);
         deliver(&mut pipeline, &mut joined);
     }
