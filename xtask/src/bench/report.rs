@@ -119,35 +119,58 @@ pub(super) fn report(machine: &str, table: &str, notes: &str, quick: bool) -> St
 
 const STORM_DESIGN: &str = "\
 - Storm design. Only TEST-NET addresses may be used, so there are not 200,000 distinct \
-absent addresses to solicit. The storm namespace has one veth, eth3 with 198.51.100.10/24 and \
-203.0.113.10/24, whose peer eth4 has no address (nobody answers), and cycles UDP datagrams \
-(from one unbound socket, port 9) round-robin over the 506 other host addresses of those two \
-prefixes. eth3's own neighbour parameters in that namespace are set to one request per \
-resolution (`mcast_solicit=1`, `app_solicit=0`) and `retrans_time_ms=10`, the kernel's floor: \
-an entry fails about 10 ms after its request, and the next datagram to it (25 ms later at \
-20,000/s) puts the FAILED entry back to INCOMPLETE and makes the kernel send a new request at \
-once. So every request is a real first solicitation of an absent target, in the sending task's \
-context, with its trigger.\n\
-- The neighbour table's `gc_thresh1/2/3` are not changed: on this kernel they exist only in \
-the root namespace (`net.ipv4.neigh.default.gc_thresh*` is not visible inside a child \
-namespace) and apply to the one global ARP table, so raising them would change the root \
-namespace. The design keeps the storm's entries at 506, under the default `gc_thresh2` (512) \
-and well under `gc_thresh3` (1024), so it never forces garbage collection of other \
-namespaces' entries and never makes their resolutions fail.\n\
-- The ceiling of this design is 506 targets ÷ the time an entry takes from its request to \
-FAILED: at least 10 ms, but with HZ=250 timer granularity about 16-24 ms in practice, i.e. \
-roughly 21,000-30,000 requests/s. Above it datagrams reach entries still INCOMPLETE and are \
-queued, not solicited, so \"the kernel sent only N requests/s\" in the limit row means this \
-generator design gave way, not arp-trace; the CPU per request above says how far arp-trace \
-itself would go.\n\
+absent addresses to solicit, and the ARP and ND tables are each global, shared by every \
+namespace. The storm runs in 4 namespaces. Each has one veth, eth3 with 198.51.100.10/24, \
+203.0.113.10/24 and 2001:db8:14:i::1/64 (i = 0..3; `nodad`, no link-local address, so no DAD \
+or router solicitations of its own), whose peer eth4 has no address and IPv6 off (nobody \
+answers). One sending thread per namespace (it enters the namespace with setns) sends UDP \
+datagrams to port 9 from two unbound sockets, round-robin over its 112 IPv4 targets (a slice \
+of the 506 host addresses of the two /24s other than .10, disjoint between namespaces) \
+alternating with 112 IPv6 targets 2001:db8:14:i:0:h:0:100. The IPv6 targets differ only \
+above their low 24 bits, so they share one solicited-node group (ff02::1:ff00:100): each \
+solicitation's multicast destination has its own ND entry, and distinct groups doubled the \
+storm's share of that table (901 entries) in a first version. eth3's own neighbour \
+parameters in each namespace, for both families, are one solicitation per resolution \
+(`mcast_solicit=1`, `app_solicit=0`) and `retrans_time_ms=1`, stored as one jiffy; the \
+kernel waits max(retrans_time, HZ/100), so an entry fails 2 jiffies after its timer was \
+armed, 4-8 ms after the request at HZ=250 (the floor: 10 ms at HZ=100 or 1000). The next \
+datagram to it puts the FAILED entry back to INCOMPLETE and makes the kernel solicit again \
+at once. So every solicitation is a real first solicitation of an absent target, in the \
+sending task's context, with its trigger.\n\
+- A thread never sends to a target less than the floor plus one jiffy (12 ms here) after its \
+last datagram: a thread that was descheduled (2 CPUs, shared) catches up only as fast as \
+entries fail, instead of queueing datagrams behind INCOMPLETE entries, which solicits \
+nothing (the log counts these waits as \"held back\"). A late timer softirq still makes an \
+occasional datagram wait on an entry not yet failed, which is why the kernel sends a few \
+per cent fewer solicitations than datagrams near the ceiling.\n\
+- The tables' `gc_thresh1/2/3` are not changed: on this kernel they exist only in the root \
+namespace (`net.ipv4.neigh.default.gc_thresh*` is not visible inside a child namespace) and \
+apply to the one global table, so raising them would change the root namespace. The storm \
+keeps its entries at 448 per table (112 per namespace and family, plus one multicast ND \
+entry per namespace), under the default `gc_thresh2` (512) with room for the rest of the \
+machine's entries, so on its own it never forces garbage collection of other namespaces' \
+entries and never makes their resolutions fail. The note above gives the tables' peaks and \
+the forced collections counted during the storms; another storm running at the same time \
+(another user of the machine) can still push a table over 512.\n\
+- The ceiling of this design is 2 × 448 targets ÷ 12 ms ≈ 74,700 solicitations/s. Below \
+it, CPU is the limit: every datagram costs the sending thread ~5-7 µs (its own send, the \
+solicitation it triggers and the peer's receive, which veth runs inline), four tcpdumps \
+read every frame, and arp-trace's programs run in the sending thread too. Row 2b first runs \
+the generator without arp-trace, so \"the kernel sent only N requests/s\" with arp-trace \
+running can be told apart from the generator's own limit; arp-trace's CPU per request at \
+each step says how far arp-trace itself would go on one core.\n\
 - TCP: when the per-pair ratios spread by more than 20% of their median (a shared or busy \
 machine), a TCP row says \"inconclusive\" instead of comparing with the target. The BPF \
 run-time line above is then the steadier figure for the hot path: the programs' CPU time per \
 second of traffic bounds what the tracer can take from it.\n\
-- Counting: tcpdump runs inside the storm namespace on eth3 (`-B 65536`, filter \
-`arp[6:2] = 1`, written to a pcap file and counted by xtask); arp-trace runs with \
-`--json --netns <storm namespace> -i eth3` to a file, and a request counts as captured and \
-attributed when its `trigger.pid` is the generating process. `lost` is arp-trace's own \
+- Counting: one tcpdump runs inside each storm namespace on eth3 (`-B 65536`, filter \
+`(arp and arp[6:2] = 1) or (icmp6 and ip6[40] = 135)`, written to a pcap file and counted \
+by xtask: ARP requests and neighbour solicitations), and is stopped 1.2 s after the storm: \
+it reads its capture ring in blocks handed over when full or after 1 s, and loses the block \
+in progress when stopped (3 % of a 3 s storm when stopped 0.3 s after it, with no drop \
+counted). arp-trace runs with `--json --netns <ns> ...` (each storm namespace) `-i eth3` to \
+a file, and an ARP request or neighbour solicitation counts as captured and attributed when \
+its `trigger.pid` is the generating process. `lost` is arp-trace's own \
 ring-buffer loss counter. CPU seconds are wait4()'s rusage of the arp-trace process (user + \
 system, JSON output included); peak RSS is its VmHWM read just before it is stopped \
 (ru_maxrss would also count the pre-exec copy of xtask).\n\

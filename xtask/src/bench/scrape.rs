@@ -1,5 +1,5 @@
 //! Figure 3b: the tracer as a fleet runs it (`-q --metrics`), scraped every second during the
-//! ARP storm: its CPU and memory, what a scrape costs, and whether the metrics counted every
+//! storm: its CPU and memory, what a scrape costs, and whether the metrics counted every
 //! request tcpdump saw.
 
 use std::io::{Read, Write};
@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
-use super::stats::{median, opt, pcap_arp_requests};
-use super::storm::{generate, start_tcpdump, storm_targets, GenStats};
-use super::system::{check_interrupt, pause, status_kib, Netns, TmpFiles, Tracer, Usage};
+use super::stats::{median, opt};
+use super::storm::{GenStats, Storm, DRAIN};
+use super::system::{check_interrupt, pause, status_kib, TmpFiles, Tracer, Usage};
 
 #[derive(Debug, Clone)]
 pub(super) struct ScrapedRun {
@@ -59,10 +59,14 @@ fn get(addr: SocketAddr) -> Result<String> {
     }
 }
 
-/// The sum of every `arp_trace_requests_total` sample.
+/// The sum of every `arp_trace_requests_total` sample and of every neighbour solicitation
+/// series of `arp_trace_ndisc_total`.
 pub(super) fn requests_counted(text: &str) -> u64 {
     text.lines()
-        .filter(|l| l.starts_with("arp_trace_requests_total{"))
+        .filter(|l| {
+            l.starts_with("arp_trace_requests_total{")
+                || (l.starts_with("arp_trace_ndisc_total{") && l.contains("op=\"solicit\""))
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
 }
@@ -70,29 +74,23 @@ pub(super) fn requests_counted(text: &str) -> u64 {
 /// One storm with the tracer in daemon mode, scraped every second from another thread.
 pub(super) fn storm_scraped(
     bin: &Path,
-    ns: &Netns,
+    storm: &Storm,
     rate: u64,
     dur: Duration,
     files: &mut TmpFiles,
 ) -> Result<ScrapedRun> {
-    let (mut tcpdump, pcap, _) = start_tcpdump(ns, files)?;
+    let tcpdumps = storm.start_tcpdumps(files)?;
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let listen = addr.to_string();
-    let tracer = Tracer::start(
-        bin,
-        &[
-            "-q",
-            "--netns",
-            ns.name(),
-            "-i",
-            "eth3",
-            "--metrics",
-            &listen,
-        ],
-        files,
-        "scraped",
-    )?;
+    let args = [
+        vec!["-q".to_string()],
+        storm.filter_args(),
+        vec!["--metrics".to_string(), listen],
+    ]
+    .concat();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let tracer = Tracer::start(bin, &args, files, "scraped")?;
     let on = Arc::new(AtomicBool::new(true));
     let scraper = {
         let on = on.clone();
@@ -111,21 +109,21 @@ pub(super) fn storm_scraped(
         })
     };
     pause(Duration::from_millis(300))?;
-    let gen = ns.try_run_in(move || generate(storm_targets(), rate, dur));
+    let gen = storm.generate(rate, dur);
     on.store(false, Ordering::Relaxed);
     let (scrape_secs, _) = scraper.join().unwrap_or_default();
     let gen = gen?;
     check_interrupt()?;
-    pause(Duration::from_millis(500))?;
+    pause(DRAIN)?;
     // The count once the last requests are in, from the same endpoint.
     let last = get(addr)?;
     let hwm_kib = status_kib(tracer.proc.pid(), "VmHWM");
     let (mut usage, _, _) = tracer.stop()?;
     usage.max_rss_kib = hwm_kib.unwrap_or(0);
-    tcpdump.stop()?;
+    let seen = tcpdumps.stop()?;
     let run = ScrapedRun {
         gen,
-        tcpdump: pcap_arp_requests(&std::fs::read(&pcap)?)?,
+        tcpdump: seen.total(),
         counted: requests_counted(&last),
         usage,
         scrape_secs,
@@ -150,7 +148,9 @@ mod tests {
         let text = "# TYPE arp_trace_requests_total counter\n\
                     arp_trace_requests_total{direction=\"sent\",netns=\"a\"} 3\n\
                     arp_trace_requests_total{direction=\"sent\",netns=\"b\"} 4\n\
-                    arp_trace_replies_total{direction=\"sent\"} 9\n";
-        assert_eq!(requests_counted(text), 7);
+                    arp_trace_replies_total{direction=\"sent\"} 9\n\
+                    arp_trace_ndisc_total{direction=\"sent\",netns=\"a\",op=\"solicit\"} 5\n\
+                    arp_trace_ndisc_total{direction=\"sent\",netns=\"a\",op=\"advert\"} 6\n";
+        assert_eq!(requests_counted(text), 12);
     }
 }

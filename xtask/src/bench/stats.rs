@@ -121,9 +121,17 @@ pub(super) fn opt(v: Option<f64>, decimals: usize) -> String {
         .unwrap_or_else(|| "n/a".into())
 }
 
-/// Counts outgoing-or-seen ARP requests (Ethernet, ethertype 0x0806, opcode 1) in a pcap file
-/// (classic format, either byte order, µs or ns timestamps).
-pub fn pcap_arp_requests(bytes: &[u8]) -> Result<u64> {
+/// Solicitations in a capture: ARP requests and IPv6 neighbour solicitations.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Solicitations {
+    pub arp: u64,
+    pub ndisc: u64,
+}
+
+/// Counts ARP requests (Ethernet, ethertype 0x0806, opcode 1) and IPv6 neighbour
+/// solicitations (ethertype 0x86dd, next header ICMPv6 right after the fixed header, type
+/// 135) in a pcap file (classic format, either byte order, µs or ns timestamps).
+pub fn pcap_solicitations(bytes: &[u8]) -> Result<Solicitations> {
     if bytes.len() < 24 {
         bail!("pcap file too short ({} bytes)", bytes.len());
     }
@@ -146,7 +154,7 @@ pub fn pcap_arp_requests(bytes: &[u8]) -> Result<u64> {
         bail!("pcap link type {linktype}, expected Ethernet (1)");
     }
     let mut i = 24;
-    let mut n = 0;
+    let mut n = Solicitations::default();
     while i + 16 <= bytes.len() {
         let incl = u32_at(bytes, i + 8) as usize;
         let start = i + 16;
@@ -156,23 +164,27 @@ pub fn pcap_arp_requests(bytes: &[u8]) -> Result<u64> {
         }
         let f = &bytes[start..end];
         if f.len() >= 22 && f[12..14] == [0x08, 0x06] && f[20..22] == [0x00, 0x01] {
-            n += 1;
+            n.arp += 1;
+        } else if f.len() >= 55 && f[12..14] == [0x86, 0xdd] && f[20] == 58 && f[54] == 135 {
+            n.ndisc += 1;
         }
         i = end;
     }
     Ok(n)
 }
 
-/// ARP requests in arp-trace's JSON output, how many of them name the packet and the
-/// process (`trigger.pid == pid`) behind them, and what the others said instead (counted by
-/// `unattributed_reason`).
+/// ARP requests and neighbour solicitations in arp-trace's JSON output, how many of them
+/// name the packet and the process (`trigger.pid == pid`) behind them, and what the others
+/// said instead (counted by `unattributed_reason`).
 pub fn json_requests(text: &str, pid: u32) -> (u64, u64, BTreeMap<String, u64>) {
     let pid_field = format!("\"pid\":{pid}");
     let mut req = 0;
     let mut attributed = 0;
     let mut misses = BTreeMap::new();
     for l in text.lines() {
-        if l.contains("\"type\":\"arp\"") && l.contains("\"op\":\"request\"") {
+        let arp = l.contains("\"type\":\"arp\"") && l.contains("\"op\":\"request\"");
+        let ndisc = l.contains("\"type\":\"ndisc\"") && l.contains("\"op\":\"solicit\"");
+        if arp || ndisc {
             req += 1;
             let own = l
                 .match_indices(&pid_field)
@@ -371,10 +383,57 @@ mod tests {
         let mut ip = req;
         ip[13] = 0x00;
         let mut b = pcap(&[&req, &reply, &ip, &req]);
-        assert_eq!(pcap_arp_requests(&b).unwrap(), 2);
+        assert_eq!(pcap_solicitations(&b).unwrap().arp, 2);
         b.truncate(b.len() - 5); // capture stopped mid-record
-        assert_eq!(pcap_arp_requests(&b).unwrap(), 1);
-        assert!(pcap_arp_requests(b"nope").is_err());
+        assert_eq!(pcap_solicitations(&b).unwrap().arp, 1);
+        assert!(pcap_solicitations(b"nope").is_err());
+    }
+
+    /// An Ethernet frame carrying IPv6 with `next` as next header and `icmp_type` as the first
+    /// byte after the fixed header.
+    fn ipv6_frame(next: u8, icmp_type: u8) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 40 + 24];
+        f[12] = 0x86;
+        f[13] = 0xdd;
+        f[14] = 0x60;
+        f[20] = next;
+        f[21] = 255;
+        f[54] = icmp_type;
+        f
+    }
+
+    #[test]
+    fn pcap_counts_neighbour_solicitations_apart_from_arp() {
+        let mut req = [0u8; 42];
+        req[12] = 0x08;
+        req[13] = 0x06;
+        req[21] = 1;
+        let ns = ipv6_frame(58, 135);
+        let na = ipv6_frame(58, 136);
+        // Hop-by-hop options first (an MLD report): not a solicitation even if a later byte
+        // happened to be 135.
+        let mld = ipv6_frame(0, 135);
+        let udp = ipv6_frame(17, 135);
+        let short = &ns[..54];
+        let b = pcap(&[&req, &ns, &na, &mld, &udp, short, &ns]);
+        assert_eq!(
+            pcap_solicitations(&b).unwrap(),
+            Solicitations { arp: 1, ndisc: 2 }
+        );
+        assert_eq!(pcap_solicitations(&b).unwrap().arp, 1);
+        // Big-endian header, nanosecond magic.
+        let mut be = vec![0xa1, 0xb2, 0x3c, 0x4d, 0, 2, 0, 4];
+        be.extend([0u8; 8]);
+        be.extend(65535u32.to_be_bytes());
+        be.extend(1u32.to_be_bytes());
+        be.extend([0u8; 8]);
+        be.extend((ns.len() as u32).to_be_bytes());
+        be.extend((ns.len() as u32).to_be_bytes());
+        be.extend_from_slice(&ns);
+        assert_eq!(
+            pcap_solicitations(&be).unwrap(),
+            Solicitations { arp: 0, ndisc: 1 }
+        );
     }
 
     #[test]
@@ -383,9 +442,11 @@ mod tests {
 {"type":"arp","op":"request","trigger":null}
 {"type":"arp","op":"request","trigger":{"pid":421}}
 {"type":"arp","op":"reply"}
-{"type":"neigh_failed","op":"request"}"#;
+{"type":"neigh_failed","op":"request"}
+{"type":"ndisc","op":"solicit","trigger":{"pid":42}}
+{"type":"ndisc","op":"advert","trigger":{"pid":42}}"#;
         let (req, own, misses) = json_requests(text, 42);
-        assert_eq!((req, own), (3, 1));
+        assert_eq!((req, own), (4, 2));
         assert_eq!(
             reasons_text(&misses),
             "1 × no trigger, neigh_state absent; 1 × trigger origin absent, pid 421"
