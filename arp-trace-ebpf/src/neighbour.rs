@@ -21,7 +21,7 @@ use crate::shared::{
     count_lost, key, off, offsets, queue_trigger, read, wake_flags, Btf, Mem, Req, Slot, EVENTS, NO_QLEN,
     PENDING, SLOT,
 };
-use crate::trigger::{emit_trigger, read_owner};
+use crate::trigger::{emit_trigger, read_owner, SkbPtrs};
 
 /// The pending request on this CPU for a neighbour: its index in `Slot::reqs`.
 #[inline(always)]
@@ -72,6 +72,8 @@ unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
         dev,
         ifindex,
         netns,
+        parms,
+        tail,
     }) = neigh_id(n)?
     else {
         return Ok(());
@@ -105,8 +107,8 @@ unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
         // No update since the solicit: the queue is as neigh_probe() found it, and its
         // newest packet is the one arp_solicit() was handed a clone of (unless another CPU
         // queued one to this entry in the microseconds since; the README names that).
-        if let Some(skb) = queue_tail(n) {
-            owner = emit_trigger::<Btf>(skb, EVENT_TRIGGER, 0, HOOK_NEIGH_QUEUE, target, req_seq)
+        if let Some(skb) = tail {
+            owner = emit_trigger::<Btf>(skb, SkbPtrs::of::<Btf>(skb), EVENT_TRIGGER, 0, HOOK_NEIGH_QUEUE, target, req_seq)
                 .unwrap_or(None);
         }
     }
@@ -133,7 +135,6 @@ unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
         Btf::get(n, off!(neigh_qlen))
     };
     ev.flags = if failed { NEIGH_FAILED } else { 0 } | if req_seq != 0 { first } else { 0 };
-    let parms: *const u8 = Btf::get(n, off!(neigh_parms));
     ev.ucast_probes = if parms.is_null() {
         0
     } else {
@@ -150,7 +151,7 @@ unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
     if req_seq != 0 {
         if seen.qlen != NO_QLEN {
             (ev.sk, ev.sk_ino, ev.owner_flags) = (seen.sk, seen.sk_ino, seen.owner_flags);
-        } else if let Some((sk, ino, flags)) = owner.or_else(|| queue_owner(n)) {
+        } else if let Some((sk, ino, flags)) = owner.or_else(|| queue_owner(tail)) {
             (ev.sk, ev.sk_ino, ev.owner_flags) = (sk, ino, flags);
         }
     }
@@ -213,7 +214,10 @@ fn queue_trigger_for(family: u32) -> bool {
     family == FAMILY_INET6 || queue_trigger()
 }
 
-/// A neighbour entry's identity.
+/// A neighbour entry's identity, and the pointers the programs follow from it. All are
+/// loaded here, first: a pointer loaded from the tracepoint's (trusted) argument costs the
+/// verifier a search of the kernel's BTF by name each time it walks the load (6.3+,
+/// btf_nested_type_is_trusted()), and up here it walks each load once.
 struct NeighId {
     family: u32,
     /// IPv4 in the first 4 bytes, or IPv6.
@@ -221,6 +225,10 @@ struct NeighId {
     dev: *const u8,
     ifindex: u32,
     netns: u32,
+    parms: *const u8,
+    /// The newest packet on the entry's queue, if any: the one `neigh_probe()` clones for
+    /// the solicit.
+    tail: Option<*const u8>,
 }
 
 /// Index into `Slot::failed_drops`.
@@ -250,6 +258,14 @@ unsafe fn neigh_id(n: *const u8) -> Result<Option<NeighId>, i64> {
         return Ok(None);
     }
     let dev: *const u8 = Btf::get(n, off!(neigh_dev));
+    let parms: *const u8 = Btf::get(n, off!(neigh_parms));
+    let head = n.add(off!(neigh_queue) as usize);
+    let tail: *const u8 = Btf::get(n, off!(neigh_queue_tail));
+    let tail = if tail.is_null() || tail == head {
+        None
+    } else {
+        Some(tail)
+    };
     let ifindex: u32 = Btf::get(dev, off!(dev_ifindex));
     let net: *const u8 = Btf::get(dev, off!(dev_nd_net));
     let netns: u32 = if net.is_null() {
@@ -263,26 +279,16 @@ unsafe fn neigh_id(n: *const u8) -> Result<Option<NeighId>, i64> {
         dev,
         ifindex,
         netns,
+        parms,
+        tail,
     }))
-}
-
-/// The newest packet queued on a neighbour: the one `neigh_probe()` clones for the solicit.
-#[inline(always)]
-unsafe fn queue_tail(n: *const u8) -> Option<*const u8> {
-    let head = n.add(off!(neigh_queue) as usize);
-    let tail: *const u8 = Btf::get(n, off!(neigh_queue_tail));
-    if tail.is_null() || tail == head {
-        return None;
-    }
-    Some(tail)
 }
 
 /// Owner of the newest packet queued on a neighbour: `skb_clone()` drops `skb->sk`, so the
 /// solicited clone cannot tell, but the queued original can.
 #[inline(always)]
-unsafe fn queue_owner(n: *const u8) -> Option<(u64, u64, u32)> {
-    let tail = queue_tail(n)?;
-    let sk: *const u8 = Btf::get(tail, off!(skb_sk));
+unsafe fn queue_owner(tail: Option<*const u8>) -> Option<(u64, u64, u32)> {
+    let sk: *const u8 = Btf::get(tail?, off!(skb_sk));
     let (flags, ino) = read_owner::<Btf>(sk);
     Some((sk as u64, ino, flags))
 }
@@ -307,6 +313,7 @@ unsafe fn note_update(n: *const u8) -> Result<(), i64> {
         target,
         ifindex,
         netns,
+        tail,
         ..
     }) = neigh_id(n)?
     else {
@@ -324,11 +331,11 @@ unsafe fn note_update(n: *const u8) -> Result<(), i64> {
     let mut owner = None;
     if queue_trigger_for(family) {
         // The update is about to send and flush the queue; read the packet while it is there.
-        if let Some(skb) = queue_tail(n) {
-            owner = emit_trigger::<Btf>(skb, EVENT_TRIGGER, 0, HOOK_NEIGH_QUEUE, target, seq)?;
+        if let Some(skb) = tail {
+            owner = emit_trigger::<Btf>(skb, SkbPtrs::of::<Btf>(skb), EVENT_TRIGGER, 0, HOOK_NEIGH_QUEUE, target, seq)?;
         }
     }
-    if let Some((sk, ino, flags)) = owner.or_else(|| queue_owner(n)) {
+    if let Some((sk, ino, flags)) = owner.or_else(|| queue_owner(tail)) {
         let r = &mut slot.reqs[i & (PENDING - 1)];
         (r.sk, r.sk_ino, r.owner_flags) = (sk, ino, flags);
     }

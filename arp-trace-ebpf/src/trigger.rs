@@ -49,16 +49,21 @@ unsafe fn solicit<M: Mem>(n: *const u8, skb: *const u8, hook: u32) -> Result<(),
     if n.is_null() || skb.is_null() {
         return Ok(());
     }
+    let ptrs = SkbPtrs::of::<M>(skb);
     let mut target = [0u8; 16];
     let v4: [u8; 4] = read(n, offsets().neigh_key)?;
     target[..4].copy_from_slice(&v4);
-    emit_trigger::<M>(skb, EVENT_TRIGGER, 0, hook, target, 0).map(|_| ())
+    emit_trigger::<M>(skb, ptrs, EVENT_TRIGGER, 0, hook, target, 0).map(|_| ())
 }
 
 /// `skb:kfree_skb` filtered to the neighbour queue's drop reasons: the packets lost when
 /// resolution fails or the queue overflows.
 #[btf_tracepoint(function = "kfree_skb")]
 pub fn kfree_skb(ctx: BtfTracePointContext) -> i32 {
+    let skb: *const u8 = ctx.arg(0);
+    // Before any branch: see `SkbPtrs`. Two loads, on every drop, of a cache line the free
+    // has just touched.
+    let ptrs = unsafe { SkbPtrs::of::<Btf>(skb) };
     let mut reason: u32 = ctx.arg::<u64>(2) as u32;
     // Both fields, not the whole struct: every dropped skb on the host passes here.
     let (failed, queuefull) = unsafe {
@@ -73,10 +78,10 @@ pub fn kfree_skb(ctx: BtfTracePointContext) -> i32 {
         }
         reason = failed;
     }
-    let skb: *const c_void = ctx.arg(0);
     let _ = unsafe {
         emit_trigger::<Btf>(
-            skb as *const u8,
+            skb,
+            ptrs,
             EVENT_NEIGH_DROP,
             reason,
             HOOK_KFREE_SKB,
@@ -113,12 +118,33 @@ const ETH_P_IPV6_BE: u16 = 0x86DDu16.to_be();
 const TCP_TIME_WAIT: u8 = 6;
 const TCP_NEW_SYN_RECV: u8 = 12;
 
+/// An skb's device and socket. Loaded from a trusted pointer (a `tp_btf` or `fentry`
+/// argument), a pointer costs the verifier a search of the kernel's BTF by name each time it
+/// walks the load (6.3+, btf_nested_type_is_trusted()), so the programs load these before
+/// they branch.
+#[derive(Clone, Copy)]
+pub(crate) struct SkbPtrs {
+    dev: *const u8,
+    sk: *const u8,
+}
+
+impl SkbPtrs {
+    #[inline(always)]
+    pub(crate) unsafe fn of<M: Mem>(skb: *const u8) -> SkbPtrs {
+        SkbPtrs {
+            dev: M::get(skb, off!(skb_dev)),
+            sk: M::get(skb, off!(skb_sk)),
+        }
+    }
+}
+
 /// Writes a `TriggerEvent` for `skb`, read through `M`. `req_seq` names its request for
 /// `HOOK_NEIGH_QUEUE`; the solicit-entry hooks work it out here. Returns the packet's owner
 /// as read (`sk`, inode, `TRIGGER_*` flags) when a record was written.
 #[inline(always)]
 pub(crate) unsafe fn emit_trigger<M: Mem>(
     skb: *const u8,
+    ptrs: SkbPtrs,
     kind: u32,
     reason: u32,
     hook: u32,
@@ -148,7 +174,7 @@ pub(crate) unsafe fn emit_trigger<M: Mem>(
     ev.target = target;
     ev.family = family;
     ev.req_seq = req_seq;
-    match fill_trigger::<M>(ev, skb, kind, reason) {
+    match fill_trigger::<M>(ev, skb, ptrs, kind, reason) {
         Ok(()) => {
             let owner = (ev.sk, ev.sk_ino, ev.flags);
             entry.submit(wake_flags(ev.ts_ns));
@@ -166,6 +192,7 @@ pub(crate) unsafe fn emit_trigger<M: Mem>(
 unsafe fn fill_trigger<M: Mem>(
     ev: &mut TriggerEvent,
     skb: *const u8,
+    ptrs: SkbPtrs,
     kind: u32,
     reason: u32,
 ) -> Result<(), i64> {
@@ -178,7 +205,7 @@ unsafe fn fill_trigger<M: Mem>(
     ev.skb_len = M::get(skb, off!(skb_len));
     ev.mark = M::get(skb, off!(skb_mark));
     ev.iif = M::get(skb, off!(skb_iif));
-    let dev: *const u8 = M::get(skb, off!(skb_dev));
+    let dev = ptrs.dev;
     if dev.is_null() {
         ev.ifindex = 0;
         ev.netns = 0;
@@ -211,7 +238,7 @@ unsafe fn fill_trigger<M: Mem>(
         }
     }
 
-    let sk: *const u8 = M::get(skb, off!(skb_sk));
+    let sk = ptrs.sk;
     let (flags, ino) = read_owner::<M>(sk);
     ev.flags = flags;
     ev.sk_ino = ino;
