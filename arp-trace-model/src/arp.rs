@@ -32,8 +32,10 @@ pub struct ArpEvent<'a> {
     pub netns_name: Option<Cow<'a, str>>,
     pub ifindex: u32,
     pub ifname: Cow<'a, str>,
+    #[serde(serialize_with = "crate::addr::ser_ipv4")]
     pub sender_ip: Ipv4Addr,
     pub sender_mac: Mac,
+    #[serde(serialize_with = "crate::addr::ser_ipv4")]
     pub target_ip: Ipv4Addr,
     pub target_mac: Mac,
     /// Sent to one station rather than the broadcast address.

@@ -2,7 +2,6 @@
 //! borrows it from the line; the bytes are decoded when a sink needs them (pcapng).
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -14,11 +13,12 @@ pub struct Hex<'a>(Cow<'a, str>);
 
 impl<'a> Hex<'a> {
     pub fn encode(bytes: &[u8]) -> Hex<'static> {
-        let mut s = String::with_capacity(bytes.len() * 2);
-        for b in bytes {
-            let _ = write!(s, "{b:02x}");
+        let mut s = Vec::with_capacity(bytes.len() * 2);
+        for &b in bytes {
+            s.extend_from_slice(&crate::mac::hex_pair(b));
         }
-        Hex(Cow::Owned(s))
+        // Only ASCII hex digits went in.
+        Hex(Cow::Owned(String::from_utf8(s).unwrap_or_default()))
     }
 
     /// Validates and keeps `s`, lowercased when it is not already.

@@ -24,14 +24,27 @@ impl Mac {
     }
 }
 
+impl Mac {
+    /// `02:00:00:00:00:10`, without core::fmt: every record has two or three of these.
+    fn text(&self) -> [u8; 17] {
+        let mut out = [b':'; 17];
+        for (i, &b) in self.0.iter().enumerate() {
+            out[3 * i..3 * i + 2].copy_from_slice(&hex_pair(b));
+        }
+        out
+    }
+}
+
+/// A byte's two lowercase hex digits.
+pub(crate) fn hex_pair(b: u8) -> [u8; 2] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    [DIGITS[(b >> 4) as usize], DIGITS[(b & 15) as usize]]
+}
+
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
+        let t = self.text();
+        f.write_str(std::str::from_utf8(&t).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -83,7 +96,8 @@ impl std::str::FromStr for Mac {
 
 impl Serialize for Mac {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        let t = self.text();
+        s.serialize_str(std::str::from_utf8(&t).map_err(serde::ser::Error::custom)?)
     }
 }
 

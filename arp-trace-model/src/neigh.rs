@@ -21,6 +21,7 @@ pub struct NeighFailed<'a> {
     #[serde(borrow)]
     pub ifname: Cow<'a, str>,
     /// IPv4 (`arp_tbl`) or IPv6 (`nd_tbl`).
+    #[serde(serialize_with = "crate::addr::ser_ip")]
     pub target_ip: IpAddr,
     pub attempts: u32,
     #[serde(borrow, deserialize_with = "dropped")]

@@ -50,7 +50,9 @@ impl Task<'_> {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Trigger<'a> {
     /// IPv4 for an ARP request's packet, IPv6 for a neighbour solicitation's.
+    #[serde(serialize_with = "crate::addr::ser_ip")]
     pub src: IpAddr,
+    #[serde(serialize_with = "crate::addr::ser_ip")]
     pub dst: IpAddr,
     /// `udp`, `tcp`, `icmp`, `icmpv6`, or the IP protocol (next header) number.
     #[serde(borrow)]

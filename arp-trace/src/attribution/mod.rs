@@ -37,10 +37,11 @@ pub enum Joined {
 }
 
 /// A transmitted solicitation waiting for its records: an ARP request or an IPv6 neighbour
-/// solicitation. The join is the same; only where the fields live differs.
+/// solicitation. The join is the same; only where the fields live differs. Boxed from the
+/// start, as they leave: the pending table moves a pointer, not a whole event, as it grows.
 enum Sent {
-    Arp(ArpEvent<'static>),
-    Ndisc(NdiscEvent<'static>),
+    Arp(Box<ArpEvent<'static>>),
+    Ndisc(Box<NdiscEvent<'static>>),
 }
 
 impl Sent {
@@ -82,8 +83,8 @@ impl Sent {
 
     fn joined(self) -> Joined {
         match self {
-            Sent::Arp(e) => Joined::Arp(Box::new(e)),
-            Sent::Ndisc(e) => Joined::Ndisc(Box::new(e)),
+            Sent::Arp(e) => Joined::Arp(e),
+            Sent::Ndisc(e) => Joined::Ndisc(e),
         }
     }
 }
@@ -118,7 +119,9 @@ pub const SOLICIT_WAIT: Duration = Duration::from_secs(3);
 
 /// Joins the kernel's records into complete events.
 pub struct Joiner {
-    pending: HashMap<(u32, u64), Pending>,
+    /// Keyed by (cpu, sequence number): a fast hash, and room for a storm's requests in
+    /// flight from the start, since growing moves every waiting event.
+    pending: foldhash::HashMap<(u32, u64), Pending>,
     order: VecDeque<Queued>,
     /// NEIGH_FAILED drops seen on a CPU, waiting for that CPU's failure record.
     drops_by_cpu: HashMap<u32, Vec<Trigger<'static>>>,
@@ -163,7 +166,7 @@ const RACE_WINDOW_NS: i128 = 1_000_000;
 impl Joiner {
     pub fn new(clock_offset: i128) -> Self {
         Joiner {
-            pending: HashMap::new(),
+            pending: foldhash::HashMap::with_capacity_and_hasher(1024, Default::default()),
             order: VecDeque::new(),
             drops_by_cpu: HashMap::new(),
             queuefull: HashMap::new(),
@@ -197,8 +200,7 @@ impl Joiner {
         from_solicit: bool,
         out: &mut Vec<Joined>,
     ) {
-        self.ifnames
-            .insert((ev.netns, ev.ifindex), ev.ifname.to_string());
+        self.learn_ifname(ev.netns, ev.ifindex, &ev.ifname);
         // A packet socket's request carries its own trigger (the frame): nothing to join.
         if ev.op != ArpOp::Request || seq == 0 || ev.trigger.is_some() {
             self.hand_on(Joined::Arp(Box::new(ev)), out);
@@ -219,7 +221,7 @@ impl Joiner {
                 }
             }
         }
-        self.wait(cpu, seq, Sent::Arp(ev), expected);
+        self.wait(cpu, seq, Sent::Arp(Box::new(ev)), expected);
     }
 
     /// A transmitted ND frame; `from_solicit` when the kernel built it in `ndisc_solicit()`,
@@ -232,13 +234,24 @@ impl Joiner {
         from_solicit: bool,
         out: &mut Vec<Joined>,
     ) {
-        self.ifnames
-            .insert((ev.netns, ev.ifindex), ev.ifname.to_string());
+        self.learn_ifname(ev.netns, ev.ifindex, &ev.ifname);
         if !from_solicit || seq == 0 {
             self.hand_on(Joined::Ndisc(Box::new(ev)), out);
             return;
         }
-        self.wait(cpu, seq, Sent::Ndisc(ev), true);
+        self.wait(cpu, seq, Sent::Ndisc(Box::new(ev)), true);
+    }
+
+    /// Every frame names its interface, which nearly always is the name already known: no
+    /// allocation then.
+    fn learn_ifname(&mut self, netns: u32, ifindex: u32, name: &str) {
+        match self.ifnames.get_mut(&(netns, ifindex)) {
+            Some(known) if known == name => {}
+            Some(known) => name.clone_into(known),
+            None => {
+                self.ifnames.insert((netns, ifindex), name.to_string());
+            }
+        }
     }
 
     fn wait(&mut self, cpu: u32, seq: u64, ev: Sent, expected: bool) {
@@ -331,7 +344,7 @@ impl Joiner {
         let target = neigh_target(n.family, n.target);
         let ifname = cstr(&n.ifname);
         if !ifname.is_empty() {
-            self.ifnames.insert((n.netns, n.ifindex), ifname.clone());
+            self.learn_ifname(n.netns, n.ifindex, &ifname);
         }
         if n.req_seq != 0 {
             if let Some(p) = self.pending.get_mut(&(n.cpu, n.req_seq)) {

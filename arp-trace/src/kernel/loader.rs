@@ -408,18 +408,43 @@ impl Tracer {
 /// Runs of this process's BPF programs the kernel skipped because the program was already
 /// active on that CPU (`recursion_misses` in each program's fdinfo, Linux 5.12+).
 pub fn recursion_misses() -> u64 {
+    // Which descriptors are programs, found once: reading every descriptor's fdinfo each
+    // second cost milliseconds, a fixed cost that made a slow storm's CPU per request look
+    // worse. A descriptor that is no longer a program drops out and a new scan follows.
+    static PROGRAMS: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let mut programs = PROGRAMS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(n) = misses_of(&programs) {
+        return n;
+    }
     let Ok(dir) = std::fs::read_dir("/proc/self/fdinfo") else {
         return 0;
     };
-    dir.flatten()
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .filter(|t| t.contains("prog_type:"))
-        .filter_map(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("recursion_misses:"))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        })
-        .sum()
+    *programs = dir
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("prog_type:")))
+        .collect();
+    misses_of(&programs).unwrap_or(0)
+}
+
+/// The sum over `fdinfo` files that are all still programs' (none when the list is empty).
+fn misses_of(fdinfo: &[std::path::PathBuf]) -> Option<u64> {
+    if fdinfo.is_empty() {
+        return None;
+    }
+    let mut sum = 0;
+    for p in fdinfo {
+        let t = std::fs::read_to_string(p).ok()?;
+        if !t.contains("prog_type:") {
+            return None;
+        }
+        sum += t
+            .lines()
+            .find_map(|l| l.strip_prefix("recursion_misses:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(sum)
 }
 
 /// Sum of a per-CPU counter (`lost`, `discarded`).

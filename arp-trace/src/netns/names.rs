@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -15,17 +16,28 @@ use super::find::{inode_of, NETNS_RUN_DIR};
 /// (namespaces are created while tracing), at most once per `rescan_every`.
 pub struct NetnsNames {
     dir: PathBuf,
-    /// Inode -> (name as shown, the file name itself).
-    names: HashMap<u32, (String, OsString)>,
+    /// Inode -> (name as shown, the file name itself, when its bind mount last had it).
+    names: HashMap<u32, (String, OsString, Instant)>,
     own: Option<u32>,
     last_scan: Option<Instant>,
     /// Inodes a scan did not find, and when: each unknown inode triggers its own rescan,
     /// at most once per `rescan_every`.
     misses: HashMap<u32, Instant>,
     rescan_every: Duration,
+    /// Tells when a name is added, removed or renamed in `dir`, so cached names need no
+    /// stat() per event (a quarter of the tracer's CPU in a storm).
+    watch: DirWatch,
     /// Replaying a trace: names come from the trace, never from the machine reading it.
     offline: bool,
 }
+
+/// How long a cached name is trusted without a stat() of its bind mount, for the changes
+/// inotify does not report (a namespace unmounted but its file left behind).
+const RECHECK_EVERY: Duration = Duration::from_millis(100);
+
+/// How often the directory watch is read: a name is at most this stale after `ip netns`
+/// deleted it and the kernel reused its inode.
+const WATCH_POLL_EVERY: Duration = Duration::from_millis(1);
 
 impl NetnsNames {
     pub fn new() -> Self {
@@ -40,6 +52,7 @@ impl NetnsNames {
             last_scan: None,
             misses: HashMap::new(),
             rescan_every: Duration::from_millis(200),
+            watch: DirWatch::default(),
             offline: false,
         }
     }
@@ -59,7 +72,8 @@ impl NetnsNames {
     }
 
     fn scan(&mut self) {
-        self.last_scan = Some(Instant::now());
+        let now = Instant::now();
+        self.last_scan = Some(now);
         let Ok(rd) = std::fs::read_dir(&self.dir) else {
             return;
         };
@@ -71,7 +85,7 @@ impl NetnsNames {
                 // inodes are what the kernel reports, so keep the first mount per inode.
                 names
                     .entry(ino)
-                    .or_insert_with(|| (arp_trace_model::kernel_name(file.as_bytes()), file));
+                    .or_insert_with(|| (arp_trace_model::kernel_name(file.as_bytes()), file, now));
             }
         }
         self.names = names;
@@ -82,15 +96,29 @@ impl NetnsNames {
         if self.offline {
             return None;
         }
+        let now = Instant::now();
+        if self.watch.changed(&self.dir, now) {
+            self.names.clear();
+            self.misses.clear();
+        }
         // The kernel reuses namespace inodes: a cached name is only trusted while its
-        // bind mount still has that inode.
-        let stale = match self.names.get(&inode) {
-            Some((_, file)) => inode_of(&self.dir.join(file)).ok() != Some(inode),
+        // bind mount still has that inode, as the watch tells or a recent stat() showed.
+        let stale = match self.names.get_mut(&inode) {
+            Some((_, file, checked)) => {
+                if now.duration_since(*checked) < RECHECK_EVERY {
+                    false
+                } else if inode_of(&self.dir.join(&*file)).ok() == Some(inode) {
+                    *checked = now;
+                    false
+                } else {
+                    true
+                }
+            }
             None => {
                 let recently_missed = self
                     .misses
                     .get(&inode)
-                    .is_some_and(|t| t.elapsed() < self.rescan_every);
+                    .is_some_and(|t| now.duration_since(*t) < self.rescan_every);
                 !recently_missed
             }
         };
@@ -103,13 +131,96 @@ impl NetnsNames {
                 self.misses.insert(inode, Instant::now());
             }
         }
-        self.names.get(&inode).map(|(name, _)| name.as_str())
+        self.names.get(&inode).map(|(name, _, _)| name.as_str())
     }
 
     /// Forces a rescan on the next lookup (tests, and after a namespace filter miss).
     pub fn invalidate(&mut self) {
         self.last_scan = None;
         self.misses.clear();
+    }
+}
+
+/// An inotify watch on the names directory, read at most every [`WATCH_POLL_EVERY`]. Without
+/// one (no directory yet, or no inotify) names are re-checked every [`RECHECK_EVERY`] as
+/// before, and the watch is tried again at each poll.
+#[derive(Default)]
+struct DirWatch {
+    fd: Option<OwnedFd>,
+    last_poll: Option<Instant>,
+}
+
+impl DirWatch {
+    /// Whether names may have changed since the last call that returned true.
+    fn changed(&mut self, dir: &Path, now: Instant) -> bool {
+        if self
+            .last_poll
+            .is_some_and(|t| now.duration_since(t) < WATCH_POLL_EVERY)
+        {
+            return false;
+        }
+        self.last_poll = Some(now);
+        let Some(fd) = &self.fd else {
+            self.fd = watch(dir);
+            // Whatever was cached predates the watch.
+            return self.fd.is_some();
+        };
+        let mut buf = [0u8; 4096];
+        let mut changed = false;
+        loop {
+            // SAFETY: reads into a buffer of the given length from a descriptor we own.
+            let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                changed = true;
+                // The directory itself went away or was replaced: watch it again.
+                if events_mask(&buf[..n as usize]) & libc::IN_IGNORED != 0 {
+                    self.fd = None;
+                    break;
+                }
+                continue;
+            }
+            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            break;
+        }
+        changed
+    }
+}
+
+/// The union of the masks of the inotify events in `buf`.
+fn events_mask(buf: &[u8]) -> u32 {
+    let head = std::mem::size_of::<libc::inotify_event>();
+    let mut mask = 0;
+    let mut at = 0;
+    while at + head <= buf.len() {
+        // SAFETY: the kernel wrote whole events; read_unaligned copes with the byte buffer.
+        let ev: libc::inotify_event =
+            unsafe { std::ptr::read_unaligned(buf[at..].as_ptr().cast()) };
+        mask |= ev.mask;
+        at += head + ev.len as usize;
+    }
+    mask
+}
+
+fn watch(dir: &Path) -> Option<OwnedFd> {
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: plain syscalls; the descriptor is owned from here on.
+    unsafe {
+        let fd = libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC);
+        if fd < 0 {
+            return None;
+        }
+        let fd = OwnedFd::from_raw_fd(fd);
+        let mask = libc::IN_CREATE
+            | libc::IN_DELETE
+            | libc::IN_MOVED_FROM
+            | libc::IN_MOVED_TO
+            | libc::IN_ATTRIB
+            | libc::IN_DELETE_SELF
+            | libc::IN_MOVE_SELF
+            | libc::IN_ONLYDIR;
+        (libc::inotify_add_watch(fd.as_raw_fd(), path.as_ptr(), mask) >= 0).then_some(fd)
     }
 }
 

@@ -10,6 +10,9 @@ use crate::pipeline::Sink;
 
 pub struct JsonSink {
     out: Output,
+    /// One record's line, reused: a line reaches the writer whole, so the buffer is only
+    /// ever written out at line ends.
+    line: Vec<u8>,
     /// `-q --json`: only the header line; the summary sink prints the rest.
     header_only: bool,
 }
@@ -18,6 +21,7 @@ impl JsonSink {
     pub fn new(out: Output) -> Self {
         JsonSink {
             out,
+            line: Vec::with_capacity(4096),
             header_only: false,
         }
     }
@@ -26,6 +30,7 @@ impl JsonSink {
     pub fn header_only(out: Output) -> Self {
         JsonSink {
             out,
+            line: Vec::new(),
             header_only: true,
         }
     }
@@ -48,18 +53,26 @@ impl Sink for JsonSink {
         serde_json::to_writer(&mut *w, &rec).map_err(io::Error::other)?;
         w.write_all(b"\n")?;
         // At once: a consumer reads the version before the first event, however late.
-        self.out.flush()
+        self.out.flush_now()
     }
     fn record(&mut self, rec: &Record<'_>) -> io::Result<()> {
         if self.header_only {
             return Ok(());
         }
-        let w = self.out.writer();
-        serde_json::to_writer(&mut *w, rec).map_err(io::Error::other)?;
-        w.write_all(b"\n")
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, rec).map_err(io::Error::other)?;
+        self.line.push(b'\n');
+        self.out.writer().write_all(&self.line)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+    // The summary shares standard output and prints after this.
+    fn tick(&mut self) -> io::Result<()> {
+        self.out.flush_now()
+    }
+    fn finish(&mut self, _: &crate::pipeline::Counters) -> io::Result<()> {
+        self.out.flush_now()
     }
 }
 

@@ -13,30 +13,71 @@ pub mod text;
 pub mod trace;
 
 use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::time::{Duration, Instant};
 
 pub use crate::pipeline::is_closed_pipe;
 
 /// A buffered writer several sinks may each hold onto stdout (or a test's buffer).
 pub struct Output {
     inner: io::BufWriter<Box<dyn Write>>,
+    /// Standard output is a regular file: nobody reads it line by line as it is written, so
+    /// a batch's flush waits for [`FILE_FLUSH_EVERY`] (a write() per batch was a tenth of
+    /// the CPU in a storm). Pipes and terminals get every batch at once.
+    file: bool,
+    last_flush: Option<Instant>,
 }
+
+/// How long lines may wait in the buffer when standard output is a regular file.
+const FILE_FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 impl Output {
     pub fn stdout() -> Self {
+        let out = io::stdout();
+        let file = is_regular_file(out.as_fd());
         Output {
-            inner: io::BufWriter::with_capacity(64 * 1024, Box::new(io::stdout())),
+            inner: io::BufWriter::with_capacity(64 * 1024, Box::new(out)),
+            file,
+            last_flush: None,
         }
     }
     pub fn new(w: Box<dyn Write>) -> Self {
         Output {
             inner: io::BufWriter::new(w),
+            file: false,
+            last_flush: None,
         }
     }
     pub fn writer(&mut self) -> &mut impl Write {
         &mut self.inner
     }
+    /// The end of a batch: out now to a pipe or terminal, soon to a file.
     pub fn flush(&mut self) -> io::Result<()> {
+        if self.file {
+            let now = Instant::now();
+            if self
+                .last_flush
+                .is_some_and(|t| now.duration_since(t) < FILE_FLUSH_EVERY)
+            {
+                return Ok(());
+            }
+            self.last_flush = Some(now);
+        }
         self.inner.flush()
+    }
+    /// Out now, whatever the output: before another sink on the same output writes (the
+    /// summary) and at the end.
+    pub fn flush_now(&mut self) -> io::Result<()> {
+        self.last_flush = Some(Instant::now());
+        self.inner.flush()
+    }
+}
+
+fn is_regular_file(fd: BorrowedFd<'_>) -> bool {
+    // SAFETY: fstat fills the struct it is given for a descriptor that is open.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        libc::fstat(fd.as_raw_fd(), &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG
     }
 }
 

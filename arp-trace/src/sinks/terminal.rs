@@ -112,6 +112,13 @@ impl Sink for TerminalSink {
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
     }
+    // The summary shares standard output and prints after this.
+    fn tick(&mut self) -> io::Result<()> {
+        self.out.flush_now()
+    }
+    fn finish(&mut self, _: &crate::pipeline::Counters) -> io::Result<()> {
+        self.out.flush_now()
+    }
 }
 
 #[cfg(test)]

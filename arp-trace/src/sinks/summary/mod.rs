@@ -124,7 +124,7 @@ impl SummarySink {
             text(&s, self.own).into_bytes()
         };
         self.out.writer().write_all(&bytes)?;
-        self.out.flush()
+        self.out.flush_now()
     }
 }
 
