@@ -29,7 +29,7 @@ use replay::bench_replay;
 use report::{keep_history, machine, report, stream_row, tcp_row};
 use scrape::storm_scraped;
 use startup::{bench_startup, Startup};
-use stats::{list, median, opt, reasons_suffix, render_table, Row, Verdict};
+use stats::{grouped, list, median, opt, reasons_suffix, render_table, Row, Verdict};
 use storm::{generator_alone, storm_once, Storm, StormRun, NAMESPACES, PER_TABLE};
 use system::{catch_interrupt, ensure_tools, TmpFiles};
 use tcp::{bench_tcp, stats_text};
@@ -462,9 +462,10 @@ fn cost_rows(
     )?;
     let _ = writeln!(
         notes,
-        "- BPF cost per call during the first {} s storm at {RATE}/s of row 2c (statistics \
+        "- BPF cost per call during the first {} s storm at {}/s of row 2c (statistics \
          enabled for that run only): {}.",
         kernel.secs,
+        grouped(RATE),
         kernel
             .this
             .first()

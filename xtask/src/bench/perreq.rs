@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::stats::{list, median, opt, Row, Verdict};
+use super::stats::{grouped, list, median, opt, Row, Verdict};
 use super::storm::{storm_once, Storm, StormRun};
 use super::system::{check_interrupt, TmpFiles};
 use super::tcp::{stat_sum, ProgStat};
@@ -156,12 +156,16 @@ pub(super) fn per_program_text(runs: &[(Vec<ProgStat>, u64)]) -> String {
 }
 
 /// A per-request row: this build's median against the target, the baseline's beside it.
+/// `complete` says, for this build and the baseline, whether every run captured every
+/// solicitation tcpdump saw: a build that lost some did less work per solicitation seen, so
+/// its figure is low, neither a met target nor a fair comparison.
 pub(super) fn per_request_row(
     id: &str,
     what: String,
     this: &[f64],
     base: Option<&[f64]>,
     target_us: f64,
+    complete: (bool, bool),
 ) -> Row {
     let m = median(this);
     let mut figure = format!("{what}; this build per run (µs): {}", list(this, 2));
@@ -173,19 +177,29 @@ pub(super) fn per_request_row(
             "; baseline (--baseline) per run, alternating with this build: {}",
             list(b, 2)
         );
-        let _ = write!(
-            measured,
-            " (baseline {} µs; {}× less)",
-            opt(bm, 2),
-            opt(bm.zip(m).filter(|(_, m)| *m > 0.0).map(|(b, m)| b / m), 1)
-        );
+        let ratio = if complete.0 && complete.1 {
+            format!(
+                "{}× less",
+                opt(bm.zip(m).filter(|(_, m)| *m > 0.0).map(|(b, m)| b / m), 1)
+            )
+        } else {
+            "not comparable: events lost".to_string()
+        };
+        let _ = write!(measured, " (baseline {} µs; {ratio})", opt(bm, 2));
+    }
+    let mut verdict = Verdict::at_most(m, target_us);
+    if !complete.0 {
+        measured.push_str("; this build lost events, so the figure is low");
+        if verdict == Verdict::Met {
+            verdict = Verdict::Incomplete;
+        }
     }
     Row {
         id: id.into(),
         figure,
         measured,
         target: format!("≤ {target_us} µs"),
-        verdict: Verdict::at_most(m, target_us),
+        verdict,
     }
 }
 
@@ -197,6 +211,7 @@ pub(super) fn per_request_rows(
     notes: &mut String,
 ) {
     let base = |p: &Pair, f| p.has_base().then(|| values(&p.base, f));
+    let all = |runs: &[StormRun]| runs.iter().all(|s| s.captured >= s.tcpdump);
     // A build that lost events did less work per solicitation seen: the row says so.
     let captured = |p: &Pair| {
         let r = |runs: &[StormRun]| {
@@ -220,7 +235,7 @@ pub(super) fn per_request_rows(
             "kernel CPU per solicitation: all of arp-trace's BPF programs' run time \
              (`kernel.bpf_stats_enabled=1` for these storms only) ÷ ARP requests + neighbour \
              solicitations tcpdump saw, storm at {}/s for {} s, {} runs{}",
-            kernel.rate,
+            grouped(kernel.rate),
             kernel.secs,
             kernel.this.len(),
             captured(kernel)
@@ -228,6 +243,8 @@ pub(super) fn per_request_rows(
         &values(&kernel.this, kernel_us),
         base(kernel, kernel_us).as_deref(),
         KERNEL_US,
+        // The programs run, and are counted, whether or not the ring buffer had room.
+        (true, true),
     ));
     let progs = |runs: &[StormRun]| {
         per_program_text(
@@ -253,11 +270,11 @@ pub(super) fn per_request_rows(
     let mut why_rate = Vec::new();
     for (i, (p, source)) in user.iter().enumerate() {
         let target = if p.rate == RATE {
-            format!(", storm at {}/s", p.rate)
+            format!(", storm at {}/s", grouped(p.rate))
         } else {
             format!(
                 ", storm at {}/s (a second rate: the figure depends on it)",
-                p.rate
+                grouped(p.rate)
             )
         };
         rows.push(per_request_row(
@@ -273,6 +290,7 @@ pub(super) fn per_request_rows(
             &values(&p.this, user_us),
             base(p, user_us).as_deref(),
             USER_US,
+            (all(&p.this), all(&p.base)),
         ));
         let why = |runs: &[StormRun]| {
             runs.iter()
@@ -290,7 +308,7 @@ pub(super) fn per_request_rows(
         };
         why_rate.push(format!(
             "at {}/s, this build: {}{}",
-            p.rate,
+            grouped(p.rate),
             why(&p.this),
             if p.has_base() {
                 format!("; baseline: {}", why(&p.base))
@@ -373,7 +391,14 @@ mod tests {
 
     #[test]
     fn per_request_row_compares_with_target_and_baseline() {
-        let r = per_request_row("2c", "x".into(), &[1.0, 3.0, 1.5], Some(&[15.0, 16.0]), 2.0);
+        let r = per_request_row(
+            "2c",
+            "x".into(),
+            &[1.0, 3.0, 1.5],
+            Some(&[15.0, 16.0]),
+            2.0,
+            (true, true),
+        );
         assert_eq!(r.measured, "1.50 µs (baseline 15.50 µs; 10.3× less)");
         assert_eq!(
             r.figure,
@@ -382,11 +407,21 @@ mod tests {
         );
         assert_eq!(r.target, "≤ 2 µs");
         assert_eq!(r.verdict, Verdict::Met);
-        let r = per_request_row("2d", "y".into(), &[7.0], None, 6.0);
+        let r = per_request_row("2d", "y".into(), &[7.0], None, 6.0, (true, true));
         assert_eq!(r.measured, "7.00 µs");
         assert_eq!(r.verdict, Verdict::Missed);
         // A run with no solicitations seen makes the figure unknown, not zero.
-        let r = per_request_row("2d", "y".into(), &[f64::NAN], None, 6.0);
+        let r = per_request_row("2d", "y".into(), &[f64::NAN], None, 6.0, (true, true));
         assert_eq!(r.verdict, Verdict::Report);
+        // Lost events: under the target is not a met target, and no ratio is drawn.
+        let r = per_request_row("2e", "z".into(), &[5.0], Some(&[3.0]), 6.0, (false, false));
+        assert_eq!(
+            r.measured,
+            "5.00 µs (baseline 3.00 µs; not comparable: events lost); this build lost events, \
+             so the figure is low"
+        );
+        assert_eq!(r.verdict, Verdict::Incomplete);
+        let r = per_request_row("2e", "z".into(), &[9.0], Some(&[3.0]), 6.0, (false, true));
+        assert_eq!(r.verdict, Verdict::Missed);
     }
 }
