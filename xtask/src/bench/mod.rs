@@ -6,6 +6,8 @@
 //! assembles the table and notes; each measurement lives in its own module.
 
 mod hotpath;
+mod noop;
+mod perreq;
 mod replay;
 mod report;
 mod scrape;
@@ -21,12 +23,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use hotpath::{bench_hot_path, hot_path_row};
+use hotpath::{bench_hot_path, hook_cost_row, hot_path_row};
+use perreq::{alternate, per_request_rows, Pair, Plan, RATE, SECOND_RATE};
 use replay::bench_replay;
 use report::{keep_history, machine, report, stream_row, tcp_row};
 use scrape::storm_scraped;
-use startup::bench_startup;
-use stats::{list, median, opt, reasons_suffix, render_table, Row, Verdict};
+use startup::{bench_startup, Startup};
+use stats::{grouped, list, median, opt, reasons_suffix, render_table, Row, Verdict};
 use storm::{generator_alone, storm_once, Storm, StormRun, NAMESPACES, PER_TABLE};
 use system::{catch_interrupt, ensure_tools, TmpFiles};
 use tcp::{bench_tcp, stats_text};
@@ -43,14 +46,14 @@ pub struct Opts {
     /// Measure this arp-trace binary instead of building the release one.
     #[arg(long)]
     pub bin: Option<PathBuf>,
-    /// Also measure this binary's per-frame hook cost (figure 1d), alternating with the one
-    /// under test: the before of a before/after.
+    /// Also measure this binary, alternating with the one under test in the same run (hook
+    /// cost 1d and 1e, CPU per request 2c-2e, start-up 5): the before of a before/after.
     #[arg(long, value_name = "BIN")]
     pub baseline: Option<PathBuf>,
-    /// Run only these measurements (the table then holds only their rows); for iterating on
-    /// one part, not for the record.
-    #[arg(long, value_enum)]
-    pub only: Option<Only>,
+    /// Run only these measurements, comma-separated (the table then holds only their rows);
+    /// for iterating on one part, not for the record.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<Only>,
 }
 
 /// Parts of the bench `--only` can pick.
@@ -58,6 +61,12 @@ pub struct Opts {
 pub enum Only {
     /// The storm rows: 2, 3, 3b and the storm limit 2b.
     Storm,
+    /// CPU per request, kernel and user space (2c-2e); reuses row 2's storms with `storm`.
+    Cost,
+    /// Hook cost per frame and against the do-nothing program (1d, 1e).
+    Hooks,
+    /// Start-up (5).
+    Startup,
 }
 
 /// The storm rate the issue asks to be traced loss-free, solicitations per second.
@@ -76,15 +85,37 @@ pub fn run(bin: &Path, opts: &Opts) -> Result<()> {
     let mut rows = Vec::new();
     let mut notes = String::new();
     let quick = opts.quick;
+    let baseline = opts.baseline.as_deref();
 
-    let all = opts.only.is_none();
+    let all = opts.only.is_empty();
+    let want = |o: Only| all || opts.only.contains(&o);
 
     if all {
-        tcp_rows(bin, opts, &mut files, &mut rows, &mut notes)?;
+        tcp_rows(bin, quick, &mut files, &mut rows, &mut notes)?;
     }
-    let storms = storm_rows(bin, quick, &mut files, &mut rows, &mut notes)?;
+    if want(Only::Hooks) {
+        eprintln!("xtask bench: 1d-1e/5 hook cost per frame, IPv4 and IPv6, and against a do-nothing program");
+        let hot = bench_hot_path(bin, baseline, quick, &mut files)?;
+        rows.push(hot_path_row(&hot));
+        rows.push(hook_cost_row(&hot));
+    }
+    let mut storms = (Vec::new(), Vec::new());
+    if want(Only::Storm) || want(Only::Cost) {
+        let ns = Storm::new()?;
+        if want(Only::Storm) {
+            storms = storm_rows(bin, baseline, &ns, quick, &mut files, &mut rows, &mut notes)?;
+        }
+        if want(Only::Cost) {
+            cost_rows(
+                bin, baseline, &ns, &storms, quick, &mut files, &mut rows, &mut notes,
+            )?;
+        }
+    }
     if all {
-        replay_and_startup_rows(bin, &storms, quick, &mut files, &mut rows)?;
+        replay_row(bin, &storms.0, quick, &mut files, &mut rows)?;
+    }
+    if want(Only::Startup) {
+        startup_rows(bin, baseline, quick, &mut files, &mut rows)?;
     }
 
     let table = render_table(&rows);
@@ -101,15 +132,14 @@ pub fn run(bin: &Path, opts: &Opts) -> Result<()> {
     Ok(())
 }
 
-/// Rows 1-1d: TCP throughput with and without the tracer, and the hook cost per frame.
+/// Rows 1-1c: TCP throughput with and without the tracer.
 fn tcp_rows(
     bin: &Path,
-    opts: &Opts,
+    quick: bool,
     files: &mut TmpFiles,
     rows: &mut Vec<Row>,
     notes: &mut String,
 ) -> Result<()> {
-    let quick = opts.quick;
     // 1
     eprintln!("xtask bench: 1/5 TCP throughput");
     let tcp = bench_tcp(bin, quick, files)?;
@@ -127,9 +157,6 @@ fn tcp_rows(
         median(&tcp.with).unwrap_or(0.0) / 1e9,
         median(&tcp.without).unwrap_or(0.0) / 1e9,
     ));
-    eprintln!("xtask bench: 1d/5 hook cost per frame, IPv4 and IPv6");
-    let hot = bench_hot_path(bin, opts.baseline.as_deref(), quick, files)?;
-    rows.push(hot_path_row(&hot));
     let _ = writeln!(
         notes,
         "- BPF cost per call during a TCP run (`kernel.bpf_stats_enabled=1` for that run only, \
@@ -139,29 +166,22 @@ fn tcp_rows(
     Ok(())
 }
 
-/// Rows 2, 3, 3b and 2b: the storm at 20,000/s and where it gives way; the storms' runs.
+/// Rows 2, 3, 3b and 2b: the storm at 20,000/s and where it gives way; the storms' runs, of
+/// this build and of the baseline (alternating with them, for the user-space CPU of row 2d).
 fn storm_rows(
     bin: &Path,
+    baseline: Option<&Path>,
+    ns: &Storm,
     quick: bool,
     files: &mut TmpFiles,
     rows: &mut Vec<Row>,
     notes: &mut String,
-) -> Result<Vec<StormRun>> {
+) -> Result<(Vec<StormRun>, Vec<StormRun>)> {
     // 2, 3
     eprintln!("xtask bench: 2-3/5 ARP and ND storm");
-    let ns = Storm::new()?;
-    let (runs, secs) = if quick { (1, 3) } else { (3, 10) };
-    let mut storms = Vec::new();
-    for _ in 0..runs {
-        storms.push(storm_once(
-            bin,
-            &ns,
-            20_000,
-            Duration::from_secs(secs),
-            files,
-            false,
-        )?);
-    }
+    let (runs, secs) = storm_runs(quick);
+    let pair = alternate(bin, baseline, ns, Plan::new(RATE, secs, runs), files)?;
+    let (storms, base_storms) = (pair.this, pair.base);
     let mut tables: Vec<((u64, u64), u64, u64)> = storms
         .iter()
         .map(|s| (s.peak_entries, s.forced_gc, s.table_fulls))
@@ -260,7 +280,7 @@ fn storm_rows(
     for _ in 0..runs {
         scraped.push(storm_scraped(
             bin,
-            &ns,
+            ns,
             20_000,
             Duration::from_secs(secs),
             files,
@@ -301,16 +321,6 @@ fn storm_rows(
         },
     });
 
-    // The kernel side's share, in a separate storm (the accounting itself costs time).
-    let s = storm_once(bin, &ns, 20_000, Duration::from_secs(3), files, true)?;
-    tables.push((s.peak_entries, s.forced_gc, s.table_fulls));
-    let _ = writeln!(
-        notes,
-        "- BPF cost per call during a 3 s storm at 20,000/s (statistics enabled for that run \
-         only): {}.",
-        stats_text(&s.prog.0, s.prog.1)
-    );
-
     // Where the storm gives way: first what the generator reaches with no tracer, then the
     // tracer at rising rates, always up to the target rate and on until something gives.
     eprintln!("xtask bench: storm limit");
@@ -318,7 +328,7 @@ fn storm_rows(
     let mut alone = Vec::new();
     let mut gen_ceiling = 0.0f64;
     for rate in [50_000u64, 60_000, 75_000, 100_000] {
-        let (seen, seen_rate) = generator_alone(&ns, rate, Duration::from_secs(alone_secs), files)?;
+        let (seen, seen_rate) = generator_alone(ns, rate, Duration::from_secs(alone_secs), files)?;
         gen_ceiling = gen_ceiling.max(seen_rate);
         alone.push(format!(
             "{rate}/s → {seen_rate:.0}/s ({} ARP + {} NS)",
@@ -335,7 +345,7 @@ fn storm_rows(
     let mut rate = 20_000u64;
     let step_secs = if quick { 2 } else { 5 };
     loop {
-        let s = storm_once(bin, &ns, rate, Duration::from_secs(step_secs), files, false)?;
+        let s = storm_once(bin, ns, rate, Duration::from_secs(step_secs), files, false)?;
         tables.push((s.peak_entries, s.forced_gc, s.table_fulls));
         let us = s.cpu_us_per_req();
         sat.extend(us.map(|us| (rate, 1e6 / us)));
@@ -414,13 +424,81 @@ fn storm_rows(
         tables.iter().map(|t| t.2).sum::<u64>(),
         ns.retrans_ms
     );
-    drop(ns);
 
-    Ok(storms)
+    Ok((storms, base_storms))
 }
 
-/// Rows 4 and 5: replaying a trace built from the storm's lines, and start-up.
-fn replay_and_startup_rows(
+/// Row 2's storms: how many, and how long each, seconds.
+fn storm_runs(quick: bool) -> (usize, u64) {
+    if quick {
+        (1, 3)
+    } else {
+        (3, 10)
+    }
+}
+
+/// Rows 2c-2e: kernel and user-space CPU per solicitation, this build and the baseline side by
+/// side. The user-space figure at 20,000/s reuses row 2's storms when they ran.
+#[allow(clippy::too_many_arguments)]
+fn cost_rows(
+    bin: &Path,
+    baseline: Option<&Path>,
+    ns: &Storm,
+    storms: &(Vec<StormRun>, Vec<StormRun>),
+    quick: bool,
+    files: &mut TmpFiles,
+    rows: &mut Vec<Row>,
+    notes: &mut String,
+) -> Result<()> {
+    eprintln!("xtask bench: 2c-2e/5 CPU per request, kernel and user space");
+    // Short storms: the accounting itself costs time, and this run measures nothing else.
+    let rounds = if quick { 1 } else { 3 };
+    let kernel = alternate(
+        bin,
+        baseline,
+        ns,
+        Plan::new(RATE, 3, rounds).with_stats(),
+        files,
+    )?;
+    let _ = writeln!(
+        notes,
+        "- BPF cost per call during the first {} s storm at {}/s of row 2c (statistics \
+         enabled for that run only): {}.",
+        kernel.secs,
+        grouped(RATE),
+        kernel
+            .this
+            .first()
+            .map_or("n/a".to_string(), |s| stats_text(&s.prog.0, s.prog.1))
+    );
+    let at_rate = if storms.0.is_empty() {
+        let (runs, secs) = if quick { (1, 3) } else { (3, 5) };
+        (
+            alternate(bin, baseline, ns, Plan::new(RATE, secs, runs), files)?,
+            "storms of their own",
+        )
+    } else {
+        (
+            Pair {
+                rate: RATE,
+                secs: storm_runs(quick).1,
+                this: storms.0.clone(),
+                base: storms.1.clone(),
+            },
+            "row 2's storms",
+        )
+    };
+    let (runs, secs) = if quick { (1, 2) } else { (3, 5) };
+    let second = (
+        alternate(bin, baseline, ns, Plan::new(SECOND_RATE, secs, runs), files)?,
+        "storms of their own",
+    );
+    per_request_rows(&kernel, &[at_rate, second], rows, notes);
+    Ok(())
+}
+
+/// Row 4: replaying a trace built from the storm's lines.
+fn replay_row(
     bin: &Path,
     storms: &[StormRun],
     quick: bool,
@@ -471,21 +549,81 @@ fn replay_and_startup_rows(
         verdict,
     });
 
-    // 5
-    eprintln!("xtask bench: 5/5 start-up");
-    let (cold, warm) = bench_startup(bin, quick, files)?;
-    for (name, v) in [("cold (caches dropped)", &cold), ("warm", &warm)] {
-        let m = median(v);
-        rows.push(Row {
-            id: "5".into(),
-            figure: format!(
-                "exec → ready file (all hooks attached), {name}; per run (s): {}",
-                list(v, 3)
-            ),
-            measured: format!("{} s", opt(m, 3)),
-            target: "≤ 0.5 s median".into(),
-            verdict: Verdict::at_most(m, 0.5),
-        });
-    }
     Ok(())
+}
+
+/// Issue 14: exec to ready file, median, seconds.
+const STARTUP_SECS: f64 = 0.2;
+
+/// Row 5: start-up, cold and warm, with the baseline's alternating with this build's.
+fn startup_rows(
+    bin: &Path,
+    baseline: Option<&Path>,
+    quick: bool,
+    files: &mut TmpFiles,
+    rows: &mut Vec<Row>,
+) -> Result<()> {
+    eprintln!("xtask bench: 5/5 start-up");
+    let (this, base) = bench_startup(bin, baseline, quick, files)?;
+    rows.extend(startup_table(&this, base.as_ref()));
+    Ok(())
+}
+
+fn startup_table(this: &Startup, base: Option<&Startup>) -> Vec<Row> {
+    [
+        ("cold (caches dropped)", &this.cold, base.map(|b| &b.cold)),
+        ("warm", &this.warm, base.map(|b| &b.warm)),
+    ]
+    .into_iter()
+    .map(|(name, v, bv)| {
+        let m = median(v);
+        let mut figure = format!(
+            "exec → ready file (all hooks attached), {name}; per run (s): {}",
+            list(v, 3)
+        );
+        let mut measured = format!("{} s", opt(m, 3));
+        if let Some(bv) = bv {
+            figure.push_str(&format!(
+                "; baseline (--baseline) per run, alternating with this build: {}",
+                list(bv, 3)
+            ));
+            measured.push_str(&format!(" (baseline {} s)", opt(median(bv), 3)));
+        }
+        Row {
+            id: "5".into(),
+            figure,
+            measured,
+            target: format!("≤ {STARTUP_SECS} s median"),
+            verdict: Verdict::at_most(m, STARTUP_SECS),
+        }
+    })
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn startup_rows_put_the_baseline_beside_this_build() {
+        let this = Startup {
+            cold: vec![0.3, 0.25],
+            warm: vec![0.1, 0.12],
+        };
+        let base = Startup {
+            cold: vec![0.5, 0.6],
+            warm: vec![0.2, 0.2],
+        };
+        let r = startup_table(&this, Some(&base));
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].measured, "0.275 s (baseline 0.550 s)");
+        assert_eq!(r[0].verdict, Verdict::Missed);
+        assert_eq!(r[1].target, "≤ 0.2 s median");
+        assert_eq!(r[1].verdict, Verdict::Met);
+        assert!(r[1]
+            .figure
+            .ends_with("warm; per run (s): 0.100 0.120; baseline (--baseline) per run, alternating with this build: 0.200 0.200"));
+        let r = startup_table(&this, None);
+        assert_eq!(r[1].measured, "0.110 s");
+    }
 }

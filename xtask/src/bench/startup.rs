@@ -39,19 +39,40 @@ fn startup_once(bin: &Path, files: &mut TmpFiles) -> Result<f64> {
     Ok(secs)
 }
 
-/// Cold and warm start-up, alternating.
+/// Cold and warm start-up times of one binary, seconds per run.
+#[derive(Default)]
+pub(super) struct Startup {
+    pub(super) cold: Vec<f64>,
+    pub(super) warm: Vec<f64>,
+}
+
+/// Cold and warm start-up, alternating; with a baseline, its runs alternate with this
+/// build's (this, baseline; then baseline, this).
 pub(super) fn bench_startup(
     bin: &Path,
+    baseline: Option<&Path>,
     quick: bool,
     files: &mut TmpFiles,
-) -> Result<(Vec<f64>, Vec<f64>)> {
+) -> Result<(Startup, Option<Startup>)> {
     let runs = if quick { 2 } else { 5 };
-    let (mut cold, mut warm) = (Vec::new(), Vec::new());
-    for _ in 0..runs {
-        check_interrupt()?;
-        drop_caches()?;
-        cold.push(startup_once(bin, files)?);
-        warm.push(startup_once(bin, files)?);
+    let mut this = Startup::default();
+    let mut base = baseline.map(|_| Startup::default());
+    for i in 0..runs {
+        let mut order = vec![(bin, false)];
+        order.extend(baseline.map(|b| (b, true)));
+        if i % 2 == 1 {
+            order.reverse();
+        }
+        for (b, is_base) in order {
+            check_interrupt()?;
+            let into = match (is_base, base.as_mut()) {
+                (true, Some(s)) => s,
+                _ => &mut this,
+            };
+            drop_caches()?;
+            into.cold.push(startup_once(b, files)?);
+            into.warm.push(startup_once(b, files)?);
+        }
     }
-    Ok((cold, warm))
+    Ok((this, base))
 }

@@ -40,6 +40,8 @@ pub enum Verdict {
     Report,
     /// The samples disagree too much to say.
     Inconclusive,
+    /// Under the target only because the tracer lost events (did less work than asked).
+    Incomplete,
 }
 
 impl Verdict {
@@ -63,6 +65,7 @@ impl Verdict {
             Verdict::Missed => "**missed**",
             Verdict::Report => "-",
             Verdict::Inconclusive => "inconclusive (noise)",
+            Verdict::Incomplete => "inconclusive (events lost)",
         }
     }
 }
@@ -114,6 +117,19 @@ pub fn list(xs: &[f64], decimals: usize) -> String {
         .map(|x| format!("{x:.decimals$}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// An integer with thousands separators, as the rows write rates: `20,000`.
+pub fn grouped(n: u64) -> String {
+    let d = n.to_string();
+    let mut out = String::new();
+    for (i, c) in d.chars().enumerate() {
+        if i > 0 && (d.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 pub(super) fn opt(v: Option<f64>, decimals: usize) -> String {
@@ -319,6 +335,14 @@ mod tests {
         // Only intervals wholly inside the window count: (1.0, 1.25] and (1.25, 1.5].
         assert_eq!(window_mean(&samples, 0.25, 1.0, 1.5), Some(25.0));
         assert_eq!(window_mean(&samples, 0.25, 1.6, 1.7), None);
+    }
+
+    #[test]
+    fn groups_thousands() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(20_000), "20,000");
+        assert_eq!(grouped(1_234_567), "1,234,567");
     }
 
     #[test]

@@ -19,10 +19,10 @@ use super::stats::{
     json_requests, lost_from_counts, opt, pcap_solicitations, reasons_text, tcpdump_dropped,
 };
 use super::system::{
-    check_interrupt, netns, pause, status_kib, Netns, NetnsExt, Proc, TmpFiles, Tracer, Usage,
-    INTERRUPTED,
+    check_interrupt, cpu_secs_so_far, netns, pause, status_kib, Netns, NetnsExt, Proc, TmpFiles,
+    Tracer, Usage, INTERRUPTED,
 };
-use super::tcp::{BpfStats, ProgStat};
+use super::tcp::{stat_delta, BpfStats, ProgStat};
 
 /// Storm namespaces: each has its own veth, its own targets and its own sending thread.
 pub(super) const NAMESPACES: usize = 4;
@@ -396,6 +396,8 @@ pub(super) struct StormRun {
     pub(super) misses: BTreeMap<String, u64>,
     pub(super) lost: Option<u64>,
     pub(super) usage: Usage,
+    /// arp-trace's CPU seconds when the storm began: start-up and the pause after it.
+    pub(super) cpu_before_storm: Option<f64>,
     /// Start-up peak, and anonymous and file-backed (binary, ring buffer mapping) resident
     /// memory at the end of the storm, KiB.
     pub(super) startup_hwm_kib: Option<u64>,
@@ -578,9 +580,20 @@ pub(super) fn storm_once(
     } else {
         None
     };
+    // Only what ran during the storm: the counters may be running already (another user of
+    // the machine may have statistics on).
+    let prog0 = match &bpf_stats {
+        Some(g) => g.read(pid)?,
+        None => (Vec::new(), 0.0),
+    };
+    // What start-up (and the pause after it) cost, so the storm's own share can be told apart.
+    let cpu_before_storm = cpu_secs_so_far(pid);
     let gen = storm.generate(rate, dur);
     let prog = match &bpf_stats {
-        Some(g) => g.read(pid)?,
+        Some(g) => {
+            let (after, secs) = g.read(pid)?;
+            (stat_delta(&prog0.0, &after), secs - prog0.1)
+        }
         None => (Vec::new(), 0.0),
     };
     drop(bpf_stats);
@@ -615,6 +628,7 @@ pub(super) fn storm_once(
         misses,
         lost: lost_from_counts(&err),
         usage,
+        cpu_before_storm,
         startup_hwm_kib,
         anon_kib,
         file_kib,

@@ -307,6 +307,37 @@ pub fn fold_fdinfo<'a>(texts: impl IntoIterator<Item = &'a str>) -> Vec<ProgStat
     progs.into_iter().map(|(_, p)| p).collect()
 }
 
+/// What each program of `after` ran since `before` (matched by name; a program absent from
+/// `before` counts from zero).
+pub fn stat_delta(before: &[ProgStat], after: &[ProgStat]) -> Vec<ProgStat> {
+    after
+        .iter()
+        .map(|a| {
+            let b = before.iter().find(|b| b.name == a.name);
+            ProgStat {
+                name: a.name.clone(),
+                run_cnt: a.run_cnt.saturating_sub(b.map_or(0, |b| b.run_cnt)),
+                run_time_ns: a.run_time_ns.saturating_sub(b.map_or(0, |b| b.run_time_ns)),
+            }
+        })
+        .collect()
+}
+
+/// The sum of `stats` that share a name, in the order names first appear.
+pub fn stat_sum<'a>(stats: impl IntoIterator<Item = &'a ProgStat>) -> Vec<ProgStat> {
+    let mut out: Vec<ProgStat> = Vec::new();
+    for s in stats {
+        match out.iter_mut().find(|o| o.name == s.name) {
+            Some(o) => {
+                o.run_cnt += s.run_cnt;
+                o.run_time_ns += s.run_time_ns;
+            }
+            None => out.push(s.clone()),
+        }
+    }
+    out
+}
+
 fn prog_stats(pid: i32) -> Result<Vec<ProgStat>> {
     let dir = format!("/proc/{pid}/fdinfo");
     let texts: Vec<String> = std::fs::read_dir(&dir)
@@ -406,5 +437,27 @@ mod tests {
             "kfree_skb 100 ns × 10; all together 0.0 ms of CPU per second (0.00% of one core)"
         );
         assert_eq!(stats_text(&[], 1.0), "none ran");
+    }
+
+    fn ps(name: &str, run_cnt: u64, run_time_ns: u64) -> ProgStat {
+        ProgStat {
+            name: name.into(),
+            run_cnt,
+            run_time_ns,
+        }
+    }
+
+    #[test]
+    fn deltas_and_sums_go_by_name() {
+        let before = [ps("a", 10, 100), ps("b", 5, 50)];
+        let after = [ps("b", 7, 90), ps("a", 10, 100), ps("c", 1, 3)];
+        assert_eq!(
+            stat_delta(&before, &after),
+            vec![ps("b", 2, 40), ps("a", 0, 0), ps("c", 1, 3)]
+        );
+        assert_eq!(
+            stat_sum(&[ps("a", 1, 2), ps("b", 1, 1), ps("a", 3, 4)]),
+            vec![ps("a", 4, 6), ps("b", 1, 1)]
+        );
     }
 }
