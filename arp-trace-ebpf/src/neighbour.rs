@@ -18,8 +18,8 @@ use aya_ebpf::{
 
 use crate::context::current_context;
 use crate::shared::{
-    count_lost, key, off, offsets, queue_trigger, read, wake_flags, Btf, Mem, Req, Slot, EVENTS, NO_QLEN,
-    PENDING, SLOT,
+    count_lost, key, off, offsets, queue_trigger, read, wake_flags, Btf, Mem, Req, Slot, EVENTS,
+    NO_QLEN, PENDING, SLOT,
 };
 use crate::trigger::{emit_trigger, read_owner, SkbPtrs};
 
@@ -108,8 +108,16 @@ unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
         // newest packet is the one arp_solicit() was handed a clone of (unless another CPU
         // queued one to this entry in the microseconds since; the README names that).
         if let Some(skb) = tail {
-            owner = emit_trigger::<Btf>(skb, SkbPtrs::of::<Btf>(skb), EVENT_TRIGGER, 0, HOOK_NEIGH_QUEUE, target, req_seq)
-                .unwrap_or(None);
+            owner = emit_trigger::<Btf>(
+                skb,
+                SkbPtrs::of::<Btf>(skb),
+                EVENT_TRIGGER,
+                0,
+                HOOK_NEIGH_QUEUE,
+                target,
+                req_seq,
+            )
+            .unwrap_or(None);
         }
     }
     let Some(mut entry) = EVENTS.reserve::<NeighEvent>(0) else {
@@ -332,7 +340,15 @@ unsafe fn note_update(n: *const u8) -> Result<(), i64> {
     if queue_trigger_for(family) {
         // The update is about to send and flush the queue; read the packet while it is there.
         if let Some(skb) = tail {
-            owner = emit_trigger::<Btf>(skb, SkbPtrs::of::<Btf>(skb), EVENT_TRIGGER, 0, HOOK_NEIGH_QUEUE, target, seq)?;
+            owner = emit_trigger::<Btf>(
+                skb,
+                SkbPtrs::of::<Btf>(skb),
+                EVENT_TRIGGER,
+                0,
+                HOOK_NEIGH_QUEUE,
+                target,
+                seq,
+            )?;
         }
     }
     if let Some((sk, ino, flags)) = owner.or_else(|| queue_owner(tail)) {

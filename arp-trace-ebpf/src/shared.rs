@@ -170,8 +170,7 @@ pub(crate) struct Probe;
 impl Mem for Probe {
     #[inline(always)]
     unsafe fn get<T: Copy>(base: *const u8, off: u32) -> T {
-        bpf_probe_read_kernel(base.add(off as usize) as *const T)
-            .unwrap_or(core::mem::zeroed())
+        bpf_probe_read_kernel(base.add(off as usize) as *const T).unwrap_or(core::mem::zeroed())
     }
 }
 

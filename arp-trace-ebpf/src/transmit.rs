@@ -3,9 +3,8 @@
 //! runs for every frame the host sends and must stay the cheapest of the programs.
 
 use arp_trace_common::{
-    ArpXmitEvent, DevAddr, ADDR_SECONDARY, CONF_ARP_NOTIFY, CONF_READ,
-    CONF_ROUTE_LOCALNET, EVENT_ARP_XMIT, FRAME_CAP, MAX_DEV_ADDRS, MAX_WALK, NAME_LEN,
-    NO_MAC_HEADER, XMIT_HAS_SK,
+    ArpXmitEvent, DevAddr, ADDR_SECONDARY, CONF_ARP_NOTIFY, CONF_READ, CONF_ROUTE_LOCALNET,
+    EVENT_ARP_XMIT, FRAME_CAP, MAX_DEV_ADDRS, MAX_WALK, NAME_LEN, NO_MAC_HEADER, XMIT_HAS_SK,
 };
 use aya_ebpf::{
     helpers::{
@@ -16,7 +15,8 @@ use aya_ebpf::{
 };
 
 use crate::shared::{
-    count_discarded, count_lost, off, read, wake_flags, Btf, Mem, Req, Slot, EVENTS, OFFSETS, PENDING, SLOT,
+    count_discarded, count_lost, off, read, wake_flags, Btf, Mem, Req, Slot, EVENTS, OFFSETS,
+    PENDING, SLOT,
 };
 
 const ETH_P_ARP_BE: u16 = 0x0806u16.to_be();

@@ -394,7 +394,13 @@ async fn stream(
     // Deliver what the kernel already queued before the stop, unless -c, a failed output or
     // the last reader going away ended it.
     if pipeline.flow() == Flow::Continue {
-        drain(ring.get_mut(), &mut joiner, &mut pipeline, clock, &mut joined);
+        drain(
+            ring.get_mut(),
+            &mut joiner,
+            &mut pipeline,
+            clock,
+            &mut joined,
+        );
         joiner.expire(true, &mut joined);
         deliver(&mut pipeline, &mut joined);
     }

@@ -1,6 +1,8 @@
 //! Figures 2 and 3: a storm of ARP requests and IPv6 neighbour solicitations from several
 //! namespaces with silent peers, one sending thread each, counted by tcpdump and by the
 //! tracer, with the tracer's CPU and memory; also the rate at which something gives way.
+//! Long because the namespaces, the generator that paces against their neighbour timers and
+//! the counting of one run depend on each other's numbers (targets, rest time, tables).
 
 use std::collections::BTreeMap;
 use std::fs::File;
