@@ -134,7 +134,32 @@ pub fn short_cause(err: &(dyn std::error::Error + 'static)) -> String {
     format!("failed: {}", text.lines().next().unwrap_or(&text))
 }
 
-/// Loads and attaches one program; the error is `short_cause`'s.
+/// Verifies the common hooks' programs side by side, one thread each: the kernel's verifier
+/// is most of arp-trace's start-up, and each program's is independent of the others'.
+/// Failures are left for `attach_program` to report, which loads what is not loaded yet.
+fn preload_common(ebpf: &mut Ebpf, btf: &aya::Btf) {
+    let wanted: Vec<(&str, &str)> = common_hooks()
+        .filter_map(|h| Some((h.program?, h.attach.split_once('/')?.1)))
+        .collect();
+    let progs: Vec<(&str, &mut aya::programs::Program)> = ebpf
+        .programs_mut()
+        .filter_map(|(name, prog)| {
+            let target = wanted.iter().find(|(w, _)| *w == name)?.1;
+            Some((target, prog))
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for (target, prog) in progs {
+            s.spawn(move || {
+                if let Ok(p) = <&mut BtfTracePoint>::try_from(prog) {
+                    let _ = p.load(target, btf);
+                }
+            });
+        }
+    });
+}
+
+/// Loads (unless loaded already) and attaches one program; the error is `short_cause`'s.
 fn attach_program(
     ebpf: &mut Ebpf,
     program: &str,
@@ -159,7 +184,9 @@ fn attach_program(
         }
         _ => {
             let p: &mut BtfTracePoint = prog.try_into().map_err(cause)?;
-            p.load(target, btf).map_err(cause)?;
+            if p.fd().is_err() {
+                p.load(target, btf).map_err(cause)?;
+            }
             p.attach().map_err(cause)?;
         }
     }
@@ -308,6 +335,7 @@ impl Tracer {
         // SAFETY: malloc_trim only releases free memory; aya's own BTF parse comes next.
         unsafe { libc::malloc_trim(0) };
         let (mut ebpf, aya_btf) = open_object(&offsets, &config, opts.buffer_bytes)?;
+        preload_common(&mut ebpf, &aya_btf);
         let mut hooks = Vec::new();
         for hook in common_hooks() {
             let program = hook.program.expect("common hooks have programs");

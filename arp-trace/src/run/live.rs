@@ -100,8 +100,12 @@ pub fn run(args: &Args) -> Result<Counters> {
         Some(addr) => Some(metrics::http::listen(addr).map_err(anyhow::Error::msg)?),
         None => None,
     };
+    // Both are read whole at every start; side by side they take the time of the longer.
+    let syms = std::thread::spawn(Kallsyms::load);
     let btf = Btf::from_sys_fs()?;
-    let syms = Kallsyms::load()?;
+    let syms = syms
+        .join()
+        .map_err(|_| anyhow::anyhow!("reading /proc/kallsyms failed"))??;
     let queuefull = btf
         .enum_value("skb_drop_reason", "SKB_DROP_REASON_NEIGH_QUEUEFULL")
         .unwrap_or(0);
