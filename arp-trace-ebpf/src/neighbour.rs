@@ -108,16 +108,7 @@ unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
         // newest packet is the one arp_solicit() was handed a clone of (unless another CPU
         // queued one to this entry in the microseconds since; the README names that).
         if let Some(skb) = tail {
-            owner = emit_trigger::<Btf>(
-                skb,
-                SkbPtrs::of::<Btf>(skb),
-                EVENT_TRIGGER,
-                0,
-                HOOK_NEIGH_QUEUE,
-                target,
-                req_seq,
-            )
-            .unwrap_or(None);
+            owner = queued_trigger(skb, target, req_seq).unwrap_or(None);
         }
     }
     let Some(mut entry) = EVENTS.reserve::<NeighEvent>(0) else {
@@ -292,6 +283,17 @@ unsafe fn neigh_id(n: *const u8) -> Result<Option<NeighId>, i64> {
     }))
 }
 
+/// The trigger record of request `seq` for the packet at the queue's tail, and its owner.
+#[inline(always)]
+unsafe fn queued_trigger(
+    skb: *const u8,
+    target: [u8; 16],
+    seq: u64,
+) -> Result<Option<(u64, u64, u32)>, i64> {
+    let ptrs = SkbPtrs::of::<Btf>(skb);
+    emit_trigger::<Btf>(skb, ptrs, EVENT_TRIGGER, 0, HOOK_NEIGH_QUEUE, target, seq)
+}
+
 /// Owner of the newest packet queued on a neighbour: `skb_clone()` drops `skb->sk`, so the
 /// solicited clone cannot tell, but the queued original can.
 #[inline(always)]
@@ -340,15 +342,7 @@ unsafe fn note_update(n: *const u8) -> Result<(), i64> {
     if queue_trigger_for(family) {
         // The update is about to send and flush the queue; read the packet while it is there.
         if let Some(skb) = tail {
-            owner = emit_trigger::<Btf>(
-                skb,
-                SkbPtrs::of::<Btf>(skb),
-                EVENT_TRIGGER,
-                0,
-                HOOK_NEIGH_QUEUE,
-                target,
-                seq,
-            )?;
+            owner = queued_trigger(skb, target, seq)?;
         }
     }
     if let Some((sk, ino, flags)) = owner.or_else(|| queue_owner(tail)) {

@@ -393,15 +393,8 @@ pub(super) fn hook_cost_row(h: &HotPath) -> Row {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tcp::ps;
     use super::*;
-
-    fn ps(name: &str, run_cnt: u64, run_time_ns: u64) -> ProgStat {
-        ProgStat {
-            name: name.into(),
-            run_cnt,
-            run_time_ns,
-        }
-    }
 
     fn cost(rounds: &[(&[ProgStat], &[ProgStat])]) -> Cost {
         Cost {

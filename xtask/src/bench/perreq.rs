@@ -354,15 +354,8 @@ pub(super) fn why_text(
 
 #[cfg(test)]
 mod tests {
+    use super::super::tcp::ps;
     use super::*;
-
-    fn ps(name: &str, run_cnt: u64, run_time_ns: u64) -> ProgStat {
-        ProgStat {
-            name: name.into(),
-            run_cnt,
-            run_time_ns,
-        }
-    }
 
     #[test]
     fn per_request_arithmetic() {

@@ -417,6 +417,16 @@ pub(super) fn stats_text(stats: &[ProgStat], secs: f64) -> String {
     )
 }
 
+/// A program's counters, for tests.
+#[cfg(test)]
+pub(super) fn ps(name: &str, run_cnt: u64, run_time_ns: u64) -> ProgStat {
+    ProgStat {
+        name: name.into(),
+        run_cnt,
+        run_time_ns,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -437,14 +447,6 @@ mod tests {
             "kfree_skb 100 ns × 10; all together 0.0 ms of CPU per second (0.00% of one core)"
         );
         assert_eq!(stats_text(&[], 1.0), "none ran");
-    }
-
-    fn ps(name: &str, run_cnt: u64, run_time_ns: u64) -> ProgStat {
-        ProgStat {
-            name: name.into(),
-            run_cnt,
-            run_time_ns,
-        }
     }
 
     #[test]
