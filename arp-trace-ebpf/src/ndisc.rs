@@ -10,9 +10,7 @@ use arp_trace_common::{
 };
 use aya_ebpf::helpers::bpf_probe_read_kernel;
 
-use crate::shared::{
-    count_discarded, count_lost, off, offsets, read, wake_flags, Btf, Mem, EVENTS, OFFSETS, SLOT,
-};
+use crate::shared::{count_discarded, count_lost, offsets, read, Probe, EVENTS, OFFSETS, SLOT};
 use crate::transmit::{copy_frame, pend, put_head, read_head};
 use crate::trigger::read_owner;
 
@@ -63,12 +61,12 @@ unsafe fn emit(skb: *const u8, ty: u8, ip6: *const u8) -> Result<(), i64> {
         return Ok(());
     };
     let ev = &mut *entry.as_mut_ptr();
-    match fill(ev, skb) {
+    match fill(ev, skb, &o) {
         Ok(dev) => {
             remember(ev, ty, ip6);
             // Last: each way out of the address walk is verified with all that follows it.
             read_dev6_addrs(ev, dev, &o);
-            entry.submit(wake_flags(ev.ts_ns));
+            entry.submit(0);
             Ok(())
         }
         Err(e) => {
@@ -81,18 +79,18 @@ unsafe fn emit(skb: *const u8, ty: u8, ip6: *const u8) -> Result<(), i64> {
 
 /// Everything but the device's addresses; returns the device.
 #[inline(always)]
-unsafe fn fill(ev: &mut NdiscXmitEvent, skb: *const u8) -> Result<*const u8, i64> {
-    let h = read_head(skb);
+unsafe fn fill(ev: &mut NdiscXmitEvent, skb: *const u8, o: &Offsets) -> Result<*const u8, i64> {
+    let h = read_head(skb, o)?;
     ev.kind = EVENT_NDISC_XMIT;
     put_head!(ev, h);
     if h.flags & XMIT_HAS_SK != 0 {
-        let sk: *const u8 = Btf::get(skb, off!(skb_sk));
-        let (owner, _) = read_owner::<Btf>(sk);
+        let sk: *const u8 = read(skb, o.skb_sk)?;
+        let (owner, _) = read_owner::<Probe>(sk);
         if owner & TRIGGER_NO_FILE == 0 {
             ev.flags |= XMIT_USER_SK;
         }
     }
-    (ev.mac_len, ev.caplen) = copy_frame(skb, &mut ev.frame, FRAME6_MIN)?;
+    (ev.mac_len, ev.caplen) = copy_frame(skb, o, &mut ev.frame, FRAME6_MIN)?;
     Ok(h.dev)
 }
 
