@@ -40,19 +40,39 @@ pub struct GuestReport {
     /// detached, and under TCG's multi-threaded emulation another vCPU can still run that
     /// byte after the patch is done. Seen once in a 6.12 guest, at `arp_solicit+0x5`.
     pub stray_int3: Option<String>,
+    /// The first sign that the guest kernel died or stalled (an oops, a panic, a soft
+    /// lockup, a hung task) and where, so a CI log's summary says why a binary never ended.
+    pub died: Option<String>,
 }
+
+/// Console text that means the guest kernel itself is in trouble.
+const DEATHS: [&str; 5] = [
+    "Oops: ",
+    "Kernel panic",
+    "BUG: ",
+    "watchdog: ",
+    "blocked for more than",
+];
 
 /// Feeds console lines in order; markers may sit after other text on the same line because
 /// kernel messages share the console.
 impl GuestReport {
     pub fn feed(&mut self, line: &str) {
-        if let Some(i) = line.find("Oops: int3") {
-            self.stray_int3
-                .get_or_insert_with(|| line[i..].trim().to_string());
+        if let Some(i) = DEATHS.iter().filter_map(|d| line.find(d)).min() {
+            if self.died.is_none() {
+                let what = line[i..].trim().to_string();
+                if what.starts_with("Oops: int3") {
+                    self.stray_int3 = Some(what.clone());
+                }
+                self.died = Some(what);
+            }
         } else if let Some(i) = line.find("RIP: 0010:") {
-            if let Some(s) = self.stray_int3.as_mut().filter(|s| !s.contains(" at ")) {
-                s.push_str(" at ");
-                s.push_str(line[i + "RIP: 0010:".len()..].trim());
+            let rip = line[i + "RIP: 0010:".len()..].trim();
+            for s in [&mut self.died, &mut self.stray_int3] {
+                if let Some(s) = s.as_mut().filter(|s| !s.contains(" at ")) {
+                    s.push_str(" at ");
+                    s.push_str(rip);
+                }
             }
         }
         if let Some(i) = line.find(MARK) {
@@ -101,6 +121,29 @@ impl GuestReport {
         }
     }
 
+    /// The first expected binary that has not ended: where a second boot resumes.
+    pub fn resume_point<'a>(&self, expected: &'a [String]) -> Option<&'a str> {
+        expected
+            .iter()
+            .find(|e| !self.bins.iter().any(|b| &b.name == *e && b.rc.is_some()))
+            .map(String::as_str)
+    }
+
+    /// This run's ended binaries followed by what a resumed boot reported.
+    pub fn resumed_by(mut self, later: GuestReport) -> GuestReport {
+        self.bins.retain(|b| b.rc.is_some());
+        self.bins.extend(later.bins);
+        self.errors.extend(later.errors);
+        GuestReport {
+            booted: self.booted && later.booted,
+            done: later.done,
+            bins: self.bins,
+            errors: self.errors,
+            stray_int3: later.stray_int3,
+            died: later.died,
+        }
+    }
+
     /// Why this run failed, or `None` if every expected binary ran and exited 0.
     pub fn verdict(&self, expected: &[String]) -> Option<String> {
         let mut why = Vec::new();
@@ -112,7 +155,10 @@ impl GuestReport {
             match self.bins.iter().find(|b| &b.name == e) {
                 None => why.push(format!("{e}: never started")),
                 Some(b) => match b.rc {
-                    None => why.push(format!("{e}: no exit marker (guest died or hung)")),
+                    None => why.push(match &self.died {
+                        Some(d) => format!("{e}: no exit marker (guest kernel: {d})"),
+                        None => format!("{e}: no exit marker (guest died or hung)"),
+                    }),
                     Some(0) => {}
                     Some(rc) => why.push(format!(
                         "{e}: exit {rc}, failed: {}",
@@ -136,8 +182,22 @@ pub(super) struct RowOutcome {
     pub(super) label: String,
     pub(super) report: GuestReport,
     pub(super) failure: Option<String>,
+    /// What the host saw go wrong beside the console: the time limit, qemu's exit status.
+    pub(super) host_note: Option<String>,
     pub(super) boot: Option<Duration>,
     pub(super) wall: Duration,
+}
+
+/// The row's verdict: the console's, with the host's note in front when there is one.
+pub(super) fn judge(
+    report: &GuestReport,
+    expected: &[String],
+    host: Option<&str>,
+) -> Option<String> {
+    match (host, report.verdict(expected)) {
+        (Some(h), Some(v)) => Some(format!("{h}; {v}")),
+        (h, v) => v.or(h.map(str::to_string)),
+    }
 }
 
 fn guest_timeout() -> Duration {
@@ -153,7 +213,13 @@ pub(super) fn boot(
     initrd: &Path,
     label: &str,
     expected: &[String],
+    from: Option<&str>,
 ) -> Result<RowOutcome> {
+    let mut append = "console=ttyS0 panic=-1 quiet".to_string();
+    if let Some(t) = from {
+        append.push_str(" arp_trace_vm_from=");
+        append.push_str(t);
+    }
     let start = Instant::now();
     let mut child = Command::new("qemu-system-x86_64")
         .args(["-accel", "tcg,thread=multi", "-cpu", "max", "-m", "1536"])
@@ -162,7 +228,8 @@ pub(super) fn boot(
         .arg(&k.vmlinuz)
         .arg("-initrd")
         .arg(initrd)
-        .args(["-append", "console=ttyS0 panic=-1 quiet"])
+        .arg("-append")
+        .arg(&append)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -214,20 +281,19 @@ pub(super) fn boot(
     for r in readers {
         let _ = r.join();
     }
-    let mut failure = report.verdict(expected);
-    if timed_out {
-        failure = Some(format!(
-            "guest did not finish within {}s (ARP_TRACE_VM_TIMEOUT); qemu killed; {}",
+    let host_note = if timed_out {
+        Some(format!(
+            "guest did not finish within {}s (ARP_TRACE_VM_TIMEOUT); qemu killed",
             guest_timeout().as_secs(),
-            failure.unwrap_or_default()
-        ));
-    } else if !status.success() && failure.is_none() {
-        failure = Some(format!("qemu exited with {status}"));
-    }
+        ))
+    } else {
+        (!status.success()).then(|| format!("qemu exited with {status}"))
+    };
     Ok(RowOutcome {
         label: label.into(),
+        failure: judge(&report, expected, host_note.as_deref()),
         report,
-        failure,
+        host_note,
         boot: boot_time,
         wall: start.elapsed(),
     })
@@ -348,6 +414,64 @@ test result: ok. 4 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out
         r.feed("[ 1.0] BUG: kernel NULL pointer dereference");
         r.feed("[ 1.0] RIP: 0010:arp_solicit+0x5/0x310");
         assert_eq!(r.stray_int3, None, "other oopses are not retried");
+        assert_eq!(
+            r.died.as_deref(),
+            Some("BUG: kernel NULL pointer dereference at arp_solicit+0x5/0x310")
+        );
+    }
+
+    #[test]
+    fn a_dead_guest_says_why_in_the_verdict() {
+        let mut r = GuestReport::default();
+        r.feed("@@ARP-TRACE-VM@@ BOOTED x 1.0");
+        r.feed("@@ARP-TRACE-VM@@ BEGIN files");
+        r.feed("[ 9.0] watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [arp-trace:77]");
+        r.feed("[ 9.0] RIP: 0010:handle_softirqs+0x60/0x2b0");
+        let v = r.verdict(&names(&["files"])).unwrap();
+        assert!(
+            v.contains("files: no exit marker (guest kernel: watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [arp-trace:77] at handle_softirqs+0x60/0x2b0)"),
+            "{v}"
+        );
+        assert_eq!(
+            judge(&r, &names(&["files"]), Some("qemu exited with 1")).unwrap(),
+            format!("qemu exited with 1; {v}")
+        );
+    }
+
+    #[test]
+    fn a_second_boot_resumes_at_the_binary_that_did_not_end() {
+        let all = names(&["capture", "files", "hooks"]);
+        let mut first = GuestReport::default();
+        for l in [
+            "@@ARP-TRACE-VM@@ BOOTED x 1.0",
+            "@@ARP-TRACE-VM@@ BEGIN capture",
+            "test result: ok. 2 passed; 0 failed; 0 ignored;",
+            "@@ARP-TRACE-VM@@ END capture 0",
+            "@@ARP-TRACE-VM@@ BEGIN files",
+            "test result: ok. 1 passed; 0 failed; 0 ignored;",
+            "[ 9.0] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI",
+        ] {
+            first.feed(l);
+        }
+        assert_eq!(first.resume_point(&all), Some("files"));
+        let mut second = GuestReport::default();
+        for l in [
+            "@@ARP-TRACE-VM@@ BOOTED x 1.0",
+            "@@ARP-TRACE-VM@@ BEGIN files",
+            "test result: ok. 3 passed; 0 failed; 0 ignored;",
+            "@@ARP-TRACE-VM@@ END files 0",
+            "@@ARP-TRACE-VM@@ BEGIN hooks",
+            "test result: ok. 1 passed; 0 failed; 0 ignored;",
+            "@@ARP-TRACE-VM@@ END hooks 0",
+            "@@ARP-TRACE-VM@@ DONE",
+        ] {
+            second.feed(l);
+        }
+        let r = first.resumed_by(second);
+        assert_eq!(r.verdict(&all), None);
+        let passed: Vec<_> = r.bins.iter().map(|b| (b.name.as_str(), b.passed)).collect();
+        assert_eq!(passed, [("capture", 2), ("files", 3), ("hooks", 1)]);
+        assert_eq!(r.resume_point(&all), None);
     }
 
     #[test]
