@@ -38,10 +38,9 @@ pub const EVENT_NDISC_XMIT: u32 = 5;
 pub const FAMILY_INET: u32 = 2;
 pub const FAMILY_INET6: u32 = 10;
 
-/// Neighbour, drop and solicit records committed within this long of the ring buffer's last
-/// wakeup do not wake its reader again (`net_dev_queue`'s still do, see transmit.rs); the
-/// reader polls at this interval while records keep coming, and a lone record after a quiet
-/// spell still wakes it at once.
+/// Records committed within this long of the ring buffer's last wakeup do not wake its
+/// reader again; the reader polls at this interval while records keep coming, and a lone
+/// record after a quiet spell still wakes it at once.
 pub const WAKE_GAP_NS: u64 = 5_000_000;
 
 /// `NeighEvent::context`, `TriggerEvent::context`: where the program ran, from the per-CPU

@@ -10,7 +10,9 @@ use arp_trace_common::{
 };
 use aya_ebpf::helpers::bpf_probe_read_kernel;
 
-use crate::shared::{count_discarded, count_lost, offsets, read, Probe, EVENTS, OFFSETS, SLOT};
+use crate::shared::{
+    count_discarded, count_lost, offsets, read, wake_flags, Probe, EVENTS, OFFSETS, SLOT,
+};
 use crate::transmit::{copy_frame, pend, put_head, read_head};
 use crate::trigger::read_owner;
 
@@ -66,7 +68,7 @@ unsafe fn emit(skb: *const u8, ty: u8, ip6: *const u8) -> Result<(), i64> {
             remember(ev, ty, ip6);
             // Last: each way out of the address walk is verified with all that follows it.
             read_dev6_addrs(ev, dev, &o);
-            entry.submit(0);
+            entry.submit(wake_flags(ev.ts_ns));
             Ok(())
         }
         Err(e) => {

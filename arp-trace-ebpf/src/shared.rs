@@ -99,22 +99,21 @@ pub(crate) fn queue_trigger() -> bool {
 }
 
 /// When a record last woke the ring buffer's reader (`bpf_ktime_get_ns()`), for all CPUs:
-/// racy between CPUs, which at worst costs one wakeup more or fewer.
-#[map]
-pub(crate) static WOKE: Array<u64> = Array::with_max_entries(1, 0);
+/// racy between CPUs, which at worst costs one wakeup more or fewer. A global (.bss), not a
+/// map: no lookup and no null branch, which the 6.1 verifier could not afford in
+/// net_dev_queue (E2BIG).
+static mut WOKE: u64 = 0;
 
 /// `bpf_ringbuf_submit()` flags for a record made at `now`: see `WAKE_GAP_NS`.
 #[inline(always)]
 pub(crate) fn wake_flags(now: u64) -> u64 {
-    let Some(p) = WOKE.get_ptr_mut(0) else {
-        return 0;
-    };
-    // SAFETY: a valid map value; a torn race between CPUs is harmless (see WOKE).
+    // SAFETY: a plain u64 in the object's .bss; a torn race between CPUs is harmless.
     unsafe {
-        if now.wrapping_sub(*p) < WAKE_GAP_NS {
+        let p = &raw mut WOKE;
+        if now.wrapping_sub(core::ptr::read_volatile(p)) < WAKE_GAP_NS {
             return BPF_RB_NO_WAKEUP as u64;
         }
-        *p = now;
+        core::ptr::write_volatile(p, now);
     }
     BPF_RB_FORCE_WAKEUP as u64
 }
