@@ -80,7 +80,7 @@ pub struct Opts {
 
 /// How many more boots a row gets when its guest kernel dies on a stray int3 (an emulation
 /// defect, not the tracer's): each one runs only the binaries that had not ended.
-const MAX_INT3_REBOOTS: u32 = 2;
+const MAX_INT3_REBOOTS: u32 = 3;
 
 pub fn vm_dir() -> PathBuf {
     crate::workspace_root().join("target").join("vm")
@@ -241,7 +241,7 @@ pub fn run_suite(opts: &Opts) -> Result<()> {
             t.elapsed().as_secs_f64()
         );
         let mut outcome = boot(k, &path, &label, &expected, None)?;
-        // Only a guest kernel that died on a stray int3 is booted again, at most twice, and
+        // Only a guest kernel that died on a stray int3 is booted again, at most three times, and
         // only the binaries that had not ended run again; the summary says so.
         for again in 1..=MAX_INT3_REBOOTS {
             let (Some(_), Some(int3)) = (&outcome.failure, outcome.report.stray_int3.clone())
