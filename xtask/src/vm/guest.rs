@@ -38,7 +38,8 @@ pub struct GuestReport {
     /// The guest kernel died on a stray breakpoint (`Oops: int3`) and where: the kernel
     /// patches a hooked function's first bytes through an int3 when a hook is attached or
     /// detached, and under TCG's multi-threaded emulation another vCPU can still run that
-    /// byte after the patch is done. Seen once in a 6.12 guest, at `arp_solicit+0x5`.
+    /// byte after the patch is done. Seen in 6.12 guests at `arp_solicit+0x5`, at boot in
+    /// `sched_clock_cpu`, and most often at the softirq tracepoints' `handle_softirqs+0xd1`.
     pub stray_int3: Option<String>,
     /// The first sign that the guest kernel died or stalled (an oops, a panic, a soft
     /// lockup, a hung task) and where, so a CI log's summary says why a binary never ended.
