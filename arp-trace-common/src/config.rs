@@ -150,7 +150,10 @@ pub struct Config {
     pub drop_neigh_queuefull: u32,
     /// `SKB_DROP_REASON_NOT_SPECIFIED`: what a plain `kfree_skb()` reports.
     pub drop_not_specified: u32,
-    pub _pad: u32,
+    /// 1 when `net_dev_queue` reads the skb and its device with direct loads, 0 with
+    /// `bpf_probe_read_kernel()`: the 6.1 verifier gives up on the direct loads (E2BIG), so
+    /// the loader sets it only for kernels whose verifier is known to take them.
+    pub xmit_direct: u32,
     /// `[start, end)` of `ndisc_error_report()`, which frees an IPv6 neighbour's queued
     /// packets one by one with a plain `kfree_skb()` when the entry fails (ARP's
     /// `arp_error_report()` names NEIGH_FAILED instead), of `neigh_invalidate()`, its
@@ -164,7 +167,7 @@ impl Config {
         drop_neigh_failed: 0,
         drop_neigh_queuefull: 0,
         drop_not_specified: 0,
-        _pad: 0,
+        xmit_direct: 0,
         ndisc_drop_ranges: [[0; 2]; 3],
     };
 }

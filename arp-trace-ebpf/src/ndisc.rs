@@ -11,7 +11,7 @@ use arp_trace_common::{
 use aya_ebpf::helpers::bpf_probe_read_kernel;
 
 use crate::shared::{
-    count_discarded, count_lost, offsets, read, wake_flags, Probe, EVENTS, OFFSETS, SLOT,
+    count_discarded, count_lost, off, offsets, read, wake_flags, Mem, Probe, EVENTS, OFFSETS, SLOT,
 };
 use crate::transmit::{copy_frame, pend, put_head, read_head};
 use crate::trigger::read_owner;
@@ -26,7 +26,7 @@ const NDISC_NEIGHBOUR_ADVERTISEMENT: u8 = 136;
 /// and one 2-byte read of the IPv6 header turn away everything but ICMPv6 with hop limit
 /// 255; the ICMPv6 type then keeps solicitations and advertisements.
 #[inline(always)]
-pub(crate) unsafe fn ipv6_frame(skb: *const u8) {
+pub(crate) unsafe fn ipv6_frame<M: Mem>(skb: *const u8) {
     let head = {
         let off = core::ptr::read_volatile(&OFFSETS.skb_head);
         core::ptr::read_volatile(skb.add(off as usize) as *const *const u8)
@@ -52,18 +52,18 @@ pub(crate) unsafe fn ipv6_frame(skb: *const u8) {
     }
     // A failed read is counted as discarded (`count_discarded`); no log line here: the
     // logging code would double the program the verifier walks for every load.
-    let _ = emit(skb, ty, ip6);
+    let _ = emit::<M>(skb, ty, ip6);
 }
 
 #[inline(always)]
-unsafe fn emit(skb: *const u8, ty: u8, ip6: *const u8) -> Result<(), i64> {
+unsafe fn emit<M: Mem>(skb: *const u8, ty: u8, ip6: *const u8) -> Result<(), i64> {
     let o = offsets();
     let Some(mut entry) = EVENTS.reserve::<NdiscXmitEvent>(0) else {
         count_lost();
         return Ok(());
     };
     let ev = &mut *entry.as_mut_ptr();
-    match fill(ev, skb, &o) {
+    match fill::<M>(ev, skb) {
         Ok(dev) => {
             remember(ev, ty, ip6);
             // Last: each way out of the address walk is verified with all that follows it.
@@ -81,18 +81,18 @@ unsafe fn emit(skb: *const u8, ty: u8, ip6: *const u8) -> Result<(), i64> {
 
 /// Everything but the device's addresses; returns the device.
 #[inline(always)]
-unsafe fn fill(ev: &mut NdiscXmitEvent, skb: *const u8, o: &Offsets) -> Result<*const u8, i64> {
-    let h = read_head(skb, o)?;
+unsafe fn fill<M: Mem>(ev: &mut NdiscXmitEvent, skb: *const u8) -> Result<*const u8, i64> {
+    let h = read_head::<M>(skb)?;
     ev.kind = EVENT_NDISC_XMIT;
     put_head!(ev, h);
     if h.flags & XMIT_HAS_SK != 0 {
-        let sk: *const u8 = read(skb, o.skb_sk)?;
+        let sk: *const u8 = M::try_get(skb, off!(skb_sk))?;
         let (owner, _) = read_owner::<Probe>(sk);
         if owner & TRIGGER_NO_FILE == 0 {
             ev.flags |= XMIT_USER_SK;
         }
     }
-    (ev.mac_len, ev.caplen) = copy_frame(skb, o, &mut ev.frame, FRAME6_MIN)?;
+    (ev.mac_len, ev.caplen) = copy_frame::<M, _>(skb, &mut ev.frame, FRAME6_MIN)?;
     Ok(h.dev)
 }
 

@@ -146,6 +146,9 @@ pub(crate) use off;
 pub(crate) trait Mem {
     /// The `T` at `base + off`, zero when it cannot be read.
     unsafe fn get<T: Copy>(base: *const u8, off: u32) -> T;
+    /// The `T` at `base + off`, or the helper's error: for records that are discarded
+    /// rather than sent with a field missing. A direct load cannot fail this way.
+    unsafe fn try_get<T: Copy>(base: *const u8, off: u32) -> Result<T, i64>;
 }
 
 /// Direct loads through BTF-typed pointers: a `tp_btf`/`fentry` argument and pointers loaded
@@ -161,6 +164,10 @@ impl Mem for Btf {
     unsafe fn get<T: Copy>(base: *const u8, off: u32) -> T {
         core::ptr::read_volatile(base.add(off as usize) as *const T)
     }
+    #[inline(always)]
+    unsafe fn try_get<T: Copy>(base: *const u8, off: u32) -> Result<T, i64> {
+        Ok(Self::get(base, off))
+    }
 }
 
 /// `bpf_probe_read_kernel()`: any address, such as a kprobe's arguments.
@@ -170,6 +177,10 @@ impl Mem for Probe {
     #[inline(always)]
     unsafe fn get<T: Copy>(base: *const u8, off: u32) -> T {
         bpf_probe_read_kernel(base.add(off as usize) as *const T).unwrap_or(core::mem::zeroed())
+    }
+    #[inline(always)]
+    unsafe fn try_get<T: Copy>(base: *const u8, off: u32) -> Result<T, i64> {
+        read(base, off)
     }
 }
 

@@ -19,8 +19,8 @@ use aya_ebpf::{
 };
 
 use crate::shared::{
-    count_discarded, count_lost, offsets, read, wake_flags, Req, Slot, EVENTS, OFFSETS, PENDING,
-    SLOT,
+    count_discarded, count_lost, off, offsets, read, wake_flags, Btf, Mem, Probe, Req, Slot,
+    CONFIG, EVENTS, OFFSETS, PENDING, SLOT,
 };
 
 const ETH_P_ARP_BE: u16 = 0x0806u16.to_be();
@@ -37,27 +37,44 @@ pub fn net_dev_queue(ctx: BtfTracePointContext) -> i32 {
         let off = core::ptr::read_volatile(&OFFSETS.skb_protocol);
         core::ptr::read_volatile(skb.add(off as usize) as *const u16)
     };
+    // Direct loads where the verifier can afford them (`Config::xmit_direct`): a constant in
+    // frozen .rodata, so the verifier walks only the branch taken.
+    let direct = unsafe { core::ptr::read_volatile(&CONFIG.xmit_direct) } != 0;
     if proto != ETH_P_ARP_BE {
         if proto == ETH_P_IPV6_BE {
-            unsafe { crate::ndisc::ipv6_frame(skb) };
+            unsafe {
+                if direct {
+                    crate::ndisc::ipv6_frame::<Btf>(skb)
+                } else {
+                    crate::ndisc::ipv6_frame::<Probe>(skb)
+                }
+            };
         }
         return 0;
     }
-    if let Err(e) = unsafe { try_net_dev_queue(skb) } {
+    let done = unsafe {
+        if direct {
+            try_net_dev_queue::<Btf>(skb)
+        } else {
+            try_net_dev_queue::<Probe>(skb)
+        }
+    };
+    if let Err(e) = done {
         // Only a kernel whose layout the loader misread gets here; say so once per event.
         aya_log_ebpf::debug!(&ctx, "net_dev_queue: kernel read failed: {}", e);
     }
     0
 }
 
-unsafe fn try_net_dev_queue(skb: *const u8) -> Result<(), i64> {
+#[inline(always)]
+unsafe fn try_net_dev_queue<M: Mem>(skb: *const u8) -> Result<(), i64> {
     let o = offsets();
     let Some(mut entry) = EVENTS.reserve::<ArpXmitEvent>(0) else {
         count_lost();
         return Ok(());
     };
     let ev = entry.as_mut_ptr();
-    match fill_xmit(&mut *ev, skb, &o) {
+    match fill_xmit::<M>(&mut *ev, skb, &o) {
         Ok(()) => {
             remember_request(&mut *ev);
             entry.submit(wake_flags((*ev).ts_ns))
@@ -107,28 +124,29 @@ pub(crate) struct Head {
     pub(crate) netns: u32,
 }
 
+/// `skb` is the tracepoint's own (BTF-typed) argument; `M` reads it and its device.
 #[inline(always)]
-pub(crate) unsafe fn read_head(skb: *const u8, o: &Offsets) -> Result<Head, i64> {
-    let sk: *const u8 = read(skb, o.skb_sk)?;
-    let dev: *const u8 = read(skb, o.skb_dev)?;
-    let net: *const u8 = read(dev, o.dev_nd_net)?;
+pub(crate) unsafe fn read_head<M: Mem>(skb: *const u8) -> Result<Head, i64> {
+    let sk: *const u8 = M::try_get(skb, off!(skb_sk))?;
+    let dev: *const u8 = M::try_get(skb, off!(skb_dev))?;
+    let net: *const u8 = M::try_get(dev, off!(dev_nd_net))?;
     Ok(Head {
         ts_ns: bpf_ktime_get_ns(),
         cpu: aya_ebpf::helpers::bpf_get_smp_processor_id(),
         pid_tgid: bpf_get_current_pid_tgid(),
         comm: bpf_get_current_comm().unwrap_or([0; NAME_LEN]),
         flags: if sk.is_null() { 0 } else { XMIT_HAS_SK },
-        skb_len: read(skb, o.skb_len)?,
-        mark: read(skb, o.skb_mark)?,
-        iif: read(skb, o.skb_iif)?,
+        skb_len: M::try_get(skb, off!(skb_len))?,
+        mark: M::try_get(skb, off!(skb_mark))?,
+        iif: M::try_get(skb, off!(skb_iif))?,
         dev,
         net,
-        ifindex: read(dev, o.dev_ifindex)?,
-        ifname: read(dev, o.dev_name)?,
+        ifindex: M::try_get(dev, off!(dev_ifindex))?,
+        ifname: M::try_get(dev, off!(dev_name))?,
         netns: if net.is_null() {
             0
         } else {
-            read(net, o.net_ns_inum)?
+            M::try_get(net, off!(net_ns_inum))?
         },
     })
 }
@@ -137,15 +155,14 @@ pub(crate) unsafe fn read_head(skb: *const u8, o: &Offsets) -> Result<Head, i64>
 /// size (the verifier wants constants); the frame may end before `N` inside a small
 /// allocation, so it falls back to the first `min` bytes.
 #[inline(always)]
-pub(crate) unsafe fn copy_frame<const N: usize>(
+pub(crate) unsafe fn copy_frame<M: Mem, const N: usize>(
     skb: *const u8,
-    o: &Offsets,
     frame: &mut [u8; N],
     min: usize,
 ) -> Result<(u16, u16), i64> {
-    let head: *const u8 = read(skb, o.skb_head)?;
-    let mac: u16 = read(skb, o.skb_mac_header)?;
-    let nh: u16 = read(skb, o.skb_network_header)?;
+    let head: *const u8 = M::try_get(skb, off!(skb_head))?;
+    let mac: u16 = M::try_get(skb, off!(skb_mac_header))?;
+    let nh: u16 = M::try_get(skb, off!(skb_network_header))?;
     let (mac_len, start) = if mac != NO_MAC_HEADER && mac <= nh {
         (nh - mac, head.add(mac as usize))
     } else {
@@ -159,12 +176,12 @@ pub(crate) unsafe fn copy_frame<const N: usize>(
 }
 
 #[inline(always)]
-unsafe fn fill_xmit(ev: &mut ArpXmitEvent, skb: *const u8, o: &Offsets) -> Result<(), i64> {
-    let h = read_head(skb, o)?;
+unsafe fn fill_xmit<M: Mem>(ev: &mut ArpXmitEvent, skb: *const u8, o: &Offsets) -> Result<(), i64> {
+    let h = read_head::<M>(skb)?;
     ev.kind = EVENT_ARP_XMIT;
     put_head!(ev, h);
     read_dev_facts(ev, h.dev, h.net, o);
-    (ev.mac_len, ev.caplen) = copy_frame(skb, o, &mut ev.frame, 42)?;
+    (ev.mac_len, ev.caplen) = copy_frame::<M, _>(skb, &mut ev.frame, 42)?;
     Ok(())
 }
 

@@ -100,6 +100,7 @@ pub fn resolve_config(btf: &Btf, syms: &Kallsyms) -> Config {
     cfg.drop_neigh_failed = reason("SKB_DROP_REASON_NEIGH_FAILED");
     cfg.drop_neigh_queuefull = reason("SKB_DROP_REASON_NEIGH_QUEUEFULL");
     cfg.drop_not_specified = reason("SKB_DROP_REASON_NOT_SPECIFIED");
+    cfg.xmit_direct = super::hooks::xmit_direct(&super::hooks::kernel_release()) as u32;
     // One copy of each only: a second one (an unexpected build) leaves drops unattributed
     // rather than claim another function's.
     for (i, f) in NDISC_DROP_SITES.into_iter().enumerate() {

@@ -59,12 +59,6 @@ fn with_config(detail: String, config: Option<&str>, key: &str) -> String {
     }
 }
 
-fn release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
 /// What each failed solicit path's cause means and what would make it work.
 fn advice(path: SolicitPath, why: &str) -> &'static str {
     match path {
@@ -192,7 +186,7 @@ pub fn render_json(release: &str, checks: &[Check], probes: &[Probe]) -> (serde_
 
 /// Runs every check: the kernel release, the system checks and the hooks tried.
 fn gather() -> (String, Vec<Check>, Vec<Probe>) {
-    let release = release();
+    let release = crate::kernel::hooks::kernel_release();
     let config = kernel_config(&release);
     let mut checks = Vec::new();
     let privileged = privileges::check();
