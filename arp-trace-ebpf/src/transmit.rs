@@ -181,7 +181,7 @@ unsafe fn fill_xmit<M: Mem>(ev: &mut ArpXmitEvent, skb: *const u8, o: &Offsets) 
     let h = read_head::<M>(skb)?;
     ev.kind = EVENT_ARP_XMIT;
     put_head!(ev, h);
-    read_dev_facts(ev, h.dev, h.net, o);
+    read_dev_facts::<M>(ev, h.dev, h.net, o);
     (ev.mac_len, ev.caplen) = copy_frame::<M, _>(skb, &mut ev.frame, 42)?;
     Ok(())
 }
@@ -196,7 +196,12 @@ const RT_SCOPE_HOST: u8 = 254;
 /// kernel could borrow one from, in its order. Unreadable parts are marked (-1, conf bits
 /// without CONF_READ, no addresses) rather than failing the event.
 #[inline(always)]
-unsafe fn read_dev_facts(ev: &mut ArpXmitEvent, dev: *const u8, net: *const u8, o: &Offsets) {
+unsafe fn read_dev_facts<M: Mem>(
+    ev: &mut ArpXmitEvent,
+    dev: *const u8,
+    net: *const u8,
+    o: &Offsets,
+) {
     ev.announce_all = -1;
     ev.announce_dev = -1;
     ev.conf_all = 0;
@@ -216,22 +221,23 @@ unsafe fn read_dev_facts(ev: &mut ArpXmitEvent, dev: *const u8, net: *const u8, 
         i += 1;
     }
     if !net.is_null() {
-        if let Ok(all) = read::<*const u8>(net, o.net_devconf_all) {
+        if let Ok(all) = M::try_get::<*const u8>(net, off!(net_devconf_all)) {
             if !all.is_null() {
-                ev.announce_all = read(all, o.devconf_arp_announce).unwrap_or(-1);
-                ev.conf_all = conf_bits(all, o.devconf_route_localnet, o.devconf_arp_notify);
+                ev.announce_all = M::try_get(all, off!(devconf_arp_announce)).unwrap_or(-1);
+                ev.conf_all =
+                    conf_bits::<M>(all, off!(devconf_route_localnet), off!(devconf_arp_notify));
             }
         }
     }
-    let Ok(indev) = read::<*const u8>(dev, o.dev_ip_ptr) else {
+    let Ok(indev) = M::try_get::<*const u8>(dev, off!(dev_ip_ptr)) else {
         return;
     };
     if indev.is_null() {
         walk_devices(ev, net, o); // no IPv4 on this device: inet_select_addr() borrows
         return;
     }
-    ev.announce_dev = read(indev, o.indev_arp_announce).unwrap_or(-1);
-    ev.conf_dev = conf_bits(indev, o.indev_route_localnet, o.indev_arp_notify);
+    ev.announce_dev = M::try_get(indev, off!(indev_arp_announce)).unwrap_or(-1);
+    ev.conf_dev = conf_bits::<M>(indev, off!(indev_route_localnet), off!(indev_arp_notify));
     // IN_DEV_ROUTE_LOCALNET(): host-scope addresses count as link scope.
     let localnet_scope = if (ev.conf_all | ev.conf_dev) & CONF_ROUTE_LOCALNET != 0 {
         RT_SCOPE_LINK
@@ -239,18 +245,18 @@ unsafe fn read_dev_facts(ev: &mut ArpXmitEvent, dev: *const u8, net: *const u8, 
         RT_SCOPE_HOST
     };
     let mut usable = false;
-    let mut ifa: *const u8 = read(indev, o.indev_ifa_list).unwrap_or(core::ptr::null());
+    let mut ifa: *const u8 = M::try_get(indev, off!(indev_ifa_list)).unwrap_or(core::ptr::null());
     let mut n = 0usize;
     while n < MAX_DEV_ADDRS {
         if ifa.is_null() {
             break;
         }
         let a = &mut ev.addrs[n];
-        a.addr = read(ifa, o.ifa_local).unwrap_or([0; 4]);
-        a.peer = read(ifa, o.ifa_address).unwrap_or(a.addr);
-        a.prefixlen = read(ifa, o.ifa_prefixlen).unwrap_or(0);
-        a.scope = read(ifa, o.ifa_scope).unwrap_or(0);
-        let flags: u32 = read(ifa, o.ifa_flags).unwrap_or(0);
+        a.addr = M::try_get(ifa, off!(ifa_local)).unwrap_or([0; 4]);
+        a.peer = M::try_get(ifa, off!(ifa_address)).unwrap_or(a.addr);
+        a.prefixlen = M::try_get(ifa, off!(ifa_prefixlen)).unwrap_or(0);
+        a.scope = M::try_get(ifa, off!(ifa_scope)).unwrap_or(0);
+        let flags: u32 = M::try_get(ifa, off!(ifa_flags)).unwrap_or(0);
         a.flags = if flags & IFA_F_SECONDARY != 0 {
             ADDR_SECONDARY
         } else {
@@ -262,7 +268,7 @@ unsafe fn read_dev_facts(ev: &mut ArpXmitEvent, dev: *const u8, net: *const u8, 
             usable = true;
         }
         n += 1;
-        ifa = read(ifa, o.ifa_next).unwrap_or(core::ptr::null());
+        ifa = M::try_get(ifa, off!(ifa_next)).unwrap_or(core::ptr::null());
     }
     ev.n_addrs = n as u16;
     ev.addrs_more = if ifa.is_null() { 0 } else { 1 };
@@ -273,8 +279,11 @@ unsafe fn read_dev_facts(ev: &mut ArpXmitEvent, dev: *const u8, net: *const u8, 
 
 /// `CONF_*` bits of one `ipv4_devconf`-shaped block (`all`'s, or an in_device's `cnf`).
 #[inline(always)]
-unsafe fn conf_bits(base: *const u8, localnet: u32, notify: u32) -> u8 {
-    let (Ok(l), Ok(n)) = (read::<i32>(base, localnet), read::<i32>(base, notify)) else {
+unsafe fn conf_bits<M: Mem>(base: *const u8, localnet: u32, notify: u32) -> u8 {
+    let (Ok(l), Ok(n)) = (
+        M::try_get::<i32>(base, localnet),
+        M::try_get::<i32>(base, notify),
+    ) else {
         return 0;
     };
     let mut bits = CONF_READ;
