@@ -49,7 +49,7 @@ impl Cidr {
 impl Cidr {
     /// `198.51.100.10/24` without core::fmt: requests carry several, and explanations name
     /// them.
-    fn text<'b>(&self, buf: &'b mut [u8; 19]) -> &'b str {
+    pub(crate) fn text<'b>(&self, buf: &'b mut [u8; 19]) -> &'b str {
         let mut a = [0u8; 15];
         let n = ipv4_text(self.addr, &mut a).len();
         buf[..n].copy_from_slice(&a[..n]);
@@ -92,6 +92,18 @@ pub fn ipv4_text(a: Ipv4Addr, buf: &mut [u8; 15]) -> &str {
         n += put_decimal(o, &mut buf[n..]);
     }
     std::str::from_utf8(&buf[..n]).unwrap_or_default()
+}
+
+/// Appends `a.b.c.d`, the same text as [`ipv4_text`], with no UTF-8 check of digits.
+pub(crate) fn put_ipv4(a: Ipv4Addr, out: &mut Vec<u8>) {
+    for (i, o) in a.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push(b'.');
+        }
+        let mut d = [0u8; 3];
+        let n = put_decimal(o, &mut d);
+        out.extend_from_slice(&d[..n]);
+    }
 }
 
 /// `serialize_with` for IPv4 addresses: the same text as serde's, faster.

@@ -26,7 +26,7 @@ impl Mac {
 
 impl Mac {
     /// `02:00:00:00:00:10`, without core::fmt: every record has two or three of these.
-    fn text(&self) -> [u8; 17] {
+    pub(crate) fn text(&self) -> [u8; 17] {
         let mut out = [b':'; 17];
         for (i, &b) in self.0.iter().enumerate() {
             out[3 * i..3 * i + 2].copy_from_slice(&hex_pair(b));

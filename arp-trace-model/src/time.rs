@@ -35,7 +35,7 @@ impl Serialize for Time {
 
 /// What [`rfc3339_nanos`] writes, for times from 1970 to jiff's last (every time a tracer
 /// records), without jiff's formatter or an allocation: every record has one.
-fn rfc3339_fast(unix_ns: i128, buf: &mut [u8; 30]) -> Option<&str> {
+pub(crate) fn rfc3339_fast(unix_ns: i128, buf: &mut [u8; 30]) -> Option<&str> {
     if !(0..=jiff::Timestamp::MAX.as_nanosecond()).contains(&unix_ns) {
         return None;
     }

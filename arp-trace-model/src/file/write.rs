@@ -91,7 +91,7 @@ impl TraceWriter {
 
     fn line(&mut self, rec: &Record<'_>) -> io::Result<()> {
         let start = self.batch.len();
-        if let Err(e) = serde_json::to_writer(&mut self.batch, rec) {
+        if let Err(e) = rec.write_json(&mut self.batch) {
             self.batch.truncate(start);
             return Err(io::Error::other(e));
         }

@@ -60,7 +60,7 @@ impl Sink for JsonSink {
             return Ok(());
         }
         self.line.clear();
-        serde_json::to_writer(&mut self.line, rec).map_err(io::Error::other)?;
+        rec.write_json(&mut self.line).map_err(io::Error::other)?;
         self.line.push(b'\n');
         self.out.writer().write_all(&self.line)
     }

@@ -1,0 +1,438 @@
+//! The JSON line of the records a storm is made of (`arp`, `neigh_failed`), written by hand:
+//! through serde they were about a quarter of the tracer's CPU per request in a storm (the
+//! `flatten`ed map, one `io::Write` call per token, escaping a byte at a time). The bytes are
+//! exactly serde_json's: `tests::same_bytes_as_serde` compares both on varied records, and any
+//! part that is rare or not hot (links, lenders, IPv6 text) still goes through serde_json.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde::Serialize;
+
+use crate::addr::{Cidr, IfAddr};
+use crate::arp::{ArpEvent, ArpOp};
+use crate::facts::RequestFacts;
+use crate::neigh::NeighFailed;
+use crate::time::Time;
+use crate::trigger::{Origin, Task, Trigger};
+use crate::verdict::{Remedy, Verdict};
+
+/// `,"name":` as one constant: a record has some forty keys.
+macro_rules! key {
+    ($out:expr, $name:literal) => {
+        $out.extend_from_slice(concat!(",\"", $name, "\":").as_bytes())
+    };
+}
+
+/// Room for a whole line of the usual size, so that writing it never grows the buffer midway.
+const LINE: usize = 4096;
+
+/// Appends the JSON object of an `arp` record (`{"type":"arp",...}`, no newline).
+pub fn write_arp(out: &mut Vec<u8>, e: &ArpEvent<'_>) {
+    out.reserve(LINE);
+    out.extend_from_slice(br#"{"type":"arp","op":"#);
+    out.extend_from_slice(match e.op {
+        ArpOp::Request => br#""request""#,
+        ArpOp::Reply => br#""reply""#,
+    });
+    key!(out, "time");
+    time(out, e.time);
+    key!(out, "netns");
+    uint(out, e.netns.into());
+    key!(out, "netns_name");
+    opt_str(out, e.netns_name.as_deref());
+    key!(out, "ifindex");
+    uint(out, e.ifindex.into());
+    key!(out, "ifname");
+    string(out, &e.ifname);
+    key!(out, "sender_ip");
+    ipv4(out, e.sender_ip);
+    key!(out, "sender_mac");
+    mac(out, &e.sender_mac);
+    key!(out, "target_ip");
+    ipv4(out, e.target_ip);
+    key!(out, "target_mac");
+    mac(out, &e.target_mac);
+    key!(out, "unicast");
+    boolean(out, e.unicast);
+    key!(out, "eth_dst");
+    match &e.eth_dst {
+        Some(m) => mac(out, m),
+        None => null(out),
+    }
+    key!(out, "frame");
+    string(out, e.frame.as_str());
+    key!(out, "trigger");
+    match &e.trigger {
+        Some(t) => trigger(out, t),
+        None => null(out),
+    }
+    if let Some(t) = &e.task {
+        key!(out, "task");
+        task(out, t);
+    }
+    key!(out, "neigh_state");
+    opt_str(out, e.neigh_state.as_deref());
+    key!(out, "attempt");
+    opt_uint(out, e.attempt.map(u64::from));
+    key!(out, "queued");
+    opt_uint(out, e.queued.map(u64::from));
+    if let Some(v) = &e.verdict {
+        verdict(out, v);
+    }
+    if let Some(f) = &e.facts {
+        request_facts(out, f);
+    }
+    if let Some(fe) = &e.facts_error {
+        key!(out, "facts_error");
+        string(out, fe);
+    }
+    out.push(b'}');
+}
+
+/// Appends the JSON object of a `neigh_failed` record (no newline).
+pub fn write_neigh_failed(out: &mut Vec<u8>, f: &NeighFailed<'_>) {
+    out.reserve(LINE);
+    out.extend_from_slice(br#"{"type":"neigh_failed","time":"#);
+    time(out, f.time);
+    key!(out, "netns");
+    uint(out, f.netns.into());
+    key!(out, "netns_name");
+    opt_str(out, f.netns_name.as_deref());
+    key!(out, "ifindex");
+    uint(out, f.ifindex.into());
+    key!(out, "ifname");
+    string(out, &f.ifname);
+    key!(out, "target_ip");
+    ip(out, &f.target_ip);
+    key!(out, "attempts");
+    uint(out, f.attempts.into());
+    key!(out, "dropped");
+    out.push(b'[');
+    for (i, t) in f.dropped.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        trigger(out, t);
+    }
+    out.push(b']');
+    key!(out, "dropped_omitted");
+    uint(out, f.dropped_omitted);
+    if let Some(r) = &f.reason {
+        key!(out, "reason");
+        string(out, r.code());
+    }
+    if let Some(x) = &f.explanation {
+        key!(out, "explanation");
+        string(out, x);
+    }
+    if let Some(r) = &f.remedy {
+        key!(out, "remedy");
+        remedy(out, r);
+    }
+    out.push(b'}');
+}
+
+fn trigger(out: &mut Vec<u8>, t: &Trigger<'_>) {
+    out.extend_from_slice(br#"{"src":"#);
+    ip(out, &t.src);
+    key!(out, "dst");
+    ip(out, &t.dst);
+    key!(out, "proto");
+    string(out, &t.proto);
+    key!(out, "sport");
+    opt_uint(out, t.sport.map(u64::from));
+    key!(out, "dport");
+    opt_uint(out, t.dport.map(u64::from));
+    key!(out, "icmp_type");
+    opt_uint(out, t.icmp_type.map(u64::from));
+    key!(out, "len");
+    uint(out, t.len.into());
+    key!(out, "mark");
+    uint(out, t.mark.into());
+    key!(out, "origin");
+    out.extend_from_slice(match t.origin {
+        Origin::Local => br#""local""#,
+        Origin::Kernel => br#""kernel""#,
+        Origin::Forwarded => br#""forwarded""#,
+        Origin::PacketSocket => br#""packet_socket""#,
+    });
+    key!(out, "pid");
+    opt_uint(out, t.pid.map(u64::from));
+    key!(out, "comm");
+    opt_str(out, t.comm.as_deref());
+    key!(out, "in_ifindex");
+    opt_uint(out, t.in_ifindex.map(u64::from));
+    key!(out, "in_ifname");
+    opt_str(out, t.in_ifname.as_deref());
+    if let Some(d) = &t.drop_reason {
+        key!(out, "drop_reason");
+        string(out, d);
+    }
+    out.push(b'}');
+}
+
+fn task(out: &mut Vec<u8>, t: &Task<'_>) {
+    out.extend_from_slice(br#"{"pid":"#);
+    uint(out, t.pid.into());
+    key!(out, "comm");
+    string(out, &t.comm);
+    out.push(b'}');
+}
+
+/// The verdict's fields, flattened into the record.
+fn verdict(out: &mut Vec<u8>, v: &Verdict<'_>) {
+    key!(out, "foreign_sender");
+    boolean(out, v.foreign_sender);
+    key!(out, "reason");
+    string(out, v.reason.code());
+    key!(out, "explanation");
+    string(out, &v.explanation);
+    key!(out, "consequence");
+    opt_str(out, v.consequence.as_deref());
+    key!(out, "remedy");
+    match &v.remedy {
+        Some(r) => remedy(out, r),
+        None => null(out),
+    }
+}
+
+fn remedy(out: &mut Vec<u8>, r: &Remedy<'_>) {
+    out.extend_from_slice(br#"{"command":"#);
+    string(out, &r.command);
+    key!(out, "persistent");
+    string(out, &r.persistent);
+    key!(out, "tradeoff");
+    string(out, &r.tradeoff);
+    out.push(b'}');
+}
+
+/// The request's facts, flattened into the record.
+fn request_facts(out: &mut Vec<u8>, f: &RequestFacts<'_>) {
+    let a = &f.arp_announce;
+    key!(out, "arp_announce");
+    out.extend_from_slice(br#"{"all":"#);
+    int(out, a.all.into());
+    out.extend_from_slice(br#","dev":"#);
+    match a.dev {
+        Some(d) => int(out, d.into()),
+        None => null(out),
+    }
+    out.extend_from_slice(br#","effective":"#);
+    int(out, a.effective.into());
+    out.push(b'}');
+    key!(out, "addrs");
+    out.push(b'[');
+    for (i, c) in f.addrs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        cidr(out, c);
+    }
+    out.push(b']');
+    key!(out, "ns_addrs");
+    out.push(b'[');
+    for (i, a) in f.ns_addrs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        if_addr(out, a);
+    }
+    out.push(b']');
+    if let Some(l) = &f.route_localnet {
+        key!(out, "route_localnet");
+        out.extend_from_slice(br#"{"all":"#);
+        boolean(out, l.all);
+        out.extend_from_slice(br#","dev":"#);
+        boolean(out, l.dev);
+        out.push(b'}');
+    }
+    // VRFs and borrowed addresses are rare: serde writes them.
+    if let Some(l) = &f.links {
+        key!(out, "links");
+        serde(out, l);
+    }
+    if let Some(l) = &f.lenders {
+        key!(out, "lenders");
+        serde(out, l);
+    }
+    if f.lenders_cut {
+        key!(out, "lenders_cut");
+        boolean(out, true);
+    }
+    if let Some(n) = f.arp_notify {
+        key!(out, "arp_notify");
+        boolean(out, n);
+    }
+}
+
+fn if_addr(out: &mut Vec<u8>, a: &IfAddr<'_>) {
+    out.extend_from_slice(br#"{"ifname":"#);
+    string(out, &a.ifname);
+    key!(out, "addr");
+    ipv4(out, a.addr);
+    key!(out, "prefix_len");
+    uint(out, a.prefix_len.into());
+    if let Some(s) = a.scope {
+        key!(out, "scope");
+        uint(out, s.into());
+    }
+    if let Some(s) = a.secondary {
+        key!(out, "secondary");
+        boolean(out, s);
+    }
+    if let Some(p) = a.peer {
+        key!(out, "peer");
+        ipv4(out, p);
+    }
+    out.push(b'}');
+}
+
+fn null(out: &mut Vec<u8>) {
+    out.extend_from_slice(b"null");
+}
+
+fn boolean(out: &mut Vec<u8>, b: bool) {
+    out.extend_from_slice(if b { b"true" } else { b"false" });
+}
+
+fn uint(out: &mut Vec<u8>, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+fn int(out: &mut Vec<u8>, v: i64) {
+    if v < 0 {
+        out.push(b'-');
+    }
+    uint(out, v.unsigned_abs());
+}
+
+fn opt_uint(out: &mut Vec<u8>, v: Option<u64>) {
+    match v {
+        Some(v) => uint(out, v),
+        None => null(out),
+    }
+}
+
+fn opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => string(out, s),
+        None => null(out),
+    }
+}
+
+fn time(out: &mut Vec<u8>, t: Time) {
+    let mut buf = [0u8; 30];
+    match crate::time::rfc3339_fast(t.0, &mut buf) {
+        // Digits and punctuation only.
+        Some(s) => quoted(out, s.as_bytes()),
+        None => serde(out, &t),
+    }
+}
+
+fn ipv4(out: &mut Vec<u8>, a: Ipv4Addr) {
+    out.push(b'"');
+    crate::addr::put_ipv4(a, out);
+    out.push(b'"');
+}
+
+fn ip(out: &mut Vec<u8>, a: &IpAddr) {
+    match a {
+        IpAddr::V4(a) => ipv4(out, *a),
+        IpAddr::V6(_) => serde(out, a),
+    }
+}
+
+fn mac(out: &mut Vec<u8>, m: &crate::Mac) {
+    quoted(out, &m.text());
+}
+
+fn cidr(out: &mut Vec<u8>, c: &Cidr) {
+    quoted(out, c.text(&mut [0; 19]).as_bytes());
+}
+
+/// Text that needs no escape, in quotes.
+fn quoted(out: &mut Vec<u8>, s: &[u8]) {
+    out.push(b'"');
+    out.extend_from_slice(s);
+    out.push(b'"');
+}
+
+/// A value serde writes, for the parts that are rare.
+fn serde<T: Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    // Writing to a Vec fails only on a value that cannot be serialized, which none of the
+    // model's can; serde_json would have failed the line the same way.
+    let _ = serde_json::to_writer(&mut *out, v);
+}
+
+/// A JSON string as serde_json writes it: `"` and `\` escaped, the C0 controls as `\b \f \n
+/// \r \t` or `\u00XX` (lowercase hex), everything else (DEL, non-ASCII) as it is.
+pub(crate) fn string(out: &mut Vec<u8>, s: &str) {
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    let b = s.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    // Eight bytes at a time while none needs an escape: explanations are hundreds of bytes
+    // of plain text.
+    while i < b.len() {
+        if i + 8 <= b.len() {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[i..i + 8]);
+            if !needs_escape8(u64::from_le_bytes(w)) {
+                i += 8;
+                continue;
+            }
+        }
+        let c = b[i];
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\x08' => b"\\b",
+            b'\x0c' => b"\\f",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => {
+                out.extend_from_slice(&b[start..i]);
+                let h = crate::mac::hex_pair(c);
+                out.extend_from_slice(b"\\u00");
+                out.extend_from_slice(&h);
+                i += 1;
+                start = i;
+                continue;
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        out.extend_from_slice(&b[start..i]);
+        out.extend_from_slice(esc);
+        i += 1;
+        start = i;
+    }
+    out.extend_from_slice(&b[start..]);
+    out.push(b'"');
+}
+
+/// Whether any of the eight bytes is below 0x20, `"` or `\`. Exact: each test is the
+/// classic "has a byte below n" trick, which has no false positive as a whole-word answer.
+fn needs_escape8(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGH;
+    below(w, 0x20) | below(w ^ (ONES * b'"' as u64), 1) | below(w ^ (ONES * b'\\' as u64), 1) != 0
+}
+
+#[cfg(test)]
+mod tests;
