@@ -45,7 +45,7 @@ pub use neigh::NeighFailed;
 pub use record::{Held, Record, ARP_PREFIX};
 pub use solicit::{Family, Solicitation};
 pub use summary::{Count, Row, Summary, TraceCounts};
-pub use text::{kernel_name, visible};
+pub use text::{kernel_name, kernel_name_ref, visible};
 pub use time::{parse_rfc3339, rfc3339_nanos, Time};
 pub use trigger::{Origin, Task, Trigger};
 pub use verdict::{Reason, Remedy, Verdict};

@@ -25,14 +25,23 @@ use std::fmt::Write as _;
 /// A NUL-terminated name from the kernel (`comm`, `ifname`, a file name) as a string: UTF-8
 /// kept, every other byte as `\xNN`.
 pub fn kernel_name(bytes: &[u8]) -> String {
+    kernel_name_ref(bytes).into_owned()
+}
+
+/// [`kernel_name`], borrowed from `bytes` when they are UTF-8 (nearly always): for a name
+/// only looked at, not kept.
+pub fn kernel_name_ref(bytes: &[u8]) -> Cow<'_, str> {
     let end = bytes.iter().position(|&c| c == 0).unwrap_or(bytes.len());
+    if let Ok(s) = std::str::from_utf8(&bytes[..end]) {
+        return Cow::Borrowed(s);
+    }
     let mut rest = &bytes[..end];
     let mut out = String::with_capacity(rest.len());
     loop {
         match std::str::from_utf8(rest) {
             Ok(s) => {
                 out.push_str(s);
-                return out;
+                return Cow::Owned(out);
             }
             Err(e) => {
                 let (good, bad) = rest.split_at(e.valid_up_to());
@@ -117,6 +126,11 @@ mod tests {
         // Controls are valid UTF-8: JSON escapes them itself, so they are kept.
         assert_eq!(kernel_name(b"\x1b]2;x\x07"), "\x1b]2;x\x07");
         assert_eq!(kernel_name(b"a\\b"), "a\\b");
+        assert!(matches!(
+            kernel_name_ref(b"eth3\0junk"),
+            Cow::Borrowed("eth3")
+        ));
+        assert_eq!(kernel_name_ref(b"a\xffb\0"), "a\\xffb");
     }
 
     #[test]

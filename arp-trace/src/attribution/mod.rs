@@ -25,7 +25,6 @@ use arp_trace_common::{
 };
 use arp_trace_model::{ArpEvent, ArpOp, NdiscEvent, NeighFailed, Reason, Time, Trigger};
 
-use crate::kernel::ring::cstr;
 use owners::{current_if_task, resolve_owner, Owner, SocketOwners};
 use trigger::{make_trigger, solicit_state};
 
@@ -342,7 +341,8 @@ impl Joiner {
     /// `neigh_failed` event with the packets dropped.
     pub fn neigh(&mut self, n: &NeighEvent, out: &mut Vec<Joined>) {
         let target = neigh_target(n.family, n.target);
-        let ifname = cstr(&n.ifname);
+        // Borrowed: most neighbour records only confirm a name already learnt.
+        let ifname = arp_trace_model::kernel_name_ref(&n.ifname);
         if !ifname.is_empty() {
             self.learn_ifname(n.netns, n.ifindex, &ifname);
         }
@@ -412,7 +412,7 @@ impl Joiner {
                 netns: n.netns,
                 netns_name: None,
                 ifindex: n.ifindex,
-                ifname: ifname.into(),
+                ifname: Cow::Owned(ifname.into_owned()),
                 target_ip: target,
                 attempts: attempt.unwrap_or_else(|| n.probes.saturating_sub(n.ucast_probes).max(1)),
                 dropped,

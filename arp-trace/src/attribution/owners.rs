@@ -42,13 +42,21 @@ impl SocketOwners {
 
     /// Remembers the owner of socket inode `ino` seen in task context, so retransmits after
     /// the process exited still name it.
-    pub fn learn(&mut self, ino: u64, pid: u32, comm: String) {
+    pub fn learn(&mut self, ino: u64, pid: u32, comm: &str) {
+        // A socket sends many packets: its owner is usually known already, and unchanged.
+        if self
+            .map
+            .get(&ino)
+            .is_some_and(|(p, c)| *p == pid && c == comm)
+        {
+            return;
+        }
         // Bounded: a busy host's history is not worth unbounded memory.
         if self.map.len() > 65_536 {
             self.map.clear();
         }
         if ino != 0 {
-            self.map.insert(ino, (pid, comm));
+            self.map.insert(ino, (pid, comm.to_string()));
         }
     }
 
@@ -151,7 +159,7 @@ pub fn resolve_owner(
         // In task context `current` is the process whose send reached the neighbour code.
         let pid = (o.pid_tgid >> 32) as u32;
         let comm = cstr(o.comm);
-        owners.learn(o.sk_ino, pid, comm.clone());
+        owners.learn(o.sk_ino, pid, &comm);
         return Some((Origin::Local, Some(pid), Some(comm)));
     }
     if let Some((pid, comm)) = owners.lookup(o.sk_ino) {
@@ -185,12 +193,12 @@ mod tests {
     #[test]
     fn a_reused_sock_address_does_not_name_the_old_owner() {
         let mut o = SocketOwners::new();
-        o.learn(100, 4242, "old".into());
+        o.learn(100, 4242, "old");
         // The new socket's inode (200) is held by no process this test can see: unknown, not
         // the old owner of the address both sockets had.
         assert_eq!(o.lookup(100), Some((4242, "old".to_string())));
         assert_ne!(o.lookup(200).map(|(p, _)| p), Some(4242));
-        o.learn(200, 777, "new".into());
+        o.learn(200, 777, "new");
         assert_eq!(o.lookup(200), Some((777, "new".to_string())));
         assert_eq!(o.lookup(0), None);
     }

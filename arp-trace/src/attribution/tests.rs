@@ -89,7 +89,7 @@ fn owned(n: &mut NeighEvent, context: u32) {
 /// A joiner that has seen python3[4242] send from the sockets `trigger()` names.
 fn joiner_knowing_python3() -> Joiner {
     let mut j = Joiner::new(0);
-    j.owners.learn(99, 4242, "python3".into());
+    j.owners.learn(99, 4242, "python3");
     j
 }
 
