@@ -218,6 +218,9 @@ pub struct Pipeline {
     /// Where requests' namespace facts come from; without it, only events that carry their
     /// facts (read back from a trace) get a verdict.
     pub facts: Option<Box<dyn FactsSource>>,
+    /// The last request's facts with the kernel's view laid over them, for the next request
+    /// from the same device.
+    applied: egress::Applied,
     /// `--foreign-only`: pass on only requests with a foreign sender.
     pub foreign_only: bool,
     /// Time of the last record handed to the sinks, to keep change records in time order.
@@ -235,6 +238,7 @@ impl Pipeline {
             sinks: Vec::new(),
             counters: Counters::default(),
             facts: None,
+            applied: egress::Applied::default(),
             foreign_only: false,
             last_time: Time(i128::MIN),
             failures: Vec::new(),
@@ -454,7 +458,7 @@ impl Pipeline {
     /// carries (a trace read back) win over the namespace's current ones.
     fn explain(&mut self, ev: &mut ArpEvent<'_>) {
         let facts = match (&ev.facts, &mut self.facts) {
-            (Some(f), _) => Ok(f.to_ns(&ev.ifname).into_owned()),
+            (Some(f), _) => Ok(std::sync::Arc::new(f.to_ns(&ev.ifname).into_owned())),
             (None, Some(src)) => {
                 let mut r = src.facts(ev.netns, &ev.ifname);
                 // A cached answer the kernel's own view contradicts is stale: ask again, which
@@ -464,11 +468,9 @@ impl Pipeline {
                         r = src.facts_fresh(ev.netns, &ev.ifname);
                     }
                 }
-                r.map(|mut f| {
-                    if let Some(k) = &ev.egress {
-                        egress::apply(k, &mut f, &ev.ifname);
-                    }
-                    f
+                r.map(|f| match &ev.egress {
+                    Some(k) => self.applied.apply(k, f, &ev.ifname),
+                    None => f,
                 })
             }
             (None, None) => return,

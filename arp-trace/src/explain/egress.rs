@@ -3,9 +3,12 @@
 //! IPv4 addresses, the devices it could borrow from) laid over facts read for the namespace a
 //! moment later, and the test for when those later facts are stale.
 
+use std::sync::Arc;
+
 use arp_trace_model::{EgressFacts, IfAddr, Lender, NsFacts};
 
 use super::ctx::lendable;
+use super::SharedFacts;
 
 /// Puts what the kernel held at transmit time over facts read later for the namespace: the
 /// sysctls, the egress device's own addresses, and the devices that can lend an address in
@@ -26,11 +29,7 @@ pub fn apply(k: &EgressFacts, ns: &mut NsFacts<'_>, ifname: &str) {
     if let Some(dev) = k.localnet_dev {
         set(&mut ns.localnet_dev, ifname, dev);
     }
-    ns.arp_notify = match (k.notify_all, k.notify_dev) {
-        (Some(true), _) | (_, Some(true)) => Some(true),
-        (Some(false), Some(false)) => Some(false),
-        _ => None,
-    };
+    ns.arp_notify = notify(k);
     if let Some(walk) = &k.walk {
         let mut cut = k.walk_cut;
         let mut lenders = Vec::new();
@@ -72,6 +71,59 @@ pub fn apply(k: &EgressFacts, ns: &mut NsFacts<'_>, ifname: &str) {
     ns.addrs.splice(at..at, mine);
 }
 
+/// The result of [`apply_shared`] for the last (facts, kernel's view, device) it was given:
+/// in a storm every request has the same three, and copying the facts for each cost more
+/// than explaining the request.
+#[derive(Default)]
+pub struct Applied(Option<(SharedFacts, EgressFacts, String, SharedFacts)>);
+
+impl Applied {
+    /// What `apply_shared(k, ns, ifname)` gives.
+    pub fn apply(&mut self, k: &EgressFacts, ns: SharedFacts, ifname: &str) -> SharedFacts {
+        // The facts are the same when they are the same allocation: `Applied` holds it, so
+        // its address cannot be reused for others meanwhile.
+        if let Some((src, kernel, dev, out)) = &self.0 {
+            if Arc::ptr_eq(src, &ns) && kernel == k && dev == ifname {
+                return Arc::clone(out);
+            }
+        }
+        let mut out = Arc::clone(&ns);
+        apply_shared(k, &mut out, ifname);
+        self.0 = Some((ns, k.clone(), ifname.to_string(), Arc::clone(&out)));
+        out
+    }
+}
+
+/// [`apply`] to facts shared with a cache, copied only when the kernel's view changes them:
+/// the usual request finds them agreeing.
+pub fn apply_shared(k: &EgressFacts, ns: &mut SharedFacts, ifname: &str) {
+    if changes(k, ns, ifname) {
+        apply(k, Arc::make_mut(ns), ifname);
+    }
+}
+
+/// Whether [`apply`] would change `ns`: false only when it certainly would not.
+fn changes(k: &EgressFacts, ns: &NsFacts<'_>, ifname: &str) -> bool {
+    k.announce_all.is_some_and(|a| ns.announce_all != a)
+        || k.announce_dev
+            .is_some_and(|d| ns.announce_dev.get(ifname) != Some(&d))
+        || k.localnet_all.is_some_and(|a| ns.localnet_all != a)
+        || k.localnet_dev
+            .is_some_and(|d| ns.localnet_dev.get(ifname) != Some(&d))
+        || ns.arp_notify != notify(k)
+        || k.walk.is_some()
+        || !(k.truncated || k.announce_dev.is_none() || holds_exactly(&ns.addrs, &k.addrs, ifname))
+}
+
+/// `arp_notify` as the device sees it: IN_DEV_ARP_NOTIFY() is `all || dev`.
+fn notify(k: &EgressFacts) -> Option<bool> {
+    match (k.notify_all, k.notify_dev) {
+        (Some(true), _) | (_, Some(true)) => Some(true),
+        (Some(false), Some(false)) => Some(false),
+        _ => None,
+    }
+}
+
 fn set<V>(map: &mut std::collections::BTreeMap<String, V>, key: &str, v: V) {
     match map.get_mut(key) {
         Some(old) => *old = v,
@@ -106,7 +158,9 @@ fn holds_exactly(addrs: &[IfAddr<'_>], kernel: &[IfAddr<'_>], ifname: &str) -> b
                 == (*addr, *prefix_len, *scope, *secondary, *peer)
     };
     run.iter().zip(kernel).all(|(a, b)| same(a, b))
-        && !addrs[at + kernel.len()..].iter().any(|a| a.ifname == ifname)
+        && !addrs[at + kernel.len()..]
+            .iter()
+            .any(|a| a.ifname == ifname)
 }
 
 /// Whether facts read for the namespace disagree with what the kernel held: a sysctl or an
@@ -202,7 +256,10 @@ mod tests {
     #[test]
     fn kept_addresses_are_the_ones_a_splice_gives() {
         let a = |ifname: &str, ip: &str, p: u8| if_addr(ifname, ip.parse().unwrap(), p);
-        let (e1, e2) = (a("eth3", "198.51.100.10", 24), a("eth3", "198.51.100.11", 24));
+        let (e1, e2) = (
+            a("eth3", "198.51.100.10", 24),
+            a("eth3", "198.51.100.11", 24),
+        );
         let (lo, e5) = (a("lo", "127.0.0.1", 8), a("eth5", "203.0.113.10", 24));
         let sec = IfAddr {
             secondary: Some(true),
@@ -263,6 +320,130 @@ mod tests {
                 assert_eq!(ns.addrs, want, "{addrs:?} with {k:?}");
             }
         }
+    }
+
+    /// Shared facts are copied only when the kernel's view changes them, and end up as
+    /// `apply` leaves an unshared copy, over random mixes of what agrees and what does not.
+    #[test]
+    fn shared_facts_end_up_as_applied_ones() {
+        let a = |ifname: &str, ip: &str, p: u8| if_addr(ifname, ip.parse().unwrap(), p);
+        let (e1, e2) = (
+            a("eth3", "198.51.100.10", 24),
+            a("eth3", "198.51.100.11", 24),
+        );
+        let lo = a("lo", "127.0.0.1", 8);
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut pick = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let (mut kept, mut copied) = (0, 0);
+        for _ in 0..20_000 {
+            let opt_i = |v: u64| [None, Some(0), Some(2)][v as usize];
+            let opt_b = |v: u64| [None, Some(false), Some(true)][v as usize];
+            let addrs = |v: u64| match v {
+                0 => vec![],
+                1 => vec![e1.clone()],
+                _ => vec![e1.clone(), e2.clone()],
+            };
+            let kernel = EgressFacts {
+                announce_all: opt_i(pick(3)),
+                announce_dev: opt_i(pick(3)),
+                addrs: addrs(pick(3)),
+                truncated: pick(4) == 0,
+                localnet_all: opt_b(pick(3)),
+                localnet_dev: opt_b(pick(3)),
+                notify_all: opt_b(pick(3)),
+                notify_dev: opt_b(pick(3)),
+                walk: (pick(4) == 0).then(Vec::new),
+                walk_cut: false,
+            };
+            let mut ns_addrs = vec![lo.clone()];
+            ns_addrs.extend(addrs(pick(3)));
+            let ns = NsFacts {
+                announce_all: [0, 2][pick(2) as usize],
+                announce_dev: opt_i(pick(3))
+                    .map(|d| ("eth3".to_string(), d))
+                    .into_iter()
+                    .collect(),
+                addrs: ns_addrs,
+                localnet_all: pick(2) == 0,
+                localnet_dev: opt_b(pick(3))
+                    .map(|d| ("eth3".to_string(), d))
+                    .into_iter()
+                    .collect(),
+                arp_notify: opt_b(pick(3)),
+                ..Default::default()
+            };
+            let mut want = ns.clone();
+            apply(&kernel, &mut want, "eth3");
+            let cache = std::sync::Arc::new(ns);
+            let mut got = std::sync::Arc::clone(&cache);
+            apply_shared(&kernel, &mut got, "eth3");
+            assert_eq!(*got, want, "{kernel:?}");
+            if std::sync::Arc::ptr_eq(&got, &cache) {
+                kept += 1;
+            } else {
+                copied += 1;
+            }
+        }
+        // Both ways were taken.
+        assert!(kept > 100 && copied > 100, "{kept} {copied}");
+    }
+
+    /// The memo gives what applying afresh gives, whichever facts, kernel view and device
+    /// come next, and reuses its answer when all three repeat.
+    #[test]
+    fn the_last_application_is_reused_only_for_the_same_inputs() {
+        let a = |ifname: &str, ip: &str, p: u8| if_addr(ifname, ip.parse().unwrap(), p);
+        let ns = |all: i32| {
+            Arc::new(NsFacts {
+                announce_all: all,
+                addrs: vec![a("lo", "127.0.0.1", 8), a("eth3", "198.51.100.10", 24)],
+                ..Default::default()
+            })
+        };
+        // Two equal facts in different allocations, and a third that differs.
+        let facts = [ns(0), ns(0), ns(1)];
+        let kernel = |all: Option<i32>, addr: &str| EgressFacts {
+            announce_all: all,
+            announce_dev: Some(0),
+            addrs: vec![a("eth3", addr, 24)],
+            truncated: false,
+            localnet_all: None,
+            localnet_dev: None,
+            notify_all: Some(false),
+            notify_dev: None,
+            walk: None,
+            walk_cut: false,
+        };
+        let kernels = [
+            kernel(None, "198.51.100.10"),
+            kernel(Some(2), "198.51.100.10"),
+            kernel(None, "198.51.100.99"),
+        ];
+        let mut memo = Applied::default();
+        let mut seed = 7u64;
+        let mut last: Option<(usize, usize, &str, SharedFacts)> = None;
+        let mut reused = 0;
+        for _ in 0..2000 {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let (f, k) = ((seed >> 33) as usize % 3, (seed >> 40) as usize % 3);
+            let dev = ["eth3", "eth4"][(seed >> 50) as usize % 2];
+            let got = memo.apply(&kernels[k], Arc::clone(&facts[f]), dev);
+            let mut want = (*facts[f]).clone();
+            apply(&kernels[k], &mut want, dev);
+            assert_eq!(*got, want);
+            if let Some((lf, lk, ld, out)) = &last {
+                let same = (*lf, *lk, *ld) == (f, k, dev);
+                assert_eq!(Arc::ptr_eq(out, &got), same);
+                reused += same as u32;
+            }
+            last = Some((f, k, dev, got));
+        }
+        assert!(reused > 50, "{reused}");
     }
 
     #[test]

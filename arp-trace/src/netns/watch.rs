@@ -31,7 +31,7 @@ use arp_trace_model::{ChangeKind, FactsChange, IfAddr, Link, NsFacts};
 
 use super::rtnetlink;
 use super::sysctl::{read_announce, read_localnet};
-use crate::explain::FactsSource;
+use crate::explain::{FactsSource, SharedFacts};
 
 /// Namespaces watched at once; the least recently used one is released beyond this.
 const MAX_WATCHED: usize = 64;
@@ -62,7 +62,7 @@ struct Watch {
     /// Bumped by the thread whenever it reports a change.
     gen: Arc<AtomicU64>,
     /// Answers by egress interface, valid while `gen` has not moved and for `CACHE_FOR`.
-    cache: HashMap<String, (u64, Instant, NsFacts<'static>)>,
+    cache: HashMap<String, (u64, Instant, SharedFacts)>,
 }
 
 /// How long a cached answer is used at most (changes invalidate it sooner).
@@ -136,19 +136,14 @@ impl Watchers {
         }
     }
 
-    fn ask(
-        &mut self,
-        ino: u32,
-        ifname: &str,
-        fresh: bool,
-    ) -> Option<Result<NsFacts<'static>, String>> {
+    fn ask(&mut self, ino: u32, ifname: &str, fresh: bool) -> Option<Result<SharedFacts, String>> {
         let w = self.watches.get_mut(&ino)?;
         w.last_used = Instant::now();
         let gen = w.gen.load(Ordering::Acquire);
         if !fresh {
             if let Some((g, at, f)) = w.cache.get(ifname) {
                 if *g == gen && at.elapsed() < CACHE_FOR {
-                    return Some(Ok(f.clone()));
+                    return Some(Ok(Arc::clone(f)));
                 }
             }
         }
@@ -165,6 +160,7 @@ impl Watchers {
         match rx.recv_timeout(wait) {
             Ok(r) => {
                 w.answered = true;
+                let r = r.map(Arc::new);
                 if let Ok(f) = &r {
                     if w.cache.len() > 256 {
                         w.cache.clear();
@@ -172,7 +168,7 @@ impl Watchers {
                     // Tagged with the generation from before the question: a change the
                     // answer already includes only costs one more question.
                     w.cache
-                        .insert(ifname.to_string(), (gen, Instant::now(), f.clone()));
+                        .insert(ifname.to_string(), (gen, Instant::now(), Arc::clone(f)));
                 }
                 Some(r)
             }
@@ -186,7 +182,7 @@ impl Watchers {
 }
 
 impl Watchers {
-    fn query(&mut self, ino: u32, ifname: &str, fresh: bool) -> Result<NsFacts<'static>, String> {
+    fn query(&mut self, ino: u32, ifname: &str, fresh: bool) -> Result<SharedFacts, String> {
         if let Some(r) = self.ask(ino, ifname, fresh) {
             return r;
         }
@@ -199,11 +195,11 @@ impl Watchers {
 }
 
 impl FactsSource for Watchers {
-    fn facts(&mut self, ino: u32, ifname: &str) -> Result<NsFacts<'static>, String> {
+    fn facts(&mut self, ino: u32, ifname: &str) -> Result<SharedFacts, String> {
         self.query(ino, ifname, false)
     }
 
-    fn facts_fresh(&mut self, ino: u32, ifname: &str) -> Result<NsFacts<'static>, String> {
+    fn facts_fresh(&mut self, ino: u32, ifname: &str) -> Result<SharedFacts, String> {
         self.query(ino, ifname, true)
     }
 

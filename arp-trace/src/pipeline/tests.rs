@@ -60,8 +60,8 @@ fn filters_by_interface_and_namespace() {
 
 struct Fixed(Result<NsFacts<'static>, String>);
 impl FactsSource for Fixed {
-    fn facts(&mut self, _: u32, _: &str) -> Result<NsFacts<'static>, String> {
-        self.0.clone()
+    fn facts(&mut self, _: u32, _: &str) -> Result<crate::explain::SharedFacts, String> {
+        self.0.clone().map(std::sync::Arc::new)
     }
 }
 
@@ -113,8 +113,8 @@ fn replies_get_no_verdict_and_missing_facts_are_said() {
 
 struct Changing(Vec<FactsChange<'static>>);
 impl FactsSource for Changing {
-    fn facts(&mut self, _: u32, _: &str) -> Result<NsFacts<'static>, String> {
-        Ok(seed_facts())
+    fn facts(&mut self, _: u32, _: &str) -> Result<crate::explain::SharedFacts, String> {
+        Ok(std::sync::Arc::new(seed_facts()))
     }
     fn changes(&mut self) -> Vec<FactsChange<'static>> {
         std::mem::take(&mut self.0)
