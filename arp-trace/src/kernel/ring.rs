@@ -26,11 +26,14 @@ pub enum Skip {
 }
 
 /// One ring-buffer record.
+// Not boxed: each record is decoded at once and dropped, and a box per ring record (several
+// per request) was a measurable share of a storm's CPU; copying it on the stack is cheaper.
+#[allow(clippy::large_enum_variant)]
 pub enum Raw {
-    Arp(Box<ArpXmitEvent>),
-    Ndisc(Box<NdiscXmitEvent>),
-    Trigger(Box<TriggerEvent>),
-    Neigh(Box<NeighEvent>),
+    Arp(ArpXmitEvent),
+    Ndisc(NdiscXmitEvent),
+    Trigger(TriggerEvent),
+    Neigh(NeighEvent),
     /// Too short for its kind, or a kind this build does not know.
     Unknown,
 }
@@ -44,24 +47,16 @@ pub fn read(bytes: &[u8]) -> Raw {
     // SAFETY (each read): the length is checked; the structs are Pod, any bytes are valid.
     match kind {
         EVENT_ARP_XMIT if bytes.len() >= std::mem::size_of::<ArpXmitEvent>() => {
-            Raw::Arp(Box::new(unsafe {
-                std::ptr::read_unaligned(bytes.as_ptr().cast())
-            }))
+            Raw::Arp(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
         }
         EVENT_NDISC_XMIT if bytes.len() >= std::mem::size_of::<NdiscXmitEvent>() => {
-            Raw::Ndisc(Box::new(unsafe {
-                std::ptr::read_unaligned(bytes.as_ptr().cast())
-            }))
+            Raw::Ndisc(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
         }
         EVENT_TRIGGER | EVENT_NEIGH_DROP if bytes.len() >= std::mem::size_of::<TriggerEvent>() => {
-            Raw::Trigger(Box::new(unsafe {
-                std::ptr::read_unaligned(bytes.as_ptr().cast())
-            }))
+            Raw::Trigger(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
         }
         EVENT_NEIGH if bytes.len() >= std::mem::size_of::<NeighEvent>() => {
-            Raw::Neigh(Box::new(unsafe {
-                std::ptr::read_unaligned(bytes.as_ptr().cast())
-            }))
+            Raw::Neigh(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
         }
         _ => Raw::Unknown,
     }
