@@ -35,12 +35,16 @@ pub struct GuestReport {
     pub done: bool,
     pub bins: Vec<BinResult>,
     pub errors: Vec<String>,
-    /// The guest kernel died on a stray breakpoint (`Oops: int3`) and where: the kernel
-    /// patches a hooked function's first bytes through an int3 when a hook is attached or
-    /// detached, and under TCG's multi-threaded emulation another vCPU can still run that
-    /// byte after the patch is done. Seen in 6.12 guests at `arp_solicit+0x5`, at boot in
-    /// `sched_clock_cpu`, and most often at the softirq tracepoints' `handle_softirqs+0xd1`.
-    pub stray_int3: Option<String>,
+    /// The guest kernel died of what software emulation is known to cause, and where:
+    /// - a stray breakpoint (`Oops: int3`): the kernel patches a hooked site through an int3
+    ///   when a hook is attached or detached, and under TCG's multi-threaded emulation another
+    ///   vCPU can still run that byte after the patch is done. Seen in 6.12 guests at
+    ///   `arp_solicit+0x5`, at boot in `sched_clock_cpu`, and most often at the softirq
+    ///   tracepoints' `handle_softirqs+0xd1`;
+    /// - a soft lockup (`softlockup_panic=1` turns it into a panic): seen once in a 6.1 guest
+    ///   with both vCPUs stuck at once, one in the tracer (attaching) and one in `ip`, the
+    ///   same patching race seen as a livelock instead of an oops.
+    pub emulation: Option<String>,
     /// The first sign that the guest kernel died or stalled (an oops, a panic, a soft
     /// lockup, a hung task) and where, so a CI log's summary says why a binary never ended.
     pub died: Option<String>,
@@ -62,14 +66,14 @@ impl GuestReport {
         if let Some(i) = DEATHS.iter().filter_map(|d| line.find(d)).min() {
             if self.died.is_none() {
                 let what = line[i..].trim().to_string();
-                if what.starts_with("Oops: int3") {
-                    self.stray_int3 = Some(what.clone());
+                if what.starts_with("Oops: int3") || what.contains("soft lockup") {
+                    self.emulation = Some(what.clone());
                 }
                 self.died = Some(what);
             }
         } else if let Some(i) = line.find("RIP: 0010:") {
             let rip = line[i + "RIP: 0010:".len()..].trim();
-            for s in [&mut self.died, &mut self.stray_int3] {
+            for s in [&mut self.died, &mut self.emulation] {
                 if let Some(s) = s.as_mut().filter(|s| !s.contains(" at ")) {
                     s.push_str(" at ");
                     s.push_str(rip);
@@ -140,7 +144,7 @@ impl GuestReport {
             done: later.done,
             bins: self.bins,
             errors: self.errors,
-            stray_int3: later.stray_int3,
+            emulation: later.emulation,
             died: later.died,
         }
     }
@@ -216,7 +220,9 @@ pub(super) fn boot(
     expected: &[String],
     from: Option<&str>,
 ) -> Result<RowOutcome> {
-    let mut append = "console=ttyS0 panic=-1 quiet".to_string();
+    // A soft lockup panics at once (and says where) instead of hanging until the time limit;
+    // loglevel=5 lets the lockup's backtrace, printed at the default level, reach the console.
+    let mut append = "console=ttyS0 panic=-1 quiet loglevel=5 softlockup_panic=1".to_string();
     if let Some(t) = from {
         append.push_str(" arp_trace_vm_from=");
         append.push_str(t);
@@ -408,16 +414,34 @@ test result: ok. 4 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out
             r.feed(l);
         }
         assert_eq!(
-            r.stray_int3.as_deref(),
+            r.emulation.as_deref(),
             Some("Oops: int3: 0000 [#1] PREEMPT SMP NOPTI at arp_solicit+0x5/0x310")
         );
         let mut r = GuestReport::default();
         r.feed("[ 1.0] BUG: kernel NULL pointer dereference");
         r.feed("[ 1.0] RIP: 0010:arp_solicit+0x5/0x310");
-        assert_eq!(r.stray_int3, None, "other oopses are not retried");
+        assert_eq!(r.emulation, None, "other oopses are not retried");
         assert_eq!(
             r.died.as_deref(),
             Some("BUG: kernel NULL pointer dereference at arp_solicit+0x5/0x310")
+        );
+    }
+
+    #[test]
+    fn a_soft_lockup_is_an_emulation_death_too() {
+        let mut r = GuestReport::default();
+        r.feed("[ 72.6] watchdog: BUG: soft lockup - CPU#0 stuck for 45s! [ip:285]");
+        r.feed("[ 72.6] RIP: 0010:smp_call_function_many_cond+0x120/0x3a0");
+        r.feed("[ 72.7] Kernel panic - not syncing: softlockup: hung tasks");
+        assert_eq!(
+            r.emulation.as_deref(),
+            Some("watchdog: BUG: soft lockup - CPU#0 stuck for 45s! [ip:285] at smp_call_function_many_cond+0x120/0x3a0")
+        );
+        let mut r = GuestReport::default();
+        r.feed("[ 9.0] INFO: task arp-trace:77 blocked for more than 120 seconds.");
+        assert!(
+            r.died.is_some() && r.emulation.is_none(),
+            "a hung task is not retried"
         );
     }
 

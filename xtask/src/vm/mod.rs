@@ -78,9 +78,10 @@ pub struct Opts {
     pub toolchain: String,
 }
 
-/// How many more boots a row gets when its guest kernel dies on a stray int3 (an emulation
-/// defect, not the tracer's): each one runs only the binaries that had not ended.
-const MAX_INT3_REBOOTS: u32 = 3;
+/// How many more boots a row gets when its guest kernel dies of an emulation defect (a stray
+/// int3 or a soft lockup, see `GuestReport::emulation`): each runs only the binaries that had
+/// not ended, so a death the tracer causes every time still fails the row.
+const MAX_EMULATION_REBOOTS: u32 = 3;
 
 pub fn vm_dir() -> PathBuf {
     crate::workspace_root().join("target").join("vm")
@@ -241,26 +242,25 @@ pub fn run_suite(opts: &Opts) -> Result<()> {
             t.elapsed().as_secs_f64()
         );
         let mut outcome = boot(k, &path, &label, &expected, None)?;
-        // Only a guest kernel that died on a stray int3 is booted again, at most three times, and
-        // only the binaries that had not ended run again; the summary says so.
-        for again in 1..=MAX_INT3_REBOOTS {
-            let (Some(_), Some(int3)) = (&outcome.failure, outcome.report.stray_int3.clone())
-            else {
+        // Only a guest kernel that died of an emulation defect is booted again, at most three
+        // times, and only the binaries that had not ended run again; the summary says so.
+        for again in 1..=MAX_EMULATION_REBOOTS {
+            let (Some(_), Some(why)) = (&outcome.failure, outcome.report.emulation.clone()) else {
                 break;
             };
             let Some(from) = outcome.report.resume_point(&expected) else {
                 break;
             };
             eprintln!(
-                "xtask: vm: [{label}] the guest kernel died on a stray breakpoint ({int3}): \
-                 emulated vCPUs can run a byte the kernel's text patching (hook attach or \
-                 detach) already replaced; booting this row again from {from}"
+                "xtask: vm: [{label}] the guest kernel died ({why}), as software emulation \
+                 can make it when the kernel patches its text (a hook attached or detached) \
+                 while another vCPU runs the old bytes; booting this row again from {from}"
             );
             let rest = &expected[expected.iter().position(|e| e == from).unwrap_or(0)..];
             let next = boot(k, &path, &label, rest, Some(from))?;
             let report = std::mem::take(&mut outcome.report).resumed_by(next.report);
             outcome = RowOutcome {
-                label: format!("{label}, boot {} from {from} after a stray int3", again + 1),
+                label: format!("{label}, boot {} from {from} after: {why}", again + 1),
                 failure: guest::judge(&report, &expected, next.host_note.as_deref()),
                 report,
                 host_note: next.host_note,
