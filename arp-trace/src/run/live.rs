@@ -311,10 +311,12 @@ async fn stream(
     // largest Duration, cannot overflow an Instant.
     let every = Duration::from_secs(args.summary_interval.unwrap_or(crate::cli::MAX_INTERVAL));
     let mut summary_tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    // The programs wake this reader at most once per WAKE_GAP_NS; while records keep coming
-    // it polls at that interval. It stops once a poll finds nothing more than two gaps after
-    // the last record: any record since has woken it (or been made within a gap of one that
-    // did, which the poll before that would have found).
+    // The programs wake this reader at most once per WAKE_GAP_NS; after each wakeup and
+    // while records keep coming it polls at that interval. It stops once a poll finds nothing
+    // more than two gaps after the last wakeup or record: any record since has woken it (or
+    // been made within a gap of one that did, which the poll before that would have found).
+    // A wakeup that finds nothing counts too: a record still being written on another CPU
+    // holds back those committed behind it, and when it is committed it may not wake us.
     let gap = Duration::from_nanos(arp_trace_common::WAKE_GAP_NS);
     let mut poll_tick = tokio::time::interval(gap);
     poll_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -386,9 +388,8 @@ async fn stream(
                 // empty ring, so a wakeup during the drain must not be wiped afterwards.
                 guard.clear_ready();
                 let rb = guard.get_inner_mut();
-                if drain(rb, &mut joiner, &mut pipeline, clock, &mut joined) > 0 {
-                    (polling, last_record) = (true, std::time::Instant::now());
-                }
+                drain(rb, &mut joiner, &mut pipeline, clock, &mut joined);
+                (polling, last_record) = (true, std::time::Instant::now());
                 deliver(&mut pipeline, &mut joined);
                 done = pipeline.flush() == Flow::Stop;
             }
