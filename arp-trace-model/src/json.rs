@@ -36,14 +36,7 @@ pub fn write_arp(out: &mut Vec<u8>, e: &ArpEvent<'_>) {
     });
     key!(out, "time");
     time(out, e.time);
-    key!(out, "netns");
-    uint(out, e.netns.into());
-    key!(out, "netns_name");
-    opt_str(out, e.netns_name.as_deref());
-    key!(out, "ifindex");
-    uint(out, e.ifindex.into());
-    key!(out, "ifname");
-    string(out, &e.ifname);
+    place(out, e.netns, e.netns_name.as_deref(), e.ifindex, &e.ifname);
     key!(out, "sender_ip");
     ipv4(out, e.sender_ip);
     key!(out, "sender_mac");
@@ -89,32 +82,30 @@ pub fn write_arp(out: &mut Vec<u8>, e: &ArpEvent<'_>) {
     out.push(b'}');
 }
 
+/// The namespace and interface fields both record types carry, in the schema's order.
+fn place(out: &mut Vec<u8>, netns: u32, netns_name: Option<&str>, ifindex: u32, ifname: &str) {
+    key!(out, "netns");
+    uint(out, netns.into());
+    key!(out, "netns_name");
+    opt_str(out, netns_name);
+    key!(out, "ifindex");
+    uint(out, ifindex.into());
+    key!(out, "ifname");
+    string(out, ifname);
+}
+
 /// Appends the JSON object of a `neigh_failed` record (no newline).
 pub fn write_neigh_failed(out: &mut Vec<u8>, f: &NeighFailed<'_>) {
     out.reserve(LINE);
     out.extend_from_slice(br#"{"type":"neigh_failed","time":"#);
     time(out, f.time);
-    key!(out, "netns");
-    uint(out, f.netns.into());
-    key!(out, "netns_name");
-    opt_str(out, f.netns_name.as_deref());
-    key!(out, "ifindex");
-    uint(out, f.ifindex.into());
-    key!(out, "ifname");
-    string(out, &f.ifname);
+    place(out, f.netns, f.netns_name.as_deref(), f.ifindex, &f.ifname);
     key!(out, "target_ip");
     ip(out, &f.target_ip);
     key!(out, "attempts");
     uint(out, f.attempts.into());
     key!(out, "dropped");
-    out.push(b'[');
-    for (i, t) in f.dropped.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        trigger(out, t);
-    }
-    out.push(b']');
+    array(out, &f.dropped, trigger);
     key!(out, "dropped_omitted");
     uint(out, f.dropped_omitted);
     if let Some(r) = &f.reason {
@@ -221,23 +212,9 @@ fn request_facts(out: &mut Vec<u8>, f: &RequestFacts<'_>) {
     int(out, a.effective.into());
     out.push(b'}');
     key!(out, "addrs");
-    out.push(b'[');
-    for (i, c) in f.addrs.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        cidr(out, c);
-    }
-    out.push(b']');
+    array(out, &f.addrs, cidr);
     key!(out, "ns_addrs");
-    out.push(b'[');
-    for (i, a) in f.ns_addrs.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        if_addr(out, a);
-    }
-    out.push(b']');
+    array(out, &f.ns_addrs, if_addr);
     if let Some(l) = &f.route_localnet {
         key!(out, "route_localnet");
         out.extend_from_slice(br#"{"all":"#);
@@ -354,6 +331,18 @@ fn ip(out: &mut Vec<u8>, a: &IpAddr) {
 
 fn mac(out: &mut Vec<u8>, m: &crate::Mac) {
     quoted(out, &m.text());
+}
+
+/// A JSON array of `items`, each written by `one`.
+fn array<T>(out: &mut Vec<u8>, items: &[T], one: fn(&mut Vec<u8>, &T)) {
+    out.push(b'[');
+    for (i, x) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        one(out, x);
+    }
+    out.push(b']');
 }
 
 fn cidr(out: &mut Vec<u8>, c: &Cidr) {

@@ -26,6 +26,8 @@ mod record;
 mod schema_tests;
 mod solicit;
 mod summary;
+#[cfg(test)]
+mod test_rng;
 pub mod text;
 mod time;
 mod trigger;

@@ -4,6 +4,7 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::test_rng::Rng;
 use crate::*;
 
 fn tmp(name: &str) -> PathBuf {
@@ -349,20 +350,6 @@ fn directories_and_missing_files_are_named() {
         e.starts_with("/nonexistent/t: cannot open: No such file"),
         "{e}"
     );
-}
-
-/// xorshift64*: a fixed sequence, so a failure reproduces.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
 }
 
 /// The fuzz target's stable stand-in: mutated traces (plain and compressed) through the

@@ -5,26 +5,15 @@
 use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use crate::test_rng::Rng;
 use crate::*;
 
-/// xorshift64*: reproducible, no dependency.
-struct Rng(u64);
-
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
     fn coin(&mut self) -> bool {
         self.next() & 1 == 1
     }
     fn pick<T: Clone>(&mut self, xs: &[T]) -> T {
-        xs[self.below(xs.len() as u64) as usize].clone()
+        xs[self.below(xs.len())].clone()
     }
     fn maybe<T>(&mut self, f: impl FnOnce(&mut Rng) -> T) -> Option<T> {
         if self.coin() {
@@ -43,7 +32,7 @@ impl Rng {
         let mut s = String::new();
         for _ in 0..self.below(6) {
             let plain = "eth3 announces 198.51.100.10, the source of the packet";
-            let n = self.below(plain.len() as u64 + 1) as usize;
+            let n = self.below(plain.len() + 1);
             s.push_str(&plain[..n]);
             if self.coin() {
                 s.push_str(self.pick(PIECES));
