@@ -1,10 +1,11 @@
 //! `tp_btf/net_dev_queue`: the ARP frame as the device queues it, the egress device's
 //! addresses and `arp_announce`, and the request's sequence number. On its own because it
-//! runs for every frame the host sends and must stay the cheapest of the programs. The skb
-//! and its device are read with direct loads where the verifier takes them (6.12 on,
-//! `Config::xmit_direct`) and with the helper elsewhere: with direct loads in `read_head`
-//! and `copy_frame` alone, the 6.1 verifier gives up on the program (E2BIG after ~80 s). The
-//! device's addresses are read with the helper on every kernel.
+//! runs for every frame the host sends and must stay the cheapest of the programs. The skb,
+//! its device and the device's addresses and settings are read with direct loads where the
+//! verifier takes them (6.12 on, `Config::xmit_direct`) and with the helper elsewhere: with
+//! direct loads in `read_head` and `copy_frame` alone, the 6.1 verifier gives up on the
+//! program (E2BIG after ~80 s). The walk over the namespace's devices (`container_of()`
+//! arithmetic, out of BTF's reach) uses the helper on every kernel.
 
 use arp_trace_common::{
     ArpXmitEvent, DevAddr, Offsets, ADDR_SECONDARY, CONF_ARP_NOTIFY, CONF_READ,

@@ -128,8 +128,8 @@ pub static HOOKS: &[Hook] = &[
     },
 ];
 
-/// From which kernel `net_dev_queue` reads the skb and its device with direct loads
-/// (`Config::xmit_direct`), about half its cost per ARP frame. Verified on 6.12 (VM suite)
+/// From which kernel `net_dev_queue` reads the skb, its device and the device's addresses
+/// with direct loads (`Config::xmit_direct`), about half its cost per ARP frame. Verified on 6.12 (VM suite)
 /// and 6.18; 6.1's verifier gives up on them (E2BIG after ~80 s) and the kernels between
 /// are untested, so those read with the helper as 6.1 does.
 pub const XMIT_DIRECT_FROM: (u32, u32) = (6, 12);

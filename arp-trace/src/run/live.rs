@@ -384,8 +384,8 @@ async fn stream(
             }
             guard = ring.readable_mut() => {
                 let mut guard = guard?;
-                // Cleared before draining: the kernel wakes us only when a record lands in an
-                // empty ring, so a wakeup during the drain must not be wiped afterwards.
+                // Cleared before draining: the programs wake us at most once per gap, so a
+                // wakeup during the drain must not be wiped afterwards.
                 guard.clear_ready();
                 let rb = guard.get_inner_mut();
                 drain(rb, &mut joiner, &mut pipeline, clock, &mut joined);
