@@ -89,6 +89,11 @@ impl NsFacts<'_> {
         self.localnet_all || self.localnet_dev.get(ifname).copied().unwrap_or(false)
     }
 
+    /// Whether the namespace has a VRF device (only then can any device belong to one).
+    fn has_vrf(&self) -> bool {
+        self.links.iter().any(|l| l.vrf_table.is_some())
+    }
+
     /// The device's entry in `links`, if it has a VRF role.
     pub fn link(&self, ifname: &str) -> Option<&Link> {
         self.links.iter().find(|l| l.ifname == ifname)
@@ -97,6 +102,10 @@ impl NsFacts<'_> {
     /// The VRF (L3 domain) a device belongs to: itself for a VRF device, its master for a
     /// member, none for the rest (the main tables). l3mdev_master_ifindex() by name.
     pub fn vrf_of(&self, ifname: &str) -> Option<&str> {
+        // Most namespaces have no VRF: say so without comparing names.
+        if !self.has_vrf() {
+            return None;
+        }
         let l = self.link(ifname)?;
         if l.vrf_table.is_some() {
             return Some(&l.ifname);
@@ -135,6 +144,9 @@ impl NsFacts<'_> {
 
     /// The devices with a VRF role (a VRF, or a VRF's member): what a request record keeps.
     pub fn vrf_links(&self) -> Vec<Link> {
+        if !self.has_vrf() {
+            return Vec::new();
+        }
         self.links
             .iter()
             .filter(|l| l.vrf_table.is_some() || self.vrf_of(&l.ifname).is_some())

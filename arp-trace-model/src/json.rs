@@ -53,7 +53,7 @@ pub fn write_arp(out: &mut Vec<u8>, e: &ArpEvent<'_>) {
         None => null(out),
     }
     key!(out, "frame");
-    string(out, e.frame.as_str());
+    quoted(out, e.frame.digits());
     key!(out, "trigger");
     match &e.trigger {
         Some(t) => trigger(out, t),
@@ -273,6 +273,11 @@ fn boolean(out: &mut Vec<u8>, b: bool) {
 }
 
 fn uint(out: &mut Vec<u8>, mut v: u64) {
+    // Most numbers in a record are small (ifindex, prefix length, scope, attempt).
+    if v < 10 {
+        out.push(b'0' + v as u8);
+        return;
+    }
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     loop {
@@ -283,7 +288,10 @@ fn uint(out: &mut Vec<u8>, mut v: u64) {
             break;
         }
     }
-    out.extend_from_slice(&buf[i..]);
+    // Pushed, not copied: memcpy of a few bytes is the dearer call.
+    for &d in &buf[i..] {
+        out.push(d);
+    }
 }
 
 fn int(out: &mut Vec<u8>, v: i64) {

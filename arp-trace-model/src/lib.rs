@@ -16,6 +16,7 @@ mod facts;
 pub mod file;
 mod header;
 mod hex;
+pub mod intern;
 mod json;
 pub mod limits;
 mod mac;

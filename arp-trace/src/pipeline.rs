@@ -2,7 +2,7 @@
 //! records; the pipeline filters them, names their namespaces, explains requests that carry no
 //! verdict, counts everything, and hands each record to every sink.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
 use std::io;
 
 use arp_trace_model::{
@@ -12,6 +12,9 @@ use arp_trace_model::{
 
 use crate::explain::{self, egress, FactsSource};
 use crate::netns::NetnsNames;
+
+/// A filter's set: looked up for every record, with a fast hash (the keys are the user's).
+pub type HashSet<T> = foldhash::HashSet<T>;
 
 /// What the user asked to see: `-i`, `--netns`, `-4`/`-6`. Empty sets mean all.
 #[derive(Debug, Default, Clone)]
@@ -208,6 +211,32 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// An event the live source built and lends for the pipeline to complete in place.
+pub enum Owned<'r> {
+    Arp(&'r mut ArpEvent<'static>),
+    Ndisc(&'r mut NdiscEvent<'static>),
+    Failed(&'r mut NeighFailed<'static>),
+}
+
+/// Where an event sits while the pipeline completes it: held from a trace (cloned the first
+/// time it must change, which replay mostly avoids) or lent by the live source (changed in
+/// place).
+trait Slot<T>: std::ops::Deref<Target = T> {
+    fn to_mut(&mut self) -> &mut T;
+}
+
+impl<T: Clone> Slot<T> for Held<'_, T> {
+    fn to_mut(&mut self) -> &mut T {
+        Held::to_mut(self)
+    }
+}
+
+impl<T> Slot<T> for &mut T {
+    fn to_mut(&mut self) -> &mut T {
+        self
+    }
+}
+
 pub struct Pipeline {
     pub filter: Filter,
     /// Stop after this many requests (`-c`).
@@ -306,6 +335,17 @@ impl Pipeline {
         self.flow()
     }
 
+    /// An event the live source owns, changed in place: an `arp` event is some 800 bytes,
+    /// and moving each in and out of a `Record` was a visible share of a storm's CPU.
+    pub fn push_owned(&mut self, ev: Owned<'_>) -> Flow {
+        match ev {
+            Owned::Arp(e) => self.push_arp(e),
+            Owned::Ndisc(e) => self.push_ndisc(e),
+            Owned::Failed(f) => self.push_failed(f),
+        }
+        self.flow()
+    }
+
     /// One record from the source. Headers and summaries are the source's business.
     pub fn push(&mut self, rec: Record<'_>) -> Flow {
         match rec {
@@ -318,7 +358,7 @@ impl Pipeline {
         self.flow()
     }
 
-    fn push_arp(&mut self, mut ev: Held<'_, ArpEvent<'_>>) {
+    fn push_arp<'e>(&mut self, mut ev: impl Slot<ArpEvent<'e>>) {
         if self.at_limit() {
             return;
         }
@@ -332,7 +372,7 @@ impl Pipeline {
             return;
         }
         if let Some(n) = self.missing_name(ev.netns, ev.netns_name.as_deref()) {
-            ev.to_mut().netns_name = Some(n.into());
+            ev.to_mut().netns_name = Some(n);
         }
         if ev.is_request() && ev.verdict.is_none() {
             self.explain(ev.to_mut());
@@ -357,13 +397,13 @@ impl Pipeline {
         if !self.admit(ev.foreign(), ev.time, kind) {
             return;
         }
-        let rec = Record::Arp(Held::Borrowed(&ev));
+        let rec = Record::Arp(Held::Borrowed(&*ev));
         self.each(|s| s.record(&rec));
     }
 
     /// A neighbour solicitation or advertisement: the same filters and steps as ARP, with
     /// IPv6's rule table and no namespace facts (the program read what the rules need).
-    fn push_ndisc(&mut self, mut ev: Held<'_, NdiscEvent<'_>>) {
+    fn push_ndisc<'e>(&mut self, mut ev: impl Slot<NdiscEvent<'e>>) {
         if self.at_limit() {
             return;
         }
@@ -377,7 +417,7 @@ impl Pipeline {
             return;
         }
         if let Some(n) = self.missing_name(ev.netns, ev.netns_name.as_deref()) {
-            ev.to_mut().netns_name = Some(n.into());
+            ev.to_mut().netns_name = Some(n);
         }
         if ev.verdict.is_none() {
             let e = ev.to_mut();
@@ -401,7 +441,7 @@ impl Pipeline {
         if !self.admit(ev.foreign(), ev.time, kind) {
             return;
         }
-        let rec = Record::Ndisc(Held::Borrowed(&ev));
+        let rec = Record::Ndisc(Held::Borrowed(&*ev));
         self.each(|s| s.record(&rec));
     }
 
@@ -423,11 +463,12 @@ impl Pipeline {
         ok
     }
 
-    /// The namespace's name, when the record does not carry one and it has one.
-    fn missing_name(&mut self, netns: u32, name: Option<&str>) -> Option<String> {
+    /// The namespace's name, when the record does not carry one and it has one; from the
+    /// run's name table, as every record of a namespace names it.
+    fn missing_name(&mut self, netns: u32, name: Option<&str>) -> Option<Cow<'static, str>> {
         match name {
             Some(_) => None,
-            None => self.names.name(netns).map(str::to_owned),
+            None => self.names.name(netns),
         }
     }
 
@@ -531,7 +572,7 @@ impl Pipeline {
         }
         if ch.netns_name.is_none() {
             if let Some(n) = self.names.name(ch.netns) {
-                ch.to_mut().netns_name = Some(n.to_owned());
+                ch.to_mut().netns_name = Some(n.into_owned());
             }
         }
         self.last_time = self.last_time.max(ch.time);
@@ -539,7 +580,7 @@ impl Pipeline {
         self.each(|s| s.record(&rec));
     }
 
-    fn push_failed(&mut self, mut f: Held<'_, NeighFailed<'_>>) {
+    fn push_failed<'e>(&mut self, mut f: impl Slot<NeighFailed<'e>>) {
         let processes = &self.filter.processes;
         if !self.filter.family_matches(Family::of(f.target_ip))
             || !self
@@ -553,7 +594,7 @@ impl Pipeline {
         self.counters.failures += 1;
         self.last_time = self.last_time.max(f.time);
         if let Some(n) = self.missing_name(f.netns, f.netns_name.as_deref()) {
-            f.to_mut().netns_name = Some(n.into());
+            f.to_mut().netns_name = Some(n);
         }
         if f.reason.is_some() && f.explanation.is_none() {
             let own = self.names.own();
@@ -569,7 +610,7 @@ impl Pipeline {
                 f.to_mut().remedy = Some(vetted);
             }
         }
-        let rec = Record::NeighFailed(Held::Borrowed(&f));
+        let rec = Record::NeighFailed(Held::Borrowed(&*f));
         self.each(|s| s.record(&rec));
     }
 

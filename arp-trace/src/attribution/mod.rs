@@ -15,7 +15,7 @@ pub mod owners;
 pub mod trigger;
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,7 @@ use arp_trace_common::{
 use arp_trace_model::{ArpEvent, ArpOp, NdiscEvent, NeighFailed, Reason, Time, Trigger};
 
 use owners::{current_if_task, resolve_owner, Owner, SocketOwners};
+pub use trigger::Ifnames;
 use trigger::{make_trigger, solicit_state};
 
 /// What the joiner hands on.
@@ -106,6 +107,10 @@ enum Queued {
     Ready(Joined),
 }
 
+/// The joiner's tables are looked up several times per request with small integer keys: a
+/// fast hash, not SipHash (the keys come from the kernel, not from a peer).
+type Map<K, V> = foldhash::HashMap<K, V>;
+
 const MAX_DROPS_LISTED: usize = 32;
 /// How long a request not known to come from `arp_solicit()` waits for records that may join
 /// it (ARP a process wrote through a packet socket, gratuitous ARP, bridged frames get none).
@@ -120,16 +125,16 @@ pub const SOLICIT_WAIT: Duration = Duration::from_secs(3);
 pub struct Joiner {
     /// Keyed by (cpu, sequence number): a fast hash, and room for a storm's requests in
     /// flight from the start, since growing moves every waiting event.
-    pending: foldhash::HashMap<(u32, u64), Pending>,
+    pending: Map<(u32, u64), Pending>,
     order: VecDeque<Queued>,
     /// NEIGH_FAILED drops seen on a CPU, waiting for that CPU's failure record.
-    drops_by_cpu: HashMap<u32, Vec<Trigger<'static>>>,
+    drops_by_cpu: Map<u32, Vec<Trigger<'static>>>,
     /// Queue-overflow drops, by (netns, ifindex, destination).
-    queuefull: HashMap<(u32, u32, IpAddr), Vec<Trigger<'static>>>,
-    omitted: HashMap<u32, u64>,
+    queuefull: Map<(u32, u32, IpAddr), Vec<Trigger<'static>>>,
+    omitted: Map<u32, u64>,
     pub owners: SocketOwners,
     /// (netns, ifindex) -> name, learned from transmitted frames and neighbour records.
-    pub ifnames: HashMap<(u32, u32), String>,
+    pub ifnames: Ifnames,
     clock_offset: i128,
     /// Triggers that named no pending request (counted, never dropped silently).
     pub unmatched: u64,
@@ -140,12 +145,48 @@ pub struct Joiner {
     /// `SKB_DROP_REASON_NEIGH_QUEUEFULL` on this kernel.
     pub queuefull_reason: u32,
     /// Attempt number of the last request per (netns, ifindex, target), for failures.
-    last_attempt: HashMap<(u32, u32, IpAddr), u32>,
+    last_attempt: Map<(u32, u32, IpAddr), u32>,
     /// Per CPU, a trigger from `arp_solicit()`'s entry (fentry/kprobe) waiting for the
     /// request it announced: (sequence number the request will get, trigger, its target).
-    early: HashMap<u32, (u64, Trigger<'static>, IpAddr)>,
+    early: Map<u32, (u64, Trigger<'static>, IpAddr)>,
     /// The latest NEIGH_FAILED drops on any CPU, newest last.
     recent_failed: VecDeque<RecentDrop>,
+    spare: Spare,
+}
+
+/// Boxes and drop lists of events the pipeline is done with, reused for the next events: a
+/// storm otherwise allocates and frees three of them per request. At most [`SPARE`] of each.
+// The boxes themselves are what is kept: `Joined` hands events on boxed.
+#[allow(clippy::vec_box)]
+#[derive(Default)]
+struct Spare {
+    arp: Vec<Box<ArpEvent<'static>>>,
+    failed: Vec<Box<NeighFailed<'static>>>,
+    drops: Vec<Vec<Trigger<'static>>>,
+}
+
+const SPARE: usize = 64;
+
+impl Spare {
+    fn arp(&mut self, ev: ArpEvent<'static>) -> Box<ArpEvent<'static>> {
+        match self.arp.pop() {
+            Some(mut b) => {
+                *b = ev;
+                b
+            }
+            None => Box::new(ev),
+        }
+    }
+
+    fn failed(&mut self, f: NeighFailed<'static>) -> Box<NeighFailed<'static>> {
+        match self.failed.pop() {
+            Some(mut b) => {
+                *b = f;
+                b
+            }
+            None => Box::new(f),
+        }
+    }
 }
 
 /// A packet dropped as its neighbour entry failed, kept a moment in case it was the one a
@@ -167,19 +208,20 @@ impl Joiner {
         Joiner {
             pending: foldhash::HashMap::with_capacity_and_hasher(1024, Default::default()),
             order: VecDeque::new(),
-            drops_by_cpu: HashMap::new(),
-            queuefull: HashMap::new(),
-            omitted: HashMap::new(),
+            drops_by_cpu: Map::default(),
+            queuefull: Map::default(),
+            omitted: Map::default(),
             owners: SocketOwners::new(),
-            ifnames: HashMap::new(),
+            ifnames: Ifnames::default(),
             clock_offset,
             unmatched: 0,
             unjoined: 0,
             solicit_wait: SOLICIT_WAIT,
             queuefull_reason: 0,
-            last_attempt: HashMap::new(),
-            early: HashMap::new(),
+            last_attempt: Map::default(),
+            early: Map::default(),
             recent_failed: VecDeque::new(),
+            spare: Spare::default(),
         }
     }
 
@@ -202,7 +244,8 @@ impl Joiner {
         self.learn_ifname(ev.netns, ev.ifindex, &ev.ifname);
         // A packet socket's request carries its own trigger (the frame): nothing to join.
         if ev.op != ArpOp::Request || seq == 0 || ev.trigger.is_some() {
-            self.hand_on(Joined::Arp(Box::new(ev)), out);
+            let b = self.spare.arp(ev);
+            self.hand_on(Joined::Arp(b), out);
             return;
         }
         let mut ev = ev;
@@ -220,7 +263,8 @@ impl Joiner {
                 }
             }
         }
-        self.wait(cpu, seq, Sent::Arp(Box::new(ev)), expected);
+        let b = self.spare.arp(ev);
+        self.wait(cpu, seq, Sent::Arp(b), expected);
     }
 
     /// A transmitted ND frame; `from_solicit` when the kernel built it in `ndisc_solicit()`,
@@ -246,9 +290,10 @@ impl Joiner {
     fn learn_ifname(&mut self, netns: u32, ifindex: u32, name: &str) {
         match self.ifnames.get_mut(&(netns, ifindex)) {
             Some(known) if known == name => {}
-            Some(known) => name.clone_into(known),
+            Some(known) => *known = arp_trace_model::intern::name(name),
             None => {
-                self.ifnames.insert((netns, ifindex), name.to_string());
+                self.ifnames
+                    .insert((netns, ifindex), arp_trace_model::intern::name(name));
             }
         }
     }
@@ -307,7 +352,9 @@ impl Joiner {
                     .entry((t.netns, t.ifindex, trig.dst))
                     .or_default()
             } else {
-                self.drops_by_cpu.entry(t.cpu).or_default()
+                self.drops_by_cpu
+                    .entry(t.cpu)
+                    .or_insert_with(|| self.spare.drops.pop().unwrap_or_default())
             };
             if list.len() < MAX_DROPS_LISTED {
                 list.push(trig);
@@ -361,7 +408,7 @@ impl Joiner {
                     let resolved =
                         resolve_owner(&owner, &mut self.owners).or_else(|| current_if_task(&owner));
                     if let Some((o, pid, comm)) = resolved {
-                        (t.origin, t.pid, t.comm) = (o, pid, comm.map(Cow::Owned));
+                        (t.origin, t.pid, t.comm) = (o, pid, comm);
                         t.in_ifindex = None;
                         t.in_ifname = None;
                     }
@@ -407,12 +454,12 @@ impl Joiner {
                 && attempt.is_none()
                 && n.ll_usable == 0
                 && n.ll_total != LL_UNREAD;
-            let failed = Joined::Failed(Box::new(NeighFailed {
+            let failed = Joined::Failed(self.spare.failed(NeighFailed {
                 time: Time(n.ts_ns as i128 + self.clock_offset),
                 netns: n.netns,
                 netns_name: None,
                 ifindex: n.ifindex,
-                ifname: Cow::Owned(ifname.into_owned()),
+                ifname: arp_trace_model::intern::name(&ifname),
                 target_ip: target,
                 attempts: attempt.unwrap_or_else(|| n.probes.saturating_sub(n.ucast_probes).max(1)),
                 dropped,
@@ -456,6 +503,23 @@ impl Joiner {
                     }
                 }
             }
+        }
+    }
+
+    /// Takes back an event the pipeline is done with, for its box and lists to be reused.
+    pub fn recycle(&mut self, j: Joined) {
+        let s = &mut self.spare;
+        match j {
+            Joined::Arp(b) if s.arp.len() < SPARE => s.arp.push(b),
+            Joined::Failed(mut f) if s.failed.len() < SPARE => {
+                let mut d = std::mem::take(&mut f.dropped);
+                if d.capacity() > 0 && s.drops.len() < SPARE {
+                    d.clear();
+                    s.drops.push(d);
+                }
+                s.failed.push(f);
+            }
+            _ => {}
         }
     }
 

@@ -8,7 +8,8 @@
 //! inode number is not given out again. A socket its process has closed (an orphan, with no
 //! inode) is therefore reported as a local sender whose process is unknown.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use arp_trace_common::{
@@ -20,7 +21,7 @@ use crate::kernel::ring::cstr;
 
 /// Socket inode -> owning process, from /proc/*/fd (what `ss -p` does), cached.
 pub struct SocketOwners {
-    map: HashMap<u64, (u32, String)>,
+    map: HashMap<u64, (u32, Cow<'static, str>)>,
     last_scan: Option<Instant>,
     /// Inodes a scan did not find, and when: each is looked for again at most once a second.
     misses: HashMap<u64, Instant>,
@@ -34,9 +35,9 @@ const MISS_RETRY: Duration = Duration::from_secs(1);
 impl SocketOwners {
     pub fn new() -> Self {
         SocketOwners {
-            map: HashMap::new(),
+            map: HashMap::default(),
             last_scan: None,
-            misses: HashMap::new(),
+            misses: HashMap::default(),
         }
     }
 
@@ -56,12 +57,13 @@ impl SocketOwners {
             self.map.clear();
         }
         if ino != 0 {
-            self.map.insert(ino, (pid, comm.to_string()));
+            self.map
+                .insert(ino, (pid, arp_trace_model::intern::name(comm)));
         }
     }
 
     /// The owner of socket inode `ino` (0: the socket has none).
-    pub fn lookup(&mut self, ino: u64) -> Option<(u32, String)> {
+    pub fn lookup(&mut self, ino: u64) -> Option<(u32, Cow<'static, str>)> {
         if ino == 0 {
             return None;
         }
@@ -112,7 +114,7 @@ impl SocketOwners {
                         let c = comm.get_or_insert_with(|| {
                             std::fs::read(p.path().join("comm"))
                                 .map(|b| {
-                                    arp_trace_model::kernel_name(
+                                    arp_trace_model::intern::kernel_name(
                                         b.strip_suffix(b"\n").unwrap_or(&b),
                                     )
                                 })
@@ -148,7 +150,7 @@ pub struct Owner<'a> {
 pub fn resolve_owner(
     o: &Owner<'_>,
     owners: &mut SocketOwners,
-) -> Option<(Origin, Option<u32>, Option<String>)> {
+) -> Option<(Origin, Option<u32>, Option<Cow<'static, str>>)> {
     if o.flags & TRIGGER_HAS_SK == 0 {
         return None;
     }
@@ -173,7 +175,9 @@ pub fn resolve_owner(
 
 /// When the queue no longer holds the packet (the reply arrived inside the solicit, as on
 /// veth), the sender is still `current` if the solicit ran in task context.
-pub(super) fn current_if_task(o: &Owner<'_>) -> Option<(Origin, Option<u32>, Option<String>)> {
+pub(super) fn current_if_task(
+    o: &Owner<'_>,
+) -> Option<(Origin, Option<u32>, Option<Cow<'static, str>>)> {
     if o.context != CONTEXT_TASK || o.pid_tgid >> 32 == 0 {
         return None;
     }
@@ -196,10 +200,10 @@ mod tests {
         o.learn(100, 4242, "old");
         // The new socket's inode (200) is held by no process this test can see: unknown, not
         // the old owner of the address both sockets had.
-        assert_eq!(o.lookup(100), Some((4242, "old".to_string())));
+        assert_eq!(o.lookup(100), Some((4242, "old".into())));
         assert_ne!(o.lookup(200).map(|(p, _)| p), Some(4242));
         o.learn(200, 777, "new");
-        assert_eq!(o.lookup(200), Some((777, "new".to_string())));
+        assert_eq!(o.lookup(200), Some((777, "new".into())));
         assert_eq!(o.lookup(0), None);
     }
 }

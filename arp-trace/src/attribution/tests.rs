@@ -322,8 +322,8 @@ fn a_reused_sock_address_does_not_name_the_previous_owner() {
 
 #[test]
 fn kernel_and_forwarded_origins() {
-    let mut ifnames = HashMap::new();
-    ifnames.insert((7, 12), "eth1".to_string());
+    let mut ifnames = super::Ifnames::default();
+    ifnames.insert((7, 12), "eth1".into());
     let mut owners = SocketOwners::new();
     let t = trigger(EVENT_TRIGGER, 0, 1, TRIGGER_HAS_SK | TRIGGER_NO_FILE, 0);
     assert_eq!(
@@ -476,4 +476,57 @@ fn v4key(a: [u8; 4]) -> [u8; 16] {
     let mut k = [0; 16];
     k[..4].copy_from_slice(&a);
     k
+}
+
+/// An event the pipeline handed back lends its box and drop list to the next one, which
+/// carries only its own fields: nothing of the recycled event shows through.
+#[test]
+fn recycled_events_reuse_their_boxes_and_keep_nothing_of_the_old() {
+    let mut j = joiner_knowing_python3();
+    let mut out = Vec::new();
+    j.trigger(&failed_drop(1));
+    j.trigger(&failed_drop(1));
+    j.neigh(&neigh(1, 0, 0x20, 6, NEIGH_FAILED), &mut out);
+    let Some(Joined::Failed(f)) = out.pop() else {
+        panic!()
+    };
+    assert_eq!(f.dropped.len(), 2);
+    let (old_box, old_list) = (&*f as *const NeighFailed, f.dropped.as_ptr());
+    j.recycle(Joined::Failed(f));
+
+    j.trigger(&failed_drop(1));
+    j.neigh(&neigh(1, 0, 0x20, 6, NEIGH_FAILED), &mut out);
+    let Some(Joined::Failed(f)) = out.pop() else {
+        panic!()
+    };
+    assert_eq!(
+        (&*f as *const NeighFailed, f.dropped.as_ptr()),
+        (old_box, old_list)
+    );
+    assert_eq!(f.dropped.len(), 1, "only this failure's drop");
+
+    let mut a = request();
+    a.trigger = Some(
+        make_trigger(
+            &trigger(EVENT_TRIGGER, 0, 0, 0, 0),
+            &mut j.owners,
+            &j.ifnames,
+        )
+        .unwrap(),
+    );
+    j.arp(0, 0, a, false, &mut out);
+    let Some(Joined::Arp(a)) = out.pop() else {
+        panic!()
+    };
+    let old = &*a as *const ArpEvent;
+    j.recycle(Joined::Arp(a));
+    j.arp(0, 0, request(), false, &mut out);
+    let Some(Joined::Arp(b)) = out.pop() else {
+        panic!()
+    };
+    assert_eq!(&*b as *const ArpEvent, old);
+    assert!(
+        b.trigger.is_none(),
+        "the recycled event's trigger must not show through"
+    );
 }

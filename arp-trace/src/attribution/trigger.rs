@@ -4,7 +4,6 @@
 //! neighbour's state and attempt number at the solicit.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use arp_trace_common::{NeighEvent, TriggerEvent, EVENT_NEIGH_DROP, NEIGH_FIRST};
@@ -117,11 +116,14 @@ pub fn solicit_state(n: &NeighEvent, unicast: bool) -> (&'static str, u32) {
     (state, attempt)
 }
 
+/// (netns, ifindex) -> interface name, as the joiner learnt them.
+pub type Ifnames = foldhash::HashMap<(u32, u32), Cow<'static, str>>;
+
 /// Decides a trigger's origin and owner from the kernel's record.
 pub fn make_trigger(
     t: &TriggerEvent,
     owners: &mut SocketOwners,
-    ifnames: &HashMap<(u32, u32), String>,
+    ifnames: &Ifnames,
 ) -> Option<Trigger<'static>> {
     let (src, dst, proto, len, sport, dport, icmp_type) = parse_ip(&t.ip)?;
     let owner = Owner {
@@ -151,9 +153,9 @@ pub fn make_trigger(
         mark: t.mark,
         origin,
         pid,
-        comm: comm.map(Cow::Owned),
+        comm,
         in_ifindex,
-        in_ifname: in_ifname.map(Cow::Owned),
+        in_ifname,
         drop_reason: None,
     })
 }

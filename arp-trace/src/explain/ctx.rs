@@ -53,7 +53,7 @@ pub struct Ctx<'a> {
     pub(super) source_local: Option<&'a IfAddr<'a>>,
     /// The egress address whose subnet holds both target and saddr (inet_addr_onlink()).
     pub(super) onlink: Option<&'a IfAddr<'a>>,
-    pub(super) dev_addrs: Vec<&'a IfAddr<'a>>,
+    pub(super) dev_addrs: Addrs<'a>,
     /// IN_DEV_ROUTE_LOCALNET(): host-scope addresses of the device count as link scope.
     pub(super) localnet: bool,
     /// inet_select_addr() on the egress device itself.
@@ -127,11 +127,15 @@ pub(super) fn local_address<'a>(
         })
 }
 
+/// Some of a namespace's addresses, in its order: a device has a handful, and these lists are
+/// made for every request explained, so they live on the stack.
+pub(super) type Addrs<'a> = smallvec::SmallVec<[&'a IfAddr<'a>; 8]>;
+
 /// Addresses of `ifname` that the kernel keeps as primaries: __inet_insert_ifa() marks an
 /// address secondary when an earlier one on the device has the same mask and its
 /// `ifa_address` in the new one's subnet.
-pub(super) fn primaries<'a>(facts: &'a NsFacts<'a>, ifname: &str) -> Vec<&'a IfAddr<'a>> {
-    let mut out: Vec<&IfAddr<'_>> = Vec::new();
+pub(super) fn primaries<'a>(facts: &'a NsFacts<'a>, ifname: &str) -> Addrs<'a> {
+    let mut out: Addrs<'_> = Addrs::new();
     for a in facts.addrs.iter().filter(|a| a.ifname == ifname) {
         if let Some(secondary) = a.secondary {
             if !secondary {
@@ -202,7 +206,7 @@ impl<'a> Ctx<'a> {
     ) -> Ctx<'a> {
         let dev: &str = &req.ifname;
         let (all, dev_level, effective) = facts.announce(dev);
-        let dev_addrs: Vec<&IfAddr<'_>> = facts.addrs.iter().filter(|a| a.ifname == dev).collect();
+        let dev_addrs: Addrs<'_> = facts.addrs.iter().filter(|a| a.ifname == dev).collect();
         let packet_socket = req
             .trigger
             .as_ref()
@@ -222,7 +226,7 @@ impl<'a> Ctx<'a> {
                 .find(|a| a.contains(req.target_ip) && a.contains(s))
         });
         let localnet = facts.localnet(dev);
-        let usable: Vec<&IfAddr<'_>> = primaries(facts, dev)
+        let usable: Addrs<'_> = primaries(facts, dev)
             .into_iter()
             .filter(|a| usable_on_dev(a, localnet))
             .collect();

@@ -2,6 +2,7 @@
 //! the phrases they share (the levels in force, the egress device's subnets, who sent the
 //! packet), read from the same [`Ctx`] the rule matched on.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
@@ -89,13 +90,13 @@ impl Ctx<'_> {
 
     /// Where inet_addr_type_dev_table() looks an address up for the egress device: "local to
     /// the host", or local in its VRF's table.
-    pub(super) fn local_where(&self) -> String {
+    pub(super) fn local_where(&self) -> Cow<'static, str> {
         match (self.vrf, self.facts.vrf_table_of(self.dev())) {
-            (Some(v), Some(t)) => format!(
+            (Some(v), Some(t)) => Cow::Owned(format!(
                 "local in VRF {v} (table {t}, where the local routes of {}'s L3 domain live)",
                 self.dev()
-            ),
-            _ => "local to the host".to_string(),
+            )),
+            _ => Cow::Borrowed("local to the host"),
         }
     }
 

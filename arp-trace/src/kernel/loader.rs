@@ -247,9 +247,13 @@ fn open_object(offsets: &Offsets, config: &Config, buffer_bytes: u32) -> Result<
              with `cargo xtask build`"
         );
     }
+    // EbpfLoader::new() parses the kernel's BTF for itself (~14 MB). Dropped before the copy
+    // the programs' loads need is parsed: holding both at once was the run's peak RSS.
+    let mut loader = EbpfLoader::new();
+    loader.btf(None);
     let aya_btf = aya::Btf::from_sys_fs()
         .map_err(|e| anyhow!("cannot read the kernel's BTF (/sys/kernel/btf/vmlinux): {e}"))?;
-    let ebpf = EbpfLoader::new()
+    let ebpf = loader
         .btf(Some(&aya_btf))
         .override_global("OFFSETS", offsets, true)
         .override_global("CONFIG", config, true)
@@ -261,10 +265,16 @@ fn open_object(offsets: &Offsets, config: &Config, buffer_bytes: u32) -> Result<
 
 /// Tries every hook arp-trace knows on the running kernel, attaching each and detaching it
 /// again when the returned list is built (for `arp-trace doctor`).
-pub fn probe_hooks(btf: &Btf, syms: &Kallsyms) -> Result<Vec<Probe>> {
-    let features = Features::gather(btf, syms);
-    let offsets = resolve_offsets(btf).context("reading kernel structure layouts from BTF")?;
-    let config = resolve_config(btf, syms);
+///
+/// Takes the BTF by value, as `Tracer::load` does: it is dropped before aya parses its own
+/// copies (see `open_object`), so no two of them (~12 MB each) are held at once.
+pub fn probe_hooks(btf: Btf, syms: &Kallsyms) -> Result<Vec<Probe>> {
+    let features = Features::gather(&btf, syms);
+    let offsets = resolve_offsets(&btf).context("reading kernel structure layouts from BTF")?;
+    let config = resolve_config(&btf, syms);
+    drop(btf);
+    // SAFETY: malloc_trim only releases free memory; aya's own BTF parse comes next.
+    unsafe { libc::malloc_trim(0) };
     let (mut ebpf, aya_btf) = open_object(&offsets, &config, 4096)?;
     let mut out = Vec::new();
     for hook in common_hooks() {
@@ -326,8 +336,8 @@ fn explain_bpf_error(
 }
 
 impl Tracer {
-    /// Takes the BTF by value: it is dropped before aya parses its own copy, so the two
-    /// (~12 MB each) are never held at once.
+    /// Takes the BTF by value: it is dropped before aya parses its own copies (see
+    /// `open_object`), so no two of them (~12 MB each) are held at once.
     pub fn load(btf: Btf, syms: &Kallsyms, opts: &LoadOptions) -> Result<Tracer> {
         let offsets = resolve_offsets(&btf).context("reading kernel structure layouts from BTF")?;
         let config = resolve_config(&btf, syms);

@@ -25,47 +25,60 @@ pub enum Skip {
     NotNdisc,
 }
 
-/// One ring-buffer record.
-// Not boxed: each record is decoded at once and dropped, and a box per ring record (several
-// per request) was a measurable share of a storm's CPU; copying it on the stack is cheaper.
-#[allow(clippy::large_enum_variant)]
-pub enum Raw {
-    Arp(ArpXmitEvent),
-    Ndisc(NdiscXmitEvent),
-    Trigger(TriggerEvent),
-    Neigh(NeighEvent),
+/// One ring-buffer record, read in place: the ring keeps records 8-byte aligned, so the
+/// struct is borrowed rather than copied (a copy of each record, several per request, was a
+/// measurable share of a storm's CPU). A misaligned slice (only tests make one) is copied.
+pub enum Raw<'a> {
+    Arp(Cow<'a, ArpXmitEvent>),
+    Ndisc(Cow<'a, NdiscXmitEvent>),
+    Trigger(Cow<'a, TriggerEvent>),
+    Neigh(Cow<'a, NeighEvent>),
     /// Too short for its kind, or a kind this build does not know.
     Unknown,
 }
 
 /// Reads a record by its leading kind.
-pub fn read(bytes: &[u8]) -> Raw {
+pub fn read(bytes: &[u8]) -> Raw<'_> {
     if bytes.len() < 4 {
         return Raw::Unknown;
     }
     let kind = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-    // SAFETY (each read): the length is checked; the structs are Pod, any bytes are valid.
     match kind {
         EVENT_ARP_XMIT if bytes.len() >= std::mem::size_of::<ArpXmitEvent>() => {
-            Raw::Arp(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
+            Raw::Arp(view(bytes))
         }
         EVENT_NDISC_XMIT if bytes.len() >= std::mem::size_of::<NdiscXmitEvent>() => {
-            Raw::Ndisc(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
+            Raw::Ndisc(view(bytes))
         }
         EVENT_TRIGGER | EVENT_NEIGH_DROP if bytes.len() >= std::mem::size_of::<TriggerEvent>() => {
-            Raw::Trigger(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
+            Raw::Trigger(view(bytes))
         }
-        EVENT_NEIGH if bytes.len() >= std::mem::size_of::<NeighEvent>() => {
-            Raw::Neigh(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
-        }
+        EVENT_NEIGH if bytes.len() >= std::mem::size_of::<NeighEvent>() => Raw::Neigh(view(bytes)),
         _ => Raw::Unknown,
     }
 }
 
+/// `bytes` as a `T`; the caller checked the length. Only for the kernel's plain-data record
+/// structs (`aya::Pod`), for which any bytes are a valid value.
+fn view<T: aya::Pod>(bytes: &[u8]) -> Cow<'_, T> {
+    debug_assert!(bytes.len() >= std::mem::size_of::<T>());
+    let p = bytes.as_ptr();
+    if p.align_offset(std::mem::align_of::<T>()) == 0 {
+        // SAFETY: long enough (checked by the caller), aligned, any bytes are a valid T (Pod),
+        // and the borrow keeps `bytes` alive as long as the reference.
+        Cow::Borrowed(unsafe { &*p.cast::<T>() })
+    } else {
+        // SAFETY: as above, without the alignment, which read_unaligned does not need.
+        Cow::Owned(unsafe { std::ptr::read_unaligned(p.cast()) })
+    }
+}
+
 /// A NUL-terminated kernel name (device, comm) as text; a byte that is not UTF-8 becomes
-/// `\xNN` rather than U+FFFD, so nothing is lost (see `arp_trace_model::text`).
-pub fn cstr(b: &[u8]) -> String {
-    arp_trace_model::kernel_name(b)
+/// `\xNN` rather than U+FFFD, so nothing is lost (see `arp_trace_model::text`). Kept in the
+/// run's name table: every record names a device and most a process, nearly always one seen
+/// before.
+pub fn cstr(b: &[u8]) -> Cow<'static, str> {
+    arp_trace_model::intern::kernel_name(b)
 }
 
 /// The valid bytes of a copied frame, its link-layer destination (when it has a link-layer
@@ -118,7 +131,7 @@ pub fn decode_arp(raw: &ArpXmitEvent, clock_offset: i128) -> Result<ArpEvent<'st
         netns_name: None,
         ifindex: raw.ifindex,
         egress: Some(egress_facts(raw, &ifname)),
-        ifname: Cow::Owned(ifname),
+        ifname,
         sender_ip,
         sender_mac: mac(8),
         target_ip,
@@ -164,7 +177,7 @@ fn built_by(
             mark: raw.mark,
             origin: Origin::PacketSocket,
             pid: (pid != 0).then_some(pid),
-            comm: (pid != 0).then_some(Cow::Owned(comm)),
+            comm: (pid != 0).then_some(comm),
             in_ifindex: None,
             in_ifname: None,
             drop_reason: None,
@@ -172,13 +185,7 @@ fn built_by(
         return (Some(t), None);
     }
     if sender == target {
-        return (
-            None,
-            Some(Task {
-                pid,
-                comm: Cow::Owned(comm),
-            }),
-        );
+        return (None, Some(Task { pid, comm }));
     }
     (None, None)
 }
@@ -192,7 +199,9 @@ pub fn from_solicit(raw: &ArpXmitEvent, ev: &ArpEvent<'_>) -> bool {
 
 /// The egress device's sysctls and addresses, and the devices it could borrow from, as the
 /// program read them.
-fn egress_facts(raw: &ArpXmitEvent, ifname: &str) -> EgressFacts {
+// The Cow itself, not &str: cloning it keeps the name table's borrow, where a &str would copy.
+#[allow(clippy::ptr_arg)]
+fn egress_facts(raw: &ArpXmitEvent, ifname: &Cow<'static, str>) -> EgressFacts {
     let known = |v: i32| (v >= 0).then_some(v);
     let bit = |conf: u8, b: u8| (conf & CONF_READ != 0).then_some(conf & b != 0);
     let n = (raw.n_addrs as usize).min(raw.addrs.len());
@@ -209,7 +218,8 @@ fn egress_facts(raw: &ArpXmitEvent, ifname: &str) -> EgressFacts {
         addrs: raw.addrs[..n]
             .iter()
             .map(|a| IfAddr {
-                ifname: Cow::Owned(ifname.to_string()),
+                // The run's name table's copy: no allocation per address.
+                ifname: ifname.clone(),
                 addr: Ipv4Addr::from(a.addr),
                 prefix_len: a.prefixlen,
                 scope: Some(a.scope),

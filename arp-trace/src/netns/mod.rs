@@ -3,6 +3,7 @@
 //! interfaces, addresses and sysctls (rtnetlink and /proc/sys), keeps watching those that
 //! requests come from, and snapshots them all for a trace's header.
 
+pub mod coarse;
 pub mod enter;
 pub mod find;
 pub mod names;

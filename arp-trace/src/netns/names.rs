@@ -1,15 +1,18 @@
 //! Network namespace names: the kernel reports a namespace by inode; users know the names
 //! `ip netns` gives them (bind mounts under /run/netns). Also resolves `--netns` arguments.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+
+use foldhash::HashMap;
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Result};
 
+use super::coarse::{self, Stamp};
 use super::find::{inode_of, NETNS_RUN_DIR};
 
 /// Maps namespace inodes to `ip netns` names, rescanning when an unknown inode shows up
@@ -17,12 +20,13 @@ use super::find::{inode_of, NETNS_RUN_DIR};
 pub struct NetnsNames {
     dir: PathBuf,
     /// Inode -> (name as shown, the file name itself, when its bind mount last had it).
-    names: HashMap<u32, (String, OsString, Instant)>,
+    /// The name is the run's name table's copy: every record of the namespace carries it.
+    names: HashMap<u32, (Cow<'static, str>, OsString, Stamp)>,
     own: Option<u32>,
-    last_scan: Option<Instant>,
+    last_scan: Option<Stamp>,
     /// Inodes a scan did not find, and when: each unknown inode triggers its own rescan,
     /// at most once per `rescan_every`.
-    misses: HashMap<u32, Instant>,
+    misses: HashMap<u32, Stamp>,
     rescan_every: Duration,
     /// Tells when a name is added, removed or renamed in `dir`, so cached names need no
     /// stat() per event (a quarter of the tracer's CPU in a storm).
@@ -35,8 +39,8 @@ pub struct NetnsNames {
 /// inotify does not report (a namespace unmounted but its file left behind).
 const RECHECK_EVERY: Duration = Duration::from_millis(100);
 
-/// How often the directory watch is read: a name is at most this stale after `ip netns`
-/// deleted it and the kernel reused its inode.
+/// How often the directory watch is read: a name is at most this stale (or one tick of the
+/// coarse clock, if longer) after `ip netns` deleted it and the kernel reused its inode.
 const WATCH_POLL_EVERY: Duration = Duration::from_millis(1);
 
 impl NetnsNames {
@@ -47,10 +51,10 @@ impl NetnsNames {
     pub fn with_dir(dir: impl Into<PathBuf>) -> Self {
         NetnsNames {
             dir: dir.into(),
-            names: HashMap::new(),
+            names: HashMap::default(),
             own: super::find::own_inode(),
             last_scan: None,
-            misses: HashMap::new(),
+            misses: HashMap::default(),
             rescan_every: Duration::from_millis(200),
             watch: DirWatch::default(),
             offline: false,
@@ -72,31 +76,35 @@ impl NetnsNames {
     }
 
     fn scan(&mut self) {
-        let now = Instant::now();
+        let now = coarse::now();
         self.last_scan = Some(now);
         let Ok(rd) = std::fs::read_dir(&self.dir) else {
             return;
         };
-        let mut names = HashMap::new();
+        let mut names = HashMap::default();
         for entry in rd.flatten() {
             let file = entry.file_name();
             if let Ok(ino) = inode_of(&entry.path()) {
                 // A name whose bind mount is gone stats as a plain file on the tmpfs; nsfs
                 // inodes are what the kernel reports, so keep the first mount per inode.
-                names
-                    .entry(ino)
-                    .or_insert_with(|| (arp_trace_model::kernel_name(file.as_bytes()), file, now));
+                names.entry(ino).or_insert_with(|| {
+                    (
+                        arp_trace_model::intern::kernel_name(file.as_bytes()),
+                        file,
+                        now,
+                    )
+                });
             }
         }
         self.names = names;
     }
 
     /// The `ip netns` name of a namespace, if it has one.
-    pub fn name(&mut self, inode: u32) -> Option<&str> {
+    pub fn name(&mut self, inode: u32) -> Option<Cow<'static, str>> {
         if self.offline {
             return None;
         }
-        let now = Instant::now();
+        let now = coarse::now();
         if self.watch.changed(&self.dir, now) {
             self.names.clear();
             self.misses.clear();
@@ -105,7 +113,7 @@ impl NetnsNames {
         // bind mount still has that inode, as the watch tells or a recent stat() showed.
         let stale = match self.names.get_mut(&inode) {
             Some((_, file, checked)) => {
-                if now.duration_since(*checked) < RECHECK_EVERY {
+                if now.saturating_sub(*checked) < RECHECK_EVERY {
                     false
                 } else if inode_of(&self.dir.join(&*file)).ok() == Some(inode) {
                     *checked = now;
@@ -118,7 +126,7 @@ impl NetnsNames {
                 let recently_missed = self
                     .misses
                     .get(&inode)
-                    .is_some_and(|t| now.duration_since(*t) < self.rescan_every);
+                    .is_some_and(|t| now.saturating_sub(*t) < self.rescan_every);
                 !recently_missed
             }
         };
@@ -128,10 +136,10 @@ impl NetnsNames {
                 if self.misses.len() > 4096 {
                     self.misses.clear();
                 }
-                self.misses.insert(inode, Instant::now());
+                self.misses.insert(inode, coarse::now());
             }
         }
-        self.names.get(&inode).map(|(name, _, _)| name.as_str())
+        self.names.get(&inode).map(|(name, _, _)| name.clone())
     }
 
     /// Forces a rescan on the next lookup (tests, and after a namespace filter miss).
@@ -147,15 +155,15 @@ impl NetnsNames {
 #[derive(Default)]
 struct DirWatch {
     fd: Option<OwnedFd>,
-    last_poll: Option<Instant>,
+    last_poll: Option<Stamp>,
 }
 
 impl DirWatch {
     /// Whether names may have changed since the last call that returned true.
-    fn changed(&mut self, dir: &Path, now: Instant) -> bool {
+    fn changed(&mut self, dir: &Path, now: Stamp) -> bool {
         if self
             .last_poll
-            .is_some_and(|t| now.duration_since(t) < WATCH_POLL_EVERY)
+            .is_some_and(|t| now.saturating_sub(t) < WATCH_POLL_EVERY)
         {
             return false;
         }
@@ -283,13 +291,13 @@ mod tests {
             .contains("cannot open"));
 
         let mut names = NetnsNames::with_dir(&dir);
-        assert_eq!(names.name(blue), Some("blue"));
+        assert_eq!(names.name(blue).as_deref(), Some("blue"));
         assert_eq!(names.name(1), None);
         // A name added later is found once the rescan interval has passed.
         std::fs::write(dir.join("red"), b"").unwrap();
         let red = inode_of(&dir.join("red")).unwrap();
         names.invalidate();
-        assert_eq!(names.name(red), Some("red"));
+        assert_eq!(names.name(red).as_deref(), Some("red"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

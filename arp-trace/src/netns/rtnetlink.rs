@@ -61,14 +61,12 @@ pub fn dump(fd: &OwnedFd, seq: &mut u32, max_addrs: usize) -> Result<Dump, Strin
             break;
         }
         if let Some((index, a)) = parse_addr(&msg) {
-            let ifname = links
-                .get(&index)
-                .cloned()
-                .unwrap_or_else(|| format!("if{index}"));
-            addrs.push(IfAddr {
-                ifname: Cow::Owned(ifname),
-                ..a
-            });
+            // From the run's name table: every request's facts copy these addresses.
+            let ifname = match links.get(&index) {
+                Some(n) => arp_trace_model::intern::name(n),
+                None => Cow::Owned(format!("if{index}")),
+            };
+            addrs.push(IfAddr { ifname, ..a });
         }
     }
     Ok(Dump { links, l3, addrs })

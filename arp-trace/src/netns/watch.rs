@@ -22,13 +22,14 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arp_trace_model::{ChangeKind, FactsChange, IfAddr, Link, NsFacts};
 
+use super::coarse::{self, Stamp};
 use super::rtnetlink;
 use super::sysctl::{read_announce, read_localnet};
 use crate::explain::{FactsSource, SharedFacts};
@@ -49,6 +50,42 @@ pub const SYSCTL_EVERY: Duration = Duration::from_secs(1);
 /// Changes kept for the event loop; more are dropped and counted (it drains every second).
 const MAX_PENDING_CHANGES: usize = 65_536;
 
+/// The namespace threads' end of the queue of changes to the event loop: at most
+/// [`MAX_PENDING_CHANGES`] pending, a change past that dropped and counted, never blocking.
+///
+/// Not a bounded `sync_channel`: that allocates every slot up front, ~12 MB resident for the
+/// whole run for a queue that is nearly always empty. An unbounded channel grows (and
+/// shrinks) with what is pending, and `pending` enforces the cap instead.
+#[derive(Clone)]
+struct ChangesTx {
+    tx: mpsc::Sender<FactsChange<'static>>,
+    /// Changes sent and not yet received: a slot is taken before sending and given back by
+    /// the receiver for each change it takes, so there are never more than the cap queued.
+    pending: Arc<AtomicUsize>,
+    /// Changes lost because the event loop fell behind (the queue was full).
+    dropped: Arc<AtomicU64>,
+}
+
+impl ChangesTx {
+    /// Queues `c`, or drops and counts it when the queue is full (or the loop is gone).
+    fn send(&self, c: FactsChange<'static>) {
+        let took_slot = self
+            .pending
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_PENDING_CHANGES).then_some(n + 1)
+            })
+            .is_ok();
+        if !took_slot {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if self.tx.send(c).is_err() {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 struct Query {
     ifname: String,
     reply: mpsc::SyncSender<Result<NsFacts<'static>, String>>,
@@ -58,11 +95,12 @@ struct Watch {
     tx: mpsc::Sender<Query>,
     wake: Arc<OwnedFd>,
     answered: bool,
-    last_used: Instant,
+    last_used: Stamp,
     /// Bumped by the thread whenever it reports a change.
     gen: Arc<AtomicU64>,
     /// Answers by egress interface, valid while `gen` has not moved and for `CACHE_FOR`.
-    cache: HashMap<String, (u64, Instant, SharedFacts)>,
+    // Looked up for every request (by egress interface, then namespace): a fast hash.
+    cache: foldhash::HashMap<String, (u64, Stamp, SharedFacts)>,
 }
 
 /// How long a cached answer is used at most (changes invalidate it sooner).
@@ -70,12 +108,10 @@ const CACHE_FOR: Duration = Duration::from_secs(1);
 
 /// Facts of every namespace events come from, one watcher thread per namespace.
 pub struct Watchers {
-    watches: HashMap<u32, Watch>,
-    failed: HashMap<u32, (Instant, String)>,
-    changes_tx: mpsc::SyncSender<FactsChange<'static>>,
+    watches: foldhash::HashMap<u32, Watch>,
+    failed: foldhash::HashMap<u32, (Instant, String)>,
+    changes_tx: ChangesTx,
     changes_rx: mpsc::Receiver<FactsChange<'static>>,
-    /// Changes lost because the event loop fell behind (the queue was full).
-    dropped: Arc<AtomicU64>,
 }
 
 impl Default for Watchers {
@@ -86,13 +122,17 @@ impl Default for Watchers {
 
 impl Watchers {
     pub fn new() -> Self {
-        let (changes_tx, changes_rx) = mpsc::sync_channel(MAX_PENDING_CHANGES);
+        // Unbounded, so memory follows what is pending; ChangesTx keeps the cap.
+        let (tx, changes_rx) = mpsc::channel();
         Watchers {
-            watches: HashMap::new(),
-            failed: HashMap::new(),
-            changes_tx,
+            watches: Default::default(),
+            failed: Default::default(),
+            changes_tx: ChangesTx {
+                tx,
+                pending: Arc::new(AtomicUsize::new(0)),
+                dropped: Arc::new(AtomicU64::new(0)),
+            },
             changes_rx,
-            dropped: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -106,7 +146,6 @@ impl Watchers {
             ino,
             changes: self.changes_tx.clone(),
             gen: Arc::new(AtomicU64::new(0)),
-            dropped: self.dropped.clone(),
         };
         let res = spawn_watch(reporter);
         match res {
@@ -138,11 +177,11 @@ impl Watchers {
 
     fn ask(&mut self, ino: u32, ifname: &str, fresh: bool) -> Option<Result<SharedFacts, String>> {
         let w = self.watches.get_mut(&ino)?;
-        w.last_used = Instant::now();
+        w.last_used = coarse::now();
         let gen = w.gen.load(Ordering::Acquire);
         if !fresh {
             if let Some((g, at, f)) = w.cache.get(ifname) {
-                if *g == gen && at.elapsed() < CACHE_FOR {
+                if *g == gen && coarse::now().saturating_sub(*at) < CACHE_FOR {
                     return Some(Ok(Arc::clone(f)));
                 }
             }
@@ -168,7 +207,7 @@ impl Watchers {
                     // Tagged with the generation from before the question: a change the
                     // answer already includes only costs one more question.
                     w.cache
-                        .insert(ifname.to_string(), (gen, Instant::now(), Arc::clone(f)));
+                        .insert(ifname.to_string(), (gen, coarse::now(), Arc::clone(f)));
                 }
                 Some(r)
             }
@@ -204,11 +243,18 @@ impl FactsSource for Watchers {
     }
 
     fn changes(&mut self) -> Vec<FactsChange<'static>> {
-        self.changes_rx.try_iter().collect()
+        let pending = &self.changes_tx.pending;
+        // Each change taken gives its slot back at once, as a bounded channel would.
+        self.changes_rx
+            .try_iter()
+            .inspect(|_| {
+                pending.fetch_sub(1, Ordering::AcqRel);
+            })
+            .collect()
     }
 
     fn changes_dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.changes_tx.dropped.load(Ordering::Relaxed)
     }
 }
 
@@ -226,9 +272,8 @@ fn last_err(what: &str) -> String {
 /// cached answers for it are dropped.
 struct Reporter {
     ino: u32,
-    changes: mpsc::SyncSender<FactsChange<'static>>,
+    changes: ChangesTx,
     gen: Arc<AtomicU64>,
-    dropped: Arc<AtomicU64>,
 }
 
 impl Reporter {
@@ -236,9 +281,7 @@ impl Reporter {
         self.gen.fetch_add(1, Ordering::Release);
         // A full queue means the event loop stalled; the change is lost (and counted), not
         // the thread.
-        if self.changes.try_send(c).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        self.changes.send(c);
     }
 }
 
@@ -267,9 +310,9 @@ fn spawn_watch(reporter: Reporter) -> Result<Watch, String> {
         tx,
         wake,
         answered: false,
-        last_used: Instant::now(),
+        last_used: coarse::now(),
         gen,
-        cache: HashMap::new(),
+        cache: Default::default(),
     })
 }
 
@@ -552,68 +595,4 @@ fn addr_changes(ino: u32, old: &[IfAddr], new: &[IfAddr]) -> Vec<FactsChange<'st
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn address_changes_are_what_differs_between_dumps() {
-        use arp_trace_model::if_addr;
-        let addr = |i: &str, a: &str, p: u8| if_addr(i, a.parse().unwrap(), p);
-        let old = vec![
-            addr("eth3", "198.51.100.10", 24),
-            addr("eth3", "198.51.100.11", 24),
-        ];
-        let new = vec![
-            addr("eth3", "198.51.100.10", 24),
-            addr("eth5", "203.0.113.10", 24),
-            addr("eth3", "198.51.100.11", 25),
-        ];
-        let got: Vec<String> = addr_changes(9, &old, &new)
-            .iter()
-            .map(|c| {
-                let sign = if c.change == ChangeKind::AddrAdded {
-                    '+'
-                } else {
-                    '-'
-                };
-                let (a, p) = (c.addr.unwrap(), c.prefix_len.unwrap());
-                format!("{} {sign}{a}/{p}", c.subject().unwrap())
-            })
-            .collect();
-        assert_eq!(
-            got,
-            [
-                "eth3 -198.51.100.11/24",
-                "eth5 +203.0.113.10/24",
-                "eth3 +198.51.100.11/25"
-            ]
-        );
-        assert!(addr_changes(9, &new, &new).is_empty());
-    }
-
-    /// The tracer's own namespace, read through the same thread machinery (needs no root:
-    /// entering one's own namespace is permitted only to root, so skip otherwise).
-    #[test]
-    fn reads_own_namespace_when_root() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            return;
-        }
-        let own = super::super::find::own_inode().unwrap();
-        let mut w = Watchers::new();
-        let f = w.facts(own, "lo").unwrap();
-        assert!(
-            f.addrs
-                .iter()
-                .any(|a| a.ifname == "lo" && a.addr.is_loopback() && a.scope == Some(254)),
-            "{f:?}"
-        );
-        let all: i32 = std::fs::read_to_string("/proc/sys/net/ipv4/conf/all/arp_announce")
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        assert_eq!(f.announce_all, all);
-        assert!(f.announce_dev.contains_key("lo"));
-    }
-}
+mod tests;

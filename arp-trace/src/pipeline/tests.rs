@@ -45,8 +45,8 @@ fn pipeline(filter: Filter, count: Option<u64>) -> (Pipeline, Rc<RefCell<Vec<Arp
 #[test]
 fn filters_by_interface_and_namespace() {
     let filter = Filter {
-        interfaces: ["eth3".to_string()].into(),
-        netns: [10].into(),
+        interfaces: ["eth3".to_string()].into_iter().collect(),
+        netns: [10].into_iter().collect(),
         ..Default::default()
     };
     let (mut p, seen) = pipeline(filter, None);
@@ -158,7 +158,7 @@ fn changes_come_before_their_request_and_in_time_order() {
     p.facts = Some(Box::new(Changing(vec![a])));
     p.drain_changes();
     // Another namespace under --netns 1 is not shown.
-    p.filter.netns = [1].into();
+    p.filter.netns = [1].into_iter().collect();
     p.push(Record::FactsChange(Held::Owned(FactsChange::new(
         2,
         ChangeKind::AddrAdded,

@@ -266,7 +266,8 @@ fn gather() -> (String, Vec<Check>, Vec<Probe>) {
         checks.push(ipv6_check(btf, syms.as_ref().ok()));
     }
 
-    let probes = match (&btf, &syms) {
+    // The BTF is handed over, not lent: probe_hooks drops it before aya parses its copies.
+    let probes = match (btf, &syms) {
         (Ok(btf), Ok(syms)) if privileged.is_ok() => match loader::probe_hooks(btf, syms) {
             Ok(p) => p,
             Err(e) => {

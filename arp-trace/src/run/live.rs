@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
 use arp_trace_model::file::FORMAT_VERSION;
-use arp_trace_model::{Header, Held, Record, Time};
+use arp_trace_model::{Header, Time};
 use tokio::io::unix::AsyncFd;
 
 use super::{add_files, counts_line, failed_outputs, pipeline, Source};
@@ -20,7 +20,7 @@ use crate::kernel::ndisc;
 use crate::kernel::privileges;
 use crate::kernel::ring::{self, Raw};
 use crate::netns::watch::Watchers;
-use crate::pipeline::{Counters, Flow, Pipeline};
+use crate::pipeline::{Counters, Flow, Owned, Pipeline};
 use crate::sinks::metrics::{self, Fixed, Metrics, Program};
 use crate::sinks::outfile::Files;
 
@@ -163,18 +163,19 @@ fn fixed_facts(tracer: &Tracer, listen: Option<std::net::SocketAddr>) -> Fixed {
     }
 }
 
-/// Hands joined events to the pipeline.
-fn deliver(pipeline: &mut Pipeline, joined: &mut Vec<Joined>) -> Flow {
+/// Hands joined events to the pipeline, and their boxes back to the joiner for reuse.
+fn deliver(pipeline: &mut Pipeline, joiner: &mut Joiner, joined: &mut Vec<Joined>) -> Flow {
     let mut flow = pipeline.flow();
-    for j in joined.drain(..) {
+    for mut j in joined.drain(..) {
         if flow == Flow::Stop {
             continue;
         }
-        flow = match j {
-            Joined::Arp(ev) => pipeline.push(Record::Arp(Held::Owned(*ev))),
-            Joined::Ndisc(ev) => pipeline.push(Record::Ndisc(Held::Owned(*ev))),
-            Joined::Failed(f) => pipeline.push(Record::NeighFailed(Held::Owned(*f))),
+        flow = match &mut j {
+            Joined::Arp(ev) => pipeline.push_owned(Owned::Arp(ev)),
+            Joined::Ndisc(ev) => pipeline.push_owned(Owned::Ndisc(ev)),
+            Joined::Failed(f) => pipeline.push_owned(Owned::Failed(f)),
         };
+        joiner.recycle(j);
     }
     flow
 }
@@ -337,13 +338,13 @@ async fn stream(
                     (polling, last_record) = (true, std::time::Instant::now());
                 }
                 joiner.expire(false, &mut joined);
-                deliver(&mut pipeline, &mut joined);
+                deliver(&mut pipeline, &mut joiner, &mut joined);
                 done = pipeline.flush() == Flow::Stop;
             }
             _ = poll_tick.tick(), if polling => {
                 if drain(ring.get_mut(), &mut joiner, &mut pipeline, clock, &mut joined) > 0 {
                     last_record = std::time::Instant::now();
-                    deliver(&mut pipeline, &mut joined);
+                    deliver(&mut pipeline, &mut joiner, &mut joined);
                     done = pipeline.flush() == Flow::Stop;
                 } else if last_record.elapsed() > 2 * gap {
                     polling = false;
@@ -390,7 +391,7 @@ async fn stream(
                 let rb = guard.get_inner_mut();
                 drain(rb, &mut joiner, &mut pipeline, clock, &mut joined);
                 (polling, last_record) = (true, std::time::Instant::now());
-                deliver(&mut pipeline, &mut joined);
+                deliver(&mut pipeline, &mut joiner, &mut joined);
                 done = pipeline.flush() == Flow::Stop;
             }
         }
@@ -407,7 +408,7 @@ async fn stream(
             &mut joined,
         );
         joiner.expire(true, &mut joined);
-        deliver(&mut pipeline, &mut joined);
+        deliver(&mut pipeline, &mut joiner, &mut joined);
     }
     pipeline.counters.lost = loader::read_lost(&lost_map);
     pipeline.counters.discarded = loader::read_lost(&discarded_map);

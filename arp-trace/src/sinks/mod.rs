@@ -118,7 +118,7 @@ pub(crate) mod tests {
         let mut ev = crate::kernel::ring::decode_arp(&r, 0).unwrap();
         ev.netns_name = Some("n\x07s".into());
         let mut t = crate::explain::tests::trigger("203.0.113.10", Origin::Local);
-        t.comm = Some(crate::kernel::ring::cstr(b"\x1b]2;owned\x07\0").into());
+        t.comm = Some(crate::kernel::ring::cstr(b"\x1b]2;owned\x07\0"));
         ev.trigger = Some(t);
         ev.verdict = Some(Verdict {
             foreign_sender: true,

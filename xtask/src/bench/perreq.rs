@@ -122,9 +122,16 @@ fn kernel_us(s: &StormRun) -> Option<f64> {
     per_request(ns as f64 / 1e3, s.tcpdump)
 }
 
-/// arp-trace's user + system CPU per solicitation tcpdump saw, µs.
+/// arp-trace's user + system CPU over its whole life per solicitation tcpdump saw, µs.
 fn user_us(s: &StormRun) -> Option<f64> {
     per_request(s.usage.cpu_secs * 1e6, s.tcpdump)
+}
+
+/// The same for the storm alone: without the start-up and the pause before the storm, a
+/// fixed cost that would otherwise weigh more the shorter the storm.
+fn storm_us(s: &StormRun) -> Option<f64> {
+    let before = s.cpu_before_storm?;
+    per_request((s.usage.cpu_secs - before).max(0.0) * 1e6, s.tcpdump)
 }
 
 fn values(runs: &[StormRun], f: fn(&StormRun) -> Option<f64>) -> Vec<f64> {
@@ -277,18 +284,26 @@ pub(super) fn per_request_rows(
                 grouped(p.rate)
             )
         };
+        let whole = |runs: &[StormRun]| list(&values(runs, user_us), 2);
         rows.push(per_request_row(
             &format!("2{}", (b'd' + i as u8) as char),
             format!(
-                "user-space CPU per solicitation: arp-trace's user + system CPU (wait4 \
-                 rusage, `--json` to a file) ÷ solicitations tcpdump saw{target} for {} s, {} \
-                 runs ({source}){}",
+                "user-space CPU per solicitation: arp-trace's user + system CPU during the \
+                 storm (wait4 rusage less the CPU it had used when the storm began, `--json` \
+                 to a file) ÷ solicitations tcpdump saw{target} for {} s, {} runs ({source}){}; \
+                 over the process's whole life, start-up included: this build {}{}",
                 p.secs,
                 p.this.len(),
-                captured(p)
+                captured(p),
+                whole(&p.this),
+                if p.has_base() {
+                    format!(", baseline {}", whole(&p.base))
+                } else {
+                    String::new()
+                }
             ),
-            &values(&p.this, user_us),
-            base(p, user_us).as_deref(),
+            &values(&p.this, storm_us),
+            base(p, storm_us).as_deref(),
             USER_US,
             (all(&p.this), all(&p.base)),
         ));
@@ -323,7 +338,9 @@ pub(super) fn per_request_rows(
          figure covers the process's whole life, so it includes start-up (reading BTF, loading \
          and attaching the programs) and the 0.3 s pause before the storm (CPU read from \
          `/proc/<pid>/stat` as the storm began): a fixed cost spread over the storm's \
-         solicitations, which weighs more the shorter the storm and the lower the rate. \
+         solicitations, which weighs more the shorter the storm and the lower the rate. The \
+         rows' figure leaves it out (what each further solicitation costs); the whole-life \
+         figure is beside it. \
          Wake-ups (voluntary context switches) carry a fixed cost each too (the wait, the \
          reads, the scheduler), spread over the events that piled up meanwhile. A build that \
          lost events (captured < seen) did less work per solicitation seen.",

@@ -322,20 +322,22 @@ impl Table {
             reason: ev.verdict.map(|v| v.reason),
         };
         let netns_name = ev.netns_name;
-        if !self.rows.contains_key(&key) {
-            // The row itself and its slot, with room for the table to grow.
-            let cost = 2 * std::mem::size_of::<(Key, Acc)>()
-                + key.ifname.heap()
-                + netns_name.map_or(0, str::len);
-            // A row is kept with its remedy or not at all.
-            let remedy = ev.verdict.and_then(|v| v.remedy.as_ref());
-            let fits = self.bytes.0 + cost + remedy.map_or(0, remedy_bytes) <= MAX_BYTES;
-            if self.rows.len() >= MAX_ROWS || !fits || !self.bytes.take(cost) {
-                self.folded_requests += 1;
-                return;
-            }
+        // One lookup for the usual case, a row already there.
+        if let Some(row) = self.rows.get_mut(&key) {
+            Self::count(row, &ev, netns_name, &mut self.bytes);
+            return;
         }
-        let bytes = &mut self.bytes;
+        // The row itself and its slot, with room for the table to grow.
+        let cost = 2 * std::mem::size_of::<(Key, Acc)>()
+            + key.ifname.heap()
+            + netns_name.map_or(0, str::len);
+        // A row is kept with its remedy or not at all.
+        let remedy = ev.verdict.and_then(|v| v.remedy.as_ref());
+        let fits = self.bytes.0 + cost + remedy.map_or(0, remedy_bytes) <= MAX_BYTES;
+        if self.rows.len() >= MAX_ROWS || !fits || !self.bytes.take(cost) {
+            self.folded_requests += 1;
+            return;
+        }
         let row = self.rows.entry(key).or_insert_with(|| Acc {
             netns_name: netns_name.map(str::to_owned),
             foreign_sender: foreign,
@@ -348,6 +350,16 @@ impl Table {
             flows: Top::default(),
             processes: Top::default(),
         });
+        Self::count(row, &ev, netns_name, &mut self.bytes);
+    }
+
+    /// Counts a request in its row.
+    fn count(
+        row: &mut Acc,
+        ev: &Solicitation<'_, '_>,
+        netns_name: Option<&str>,
+        bytes: &mut Bytes,
+    ) {
         row.requests += 1;
         row.first = row.first.min(ev.time);
         row.last = row.last.max(ev.time);
@@ -379,7 +391,7 @@ impl Table {
             }
         }
         row.flows.add(&FlowKey::of(ev.trigger), bytes);
-        row.processes.add(&Process::of(&ev), bytes);
+        row.processes.add(&Process::of(ev), bytes);
     }
 
     /// The `summary` record: rows in print order, foreign senders first, then by request count.
