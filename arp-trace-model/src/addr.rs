@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -94,21 +94,125 @@ pub fn ipv4_text(a: Ipv4Addr, buf: &mut [u8; 15]) -> &str {
     std::str::from_utf8(&buf[..n]).unwrap_or_default()
 }
 
+/// Where the address writers below put their bytes: a growing line, or a fixed buffer.
+pub(crate) trait Put {
+    fn put(&mut self, b: u8);
+    fn put_all(&mut self, s: &[u8]) {
+        for &b in s {
+            self.put(b);
+        }
+    }
+}
+
+impl Put for Vec<u8> {
+    fn put(&mut self, b: u8) {
+        self.push(b);
+    }
+}
+
+/// A fixed buffer long enough for any address's text (`ffff:...:ffff`, `::ffff:a.b.c.d`).
+struct Fixed<'b> {
+    buf: &'b mut [u8; 45],
+    n: usize,
+}
+
+impl Put for Fixed<'_> {
+    fn put(&mut self, b: u8) {
+        // The longest text is 45 bytes; nothing writes past it.
+        if let Some(slot) = self.buf.get_mut(self.n) {
+            *slot = b;
+            self.n += 1;
+        }
+    }
+}
+
 /// Appends `a.b.c.d`, the same text as [`ipv4_text`], with no UTF-8 check of digits.
-pub(crate) fn put_ipv4(a: Ipv4Addr, out: &mut Vec<u8>) {
+pub(crate) fn put_ipv4(a: Ipv4Addr, out: &mut impl Put) {
     // Byte by byte: a copy of 1-3 bytes through memcpy costs more than the pushes, and a
     // storm's records hold a dozen addresses each.
     for (i, o) in a.octets().into_iter().enumerate() {
         if i > 0 {
-            out.push(b'.');
+            out.put(b'.');
         }
         if o >= 100 {
-            out.push(b'0' + o / 100);
+            out.put(b'0' + o / 100);
         }
         if o >= 10 {
-            out.push(b'0' + o / 10 % 10);
+            out.put(b'0' + o / 10 % 10);
         }
-        out.push(b'0' + o % 10);
+        out.put(b'0' + o % 10);
+    }
+}
+
+/// Appends the text `Ipv6Addr`'s Display writes (RFC 5952: lowercase hex, the first longest
+/// run of two or more zero groups as `::`, IPv4-mapped addresses as `::ffff:a.b.c.d`) without
+/// core::fmt, which a storm of neighbour solicitations paid for at every address.
+pub(crate) fn put_ipv6(a: Ipv6Addr, out: &mut impl Put) {
+    if let Some(v4) = a.to_ipv4_mapped() {
+        out.put_all(b"::ffff:");
+        put_ipv4(v4, out);
+        return;
+    }
+    let g = a.segments();
+    let (mut best, mut best_len, mut run, mut run_len) = (0, 0, 0, 0);
+    for (i, &x) in g.iter().enumerate() {
+        if x == 0 {
+            if run_len == 0 {
+                run = i;
+            }
+            run_len += 1;
+            if run_len > best_len {
+                (best, best_len) = (run, run_len);
+            }
+        } else {
+            run_len = 0;
+        }
+    }
+    let groups = |out: &mut dyn FnMut(u8), part: &[u16]| {
+        for (i, &x) in part.iter().enumerate() {
+            if i > 0 {
+                out(b':');
+            }
+            let mut shift = 12;
+            while shift > 0 && x >> shift == 0 {
+                shift -= 4;
+            }
+            loop {
+                out(b"0123456789abcdef"[usize::from((x >> shift) & 0xf)]);
+                if shift == 0 {
+                    break;
+                }
+                shift -= 4;
+            }
+        }
+    };
+    if best_len > 1 {
+        groups(&mut |b| out.put(b), &g[..best]);
+        out.put_all(b"::");
+        groups(&mut |b| out.put(b), &g[best + best_len..]);
+    } else {
+        groups(&mut |b| out.put(b), &g);
+    }
+}
+
+/// Either family's text, as Display writes it, without core::fmt: for explanations that
+/// name addresses in every record of a storm.
+pub fn ip_text(a: IpAddr, buf: &mut [u8; 45]) -> &str {
+    let mut f = Fixed { buf, n: 0 };
+    match a {
+        IpAddr::V4(a) => put_ipv4(a, &mut f),
+        IpAddr::V6(a) => put_ipv6(a, &mut f),
+    }
+    let n = f.n;
+    std::str::from_utf8(&buf[..n]).unwrap_or_default()
+}
+
+/// An address whose Display is [`ip_text`]: one `write_str` instead of a `write!` per group.
+pub struct FastIp(pub IpAddr);
+
+impl fmt::Display for FastIp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(ip_text(self.0, &mut [0; 45]))
     }
 }
 

@@ -1,16 +1,17 @@
-//! The JSON line of the records a storm is made of (`arp`, `neigh_failed`), written by hand:
+//! The JSON line of the records a storm is made of (`arp`, `ndisc`, `neigh_failed`), written by hand:
 //! through serde they were about a quarter of the tracer's CPU per request in a storm (the
 //! `flatten`ed map, one `io::Write` call per token, escaping a byte at a time). The bytes are
 //! exactly serde_json's: `tests::same_bytes_as_serde` compares both on varied records, and any
-//! part that is rare or not hot (links, lenders, IPv6 text) still goes through serde_json.
+//! part that is rare or not hot (links, lenders) still goes through serde_json.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::Serialize;
 
 use crate::addr::{Cidr, IfAddr};
 use crate::arp::{ArpEvent, ArpOp};
 use crate::facts::RequestFacts;
+use crate::ndisc::{If6Addr, NdiscEvent, NdiscOp, Scope6};
 use crate::neigh::NeighFailed;
 use crate::time::Time;
 use crate::trigger::{Origin, Task, Trigger};
@@ -48,10 +49,7 @@ pub fn write_arp(out: &mut Vec<u8>, e: &ArpEvent<'_>) {
     key!(out, "unicast");
     boolean(out, e.unicast);
     key!(out, "eth_dst");
-    match &e.eth_dst {
-        Some(m) => mac(out, m),
-        None => null(out),
-    }
+    opt_mac(out, e.eth_dst.as_ref());
     key!(out, "frame");
     quoted(out, e.frame.digits());
     key!(out, "trigger");
@@ -79,6 +77,110 @@ pub fn write_arp(out: &mut Vec<u8>, e: &ArpEvent<'_>) {
         key!(out, "facts_error");
         string(out, fe);
     }
+    out.push(b'}');
+}
+
+/// Appends the JSON object of an `ndisc` record (`{"type":"ndisc",...}`, no newline).
+pub fn write_ndisc(out: &mut Vec<u8>, e: &NdiscEvent<'_>) {
+    out.reserve(LINE);
+    out.extend_from_slice(br#"{"type":"ndisc","op":"#);
+    out.extend_from_slice(match e.op {
+        NdiscOp::Solicit => br#""solicit""#,
+        NdiscOp::Advert => br#""advert""#,
+    });
+    key!(out, "time");
+    time(out, e.time);
+    place(out, e.netns, e.netns_name.as_deref(), e.ifindex, &e.ifname);
+    key!(out, "sender_ip");
+    ipv6(out, e.sender_ip);
+    key!(out, "sender_mac");
+    opt_mac(out, e.sender_mac.as_ref());
+    key!(out, "target_ip");
+    ipv6(out, e.target_ip);
+    key!(out, "dst_ip");
+    ipv6(out, e.dst_ip);
+    key!(out, "unicast");
+    boolean(out, e.unicast);
+    key!(out, "eth_dst");
+    opt_mac(out, e.eth_dst.as_ref());
+    if let Some(a) = &e.advert {
+        key!(out, "advert");
+        out.extend_from_slice(br#"{"router":"#);
+        boolean(out, a.router);
+        out.extend_from_slice(br#","solicited":"#);
+        boolean(out, a.solicited);
+        out.extend_from_slice(br#","override":"#);
+        boolean(out, a.override_);
+        out.push(b'}');
+    }
+    key!(out, "nonce");
+    boolean(out, e.nonce);
+    key!(out, "frame");
+    quoted(out, e.frame.digits());
+    key!(out, "trigger");
+    match &e.trigger {
+        Some(t) => trigger(out, t),
+        None => null(out),
+    }
+    key!(out, "neigh_state");
+    opt_str(out, e.neigh_state.as_deref());
+    key!(out, "attempt");
+    opt_uint(out, e.attempt.map(u64::from));
+    key!(out, "queued");
+    opt_uint(out, e.queued.map(u64::from));
+    if let Some(v) = &e.verdict {
+        verdict(out, v);
+    }
+    key!(out, "dev_addrs");
+    match &e.dev_addrs {
+        Some(a) => array(out, a, if6_addr),
+        None => null(out),
+    }
+    if e.dev_addrs_cut {
+        key!(out, "dev_addrs_cut");
+        boolean(out, true);
+    }
+    if e.user_socket {
+        key!(out, "user_socket");
+        boolean(out, true);
+    }
+    out.push(b'}');
+}
+
+fn if6_addr(out: &mut Vec<u8>, a: &If6Addr) {
+    out.extend_from_slice(br#"{"addr":"#);
+    ipv6(out, a.addr);
+    key!(out, "prefix_len");
+    uint(out, a.prefix_len.into());
+    key!(out, "scope");
+    out.extend_from_slice(match a.scope {
+        Scope6::Global => br#""global""#,
+        Scope6::Host => br#""host""#,
+        Scope6::Link => br#""link""#,
+        Scope6::Site => br#""site""#,
+        Scope6::Other => br#""other""#,
+    });
+    key!(out, "flags");
+    // Flags6::names() without its Vec: every address of a solicitation's device has some.
+    out.push(b'[');
+    let mut first = true;
+    for (bit, name) in crate::ndisc::FLAG_NAMES {
+        if a.flags.0 & bit != 0 {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            quoted(out, name.as_bytes());
+        }
+    }
+    let known = crate::ndisc::FLAG_NAMES.iter().fold(0, |m, (b, _)| m | b);
+    if a.flags.0 & !known != 0 {
+        if !first {
+            out.push(b',');
+        }
+        string(out, &format!("{:#x}", a.flags.0 & !known));
+    }
+    out.push(b']');
     out.push(b'}');
 }
 
@@ -330,15 +432,28 @@ fn ipv4(out: &mut Vec<u8>, a: Ipv4Addr) {
     out.push(b'"');
 }
 
+fn ipv6(out: &mut Vec<u8>, a: Ipv6Addr) {
+    out.push(b'"');
+    crate::addr::put_ipv6(a, out);
+    out.push(b'"');
+}
+
 fn ip(out: &mut Vec<u8>, a: &IpAddr) {
     match a {
         IpAddr::V4(a) => ipv4(out, *a),
-        IpAddr::V6(_) => serde(out, a),
+        IpAddr::V6(a) => ipv6(out, *a),
     }
 }
 
 fn mac(out: &mut Vec<u8>, m: &crate::Mac) {
     quoted(out, &m.text());
+}
+
+fn opt_mac(out: &mut Vec<u8>, m: Option<&crate::Mac>) {
+    match m {
+        Some(m) => mac(out, m),
+        None => null(out),
+    }
 }
 
 /// A JSON array of `items`, each written by `one`.

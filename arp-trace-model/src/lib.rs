@@ -34,7 +34,7 @@ mod time;
 mod trigger;
 mod verdict;
 
-pub use addr::{Cidr, IfAddr, RT_SCOPE_HOST, RT_SCOPE_LINK};
+pub use addr::{ip_text, Cidr, FastIp, IfAddr, RT_SCOPE_HOST, RT_SCOPE_LINK};
 pub use arp::{ArpEvent, ArpOp};
 pub use facts::{
     if_addr, Announce, ChangeKind, EgressFacts, FactsChange, Lender, Link, Localnet, NsFacts,

@@ -30,7 +30,7 @@ pub enum NdiscOp {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Flags6(pub u32);
 
-const FLAG_NAMES: [(u32, &str); 12] = [
+pub(crate) const FLAG_NAMES: [(u32, &str); 12] = [
     (0x01, "temporary"),
     (0x02, "nodad"),
     (0x04, "optimistic"),

@@ -217,6 +217,7 @@ impl<'a> Record<'a> {
     pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         match self {
             Record::Arp(e) => crate::json::write_arp(out, e),
+            Record::Ndisc(e) => crate::json::write_ndisc(out, e),
             Record::NeighFailed(f) => crate::json::write_neigh_failed(out, f),
             _ => return serde_json::to_writer(out, self),
         }

@@ -51,15 +51,30 @@ impl Rng {
         if self.coin() {
             IpAddr::V4(self.v4())
         } else {
-            let raw = (self.next() as u128) << 64 | self.next() as u128;
-            IpAddr::V6(self.pick(&[
-                Ipv6Addr::UNSPECIFIED,
-                Ipv6Addr::LOCALHOST,
-                Ipv6Addr::from(raw),
-                "fe80::1".parse().unwrap(),
-                "::ffff:1.2.3.4".parse().unwrap(),
-            ]))
+            IpAddr::V6(self.v6())
         }
+    }
+    /// Zero groups in runs of every length at every place (where `::` goes and ties between
+    /// runs), next to groups of one to four hex digits, and the special forms.
+    pub(super) fn v6(&mut self) -> Ipv6Addr {
+        let raw = (self.next() as u128) << 64 | self.next() as u128;
+        let mut g = [0u16; 8];
+        for x in &mut g {
+            let r = self.next() as u16;
+            *x = self.pick(&[0, 0, 0, 1, 0xa, 0xff, 0x100, 0xffff, r, r >> 4, r >> 8]);
+        }
+        self.pick(&[
+            Ipv6Addr::UNSPECIFIED,
+            Ipv6Addr::LOCALHOST,
+            Ipv6Addr::from(raw),
+            Ipv6Addr::from(g),
+            Ipv6Addr::from(g),
+            Ipv6Addr::from(g),
+            "fe80::1".parse().unwrap(),
+            "::ffff:1.2.3.4".parse().unwrap(),
+            "::1.2.3.4".parse().unwrap(),
+            "ff02::1:ff00:100".parse().unwrap(),
+        ])
     }
     fn num(&mut self) -> u32 {
         let x = self.next() as u32;
@@ -191,6 +206,58 @@ impl Rng {
             facts_error: self.maybe(Rng::text),
         }
     }
+    fn ndisc(&mut self) -> NdiscEvent<'static> {
+        let frame: Vec<u8> = (0..self.below(90)).map(|_| self.next() as u8).collect();
+        NdiscEvent {
+            op: self.pick(&[NdiscOp::Solicit, NdiscOp::Advert]),
+            time: self.time(),
+            netns: self.num(),
+            netns_name: self.maybe(Rng::text),
+            ifindex: self.num(),
+            ifname: self.text(),
+            sender_ip: self.v6(),
+            sender_mac: self.maybe(Rng::mac),
+            target_ip: self.v6(),
+            dst_ip: self.v6(),
+            unicast: self.coin(),
+            eth_dst: self.maybe(Rng::mac),
+            advert: self.maybe(|r| AdvertFlags {
+                router: r.coin(),
+                solicited: r.coin(),
+                override_: r.coin(),
+            }),
+            nonce: self.coin(),
+            frame: Hex::encode(&frame),
+            trigger: self.maybe(Rng::trigger),
+            neigh_state: self.maybe(Rng::text),
+            attempt: self.maybe(Rng::num),
+            queued: self.maybe(Rng::num),
+            verdict: self.maybe(|r| Verdict {
+                foreign_sender: r.coin(),
+                reason: r.pick(&Reason::ALL),
+                explanation: r.text(),
+                consequence: r.maybe(Rng::text),
+                remedy: r.maybe(Rng::remedy),
+            }),
+            dev_addrs: self.maybe(|r| {
+                r.list(|r| If6Addr {
+                    addr: r.v6(),
+                    prefix_len: r.below(130) as u8,
+                    scope: r.pick(&[
+                        Scope6::Global,
+                        Scope6::Host,
+                        Scope6::Link,
+                        Scope6::Site,
+                        Scope6::Other,
+                    ]),
+                    // Known bits, unknown ones, both and none.
+                    flags: Flags6(r.pick(&[0, 0x02, 0x80, 0x42, 0xfff, 0x1000, 0x8000_0082])),
+                })
+            }),
+            dev_addrs_cut: self.coin(),
+            user_socket: self.coin(),
+        }
+    }
     fn failed(&mut self) -> NeighFailed<'static> {
         NeighFailed {
             time: self.time(),
@@ -234,6 +301,19 @@ fn same_bytes_as_serde() {
         assert_same(&Record::Arp(Held::Borrowed(&e)));
         let f = r.failed();
         assert_same(&Record::NeighFailed(Held::Borrowed(&f)));
+        let n = r.ndisc();
+        assert_same(&Record::Ndisc(Held::Borrowed(&n)));
+    }
+}
+
+#[test]
+fn ipv6_text_is_displays() {
+    let mut r = Rng(0x2545_f491_4f6c_dd1d);
+    for _ in 0..100_000 {
+        let a = r.v6();
+        let mut got = Vec::new();
+        crate::addr::put_ipv6(a, &mut got);
+        assert_eq!(String::from_utf8(got).unwrap(), a.to_string());
     }
 }
 

@@ -28,7 +28,8 @@
 use std::net::{IpAddr, Ipv6Addr};
 
 use arp_trace_model::{
-    Flags6, If6Addr, NdiscEvent, NdiscOp, NeighFailed, Origin, Reason, Remedy, Scope6, Verdict,
+    FastIp, Flags6, If6Addr, NdiscEvent, NdiscOp, NeighFailed, Origin, Reason, Remedy, Scope6,
+    Verdict,
 };
 
 use super::shell;
@@ -131,7 +132,11 @@ impl<'a> NdCtx<'a> {
 
     fn ll_words(&self) -> String {
         match self.lladdr {
-            Some(l) => format!("{}'s link-local address {}", self.dev(), l.addr),
+            Some(l) => format!(
+                "{}'s link-local address {}",
+                self.dev(),
+                FastIp(l.addr.into())
+            ),
             None => format!("{}'s link-local address", self.dev()),
         }
     }
@@ -240,8 +245,8 @@ fn explain_packet_source(c: &NdCtx<'_>) -> String {
         "{src} is the source of the packet queued for {t} ({trig}) and an address of {dev} \
          that is neither tentative nor optimistic, so ndisc_solicit() kept it as the \
          solicitation's source.",
-        src = c.ev.sender_ip,
-        t = c.ev.target_ip,
+        src = FastIp(c.ev.sender_ip.into()),
+        t = FastIp(c.ev.target_ip.into()),
         trig = c.trigger_words(),
         dev = c.dev()
     )
@@ -252,7 +257,7 @@ fn explain_link_local(c: &NdCtx<'_>) -> String {
         "The packet queued for {t} is {trig}; {why}. So ndisc_solicit() passed no source and \
          ndisc_send_ns() used {ll}. Nothing to change: a link-local source is valid on every \
          link, and IPv6 never puts another interface's address in a solicitation.",
-        t = c.ev.target_ip,
+        t = FastIp(c.ev.target_ip.into()),
         trig = c.trigger_words(),
         why = c.not_kept_because(),
         ll = c.ll_words()

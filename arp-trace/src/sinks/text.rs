@@ -63,22 +63,46 @@ pub fn ndisc_trigger_suffix(ev: &NdiscEvent<'_>) -> String {
 
 /// `udp 203.0.113.10:41000 > 198.51.100.20:9 python3[4242]`
 pub fn describe_trigger(t: &Trigger<'_>) -> String {
-    let mut s = match (t.sport, t.dport) {
-        // An IPv6 address is bracketed before its port, as in a URL: `[2001:db8::1]:41000`.
-        (Some(sp), Some(dp)) => format!(
-            "{} {} > {}",
-            t.proto,
-            std::net::SocketAddr::new(t.src, sp),
-            std::net::SocketAddr::new(t.dst, dp)
-        ),
-        _ => match t.icmp_type {
-            Some(ty) => format!("{} {} > {} type {ty}", t.proto, t.src, t.dst),
-            None => format!("{} {} > {}", t.proto, t.src, t.dst),
-        },
+    // Built by pushes, not format!: every explanation of a storm's requests names its trigger.
+    let mut s = String::with_capacity(96);
+    s.push_str(&t.proto);
+    s.push(' ');
+    // An IPv6 address is bracketed before its port, as in a URL: `[2001:db8::1]:41000`.
+    let end = |s: &mut String, a: std::net::IpAddr, port: Option<u16>| {
+        let mut buf = [0; 45];
+        let text = arp_trace_model::ip_text(a, &mut buf);
+        match port {
+            Some(p) if a.is_ipv6() => {
+                s.push('[');
+                s.push_str(text);
+                s.push_str("]:");
+                s.push_str(itoa_u64(p.into(), &mut [0; 20]));
+            }
+            Some(p) => {
+                s.push_str(text);
+                s.push(':');
+                s.push_str(itoa_u64(p.into(), &mut [0; 20]));
+            }
+            None => s.push_str(text),
+        }
     };
+    let ports = t.sport.zip(t.dport);
+    end(&mut s, t.src, ports.map(|p| p.0));
+    s.push_str(" > ");
+    end(&mut s, t.dst, ports.map(|p| p.1));
+    if let (None, Some(ty)) = (ports, t.icmp_type) {
+        s.push_str(" type ");
+        s.push_str(itoa_u64(ty.into(), &mut [0; 20]));
+    }
     match t.origin {
         Origin::Local => match (&t.comm, t.pid) {
-            (Some(c), Some(p)) => s.push_str(&format!(" {c}[{p}]")),
+            (Some(c), Some(p)) => {
+                s.push(' ');
+                s.push_str(c);
+                s.push('[');
+                s.push_str(itoa_u64(p.into(), &mut [0; 20]));
+                s.push(']');
+            }
             _ => s.push_str(" (local socket, process gone)"),
         },
         Origin::Kernel => s.push_str(" (kernel)"),
@@ -95,6 +119,20 @@ pub fn describe_trigger(t: &Trigger<'_>) -> String {
         )),
     }
     s
+}
+
+/// Decimal text of `v` without core::fmt.
+fn itoa_u64(mut v: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or_default()
 }
 
 /// ` <- udp 203.0.113.10:41000 > 198.51.100.20:9 python3[4242]` for requests with a trigger.
@@ -336,6 +374,57 @@ mod tests {
         (r.ifname, r.addr, r.prefix_len) = (Some("eth3".into()), "1.2.3.4".parse().ok(), Some(8));
         r.netns_name = Some("srv".into());
         assert_eq!(describe_change(&r, None), "srv/eth3 -1.2.3.4/8");
+    }
+
+    /// The pushes give what the format! version before them gave, for both families, with
+    /// and without ports, ICMP types and every origin.
+    #[test]
+    fn triggers_read_as_the_formatted_version_did() {
+        use arp_trace_model::Origin;
+        use std::net::{IpAddr, SocketAddr};
+        let old = |t: &Trigger<'_>| {
+            let mut s = match (t.sport, t.dport) {
+                (Some(sp), Some(dp)) => format!(
+                    "{} {} > {}",
+                    t.proto,
+                    SocketAddr::new(t.src, sp),
+                    SocketAddr::new(t.dst, dp)
+                ),
+                _ => match t.icmp_type {
+                    Some(ty) => format!("{} {} > {} type {ty}", t.proto, t.src, t.dst),
+                    None => format!("{} {} > {}", t.proto, t.src, t.dst),
+                },
+            };
+            if let (Origin::Local, Some(c), Some(p)) = (t.origin, &t.comm, t.pid) {
+                s.push_str(&format!(" {c}[{p}]"));
+            }
+            s
+        };
+        let addrs: [IpAddr; 6] = [
+            "203.0.113.10".parse().unwrap(),
+            "0.0.0.0".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+            "::ffff:192.0.2.1".parse().unwrap(),
+            "fe80::1:0:0:2".parse().unwrap(),
+            "::".parse().unwrap(),
+        ];
+        let mut n = 0;
+        for (i, src) in addrs.iter().enumerate() {
+            for ports in [None, Some((0u16, 9u16)), Some((41000, 65535))] {
+                for icmp in [None, Some(0u8), Some(135)] {
+                    let mut t = crate::explain::tests::trigger("203.0.113.10", Origin::Local);
+                    (t.src, t.dst) = (*src, addrs[(i + 1) % addrs.len()]);
+                    (t.sport, t.dport) = (ports.map(|p| p.0), ports.map(|p| p.1));
+                    t.icmp_type = icmp;
+                    t.origin = Origin::Local;
+                    (t.comm, t.pid) = (Some("python3".into()), Some(4242 + n));
+                    assert_eq!(describe_trigger(&t), old(&t));
+                    t.origin = Origin::Kernel;
+                    assert_eq!(describe_trigger(&t), old(&t) + " (kernel)");
+                    n += 1;
+                }
+            }
+        }
     }
 
     #[test]
