@@ -5,8 +5,8 @@
 //! for anything but ND.
 
 use arp_trace_common::{
-    Dev6Addr, NdiscXmitEvent, Offsets, EVENT_NDISC_XMIT, FRAME6_MIN, MAX_DEV6_ADDRS,
-    TRIGGER_NO_FILE, XMIT_HAS_SK, XMIT_USER_SK,
+    NdiscXmitEvent, Offsets, EVENT_NDISC_XMIT, FRAME6_MIN, MAX_DEV6_ADDRS, TRIGGER_NO_FILE,
+    XMIT_HAS_SK, XMIT_USER_SK,
 };
 use aya_ebpf::helpers::bpf_probe_read_kernel;
 
@@ -123,13 +123,15 @@ unsafe fn read_dev6_addrs(ev: &mut NdiscXmitEvent, dev: *const u8, o: &Offsets) 
             break;
         }
         let ifp = node.sub(o.ifa6_if_list as usize);
-        ev.addrs[n] = Dev6Addr {
-            addr: read(ifp, o.ifa6_addr).unwrap_or([0; 16]),
-            flags: read(ifp, o.ifa6_flags).unwrap_or(0),
-            prefixlen: read::<u32>(ifp, o.ifa6_prefix_len).unwrap_or(0) as u8,
-            _pad: 0,
-            scope: read(ifp, o.ifa6_scope).unwrap_or(0),
-        };
+        // Field by field, the address as two words: a struct literal's zero-filled parts
+        // become memset calls (`zero_words`).
+        let a = &mut ev.addrs[n];
+        let words: [u64; 2] = read(ifp, o.ifa6_addr).unwrap_or([0; 2]);
+        a.addr = core::mem::transmute::<[u64; 2], [u8; 16]>(words);
+        a.flags = read(ifp, o.ifa6_flags).unwrap_or(0);
+        a.prefixlen = read::<u32>(ifp, o.ifa6_prefix_len).unwrap_or(0) as u8;
+        core::ptr::write_volatile(&mut a._pad, 0);
+        a.scope = read(ifp, o.ifa6_scope).unwrap_or(0);
         n += 1;
         node = read(node, 0).unwrap_or(core::ptr::null());
     }
@@ -164,7 +166,8 @@ unsafe fn remember(ev: &mut NdiscXmitEvent, ty: u8, ip6: *const u8) {
     if src[0] | src[1] == 0 {
         return;
     }
-    if let Ok(target) = bpf_probe_read_kernel(ip6.add(48) as *const [u8; 16]) {
+    // Read as the two words `key()` makes of it.
+    if let Ok(target) = bpf_probe_read_kernel(ip6.add(48) as *const [u64; 2]) {
         pend(slot, ev.seq, ev.netns, ev.ifindex, target);
     }
 }

@@ -8,18 +8,18 @@ use core::ffi::c_void;
 
 use arp_trace_common::{
     NeighEvent, Offsets, EVENT_NEIGH, EVENT_TRIGGER, FAMILY_INET, FAMILY_INET6, HOOK_NEIGH_QUEUE,
-    LL_UNREAD, NAME_LEN, NEIGH_FAILED, NEIGH_FIRST,
+    LL_UNREAD, NEIGH_FAILED, NEIGH_FIRST,
 };
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
 
 use crate::context::current_context;
 use crate::shared::{
-    count_lost, key, off, offsets, queue_trigger, read, wake_flags, Btf, Mem, Req, Slot, EVENTS,
-    NO_QLEN, PENDING, SLOT,
+    count_lost, current_comm, key, off, offsets, queue_trigger, read, wake_flags, Btf, Mem, Req,
+    Slot, EVENTS, NO_QLEN, PENDING, SLOT,
 };
 use crate::trigger::{emit_trigger, read_owner, SkbPtrs};
 
@@ -142,10 +142,11 @@ unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
     ev.ifname = Btf::get(dev, off!(dev_name));
     ev._pad = 0;
     ev.pid_tgid = bpf_get_current_pid_tgid();
-    ev.comm = bpf_get_current_comm().unwrap_or([0; NAME_LEN]);
-    ev.sk = 0;
-    ev.sk_ino = 0;
-    ev.owner_flags = 0;
+    current_comm(&mut ev.comm);
+    // Volatile: plain zero stores side by side become a memset call (`zero_words`).
+    core::ptr::write_volatile(&mut ev.sk, 0);
+    core::ptr::write_volatile(&mut ev.sk_ino, 0);
+    core::ptr::write_volatile(&mut ev.owner_flags, 0);
     ev.context = current_context();
     if req_seq != 0 {
         if seen.qlen != NO_QLEN {

@@ -8,21 +8,18 @@
 //! arithmetic, out of BTF's reach) uses the helper on every kernel.
 
 use arp_trace_common::{
-    ArpXmitEvent, DevAddr, Offsets, ADDR_SECONDARY, CONF_ARP_NOTIFY, CONF_READ,
-    CONF_ROUTE_LOCALNET, EVENT_ARP_XMIT, FRAME_CAP, MAX_DEV_ADDRS, MAX_WALK, NAME_LEN,
-    NO_MAC_HEADER, XMIT_HAS_SK,
+    ArpXmitEvent, Offsets, ADDR_SECONDARY, CONF_ARP_NOTIFY, CONF_READ, CONF_ROUTE_LOCALNET,
+    EVENT_ARP_XMIT, FRAME_CAP, MAX_DEV_ADDRS, MAX_WALK, NAME_LEN, NO_MAC_HEADER, XMIT_HAS_SK,
 };
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel_buf,
-    },
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel_buf},
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
 
 use crate::shared::{
-    count_discarded, count_lost, off, offsets, read, wake_flags, Btf, Mem, Probe, Req, Slot,
-    CONFIG, EVENTS, OFFSETS, PENDING, SLOT,
+    count_discarded, count_lost, current_comm, off, offsets, read, wake_flags, zero_words, Btf,
+    Mem, Probe, Slot, CONFIG, EVENTS, OFFSETS, PENDING, SLOT,
 };
 
 const ETH_P_ARP_BE: u16 = 0x0806u16.to_be();
@@ -136,7 +133,11 @@ pub(crate) unsafe fn read_head<M: Mem>(skb: *const u8) -> Result<Head, i64> {
         ts_ns: bpf_ktime_get_ns(),
         cpu: aya_ebpf::helpers::bpf_get_smp_processor_id(),
         pid_tgid: bpf_get_current_pid_tgid(),
-        comm: bpf_get_current_comm().unwrap_or([0; NAME_LEN]),
+        comm: {
+            let mut c = core::mem::MaybeUninit::<[u8; NAME_LEN]>::uninit();
+            current_comm(c.as_mut_ptr());
+            c.assume_init()
+        },
         flags: if sk.is_null() { 0 } else { XMIT_HAS_SK },
         skb_len: M::try_get(skb, off!(skb_len))?,
         mark: M::try_get(skb, off!(skb_mark))?,
@@ -203,24 +204,14 @@ unsafe fn read_dev_facts<M: Mem>(
     net: *const u8,
     o: &Offsets,
 ) {
+    // Everything from `announce_all` to the end: counts, settings, `addrs` and `walk`
+    // (`ArpXmitEvent` keeps them last and 8-aligned for this).
+    const FROM: usize = core::mem::offset_of!(ArpXmitEvent, announce_all);
+    const WORDS: usize = (core::mem::size_of::<ArpXmitEvent>() - FROM) / 8;
+    const _: () = assert!(FROM % 8 == 0 && (core::mem::size_of::<ArpXmitEvent>() - FROM) % 8 == 0);
+    zero_words((ev as *mut ArpXmitEvent as *mut u8).add(FROM), WORDS);
     ev.announce_all = -1;
     ev.announce_dev = -1;
-    ev.conf_all = 0;
-    ev.conf_dev = 0;
-    ev.n_addrs = 0;
-    ev.addrs_more = 0;
-    ev.n_walk = 0;
-    ev.walk_more = 0;
-    let mut i = 0;
-    while i < MAX_DEV_ADDRS {
-        ev.addrs[i] = DevAddr::default();
-        i += 1;
-    }
-    i = 0;
-    while i < MAX_WALK {
-        ev.walk[i] = 0;
-        i += 1;
-    }
     if !net.is_null() {
         if let Ok(all) = M::try_get::<*const u8>(net, off!(net_devconf_all)) {
             if !all.is_null() {
@@ -350,15 +341,17 @@ unsafe fn remember_request(ev: &mut ArpXmitEvent) {
     }
     let is_request = ev.frame[m + 6] == 0 && ev.frame[m + 7] == 1;
     if is_request {
-        let mut target = [0u8; 16];
-        target[..4].copy_from_slice(&ev.frame[m + 24..m + 28]);
-        pend(slot, ev.seq, ev.netns, ev.ifindex, target);
+        // The neighbour key of an IPv4 target: its 4 bytes, then zeros (`key()`), built as
+        // words so that no zeroed array becomes a memset call.
+        let t = &ev.frame[m + 24..m + 28];
+        let low = u64::from_ne_bytes([t[0], t[1], t[2], t[3], 0, 0, 0, 0]);
+        pend(slot, ev.seq, ev.netns, ev.ifindex, [low, 0]);
     }
 }
 
 /// Keeps a request as this CPU's newest pending one, for the neighbour record to claim.
 #[inline(always)]
-pub(crate) fn pend(slot: &mut Slot, seq: u64, netns: u32, ifindex: u32, target: [u8; 16]) {
-    slot.reqs[(slot.next as usize) & (PENDING - 1)] = Req::pending(seq, netns, ifindex, target);
+pub(crate) fn pend(slot: &mut Slot, seq: u64, netns: u32, ifindex: u32, target: [u64; 2]) {
+    slot.reqs[(slot.next as usize) & (PENDING - 1)].set_pending(seq, netns, ifindex, target);
     slot.next = slot.next.wrapping_add(1);
 }

@@ -7,13 +7,11 @@ use core::ffi::c_void;
 
 use arp_trace_common::{
     TriggerEvent, EVENT_NEIGH_DROP, EVENT_TRIGGER, FAMILY_INET, FAMILY_INET6, HOOK_FENTRY,
-    HOOK_KFREE_SKB, HOOK_KPROBE, IP_CAP, NAME_LEN, TRIGGER_HAS_SK, TRIGGER_NO_FILE, TRIGGER_ORPHAN,
+    HOOK_KFREE_SKB, HOOK_KPROBE, IP_CAP, TRIGGER_HAS_SK, TRIGGER_NO_FILE, TRIGGER_ORPHAN,
     TRIGGER_REQUEST_SK,
 };
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel_buf,
-    },
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel_buf},
     macros::{btf_tracepoint, fentry, kprobe},
     programs::{BtfTracePointContext, FEntryContext, ProbeContext},
 };
@@ -21,8 +19,8 @@ use aya_ebpf::{
 use crate::context::current_context;
 use crate::neighbour::family_index;
 use crate::shared::{
-    count_discarded, count_lost, off, offsets, read, wake_flags, Btf, Mem, Probe, CONFIG, EVENTS,
-    SLOT,
+    count_discarded, count_lost, current_comm, key, off, offsets, read, wake_flags, Btf, Mem,
+    Probe, CONFIG, EVENTS, SLOT,
 };
 
 /// `fentry/arp_solicit(neigh, skb)`: the exact packet the kernel solicits for, before the
@@ -171,7 +169,12 @@ pub(crate) unsafe fn emit_trigger<M: Mem>(
     }
     let ev = &mut *entry.as_mut_ptr();
     ev.hook = hook;
-    ev.target = target;
+    // As words, volatile: kfree_skb's all-zero target would otherwise be a memset call
+    // (`zero_words`). `target` is 8-aligned in the record.
+    let t = key(target);
+    let w = ev.target.as_mut_ptr() as *mut u64;
+    core::ptr::write_volatile(w, t[0]);
+    core::ptr::write_volatile(w.add(1), t[1]);
     ev.family = family;
     ev.req_seq = req_seq;
     match fill_trigger::<M>(ev, skb, ptrs, kind, reason) {
@@ -200,7 +203,7 @@ unsafe fn fill_trigger<M: Mem>(
     ev.cpu = aya_ebpf::helpers::bpf_get_smp_processor_id();
     ev.ts_ns = bpf_ktime_get_ns();
     ev.pid_tgid = bpf_get_current_pid_tgid();
-    ev.comm = bpf_get_current_comm().unwrap_or([0; NAME_LEN]);
+    current_comm(&mut ev.comm);
     ev.drop_reason = reason;
     ev.skb_len = M::get(skb, off!(skb_len));
     ev.mark = M::get(skb, off!(skb_mark));
