@@ -208,7 +208,9 @@ unsafe fn read_dev_facts<M: Mem>(
     // (`ArpXmitEvent` keeps them last and 8-aligned for this).
     const FROM: usize = core::mem::offset_of!(ArpXmitEvent, announce_all);
     const WORDS: usize = (core::mem::size_of::<ArpXmitEvent>() - FROM) / 8;
-    const _: () = assert!(FROM % 8 == 0 && (core::mem::size_of::<ArpXmitEvent>() - FROM) % 8 == 0);
+    const _: () = assert!(
+        FROM.is_multiple_of(8) && (core::mem::size_of::<ArpXmitEvent>() - FROM).is_multiple_of(8)
+    );
     zero_words((ev as *mut ArpXmitEvent as *mut u8).add(FROM), WORDS);
     ev.announce_all = -1;
     ev.announce_dev = -1;

@@ -24,20 +24,44 @@ macro_rules! key {
     };
 }
 
+/// `head` from a record's own fields: every transmitted record names its place the same way.
+macro_rules! head {
+    ($out:expr, $op:expr, $e:expr) => {
+        head(
+            $out,
+            $op,
+            $e.time,
+            $e.netns,
+            $e.netns_name.as_deref(),
+            $e.ifindex,
+            &$e.ifname,
+        )
+    };
+}
+
+/// `entry_verdict` from a solicitation's own fields (`arp` and `ndisc` share their names).
+macro_rules! entry_verdict {
+    ($out:expr, $e:expr) => {
+        entry_verdict(
+            $out,
+            $e.neigh_state.as_deref(),
+            $e.attempt,
+            $e.queued,
+            $e.verdict.as_ref(),
+        )
+    };
+}
+
 /// Room for a whole line of the usual size, so that writing it never grows the buffer midway.
 const LINE: usize = 4096;
 
 /// Appends the JSON object of an `arp` record (`{"type":"arp",...}`, no newline).
 pub fn write_arp(out: &mut Vec<u8>, e: &ArpEvent<'_>) {
-    out.reserve(LINE);
-    out.extend_from_slice(br#"{"type":"arp","op":"#);
-    out.extend_from_slice(match e.op {
-        ArpOp::Request => br#""request""#,
-        ArpOp::Reply => br#""reply""#,
-    });
-    key!(out, "time");
-    time(out, e.time);
-    place(out, e.netns, e.netns_name.as_deref(), e.ifindex, &e.ifname);
+    let op: &[u8] = match e.op {
+        ArpOp::Request => br#"{"type":"arp","op":"request""#,
+        ArpOp::Reply => br#"{"type":"arp","op":"reply""#,
+    };
+    head!(out, op, e);
     key!(out, "sender_ip");
     ipv4(out, e.sender_ip);
     key!(out, "sender_mac");
@@ -50,26 +74,12 @@ pub fn write_arp(out: &mut Vec<u8>, e: &ArpEvent<'_>) {
     boolean(out, e.unicast);
     key!(out, "eth_dst");
     opt_mac(out, e.eth_dst.as_ref());
-    key!(out, "frame");
-    quoted(out, e.frame.digits());
-    key!(out, "trigger");
-    match &e.trigger {
-        Some(t) => trigger(out, t),
-        None => null(out),
-    }
+    frame_trigger(out, e.frame.digits(), e.trigger.as_ref());
     if let Some(t) = &e.task {
         key!(out, "task");
         task(out, t);
     }
-    key!(out, "neigh_state");
-    opt_str(out, e.neigh_state.as_deref());
-    key!(out, "attempt");
-    opt_uint(out, e.attempt.map(u64::from));
-    key!(out, "queued");
-    opt_uint(out, e.queued.map(u64::from));
-    if let Some(v) = &e.verdict {
-        verdict(out, v);
-    }
+    entry_verdict!(out, e);
     if let Some(f) = &e.facts {
         request_facts(out, f);
     }
@@ -82,15 +92,11 @@ pub fn write_arp(out: &mut Vec<u8>, e: &ArpEvent<'_>) {
 
 /// Appends the JSON object of an `ndisc` record (`{"type":"ndisc",...}`, no newline).
 pub fn write_ndisc(out: &mut Vec<u8>, e: &NdiscEvent<'_>) {
-    out.reserve(LINE);
-    out.extend_from_slice(br#"{"type":"ndisc","op":"#);
-    out.extend_from_slice(match e.op {
-        NdiscOp::Solicit => br#""solicit""#,
-        NdiscOp::Advert => br#""advert""#,
-    });
-    key!(out, "time");
-    time(out, e.time);
-    place(out, e.netns, e.netns_name.as_deref(), e.ifindex, &e.ifname);
+    let op: &[u8] = match e.op {
+        NdiscOp::Solicit => br#"{"type":"ndisc","op":"solicit""#,
+        NdiscOp::Advert => br#"{"type":"ndisc","op":"advert""#,
+    };
+    head!(out, op, e);
     key!(out, "sender_ip");
     ipv6(out, e.sender_ip);
     key!(out, "sender_mac");
@@ -115,22 +121,8 @@ pub fn write_ndisc(out: &mut Vec<u8>, e: &NdiscEvent<'_>) {
     }
     key!(out, "nonce");
     boolean(out, e.nonce);
-    key!(out, "frame");
-    quoted(out, e.frame.digits());
-    key!(out, "trigger");
-    match &e.trigger {
-        Some(t) => trigger(out, t),
-        None => null(out),
-    }
-    key!(out, "neigh_state");
-    opt_str(out, e.neigh_state.as_deref());
-    key!(out, "attempt");
-    opt_uint(out, e.attempt.map(u64::from));
-    key!(out, "queued");
-    opt_uint(out, e.queued.map(u64::from));
-    if let Some(v) = &e.verdict {
-        verdict(out, v);
-    }
+    frame_trigger(out, e.frame.digits(), e.trigger.as_ref());
+    entry_verdict!(out, e);
     key!(out, "dev_addrs");
     match &e.dev_addrs {
         Some(a) => array(out, a, if6_addr),
@@ -184,7 +176,55 @@ fn if6_addr(out: &mut Vec<u8>, a: &If6Addr) {
     out.push(b'}');
 }
 
-/// The namespace and interface fields both record types carry, in the schema's order.
+/// `{"type":...,"op":...` (given whole), then the time and the place: how the transmitted
+/// records begin.
+fn head(
+    out: &mut Vec<u8>,
+    type_op: &[u8],
+    t: Time,
+    netns: u32,
+    netns_name: Option<&str>,
+    ifindex: u32,
+    ifname: &str,
+) {
+    out.reserve(LINE);
+    out.extend_from_slice(type_op);
+    key!(out, "time");
+    time(out, t);
+    place(out, netns, netns_name, ifindex, ifname);
+}
+
+/// The frame's hex and the packet that triggered it, as both solicitations carry them.
+fn frame_trigger(out: &mut Vec<u8>, digits: &[u8], t: Option<&Trigger<'_>>) {
+    key!(out, "frame");
+    quoted(out, digits);
+    key!(out, "trigger");
+    match t {
+        Some(t) => trigger(out, t),
+        None => null(out),
+    }
+}
+
+/// The neighbour entry's state, attempt and queue, then the flattened verdict.
+fn entry_verdict(
+    out: &mut Vec<u8>,
+    state: Option<&str>,
+    attempt: Option<u32>,
+    queued: Option<u32>,
+    v: Option<&Verdict<'_>>,
+) {
+    key!(out, "neigh_state");
+    opt_str(out, state);
+    key!(out, "attempt");
+    opt_uint(out, attempt.map(u64::from));
+    key!(out, "queued");
+    opt_uint(out, queued.map(u64::from));
+    if let Some(v) = v {
+        verdict(out, v);
+    }
+}
+
+/// The namespace and interface fields every record type here carries, in the schema's order.
 fn place(out: &mut Vec<u8>, netns: u32, netns_name: Option<&str>, ifindex: u32, ifname: &str) {
     key!(out, "netns");
     uint(out, netns.into());
@@ -198,10 +238,16 @@ fn place(out: &mut Vec<u8>, netns: u32, netns_name: Option<&str>, ifindex: u32, 
 
 /// Appends the JSON object of a `neigh_failed` record (no newline).
 pub fn write_neigh_failed(out: &mut Vec<u8>, f: &NeighFailed<'_>) {
-    out.reserve(LINE);
-    out.extend_from_slice(br#"{"type":"neigh_failed","time":"#);
-    time(out, f.time);
-    place(out, f.netns, f.netns_name.as_deref(), f.ifindex, &f.ifname);
+    let (name, ifname) = (f.netns_name.as_deref(), &f.ifname);
+    head(
+        out,
+        br#"{"type":"neigh_failed""#,
+        f.time,
+        f.netns,
+        name,
+        f.ifindex,
+        ifname,
+    );
     key!(out, "target_ip");
     ip(out, &f.target_ip);
     key!(out, "attempts");
@@ -374,24 +420,14 @@ fn boolean(out: &mut Vec<u8>, b: bool) {
     out.extend_from_slice(if b { b"true" } else { b"false" });
 }
 
-fn uint(out: &mut Vec<u8>, mut v: u64) {
+fn uint(out: &mut Vec<u8>, v: u64) {
     // Most numbers in a record are small (ifindex, prefix length, scope, attempt).
     if v < 10 {
         out.push(b'0' + v as u8);
         return;
     }
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
     // Pushed, not copied: memcpy of a few bytes is the dearer call.
-    for &d in &buf[i..] {
+    for &d in crate::text::decimal(v, &mut [0; 20]).as_bytes() {
         out.push(d);
     }
 }

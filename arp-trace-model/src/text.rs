@@ -57,6 +57,20 @@ pub fn kernel_name_ref(bytes: &[u8]) -> Cow<'_, str> {
     }
 }
 
+/// Decimal text of `v` without core::fmt.
+pub fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or_default()
+}
+
 /// At most the first `max` bytes of `s`, cut at a character boundary: for quoting input in
 /// a message without quoting all of it.
 pub fn clip(s: &str, max: usize) -> &str {

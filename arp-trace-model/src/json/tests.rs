@@ -125,6 +125,15 @@ impl Rng {
             tradeoff: self.text(),
         }
     }
+    fn verdict(&mut self) -> Verdict<'static> {
+        Verdict {
+            foreign_sender: self.coin(),
+            reason: self.pick(&Reason::ALL),
+            explanation: self.text(),
+            consequence: self.maybe(Rng::text),
+            remedy: self.maybe(Rng::remedy),
+        }
+    }
     fn if_addr(&mut self) -> IfAddr<'static> {
         IfAddr {
             ifname: self.text(),
@@ -195,13 +204,7 @@ impl Rng {
             queued: self.maybe(Rng::num),
             // Never written: present or not, the line is the same.
             egress: None,
-            verdict: self.maybe(|r| Verdict {
-                foreign_sender: r.coin(),
-                reason: r.pick(&Reason::ALL),
-                explanation: r.text(),
-                consequence: r.maybe(Rng::text),
-                remedy: r.maybe(Rng::remedy),
-            }),
+            verdict: self.maybe(Rng::verdict),
             facts: self.maybe(Rng::facts),
             facts_error: self.maybe(Rng::text),
         }
@@ -232,13 +235,7 @@ impl Rng {
             neigh_state: self.maybe(Rng::text),
             attempt: self.maybe(Rng::num),
             queued: self.maybe(Rng::num),
-            verdict: self.maybe(|r| Verdict {
-                foreign_sender: r.coin(),
-                reason: r.pick(&Reason::ALL),
-                explanation: r.text(),
-                consequence: r.maybe(Rng::text),
-                remedy: r.maybe(Rng::remedy),
-            }),
+            verdict: self.maybe(Rng::verdict),
             dev_addrs: self.maybe(|r| {
                 r.list(|r| If6Addr {
                     addr: r.v6(),

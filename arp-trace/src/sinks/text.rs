@@ -76,12 +76,12 @@ pub fn describe_trigger(t: &Trigger<'_>) -> String {
                 s.push('[');
                 s.push_str(text);
                 s.push_str("]:");
-                s.push_str(itoa_u64(p.into(), &mut [0; 20]));
+                s.push_str(arp_trace_model::text::decimal(p.into(), &mut [0; 20]));
             }
             Some(p) => {
                 s.push_str(text);
                 s.push(':');
-                s.push_str(itoa_u64(p.into(), &mut [0; 20]));
+                s.push_str(arp_trace_model::text::decimal(p.into(), &mut [0; 20]));
             }
             None => s.push_str(text),
         }
@@ -92,7 +92,7 @@ pub fn describe_trigger(t: &Trigger<'_>) -> String {
     end(&mut s, t.dst, ports.map(|p| p.1));
     if let (None, Some(ty)) = (ports, t.icmp_type) {
         s.push_str(" type ");
-        s.push_str(itoa_u64(ty.into(), &mut [0; 20]));
+        s.push_str(arp_trace_model::text::decimal(ty.into(), &mut [0; 20]));
     }
     match t.origin {
         Origin::Local => match (&t.comm, t.pid) {
@@ -100,7 +100,7 @@ pub fn describe_trigger(t: &Trigger<'_>) -> String {
                 s.push(' ');
                 s.push_str(c);
                 s.push('[');
-                s.push_str(itoa_u64(p.into(), &mut [0; 20]));
+                s.push_str(arp_trace_model::text::decimal(p.into(), &mut [0; 20]));
                 s.push(']');
             }
             _ => s.push_str(" (local socket, process gone)"),
@@ -119,20 +119,6 @@ pub fn describe_trigger(t: &Trigger<'_>) -> String {
         )),
     }
     s
-}
-
-/// Decimal text of `v` without core::fmt.
-fn itoa_u64(mut v: u64, buf: &mut [u8; 20]) -> &str {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(&buf[i..]).unwrap_or_default()
 }
 
 /// ` <- udp 203.0.113.10:41000 > 198.51.100.20:9 python3[4242]` for requests with a trigger.
