@@ -101,6 +101,14 @@ unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
     if req_seq == 0 && !failed {
         return Ok(()); // nothing was solicited in this call
     }
+    // Before the trigger and owner reads, whose paths would each be verified with every way
+    // out of the walk: 6.1's verifier walked 420,000 instructions (5.6 s under the VM suite's
+    // emulation, on every start) with the walk last, 118,000 here, 185,000 at the top.
+    let ll = if family == FAMILY_INET6 {
+        link_locals(dev, &offsets())
+    } else {
+        (LL_UNREAD, LL_UNREAD)
+    };
     // The owner of the queue's newest packet, when the trigger record just read it.
     let mut owner = None;
     if req_seq != 0 && seen.qlen == NO_QLEN && queue_trigger_for(family) {
@@ -155,12 +163,7 @@ unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
             (ev.sk, ev.sk_ino, ev.owner_flags) = (sk, ino, flags);
         }
     }
-    // Last: each way out of the walk is verified with all that follows it.
-    (ev.ll_total, ev.ll_usable) = if family == FAMILY_INET6 {
-        link_locals(dev, &offsets())
-    } else {
-        (LL_UNREAD, LL_UNREAD)
-    };
+    (ev.ll_total, ev.ll_usable) = ll;
     entry.submit(wake_flags(ev.ts_ns));
     Ok(())
 }
