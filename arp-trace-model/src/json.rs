@@ -24,7 +24,7 @@ macro_rules! key {
     };
 }
 
-/// `head` from a record's own fields: every transmitted record names its place the same way.
+/// `head` from a record's own fields: `arp`, `ndisc` and `neigh_failed` name them alike.
 macro_rules! head {
     ($out:expr, $op:expr, $e:expr) => {
         head(
@@ -238,16 +238,7 @@ fn place(out: &mut Vec<u8>, netns: u32, netns_name: Option<&str>, ifindex: u32, 
 
 /// Appends the JSON object of a `neigh_failed` record (no newline).
 pub fn write_neigh_failed(out: &mut Vec<u8>, f: &NeighFailed<'_>) {
-    let (name, ifname) = (f.netns_name.as_deref(), &f.ifname);
-    head(
-        out,
-        br#"{"type":"neigh_failed""#,
-        f.time,
-        f.netns,
-        name,
-        f.ifindex,
-        ifname,
-    );
+    head!(out, br#"{"type":"neigh_failed""#, f);
     key!(out, "target_ip");
     ip(out, &f.target_ip);
     key!(out, "attempts");
