@@ -80,6 +80,9 @@ pub struct Offsets {
     pub ifa6_prefix_len: u32,
     pub ifa6_scope: u32,
     pub ifa6_flags: u32,
+    /// `sk_buff.data`: where a received frame's ARP header starts at `netif_receive_skb`,
+    /// which fires before the network header is set.
+    pub skb_data: u32,
 }
 
 impl Offsets {
@@ -137,6 +140,7 @@ impl Offsets {
         ifa6_prefix_len: u32::MAX,
         ifa6_scope: u32::MAX,
         ifa6_flags: u32::MAX,
+        skb_data: u32::MAX,
     };
 }
 

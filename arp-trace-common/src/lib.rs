@@ -10,6 +10,7 @@
 mod config;
 mod ndisc;
 mod neighbour;
+mod receive;
 mod transmit;
 mod trigger;
 
@@ -17,6 +18,7 @@ mod trigger;
 pub use config::*;
 pub use ndisc::*;
 pub use neighbour::*;
+pub use receive::*;
 pub use transmit::*;
 pub use trigger::*;
 
@@ -33,6 +35,8 @@ pub const EVENT_NEIGH_DROP: u32 = 3;
 pub const EVENT_NEIGH: u32 = 4;
 /// An IPv6 neighbour solicitation or advertisement (`NdiscXmitEvent`).
 pub const EVENT_NDISC_XMIT: u32 = 5;
+/// An ARP frame a device received (`ArpRecvEvent`).
+pub const EVENT_ARP_RECV: u32 = 6;
 
 /// `NeighEvent::family`, `TriggerEvent::family`: the neighbour table's address family.
 pub const FAMILY_INET: u32 = 2;
@@ -61,6 +65,8 @@ pub const HOOK_FENTRY: u32 = 3;
 pub const HOOK_KPROBE: u32 = 4;
 /// `tp_btf/kfree_skb` (dropped from a neighbour queue).
 pub const HOOK_KFREE_SKB: u32 = 5;
+/// `tp_btf/netif_receive_skb` (a frame entering the stack on a device).
+pub const HOOK_NETIF_RECEIVE_SKB: u32 = 6;
 
 #[cfg(feature = "user")]
 mod user {
@@ -73,6 +79,7 @@ mod user {
     unsafe impl aya::Pod for TriggerEvent {}
     unsafe impl aya::Pod for NeighEvent {}
     unsafe impl aya::Pod for NdiscXmitEvent {}
+    unsafe impl aya::Pod for ArpRecvEvent {}
 }
 
 #[cfg(test)]
@@ -82,7 +89,12 @@ mod tests {
 
     #[test]
     fn layouts_have_no_hidden_padding() {
-        assert_eq!(size_of::<Offsets>(), 53 * 4);
+        assert_eq!(size_of::<Offsets>(), 54 * 4);
+        assert_eq!(
+            size_of::<ArpRecvEvent>(),
+            8 + 8 + 4 * 4 + 2 + 2 + 4 + NAME_LEN + FRAME_CAP
+        );
+        assert_eq!(size_of::<ArpRecvEvent>() % 8, 0);
         assert_eq!(align_of::<ArpXmitEvent>(), 8);
         assert_eq!(size_of::<DevAddr>(), 12);
         assert_eq!(

@@ -8,6 +8,7 @@
 mod context;
 mod ndisc;
 mod neighbour;
+mod receive;
 mod shared;
 mod transmit;
 mod trigger;

@@ -22,11 +22,33 @@ pub enum ArpOp {
     Reply,
 }
 
+/// Which way a frame crossed the device: sent by this host, or received from the wire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Received on the device (`netif_receive_skb`).
+    In,
+    /// Handed to the device for transmission (`net_dev_queue`). Traces before format 4 had
+    /// only these, and carry no `direction`.
+    #[default]
+    Out,
+}
+
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::In => "in",
+            Direction::Out => "out",
+        }
+    }
+}
+
 // Read through a flat mirror (`Wire`): serde's `flatten` buffers every object into a generic
 // map first, which made replay several times slower. Written with `flatten`, field order kept.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ArpEvent<'a> {
     pub op: ArpOp,
+    pub direction: Direction,
     pub time: Time,
     pub netns: u32,
     pub netns_name: Option<Cow<'a, str>>,
@@ -78,6 +100,16 @@ impl ArpEvent<'_> {
         self.op == ArpOp::Request
     }
 
+    /// Received from the wire rather than sent by this host: no trigger, no verdict.
+    pub fn received(&self) -> bool {
+        self.direction == Direction::In
+    }
+
+    /// A request this host sent: what triggers, verdicts, summaries and `-c` are about.
+    pub fn is_sent_request(&self) -> bool {
+        self.is_request() && !self.received()
+    }
+
     /// A request for the sender's own address: an announcement, not a resolution.
     pub fn is_gratuitous(&self) -> bool {
         self.is_request() && self.sender_ip == self.target_ip
@@ -113,6 +145,7 @@ impl ArpEvent<'_> {
     pub fn into_owned(self) -> ArpEvent<'static> {
         ArpEvent {
             op: self.op,
+            direction: self.direction,
             time: self.time,
             netns: self.netns,
             netns_name: self.netns_name.map(crate::own),
@@ -158,6 +191,8 @@ fn lenders<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<crate::Lender>>
 #[derive(Deserialize)]
 struct Wire<'a> {
     op: ArpOp,
+    #[serde(default)]
+    direction: Direction,
     time: Time,
     netns: u32,
     #[serde(default, deserialize_with = "crate::opt_str")]
@@ -238,6 +273,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for ArpEvent<'a> {
         });
         Ok(ArpEvent {
             op: w.op,
+            direction: w.direction,
             time: w.time,
             netns: w.netns,
             netns_name: w.netns_name,

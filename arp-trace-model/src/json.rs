@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde::Serialize;
 
 use crate::addr::{Cidr, IfAddr};
-use crate::arp::{ArpEvent, ArpOp};
+use crate::arp::{ArpEvent, ArpOp, Direction};
 use crate::facts::RequestFacts;
 use crate::ndisc::{If6Addr, NdiscEvent, NdiscOp, Scope6};
 use crate::neigh::NeighFailed;
@@ -26,10 +26,11 @@ macro_rules! key {
 
 /// `head` from a record's own fields: `arp`, `ndisc` and `neigh_failed` name them alike.
 macro_rules! head {
-    ($out:expr, $op:expr, $e:expr) => {
+    ($out:expr, $op:expr, $dir:expr, $e:expr) => {
         head(
             $out,
             $op,
+            $dir,
             $e.time,
             $e.netns,
             $e.netns_name.as_deref(),
@@ -61,7 +62,7 @@ pub fn write_arp(out: &mut Vec<u8>, e: &ArpEvent<'_>) {
         ArpOp::Request => br#"{"type":"arp","op":"request""#,
         ArpOp::Reply => br#"{"type":"arp","op":"reply""#,
     };
-    head!(out, op, e);
+    head!(out, op, Some(e.direction), e);
     key!(out, "sender_ip");
     ipv4(out, e.sender_ip);
     key!(out, "sender_mac");
@@ -96,7 +97,7 @@ pub fn write_ndisc(out: &mut Vec<u8>, e: &NdiscEvent<'_>) {
         NdiscOp::Solicit => br#"{"type":"ndisc","op":"solicit""#,
         NdiscOp::Advert => br#"{"type":"ndisc","op":"advert""#,
     };
-    head!(out, op, e);
+    head!(out, op, Some(e.direction), e);
     key!(out, "sender_ip");
     ipv6(out, e.sender_ip);
     key!(out, "sender_mac");
@@ -176,11 +177,13 @@ fn if6_addr(out: &mut Vec<u8>, a: &If6Addr) {
     out.push(b'}');
 }
 
-/// `{"type":...,"op":...` (given whole), then the time and the place: how the transmitted
-/// records begin.
+/// `{"type":...,"op":...` (given whole), the direction of a frame's record, then the time and
+/// the place: how the frame records begin.
+#[allow(clippy::too_many_arguments)]
 fn head(
     out: &mut Vec<u8>,
     type_op: &[u8],
+    direction: Option<Direction>,
     t: Time,
     netns: u32,
     netns_name: Option<&str>,
@@ -189,6 +192,11 @@ fn head(
 ) {
     out.reserve(LINE);
     out.extend_from_slice(type_op);
+    match direction {
+        Some(Direction::In) => out.extend_from_slice(br#","direction":"in""#),
+        Some(Direction::Out) => out.extend_from_slice(br#","direction":"out""#),
+        None => {}
+    }
     key!(out, "time");
     time(out, t);
     place(out, netns, netns_name, ifindex, ifname);
@@ -238,7 +246,7 @@ fn place(out: &mut Vec<u8>, netns: u32, netns_name: Option<&str>, ifindex: u32, 
 
 /// Appends the JSON object of a `neigh_failed` record (no newline).
 pub fn write_neigh_failed(out: &mut Vec<u8>, f: &NeighFailed<'_>) {
-    head!(out, br#"{"type":"neigh_failed""#, f);
+    head!(out, br#"{"type":"neigh_failed""#, None, f);
     key!(out, "target_ip");
     ip(out, &f.target_ip);
     key!(out, "attempts");

@@ -11,6 +11,7 @@
 
 mod addr;
 mod arp;
+mod conflict;
 pub mod errors;
 mod facts;
 pub mod file;
@@ -35,7 +36,8 @@ mod trigger;
 mod verdict;
 
 pub use addr::{ip_text, Cidr, FastIp, IfAddr, RT_SCOPE_HOST, RT_SCOPE_LINK};
-pub use arp::{ArpEvent, ArpOp};
+pub use arp::{ArpEvent, ArpOp, Direction};
+pub use conflict::{Conflict, ConflictCause, ConflictKind};
 pub use facts::{
     if_addr, Announce, ChangeKind, EgressFacts, FactsChange, Lender, Link, Localnet, NsFacts,
     RequestFacts,
@@ -59,7 +61,7 @@ use std::borrow::Cow;
 /// records this model writes follow; its `$id` ends in the same number. Raised whenever the
 /// schema changes: a field or record type added, a value's range or form changed. A trace's
 /// header and the first line of `--json` carry it (`schema_version`).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The JSON Schema itself, for tools that validate records or document their fields.
 pub const SCHEMA: &str = include_str!("../schema/arp-trace.schema.json");

@@ -166,6 +166,8 @@ pub struct AdvertFlags {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct NdiscEvent<'a> {
     pub op: NdiscOp,
+    /// Always `out` for now: only transmitted neighbour discovery is traced.
+    pub direction: crate::arp::Direction,
     pub time: Time,
     pub netns: u32,
     pub netns_name: Option<Cow<'a, str>>,
@@ -240,6 +242,7 @@ impl NdiscEvent<'_> {
     pub fn into_owned(self) -> NdiscEvent<'static> {
         NdiscEvent {
             op: self.op,
+            direction: self.direction,
             time: self.time,
             netns: self.netns,
             netns_name: self.netns_name.map(crate::own),
@@ -274,6 +277,8 @@ fn dev_addrs<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<If6Addr>>, D:
 #[derive(Deserialize)]
 struct Wire<'a> {
     op: NdiscOp,
+    #[serde(default)]
+    direction: crate::arp::Direction,
     time: Time,
     netns: u32,
     #[serde(default, deserialize_with = "crate::opt_str")]
@@ -334,6 +339,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for NdiscEvent<'a> {
         };
         Ok(NdiscEvent {
             op: w.op,
+            direction: w.direction,
             time: w.time,
             netns: w.netns,
             netns_name: w.netns_name,

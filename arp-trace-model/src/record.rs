@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 use crate::arp::ArpEvent;
+use crate::conflict::Conflict;
 use crate::facts::FactsChange;
 use crate::header::Header;
 use crate::limits;
@@ -27,6 +28,7 @@ pub enum Record<'a> {
     Ndisc(Held<'a, NdiscEvent<'a>>),
     NeighFailed(Held<'a, NeighFailed<'a>>),
     FactsChange(Held<'a, FactsChange<'a>>),
+    Conflict(Held<'a, Conflict<'a>>),
     Summary(Held<'a, Summary<'a>>),
 }
 
@@ -92,12 +94,13 @@ impl<T: Clone> Held<'_, T> {
 
 /// The first version that carries each record type: a reader refuses a type its file's version
 /// does not have (an older reader would have refused the file).
-const SINCE: [(&str, u32); 6] = [
+const SINCE: [(&str, u32); 7] = [
     ("header", 1),
     ("arp", 1),
     ("ndisc", 3),
     ("neigh_failed", 1),
     ("facts_change", 2),
+    ("conflict", 4),
     ("summary", 1),
 ];
 
@@ -125,6 +128,7 @@ impl<'a> Record<'a> {
             Record::Ndisc(_) => "ndisc",
             Record::NeighFailed(_) => "neigh_failed",
             Record::FactsChange(_) => "facts_change",
+            Record::Conflict(_) => "conflict",
             Record::Summary(_) => "summary",
         }
     }
@@ -141,6 +145,7 @@ impl<'a> Record<'a> {
             Record::Ndisc(e) => e.check(),
             Record::NeighFailed(f) => f.check(),
             Record::FactsChange(c) => c.check(),
+            Record::Conflict(c) => c.check(),
             Record::Summary(s) => s.check(),
             Record::Header(h) => h.check(),
         };
@@ -186,6 +191,7 @@ impl<'a> Record<'a> {
             "ndisc" => Record::Ndisc(Held::Owned(parse(line, "ndisc record")?)),
             "neigh_failed" => Record::NeighFailed(Held::Owned(parse(line, "neigh_failed record")?)),
             "facts_change" => Record::FactsChange(Held::Owned(parse(line, "facts_change record")?)),
+            "conflict" => Record::Conflict(Held::Owned(parse(line, "conflict record")?)),
             "summary" => Record::Summary(Held::Owned(parse(line, "summary record")?)),
             _ => unreachable!("SINCE lists every type"),
         })
@@ -208,6 +214,7 @@ impl<'a> Record<'a> {
             Record::Ndisc(e) => Record::Ndisc(Held::Borrowed(e)),
             Record::NeighFailed(f) => Record::NeighFailed(Held::Borrowed(f)),
             Record::FactsChange(c) => Record::FactsChange(Held::Borrowed(c)),
+            Record::Conflict(c) => Record::Conflict(Held::Borrowed(c)),
             Record::Summary(s) => Record::Summary(Held::Borrowed(s)),
         }
     }
@@ -236,6 +243,7 @@ impl<'a> Record<'a> {
             Record::Ndisc(e) => Record::Ndisc(Held::Owned(e.into_inner().into_owned())),
             Record::NeighFailed(f) => Record::NeighFailed(Held::Owned(f.into_inner().into_owned())),
             Record::FactsChange(c) => Record::FactsChange(Held::Owned(c.into_inner().into_owned())),
+            Record::Conflict(c) => Record::Conflict(Held::Owned(c.into_inner().into_owned())),
             Record::Summary(s) => Record::Summary(Held::Owned(s.into_inner().into_owned())),
         }
     }

@@ -161,6 +161,7 @@ fn samples() -> Vec<Record<'static>> {
     };
     let arp = ArpEvent {
         op: ArpOp::Request,
+        direction: crate::Direction::Out,
         time: t,
         netns: 7,
         netns_name: Some("srv".into()),
@@ -273,6 +274,7 @@ fn samples() -> Vec<Record<'static>> {
         counts: Some(TraceCounts {
             events: 4,
             replies: 0,
+            received: 2,
             failures: 1,
             lost: 0,
             filtered: 0,
@@ -286,6 +288,7 @@ fn samples() -> Vec<Record<'static>> {
     };
     let ndisc = NdiscEvent {
         op: NdiscOp::Solicit,
+        direction: crate::Direction::Out,
         time: t,
         netns: 7,
         netns_name: Some(Cow::Borrowed("srv")),
@@ -341,15 +344,68 @@ fn samples() -> Vec<Record<'static>> {
         }),
         ..failed.clone()
     };
+    // The seed as its dual-homed peer sees it, joined to the server's request.
+    let conflict = Conflict {
+        kind: ConflictKind::IpOnTwoLinks,
+        time: t,
+        netns: 9,
+        netns_name: Some("peer".into()),
+        ifindex: 2,
+        ifname: "eth3".into(),
+        ip: "203.0.113.10".parse().unwrap(),
+        mac: Mac([2, 0, 0, 0, 0, 0x13]),
+        other_mac: Some(Mac([2, 0, 0, 0, 0, 0x15])),
+        other_ifname: Some("eth5".into()),
+        gratuitous: false,
+        probe: false,
+        first_time: t,
+        last_time: t,
+        frames: 3,
+        cause: Some(ConflictCause {
+            time: t,
+            netns: 7,
+            netns_name: None,
+            ifname: "eth3".into(),
+            sender_ip: "203.0.113.10".parse().unwrap(),
+            target_ip: "198.51.100.20".parse().unwrap(),
+            reason: Some(Reason::Announce0LocalSource),
+            foreign_sender: Some(true),
+            explanation: Some("eth3 announces 203.0.113.10".into()),
+        }),
+    };
+    // What a device received: the frame and its place, nothing the host decided.
+    let received = ArpEvent {
+        op: ArpOp::Reply,
+        direction: crate::Direction::In,
+        trigger: None,
+        task: None,
+        neigh_state: None,
+        attempt: None,
+        queued: None,
+        verdict: None,
+        facts: None,
+        facts_error: None,
+        ..arp.clone()
+    };
     vec![
         Record::Header(Held::Owned(header)),
         Record::Arp(Held::Owned(arp)),
+        Record::Arp(Held::Owned(received)),
         Record::Ndisc(Held::Owned(ndisc)),
         Record::NeighFailed(Held::Owned(failed)),
         Record::NeighFailed(Held::Owned(silent)),
         Record::FactsChange(Held::Owned(watched)),
         Record::FactsChange(Held::Owned(added)),
         Record::FactsChange(Held::Owned(announce)),
+        Record::Conflict(Held::Owned(conflict.clone())),
+        Record::Conflict(Held::Owned(Conflict {
+            kind: ConflictKind::DuplicateAddress,
+            other_mac: None,
+            other_ifname: None,
+            cause: None,
+            probe: true,
+            ..conflict
+        })),
         Record::Summary(Held::Owned(summary)),
     ]
 }

@@ -61,7 +61,7 @@ pub struct Solicitation<'r, 'a> {
 impl<'r, 'a> Solicitation<'r, 'a> {
     /// An ARP request; `None` for replies.
     pub fn of_arp(ev: &'r ArpEvent<'a>) -> Option<Self> {
-        ev.is_request().then(|| Solicitation {
+        ev.is_sent_request().then(|| Solicitation {
             family: Family::Ipv4,
             time: ev.time,
             netns: ev.netns,

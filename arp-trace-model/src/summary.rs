@@ -39,6 +39,9 @@ pub struct TraceCounts {
     pub events: u64,
     #[serde(default)]
     pub replies: u64,
+    /// ARP frames the host's devices received (format 4 on).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub received: u64,
     #[serde(default)]
     pub failures: u64,
     #[serde(default)]
@@ -131,6 +134,8 @@ struct Wire<'a> {
     #[serde(default)]
     replies: u64,
     #[serde(default)]
+    received: u64,
+    #[serde(default)]
     failures: u64,
     #[serde(default)]
     lost: u64,
@@ -163,6 +168,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Summary<'a> {
             counts: Some(TraceCounts {
                 events: w.events,
                 replies: w.replies,
+                received: w.received,
                 failures: w.failures,
                 lost: w.lost,
                 filtered: w.filtered,

@@ -100,6 +100,11 @@ pub struct Args {
     #[arg(short = '6', long = "ipv6")]
     pub ipv6: bool,
 
+    /// Which frames to show: `in` only those the host's devices received, `out` only those it
+    /// sent (and then the receive hook is not attached at all), `both` all of them.
+    #[arg(long, value_enum, value_name = "WHICH", default_value_t = DirectionChoice::Both)]
+    pub direction: DirectionChoice,
+
     /// Explain every request, not only those with a foreign sender.
     #[arg(short = 'v', long)]
     pub verbose: bool,
@@ -276,6 +281,24 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirectionChoice {
+    In,
+    Out,
+    Both,
+}
+
+impl DirectionChoice {
+    /// The one direction wanted, or `None` for both.
+    pub fn only(self) -> Option<arp_trace_model::Direction> {
+        match self {
+            DirectionChoice::In => Some(arp_trace_model::Direction::In),
+            DirectionChoice::Out => Some(arp_trace_model::Direction::Out),
+            DirectionChoice::Both => None,
+        }
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,6 +6,7 @@
 //! - [`kernel`]: the hook table, BTF and symbols, loading the programs, decoding the ring;
 //! - [`netns`]: namespaces: names, entering them, rtnetlink, watchers, the header snapshot;
 //! - [`attribution`]: joining the kernel's records into requests with their trigger;
+//! - [`conflicts`]: address conflicts in the frames the namespaces received;
 //! - [`pipeline`]: filter, enrich, explain, count, fan out to sinks;
 //! - [`sinks`]: terminal, JSON, summary, pcapng, trace file;
 //! - [`run`]: live, replay, diff and doctor, each building the pipeline in one place;
@@ -13,6 +14,7 @@
 
 pub mod attribution;
 pub mod cli;
+pub mod conflicts;
 pub mod doc;
 pub mod explain;
 pub mod kernel;

@@ -6,94 +6,24 @@ use std::borrow::Cow;
 use std::io;
 
 use arp_trace_model::{
-    ArpEvent, FactsChange, Family, Header, Held, NdiscEvent, NeighFailed, Record, Remedy,
-    RequestFacts, Time, Trigger, Verdict,
+    ArpEvent, Conflict, Direction, FactsChange, Family, Header, Held, NdiscEvent, NeighFailed,
+    Record, Remedy, RequestFacts, Time, Trigger, Verdict,
 };
 
 use crate::explain::{self, egress, FactsSource};
+
+mod filter;
 use crate::netns::NetnsNames;
-
-/// A filter's set: looked up for every record, with a fast hash (the keys are the user's).
-pub type HashSet<T> = foldhash::HashSet<T>;
-
-/// What the user asked to see: `-i`, `--netns`, `-4`/`-6`. Empty sets mean all.
-#[derive(Debug, Default, Clone)]
-pub struct Filter {
-    pub interfaces: HashSet<String>,
-    /// Namespace inodes.
-    pub netns: HashSet<u32>,
-    /// Namespace names, matched against the name a record carries (replay: names as the
-    /// trace knew them).
-    pub netns_names: HashSet<String>,
-    /// `--pid` and `--comm`: the processes whose packets a request must have been caused by.
-    pub processes: Processes,
-    /// `-4` or `-6` alone: only ARP or only neighbour discovery; `None` for both.
-    pub family: Option<Family>,
-}
-
-/// `--pid PID` and `--comm NAME`: a request passes when its trigger's process is any of them.
-#[derive(Debug, Default, Clone)]
-pub struct Processes {
-    pub pids: HashSet<u32>,
-    /// As the kernel keeps them: at most [`COMM_LEN`] bytes.
-    pub comms: HashSet<String>,
-}
-
-/// The kernel's `TASK_COMM_LEN` less its NUL: a longer name given to `--comm` matches the
-/// 15 bytes the kernel kept of it.
-pub const COMM_LEN: usize = 15;
-
-impl Processes {
-    pub fn new(pids: &[u32], comms: &[String]) -> Processes {
-        Processes {
-            pids: pids.iter().copied().collect(),
-            comms: comms
-                .iter()
-                .map(|c| arp_trace_model::text::clip(c, COMM_LEN).to_string())
-                .collect(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.pids.is_empty() && self.comms.is_empty()
-    }
-
-    /// Whether the packet behind a request (or one a failed entry dropped) came from one of
-    /// the processes; a packet with no process (forwarded, softirq) never does.
-    pub fn caused(&self, t: Option<&Trigger<'_>>) -> bool {
-        let Some(t) = t else { return false };
-        t.pid.is_some_and(|p| self.pids.contains(&p))
-            || t.comm.as_deref().is_some_and(|c| self.comms.contains(c))
-    }
-}
-
-impl Filter {
-    fn netns_matches(&self, netns: u32, name: Option<&str>) -> bool {
-        (self.netns.is_empty() && self.netns_names.is_empty())
-            || self.netns.contains(&netns)
-            || name.is_some_and(|n| self.netns_names.contains(n))
-    }
-
-    /// Whether records of `family` are wanted.
-    pub fn family_matches(&self, family: Family) -> bool {
-        self.family.is_none_or(|f| f == family)
-    }
-
-    /// Whether a record about `ifname` (if it is about one) in namespace `netns` passes.
-    pub fn matches(&self, ifname: Option<&str>, netns: u32, name: Option<&str>) -> bool {
-        let if_ok = match ifname {
-            Some(i) => self.interfaces.is_empty() || self.interfaces.contains(i),
-            None => true,
-        };
-        if_ok && self.netns_matches(netns, name)
-    }
-}
+pub use filter::{Filter, HashSet, Processes, COMM_LEN};
 
 /// Counts reported on exit; nothing the pipeline drops goes uncounted.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counters {
+    /// ARP requests and replies this host sent.
     pub requests: u64,
     pub replies: u64,
+    /// ARP frames the host's devices received (requests and replies).
+    pub received: u64,
     /// IPv6 neighbour solicitations and advertisements.
     pub solicits: u64,
     pub adverts: u64,
@@ -107,6 +37,10 @@ pub struct Counters {
     pub failures: u64,
     /// Requests whose sender IP is in none of the egress interface's subnets.
     pub foreign: u64,
+    /// Address conflicts reported.
+    pub conflicts: u64,
+    /// Sightings and conflicts the conflict tables had no room for.
+    pub conflicts_dropped: u64,
     /// Address or sysctl changes lost because the event loop fell behind.
     pub changes_dropped: u64,
     /// Program runs the kernel skipped because the program was already running on that CPU
@@ -124,6 +58,7 @@ pub struct Counters {
 /// What an admitted frame is counted as.
 #[derive(Clone, Copy)]
 enum Seen {
+    Received,
     Request,
     Reply,
     Solicit,
@@ -256,6 +191,8 @@ pub struct Pipeline {
     last_time: Time,
     /// Outputs that failed (not the ones that closed): their sinks are gone.
     pub failures: Vec<Failure>,
+    /// Live runs find address conflicts in received frames; a trace carries those it found.
+    pub conflicts: Option<crate::conflicts::Detector>,
 }
 
 impl Pipeline {
@@ -271,6 +208,7 @@ impl Pipeline {
             foreign_only: false,
             last_time: Time(i128::MIN),
             failures: Vec::new(),
+            conflicts: None,
         }
     }
 
@@ -353,17 +291,30 @@ impl Pipeline {
             Record::Ndisc(ev) => self.push_ndisc(ev),
             Record::NeighFailed(f) => self.push_failed(f),
             Record::FactsChange(c) => self.push_change(c),
+            Record::Conflict(c) => self.push_conflict(c),
             Record::Header(_) | Record::Summary(_) => {}
         }
         self.flow()
     }
 
-    fn push_arp<'e>(&mut self, mut ev: impl Slot<ArpEvent<'e>>) {
+    fn push_arp<'e>(&mut self, ev: impl Slot<ArpEvent<'e>>) {
         if self.at_limit() {
             return;
         }
+        // Conflicts see every frame of the namespaces asked for, whatever -i selects: one
+        // address on two links needs both links.
+        let conflicts = self.conflicts_in(&ev);
+        self.push_frame(ev);
+        for c in conflicts {
+            self.push_conflict(Held::Owned(c));
+        }
+    }
+
+    /// An ARP frame through the filters, explained when it is a request this host sent.
+    fn push_frame<'e>(&mut self, mut ev: impl Slot<ArpEvent<'e>>) {
         if !self.selects(
             Family::Ipv4,
+            ev.direction,
             &ev.ifname,
             ev.netns,
             ev.netns_name.as_deref(),
@@ -374,7 +325,7 @@ impl Pipeline {
         if let Some(n) = self.missing_name(ev.netns, ev.netns_name.as_deref()) {
             ev.to_mut().netns_name = Some(n);
         }
-        if ev.is_request() && ev.verdict.is_none() {
+        if ev.is_sent_request() && ev.verdict.is_none() {
             self.explain(ev.to_mut());
             // What the facts query noticed comes out before the request it explains.
             self.drain_changes_before(Some(ev.time));
@@ -389,15 +340,66 @@ impl Pipeline {
                 v.remedy = Some(vetted);
             }
         }
-        let kind = if ev.is_request() {
+        let kind = if ev.received() {
+            Seen::Received
+        } else if ev.is_request() {
             Seen::Request
         } else {
             Seen::Reply
         };
-        if !self.admit(ev.foreign(), ev.time, kind) {
+        if self.admit(ev.foreign(), ev.time, kind) {
+            if let Some(d) = self.conflicts.as_mut() {
+                d.cause(&ev);
+            }
+            let rec = Record::Arp(Held::Borrowed(&*ev));
+            self.each(|s| s.record(&rec));
+        }
+    }
+
+    /// The conflicts a frame shows (received) or the MAC it teaches (sent), when conflicts
+    /// are looked for; a received frame's namespace facts are read first, so what that read
+    /// noticed comes out before the frame.
+    fn conflicts_in(&mut self, ev: &ArpEvent<'_>) -> Vec<Conflict<'static>> {
+        let Some(d) = self.conflicts.as_mut() else {
+            return Vec::new();
+        };
+        if !ev.received() {
+            d.learn(ev);
+            return Vec::new();
+        }
+        if !self
+            .filter
+            .netns_matches(ev.netns, ev.netns_name.as_deref())
+        {
+            return Vec::new();
+        }
+        let facts = self
+            .facts
+            .as_mut()
+            .and_then(|f| f.facts(ev.netns, &ev.ifname).ok());
+        let found = d.received(ev, facts.as_deref());
+        self.counters.conflicts_dropped = d.dropped;
+        self.drain_changes_before(Some(ev.time));
+        found
+    }
+
+    /// A conflict, found now or read back: `-i` and `--netns` select it by where it was
+    /// seen; `--foreign-only` keeps it (it is what that option looks for).
+    fn push_conflict(&mut self, mut c: Held<'_, Conflict<'_>>) {
+        if !self
+            .filter
+            .matches(Some(&c.ifname), c.netns, c.netns_name.as_deref())
+            || !self.filter.direction_matches(Direction::In)
+        {
+            self.counters.filtered += 1;
             return;
         }
-        let rec = Record::Arp(Held::Borrowed(&*ev));
+        if let Some(n) = self.missing_name(c.netns, c.netns_name.as_deref()) {
+            c.to_mut().netns_name = Some(n);
+        }
+        self.counters.conflicts += 1;
+        self.last_time = self.last_time.max(c.time);
+        let rec = Record::Conflict(Held::Borrowed(&c));
         self.each(|s| s.record(&rec));
     }
 
@@ -409,6 +411,7 @@ impl Pipeline {
         }
         if !self.selects(
             Family::Ipv6,
+            ev.direction,
             &ev.ifname,
             ev.netns,
             ev.netns_name.as_deref(),
@@ -445,11 +448,12 @@ impl Pipeline {
         self.each(|s| s.record(&rec));
     }
 
-    /// The filters a transmitted frame's record passes through (`-4`/`-6`, `-i`, `--netns`,
-    /// `--pid`/`--comm`); what they drop is counted.
+    /// The filters a frame's record passes through (`-4`/`-6`, `--direction`, `-i`,
+    /// `--netns`, `--pid`/`--comm`); what they drop is counted.
     fn selects(
         &mut self,
         family: Family,
+        direction: Direction,
         ifname: &str,
         netns: u32,
         name: Option<&str>,
@@ -457,6 +461,7 @@ impl Pipeline {
     ) -> bool {
         let f = &self.filter;
         let ok = f.family_matches(family)
+            && f.direction_matches(direction)
             && f.matches(Some(ifname), netns, name)
             && (f.processes.is_empty() || f.processes.caused(trigger));
         self.counters.filtered += (!ok) as u64;
@@ -487,6 +492,7 @@ impl Pipeline {
         self.last_time = self.last_time.max(time);
         let c = &mut self.counters;
         *match kind {
+            Seen::Received => &mut c.received,
             Seen::Request => &mut c.requests,
             Seen::Reply => &mut c.replies,
             Seen::Solicit => &mut c.solicits,
@@ -582,7 +588,9 @@ impl Pipeline {
 
     fn push_failed<'e>(&mut self, mut f: impl Slot<NeighFailed<'e>>) {
         let processes = &self.filter.processes;
+        // A failed resolution is about the requests this host sent.
         if !self.filter.family_matches(Family::of(f.target_ip))
+            || !self.filter.direction_matches(Direction::Out)
             || !self
                 .filter
                 .matches(Some(&f.ifname), f.netns, f.netns_name.as_deref())

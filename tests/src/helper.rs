@@ -130,6 +130,13 @@ impl Helper {
         assert_eq!(a, "ok", "helper arp: {a}");
     }
 
+    /// The same from the source MAC `mac`: with `sender == target`, the gratuitous request
+    /// a failover (keepalived, arping -U) announces an address with.
+    pub fn arp_from(&mut self, dev: &str, sender: &str, target: &str, mac: &str) {
+        let a = self.cmd(&format!("arp {dev} {sender} {target} {mac}"));
+        assert_eq!(a, "ok", "helper arp: {a}");
+    }
+
     /// TCP connect from `src` (port 0: any) to `dst`; returns the source port, and whether the
     /// peer refused (RST) rather than accepted.
     pub fn connect(&mut self, src: SocketAddrV4, dst: SocketAddrV4) -> (u16, bool) {
@@ -298,7 +305,18 @@ fn serve_helper() -> Result<(), String> {
                         .and_then(|a| a.parse().ok())
                         .ok_or_else(|| format!("bad address in {line:?}"))
                 };
-                send_raw_arp(dev, ip(2)?, ip(3)?)?;
+                // An optional source MAC (`02:00:00:00:00:01`); a fixed one otherwise.
+                let smac = match w.get(4) {
+                    Some(m) => {
+                        let b: Vec<u8> = m
+                            .split(':')
+                            .filter_map(|x| u8::from_str_radix(x, 16).ok())
+                            .collect();
+                        Some(<[u8; 6]>::try_from(b).map_err(|_| format!("bad MAC in {line:?}"))?)
+                    }
+                    None => None,
+                };
+                send_raw_arp(dev, ip(2)?, ip(3)?, smac)?;
                 Ok("ok".into())
             }
             _ => Err(format!("unknown command {line:?}")),
@@ -317,6 +335,7 @@ fn send_raw_arp(
     dev: &str,
     sender: std::net::Ipv4Addr,
     target: std::net::Ipv4Addr,
+    smac: Option<[u8; 6]>,
 ) -> Result<(), String> {
     let cdev = std::ffi::CString::new(dev).map_err(|e| e.to_string())?;
     // SAFETY: a NUL-terminated name.
@@ -335,7 +354,7 @@ fn send_raw_arp(
     }
     // SAFETY: fd is fresh and ours.
     let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    let smac = [0x02, 0, 0, 0, 0xbe, 0xef];
+    let smac = smac.unwrap_or([0x02, 0, 0, 0, 0xbe, 0xef]);
     let mut frame = vec![0xff; 6];
     frame.extend_from_slice(&smac);
     frame.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0x00, 6, 4, 0, 1]);

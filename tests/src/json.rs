@@ -23,12 +23,19 @@ pub fn s<'a>(v: &'a Value, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("event has no string field {key:?}: {v}"))
 }
 
+/// A request this host sent (not one its devices received).
 pub fn is_request(v: &Value) -> bool {
-    v["op"] == "request"
+    v["op"] == "request" && !is_received(v)
 }
 
+/// A reply this host sent.
 pub fn is_reply(v: &Value) -> bool {
-    v["op"] == "reply"
+    v["op"] == "reply" && !is_received(v)
+}
+
+/// A frame one of the host's devices received (`"direction":"in"`).
+pub fn is_received(v: &Value) -> bool {
+    v["direction"] == "in"
 }
 
 /// Event from namespace `ns` (by name).
@@ -85,7 +92,7 @@ pub fn assert_frame_consistent(v: &Value) {
         "frame is not hex: {v}"
     );
     let f = frame.to_ascii_lowercase();
-    let op = if is_request(v) { "0001" } else { "0002" };
+    let op = if v["op"] == "request" { "0001" } else { "0002" };
     assert_eq!(&f[0..12], mac_hex(s(v, "eth_dst")), "eth dst in frame: {v}");
     assert_eq!(
         &f[12..24],

@@ -31,17 +31,17 @@ pub use commands::{
 };
 pub use helper::{helper_main, Helper, HELPER_ENTRY, HELPER_ENV, HELPER_PAYLOAD};
 pub use json::{
-    assert_fields, assert_frame_consistent, from_ns, is_mac, is_reply, is_request,
+    assert_fields, assert_frame_consistent, from_ns, is_mac, is_received, is_reply, is_request,
     parse_json_lines, s, time_of_day_secs,
 };
-pub use namespaces::{in_netns, send_udp_in, udp, veth, veth6, Netns};
+pub use namespaces::{bridge_port, in_netns, send_udp_in, udp, veth, veth6, Netns};
 pub use piped::PipedTracer;
 pub use scrape::{http_get, sample, scrape, wait_for_sample};
 pub use scratch::{write_trace, Scratch, Tmpfs};
 pub use timing::{scaled, timeout_scale, EVENT_TIMEOUT, EXIT_TIMEOUT, READY_TIMEOUT};
 pub use topologies::{
-    lone, Routed, Seed, C3_IP, C5_IP, CLIENT_IP, HOST_IP, ROUTER_IN_IP, ROUTER_OUT_IP, SRV_ETH3_IP,
-    SRV_ETH5_IP,
+    lone, Routed, Seed, Switch, C3_IP, C5_IP, CLIENT_IP, HOST_IP, ROUTER_IN_IP, ROUTER_OUT_IP,
+    SRV_ETH3_IP, SRV_ETH5_IP,
 };
 pub use tracer::{bin, parse_counts, Counts, Tracer};
 

@@ -359,6 +359,19 @@ pub fn veth(a: &Netns, a_dev: &str, a_addr: &str, b: &Netns, b_dev: &str, b_addr
     );
 }
 
+/// A veth pair whose `port` end in `br` is enslaved to `bridge` (no address) and whose
+/// `dev` end in `host` has `addr`; both ends up.
+pub fn bridge_port(br: &Netns, bridge: &str, port: &str, host: &Netns, dev: &str, addr: &str) {
+    pair(
+        br,
+        port,
+        &["link", "set", port, "master", bridge],
+        host,
+        dev,
+        &["addr", "add", addr, "dev", dev],
+    );
+}
+
 /// The pair, each end's address (the `ip` arguments that add it), both ends up.
 fn pair(a: &Netns, a_dev: &str, a_addr: &[&str], b: &Netns, b_dev: &str, b_addr: &[&str]) {
     a.ip(&[

@@ -1,7 +1,9 @@
 //! The fixed topologies the tests share: a lone namespace, the dual-homed seed (one server
-//! on two nets), and a router between two nets.
+//! on two nets), a router between two nets, and a switch (a bridge hosts plug into).
 
-use crate::{veth, Netns};
+use std::cell::Cell;
+
+use crate::{bridge_port, veth, Netns};
 
 /// A lone namespace holding both ends of a veth pair: eth3 (198.51.100.10/24, up) and eth4
 /// (no address, up). UDP to any other 198.51.100.x makes the kernel ARP on eth3 with nobody
@@ -123,5 +125,38 @@ impl Default for Routed {
 impl Default for Seed {
     fn default() -> Self {
         Seed::new()
+    }
+}
+
+/// A switch: namespace `br` holding bridge br0 (up, no address), and hosts plugged into its
+/// ports p1, p2, ...
+pub struct Switch {
+    pub br: Netns,
+    ports: Cell<u32>,
+}
+
+impl Switch {
+    pub fn new() -> Switch {
+        let br = Netns::new("br");
+        br.ip(&["link", "add", "br0", "type", "bridge"]);
+        br.ip(&["link", "set", "br0", "up"]);
+        Switch {
+            br,
+            ports: Cell::new(0),
+        }
+    }
+
+    /// Plugs `host`'s `dev` (given `addr`, a CIDR) into the next port: the port's name.
+    pub fn plug(&self, host: &Netns, dev: &str, addr: &str) -> String {
+        self.ports.set(self.ports.get() + 1);
+        let port = format!("p{}", self.ports.get());
+        bridge_port(&self.br, "br0", &port, host, dev, addr);
+        port
+    }
+}
+
+impl Default for Switch {
+    fn default() -> Self {
+        Switch::new()
     }
 }

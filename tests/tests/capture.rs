@@ -344,8 +344,10 @@ fn stop_and_counts(sig: libc::c_int) {
     let seed = Seed::new();
     let srv = &seed.srv;
     let t = Tracer::start(&["--json", "--netns", srv.name()]);
-    srv.send_udp(None, udp(C3_IP)); // one request; the reply is in c3, filtered out
+    // One request; c3's reply leaves in c3 (filtered out) and arrives on srv's eth3.
+    srv.send_udp(None, udp(C3_IP));
     t.wait_for(request_to(C3_IP), EVENT_TIMEOUT);
+    t.wait_for(|v| is_received(v) && from_ns(v, srv), EVENT_TIMEOUT);
     sleep(Duration::from_millis(300));
     let (status, stdout, stderr) = t.stop_with(sig);
     assert!(
@@ -353,12 +355,14 @@ fn stop_and_counts(sig: libc::c_int) {
         "exit {} after signal {sig}: {stderr}",
         describe(&status)
     );
-    let arp = parse_json_lines(&stdout)
+    let arp: Vec<Value> = parse_json_lines(&stdout)
         .into_iter()
         .filter(|v| v["type"] == "arp")
-        .count();
-    assert_eq!(arp, 1, "stdout: {stdout}");
+        .collect();
+    assert_eq!(arp.len(), 2, "stdout: {stdout}");
+    assert!(is_request(&arp[0]) && is_received(&arp[1]), "{arp:?}");
     assert!(stderr.contains("1 ARP request,"), "stderr: {stderr}");
+    assert!(stderr.contains("1 ARP frame received"), "stderr: {stderr}");
     assert!(stderr.contains("0 lost"), "stderr: {stderr}");
     let c = parse_counts(&stderr);
     assert_eq!(

@@ -178,7 +178,7 @@ fn replay_prints_what_the_live_run_printed() {
         "select(.type==\"header\") | .format_version, .hooks",
         &a,
     ]);
-    assert!(head.starts_with("3\n"), "{head}");
+    assert!(head.starts_with("4\n"), "{head}");
     let trailer = jq(&["-r", "select(.type==\"summary\") | .requests, .lost", &a]);
     assert_eq!(
         trailer,
@@ -186,7 +186,7 @@ fn replay_prints_what_the_live_run_printed() {
     );
     // The trailer is the summary the live --json run printed, plus the counts.
     let summary_of = |args: &[&str]| {
-        let filter = "select(.type==\"summary\") | del(.events, .replies, .failures, .lost, .filtered, .undecodable, .end_time)";
+        let filter = "select(.type==\"summary\") | del(.events, .replies, .received, .failures, .lost, .filtered, .undecodable, .end_time)";
         jq(&[&["-c", filter], args].concat())
     };
     let live_summary = {
@@ -226,11 +226,16 @@ fn replay_prints_what_the_live_run_printed() {
     assert_eq!(rows.len(), requests.len(), "{rows:?}");
     for (row, ev) in rows.iter().zip(&requests) {
         assert_eq!(row[0], format!("{ns}/{}", s(ev, "ifname")));
-        assert_eq!(row[1], if is_request(ev) { "1" } else { "2" });
+        assert_eq!(row[1], if ev["op"] == "request" { "1" } else { "2" });
         assert_eq!(row[2], s(ev, "sender_ip"));
         assert_eq!(row[3], s(ev, "target_ip"));
-        // epb_flags direction 2: outbound (tshark prints the field as 32-bit hex).
-        assert_eq!(row.last(), Some(&"0x00000002"), "{row:?}");
+        // epb_flags direction 1 inbound, 2 outbound (tshark prints the field as 32-bit hex).
+        let dir = if is_received(ev) {
+            "0x00000001"
+        } else {
+            "0x00000002"
+        };
+        assert_eq!(row.last(), Some(&dir), "{row:?}");
         if is_request(ev) && ev["trigger"].is_object() {
             let t = &ev["trigger"];
             let want = format!("trigger: udp {}:", s(t, "src"));
@@ -315,7 +320,7 @@ fn neighbour_discovery_replays_and_opens_in_tshark() {
     );
     // An older reader's version is refused at the header, not halfway.
     let head = jq(&["-r", "select(.type==\"header\") | .format_version", &a]);
-    assert_eq!(head.trim(), "3");
+    assert_eq!(head.trim(), "4");
 
     let nds: Vec<Value> = parse_json_lines(&live_json)
         .into_iter()
@@ -504,8 +509,8 @@ fn bad_input_fails_with_file_line_and_cause() {
         ),
         (
             "version",
-            format!("{}\n", header.replace(":1,", ":4,")),
-            "version.jsonl line 1: format version 4 is newer",
+            format!("{}\n", header.replace(":1,", ":99,")),
+            "version.jsonl line 1: format version 99 is newer",
         ),
         (
             "garbage",

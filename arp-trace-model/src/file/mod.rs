@@ -4,7 +4,7 @@
 //!
 //! # Format (version 2)
 //! ```text
-//! {"type":"header","format_version":3,"schema_version":2,"arp_trace_version":"0.1.0",
+//! {"type":"header","format_version":4,"schema_version":3,"arp_trace_version":"0.1.0",
 //!  "kernel_release":...,
 //!  "hostname":...,"start_time":...,"hooks":...,"own_netns":...,"netns_names":{...},
 //!  "snapshot":{...}}
@@ -48,6 +48,10 @@
 //! `trigger.src`/`dst` and `neigh_failed.target_ip`. A version 2 reader would stop at the
 //! first of them halfway through the file, having printed the records before it as if they
 //! were the whole trace; with the version raised it refuses the file at its header instead.
+//! Version 4 added received frames: `arp` records with `"direction":"in"` (and `"out"` on
+//! the transmitted ones). A version 3 reader would skip the unknown field and count every
+//! received request as one this host sent, with no verdict; version 4 files are refused by
+//! it instead. A record without `direction` (versions 1 to 3) was transmitted.
 //!
 //! # Durability
 //! Records are serialized into a batch buffer that only ever holds whole lines; each batch
@@ -70,7 +74,7 @@ pub use read::{read_bytes, TraceReader};
 pub use write::TraceWriter;
 
 /// The format version this arp-trace writes, and the newest it reads.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Longest lines a reader accepts (records, and the header and trailer); with the limits on
 /// each field ([`crate::limits`]) they bound what reading any input can hold.

@@ -24,6 +24,7 @@ pub(crate) fn events(n: usize) -> Vec<ArpEvent<'static>> {
             frame.extend_from_slice(&target.octets());
             ArpEvent {
                 op: ArpOp::Request,
+                direction: crate::Direction::Out,
                 time: Time(1_795_894_257_000_000_000 + i as i128),
                 netns: 4026532281,
                 netns_name: (i % 2 == 0).then(|| "srv".into()),
@@ -147,7 +148,9 @@ fn read_all(data: &[u8]) -> (Vec<ArpEvent<'static>>, TraceReader) {
 fn json_round_trips_byte_identical() {
     for ev in events(12) {
         let line = arp(&ev);
-        assert!(line.starts_with(r#"{"type":"arp","op":"request","time":"2026-11-28T19:30:57"#));
+        assert!(line.starts_with(
+            r#"{"type":"arp","op":"request","direction":"out","time":"2026-11-28T19:30:57"#
+        ));
         let Record::Arp(back) = Record::parse(&line, FORMAT_VERSION).unwrap() else {
             panic!("{line}")
         };
@@ -266,11 +269,19 @@ fn bad_input_is_one_line_with_file_line_and_cause() {
             "f line 1: not an arp-trace trace: no \"type\"",
         ),
         (
-            (h.replace("\"format_version\":3", "\"format_version\":9") + "\n").into_bytes(),
+            (h.replace(
+                &format!("\"format_version\":{FORMAT_VERSION}"),
+                "\"format_version\":9",
+            ) + "\n")
+                .into_bytes(),
             "f line 1: format version 9 is newer",
         ),
         (
-            (h.replace("\"format_version\":3", "\"format_version\":0") + "\n").into_bytes(),
+            (h.replace(
+                &format!("\"format_version\":{FORMAT_VERSION}"),
+                "\"format_version\":0",
+            ) + "\n")
+                .into_bytes(),
             "f line 1: format version 0 does not exist",
         ),
         (
@@ -545,15 +556,19 @@ fn facts_changes_round_trip_and_the_trailer_follows_the_summary() {
 /// facts_change in a version 1 file is an unknown type there.
 #[test]
 fn version_1_files_still_read() {
-    let ev = arp(&events(1)[0]);
-    let h = Record::Header(Held::Owned(header()))
-        .to_json()
-        .replace("\"format_version\":3", "\"format_version\":1");
+    // Files before version 4 carry no direction: every frame in them was transmitted.
+    let ev = arp(&events(1)[0]).replace(r#""direction":"out","#, "");
+    assert!(!ev.contains("direction"), "{ev}");
+    let h = Record::Header(Held::Owned(header())).to_json().replace(
+        &format!("\"format_version\":{FORMAT_VERSION}"),
+        "\"format_version\":1",
+    );
     assert!(h.contains("\"format_version\":1"), "{h}");
     let trailer = r#"{"type":"summary","events":1,"requests":1,"replies":0,"failures":0,"lost":2,"filtered":0,"undecodable":0,"end_time":"2026-11-28T19:31:03.000000000Z"}"#;
     let v1 = format!("{h}\n{ev}\n{trailer}\n");
     let (got, r) = read_all(v1.as_bytes());
     assert_eq!(got.len(), 1);
+    assert_eq!(got[0].direction, crate::Direction::Out);
     assert_eq!(r.header.format_version, 1);
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     let t = r.trailer.as_ref().unwrap();

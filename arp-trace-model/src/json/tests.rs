@@ -182,6 +182,7 @@ impl Rng {
         let frame: Vec<u8> = (0..self.below(60)).map(|_| self.next() as u8).collect();
         ArpEvent {
             op: self.pick(&[ArpOp::Request, ArpOp::Reply]),
+            direction: self.pick(&[Direction::In, Direction::Out]),
             time: self.time(),
             netns: self.num(),
             netns_name: self.maybe(Rng::text),
@@ -213,6 +214,7 @@ impl Rng {
         let frame: Vec<u8> = (0..self.below(90)).map(|_| self.next() as u8).collect();
         NdiscEvent {
             op: self.pick(&[NdiscOp::Solicit, NdiscOp::Advert]),
+            direction: Direction::Out,
             time: self.time(),
             netns: self.num(),
             netns_name: self.maybe(Rng::text),

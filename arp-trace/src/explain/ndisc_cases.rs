@@ -47,6 +47,7 @@ fn trig(src: &str) -> Trigger<'static> {
 fn ns(sender: &str, trigger: Option<Trigger<'static>>, addrs: Vec<If6Addr>) -> NdiscEvent<'static> {
     NdiscEvent {
         op: NdiscOp::Solicit,
+        direction: arp_trace_model::Direction::Out,
         time: Time(0),
         netns: 1,
         netns_name: None,

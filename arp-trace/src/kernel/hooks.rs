@@ -12,6 +12,8 @@ use super::kallsyms::Kallsyms;
 pub enum Role {
     /// Every frame handed to a device: the ARP frame itself.
     Transmit,
+    /// Every frame a device hands up to the stack: ARP frames from the other end of the wire.
+    Receive,
     /// The neighbour entry after a solicit (state, attempt, queue and its owner).
     Neighbour,
     /// Packets dropped from a neighbour's queue.
@@ -26,6 +28,7 @@ impl Role {
     pub fn name(self) -> &'static str {
         match self {
             Role::Transmit => "transmit",
+            Role::Receive => "receive",
             Role::Neighbour => "neighbour",
             Role::Drops => "drops",
             Role::Solicit => "solicit",
@@ -95,6 +98,11 @@ pub static HOOKS: &[Hook] = &[
     common(Role::Neighbour, "neigh_update", "tp_btf/neigh_update"),
     common(Role::Transmit, "net_dev_queue", "tp_btf/net_dev_queue"),
     common(Role::Drops, "kfree_skb", "tp_btf/kfree_skb"),
+    common(
+        Role::Receive,
+        "netif_receive_skb",
+        "tp_btf/netif_receive_skb",
+    ),
     common(
         Role::Neighbour,
         "neigh_event_send_done",
@@ -292,7 +300,7 @@ mod tests {
         }
         let first_solicit = HOOKS.iter().position(|h| h.path.is_some()).unwrap();
         assert!(HOOKS[first_solicit..].iter().all(|h| h.path.is_some()));
-        assert_eq!(common_hooks().count(), 7);
+        assert_eq!(common_hooks().count(), 8);
         assert_eq!(
             HOOKS[0].role,
             Role::Context,

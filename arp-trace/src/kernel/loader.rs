@@ -89,6 +89,7 @@ pub fn resolve_offsets(btf: &Btf) -> Result<Offsets> {
         ifa6_prefix_len: f("inet6_ifaddr", "prefix_len").unwrap_or(0),
         ifa6_scope: f("inet6_ifaddr", "scope").unwrap_or(0),
         ifa6_flags: f("inet6_ifaddr", "flags").unwrap_or(0),
+        skb_data: f("sk_buff", "data")?,
     };
     Ok(o)
 }
@@ -138,8 +139,9 @@ pub fn short_cause(err: &(dyn std::error::Error + 'static)) -> String {
 /// Verifies the common hooks' programs side by side, one thread each: the kernel's verifier
 /// is most of arp-trace's start-up, and each program's is independent of the others'.
 /// Failures are left for `attach_program` to report, which loads what is not loaded yet.
-fn preload_common(ebpf: &mut Ebpf, btf: &aya::Btf) {
+fn preload_common(ebpf: &mut Ebpf, btf: &aya::Btf, receive: bool) {
     let wanted: Vec<(&str, &str)> = common_hooks()
+        .filter(|h| receive || h.role != Role::Receive)
         .filter_map(|h| Some((h.program?, h.attach.split_once('/')?.1)))
         .collect();
     let progs: Vec<(&str, &mut aya::programs::Program)> = ebpf
@@ -225,6 +227,8 @@ pub struct LoadOptions {
     /// Ring buffer size in bytes (power of two, multiple of the page size).
     pub buffer_bytes: u32,
     pub hooks: HookChoice,
+    /// Attach the receive hook (`--direction` is not `out`).
+    pub receive: bool,
 }
 
 /// Whether the eBPF programs were compiled in (not with AYA_BUILD_SKIP).
@@ -346,9 +350,9 @@ impl Tracer {
         // SAFETY: malloc_trim only releases free memory; aya's own BTF parse comes next.
         unsafe { libc::malloc_trim(0) };
         let (mut ebpf, aya_btf) = open_object(&offsets, &config, opts.buffer_bytes)?;
-        preload_common(&mut ebpf, &aya_btf);
+        preload_common(&mut ebpf, &aya_btf, opts.receive);
         let mut hooks = Vec::new();
-        for hook in common_hooks() {
+        for hook in common_hooks().filter(|h| opts.receive || h.role != Role::Receive) {
             let program = hook.program.expect("common hooks have programs");
             attach_program(&mut ebpf, program, hook.attach, &aya_btf).map_err(|why| {
                 anyhow!(

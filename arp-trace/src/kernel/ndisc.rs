@@ -60,6 +60,7 @@ pub fn decode_ndisc(raw: &NdiscXmitEvent, clock_offset: i128) -> Result<NdiscEve
     let target_ip = v6(&icmp[8..]);
     Ok(NdiscEvent {
         op,
+        direction: arp_trace_model::Direction::Out,
         time: Time(raw.ts_ns as i128 + clock_offset),
         netns: raw.netns,
         netns_name: None,

@@ -6,12 +6,12 @@ use std::borrow::Cow;
 use std::net::Ipv4Addr;
 
 use arp_trace_common::{
-    ArpXmitEvent, NdiscXmitEvent, NeighEvent, TriggerEvent, ADDR_SECONDARY, CONF_ARP_NOTIFY,
-    CONF_READ, CONF_ROUTE_LOCALNET, EVENT_ARP_XMIT, EVENT_NDISC_XMIT, EVENT_NEIGH,
-    EVENT_NEIGH_DROP, EVENT_TRIGGER, NO_MAC_HEADER, XMIT_HAS_SK,
+    ArpRecvEvent, ArpXmitEvent, NdiscXmitEvent, NeighEvent, TriggerEvent, ADDR_SECONDARY,
+    CONF_ARP_NOTIFY, CONF_READ, CONF_ROUTE_LOCALNET, EVENT_ARP_RECV, EVENT_ARP_XMIT,
+    EVENT_NDISC_XMIT, EVENT_NEIGH, EVENT_NEIGH_DROP, EVENT_TRIGGER, NO_MAC_HEADER, XMIT_HAS_SK,
 };
 use arp_trace_model::{
-    ArpEvent, ArpOp, EgressFacts, Hex, IfAddr, Mac, Origin, Task, Time, Trigger,
+    ArpEvent, ArpOp, Direction, EgressFacts, Hex, IfAddr, Mac, Origin, Task, Time, Trigger,
 };
 
 /// Why a raw record did not become an event. Each is counted, never dropped silently.
@@ -30,6 +30,8 @@ pub enum Skip {
 /// measurable share of a storm's CPU). A misaligned slice (only tests make one) is copied.
 pub enum Raw<'a> {
     Arp(Cow<'a, ArpXmitEvent>),
+    /// An ARP frame a device received.
+    ArpRecv(Cow<'a, ArpRecvEvent>),
     Ndisc(Cow<'a, NdiscXmitEvent>),
     Trigger(Cow<'a, TriggerEvent>),
     Neigh(Cow<'a, NeighEvent>),
@@ -46,6 +48,9 @@ pub fn read(bytes: &[u8]) -> Raw<'_> {
     match kind {
         EVENT_ARP_XMIT if bytes.len() >= std::mem::size_of::<ArpXmitEvent>() => {
             Raw::Arp(view(bytes))
+        }
+        EVENT_ARP_RECV if bytes.len() >= std::mem::size_of::<ArpRecvEvent>() => {
+            Raw::ArpRecv(view(bytes))
         }
         EVENT_NDISC_XMIT if bytes.len() >= std::mem::size_of::<NdiscXmitEvent>() => {
             Raw::Ndisc(view(bytes))
@@ -105,7 +110,53 @@ pub fn split_frame(
 
 /// Decodes a transmitted frame. `clock_offset` converts its monotonic stamp to wall time.
 pub fn decode_arp(raw: &ArpXmitEvent, clock_offset: i128) -> Result<ArpEvent<'static>, Skip> {
-    let (frame, eth_dst, arp) = split_frame(&raw.frame, raw.caplen, raw.skb_len, raw.mac_len);
+    let mut ev = decode_frame(
+        Copied {
+            buf: &raw.frame,
+            caplen: raw.caplen,
+            skb_len: raw.skb_len,
+            mac_len: raw.mac_len,
+        },
+        Direction::Out,
+        Time(raw.ts_ns as i128 + clock_offset),
+        (raw.netns, raw.ifindex, &raw.ifname),
+    )?;
+    (ev.trigger, ev.task) = built_by(raw, ev.op, ev.sender_ip, ev.target_ip);
+    ev.egress = Some(egress_facts(raw, &ev.ifname));
+    Ok(ev)
+}
+
+/// Decodes a received frame: the frame and where it arrived, nothing about who made it.
+pub fn decode_recv(raw: &ArpRecvEvent, clock_offset: i128) -> Result<ArpEvent<'static>, Skip> {
+    decode_frame(
+        Copied {
+            buf: &raw.frame,
+            caplen: raw.caplen,
+            skb_len: raw.skb_len,
+            mac_len: raw.mac_len,
+        },
+        Direction::In,
+        Time(raw.ts_ns as i128 + clock_offset),
+        (raw.netns, raw.ifindex, &raw.ifname),
+    )
+}
+
+/// A frame as a program copied it: its buffer and the lengths that say what of it is valid.
+struct Copied<'b> {
+    buf: &'b [u8],
+    caplen: u16,
+    skb_len: u32,
+    mac_len: u16,
+}
+
+/// The ARP header of a copied frame, on the device `(netns, ifindex, ifname)`.
+fn decode_frame(
+    c: Copied<'_>,
+    direction: Direction,
+    time: Time,
+    (netns, ifindex, ifname): (u32, u32, &[u8]),
+) -> Result<ArpEvent<'static>, Skip> {
+    let (frame, eth_dst, arp) = split_frame(c.buf, c.caplen, c.skb_len, c.mac_len);
     // htype(2) ptype(2) hlen(1) plen(1) op(2) sha(6) spa(4) tha(6) tpa(4)
     if arp.len() < 28 || arp[2..4] != [0x08, 0x00] || arp[4] != 6 || arp[5] != 4 {
         return Err(Skip::NotIpv4Arp);
@@ -121,26 +172,24 @@ pub fn decode_arp(raw: &ArpXmitEvent, clock_offset: i128) -> Result<ArpEvent<'st
         Some(d) => d != Mac::BROADCAST && d.0[0] & 1 == 0,
         None => false,
     };
-    let ifname = cstr(&raw.ifname);
-    let (sender_ip, target_ip) = (ip(14), ip(24));
-    let (trigger, task) = built_by(raw, op, sender_ip, target_ip);
     Ok(ArpEvent {
         op,
-        time: Time(raw.ts_ns as i128 + clock_offset),
-        netns: raw.netns,
+        direction,
+        time,
+        netns,
         netns_name: None,
-        ifindex: raw.ifindex,
-        egress: Some(egress_facts(raw, &ifname)),
-        ifname,
-        sender_ip,
+        ifindex,
+        egress: None,
+        ifname: cstr(ifname),
+        sender_ip: ip(14),
         sender_mac: mac(8),
-        target_ip,
+        target_ip: ip(24),
         target_mac: mac(18),
         unicast,
         eth_dst,
         frame: Hex::encode(frame),
-        trigger,
-        task,
+        trigger: None,
+        task: None,
         neigh_state: None,
         attempt: None,
         queued: None,
@@ -404,6 +453,73 @@ pub(crate) mod tests {
         assert!(!from_solicit(&gr, &decode_arp(&gr, 0).unwrap()));
     }
 
+    /// A received frame as `netif_receive_skb` copies it.
+    fn recv(frame_bytes: &[u8], mac_len: u16) -> ArpRecvEvent {
+        let r = raw(frame_bytes, mac_len);
+        ArpRecvEvent {
+            kind: EVENT_ARP_RECV,
+            hook: arp_trace_common::HOOK_NETIF_RECEIVE_SKB,
+            ts_ns: r.ts_ns,
+            netns: r.netns,
+            ifindex: r.ifindex,
+            skb_len: r.skb_len,
+            cpu: 0,
+            mac_len,
+            caplen: r.caplen,
+            _pad: 0,
+            ifname: r.ifname,
+            frame: r.frame,
+        }
+    }
+
+    #[test]
+    fn a_received_frame_is_the_same_frame_marked_in_with_nothing_the_host_decided() {
+        let f = seed_frame();
+        let ev = decode_recv(&recv(&f, 14), 1_000).unwrap();
+        let sent = decode_arp(&raw(&f, 14), 1_000).unwrap();
+        assert_eq!(ev.direction, Direction::In);
+        assert_eq!(sent.direction, Direction::Out);
+        assert!(ev.received() && !ev.is_sent_request() && sent.is_sent_request());
+        assert_eq!(
+            (
+                ev.sender_ip,
+                ev.sender_mac,
+                ev.target_ip,
+                ev.eth_dst,
+                ev.time
+            ),
+            (
+                sent.sender_ip,
+                sent.sender_mac,
+                sent.target_ip,
+                sent.eth_dst,
+                sent.time
+            )
+        );
+        assert_eq!(ev.frame.bytes(), f);
+        assert!(ev.egress.is_none() && ev.trigger.is_none() && ev.task.is_none());
+        // A gratuitous request received is not "the kernel announcing": no task.
+        let g = frame(
+            1,
+            [0xff; 6],
+            SMAC,
+            [203, 0, 113, 10],
+            [0; 6],
+            [203, 0, 113, 10],
+        );
+        assert!(decode_recv(&recv(&g, 14), 0).unwrap().task.is_none());
+        let mut short = recv(&f, 14);
+        short.skb_len = 30;
+        assert_eq!(decode_recv(&short, 0), Err(Skip::NotIpv4Arp));
+        assert!(matches!(read(bytes_of(&recv(&f, 14))), Raw::ArpRecv(_)));
+        assert!(matches!(read(&bytes_of(&recv(&f, 14))[..40]), Raw::Unknown));
+    }
+
+    fn bytes_of<T>(v: &T) -> &[u8] {
+        // SAFETY: any initialised plain-data struct can be viewed as its bytes.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast(), std::mem::size_of::<T>()) }
+    }
+
     #[test]
     fn decodes_without_link_header() {
         let f = seed_frame();
@@ -418,7 +534,7 @@ pub(crate) mod tests {
         let mut ev = decode_arp(&raw(&f, 14), 1_795_894_257_000_000_000).unwrap();
         ev.netns_name = Some("srv".into());
         let line = arp_trace_model::Record::Arp(arp_trace_model::Held::Borrowed(&ev)).to_json();
-        assert!(line.starts_with(r#"{"type":"arp","op":"request","time":"2026-11-28T19:31:02.000000000Z","netns":4026532281,"netns_name":"srv","ifindex":7,"ifname":"eth3","sender_ip":"203.0.113.10","sender_mac":"02:00:00:00:00:10","target_ip":"198.51.100.20","target_mac":"00:00:00:00:00:00","unicast":false"#), "{line}");
+        assert!(line.starts_with(r#"{"type":"arp","op":"request","direction":"out","time":"2026-11-28T19:31:02.000000000Z","netns":4026532281,"netns_name":"srv","ifindex":7,"ifname":"eth3","sender_ip":"203.0.113.10","sender_mac":"02:00:00:00:00:10","target_ip":"198.51.100.20","target_mac":"00:00:00:00:00:00","unicast":false"#), "{line}");
     }
 
     #[test]

@@ -115,6 +115,7 @@ pub fn run(args: &Args) -> Result<Counters> {
         &LoadOptions {
             buffer_bytes: args.buffer_kib() * 1024,
             hooks: args.hooks(),
+            receive: args.direction.only() != Some(arp_trace_model::Direction::Out),
         },
     )?;
 
@@ -125,6 +126,11 @@ pub fn run(args: &Args) -> Result<Counters> {
     let mut joiner = Joiner::new(ring::monotonic_to_realtime_offset());
     joiner.queuefull_reason = queuefull as u32;
     pipeline.facts = Some(Box::new(Watchers::new()));
+    // Received frames are where conflicts show; a trace carries what was found, so replay
+    // does not look again.
+    if args.direction.only() != Some(arp_trace_model::Direction::Out) {
+        pipeline.conflicts = Some(crate::conflicts::Detector::default());
+    }
     rt.block_on(stream(args, pipeline, &mut tracer, joiner, listener))
 }
 
@@ -210,6 +216,11 @@ fn ingest(
                 let from_solicit = ring::from_solicit(&raw, &ev);
                 joiner.arp(raw.cpu, raw.seq, ev, from_solicit, out)
             }
+            Err(_) => pipeline.skipped(),
+        },
+        // Nothing joins a received frame: it passes on in its place among the others.
+        Raw::ArpRecv(raw) => match ring::decode_recv(&raw, clock) {
+            Ok(ev) => joiner.arp(raw.cpu, 0, ev, false, out),
             Err(_) => pipeline.skipped(),
         },
         Raw::Ndisc(raw) => match ndisc::decode_ndisc(&raw, clock) {

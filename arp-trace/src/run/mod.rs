@@ -44,6 +44,7 @@ pub fn filter(args: &Args, source: &Source) -> Result<Filter> {
             (false, true) => Some(arp_trace_model::Family::Ipv6),
             _ => None,
         },
+        direction: args.direction.only(),
         ..Default::default()
     };
     for spec in &args.netns {
@@ -191,8 +192,17 @@ pub fn counts_line(c: &Counters) -> String {
     } else {
         String::new()
     };
+    // Received frames only when there were some, as for neighbour discovery.
+    let rx = if c.received > 0 {
+        format!(
+            ", {} received",
+            plural(c.received, "ARP frame", "ARP frames")
+        )
+    } else {
+        String::new()
+    };
     let mut s = format!(
-        "{}, {}{nd} captured; {} lost (ring buffer full)",
+        "{}, {}{rx}{nd} captured; {} lost (ring buffer full)",
         plural(c.requests, "ARP request", "ARP requests"),
         plural(c.replies, "reply", "replies"),
         c.lost
@@ -206,6 +216,11 @@ pub fn counts_line(c: &Counters) -> String {
         (c.unjoined, "requests shown without their neighbour record"),
         (c.unmatched, "trigger records that matched no request"),
         (c.foreign, "with a foreign sender"),
+        (c.conflicts, "address conflicts"),
+        (
+            c.conflicts_dropped,
+            "address sightings not kept (conflict tables full)",
+        ),
         (c.filtered, "filtered out"),
         (
             c.changes_dropped,
@@ -242,6 +257,9 @@ mod tests {
             unmatched: 10,
             solicits: 0,
             adverts: 0,
+            received: 0,
+            conflicts: 0,
+            conflicts_dropped: 0,
         };
         assert_eq!(
             counts_line(&c),
@@ -258,12 +276,13 @@ mod tests {
         let nd = Counters {
             solicits: 3,
             adverts: 1,
+            received: 2,
             ..Counters::default()
         };
         assert_eq!(
             counts_line(&nd),
-            "0 ARP requests, 0 replies, 3 neighbour solicitations, 1 advertisement captured; 0 \
-             lost (ring buffer full)"
+            "0 ARP requests, 0 replies, 2 ARP frames received, 3 neighbour solicitations, 1 \
+             advertisement captured; 0 lost (ring buffer full)"
         );
     }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use arp_trace_model::{
-    visible, ArpEvent, ArpOp, Mac, NdiscEvent, NdiscOp, Record, Time, Trigger, Verdict,
+    visible, ArpEvent, Mac, NdiscEvent, NdiscOp, Record, Time, Trigger, Verdict,
 };
 
 use super::text::{describe, describe_ndisc, describe_trigger};
@@ -22,9 +22,9 @@ const EPB: u32 = 6;
 const LINKTYPE_ETHERNET: u16 = 1;
 const OPT_END: u16 = 0;
 const OPT_COMMENT: u16 = 1;
-/// epb_flags: bits 0-1 are the direction, 2 = outbound. Every frame arp-trace catches is one
-/// the kernel transmitted; received frames will carry 1 (inbound).
+/// epb_flags: bits 0-1 are the direction, 1 = inbound (received frames), 2 = outbound.
 const EPB_FLAGS: u16 = 2;
+const EPB_INBOUND: u32 = 0b01;
 const EPB_OUTBOUND: u32 = 0b10;
 const IF_NAME: u16 = 2;
 const IF_TSRESOL: u16 = 9;
@@ -154,7 +154,7 @@ pub fn ndisc_comment(ev: &NdiscEvent<'_>) -> String {
 /// carries its sender address (`foreign sender; why (reason): explanation`).
 pub fn comment(ev: &ArpEvent<'_>) -> String {
     let mut parts = Vec::new();
-    if ev.op == ArpOp::Request {
+    if ev.is_sent_request() {
         solicit_parts(
             &mut parts,
             ev.trigger.as_ref(),
@@ -290,7 +290,19 @@ impl PcapngWriter {
     fn packet(&mut self, ev: &ArpEvent<'_>) -> io::Result<()> {
         let data = ethernet(ev);
         let c = comment(ev);
-        self.write_packet(&Place::of_arp(ev), ev.time, &data, c, ev.eth_dst.is_none())
+        let flags = if ev.received() {
+            EPB_INBOUND
+        } else {
+            EPB_OUTBOUND
+        };
+        self.write_packet(
+            &Place::of_arp(ev),
+            ev.time,
+            &data,
+            c,
+            ev.eth_dst.is_none(),
+            flags,
+        )
     }
 
     fn ndisc_packet(&mut self, ev: &NdiscEvent<'_>) -> io::Result<()> {
@@ -302,6 +314,7 @@ impl PcapngWriter {
             &data,
             c,
             ev.eth_dst.is_none(),
+            EPB_OUTBOUND,
         )
     }
 
@@ -312,6 +325,7 @@ impl PcapngWriter {
         data: &[u8],
         comment: String,
         no_l2: bool,
+        direction: u32,
     ) -> io::Result<()> {
         let (id, other) = self.interface(place).map_err(|e| self.err(e))?;
         let ts = time.0.max(0) as u64;
@@ -329,9 +343,13 @@ impl PcapngWriter {
             c = format!("interface {}; {c}", interface_name(place));
         }
         if no_l2 {
-            c.push_str("; sent without a link-layer header (Ethernet header added)");
+            c.push_str(if direction == EPB_INBOUND {
+                "; received without a link-layer header (Ethernet header added)"
+            } else {
+                "; sent without a link-layer header (Ethernet header added)"
+            });
         }
-        option_bytes(b, EPB_FLAGS, &EPB_OUTBOUND.to_le_bytes());
+        option_bytes(b, EPB_FLAGS, &direction.to_le_bytes());
         option(b, OPT_COMMENT, &c);
         option(b, OPT_END, "");
         let blk = block(EPB, b);

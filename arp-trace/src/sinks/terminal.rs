@@ -8,9 +8,9 @@ use std::io::{self, Write};
 use arp_trace_model::{visible, ChangeKind, Record};
 
 use super::text::{
-    describe, describe_change, describe_failed, describe_ndisc, explanation_lines, failed_lines,
-    label, local_clock_micros, ndisc_explanation_lines, ndisc_trigger_suffix, trigger_suffix,
-    where_label,
+    conflict_cause_lines, describe, describe_change, describe_conflict, describe_failed,
+    describe_ndisc, explanation_lines, failed_lines, label, local_clock_micros,
+    ndisc_explanation_lines, ndisc_trigger_suffix, trigger_suffix, where_label,
 };
 use super::Output;
 use crate::pipeline::Sink;
@@ -105,6 +105,21 @@ impl Sink for TerminalSink {
                     describe_change(ch, self.own)
                 );
                 writeln!(w, "{}", visible(&line))
+            }
+            // Marked as foreign senders are: each is what a peer complains about.
+            Record::Conflict(c) => {
+                let (on, off, _) = marks(true, self.color);
+                let line = format!(
+                    "{} {} {}",
+                    local_clock_micros(c.time.0),
+                    label(c.netns_name.as_deref(), c.netns, &c.ifname, self.own),
+                    describe_conflict(c)
+                );
+                writeln!(w, "{on}{}  ! conflict{off}", visible(&line))?;
+                for line in conflict_cause_lines(c, self.own) {
+                    writeln!(w, "{}", visible(&line))?;
+                }
+                Ok(())
             }
             Record::Header(_) | Record::Summary(_) => Ok(()),
         }

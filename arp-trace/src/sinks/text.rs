@@ -3,8 +3,8 @@
 //! under a request, a change of facts, and local wall-clock time.
 
 use arp_trace_model::{
-    ArpEvent, ArpOp, ChangeKind, FactsChange, NdiscEvent, NdiscOp, NeighFailed, Origin, Trigger,
-    Verdict,
+    ArpEvent, ArpOp, ChangeKind, Conflict, ConflictKind, FactsChange, NdiscEvent, NdiscOp,
+    NeighFailed, Origin, Trigger, Verdict,
 };
 
 /// `srv/eth3` for a named namespace, `eth3` in the tracer's own, `4026532281/eth3` otherwise;
@@ -22,8 +22,18 @@ pub fn where_label(ev: &ArpEvent<'_>, own: Option<u32>) -> String {
     label(ev.netns_name.as_deref(), ev.netns, &ev.ifname, own)
 }
 
-/// The event in tcpdump's words, without the timestamp.
+/// The event in tcpdump's words, without the timestamp; `received ARP ...` for a frame that
+/// came in from the wire.
 pub fn describe(ev: &ArpEvent<'_>) -> String {
+    let what = describe_frame(ev);
+    if ev.received() {
+        format!("received {what}")
+    } else {
+        what
+    }
+}
+
+fn describe_frame(ev: &ArpEvent<'_>) -> String {
     match ev.op {
         ArpOp::Request if ev.unicast => format!(
             "ARP who-has {} ({}) tell {} ({}), unicast",
@@ -40,6 +50,55 @@ pub fn describe(ev: &ArpEvent<'_>) -> String {
             ev.sender_ip, ev.sender_mac, ev.target_ip, ev.target_mac
         ),
     }
+}
+
+/// A conflict without time and place:
+/// `CONFLICT ip_on_two_links 203.0.113.10 at 02:00:00:00:00:13 (at 02:00:00:00:00:15 on eth5)`.
+pub fn describe_conflict(c: &Conflict<'_>) -> String {
+    let other = c.other_ifname.as_deref().unwrap_or("?");
+    let detail = match c.kind {
+        ConflictKind::IpMoved => format!(
+            "was at {}{}",
+            c.other_mac.map_or("?".to_string(), |m| m.to_string()),
+            if c.gratuitous { ", gratuitous" } else { "" }
+        ),
+        ConflictKind::IpOnTwoLinks => format!(
+            "at {} on {other}",
+            c.other_mac.map_or("?".to_string(), |m| m.to_string())
+        ),
+        ConflictKind::ForeignSenderReceived => match &c.other_ifname {
+            Some(o) => format!("in none of {}'s subnets; in {o}'s", c.ifname),
+            None => format!("in none of {}'s subnets", c.ifname),
+        },
+        ConflictKind::DuplicateAddress => format!(
+            "this namespace's own address on {other}{}",
+            if c.probe { ", probed for" } else { "" }
+        ),
+    };
+    let seen = if c.frames > 1 {
+        format!(", {} frames", c.frames)
+    } else {
+        String::new()
+    };
+    format!("CONFLICT {} {} at {} ({detail}{seen})", c.kind, c.ip, c.mac)
+}
+
+/// The line under a conflict that names this host's own request behind it.
+pub fn conflict_cause_lines(c: &Conflict<'_>, own: Option<u32>) -> Vec<String> {
+    let Some(k) = &c.cause else {
+        return Vec::new();
+    };
+    let mut out = vec![format!(
+        "    sent by {}: ARP who-has {} tell {} at {}",
+        label(k.netns_name.as_deref(), k.netns, &k.ifname, own),
+        k.target_ip,
+        k.sender_ip,
+        local_clock_micros(k.time.0)
+    )];
+    if let Some(e) = &k.explanation {
+        out.push(format!("    why: {e}"));
+    }
+    out
 }
 
 /// An ND frame in tcpdump's words, without the timestamp:
@@ -124,7 +183,7 @@ pub fn describe_trigger(t: &Trigger<'_>) -> String {
 /// ` <- udp 203.0.113.10:41000 > 198.51.100.20:9 python3[4242]` for requests with a trigger.
 pub fn trigger_suffix(ev: &ArpEvent<'_>) -> String {
     match (&ev.op, &ev.trigger) {
-        (ArpOp::Request, Some(t)) => format!("  <- {}", describe_trigger(t)),
+        (ArpOp::Request, Some(t)) if !ev.received() => format!("  <- {}", describe_trigger(t)),
         _ => String::new(),
     }
 }

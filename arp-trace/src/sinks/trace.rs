@@ -34,6 +34,7 @@ pub struct TraceSink {
     path: String,
     /// This file's replies and failures, counted from its own records.
     replies: u64,
+    received: u64,
     failures: u64,
     /// The run's counts when this file began, and the latest the pipeline reported: the
     /// difference is this file's share of what was lost or filtered.
@@ -54,6 +55,7 @@ impl TraceSink {
             table: Table::default(),
             path: path.display().to_string(),
             replies: 0,
+            received: 0,
             failures: 0,
             base: Counters::default(),
             latest: Counters::default(),
@@ -99,6 +101,7 @@ impl TraceSink {
         trailer.counts = Some(TraceCounts {
             events: self.writer.events(),
             replies: self.replies,
+            received: self.received,
             failures: self.failures,
             lost: c.lost.saturating_sub(b.lost),
             filtered: c.filtered.saturating_sub(b.filtered),
@@ -146,6 +149,7 @@ impl TraceSink {
         self.writer = TraceWriter::new(&path, file, &header)?;
         self.table = Table::default();
         self.replies = 0;
+        self.received = 0;
         self.failures = 0;
         self.base = self.latest;
         Ok(())
@@ -161,6 +165,7 @@ impl Sink for TraceSink {
         let asked = rec.solicitation();
         match rec {
             Record::Arp(_) | Record::Ndisc(_) if asked.is_some() => self.table.add(asked),
+            Record::Arp(e) if e.received() => self.received += 1,
             Record::Arp(_) | Record::Ndisc(_) => self.replies += 1,
             Record::NeighFailed(_) => self.failures += 1,
             _ => {}

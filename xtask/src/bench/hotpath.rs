@@ -24,8 +24,9 @@ const PROGRAM: &str = "net_dev_queue";
 const ALLOWED_NS: f64 = 10.0;
 /// The tracepoints arp-trace hooks that fire for all traffic, not only for neighbour
 /// resolution: each is held to the do-nothing program on the same tracepoint (figure 1e).
-pub(super) const ALL_TRAFFIC: [&str; 4] = [
+pub(super) const ALL_TRAFFIC: [&str; 5] = [
     "net_dev_queue",
+    "netif_receive_skb",
     "softirq_entry",
     "softirq_exit",
     "kfree_skb",
@@ -288,9 +289,10 @@ pub(super) fn hot_path_row(h: &HotPath) -> Row {
 }
 
 /// One line of row 1e: a hook on the traffic it is measured on.
-const HOOK_LINES: [(&str, Traffic, &str); 5] = [
+const HOOK_LINES: [(&str, Traffic, &str); 6] = [
     ("net_dev_queue", Traffic::V4, "net_dev_queue on IPv4 TCP"),
     ("net_dev_queue", Traffic::V6, "net_dev_queue on IPv6 TCP"),
+    ("netif_receive_skb", Traffic::Both, "netif_receive_skb"),
     ("softirq_entry", Traffic::Both, "softirq_entry"),
     ("softirq_exit", Traffic::Both, "softirq_exit"),
     ("kfree_skb", Traffic::Both, "kfree_skb"),
@@ -413,12 +415,14 @@ mod tests {
         let this = cost(&[(
             &[
                 ps("net_dev_queue", 10_000, 700_000),
+                ps("netif_receive_skb", 20_000, 1_000_000),
                 ps("softirq_entry", 1_000, 30_000),
                 ps("kfree_skb", 3, 900),
                 ps("neigh_update", 0, 0),
             ],
             &[
                 ps("net_dev_queue", 10_000, 800_000),
+                ps("netif_receive_skb", 20_000, 1_000_000),
                 ps("softirq_entry", 1_000, 40_000),
                 ps("kfree_skb", 2, 600),
             ],
@@ -426,12 +430,14 @@ mod tests {
         let noop = cost(&[(
             &[
                 ps("net_dev_queue", 10_000, 300_000),
+                ps("netif_receive_skb", 20_000, 600_000),
                 ps("softirq_entry", 2_000, 40_000),
                 ps("softirq_exit", 2_000, 40_000),
                 ps("kfree_skb", 1, 20),
             ],
             &[
                 ps("net_dev_queue", 10_000, 300_000),
+                ps("netif_receive_skb", 20_000, 600_000),
                 ps("softirq_entry", 0, 0),
                 ps("softirq_exit", 0, 0),
                 ps("kfree_skb", 1, 20),
@@ -449,6 +455,7 @@ mod tests {
             r.measured,
             "net_dev_queue on IPv4 TCP +40 ns (70 vs 30 ns); \
              net_dev_queue on IPv6 TCP +50 ns (80 vs 30 ns); \
+             netif_receive_skb +20 ns (50 vs 30 ns); \
              softirq_entry +15 ns (35 vs 20 ns); \
              softirq_exit: not hooked by this build; \
              kfree_skb: not measured (fewest runs in a round: 5 this build, 2 do-nothing; 1000 needed)"

@@ -13,8 +13,8 @@ use anyhow::{Context, Result};
 use super::kernels::{module_load_order, module_name, read_module, Kernel};
 use super::payload::{ldd, Payload};
 
-/// Modules the guest loads (the tests build veth pairs and VRFs).
-const MODULES: &[&str] = &["veth", "vrf"];
+/// Modules the guest loads (the tests build veth pairs, VRFs and bridges).
+const MODULES: &[&str] = &["veth", "vrf", "bridge"];
 
 /// The harness multiplies its waits by ARP_TRACE_TIMEOUT_SCALE; software emulation runs the
 /// tests about 3-5 times slower than the host, and the host may be busy too. The host's own

@@ -217,6 +217,58 @@ fn aggregate(st: &State, out: &mut Vec<MetricFamily>) {
     f.done(out);
 
     let mut f = Family::counter(
+        "arp_trace_conflicts_total",
+        "Address conflicts reported (each report: first sighting, then at most one per 10 s \
+         while it goes on), by the namespace and device that received the frames and kind \
+         (ip_moved, ip_on_two_links, foreign_sender_received, duplicate_address).",
+    );
+    series(
+        &mut f,
+        &st.conflicts,
+        |k| {
+            vec![
+                ("netns", ns(k.netns)),
+                ("device", k.device.to_string()),
+                ("kind", k.kind.code().into()),
+            ]
+        },
+        &[
+            ("netns", OVERFLOW),
+            ("device", OVERFLOW),
+            ("kind", OVERFLOW),
+        ],
+        &mut book,
+    );
+    f.done(out);
+
+    let mut f = Family::counter(
+        "arp_trace_received_total",
+        "ARP frames the host's devices received from the wire, by namespace, device and op \
+         (request, reply).",
+    );
+    series(
+        &mut f,
+        &st.received,
+        |k| {
+            vec![
+                ("netns", ns(k.netns)),
+                ("device", k.device.to_string()),
+                (
+                    "op",
+                    match k.op {
+                        arp_trace_model::ArpOp::Request => "request",
+                        arp_trace_model::ArpOp::Reply => "reply",
+                    }
+                    .into(),
+                ),
+            ]
+        },
+        &[("netns", OVERFLOW), ("device", OVERFLOW), ("op", OVERFLOW)],
+        &mut book,
+    );
+    f.done(out);
+
+    let mut f = Family::counter(
         "arp_trace_neighbour_failures_total",
         "Neighbour entries that failed to resolve (no reply to any request), by namespace and \
          device.",

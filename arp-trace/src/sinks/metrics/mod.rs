@@ -136,6 +136,22 @@ impl<K: Hash + Eq> Series<K> {
     }
 }
 
+/// A conflict's labels.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConflictKey {
+    pub netns: u32,
+    pub device: Box<str>,
+    pub kind: arp_trace_model::ConflictKind,
+}
+
+/// A received ARP frame's labels.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReceivedKey {
+    pub netns: u32,
+    pub device: Box<str>,
+    pub op: arp_trace_model::ArpOp,
+}
+
 /// An ND frame's labels besides `direction`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NdiscKey {
@@ -185,6 +201,10 @@ pub struct State {
     pub requests: Series<RequestKey>,
     pub ndisc: Series<NdiscKey>,
     pub replies: Series<DeviceKey>,
+    /// ARP frames the host's devices received.
+    pub received: Series<ReceivedKey>,
+    /// Address conflicts reported, where they were seen.
+    pub conflicts: Series<ConflictKey>,
     pub foreign: Series<SenderKey>,
     pub failures: Series<DeviceKey>,
     pub dropped: Series<DeviceKey>,
@@ -201,6 +221,8 @@ impl Default for State {
             requests: Series::new(MAX_REQUEST_SERIES),
             ndisc: Series::new(MAX_REQUEST_SERIES),
             replies: Series::new(MAX_DEVICE_SERIES),
+            received: Series::new(MAX_DEVICE_SERIES),
+            conflicts: Series::new(MAX_DEVICE_SERIES),
             foreign: Series::new(MAX_SENDER_SERIES),
             failures: Series::new(MAX_DEVICE_SERIES),
             dropped: Series::new(MAX_DEVICE_SERIES),
@@ -241,6 +263,15 @@ impl State {
             netns: ev.netns,
             device: ev.ifname.as_ref().into(),
         };
+        if ev.received() {
+            let key = ReceivedKey {
+                netns: ev.netns,
+                device: ev.ifname.as_ref().into(),
+                op: ev.op,
+            };
+            self.received.add(key, 1, now);
+            return;
+        }
         if !ev.is_request() {
             self.replies.add(dev(), 1, now);
             return;
@@ -345,6 +376,8 @@ impl State {
         self.requests.sweep(now);
         self.ndisc.sweep(now);
         self.replies.sweep(now);
+        self.received.sweep(now);
+        self.conflicts.sweep(now);
         self.foreign.sweep(now);
         self.failures.sweep(now);
         self.dropped.sweep(now);
@@ -455,6 +488,15 @@ impl Sink for MetricsSink {
             Record::Ndisc(ev) => st.ndisc(ev, now),
             Record::NeighFailed(f) => st.failed(f, now),
             Record::FactsChange(c) => st.change(c, now),
+            Record::Conflict(c) => st.conflicts.add(
+                ConflictKey {
+                    netns: c.netns,
+                    device: c.ifname.as_ref().into(),
+                    kind: c.kind,
+                },
+                1,
+                now,
+            ),
             Record::Header(_) | Record::Summary(_) => {}
         }
         Ok(())
