@@ -49,7 +49,7 @@ pub use ndisc::{AdvertFlags, Flags6, If6Addr, NdiscEvent, NdiscOp, Scope6};
 pub use neigh::NeighFailed;
 pub use record::{Held, Record, ARP_PREFIX};
 pub use solicit::{Family, Solicitation};
-pub use summary::{Count, Row, Summary, TraceCounts};
+pub use summary::{ConflictRow, Count, Row, Summary, TraceCounts, MAX_ROW_MACS};
 pub use text::{kernel_name, kernel_name_ref, visible};
 pub use time::{parse_rfc3339, rfc3339_nanos, Time};
 pub use trigger::{Origin, Task, Trigger};

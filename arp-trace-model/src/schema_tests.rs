@@ -271,6 +271,18 @@ fn samples() -> Vec<Record<'static>> {
         foreign_requests: 3,
         rows: vec![row],
         folded_requests: 0,
+        conflicts: vec![ConflictRow {
+            netns: 9,
+            netns_name: Some("peer".into()),
+            ifname: "eth3".into(),
+            ip: "203.0.113.10".parse().unwrap(),
+            kind: ConflictKind::IpOnTwoLinks,
+            reports: 2,
+            macs: vec![Mac([2, 0, 0, 0, 0, 0x13])],
+            first_seen: t,
+            last_seen: t,
+        }],
+        folded_conflicts: 1,
         counts: Some(TraceCounts {
             events: 4,
             replies: 0,

@@ -26,6 +26,13 @@ pub struct Summary<'a> {
     /// Requests not in any row because the row table was full.
     #[serde(default)]
     pub folded_requests: u64,
+    /// Conflicts reported, one row per (namespace, interface, address, kind); absent when
+    /// there were none (and before format 4).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<ConflictRow<'a>>,
+    /// Conflict records in no row because the conflict table was full.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub folded_conflicts: u64,
     /// A trace's trailer only: what the trace holds and what the run lost.
     #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
     pub counts: Option<TraceCounts>,
@@ -68,6 +75,52 @@ pub struct TraceCounts {
 
 fn is_zero(v: &u64) -> bool {
     *v == 0
+}
+
+/// The conflicts of one kind about one address seen on one interface.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ConflictRow<'a> {
+    pub netns: u32,
+    #[serde(default, deserialize_with = "crate::opt_str")]
+    pub netns_name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub ifname: Cow<'a, str>,
+    pub ip: std::net::Ipv4Addr,
+    pub kind: crate::conflict::ConflictKind,
+    /// Conflict records (a first sighting, then one per 10 s while it went on).
+    pub reports: u64,
+    /// The MACs that claimed the address in them (at most [`MAX_ROW_MACS`]).
+    #[serde(deserialize_with = "macs")]
+    pub macs: Vec<crate::mac::Mac>,
+    pub first_seen: Time,
+    pub last_seen: Time,
+}
+
+/// MACs a conflict row lists.
+pub const MAX_ROW_MACS: usize = 8;
+
+fn macs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<crate::mac::Mac>, D::Error> {
+    limits::seq(d, MAX_ROW_MACS, "macs")
+}
+
+fn conflict_rows<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ConflictRow<'de>>, D::Error> {
+    limits::seq(d, limits::ROWS, "conflicts")
+}
+
+impl ConflictRow<'_> {
+    pub fn into_owned(self) -> ConflictRow<'static> {
+        ConflictRow {
+            netns: self.netns,
+            netns_name: self.netns_name.map(crate::own),
+            ifname: crate::own(self.ifname),
+            ip: self.ip,
+            kind: self.kind,
+            reports: self.reports,
+            macs: self.macs,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+        }
+    }
 }
 
 /// One summary row.
@@ -129,6 +182,10 @@ struct Wire<'a> {
     rows: Vec<Row<'a>>,
     #[serde(default)]
     folded_requests: u64,
+    #[serde(default, borrow, deserialize_with = "conflict_rows")]
+    conflicts: Vec<ConflictRow<'a>>,
+    #[serde(default)]
+    folded_conflicts: u64,
     #[serde(default)]
     events: u64,
     #[serde(default)]
@@ -164,6 +221,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for Summary<'a> {
             foreign_requests: w.foreign_requests,
             rows: w.rows,
             folded_requests: w.folded_requests,
+            conflicts: w.conflicts,
+            folded_conflicts: w.folded_conflicts,
             // As `flatten` read it: every field has a default, so the counts are always there.
             counts: Some(TraceCounts {
                 events: w.events,
@@ -189,6 +248,12 @@ impl Summary<'_> {
         for (i, r) in self.rows.iter().enumerate() {
             r.check(i)?;
         }
+        for (i, c) in self.conflicts.iter().enumerate() {
+            if let Some(n) = &c.netns_name {
+                limits::netns_name(&format!("conflicts[{i}].netns_name"), n)?;
+            }
+            limits::ifname(&format!("conflicts[{i}].ifname"), &c.ifname)?;
+        }
         Ok(())
     }
 
@@ -199,6 +264,12 @@ impl Summary<'_> {
             foreign_requests: self.foreign_requests,
             rows: self.rows.into_iter().map(Row::into_owned).collect(),
             folded_requests: self.folded_requests,
+            conflicts: self
+                .conflicts
+                .into_iter()
+                .map(ConflictRow::into_owned)
+                .collect(),
+            folded_conflicts: self.folded_conflicts,
             counts: self.counts,
         }
     }

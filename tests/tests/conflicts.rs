@@ -26,8 +26,8 @@ fn kinds(cs: &[Value]) -> Vec<String> {
 /// asks on net-3 with its net-5 address (arp_solicit() with arp_announce=0 takes the queued
 /// packet's source, local on eth5); the peer, which knows that address on its net-5 link at
 /// the server's eth5 MAC, receives it on its net-3 link at the server's eth3 MAC.
-#[test]
-fn the_dual_homed_peer_sees_the_seeds_address_on_two_links_and_foreign() {
+/// The seed on two switches, with a peer on both: (net-3, net-5, srv, peer, c3).
+fn dual_homed() -> (Switch, Switch, Netns, Netns, Netns) {
     let (sw3, sw5) = (Switch::new(), Switch::new());
     let (srv, peer, c3) = (Netns::new("s"), Netns::new("pe"), Netns::new("c3"));
     sw3.plug(&srv, "eth3", "198.51.100.10/24");
@@ -43,6 +43,12 @@ fn the_dual_homed_peer_sees_the_seeds_address_on_two_links_and_foreign() {
     ] {
         ns.wait_link_up(dev);
     }
+    (sw3, sw5, srv, peer, c3)
+}
+
+#[test]
+fn the_dual_homed_peer_sees_the_seeds_address_on_two_links_and_foreign() {
+    let (_sw3, _sw5, srv, peer, _c3) = dual_homed();
     let args = ["--netns", srv.name(), "--netns", peer.name()];
     let t = Tracer::start(&[&["--json", "-4"][..], &args].concat());
     let text = Tracer::start(&[&["-4"][..], &args].concat());
@@ -219,5 +225,83 @@ fn one_address_from_two_macs_moves_and_the_observers_own_address_is_a_duplicate(
             .filter(|v| v["type"] == "conflict")
             .all(|v| v["mac"] != obs.mac("eth0").as_str()),
         "{stdout}"
+    );
+}
+
+/// One trace of the seed before the fix, one after `arp_announce=1` on the server's eth3:
+/// the peer's conflicts are gone, and `diff` says so; the trace replays them as recorded.
+#[test]
+fn after_the_fix_the_peer_sees_none_and_diff_says_so() {
+    let (_sw3, _sw5, srv, peer, _c3) = dual_homed();
+    let d = Scratch::new("conflicts-diff");
+    let (before, after) = (d.file("before.jsonl"), d.file("after.jsonl"));
+    let run = |file: &str| -> String {
+        let t = Tracer::start(&[
+            "--json",
+            "-4",
+            "--netns",
+            srv.name(),
+            "--netns",
+            peer.name(),
+            "-w",
+            file,
+        ]);
+        srv.flush_neigh();
+        srv.send_udp(Some(SRV_ETH5_IP.parse().unwrap()), udp(C3_IP));
+        t.wait_for(
+            |v| is_received(v) && from_ns(v, &peer) && v["target_ip"] == C3_IP,
+            EVENT_TIMEOUT,
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let (st, out, e) = t.stop();
+        assert!(st.success(), "{e}");
+        out
+    };
+    let live = run(&before);
+    let found: Vec<Value> = parse_json_lines(&live)
+        .into_iter()
+        .filter(|v| v["type"] == "conflict")
+        .collect();
+    assert_eq!(kinds(&found), ["foreign_sender_received"], "{live}");
+    // The fix: arp_announce=1 makes arp_solicit() skip a source outside eth3's subnets.
+    srv.set_announce("eth3", 1);
+    let live_after = run(&after);
+    assert!(!live_after.contains(r#""type":"conflict""#), "{live_after}");
+
+    // Replay prints the conflicts as recorded, byte for byte.
+    let r = arp_trace(&["-r", &before, "--json"]);
+    assert!(r.status.success(), "{r:?}");
+    assert_eq!(r.stdout, live);
+    // The summary's conflicts table and diff's verdict.
+    let r = arp_trace(&["-r", &before]);
+    assert!(
+        r.stdout
+            .contains("Conflicts: 1 row (by interface, kind and address)")
+            && r.stdout.contains(&format!(
+                "! {}/eth3 foreign_sender_received {SRV_ETH5_IP}: 1 report",
+                peer.name()
+            )),
+        "{}",
+        r.stdout
+    );
+    let r = arp_trace(&["diff", &before, &after]);
+    assert_eq!(r.status.code(), Some(1), "{r:?}");
+    assert!(r.stdout.contains("conflicts seen: 1 -> 0"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains(&format!(
+            "vanished  {}/eth3 {SRV_ETH5_IP} foreign_sender_received: 1 -> 0",
+            peer.name()
+        )),
+        "{}",
+        r.stdout
+    );
+    let r = arp_trace(&["diff", "--json", &before, &after]);
+    let v: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    let c = &v["conflicts"][0];
+    assert_eq!(c["kind"], "foreign_sender_received", "{v}");
+    assert_eq!(
+        (c["before"].as_u64(), c["after"].as_u64()),
+        (Some(1), Some(0)),
+        "{v}"
     );
 }

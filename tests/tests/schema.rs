@@ -141,6 +141,7 @@ fn live_output_a_trace_and_its_replay_follow_the_schema() {
         seen,
         [
             "arp",
+            "conflict",
             "facts_change",
             "header",
             "ndisc",

@@ -49,9 +49,10 @@
 //! first of them halfway through the file, having printed the records before it as if they
 //! were the whole trace; with the version raised it refuses the file at its header instead.
 //! Version 4 added received frames: `arp` records with `"direction":"in"` (and `"out"` on
-//! the transmitted ones). A version 3 reader would skip the unknown field and count every
-//! received request as one this host sent, with no verdict; version 4 files are refused by
-//! it instead. A record without `direction` (versions 1 to 3) was transmitted.
+//! the transmitted ones), and `conflict` records. A version 3 reader would skip the unknown
+//! field and count every received request as one this host sent, with no verdict; version 4
+//! files are refused by it instead. A record without `direction` (versions 1 to 3) was
+//! transmitted.
 //!
 //! # Durability
 //! Records are serialized into a batch buffer that only ever holds whole lines; each batch

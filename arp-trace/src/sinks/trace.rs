@@ -168,6 +168,7 @@ impl Sink for TraceSink {
             Record::Arp(e) if e.received() => self.received += 1,
             Record::Arp(_) | Record::Ndisc(_) => self.replies += 1,
             Record::NeighFailed(_) => self.failures += 1,
+            Record::Conflict(c) => self.table.add_conflict(c),
             _ => {}
         }
         self.writer.write(rec)

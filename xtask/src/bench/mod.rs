@@ -59,6 +59,8 @@ pub struct Opts {
 /// Parts of the bench `--only` can pick.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Only {
+    /// TCP throughput with the tracer attached and the BPF cost per call during it (1-1c).
+    Tcp,
     /// The storm rows: 2, 3, 3b and the storm limit 2b.
     Storm,
     /// CPU per request, kernel and user space (2c-2e); reuses row 2's storms with `storm`.
@@ -90,7 +92,7 @@ pub fn run(bin: &Path, opts: &Opts) -> Result<()> {
     let all = opts.only.is_empty();
     let want = |o: Only| all || opts.only.contains(&o);
 
-    if all {
+    if want(Only::Tcp) {
         tcp_rows(bin, quick, &mut files, &mut rows, &mut notes)?;
     }
     if want(Only::Hooks) {

@@ -13,10 +13,8 @@ use std::rc::Rc;
 use anyhow::Result;
 use arp_trace_model::file::{ParallelReader, TraceReader};
 use arp_trace_model::{
-    visible, ChangeKind, FactsChange, Family, Header, Held, IfSnapshot, NsSnapshot, Record,
-    Snapshot, Sysctls,
+    visible, ChangeKind, FactsChange, Held, IfSnapshot, NsSnapshot, Record, Snapshot, Sysctls,
 };
-use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::explain::foreign_to;
@@ -24,7 +22,17 @@ use crate::netns::NetnsNames;
 use crate::pipeline::{Filter, Pipeline, Sink};
 use crate::sinks::is_closed_pipe;
 use crate::sinks::summary::Table;
-use crate::sinks::text::{describe_change, describe_change_only};
+use crate::sinks::text::describe_change_only;
+
+mod compared;
+mod conflicts;
+mod text;
+
+use compared::short;
+pub use compared::{Change, Comparison, GroupKey, GroupRow, Side};
+use conflicts::compare_conflicts;
+pub use conflicts::{ConflictDiffRow, ConflictKey};
+use text::write_text;
 
 /// Changes recorded during one trace that are kept for the report, and the bytes they may
 /// hold (estimated); more are counted, not kept.
@@ -34,35 +42,6 @@ const MAX_RECORDED_BYTES: usize = 8 << 20;
 /// `watched` record of a namespace is all the comparison uses.
 const MAX_WATCHED: usize = arp_trace_model::limits::NAMESPACES;
 const MAX_WATCHED_BYTES: usize = 16 << 20;
-
-/// What a group is counted by: the summary's row key, with the namespace by name where it has
-/// one (inodes change when a namespace is recreated). `reason` is absent in traces made before
-/// explanations. ARP requests and neighbour solicitations never share a group (`family`).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub struct GroupKey {
-    pub netns: String,
-    pub ifname: String,
-    pub family: Family,
-    pub sender_ip: IpAddr,
-    pub reason: Option<String>,
-}
-
-/// One trace, counted.
-pub struct Side {
-    pub file: String,
-    pub header: Header,
-    pub groups: BTreeMap<GroupKey, u64>,
-    /// Per group: whether its sender is foreign to the interface (from the events, else from
-    /// the snapshot's addresses); `None` when neither tells.
-    pub foreign: BTreeMap<GroupKey, Option<bool>>,
-    /// Requests the summary's table folded (beyond its row cap): not compared.
-    pub folded: u64,
-    pub warnings: Vec<String>,
-    /// Address and sysctl changes recorded while the trace ran (not `watched` states).
-    pub recorded: Vec<FactsChange<'static>>,
-    /// Changes beyond what `recorded` keeps.
-    pub recorded_omitted: u64,
-}
 
 /// The snapshot's shape for a namespace only a `watched` record knows.
 fn snapshot_of_watched(c: &FactsChange<'_>) -> NsSnapshot {
@@ -148,6 +127,7 @@ impl Sink for Collector {
         let mut c = self.0.borrow_mut();
         match rec {
             Record::Arp(_) | Record::Ndisc(_) => c.table.add(rec.solicitation()),
+            Record::Conflict(x) => c.table.add_conflict(x),
             Record::FactsChange(ch) if ch.change == ChangeKind::Watched => {
                 let key = ch
                     .netns_name
@@ -225,7 +205,22 @@ pub fn count(path: &Path) -> Result<Side> {
         foreign.entry(key.clone()).or_insert(fr);
         *groups.entry(key).or_insert(0u64) += r.requests;
     }
+    let mut conflicts = BTreeMap::new();
+    for r in &summary.conflicts {
+        let key = ConflictKey {
+            netns: r
+                .netns_name
+                .as_deref()
+                .map(str::to_string)
+                .unwrap_or_else(|| r.netns.to_string()),
+            ifname: r.ifname.to_string(),
+            ip: r.ip,
+            kind: r.kind,
+        };
+        *conflicts.entry(key).or_insert(0u64) += r.reports;
+    }
     Ok(Side {
+        conflicts,
         file,
         header,
         groups,
@@ -235,13 +230,6 @@ pub fn count(path: &Path) -> Result<Side> {
         recorded: c.recorded,
         recorded_omitted: c.recorded_omitted,
     })
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Change {
-    pub path: String,
-    pub before: Value,
-    pub after: Value,
 }
 
 /// Generic snapshot diff: objects are compared key by key; anything else, and an object
@@ -319,15 +307,6 @@ fn keep_news(out: &mut Vec<Change>) {
     });
 }
 
-fn short(v: &Value) -> String {
-    match v {
-        Value::Null => "none".into(),
-        Value::String(s) => s.clone(),
-        Value::Object(_) => "present".into(),
-        other => other.to_string(),
-    }
-}
-
 /// `eth3 arp_announce 0 -> 2` for the changes that can explain a group in (ns, ifname).
 fn related_changes(changes: &[Change], ns: &str, ifname: &str) -> Vec<String> {
     let dev = format!("namespaces.{ns}.interfaces.{ifname}.");
@@ -354,24 +333,6 @@ fn related_changes(changes: &[Change], ns: &str, ifname: &str) -> Vec<String> {
             ))
         })
         .collect()
-}
-
-#[derive(Serialize)]
-pub struct GroupRow {
-    #[serde(flatten)]
-    pub key: GroupKey,
-    pub foreign: Option<bool>,
-    pub before: u64,
-    pub after: u64,
-    /// `appeared`, `vanished`, `changed` or `same`.
-    pub change: &'static str,
-}
-
-pub struct Comparison {
-    pub rows: Vec<GroupRow>,
-    pub changes: Vec<Change>,
-    pub verdict: String,
-    pub differ: bool,
 }
 
 pub fn compare(before: &Side, after: &Side) -> Comparison {
@@ -422,7 +383,9 @@ pub fn compare(before: &Side, after: &Side) -> Comparison {
         before.header.snapshot.as_ref(),
         after.header.snapshot.as_ref(),
     );
-    let differ = rows.iter().any(|r| r.change != "same");
+    let conflicts = compare_conflicts(&before.conflicts, &after.conflicts);
+    let groups_differ = rows.iter().any(|r| r.change != "same");
+    let differ = groups_differ || conflicts.iter().any(|r| r.change != "same");
 
     // Foreign-sender requests per interface, before and after.
     let mut per_if: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
@@ -462,7 +425,7 @@ pub fn compare(before: &Side, after: &Side) -> Comparison {
             format!(" after {}", rel.join(", "))
         };
         format!("foreign-sender requests on {ns}/{ifname}: {b} -> {a}{after}")
-    } else if differ {
+    } else if groups_differ {
         let n = |c: &str| rows.iter().filter(|r| r.change == c).count();
         format!(
             "requests differ in {} groups ({} appeared, {} vanished, {} changed); foreign-sender \
@@ -475,7 +438,17 @@ pub fn compare(before: &Side, after: &Side) -> Comparison {
     } else {
         "no difference in ARP requests per group".to_string()
     };
+    // What the peers saw: conflicts before and after, the fix's verdict from the other end.
+    let (cb, ca) = conflicts
+        .iter()
+        .fold((0, 0), |(b, a), r| (b + r.before, a + r.after));
+    let verdict = if cb != ca {
+        format!("{verdict}; conflicts seen: {cb} -> {ca}")
+    } else {
+        verdict
+    };
     Comparison {
+        conflicts,
         rows,
         changes,
         verdict,
@@ -523,6 +496,7 @@ pub fn main(before: &Path, after: &Path, json_out: bool) -> Result<bool> {
             "before": side_json(&b),
             "after": side_json(&a),
             "groups": c.rows,
+            "conflicts": c.conflicts,
             "recorded_changes": {"before": recorded_json(&b), "after": recorded_json(&a)},
             "verdict": c.verdict,
             "differ": c.differ,
@@ -547,97 +521,6 @@ pub fn main(before: &Path, after: &Path, json_out: bool) -> Result<bool> {
         Err(e) => return Err(anyhow::Error::new(e).context("writing output")),
     }
     Ok(!c.differ)
-}
-
-/// One line of text output, every character a terminal would act on shown as an escape
-/// (names and snapshot values come from the traces).
-fn put(w: &mut impl Write, line: &str) -> std::io::Result<()> {
-    writeln!(w, "{}", visible(line))
-}
-
-fn write_text(w: &mut impl Write, b: &Side, a: &Side, c: &Comparison) -> std::io::Result<()> {
-    for (label, s) in [("before", b), ("after", a)] {
-        put(
-            w,
-            &format!(
-                "{label}: {} ({}, {}): {} ARP requests",
-                s.file,
-                s.header.hostname,
-                s.header.start_time.rfc3339(),
-                s.groups.values().sum::<u64>()
-            ),
-        )?;
-    }
-    for (label, s) in [("before", b), ("after", a)] {
-        if s.folded > 0 {
-            put(
-                w,
-                &format!(
-                    "{label}: {} requests in groups beyond the summary's caps ({} rows, {} \
-                     MiB) not compared",
-                    s.folded,
-                    crate::sinks::summary::MAX_ROWS,
-                    crate::sinks::summary::MAX_BYTES >> 20
-                ),
-            )?;
-        }
-    }
-    put(w, "requests per namespace/interface, sender IP, reason:")?;
-    for r in &c.rows {
-        put(
-            w,
-            &format!(
-                "  {:<9} {}/{} {} {} reason {}{}: {} -> {}",
-                r.change,
-                r.key.netns,
-                r.key.ifname,
-                match r.key.family {
-                    Family::Ipv4 => "tell",
-                    Family::Ipv6 => "ND from",
-                },
-                r.key.sender_ip,
-                r.key.reason.as_deref().unwrap_or("unknown"),
-                match r.foreign {
-                    Some(true) => " [foreign sender]",
-                    _ => "",
-                },
-                r.before,
-                r.after
-            ),
-        )?;
-    }
-    if c.changes.is_empty() {
-        put(w, "no sysctl or address changes between the snapshots")?;
-    } else {
-        put(w, "sysctl and address changes between the snapshots:")?;
-        for ch in &c.changes {
-            let p = ch.path.strip_prefix("namespaces.").unwrap_or(&ch.path);
-            put(
-                w,
-                &format!("  {p}: {} -> {}", short(&ch.before), short(&ch.after)),
-            )?;
-        }
-    }
-    for (label, s) in [("before", b), ("after", a)] {
-        if s.recorded.is_empty() {
-            continue;
-        }
-        put(w, &format!("changes recorded during {label}:"))?;
-        for ch in &s.recorded {
-            put(
-                w,
-                &format!(
-                    "  {} {}",
-                    ch.time.rfc3339(),
-                    describe_change(ch, s.header.own_netns)
-                ),
-            )?;
-        }
-        if s.recorded_omitted > 0 {
-            put(w, &format!("  and {} more, not kept", s.recorded_omitted))?;
-        }
-    }
-    put(w, &format!("verdict: {}", c.verdict))
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 use super::*;
+use arp_trace_model::{ConflictKind, Family, Header};
 use std::net::Ipv4Addr;
 
 fn side(snapshot: Value, groups: &[(&str, &str, [u8; 4], u64)]) -> Side {
@@ -14,6 +15,7 @@ fn side(snapshot: Value, groups: &[(&str, &str, [u8; 4], u64)]) -> Side {
         warnings: vec![],
         recorded: vec![],
         recorded_omitted: 0,
+        conflicts: BTreeMap::new(),
     };
     for (ns, i, ip, n) in groups {
         let k = GroupKey {
@@ -212,4 +214,43 @@ fn groups_are_keyed_by_family() {
     );
     let j = serde_json::to_value(&v6[0].key).unwrap();
     assert_eq!(j["family"], "ipv6");
+}
+
+#[test]
+fn conflicts_count_per_place_address_and_kind_and_their_end_is_a_verdict() {
+    let key = |kind| ConflictKey {
+        netns: "peer".into(),
+        ifname: "eth3".into(),
+        ip: Ipv4Addr::new(203, 0, 113, 10),
+        kind,
+    };
+    let mut b = side(json!({"namespaces": {}}), &[]);
+    let mut a = side(json!({"namespaces": {}}), &[]);
+    b.conflicts.insert(key(ConflictKind::IpOnTwoLinks), 3);
+    b.conflicts
+        .insert(key(ConflictKind::ForeignSenderReceived), 2);
+    a.conflicts
+        .insert(key(ConflictKind::ForeignSenderReceived), 2);
+    let c = compare(&b, &a);
+    assert!(c.differ);
+    assert_eq!(c.conflicts[0].change, "vanished", "changed rows first");
+    assert_eq!(c.conflicts[0].key.kind, ConflictKind::IpOnTwoLinks);
+    assert_eq!(c.conflicts[1].change, "same");
+    assert!(
+        c.verdict.ends_with("; conflicts seen: 5 -> 2"),
+        "{}",
+        c.verdict
+    );
+    assert!(
+        c.verdict.starts_with("no difference in ARP requests"),
+        "{}",
+        c.verdict
+    );
+    // The same on both sides is no difference at all.
+    let c = compare(&a, &a);
+    assert!(
+        !c.differ && !c.verdict.contains("conflicts"),
+        "{}",
+        c.verdict
+    );
 }

@@ -91,6 +91,33 @@ pub fn text(s: &Summary<'_>, own: Option<u32>) -> String {
             MAX_BYTES >> 20
         ));
     }
+    if !s.conflicts.is_empty() {
+        line(&format!(
+            "Conflicts: {} row{} (by interface, kind and address)",
+            s.conflicts.len(),
+            if s.conflicts.len() == 1 { "" } else { "s" }
+        ));
+    }
+    for c in &s.conflicts {
+        let macs: Vec<String> = c.macs.iter().map(ToString::to_string).collect();
+        line(&format!(
+            "! {} {} {}: {} report{}, from {}, {} .. {}",
+            label(c.netns_name.as_deref(), c.netns, &c.ifname, own),
+            c.kind,
+            c.ip,
+            c.reports,
+            if c.reports == 1 { "" } else { "s" },
+            macs.join(", "),
+            local_clock_micros(c.first_seen.0),
+            local_clock_micros(c.last_seen.0),
+        ));
+    }
+    if s.folded_conflicts > 0 {
+        line(&format!(
+            "  {} more conflict reports beyond the summary's {MAX_ROWS} conflict rows",
+            s.folded_conflicts
+        ));
+    }
     t
 }
 
@@ -130,7 +157,10 @@ impl SummarySink {
 
 impl Sink for SummarySink {
     fn record(&mut self, rec: &Record<'_>) -> io::Result<()> {
-        self.table.add(rec.solicitation());
+        match rec {
+            Record::Conflict(c) => self.table.add_conflict(c),
+            _ => self.table.add(rec.solicitation()),
+        }
         Ok(())
     }
     fn tick(&mut self) -> io::Result<()> {

@@ -5,11 +5,13 @@
 //! folds is counted.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
 use arp_trace_model::{
-    Count, Family, Origin, Reason, Remedy, Row, Solicitation, Summary, Time, Trigger,
+    Conflict, ConflictKind, ConflictRow, Count, Family, Origin, Reason, Remedy, Row, Solicitation,
+    Summary, Time, Trigger, MAX_ROW_MACS,
 };
 
 /// A short string (interface names, comms, protocol names) kept inline when it fits, so
@@ -299,6 +301,10 @@ impl fmt::Display for Process {
 #[derive(Default)]
 pub struct Table {
     rows: HashMap<Key, Acc>,
+    /// Conflicts by (namespace, interface, address, kind), capped at [`MAX_ROWS`]; a
+    /// conflict past the cap is counted in `folded_conflicts`.
+    conflicts: BTreeMap<(u32, String, std::net::Ipv4Addr, ConflictKind), ConflictRow<'static>>,
+    folded_conflicts: u64,
     folded_requests: u64,
     requests: u64,
     foreign: u64,
@@ -306,6 +312,35 @@ pub struct Table {
 }
 
 impl Table {
+    /// Counts a conflict record into its row.
+    pub fn add_conflict(&mut self, c: &Conflict<'_>) {
+        let key = (c.netns, c.ifname.to_string(), c.ip, c.kind);
+        if !self.conflicts.contains_key(&key) && self.conflicts.len() >= MAX_ROWS {
+            self.folded_conflicts += 1;
+            return;
+        }
+        let row = self.conflicts.entry(key).or_insert_with(|| ConflictRow {
+            netns: c.netns,
+            netns_name: None,
+            ifname: Cow::Owned(c.ifname.to_string()),
+            ip: c.ip,
+            kind: c.kind,
+            reports: 0,
+            macs: Vec::new(),
+            first_seen: c.first_time,
+            last_seen: c.time,
+        });
+        if row.netns_name.is_none() {
+            row.netns_name = c.netns_name.as_deref().map(|n| Cow::Owned(n.to_string()));
+        }
+        row.reports += 1;
+        row.first_seen = row.first_seen.min(c.first_time);
+        row.last_seen = row.last_seen.max(c.time);
+        if !row.macs.contains(&c.mac) && row.macs.len() < MAX_ROW_MACS {
+            row.macs.push(c.mac);
+        }
+    }
+
     /// Counts a request or solicitation (ARP replies and advertisements are `None`).
     pub fn add(&mut self, ev: Option<Solicitation<'_, '_>>) {
         let Some(ev) = ev else {
@@ -431,6 +466,8 @@ impl Table {
             foreign_requests: self.foreign,
             rows,
             folded_requests: self.folded_requests,
+            conflicts: self.conflicts.values().cloned().collect(),
+            folded_conflicts: self.folded_conflicts,
             counts: None,
         }
     }
