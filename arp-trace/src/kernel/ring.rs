@@ -108,19 +108,26 @@ pub fn split_frame(
     (frame, dst, frame.get(l2..).unwrap_or(&[]))
 }
 
+/// `decode_frame` on the fields both ARP records name alike (frame, lengths, stamp, device).
+macro_rules! decode_frame_of {
+    ($raw:expr, $direction:expr, $clock_offset:expr) => {
+        decode_frame(
+            Copied {
+                buf: &$raw.frame,
+                caplen: $raw.caplen,
+                skb_len: $raw.skb_len,
+                mac_len: $raw.mac_len,
+            },
+            $direction,
+            Time($raw.ts_ns as i128 + $clock_offset),
+            ($raw.netns, $raw.ifindex, &$raw.ifname),
+        )
+    };
+}
+
 /// Decodes a transmitted frame. `clock_offset` converts its monotonic stamp to wall time.
 pub fn decode_arp(raw: &ArpXmitEvent, clock_offset: i128) -> Result<ArpEvent<'static>, Skip> {
-    let mut ev = decode_frame(
-        Copied {
-            buf: &raw.frame,
-            caplen: raw.caplen,
-            skb_len: raw.skb_len,
-            mac_len: raw.mac_len,
-        },
-        Direction::Out,
-        Time(raw.ts_ns as i128 + clock_offset),
-        (raw.netns, raw.ifindex, &raw.ifname),
-    )?;
+    let mut ev = decode_frame_of!(raw, Direction::Out, clock_offset)?;
     (ev.trigger, ev.task) = built_by(raw, ev.op, ev.sender_ip, ev.target_ip);
     ev.egress = Some(egress_facts(raw, &ev.ifname));
     Ok(ev)
@@ -128,17 +135,7 @@ pub fn decode_arp(raw: &ArpXmitEvent, clock_offset: i128) -> Result<ArpEvent<'st
 
 /// Decodes a received frame: the frame and where it arrived, nothing about who made it.
 pub fn decode_recv(raw: &ArpRecvEvent, clock_offset: i128) -> Result<ArpEvent<'static>, Skip> {
-    decode_frame(
-        Copied {
-            buf: &raw.frame,
-            caplen: raw.caplen,
-            skb_len: raw.skb_len,
-            mac_len: raw.mac_len,
-        },
-        Direction::In,
-        Time(raw.ts_ns as i128 + clock_offset),
-        (raw.netns, raw.ifindex, &raw.ifname),
-    )
+    decode_frame_of!(raw, Direction::In, clock_offset)
 }
 
 /// A frame as a program copied it: its buffer and the lengths that say what of it is valid.

@@ -158,6 +158,12 @@ impl Sink for Collector {
     }
 }
 
+/// A namespace as groups and conflicts are keyed: by name where it has one, since its inode
+/// changes whenever it is recreated.
+fn ns_key(name: Option<&str>, inode: u32) -> String {
+    name.map_or_else(|| inode.to_string(), str::to_string)
+}
+
 /// Replays one trace through the pipeline into the summary's table.
 pub fn count(path: &Path) -> Result<Side> {
     let reader = TraceReader::open(path)?;
@@ -189,11 +195,7 @@ pub fn count(path: &Path) -> Result<Side> {
     let mut foreign = BTreeMap::new();
     for r in &summary.rows {
         let key = GroupKey {
-            netns: r
-                .netns_name
-                .as_deref()
-                .map(str::to_string)
-                .unwrap_or_else(|| r.netns.to_string()),
+            netns: ns_key(r.netns_name.as_deref(), r.netns),
             ifname: r.ifname.to_string(),
             family: r.family,
             sender_ip: r.sender_ip,
@@ -208,11 +210,7 @@ pub fn count(path: &Path) -> Result<Side> {
     let mut conflicts = BTreeMap::new();
     for r in &summary.conflicts {
         let key = ConflictKey {
-            netns: r
-                .netns_name
-                .as_deref()
-                .map(str::to_string)
-                .unwrap_or_else(|| r.netns.to_string()),
+            netns: ns_key(r.netns_name.as_deref(), r.netns),
             ifname: r.ifname.to_string(),
             ip: r.ip,
             kind: r.kind,
