@@ -162,6 +162,7 @@ pub(super) fn initramfs(
     p: &Payload,
     k: &Kernel,
     hooks: Option<&str>,
+    tests: &[String],
     args: &[String],
 ) -> Result<Cpio> {
     let mut c = Cpio::default();
@@ -213,8 +214,7 @@ pub(super) fn initramfs(
     c.file("/init", INIT.as_bytes().to_vec(), 0o755);
     let mut env = String::new();
     writeln!(env, "VM_MODULES={}", shell_quote(&modules.join(" "))).unwrap();
-    let names: Vec<&str> = p.tests.iter().map(|(n, _)| n.as_str()).collect();
-    writeln!(env, "VM_TESTS={}", shell_quote(&names.join(" "))).unwrap();
+    writeln!(env, "VM_TESTS={}", shell_quote(&tests.join(" "))).unwrap();
     let quoted: Vec<String> = args.iter().map(|a| shell_quote(a)).collect();
     writeln!(env, "VM_TEST_ARGS={}", shell_quote(&quoted.join(" "))).unwrap();
     writeln!(env, "export ARP_TRACE_BIN=/usr/bin/arp-trace").unwrap();
