@@ -34,15 +34,6 @@ pub enum Direction {
     Out,
 }
 
-impl Direction {
-    pub fn name(self) -> &'static str {
-        match self {
-            Direction::In => "in",
-            Direction::Out => "out",
-        }
-    }
-}
-
 // Read through a flat mirror (`Wire`): serde's `flatten` buffers every object into a generic
 // map first, which made replay several times slower. Written with `flatten`, field order kept.
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -31,13 +31,6 @@ pub enum ConflictKind {
 }
 
 impl ConflictKind {
-    pub const ALL: [ConflictKind; 4] = [
-        ConflictKind::IpMoved,
-        ConflictKind::IpOnTwoLinks,
-        ConflictKind::ForeignSenderReceived,
-        ConflictKind::DuplicateAddress,
-    ];
-
     pub fn code(self) -> &'static str {
         match self {
             ConflictKind::IpMoved => "ip_moved",

@@ -109,13 +109,15 @@ pub fn run(args: &Args) -> Result<Counters> {
     let queuefull = btf
         .enum_value("skb_drop_reason", "SKB_DROP_REASON_NEIGH_QUEUEFULL")
         .unwrap_or(0);
+    // `--direction out` needs neither the receive hook nor the conflicts found in its frames.
+    let receive = args.direction.only() != Some(arp_trace_model::Direction::Out);
     let mut tracer = Tracer::load(
         btf,
         &syms,
         &LoadOptions {
             buffer_bytes: args.buffer_kib() * 1024,
             hooks: args.hooks(),
-            receive: args.direction.only() != Some(arp_trace_model::Direction::Out),
+            receive,
         },
     )?;
 
@@ -128,7 +130,7 @@ pub fn run(args: &Args) -> Result<Counters> {
     pipeline.facts = Some(Box::new(Watchers::new()));
     // Received frames are where conflicts show; a trace carries what was found, so replay
     // does not look again.
-    if args.direction.only() != Some(arp_trace_model::Direction::Out) {
+    if receive {
         pipeline.conflicts = Some(crate::conflicts::Detector::default());
     }
     rt.block_on(stream(args, pipeline, &mut tracer, joiner, listener))
