@@ -331,6 +331,9 @@ async fn stream(
     // been made within a gap of one that did, which the poll before that would have found).
     // A wakeup that finds nothing counts too: a record still being written on another CPU
     // holds back those committed behind it, and when it is committed it may not wake us.
+    // A record's wake decision is made at its time, not at its commit: preempted or with its
+    // vCPU descheduled in between, it can commit after the polling stopped and wake nobody,
+    // so the one-second tick reads the ring as well and such a record waits at most that.
     let gap = Duration::from_nanos(arp_trace_common::WAKE_GAP_NS);
     let mut poll_tick = tokio::time::interval(gap);
     poll_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -368,6 +371,10 @@ async fn stream(
                 done = pipeline.tick() == Flow::Stop;
             }
             _ = tick.tick() => {
+                if drain(ring.get_mut(), &mut joiner, &mut pipeline, clock, &mut joined) > 0 {
+                    (polling, last_record) = (true, std::time::Instant::now());
+                    deliver(&mut pipeline, &mut joiner, &mut joined);
+                }
                 if let Some(l) = bpf_log.as_mut() { l.flush(); }
                 pipeline.drain_changes();
                 // The kernel's and the joiner's counts, for sinks that report while running

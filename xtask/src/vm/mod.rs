@@ -63,10 +63,24 @@ pub const MATRIX: &[Row] = &[
 ];
 
 /// Test binaries whose tests never depend on how `arp_solicit()`'s packet is caught (received
-/// frames and conflicts, trace files and their rotation, namespace names): they run in each
-/// kernel's `auto` row only, not again under every forced solicit path. The suite's time is
-/// bounded (README: under 60 minutes on a fresh machine) and each row is emulated.
-pub const PATH_INDEPENDENT: &[&str] = &["conflicts", "files", "netns_names", "receive", "rotation"];
+/// frames and conflicts, IPv6 neighbour discovery, whose packet always comes from the
+/// neighbour's queue, trace files and their rotation, exit statuses, metrics, hostile names
+/// and files, namespace names, the ring's wakeups): they run in each kernel's `auto` row
+/// only, not again under every forced solicit path. The suite's time is bounded (README:
+/// under 60 minutes on a fresh machine) and each row is emulated.
+pub const PATH_INDEPENDENT: &[&str] = &[
+    "conflicts",
+    "exits",
+    "files",
+    "hostile_files",
+    "hostile_names",
+    "metrics",
+    "ndisc",
+    "netns_names",
+    "receive",
+    "rotation",
+    "wakeups",
+];
 
 /// The binaries a row runs: all of them in an `auto` row (`hooks` None, or `--hooks auto`
 /// given), the others less [`PATH_INDEPENDENT`].
