@@ -83,6 +83,9 @@ pub struct Offsets {
     /// `sk_buff.data`: where a received frame's ARP header starts at `netif_receive_skb`,
     /// which fires before the network header is set.
     pub skb_data: u32,
+    /// `neighbour.ha` (the entry's link-layer address) and `net_device.addr_len`.
+    pub neigh_ha: u32,
+    pub dev_addr_len: u32,
 }
 
 impl Offsets {
@@ -141,6 +144,8 @@ impl Offsets {
         ifa6_scope: u32::MAX,
         ifa6_flags: u32::MAX,
         skb_data: u32::MAX,
+        neigh_ha: u32::MAX,
+        dev_addr_len: u32::MAX,
     };
 }
 

@@ -9,6 +9,7 @@
 
 mod config;
 mod ndisc;
+mod neigh_change;
 mod neighbour;
 mod receive;
 mod transmit;
@@ -17,6 +18,7 @@ mod trigger;
 // The records live in their modules; every `arp_trace_common::NAME` path stays as it was.
 pub use config::*;
 pub use ndisc::*;
+pub use neigh_change::*;
 pub use neighbour::*;
 pub use receive::*;
 pub use transmit::*;
@@ -37,6 +39,8 @@ pub const EVENT_NEIGH: u32 = 4;
 pub const EVENT_NDISC_XMIT: u32 = 5;
 /// An ARP frame a device received (`ArpRecvEvent`).
 pub const EVENT_ARP_RECV: u32 = 6;
+/// An IPv4 neighbour entry's address or validity changed (`NeighChangeEvent`).
+pub const EVENT_NEIGH_CHANGE: u32 = 7;
 
 /// `NeighEvent::family`, `TriggerEvent::family`: the neighbour table's address family.
 pub const FAMILY_INET: u32 = 2;
@@ -80,6 +84,7 @@ mod user {
     unsafe impl aya::Pod for NeighEvent {}
     unsafe impl aya::Pod for NdiscXmitEvent {}
     unsafe impl aya::Pod for ArpRecvEvent {}
+    unsafe impl aya::Pod for NeighChangeEvent {}
 }
 
 #[cfg(test)]
@@ -89,7 +94,12 @@ mod tests {
 
     #[test]
     fn layouts_have_no_hidden_padding() {
-        assert_eq!(size_of::<Offsets>(), 54 * 4);
+        assert_eq!(size_of::<Offsets>(), 56 * 4);
+        assert_eq!(
+            size_of::<NeighChangeEvent>(),
+            8 + 8 + 4 * 6 + 4 + 4 + 2 * HA_LEN + 8 + 2 * NAME_LEN
+        );
+        assert_eq!(size_of::<NeighBefore>(), 24);
         assert_eq!(
             size_of::<ArpRecvEvent>(),
             8 + 8 + 4 * 4 + 2 + 2 + 4 + NAME_LEN + FRAME_CAP

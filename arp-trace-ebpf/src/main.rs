@@ -7,6 +7,7 @@
 
 mod context;
 mod ndisc;
+mod neigh_change;
 mod neighbour;
 mod receive;
 mod shared;

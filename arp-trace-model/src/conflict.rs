@@ -103,6 +103,10 @@ pub struct Conflict<'a> {
     /// This host's own request behind the frame, when one of its namespaces sent it.
     #[serde(default, borrow)]
     pub cause: Option<ConflictCause<'a>>,
+    /// `ip_moved`: whether the frame made the kernel point the receiving device's entry for
+    /// the address at the new MAC, replacing the old one (`neigh_change`); null otherwise.
+    #[serde(default)]
+    pub overwritten: Option<bool>,
 }
 
 impl Conflict<'_> {
@@ -155,6 +159,7 @@ impl Conflict<'_> {
                 foreign_sender: c.foreign_sender,
                 explanation: c.explanation.map(crate::own),
             }),
+            overwritten: self.overwritten,
         }
     }
 }

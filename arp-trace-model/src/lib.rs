@@ -23,6 +23,7 @@ pub mod limits;
 mod mac;
 mod ndisc;
 mod neigh;
+mod neigh_change;
 mod record;
 #[cfg(test)]
 mod schema_tests;
@@ -47,6 +48,7 @@ pub use hex::Hex;
 pub use mac::Mac;
 pub use ndisc::{AdvertFlags, Flags6, If6Addr, NdiscEvent, NdiscOp, Scope6};
 pub use neigh::NeighFailed;
+pub use neigh_change::{ChangeCause, ChangeFrame, NeighChange, NudState};
 pub use record::{Held, Record, ARP_PREFIX};
 pub use solicit::{Family, Solicitation};
 pub use summary::{ConflictRow, Count, Row, Summary, TraceCounts, MAX_ROW_MACS};

@@ -13,6 +13,7 @@ use crate::header::Header;
 use crate::limits;
 use crate::ndisc::NdiscEvent;
 use crate::neigh::NeighFailed;
+use crate::neigh_change::NeighChange;
 use crate::summary::Summary;
 
 /// A record, borrowed (writing one a sink was handed) or owned (read from a line, whose
@@ -29,6 +30,7 @@ pub enum Record<'a> {
     NeighFailed(Held<'a, NeighFailed<'a>>),
     FactsChange(Held<'a, FactsChange<'a>>),
     Conflict(Held<'a, Conflict<'a>>),
+    NeighChange(Held<'a, NeighChange<'a>>),
     Summary(Held<'a, Summary<'a>>),
 }
 
@@ -94,13 +96,14 @@ impl<T: Clone> Held<'_, T> {
 
 /// The first version that carries each record type: a reader refuses a type its file's version
 /// does not have (an older reader would have refused the file).
-const SINCE: [(&str, u32); 7] = [
+const SINCE: [(&str, u32); 8] = [
     ("header", 1),
     ("arp", 1),
     ("ndisc", 3),
     ("neigh_failed", 1),
     ("facts_change", 2),
     ("conflict", 4),
+    ("neigh_change", 4),
     ("summary", 1),
 ];
 
@@ -129,6 +132,7 @@ impl<'a> Record<'a> {
             Record::NeighFailed(_) => "neigh_failed",
             Record::FactsChange(_) => "facts_change",
             Record::Conflict(_) => "conflict",
+            Record::NeighChange(_) => "neigh_change",
             Record::Summary(_) => "summary",
         }
     }
@@ -146,6 +150,7 @@ impl<'a> Record<'a> {
             Record::NeighFailed(f) => f.check(),
             Record::FactsChange(c) => c.check(),
             Record::Conflict(c) => c.check(),
+            Record::NeighChange(c) => c.check(),
             Record::Summary(s) => s.check(),
             Record::Header(h) => h.check(),
         };
@@ -192,6 +197,7 @@ impl<'a> Record<'a> {
             "neigh_failed" => Record::NeighFailed(Held::Owned(parse(line, "neigh_failed record")?)),
             "facts_change" => Record::FactsChange(Held::Owned(parse(line, "facts_change record")?)),
             "conflict" => Record::Conflict(Held::Owned(parse(line, "conflict record")?)),
+            "neigh_change" => Record::NeighChange(Held::Owned(parse(line, "neigh_change record")?)),
             "summary" => Record::Summary(Held::Owned(parse(line, "summary record")?)),
             _ => unreachable!("SINCE lists every type"),
         })
@@ -215,6 +221,7 @@ impl<'a> Record<'a> {
             Record::NeighFailed(f) => Record::NeighFailed(Held::Borrowed(f)),
             Record::FactsChange(c) => Record::FactsChange(Held::Borrowed(c)),
             Record::Conflict(c) => Record::Conflict(Held::Borrowed(c)),
+            Record::NeighChange(c) => Record::NeighChange(Held::Borrowed(c)),
             Record::Summary(s) => Record::Summary(Held::Borrowed(s)),
         }
     }
@@ -244,6 +251,7 @@ impl<'a> Record<'a> {
             Record::NeighFailed(f) => Record::NeighFailed(Held::Owned(f.into_inner().into_owned())),
             Record::FactsChange(c) => Record::FactsChange(Held::Owned(c.into_inner().into_owned())),
             Record::Conflict(c) => Record::Conflict(Held::Owned(c.into_inner().into_owned())),
+            Record::NeighChange(c) => Record::NeighChange(Held::Owned(c.into_inner().into_owned())),
             Record::Summary(s) => Record::Summary(Held::Owned(s.into_inner().into_owned())),
         }
     }

@@ -384,6 +384,31 @@ fn samples() -> Vec<Record<'static>> {
             foreign_sender: Some(true),
             explanation: Some("eth3 announces 203.0.113.10".into()),
         }),
+        overwritten: None,
+    };
+    // A reply that moved an entry to a new MAC, and an `ip neigh replace`.
+    let change = NeighChange {
+        time: t,
+        netns: 9,
+        netns_name: Some("peer".into()),
+        ifindex: 2,
+        ifname: "br0".into(),
+        ip: "198.51.100.7".parse().unwrap(),
+        old_mac: Some(Mac([2, 0, 0, 0, 0, 0x07])),
+        new_mac: Some(Mac([2, 0, 0, 0, 0, 0x08])),
+        old_state: NudState::Reachable,
+        new_state: NudState::Stale,
+        cause: ChangeCause::ReceivedArp,
+        frame: Some(ChangeFrame {
+            time: t,
+            op: ArpOp::Reply,
+            sender_ip: "198.51.100.7".parse().unwrap(),
+            sender_mac: Mac([2, 0, 0, 0, 0, 0x08]),
+            target_ip: "198.51.100.7".parse().unwrap(),
+            gratuitous: true,
+        }),
+        nlmsg_pid: None,
+        task: None,
     };
     // What a device received: the frame and its place, nothing the host decided.
     let received = ArpEvent {
@@ -416,7 +441,27 @@ fn samples() -> Vec<Record<'static>> {
             other_ifname: None,
             cause: None,
             probe: true,
+            ..conflict.clone()
+        })),
+        Record::Conflict(Held::Owned(Conflict {
+            kind: ConflictKind::IpMoved,
+            other_ifname: None,
+            overwritten: Some(true),
             ..conflict
+        })),
+        Record::NeighChange(Held::Owned(change.clone())),
+        Record::NeighChange(Held::Owned(NeighChange {
+            old_mac: None,
+            old_state: NudState::None,
+            new_state: NudState::Permanent,
+            cause: ChangeCause::Netlink,
+            frame: None,
+            nlmsg_pid: Some(4242),
+            task: Some(crate::Task {
+                pid: 4242,
+                comm: "ip".into(),
+            }),
+            ..change
         })),
         Record::Summary(Held::Owned(summary)),
     ]

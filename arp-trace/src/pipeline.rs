@@ -6,13 +6,14 @@ use std::borrow::Cow;
 use std::io;
 
 use arp_trace_model::{
-    ArpEvent, Conflict, Direction, FactsChange, Family, Header, Held, NdiscEvent, NeighFailed,
+    ArpEvent, Direction, FactsChange, Family, Header, Held, NdiscEvent, NeighChange, NeighFailed,
     Record, Remedy, RequestFacts, Time, Trigger, Verdict,
 };
 
 use crate::explain::{self, egress, FactsSource};
 
 mod filter;
+mod table;
 use crate::netns::NetnsNames;
 pub use filter::{Filter, HashSet, Processes, COMM_LEN};
 
@@ -41,6 +42,8 @@ pub struct Counters {
     pub conflicts: u64,
     /// Sightings and conflicts the conflict tables had no room for.
     pub conflicts_dropped: u64,
+    /// Neighbour entries whose address or validity changed.
+    pub neigh_changes: u64,
     /// Address or sysctl changes lost because the event loop fell behind.
     pub changes_dropped: u64,
     /// Program runs the kernel skipped because the program was already running on that CPU
@@ -151,6 +154,7 @@ pub enum Owned<'r> {
     Arp(&'r mut ArpEvent<'static>),
     Ndisc(&'r mut NdiscEvent<'static>),
     Failed(&'r mut NeighFailed<'static>),
+    Change(&'r mut NeighChange<'static>),
 }
 
 /// Where an event sits while the pipeline completes it: held from a trace (cloned the first
@@ -280,6 +284,7 @@ impl Pipeline {
             Owned::Arp(e) => self.push_arp(e),
             Owned::Ndisc(e) => self.push_ndisc(e),
             Owned::Failed(f) => self.push_failed(f),
+            Owned::Change(c) => self.push_neigh_change(Held::Borrowed(c)),
         }
         self.flow()
     }
@@ -292,6 +297,7 @@ impl Pipeline {
             Record::NeighFailed(f) => self.push_failed(f),
             Record::FactsChange(c) => self.push_change(c),
             Record::Conflict(c) => self.push_conflict(c),
+            Record::NeighChange(c) => self.push_neigh_change(c),
             Record::Header(_) | Record::Summary(_) => {}
         }
         self.flow()
@@ -305,9 +311,7 @@ impl Pipeline {
         // address on two links needs both links.
         let conflicts = self.conflicts_in(&ev);
         self.push_frame(ev);
-        for c in conflicts {
-            self.push_conflict(Held::Owned(c));
-        }
+        self.found(conflicts);
     }
 
     /// An ARP frame through the filters, explained when it is a request this host sent.
@@ -354,53 +358,6 @@ impl Pipeline {
             let rec = Record::Arp(Held::Borrowed(&*ev));
             self.each(|s| s.record(&rec));
         }
-    }
-
-    /// The conflicts a frame shows (received) or the MAC it teaches (sent), when conflicts
-    /// are looked for; a received frame's namespace facts are read first, so what that read
-    /// noticed comes out before the frame.
-    fn conflicts_in(&mut self, ev: &ArpEvent<'_>) -> Vec<Conflict<'static>> {
-        let Some(d) = self.conflicts.as_mut() else {
-            return Vec::new();
-        };
-        if !ev.received() {
-            d.learn(ev);
-            return Vec::new();
-        }
-        if !self
-            .filter
-            .netns_matches(ev.netns, ev.netns_name.as_deref())
-        {
-            return Vec::new();
-        }
-        let facts = self
-            .facts
-            .as_mut()
-            .and_then(|f| f.facts(ev.netns, &ev.ifname).ok());
-        let found = d.received(ev, facts.as_deref());
-        self.counters.conflicts_dropped = d.dropped;
-        self.drain_changes_before(Some(ev.time));
-        found
-    }
-
-    /// A conflict, found now or read back: `-i` and `--netns` select it by where it was
-    /// seen; `--foreign-only` keeps it (it is what that option looks for).
-    fn push_conflict(&mut self, mut c: Held<'_, Conflict<'_>>) {
-        if !self
-            .filter
-            .matches(Some(&c.ifname), c.netns, c.netns_name.as_deref())
-            || !self.filter.direction_matches(Direction::In)
-        {
-            self.counters.filtered += 1;
-            return;
-        }
-        if let Some(n) = self.missing_name(c.netns, c.netns_name.as_deref()) {
-            c.to_mut().netns_name = Some(n);
-        }
-        self.counters.conflicts += 1;
-        self.last_time = self.last_time.max(c.time);
-        let rec = Record::Conflict(Held::Borrowed(&c));
-        self.each(|s| s.record(&rec));
     }
 
     /// A neighbour solicitation or advertisement: the same filters and steps as ARP, with

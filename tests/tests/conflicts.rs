@@ -176,6 +176,21 @@ fn one_address_from_two_macs_moves_and_the_observers_own_address_is_a_duplicate(
             ("ifname", json!("eth0")),
             ("gratuitous", json!(false)),
             ("cause", json!(null)),
+            // A request to the observer's own address: neigh_event_ns() overrides the entry
+            // neigh_event_ns() made for h1's request moments before.
+            ("overwritten", json!(true)),
+        ],
+    );
+    let over = t.wait_for(
+        |v| v["type"] == "neigh_change" && v["ip"] == both && v["new_mac"] == m2.as_str(),
+        EVENT_TIMEOUT,
+    );
+    assert_fields(
+        &over[0],
+        &[
+            ("old_mac", json!(m1)),
+            ("new_state", json!("stale")),
+            ("cause", json!("received_arp")),
         ],
     );
 
@@ -189,6 +204,9 @@ fn one_address_from_two_macs_moves_and_the_observers_own_address_is_a_duplicate(
     let failover = t.wait_for(|v| v["type"] == "conflict" && v["ip"] == vip, EVENT_TIMEOUT);
     assert_eq!(failover[0]["kind"], "ip_moved", "{}", failover[0]);
     assert_eq!(failover[0]["gratuitous"], true, "{}", failover[0]);
+    // The observer never had an entry for it (arp_accept=0 creates none from gratuitous ARP):
+    // nothing was overwritten, whatever the wire says.
+    assert_eq!(failover[0]["overwritten"], false, "{}", failover[0]);
 
     // h1 takes the observer's address and asks for h2 with it.
     h1.ip(&["addr", "add", "198.51.100.40/32", "dev", "eth0"]);

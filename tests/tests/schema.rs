@@ -145,6 +145,7 @@ fn live_output_a_trace_and_its_replay_follow_the_schema() {
             "facts_change",
             "header",
             "ndisc",
+            "neigh_change",
             "neigh_failed",
             "summary"
         ],

@@ -12,6 +12,7 @@
 //! dropped.
 
 pub mod owners;
+mod table;
 pub mod trigger;
 
 use std::borrow::Cow;
@@ -20,10 +21,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use arp_trace_common::{
-    NeighEvent, TriggerEvent, EVENT_NEIGH_DROP, FAMILY_INET6, HOOK_FENTRY, HOOK_KPROBE, LL_UNREAD,
-    NEIGH_FAILED,
+    NeighChangeEvent, NeighEvent, TriggerEvent, EVENT_NEIGH_DROP, FAMILY_INET6, HOOK_FENTRY,
+    HOOK_KPROBE, LL_UNREAD, NEIGH_FAILED,
 };
-use arp_trace_model::{ArpEvent, ArpOp, NdiscEvent, NeighFailed, Reason, Time, Trigger};
+use arp_trace_model::{
+    ArpEvent, ArpOp, NdiscEvent, NeighChange, NeighFailed, Reason, Time, Trigger,
+};
 
 use owners::{current_if_task, resolve_owner, Owner, SocketOwners};
 pub use trigger::Ifnames;
@@ -34,6 +37,7 @@ pub enum Joined {
     Arp(Box<ArpEvent<'static>>),
     Ndisc(Box<NdiscEvent<'static>>),
     Failed(Box<NeighFailed<'static>>),
+    Change(Box<NeighChange<'static>>),
 }
 
 /// A transmitted solicitation waiting for its records: an ARP request or an IPv6 neighbour
@@ -151,6 +155,8 @@ pub struct Joiner {
     early: Map<u32, (u64, Trigger<'static>, IpAddr)>,
     /// The latest NEIGH_FAILED drops on any CPU, newest last.
     recent_failed: VecDeque<RecentDrop>,
+    /// The newest ARP frame each CPU received, for the table changes it causes.
+    recent: table::RecentFrames,
     spare: Spare,
 }
 
@@ -221,8 +227,17 @@ impl Joiner {
             last_attempt: Map::default(),
             early: Map::default(),
             recent_failed: VecDeque::new(),
+            recent: table::RecentFrames::default(),
             spare: Spare::default(),
         }
+    }
+
+    /// A neighbour entry the kernel changed, with what caused it, in its place among the
+    /// others.
+    pub fn change(&mut self, raw: &NeighChangeEvent, out: &mut Vec<Joined>) {
+        let c = self.recent.change(raw, self.clock_offset);
+        self.learn_ifname(c.netns, c.ifindex, &c.ifname);
+        self.hand_on(Joined::Change(Box::new(c)), out);
     }
 
     /// Nanoseconds to add to a kernel timestamp (CLOCK_MONOTONIC) for wall-clock time.
@@ -242,6 +257,9 @@ impl Joiner {
         out: &mut Vec<Joined>,
     ) {
         self.learn_ifname(ev.netns, ev.ifindex, &ev.ifname);
+        if ev.received() {
+            self.recent.saw(cpu, &ev);
+        }
         // A packet socket's request carries its own trigger (the frame): nothing to join.
         if ev.op != ArpOp::Request || seq == 0 || ev.trigger.is_some() {
             let b = self.spare.arp(ev);

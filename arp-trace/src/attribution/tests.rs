@@ -259,7 +259,7 @@ fn events_leave_in_the_order_the_kernel_sent_them() {
         .iter()
         .map(|o| match o {
             Joined::Arp(e) => e.op,
-            Joined::Failed(_) | Joined::Ndisc(_) => panic!(),
+            _ => panic!(),
         })
         .collect();
     assert_eq!(ops, [ArpOp::Request, ArpOp::Reply]);
@@ -528,5 +528,78 @@ fn recycled_events_reuse_their_boxes_and_keep_nothing_of_the_old() {
     assert!(
         b.trigger.is_none(),
         "the recycled event's trigger must not show through"
+    );
+}
+
+fn change_event(cpu: u32, ip: [u8; 4], nlmsg_pid: u32, context: u32) -> NeighChangeEvent {
+    let mut c: NeighChangeEvent = unsafe { std::mem::zeroed() };
+    c.kind = arp_trace_common::EVENT_NEIGH_CHANGE;
+    c.cpu = cpu;
+    c.ts_ns = 2_000;
+    c.netns = 7;
+    c.ifindex = 2;
+    c.ip = ip;
+    c.nlmsg_pid = nlmsg_pid;
+    c.old_state = 0x02; // reachable
+    c.new_state = 0x04; // stale
+    c.addr_len = 6;
+    c.context = context;
+    c.old_ha[..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    c.new_ha[..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+    c.pid_tgid = 4242 << 32 | 4242;
+    c.comm[..2].copy_from_slice(b"ip");
+    c.ifname[..4].copy_from_slice(b"eth0");
+    c
+}
+
+#[test]
+fn a_table_change_joins_the_frame_its_cpu_just_received() {
+    use arp_trace_common::{CONTEXT_SOFTIRQ, CONTEXT_TASK};
+    use arp_trace_model::{ChangeCause, Direction, Mac};
+    let mut j = Joiner::new(0);
+    let mut out = Vec::new();
+    let mut rx =
+        crate::kernel::ring::tests::request_event("eth0", "198.51.100.30", "198.51.100.99");
+    rx.direction = Direction::In;
+    (rx.netns, rx.ifindex, rx.time) = (7, 2, Time(1_000));
+    rx.sender_mac = Mac([2, 0, 0, 0, 0, 2]);
+    j.arp(1, 0, rx, false, &mut out);
+    let ip = [198, 51, 100, 30];
+    let cause = |j: &mut Joiner, ev: NeighChangeEvent| {
+        let mut out = Vec::new();
+        j.change(&ev, &mut out);
+        match out.pop() {
+            Some(Joined::Change(c)) => *c,
+            _ => panic!("no change handed on"),
+        }
+    };
+    let c = cause(&mut j, change_event(1, ip, 0, CONTEXT_SOFTIRQ));
+    assert_eq!(c.cause, ChangeCause::ReceivedArp);
+    let f = c.frame.expect("the frame");
+    assert_eq!(f.sender_mac, Mac([2, 0, 0, 0, 0, 2]));
+    assert!(!f.gratuitous);
+    assert_eq!(c.old_mac, Some(Mac([2, 0, 0, 0, 0, 1])));
+    assert!(c.task.is_none());
+    // Another CPU's frame, or another address's, is not the cause.
+    assert_eq!(
+        cause(&mut j, change_event(2, ip, 0, CONTEXT_SOFTIRQ)).cause,
+        ChangeCause::Kernel
+    );
+    assert_eq!(
+        cause(
+            &mut j,
+            change_event(1, [198, 51, 100, 31], 0, CONTEXT_SOFTIRQ)
+        )
+        .cause,
+        ChangeCause::Kernel
+    );
+    // A netlink request names its port and task; a task without one is `task`.
+    let n = cause(&mut j, change_event(2, ip, 4242, CONTEXT_TASK));
+    assert_eq!((n.cause, n.nlmsg_pid), (ChangeCause::Netlink, Some(4242)));
+    let t = n.task.expect("task");
+    assert_eq!((t.pid, &*t.comm), (4242, "ip"));
+    assert_eq!(
+        cause(&mut j, change_event(2, ip, 0, CONTEXT_TASK)).cause,
+        ChangeCause::Task
     );
 }

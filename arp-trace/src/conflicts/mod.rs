@@ -12,11 +12,14 @@
 //! first and last time and the frames that showed it.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
 
 use arp_trace_model::intern;
-use arp_trace_model::{ArpEvent, Conflict, ConflictCause, ConflictKind, Mac, NsFacts, Time};
+use arp_trace_model::{
+    ArpEvent, Conflict, ConflictCause, ConflictKind, Mac, NeighChange, NsFacts, Time,
+};
 
 /// How long a sighting counts: an address at another MAC after this long is churn (a
 /// DHCP lease moved), not a conflict.
@@ -33,6 +36,9 @@ const LINKS_PER_IP: usize = 4;
 /// Requests this host sent remembered for `cause`, and MACs per namespace.
 const MAX_SENT: usize = 4096;
 const MACS_PER_NS: usize = 64;
+/// How long an `ip_moved` waits for the update its frame makes to the kernel's entry: the
+/// update's record follows the frame's on the same CPU within microseconds.
+pub const HOLD: Duration = Duration::from_millis(50);
 
 #[derive(Clone, Debug)]
 struct Sighting {
@@ -75,9 +81,45 @@ pub struct Detector {
     sent: HashMap<(Mac, Ipv4Addr), ConflictCause<'static>>,
     /// Sightings and conflicts not kept because a namespace's table was full of recent ones.
     pub dropped: u64,
+    /// `ip_moved` conflicts waiting to learn whether the kernel's entry was overwritten.
+    held: VecDeque<(Conflict<'static>, Instant)>,
 }
 
 impl Detector {
+    /// An `ip_moved` waits (at most [`HOLD`]) for the table change its frame makes.
+    pub fn hold(&mut self, c: Conflict<'static>) {
+        self.held.push_back((c, Instant::now()));
+    }
+
+    pub fn holds(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    /// The held conflict a table change settles: the receiving device's entry for the
+    /// address now at the conflict's new MAC, overwritten when it was valid at another.
+    pub fn settle(&mut self, ch: &NeighChange<'_>) -> Option<Conflict<'static>> {
+        let i = self.held.iter().position(|(c, _)| {
+            (c.netns, c.ifindex, c.ip) == (ch.netns, ch.ifindex, ch.ip) && ch.new_mac == Some(c.mac)
+        })?;
+        let (mut c, _) = self.held.remove(i)?;
+        c.overwritten = Some(ch.old_mac.is_some_and(|m| m != c.mac));
+        Some(c)
+    }
+
+    /// Held conflicts whose frame changed no entry in time (`all`: every one, at the end).
+    pub fn due(&mut self, all: bool) -> Vec<Conflict<'static>> {
+        let mut out = Vec::new();
+        while let Some((_, since)) = self.held.front() {
+            if !all && since.elapsed() < HOLD {
+                break;
+            }
+            let (mut c, _) = self.held.pop_front().expect("just seen");
+            c.overwritten = Some(false);
+            out.push(c);
+        }
+        out
+    }
+
     /// A frame this host sent, whatever the filters select: its MAC is its namespace's own.
     pub fn learn(&mut self, ev: &ArpEvent<'_>) {
         let ns = self.ns.entry(ev.netns).or_default();
@@ -219,6 +261,7 @@ impl Detector {
                     .get(&(ev.sender_mac, ip))
                     .filter(|c| ev.time.0 - c.time.0 <= WINDOW.0)
                     .cloned(),
+                overwritten: None,
             });
         }
         out

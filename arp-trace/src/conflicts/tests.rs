@@ -187,3 +187,62 @@ fn a_full_table_of_recent_sightings_drops_and_counts() {
     }
     assert_eq!(d.dropped, 5);
 }
+
+/// A table change from one valid MAC to another.
+fn change(
+    c: &arp_trace_model::Conflict<'_>,
+    old: Option<Mac>,
+) -> arp_trace_model::NeighChange<'static> {
+    use arp_trace_model::{ChangeCause, NeighChange, NudState};
+    NeighChange {
+        time: c.time,
+        netns: c.netns,
+        netns_name: None,
+        ifindex: c.ifindex,
+        ifname: "eth3".into(),
+        ip: c.ip,
+        old_mac: old,
+        new_mac: Some(c.mac),
+        old_state: NudState::Reachable,
+        new_state: NudState::Stale,
+        cause: ChangeCause::ReceivedArp,
+        frame: None,
+        nlmsg_pid: None,
+        task: None,
+    }
+}
+
+#[test]
+fn a_held_move_is_settled_by_its_table_change_or_by_time() {
+    let mut d = Detector::default();
+    let f = peer();
+    let vip = "198.51.100.100";
+    d.received(&rx("eth3", vip, SRV_ETH3, vip, 0), Some(&f));
+    let mut c = d.received(&rx("eth3", vip, OTHER, vip, 5), Some(&f));
+    assert_eq!(c[0].overwritten, None, "unknown until the table says");
+    let moved = c.remove(0);
+    d.hold(moved.clone());
+    assert!(d.holds());
+    // A change on another device, or to another MAC, settles nothing.
+    let mut elsewhere = change(&moved, Some(SRV_ETH3));
+    elsewhere.ifindex += 1;
+    assert!(d.settle(&elsewhere).is_none());
+    let mut other_mac = change(&moved, Some(SRV_ETH3));
+    other_mac.new_mac = Some(SRV_ETH3);
+    assert!(d.settle(&other_mac).is_none());
+    let settled = d.settle(&change(&moved, Some(SRV_ETH3))).expect("settled");
+    assert_eq!(settled.overwritten, Some(true));
+    assert!(!d.holds());
+    // An entry that was not valid before got its first MAC: nothing was overwritten.
+    d.hold(moved.clone());
+    assert_eq!(
+        d.settle(&change(&moved, None)).unwrap().overwritten,
+        Some(false)
+    );
+    // No change in time: not overwritten.
+    d.hold(moved.clone());
+    assert!(d.due(false).is_empty(), "still within HOLD");
+    let due = d.due(true);
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].overwritten, Some(false));
+}

@@ -14,6 +14,9 @@ pub enum Role {
     Transmit,
     /// Every frame a device hands up to the stack: ARP frames from the other end of the wire.
     Receive,
+    /// Each update of a neighbour entry: what received frames, `ip neigh` and the kernel
+    /// change in the table.
+    Table,
     /// The neighbour entry after a solicit (state, attempt, queue and its owner).
     Neighbour,
     /// Packets dropped from a neighbour's queue.
@@ -25,10 +28,16 @@ pub enum Role {
 }
 
 impl Role {
+    /// What the receive side adds, which `--direction out` leaves unattached.
+    pub fn receive_side(self) -> bool {
+        matches!(self, Role::Receive | Role::Table)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Role::Transmit => "transmit",
             Role::Receive => "receive",
+            Role::Table => "table",
             Role::Neighbour => "neighbour",
             Role::Drops => "drops",
             Role::Solicit => "solicit",
@@ -103,6 +112,8 @@ pub static HOOKS: &[Hook] = &[
         "netif_receive_skb",
         "tp_btf/netif_receive_skb",
     ),
+    common(Role::Table, "neigh_change_before", "tp_btf/neigh_update"),
+    common(Role::Table, "neigh_update_done", "tp_btf/neigh_update_done"),
     common(
         Role::Neighbour,
         "neigh_event_send_done",
@@ -300,7 +311,7 @@ mod tests {
         }
         let first_solicit = HOOKS.iter().position(|h| h.path.is_some()).unwrap();
         assert!(HOOKS[first_solicit..].iter().all(|h| h.path.is_some()));
-        assert_eq!(common_hooks().count(), 8);
+        assert_eq!(common_hooks().count(), 10);
         assert_eq!(
             HOOKS[0].role,
             Role::Context,

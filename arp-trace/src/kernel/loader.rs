@@ -90,6 +90,8 @@ pub fn resolve_offsets(btf: &Btf) -> Result<Offsets> {
         ifa6_scope: f("inet6_ifaddr", "scope").unwrap_or(0),
         ifa6_flags: f("inet6_ifaddr", "flags").unwrap_or(0),
         skb_data: f("sk_buff", "data")?,
+        neigh_ha: f("neighbour", "ha")?,
+        dev_addr_len: f("net_device", "addr_len")?,
     };
     Ok(o)
 }
@@ -141,7 +143,7 @@ pub fn short_cause(err: &(dyn std::error::Error + 'static)) -> String {
 /// Failures are left for `attach_program` to report, which loads what is not loaded yet.
 fn preload_common(ebpf: &mut Ebpf, btf: &aya::Btf, receive: bool) {
     let wanted: Vec<(&str, &str)> = common_hooks()
-        .filter(|h| receive || h.role != Role::Receive)
+        .filter(|h| receive || !h.role.receive_side())
         .filter_map(|h| Some((h.program?, h.attach.split_once('/')?.1)))
         .collect();
     let progs: Vec<(&str, &mut aya::programs::Program)> = ebpf
@@ -227,7 +229,7 @@ pub struct LoadOptions {
     /// Ring buffer size in bytes (power of two, multiple of the page size).
     pub buffer_bytes: u32,
     pub hooks: HookChoice,
-    /// Attach the receive hook (`--direction` is not `out`).
+    /// Attach the receive side's hooks (`--direction` is not `out`).
     pub receive: bool,
 }
 
@@ -352,7 +354,7 @@ impl Tracer {
         let (mut ebpf, aya_btf) = open_object(&offsets, &config, opts.buffer_bytes)?;
         preload_common(&mut ebpf, &aya_btf, opts.receive);
         let mut hooks = Vec::new();
-        for hook in common_hooks().filter(|h| opts.receive || h.role != Role::Receive) {
+        for hook in common_hooks().filter(|h| opts.receive || !h.role.receive_side()) {
             let program = hook.program.expect("common hooks have programs");
             attach_program(&mut ebpf, program, hook.attach, &aya_btf).map_err(|why| {
                 anyhow!(

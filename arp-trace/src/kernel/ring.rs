@@ -6,9 +6,10 @@ use std::borrow::Cow;
 use std::net::Ipv4Addr;
 
 use arp_trace_common::{
-    ArpRecvEvent, ArpXmitEvent, NdiscXmitEvent, NeighEvent, TriggerEvent, ADDR_SECONDARY,
-    CONF_ARP_NOTIFY, CONF_READ, CONF_ROUTE_LOCALNET, EVENT_ARP_RECV, EVENT_ARP_XMIT,
-    EVENT_NDISC_XMIT, EVENT_NEIGH, EVENT_NEIGH_DROP, EVENT_TRIGGER, NO_MAC_HEADER, XMIT_HAS_SK,
+    ArpRecvEvent, ArpXmitEvent, NdiscXmitEvent, NeighChangeEvent, NeighEvent, TriggerEvent,
+    ADDR_SECONDARY, CONF_ARP_NOTIFY, CONF_READ, CONF_ROUTE_LOCALNET, EVENT_ARP_RECV,
+    EVENT_ARP_XMIT, EVENT_NDISC_XMIT, EVENT_NEIGH, EVENT_NEIGH_CHANGE, EVENT_NEIGH_DROP,
+    EVENT_TRIGGER, NO_MAC_HEADER, XMIT_HAS_SK,
 };
 use arp_trace_model::{
     ArpEvent, ArpOp, Direction, EgressFacts, Hex, IfAddr, Mac, Origin, Task, Time, Trigger,
@@ -35,6 +36,8 @@ pub enum Raw<'a> {
     Ndisc(Cow<'a, NdiscXmitEvent>),
     Trigger(Cow<'a, TriggerEvent>),
     Neigh(Cow<'a, NeighEvent>),
+    /// A neighbour entry's address or validity changed.
+    NeighChange(Cow<'a, NeighChangeEvent>),
     /// Too short for its kind, or a kind this build does not know.
     Unknown,
 }
@@ -59,6 +62,9 @@ pub fn read(bytes: &[u8]) -> Raw<'_> {
             Raw::Trigger(view(bytes))
         }
         EVENT_NEIGH if bytes.len() >= std::mem::size_of::<NeighEvent>() => Raw::Neigh(view(bytes)),
+        EVENT_NEIGH_CHANGE if bytes.len() >= std::mem::size_of::<NeighChangeEvent>() => {
+            Raw::NeighChange(view(bytes))
+        }
         _ => Raw::Unknown,
     }
 }

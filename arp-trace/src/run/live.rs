@@ -182,6 +182,7 @@ fn deliver(pipeline: &mut Pipeline, joiner: &mut Joiner, joined: &mut Vec<Joined
             Joined::Arp(ev) => pipeline.push_owned(Owned::Arp(ev)),
             Joined::Ndisc(ev) => pipeline.push_owned(Owned::Ndisc(ev)),
             Joined::Failed(f) => pipeline.push_owned(Owned::Failed(f)),
+            Joined::Change(c) => pipeline.push_owned(Owned::Change(c)),
         };
         joiner.recycle(j);
     }
@@ -234,6 +235,7 @@ fn ingest(
         },
         Raw::Trigger(raw) => joiner.trigger(&raw),
         Raw::Neigh(raw) => joiner.neigh(&raw, out),
+        Raw::NeighChange(raw) => joiner.change(&raw, out),
         Raw::Unknown => {}
     }
 }
@@ -346,7 +348,7 @@ async fn stream(
                 guard.clear_ready();
                 done = guard.get_inner().take().is_some();
             }
-            _ = join_tick.tick(), if joiner.has_pending() => {
+            _ = join_tick.tick(), if joiner.has_pending() || pipeline.holds() => {
                 // Read what the kernel already queued first: after this process was not
                 // scheduled for JOIN_WAIT, the records that complete a pending request are
                 // sitting in the ring, and expiring before reading them loses the trigger.
@@ -355,6 +357,7 @@ async fn stream(
                 }
                 joiner.expire(false, &mut joined);
                 deliver(&mut pipeline, &mut joiner, &mut joined);
+                pipeline.release_held(false);
                 done = pipeline.flush() == Flow::Stop;
             }
             _ = poll_tick.tick(), if polling => {
@@ -429,6 +432,7 @@ async fn stream(
         );
         joiner.expire(true, &mut joined);
         deliver(&mut pipeline, &mut joiner, &mut joined);
+        pipeline.release_held(true);
     }
     pipeline.counters.lost = loader::read_lost(&lost_map);
     pipeline.counters.discarded = loader::read_lost(&discarded_map);

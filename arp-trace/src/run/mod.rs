@@ -217,6 +217,7 @@ pub fn counts_line(c: &Counters) -> String {
         (c.unmatched, "trigger records that matched no request"),
         (c.foreign, "with a foreign sender"),
         (c.conflicts, "address conflicts"),
+        (c.neigh_changes, "neighbour entries changed"),
         (
             c.conflicts_dropped,
             "address sightings not kept (conflict tables full)",
@@ -260,6 +261,7 @@ mod tests {
             received: 0,
             conflicts: 0,
             conflicts_dropped: 0,
+            neigh_changes: 0,
         };
         assert_eq!(
             counts_line(&c),

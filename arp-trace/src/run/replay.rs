@@ -160,6 +160,7 @@ impl Occurrences {
             // `-i` does not select changes; `--netns` does.
             Record::FactsChange(c) => (None, c.netns, c.netns_name.as_deref()),
             Record::Conflict(c) => (Some(&*c.ifname), c.netns, c.netns_name.as_deref()),
+            Record::NeighChange(c) => (Some(&*c.ifname), c.netns, c.netns_name.as_deref()),
             Record::Header(_) | Record::Summary(_) => return,
         };
         if !self.interfaces.is_empty() {

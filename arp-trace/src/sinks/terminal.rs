@@ -9,8 +9,8 @@ use arp_trace_model::{visible, ChangeKind, Record};
 
 use super::text::{
     conflict_cause_lines, describe, describe_change, describe_conflict, describe_failed,
-    describe_ndisc, explanation_lines, failed_lines, label, local_clock_micros,
-    ndisc_explanation_lines, ndisc_trigger_suffix, trigger_suffix, where_label,
+    describe_ndisc, describe_neigh_change, explanation_lines, failed_lines, label,
+    local_clock_micros, ndisc_explanation_lines, ndisc_trigger_suffix, trigger_suffix, where_label,
 };
 use super::Output;
 use crate::pipeline::Sink;
@@ -120,6 +120,15 @@ impl Sink for TerminalSink {
                     writeln!(w, "{}", visible(&line))?;
                 }
                 Ok(())
+            }
+            Record::NeighChange(c) => {
+                let line = format!(
+                    "{} {} {}",
+                    local_clock_micros(c.time.0),
+                    label(c.netns_name.as_deref(), c.netns, &c.ifname, self.own),
+                    describe_neigh_change(c)
+                );
+                writeln!(w, "{}", visible(&line))
             }
             Record::Header(_) | Record::Summary(_) => Ok(()),
         }

@@ -3,8 +3,8 @@
 //! under a request, a change of facts, and local wall-clock time.
 
 use arp_trace_model::{
-    ArpEvent, ArpOp, ChangeKind, Conflict, ConflictKind, FactsChange, NdiscEvent, NdiscOp,
-    NeighFailed, Origin, Trigger, Verdict,
+    ArpEvent, ArpOp, ChangeCause, ChangeKind, Conflict, ConflictKind, FactsChange, Mac, NdiscEvent,
+    NdiscOp, NeighChange, NeighFailed, NudState, Origin, Trigger, Verdict,
 };
 
 /// `srv/eth3` for a named namespace, `eth3` in the tracer's own, `4026532281/eth3` otherwise;
@@ -58,9 +58,14 @@ pub fn describe_conflict(c: &Conflict<'_>) -> String {
     let other = c.other_ifname.as_deref().unwrap_or("?");
     let detail = match c.kind {
         ConflictKind::IpMoved => format!(
-            "was at {}{}",
+            "was at {}{}{}",
             c.other_mac.map_or("?".to_string(), |m| m.to_string()),
-            if c.gratuitous { ", gratuitous" } else { "" }
+            if c.gratuitous { ", gratuitous" } else { "" },
+            match c.overwritten {
+                Some(true) => ", the kernel's entry overwritten",
+                Some(false) => ", the kernel's entry not overwritten",
+                None => "",
+            }
         ),
         ConflictKind::IpOnTwoLinks => format!(
             "at {} on {other}",
@@ -81,6 +86,35 @@ pub fn describe_conflict(c: &Conflict<'_>) -> String {
         String::new()
     };
     format!("CONFLICT {} {} at {} ({detail}{seen})", c.kind, c.ip, c.mac)
+}
+
+/// A neighbour entry the kernel changed: before, after, and why.
+pub fn describe_neigh_change(c: &NeighChange<'_>) -> String {
+    let side = |mac: Option<Mac>, state: NudState| match mac {
+        Some(m) => format!("{m} ({})", state.name()),
+        None => state.name().to_string(),
+    };
+    let by = match (c.cause, &c.frame, &c.task) {
+        (ChangeCause::ReceivedArp, Some(f), _) => format!(
+            "received {} {} is-at {}{}",
+            match f.op {
+                ArpOp::Request => "request from",
+                ArpOp::Reply => "reply:",
+            },
+            f.sender_ip,
+            f.sender_mac,
+            if f.gratuitous { " (gratuitous)" } else { "" }
+        ),
+        (ChangeCause::Netlink, _, Some(t)) => format!("{}[{}] over netlink", t.comm, t.pid),
+        (ChangeCause::Task, _, Some(t)) => format!("{}[{}]", t.comm, t.pid),
+        (cause, _, _) => cause.code().replace('_', " "),
+    };
+    format!(
+        "NEIGH {} {} -> {}, by {by}",
+        c.ip,
+        side(c.old_mac, c.old_state),
+        side(c.new_mac, c.new_state)
+    )
 }
 
 /// The line under a conflict that names this host's own request behind it.

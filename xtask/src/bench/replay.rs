@@ -66,6 +66,7 @@ fn write_trace(path: &Path, header: &str, lines: &[String], n: u64) -> Result<u6
             Record::NeighFailed(f) => f.to_mut().time = time,
             Record::FactsChange(c) => c.to_mut().time = time,
             Record::Conflict(c) => c.to_mut().time = time,
+            Record::NeighChange(c) => c.to_mut().time = time,
             Record::Header(_) | Record::Summary(_) => bail!("a captured line is not an event"),
         }
         w.write(&rec)?;

@@ -63,7 +63,7 @@ pub const MATRIX: &[Row] = &[
 ];
 
 /// Test binaries whose tests never depend on how `arp_solicit()`'s packet is caught (received
-/// frames and conflicts, IPv6 neighbour discovery, whose packet always comes from the
+/// frames, the neighbour table's changes and conflicts, IPv6 neighbour discovery, whose packet always comes from the
 /// neighbour's queue, trace files and their rotation, exit statuses, metrics, hostile names
 /// and files, namespace names, the ring's wakeups): they run in each kernel's `auto` row
 /// only, not again under every forced solicit path. The suite's time is bounded (README:
@@ -79,6 +79,7 @@ pub const PATH_INDEPENDENT: &[&str] = &[
     "netns_names",
     "receive",
     "rotation",
+    "table",
     "wakeups",
 ];
 

@@ -242,6 +242,30 @@ fn aggregate(st: &State, out: &mut Vec<MetricFamily>) {
     f.done(out);
 
     let mut f = Family::counter(
+        "arp_trace_neigh_changes_total",
+        "IPv4 neighbour entries whose link-layer address or validity an update changed, by \
+         namespace, device and cause (received_arp, netlink, task, kernel).",
+    );
+    series(
+        &mut f,
+        &st.neigh_changes,
+        |k| {
+            vec![
+                ("netns", ns(k.netns)),
+                ("device", k.device.to_string()),
+                ("cause", k.cause.code().into()),
+            ]
+        },
+        &[
+            ("netns", OVERFLOW),
+            ("device", OVERFLOW),
+            ("cause", OVERFLOW),
+        ],
+        &mut book,
+    );
+    f.done(out);
+
+    let mut f = Family::counter(
         "arp_trace_received_total",
         "ARP frames the host's devices received from the wire, by namespace, device and op \
          (request, reply).",

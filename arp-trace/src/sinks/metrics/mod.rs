@@ -144,6 +144,14 @@ pub struct ConflictKey {
     pub kind: arp_trace_model::ConflictKind,
 }
 
+/// A neighbour-table change's labels.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ChangeKey {
+    pub netns: u32,
+    pub device: Box<str>,
+    pub cause: arp_trace_model::ChangeCause,
+}
+
 /// A received ARP frame's labels.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ReceivedKey {
@@ -205,6 +213,8 @@ pub struct State {
     pub received: Series<ReceivedKey>,
     /// Address conflicts reported, where they were seen.
     pub conflicts: Series<ConflictKey>,
+    /// Neighbour entries the kernel changed, where and why.
+    pub neigh_changes: Series<ChangeKey>,
     pub foreign: Series<SenderKey>,
     pub failures: Series<DeviceKey>,
     pub dropped: Series<DeviceKey>,
@@ -223,6 +233,7 @@ impl Default for State {
             replies: Series::new(MAX_DEVICE_SERIES),
             received: Series::new(MAX_DEVICE_SERIES),
             conflicts: Series::new(MAX_DEVICE_SERIES),
+            neigh_changes: Series::new(MAX_DEVICE_SERIES),
             foreign: Series::new(MAX_SENDER_SERIES),
             failures: Series::new(MAX_DEVICE_SERIES),
             dropped: Series::new(MAX_DEVICE_SERIES),
@@ -378,6 +389,7 @@ impl State {
         self.replies.sweep(now);
         self.received.sweep(now);
         self.conflicts.sweep(now);
+        self.neigh_changes.sweep(now);
         self.foreign.sweep(now);
         self.failures.sweep(now);
         self.dropped.sweep(now);
@@ -493,6 +505,15 @@ impl Sink for MetricsSink {
                     netns: c.netns,
                     device: c.ifname.as_ref().into(),
                     kind: c.kind,
+                },
+                1,
+                now,
+            ),
+            Record::NeighChange(c) => st.neigh_changes.add(
+                ChangeKey {
+                    netns: c.netns,
+                    device: c.ifname.as_ref().into(),
+                    cause: c.cause,
                 },
                 1,
                 now,

@@ -1,0 +1,107 @@
+//! Neighbour-table changes (`neigh_change`) and what caused each. The cause of an update in
+//! `arp_process()` is the frame the device just received: `netif_receive_skb` recorded it on
+//! the same CPU, in the same softirq, moments before `neigh_update`, so the newest frame each
+//! CPU received is kept and an update of that frame's sender on that device joins it.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use arp_trace_common::{NeighChangeEvent, CONTEXT_TASK};
+use arp_trace_model::{ArpEvent, ChangeCause, ChangeFrame, Mac, NeighChange, NudState, Task, Time};
+
+/// How long after its frame an update may still join it: the two are microseconds apart on
+/// one CPU, but an emulated guest can stretch that.
+const FRAME_WINDOW_NS: i128 = 50_000_000;
+
+struct Received {
+    netns: u32,
+    ifindex: u32,
+    frame: ChangeFrame,
+}
+
+/// The newest ARP frame each CPU received.
+#[derive(Default)]
+pub struct RecentFrames {
+    by_cpu: HashMap<u32, Received>,
+}
+
+impl RecentFrames {
+    pub fn saw(&mut self, cpu: u32, ev: &ArpEvent<'_>) {
+        self.by_cpu.insert(
+            cpu,
+            Received {
+                netns: ev.netns,
+                ifindex: ev.ifindex,
+                frame: ChangeFrame {
+                    time: ev.time,
+                    op: ev.op,
+                    sender_ip: ev.sender_ip,
+                    sender_mac: ev.sender_mac,
+                    target_ip: ev.target_ip,
+                    gratuitous: ev.sender_ip == ev.target_ip,
+                },
+            },
+        );
+    }
+
+    /// The change the kernel record describes, with its cause.
+    pub fn change(&mut self, raw: &NeighChangeEvent, clock_offset: i128) -> NeighChange<'static> {
+        let time = Time(raw.ts_ns as i128 + clock_offset);
+        let ip = Ipv4Addr::from(raw.ip);
+        let (old_state, new_state) = (
+            NudState::from_bits(raw.old_state),
+            NudState::from_bits(raw.new_state),
+        );
+        let mac = |ha: &[u8; 8], state: NudState| {
+            (state.valid() && raw.addr_len == 6)
+                .then(|| Mac::from_slice(&ha[..6]))
+                .flatten()
+        };
+        let task = (raw.context == CONTEXT_TASK).then(|| Task {
+            pid: (raw.pid_tgid >> 32) as u32,
+            comm: arp_trace_model::kernel_name(&raw.comm).into(),
+        });
+        let frame = self
+            .by_cpu
+            .get(&raw.cpu)
+            .filter(|r| {
+                (r.netns, r.ifindex) == (raw.netns, raw.ifindex)
+                    && r.frame.sender_ip == ip
+                    && (0..=FRAME_WINDOW_NS).contains(&(time.0 - r.frame.time.0))
+            })
+            .map(|r| r.frame.clone());
+        let cause = if raw.nlmsg_pid != 0 {
+            ChangeCause::Netlink
+        } else if frame.is_some() {
+            ChangeCause::ReceivedArp
+        } else if task.is_some() {
+            ChangeCause::Task
+        } else {
+            ChangeCause::Kernel
+        };
+        NeighChange {
+            time,
+            netns: raw.netns,
+            netns_name: None,
+            ifindex: raw.ifindex,
+            ifname: arp_trace_model::intern::kernel_name(&raw.ifname),
+            ip,
+            old_mac: mac(&raw.old_ha, old_state),
+            new_mac: mac(&raw.new_ha, new_state),
+            old_state,
+            new_state,
+            cause,
+            frame: if cause == ChangeCause::ReceivedArp {
+                frame
+            } else {
+                None
+            },
+            nlmsg_pid: (raw.nlmsg_pid != 0).then_some(raw.nlmsg_pid),
+            task: if matches!(cause, ChangeCause::Netlink | ChangeCause::Task) {
+                task
+            } else {
+                None
+            },
+        }
+    }
+}

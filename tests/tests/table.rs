@@ -1,0 +1,196 @@
+//! End-to-end: the neighbour table's changes (`neigh_change`), each with its cause, on a
+//! bridge with real frames: a reply resolving an entry, a frame the kernel refuses to let
+//! overwrite a fresh entry (`locktime`) and the same frame once that time is over, and an
+//! `ip neigh replace` (an administrative change, not a conflict).
+//!
+//! The expected values come from `net/ipv4/arp.c` and `net/core/neighbour.c`: `arp_process()`
+//! updates the sender's existing entry with `NEIGH_UPDATE_F_OVERRIDE` only when the entry was
+//! last updated more than `locktime` ago (or the frame is gratuitous); without it,
+//! `__neigh_update()` leaves a valid entry's address alone. A received reply to this host
+//! makes the entry REACHABLE, a request STALE. `neigh_add()` passes the netlink sender's port
+//! to `__neigh_update()`, and a netlink socket's port is its process id unless it bound one.
+
+use std::process::Command;
+use std::time::Duration;
+
+use arp_trace_e2e::*;
+
+#[test]
+#[ignore = "entry point of helper processes, not a test"]
+fn helper_process() {
+    helper_main()
+}
+
+fn changes(t: &Tracer, ns: &Netns, ip: &str) -> Vec<Value> {
+    t.matching(|v| v["type"] == "neigh_change" && from_ns(v, ns) && v["ip"] == ip)
+}
+
+/// An observer and two hosts on one switch; the observer's entry for an address h1 holds.
+#[test]
+fn an_entry_is_overwritten_only_after_locktime() {
+    let sw = Switch::new();
+    let (obs, h1, h2) = (Netns::new("ob"), Netns::new("h1"), Netns::new("h2"));
+    sw.plug(&obs, "eth0", "198.51.100.40/24");
+    sw.plug(&h1, "eth0", "198.51.100.30/24");
+    sw.plug(&h2, "eth0", "198.51.100.31/24");
+    for h in [&obs, &h1, &h2] {
+        h.wait_link_up("eth0");
+    }
+    // 3 s (USER_HZ) rather than 1: the test's own steps must fit inside it under emulation.
+    obs.sysctl("net/ipv4/neigh/eth0/locktime", "300");
+    let t = Tracer::start(&["--json", "-4", "--netns", obs.name()]);
+    let (m1, m2) = (h1.mac("eth0"), h2.mac("eth0"));
+    let addr = "198.51.100.30";
+
+    // The observer asks, h1 answers: INCOMPLETE -> REACHABLE at h1's MAC, by that reply.
+    obs.send_udp(None, udp(addr));
+    let learnt = t.wait_for(
+        |v| v["type"] == "neigh_change" && v["ip"] == addr && v["new_mac"] == m1.as_str(),
+        EVENT_TIMEOUT,
+    );
+    assert_fields(
+        &learnt[0],
+        &[
+            ("ifname", json!("eth0")),
+            ("netns", json!(obs.inode())),
+            ("old_mac", json!(null)),
+            ("old_state", json!("incomplete")),
+            ("new_state", json!("reachable")),
+            ("cause", json!("received_arp")),
+            ("nlmsg_pid", json!(null)),
+            ("task", json!(null)),
+        ],
+    );
+    assert_fields(
+        &learnt[0]["frame"],
+        &[
+            ("op", json!("reply")),
+            ("sender_ip", json!(addr)),
+            ("sender_mac", json!(m1)),
+            ("target_ip", json!("198.51.100.40")),
+            ("gratuitous", json!(false)),
+        ],
+    );
+
+    // Within locktime h2 claims the address in a request to someone else: the address moved
+    // on the wire, but the kernel keeps its entry (no override, a valid entry's address
+    // stays).
+    let mut a2 = Helper::spawn(&h2, "claim-h2");
+    a2.arp_from("eth0", addr, "198.51.100.99", &m2);
+    let moved = t.wait_for(
+        |v| v["type"] == "conflict" && v["ip"] == addr && v["kind"] == "ip_moved",
+        EVENT_TIMEOUT,
+    );
+    assert_fields(
+        &moved[0],
+        &[
+            ("mac", json!(m2)),
+            ("other_mac", json!(m1)),
+            ("overwritten", json!(false)),
+        ],
+    );
+    assert_eq!(changes(&t, &obs, addr).len(), 1, "{:?}", t.lines());
+
+    // Past locktime the same frame overrides: STALE at h2's MAC (a request), by that frame.
+    std::thread::sleep(Duration::from_millis(3500));
+    a2.arp_from("eth0", addr, "198.51.100.99", &m2);
+    let over = t.wait_for(
+        |v| v["type"] == "neigh_change" && v["ip"] == addr && v["new_mac"] == m2.as_str(),
+        EVENT_TIMEOUT,
+    );
+    assert_fields(
+        &over[0],
+        &[
+            ("old_mac", json!(m1)),
+            ("new_state", json!("stale")),
+            ("cause", json!("received_arp")),
+        ],
+    );
+    assert_fields(
+        &over[0]["frame"],
+        &[
+            ("op", json!("request")),
+            ("sender_mac", json!(m2)),
+            ("target_ip", json!("198.51.100.99")),
+        ],
+    );
+    let (st, _, stderr) = t.stop();
+    assert!(st.success(), "{stderr}");
+    assert!(stderr.contains("; 2 neighbour entries changed"), "{stderr}");
+}
+
+/// `ip neigh replace` with another MAC: a change by netlink, named by the `ip` that made it,
+/// and no conflict (nothing was received).
+#[test]
+fn ip_neigh_replace_is_an_administrative_change_not_a_conflict() {
+    let sw = Switch::new();
+    let (obs, h1) = (Netns::new("ob"), Netns::new("h1"));
+    sw.plug(&obs, "eth0", "198.51.100.40/24");
+    sw.plug(&h1, "eth0", "198.51.100.30/24");
+    for h in [&obs, &h1] {
+        h.wait_link_up("eth0");
+    }
+    let d = Scratch::new("table-replace");
+    let trace = d.file("t.jsonl");
+    let t = Tracer::start(&["--json", "-4", "--netns", obs.name(), "-w", &trace]);
+    let addr = "198.51.100.30";
+    obs.send_udp(None, udp(addr));
+    t.wait_for(
+        |v| v["type"] == "neigh_change" && v["ip"] == addr && v["cause"] == "received_arp",
+        EVENT_TIMEOUT,
+    );
+    let fake = "02:00:5e:00:53:30";
+    let ip = Command::new("ip")
+        .args(["-n", obs.name(), "neigh", "replace", addr, "lladdr", fake])
+        .args(["dev", "eth0", "nud", "permanent"])
+        .spawn()
+        .expect("ip");
+    let pid = ip.id();
+    let out = ip.wait_with_output().expect("ip");
+    assert!(out.status.success(), "{out:?}");
+    let admin = t.wait_for(
+        |v| v["type"] == "neigh_change" && v["ip"] == addr && v["cause"] == "netlink",
+        EVENT_TIMEOUT,
+    );
+    assert_fields(
+        &admin[0],
+        &[
+            ("old_mac", json!(h1.mac("eth0"))),
+            ("new_mac", json!(fake)),
+            ("old_state", json!("reachable")),
+            ("new_state", json!("permanent")),
+            ("nlmsg_pid", json!(pid)),
+            ("task", json!({"pid": pid, "comm": "ip"})),
+            ("frame", json!(null)),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (st, stdout, stderr) = t.stop();
+    assert!(st.success(), "{stderr}");
+    let all = parse_json_lines(&stdout);
+    assert!(
+        all.iter().all(|v| v["type"] != "conflict"),
+        "an administrative change is no conflict: {stdout}"
+    );
+    // Replay shows the same changes, in words too.
+    let replay = arp_trace(&["-r", &trace, "--json"]);
+    assert!(replay.status.success(), "{replay:?}");
+    let replayed: Vec<Value> = parse_json_lines(&replay.stdout)
+        .into_iter()
+        .filter(|v| v["type"] == "neigh_change")
+        .collect();
+    let live: Vec<Value> = all
+        .into_iter()
+        .filter(|v| v["type"] == "neigh_change")
+        .collect();
+    assert_eq!(replayed, live);
+    let text = arp_trace(&["-r", &trace]);
+    assert!(
+        text.stdout.contains(&format!(
+            "NEIGH {addr} {} (reachable) -> {fake} (permanent), by ip[{pid}] over netlink",
+            h1.mac("eth0")
+        )),
+        "{}",
+        text.stdout
+    );
+}
