@@ -203,6 +203,19 @@ impl<'a> Record<'a> {
         })
     }
 
+    /// When the record's event happened; none for the header and the summary.
+    pub fn time(&self) -> Option<crate::Time> {
+        Some(match self {
+            Record::Arp(e) => e.time,
+            Record::Ndisc(e) => e.time,
+            Record::NeighFailed(f) => f.time,
+            Record::FactsChange(c) => c.time,
+            Record::Conflict(c) => c.time,
+            Record::NeighChange(c) => c.time,
+            Record::Header(_) | Record::Summary(_) => return None,
+        })
+    }
+
     /// The request or solicitation this record is, if it is one.
     pub fn solicitation(&self) -> Option<crate::Solicitation<'_, 'a>> {
         match self {

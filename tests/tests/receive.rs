@@ -112,6 +112,32 @@ fn the_peer_receives_the_seeds_foreign_sender() {
     );
     assert!(has(&format!("{c}/eth0|0x00000002|2|{C3_IP}")), "{text}");
     assert!(has(&format!("{s}/eth3|0x00000001|2|{C3_IP}")), "{text}");
+    // The received request's comment names the conflict it showed and the entry it made in
+    // c3's table (neigh_event_ns(): a request for c3's own address, from a new sender).
+    let out = Command::new("tshark")
+        .args(["-r", &pcap, "-T", "fields", "-e", "frame.comment"])
+        .args([
+            "-Y",
+            &format!("arp.opcode == 1 && frame.interface_name == \"{c}/eth0\""),
+        ])
+        .output()
+        .expect("tshark runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let m = srv.mac("eth3");
+    assert!(
+        text.contains(&format!(
+            "CONFLICT foreign_sender_received {SRV_ETH5_IP} at {m} (in none of eth0's subnets)"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "the kernel's table: NEIGH {SRV_ETH5_IP} none -> {m} (stale), by received request \
+             from {SRV_ETH5_IP} is-at {m}"
+        )),
+        "{text}"
+    );
 }
 
 /// A broadcast request through a bridge is received on the port, received again on the

@@ -1,19 +1,25 @@
 //! `--pcap FILE`: the ARP and ND frames as pcapng for Wireshark, one interface block per
 //! (namespace, interface) named `netns/ifname`, nanosecond timestamps, and each packet's
-//! trigger and explanation as the packet comment.
+//! trigger and explanation as the packet comment. A received frame's comment also names the
+//! conflicts it showed and the change it made to the kernel's table: those records come
+//! after it, so packets wait a moment ([`HOLD_NS`]) before they are written.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
 use arp_trace_model::{
-    visible, ArpEvent, Mac, NdiscEvent, NdiscOp, Record, Time, Trigger, Verdict,
+    visible, ArpEvent, ChangeCause, Conflict, Mac, NdiscEvent, NdiscOp, NeighChange, Record, Time,
+    Trigger, Verdict,
 };
 
-use super::text::{describe, describe_ndisc, describe_trigger};
+use super::text::{
+    describe, describe_conflict, describe_ndisc, describe_neigh_change, describe_trigger,
+};
 use crate::pipeline::{Counters, Sink};
 
 const SHB: u32 = 0x0A0D_0D0A;
@@ -32,6 +38,22 @@ const SHB_USERAPPL: u16 = 4;
 /// Interface blocks written; frames on further (namespace, interface) pairs share one more
 /// block, `other interfaces`, and name their interface in their comment.
 const MAX_INTERFACES: usize = 65_536;
+/// A packet is written once a record this much newer came, or (live) once it is a second
+/// old: an `ip_moved` conflict waits up to 50 ms for its table change.
+pub const HOLD_NS: i128 = 200_000_000;
+const HOLD_WALL_NS: i128 = 1_000_000_000;
+/// Packets held at most; the oldest is written when one more comes.
+const MAX_HELD: usize = 1024;
+
+/// A packet not written yet, and what a later record matches it by (received ARP only).
+struct HeldPacket {
+    id: u32,
+    time: Time,
+    data: Vec<u8>,
+    comment: String,
+    flags: u32,
+    received: Option<(u32, String, Ipv4Addr, Mac)>,
+}
 
 fn pad4(n: usize) -> usize {
     (4 - n % 4) % 4
@@ -183,6 +205,9 @@ pub struct PcapngWriter {
     /// The block frames beyond `MAX_INTERFACES` interfaces share, once written.
     other: Option<u32>,
     block: Vec<u8>,
+    held: VecDeque<HeldPacket>,
+    /// The newest record's time.
+    newest: Time,
 }
 
 impl PcapngWriter {
@@ -195,6 +220,8 @@ impl PcapngWriter {
             interfaces: HashMap::new(),
             other: None,
             block: Vec::with_capacity(512),
+            held: VecDeque::new(),
+            newest: Time(i128::MIN),
         };
         let mut body = Vec::new();
         body.extend_from_slice(&0x1A2B_3C4Du32.to_le_bytes());
@@ -295,62 +322,142 @@ impl PcapngWriter {
         } else {
             EPB_OUTBOUND
         };
-        self.write_packet(
+        let received = ev
+            .received()
+            .then(|| (ev.netns, ev.ifname.to_string(), ev.sender_ip, ev.sender_mac));
+        self.hold_packet(
             &Place::of_arp(ev),
             ev.time,
-            &data,
+            data,
             c,
             ev.eth_dst.is_none(),
             flags,
+            received,
         )
     }
 
     fn ndisc_packet(&mut self, ev: &NdiscEvent<'_>) -> io::Result<()> {
         let data = ndisc_ethernet(ev);
         let c = ndisc_comment(ev);
-        self.write_packet(
+        self.hold_packet(
             &Place::of_ndisc(ev),
             ev.time,
-            &data,
+            data,
             c,
             ev.eth_dst.is_none(),
             EPB_OUTBOUND,
+            None,
         )
     }
 
-    fn write_packet(
+    #[allow(clippy::too_many_arguments)]
+    fn hold_packet(
         &mut self,
         place: &Place<'_>,
         time: Time,
-        data: &[u8],
-        comment: String,
+        data: Vec<u8>,
+        mut comment: String,
         no_l2: bool,
-        direction: u32,
+        flags: u32,
+        received: Option<(u32, String, Ipv4Addr, Mac)>,
     ) -> io::Result<()> {
         let (id, other) = self.interface(place).map_err(|e| self.err(e))?;
-        let ts = time.0.max(0) as u64;
-        let b = &mut self.block;
-        b.clear();
-        b.extend_from_slice(&id.to_le_bytes());
-        b.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
-        b.extend_from_slice(&(ts as u32).to_le_bytes());
-        b.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        b.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        b.extend_from_slice(data);
-        b.extend(std::iter::repeat_n(0, pad4(data.len())));
-        let mut c = comment;
         if other {
-            c = format!("interface {}; {c}", interface_name(place));
+            comment = format!("interface {}; {comment}", interface_name(place));
         }
         if no_l2 {
-            c.push_str(if direction == EPB_INBOUND {
+            comment.push_str(if flags == EPB_INBOUND {
                 "; received without a link-layer header (Ethernet header added)"
             } else {
                 "; sent without a link-layer header (Ethernet header added)"
             });
         }
-        option_bytes(b, EPB_FLAGS, &direction.to_le_bytes());
-        option(b, OPT_COMMENT, &c);
+        if self.held.len() >= MAX_HELD {
+            self.write_front()?;
+        }
+        self.held.push_back(HeldPacket {
+            id,
+            time,
+            data,
+            comment,
+            flags,
+            received,
+        });
+        Ok(())
+    }
+
+    /// The held received frame that showed a conflict or made a table change, by where it
+    /// arrived, its sender and its time.
+    fn held_frame(
+        &mut self,
+        netns: u32,
+        ifname: &str,
+        sender: (Ipv4Addr, Mac),
+        time: Time,
+    ) -> Option<&mut HeldPacket> {
+        self.held.iter_mut().rev().find(|p| {
+            p.time == time
+                && p.received.as_ref().is_some_and(|(n, i, ip, mac)| {
+                    (*n, i.as_str(), (*ip, *mac)) == (netns, ifname, sender)
+                })
+        })
+    }
+
+    fn note_conflict(&mut self, c: &Conflict<'_>) {
+        let text = visible(&describe_conflict(c)).into_owned();
+        if let Some(p) = self.held_frame(c.netns, &c.ifname, (c.ip, c.mac), c.time) {
+            p.comment.push_str("; ");
+            p.comment.push_str(&text);
+        }
+    }
+
+    fn note_change(&mut self, c: &NeighChange<'_>) {
+        let Some(f) = c
+            .frame
+            .as_ref()
+            .filter(|_| c.cause == ChangeCause::ReceivedArp)
+        else {
+            return;
+        };
+        let text = visible(&describe_neigh_change(c)).into_owned();
+        if let Some(p) = self.held_frame(c.netns, &c.ifname, (f.sender_ip, f.sender_mac), f.time) {
+            p.comment.push_str("; the kernel's table: ");
+            p.comment.push_str(&text);
+        }
+    }
+
+    /// Writes the packets whose wait is over: `wall` also those a second old by the clock
+    /// (live, when nothing newer comes), `all` every one.
+    fn release(&mut self, wall: bool, all: bool) -> io::Result<()> {
+        let now = wall.then(|| Time::now().0);
+        while let Some(p) = self.held.front() {
+            let due = all
+                || self.newest.0.saturating_sub(p.time.0) >= HOLD_NS
+                || now.is_some_and(|n| n.saturating_sub(p.time.0) >= HOLD_WALL_NS);
+            if !due {
+                break;
+            }
+            self.write_front()?;
+        }
+        Ok(())
+    }
+
+    fn write_front(&mut self) -> io::Result<()> {
+        let Some(p) = self.held.pop_front() else {
+            return Ok(());
+        };
+        let ts = p.time.0.max(0) as u64;
+        let b = &mut self.block;
+        b.clear();
+        b.extend_from_slice(&p.id.to_le_bytes());
+        b.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
+        b.extend_from_slice(&(ts as u32).to_le_bytes());
+        b.extend_from_slice(&(p.data.len() as u32).to_le_bytes());
+        b.extend_from_slice(&(p.data.len() as u32).to_le_bytes());
+        b.extend_from_slice(&p.data);
+        b.extend(std::iter::repeat_n(0, pad4(p.data.len())));
+        option_bytes(b, EPB_FLAGS, &p.flags.to_le_bytes());
+        option(b, OPT_COMMENT, &p.comment);
         option(b, OPT_END, "");
         let blk = block(EPB, b);
         self.out.write_all(&blk).map_err(|e| self.err(e))
@@ -363,15 +470,23 @@ impl Sink for PcapngWriter {
     }
     fn record(&mut self, rec: &Record<'_>) -> io::Result<()> {
         match rec {
-            Record::Arp(ev) => self.packet(ev),
-            Record::Ndisc(ev) => self.ndisc_packet(ev),
-            _ => Ok(()),
+            Record::Arp(ev) => self.packet(ev)?,
+            Record::Ndisc(ev) => self.ndisc_packet(ev)?,
+            Record::Conflict(c) => self.note_conflict(c),
+            Record::NeighChange(c) => self.note_change(c),
+            _ => {}
         }
+        if let Some(t) = rec.time() {
+            self.newest = self.newest.max(t);
+        }
+        self.release(false, false)
     }
     fn flush(&mut self) -> io::Result<()> {
+        self.release(true, false)?;
         self.out.flush().map_err(|e| self.err(e))
     }
     fn finish(&mut self, _: &Counters) -> io::Result<()> {
+        self.release(false, true)?;
         self.out.flush().map_err(|e| self.err(e))?;
         self.out.get_ref().sync_data().map_err(|e| self.err(e))
     }
@@ -453,7 +568,8 @@ mod tests {
             }
             o += len;
         }
-        assert_eq!(kinds, [SHB, IDB, EPB, EPB, IDB, EPB]);
+        // Packets wait (HOLD_NS) for the records that annotate them; interfaces do not.
+        assert_eq!(kinds, [SHB, IDB, IDB, EPB, EPB, EPB]);
         assert!(String::from_utf8_lossy(&b).contains("srv/eth3"));
         assert!(String::from_utf8_lossy(&b).contains("srv/eth5"));
     }
