@@ -40,8 +40,8 @@ pub use scrape::{http_get, sample, scrape, wait_for_sample};
 pub use scratch::{write_trace, Scratch, Tmpfs};
 pub use timing::{scaled, timeout_scale, EVENT_TIMEOUT, EXIT_TIMEOUT, READY_TIMEOUT};
 pub use topologies::{
-    lone, Routed, Seed, Switch, C3_IP, C5_IP, CLIENT_IP, HOST_IP, ROUTER_IN_IP, ROUTER_OUT_IP,
-    SRV_ETH3_IP, SRV_ETH5_IP,
+    lone, lone_ipv4_only, Routed, Seed, Switch, C3_IP, C5_IP, CLIENT_IP, HOST_IP, ROUTER_IN_IP,
+    ROUTER_OUT_IP, SRV_ETH3_IP, SRV_ETH5_IP,
 };
 pub use tracer::{bin, parse_counts, Counts, Tracer};
 

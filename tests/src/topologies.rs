@@ -9,7 +9,19 @@ use crate::{bridge_port, veth, Netns};
 /// (no address, up). UDP to any other 198.51.100.x makes the kernel ARP on eth3 with nobody
 /// answering: one request now, two retransmits 1 s apart.
 pub fn lone(role: &str) -> Netns {
+    lone_in(Netns::new(role))
+}
+
+/// [`lone`] with IPv6 off before its links come up: no duplicate address detection, so
+/// nothing but what the test sends.
+pub fn lone_ipv4_only(role: &str) -> Netns {
     let ns = Netns::new(role);
+    ns.sysctl("net/ipv6/conf/all/disable_ipv6", "1");
+    ns.sysctl("net/ipv6/conf/default/disable_ipv6", "1");
+    lone_in(ns)
+}
+
+fn lone_in(ns: Netns) -> Netns {
     ns.ip(&[
         "link", "add", "eth3", "type", "veth", "peer", "name", "eth4",
     ]);

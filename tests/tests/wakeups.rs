@@ -101,16 +101,7 @@ fn hold_wakeups(bss: OwnedFd, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
 #[test]
 fn a_record_committed_without_a_wakeup_is_still_read() {
     // No IPv6: duplicate address detection's solicitations would wake the reader.
-    let ns = Netns::new("wk");
-    ns.sysctl("net/ipv6/conf/all/disable_ipv6", "1");
-    ns.sysctl("net/ipv6/conf/default/disable_ipv6", "1");
-    ns.ip(&[
-        "link", "add", "eth3", "type", "veth", "peer", "name", "eth4",
-    ]);
-    ns.ip(&["addr", "add", "198.51.100.10/24", "dev", "eth3"]);
-    ns.ip(&["link", "set", "eth3", "up"]);
-    ns.ip(&["link", "set", "eth4", "up"]);
-    ns.wait_link_up("eth3");
+    let ns = lone_ipv4_only("wk");
     let t = Tracer::start(&["--json", "--netns", ns.name()]);
     let stop = Arc::new(AtomicBool::new(false));
     let holder = hold_wakeups(tracer_bss(t.pid()), stop.clone());

@@ -2,6 +2,8 @@
 //! frame shows, and the neighbour-table changes. An `ip_moved` conflict waits (briefly) for
 //! the change its frame makes to the kernel's entry, to say whether the entry was overwritten.
 
+use std::borrow::Cow;
+
 use arp_trace_model::{ArpEvent, Conflict, ConflictKind, Direction, Held, NeighChange, Record};
 
 use super::Pipeline;
@@ -37,16 +39,11 @@ impl Pipeline {
     /// A conflict, found now or read back: `-i` and `--netns` select it by where it was
     /// seen; `--foreign-only` keeps it (it is what that option looks for).
     pub(super) fn push_conflict(&mut self, mut c: Held<'_, Conflict<'_>>) {
-        if !self
-            .filter
-            .matches(Some(&c.ifname), c.netns, c.netns_name.as_deref())
-            || !self.filter.direction_matches(Direction::In)
-        {
-            self.counters.filtered += 1;
+        let Some(name) = self.received_side(&c.ifname, c.netns, c.netns_name.as_deref()) else {
             return;
-        }
-        if let Some(n) = self.missing_name(c.netns, c.netns_name.as_deref()) {
-            c.to_mut().netns_name = Some(n);
+        };
+        if name.is_some() {
+            c.to_mut().netns_name = name;
         }
         self.counters.conflicts += 1;
         self.last_time = self.last_time.max(c.time);
@@ -72,21 +69,34 @@ impl Pipeline {
         if let Some(s) = settled {
             self.push_conflict(Held::Owned(s));
         }
-        if !self
-            .filter
-            .matches(Some(&c.ifname), c.netns, c.netns_name.as_deref())
-            || !self.filter.direction_matches(Direction::In)
-        {
-            self.counters.filtered += 1;
+        let Some(name) = self.received_side(&c.ifname, c.netns, c.netns_name.as_deref()) else {
             return;
-        }
-        if let Some(n) = self.missing_name(c.netns, c.netns_name.as_deref()) {
-            c.to_mut().netns_name = Some(n);
+        };
+        if name.is_some() {
+            c.to_mut().netns_name = name;
         }
         self.counters.neigh_changes += 1;
         self.last_time = self.last_time.max(c.time);
         let rec = Record::NeighChange(Held::Borrowed(&c));
         self.each(|s| s.record(&rec));
+    }
+
+    /// The filters a receive-side record (a conflict, a table change) passes: `-i` and
+    /// `--netns` by where it was seen, `--direction` as received; `None` when filtered (and
+    /// counted), else the namespace name the record lacks, if there is one.
+    fn received_side(
+        &mut self,
+        ifname: &str,
+        netns: u32,
+        name: Option<&str>,
+    ) -> Option<Option<Cow<'static, str>>> {
+        if !self.filter.matches(Some(ifname), netns, name)
+            || !self.filter.direction_matches(Direction::In)
+        {
+            self.counters.filtered += 1;
+            return None;
+        }
+        Some(self.missing_name(netns, name))
     }
 
     /// Whether conflicts are waiting for their table change.
