@@ -2,7 +2,7 @@
 //! link-layer address or whether it is valid, with the entry before and after and what made
 //! the kernel update it: a received ARP frame (joined, with its sender), a netlink request
 //! (`ip neigh`, with the port and the task), another task (the `SIOCSARP` ioctl of `arp -s`),
-//! or the kernel itself.
+//! the entry's timer (a probed entry that failed), or the kernel itself.
 
 use std::borrow::Cow;
 use std::net::Ipv4Addr;
@@ -88,6 +88,9 @@ pub enum ChangeCause {
     Netlink,
     /// A task without netlink: the `SIOCSARP`/`SIOCDARP` ioctl (`arp -s`, `arp -d`).
     Task,
+    /// The entry's timer: a PROBE entry whose unicast probes went unanswered failed
+    /// (`neigh_timer_handler()`, not an update).
+    Timer,
     /// The kernel, with no received frame joined and no task asking.
     Kernel,
 }
@@ -98,6 +101,7 @@ impl ChangeCause {
             ChangeCause::ReceivedArp => "received_arp",
             ChangeCause::Netlink => "netlink",
             ChangeCause::Task => "task",
+            ChangeCause::Timer => "timer",
             ChangeCause::Kernel => "kernel",
         }
     }

@@ -1,7 +1,8 @@
 //! End-to-end: the neighbour table's changes (`neigh_change`), each with its cause, on a
 //! bridge with real frames: a reply resolving an entry, a frame the kernel refuses to let
-//! overwrite a fresh entry (`locktime`) and the same frame once that time is over, and an
-//! `ip neigh replace` (an administrative change, not a conflict).
+//! overwrite a fresh entry (`locktime`) and the same frame once that time is over, an
+//! `ip neigh replace` (an administrative change, not a conflict), and a probed entry its
+//! timer fails.
 //!
 //! The expected values come from `net/ipv4/arp.c` and `net/core/neighbour.c`: `arp_process()`
 //! updates the sender's existing entry with `NEIGH_UPDATE_F_OVERRIDE` only when the entry was
@@ -193,4 +194,59 @@ fn ip_neigh_replace_is_an_administrative_change_not_a_conflict() {
         "{}",
         text.stdout
     );
+}
+
+/// A reachable entry whose host stops answering: its reachable time runs out while it was
+/// used within `delay_first_probe_time`, so DELAY, then PROBE, whose unicast probes go to the
+/// entry's MAC; after `ucast_solicit` (3) unanswered probes `neigh_timer_handler()` makes it
+/// FAILED. Valid to not valid, by its timer.
+#[test]
+fn a_probed_entry_that_fails_is_a_change_by_its_timer() {
+    let sw = Switch::new();
+    let (obs, h1) = (Netns::new("ob"), Netns::new("h1"));
+    sw.plug(&obs, "eth0", "198.51.100.40/24");
+    sw.plug(&h1, "eth0", "198.51.100.30/24");
+    for h in [&obs, &h1] {
+        h.wait_link_up("eth0");
+    }
+    // Short timers, so DELAY and PROBE come in seconds; 3 s of DELAY for h1 to stop answering.
+    for (key, value) in [
+        ("base_reachable_time_ms", "500"),
+        ("delay_first_probe_time", "3"),
+        ("retrans_time_ms", "300"),
+    ] {
+        obs.sysctl(&format!("net/ipv4/neigh/eth0/{key}"), value);
+    }
+    let t = Tracer::start(&["--json", "-4", "--netns", obs.name()]);
+    let (addr, m1) = ("198.51.100.30", h1.mac("eth0"));
+    obs.send_udp(None, udp(addr));
+    t.wait_for(
+        |v| v["type"] == "neigh_change" && v["ip"] == addr && v["new_mac"] == m1.as_str(),
+        EVENT_TIMEOUT,
+    );
+    h1.ip(&["addr", "del", "198.51.100.30/24", "dev", "eth0"]);
+    let lost = t.wait_for(
+        |v| v["type"] == "neigh_change" && v["ip"] == addr && v["cause"] == "timer",
+        EVENT_TIMEOUT,
+    );
+    assert_fields(
+        &lost[0],
+        &[
+            ("old_mac", json!(m1)),
+            ("new_mac", json!(null)),
+            ("old_state", json!("probe")),
+            ("new_state", json!("failed")),
+            ("frame", json!(null)),
+            ("task", json!(null)),
+        ],
+    );
+    let probes = t.matching(|v| {
+        is_request(v)
+            && v["target_ip"] == addr
+            && v["unicast"] == true
+            && v["eth_dst"] == m1.as_str()
+    });
+    assert_eq!(probes.len(), 3, "{:?}", t.lines());
+    let (st, _, stderr) = t.stop();
+    assert!(st.success(), "{stderr}");
 }

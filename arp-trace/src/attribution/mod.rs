@@ -150,6 +150,9 @@ pub struct Joiner {
     pub queuefull_reason: u32,
     /// Attempt number of the last request per (netns, ifindex, target), for failures.
     last_attempt: Map<(u32, u32, IpAddr), u32>,
+    /// IPv4 entries whose last request was a PROBE state's unicast probe, with the MAC it
+    /// went to: the entry was valid, so its failure is a change of the table.
+    probing: Map<(u32, u32, IpAddr), arp_trace_model::Mac>,
     /// Per CPU, a trigger from `arp_solicit()`'s entry (fentry/kprobe) waiting for the
     /// request it announced: (sequence number the request will get, trigger, its target).
     early: Map<u32, (u64, Trigger<'static>, IpAddr)>,
@@ -225,6 +228,7 @@ impl Joiner {
             solicit_wait: SOLICIT_WAIT,
             queuefull_reason: 0,
             last_attempt: Map::default(),
+            probing: Map::default(),
             early: Map::default(),
             recent_failed: VecDeque::new(),
             recent: table::RecentFrames::default(),
@@ -454,6 +458,19 @@ impl Joiner {
                 debug_assert_eq!(p.ev.target(), target);
                 self.last_attempt
                     .insert((n.netns, n.ifindex, target), attempt);
+                let key = (n.netns, n.ifindex, target);
+                match &p.ev {
+                    Sent::Arp(e) if state == "probe" => {
+                        if self.probing.len() >= table::MAX_PROBING {
+                            self.probing.clear();
+                        }
+                        // arp_solicit() sends a probe to neigh->ha with a zero target MAC.
+                        self.probing.insert(key, e.eth_dst.unwrap_or(e.target_mac));
+                    }
+                    _ => {
+                        self.probing.remove(&key);
+                    }
+                }
             }
         }
         if n.flags & NEIGH_FAILED != 0 {
@@ -488,6 +505,11 @@ impl Joiner {
                 link_locals: silent.then_some(n.ll_total as u32),
             }));
             self.order.push_back(Queued::Ready(failed));
+            if let Some(mac) = self.probing.remove(&(n.netns, n.ifindex, target)) {
+                let c = table::probe_failed(n, mac, &ifname, self.clock_offset);
+                self.order
+                    .push_back(Queued::Ready(Joined::Change(Box::new(c))));
+            }
         }
         self.drain(false, out);
     }

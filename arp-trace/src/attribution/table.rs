@@ -6,8 +6,11 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use arp_trace_common::{NeighChangeEvent, CONTEXT_TASK};
+use arp_trace_common::{NeighChangeEvent, NeighEvent, CONTEXT_TASK};
 use arp_trace_model::{ArpEvent, ChangeCause, ChangeFrame, Mac, NeighChange, NudState, Task, Time};
+
+/// Entries remembered as being probed (PROBE state); past it the table starts over.
+pub const MAX_PROBING: usize = 4096;
 
 /// How long after its frame an update may still join it: the two are microseconds apart on
 /// one CPU, but an emulated guest can stretch that.
@@ -103,5 +106,34 @@ impl RecentFrames {
                 None
             },
         }
+    }
+}
+
+/// A valid entry lost by its timer: `neigh_timer_handler()` fails a PROBE entry whose unicast
+/// probes went unanswered (INCOMPLETE -> FAILED changes nothing valid), without
+/// `__neigh_update()`. `mac` is where those probes went: the entry's address.
+pub fn probe_failed(
+    n: &NeighEvent,
+    mac: Mac,
+    ifname: &str,
+    clock_offset: i128,
+) -> NeighChange<'static> {
+    let mut ip = [0u8; 4];
+    ip.copy_from_slice(&n.target[..4]);
+    NeighChange {
+        time: Time(n.ts_ns as i128 + clock_offset),
+        netns: n.netns,
+        netns_name: None,
+        ifindex: n.ifindex,
+        ifname: arp_trace_model::intern::name(ifname),
+        ip: Ipv4Addr::from(ip),
+        old_mac: Some(mac),
+        new_mac: None,
+        old_state: NudState::Probe,
+        new_state: NudState::from_bits(n.nud_state as u8),
+        cause: ChangeCause::Timer,
+        frame: None,
+        nlmsg_pid: None,
+        task: None,
     }
 }

@@ -243,6 +243,9 @@ impl FactsSource for Watchers {
     }
 
     fn changes(&mut self) -> Vec<FactsChange<'static>> {
+        // A watcher whose thread left (its namespace went away) holds only its wake eventfd
+        // and cache: let them go now rather than when MAX_WATCHED pushes it out.
+        self.watches.retain(|_, w| Arc::strong_count(&w.wake) > 1);
         let pending = &self.changes_tx.pending;
         // Each change taken gives its slot back at once, as a bounded channel would.
         self.changes_rx

@@ -107,6 +107,7 @@ pub fn describe_neigh_change(c: &NeighChange<'_>) -> String {
         ),
         (ChangeCause::Netlink, _, Some(t)) => format!("{}[{}] over netlink", t.comm, t.pid),
         (ChangeCause::Task, _, Some(t)) => format!("{}[{}]", t.comm, t.pid),
+        (ChangeCause::Timer, _, _) => "its timer (the unicast probes went unanswered)".into(),
         (cause, _, _) => cause.code().replace('_', " "),
     };
     format!(
