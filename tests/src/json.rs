@@ -38,6 +38,11 @@ pub fn is_received(v: &Value) -> bool {
     v["direction"] == "in"
 }
 
+/// A neighbour-table change that pointed the entry for `ip` at `mac`.
+pub fn is_change_to(v: &Value, ip: &str, mac: &str) -> bool {
+    v["type"] == "neigh_change" && v["ip"] == ip && v["new_mac"] == mac
+}
+
 /// Event from namespace `ns` (by name).
 pub fn from_ns(v: &Value, ns: &Netns) -> bool {
     v["netns_name"] == ns.name()

@@ -31,8 +31,8 @@ pub use commands::{
 };
 pub use helper::{helper_main, Helper, HELPER_ENTRY, HELPER_ENV, HELPER_PAYLOAD};
 pub use json::{
-    assert_fields, assert_frame_consistent, from_ns, is_mac, is_received, is_reply, is_request,
-    parse_json_lines, s, time_of_day_secs,
+    assert_fields, assert_frame_consistent, from_ns, is_change_to, is_mac, is_received, is_reply,
+    is_request, parse_json_lines, s, time_of_day_secs,
 };
 pub use namespaces::{bridge_port, in_netns, send_udp_in, udp, veth, veth6, Netns};
 pub use piped::PipedTracer;

@@ -181,10 +181,7 @@ fn one_address_from_two_macs_moves_and_the_observers_own_address_is_a_duplicate(
             ("overwritten", json!(true)),
         ],
     );
-    let over = t.wait_for(
-        |v| v["type"] == "neigh_change" && v["ip"] == both && v["new_mac"] == m2.as_str(),
-        EVENT_TIMEOUT,
-    );
+    let over = t.wait_for(|v| is_change_to(v, both, &m2), EVENT_TIMEOUT);
     assert_fields(
         &over[0],
         &[

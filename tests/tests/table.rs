@@ -45,10 +45,7 @@ fn an_entry_is_overwritten_only_after_locktime() {
 
     // The observer asks, h1 answers: INCOMPLETE -> REACHABLE at h1's MAC, by that reply.
     obs.send_udp(None, udp(addr));
-    let learnt = t.wait_for(
-        |v| v["type"] == "neigh_change" && v["ip"] == addr && v["new_mac"] == m1.as_str(),
-        EVENT_TIMEOUT,
-    );
+    let learnt = t.wait_for(|v| is_change_to(v, addr, &m1), EVENT_TIMEOUT);
     assert_fields(
         &learnt[0],
         &[
@@ -95,10 +92,7 @@ fn an_entry_is_overwritten_only_after_locktime() {
     // Past locktime the same frame overrides: STALE at h2's MAC (a request), by that frame.
     std::thread::sleep(Duration::from_millis(3500));
     a2.arp_from("eth0", addr, "198.51.100.99", &m2);
-    let over = t.wait_for(
-        |v| v["type"] == "neigh_change" && v["ip"] == addr && v["new_mac"] == m2.as_str(),
-        EVENT_TIMEOUT,
-    );
+    let over = t.wait_for(|v| is_change_to(v, addr, &m2), EVENT_TIMEOUT);
     assert_fields(
         &over[0],
         &[
@@ -220,10 +214,7 @@ fn a_probed_entry_that_fails_is_a_change_by_its_timer() {
     let t = Tracer::start(&["--json", "-4", "--netns", obs.name()]);
     let (addr, m1) = ("198.51.100.30", h1.mac("eth0"));
     obs.send_udp(None, udp(addr));
-    t.wait_for(
-        |v| v["type"] == "neigh_change" && v["ip"] == addr && v["new_mac"] == m1.as_str(),
-        EVENT_TIMEOUT,
-    );
+    t.wait_for(|v| is_change_to(v, addr, &m1), EVENT_TIMEOUT);
     h1.ip(&["addr", "del", "198.51.100.30/24", "dev", "eth0"]);
     let lost = t.wait_for(
         |v| v["type"] == "neigh_change" && v["ip"] == addr && v["cause"] == "timer",
