@@ -235,10 +235,9 @@ impl Tracer {
             }
             if Instant::now() >= deadline {
                 panic!(
-                    "waited {timeout:?} for {n} matching event(s), got {}; stdout:\n{}\nstderr:\n{}",
+                    "waited {timeout:?} for {n} matching event(s), got {}; {}",
                     found.len(),
-                    self.lines().join("\n"),
-                    self.stderr()
+                    self.report()
                 );
             }
             thread::sleep(Duration::from_millis(25));
@@ -255,14 +254,71 @@ impl Tracer {
                 return found;
             }
             if Instant::now() >= deadline {
-                panic!(
-                    "waited {timeout:?} for a matching line; stdout:\n{}\nstderr:\n{}",
-                    self.lines().join("\n"),
-                    self.stderr()
-                );
+                panic!("waited {timeout:?} for a matching line; {}", self.report());
             }
             thread::sleep(Duration::from_millis(25));
         }
+    }
+
+    /// What a failed wait shows, most telling first (CI keeps only the head of a long
+    /// message): whether the tracer still runs, its stderr, then the newest stdout lines; the
+    /// whole stdout goes to a file named here.
+    pub fn report(&self) -> String {
+        const TAIL: usize = 25;
+        const CLIP: usize = 300;
+        let pid = self.pid();
+        let state = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // "PID (comm) S ...": the state follows the last ')'.
+            Ok(stat) => match stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().next())
+            {
+                Some("Z") => "has exited".to_string(),
+                Some(st) => format!("is running (state {st})"),
+                None => "is in an unknown state".to_string(),
+            },
+            Err(_) => "has exited".to_string(),
+        };
+        let lines = self.lines();
+        let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+        for l in &lines {
+            let v: Value = serde_json::from_str(l).unwrap_or(Value::Null);
+            let kind = match (
+                v["type"].as_str(),
+                v["op"].as_str(),
+                v["direction"].as_str(),
+            ) {
+                (Some(t), Some(op), Some(d)) => format!("{t}/{op}/{d}"),
+                (Some(t), _, _) => t.to_string(),
+                _ => "text".to_string(),
+            };
+            *kinds.entry(kind).or_default() += 1;
+        }
+        let saved = std::env::temp_dir().join(format!(
+            "arp-trace-e2e-{}-{}.stdout",
+            std::process::id(),
+            next_id()
+        ));
+        let saved = match std::fs::write(&saved, lines.join("\n")) {
+            Ok(()) => format!("all of it in {}", saved.display()),
+            Err(e) => format!("not saved: {e}"),
+        };
+        let tail: Vec<String> = lines[lines.len().saturating_sub(TAIL)..]
+            .iter()
+            .map(|l| match l.char_indices().nth(CLIP) {
+                Some((i, _)) => format!("{}...", &l[..i]),
+                None => l.clone(),
+            })
+            .collect();
+        format!(
+            "arp-trace {:?} (pid {pid}) {state}\nstderr:\n{}\nstdout: {} lines by kind {kinds:?} \
+             ({saved}); the last {}:\n{}",
+            self.args,
+            self.stderr(),
+            lines.len(),
+            tail.len(),
+            tail.join("\n")
+        )
     }
 
     /// SIGINT, wait for exit; return (status, stdout, stderr).
@@ -281,12 +337,7 @@ impl Tracer {
         let timeout = scaled(timeout);
         let status = match wait_timeout(&mut self.child, timeout) {
             Some(s) => s,
-            None => panic!(
-                "arp-trace {:?} did not exit within {timeout:?}; stdout:\n{}\nstderr:\n{}",
-                self.args,
-                self.lines().join("\n"),
-                self.stderr()
-            ),
+            None => panic!("did not exit within {timeout:?}; {}", self.report()),
         };
         for r in self.readers.drain(..) {
             let _ = r.join();

@@ -94,6 +94,12 @@ fn live_output_a_trace_and_its_replay_follow_the_schema() {
     let t = Tracer::start(&[&["--json", "-w", &trace][..], &ns].concat());
     // A foreign sender (a verdict with a remedy, and its facts), an answered request and its
     // reply (from c3), and a resolution that fails (neigh_failed with the dropped packet).
+    // One solicitation, failed after retrans_time: the schema needs the record, not three
+    // seconds of retransmits.
+    for fam in ["ipv4", "ipv6"] {
+        srv.sysctl(&format!("net/{fam}/neigh/eth3/mcast_solicit"), "1");
+        srv.sysctl(&format!("net/{fam}/neigh/eth3/retrans_time_ms"), "200");
+    }
     srv.flush_neigh();
     srv.send_udp(Some(SRV_ETH5_IP.parse().unwrap()), udp(C3_IP));
     t.wait_for(
