@@ -8,6 +8,10 @@ use crate::NAME_LEN;
 pub const NEIGH_FAILED: u32 = 1;
 /// The record comes from `neigh_event_send_done`: the first solicit of a resolution.
 pub const NEIGH_FIRST: u32 = 2;
+/// With `NEIGH_FAILED`: an update failed the entry (`__neigh_update()` to NUD_FAILED of an
+/// INCOMPLETE or PROBE entry, e.g. `ip neigh del`), not its timer; `nlmsg_pid` is the
+/// update's netlink port.
+pub const NEIGH_UPDATE: u32 = 4;
 
 /// `NeighEvent::ll_total`/`ll_usable` of IPv4 entries, or when the device's IPv6 state
 /// could not be read.
@@ -42,7 +46,8 @@ pub struct NeighEvent {
     /// `LL_UNREAD` when not read.
     pub ll_total: u16,
     pub ll_usable: u16,
-    pub _pad: u32,
+    /// `NEIGH_UPDATE` records: the netlink port of the update (0: not netlink).
+    pub nlmsg_pid: u32,
     /// Owner of the queued packet that was solicited for (`skb_clone()` drops `skb->sk`, so
     /// the trigger's own record cannot carry it): read from the queue's tail.
     pub sk: u64,

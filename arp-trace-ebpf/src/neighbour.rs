@@ -1,6 +1,7 @@
 //! The neighbour tracepoints: `neigh_event_send_done` and `neigh_timer_handler` record the
 //! entry after each solicit (and claim this CPU's pending request), `neigh_update` keeps the
-//! queue's length and owner before a reply flushes it. Apart because they read
+//! queue's length and owner before a reply flushes it, and with `neigh_update_done` records
+//! an entry an update failed (`ip neigh del` while it resolved). Apart because they read
 //! `struct neighbour` and its queue, not a packet. `arp_tbl` and `nd_tbl` share them, so
 //! one code serves ARP requests and IPv6 neighbour solicitations.
 
@@ -8,7 +9,7 @@ use core::ffi::c_void;
 
 use arp_trace_common::{
     NeighEvent, Offsets, EVENT_NEIGH, EVENT_TRIGGER, FAMILY_INET, FAMILY_INET6, HOOK_NEIGH_QUEUE,
-    LL_UNREAD, NEIGH_FAILED, NEIGH_FIRST,
+    LL_UNREAD, NEIGH_FAILED, NEIGH_FIRST, NEIGH_UPDATE,
 };
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
@@ -148,7 +149,7 @@ unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
         Btf::get(parms, off!(parms_ucast_probes))
     };
     ev.ifname = Btf::get(dev, off!(dev_name));
-    ev._pad = 0;
+    ev.nlmsg_pid = 0;
     ev.pid_tgid = bpf_get_current_pid_tgid();
     current_comm(&mut ev.comm);
     // Volatile: plain zero stores side by side become a memset call (`zero_words`).
@@ -312,8 +313,109 @@ unsafe fn queue_owner(tail: Option<*const u8>) -> Option<(u64, u64, u32)> {
 #[btf_tracepoint(function = "neigh_update")]
 pub fn neigh_update(ctx: BtfTracePointContext) -> i32 {
     let n: *const c_void = ctx.arg(0);
-    let _ = unsafe { note_update(n as *const u8) };
+    let new: u8 = ctx.arg(2);
+    let flags: u32 = ctx.arg(3);
+    let nlmsg_pid: u32 = ctx.arg(4);
+    unsafe {
+        note_failing(n as *const u8, new, flags, nlmsg_pid);
+        let _ = note_update(n as *const u8);
+    }
     0
+}
+
+const NUD_INCOMPLETE: u8 = 0x01;
+const NUD_PROBE: u8 = 0x10;
+/// `NEIGH_UPDATE_F_USE | NEIGH_UPDATE_F_MANAGED`: such an update changes no state.
+const UPDATE_NO_STATE: u32 = 0x08 | 0x10;
+
+/// `__neigh_update()` to NUD_FAILED of an INCOMPLETE or PROBE entry calls
+/// `neigh_invalidate()`, which drops the queued packets (NEIGH_FAILED) as the timer does, but
+/// no timer record follows: remember the entry for `neigh_update_done`.
+#[inline(always)]
+unsafe fn note_failing(n: *const u8, new: u8, flags: u32, nlmsg_pid: u32) {
+    if new & NUD_FAILED == 0 || flags & UPDATE_NO_STATE != 0 {
+        return;
+    }
+    let old: u8 = Btf::get(n, off!(neigh_nud_state));
+    if old & (NUD_INCOMPLETE | NUD_PROBE) == 0 {
+        return;
+    }
+    if let Some(slot) = SLOT.get_ptr_mut(0) {
+        (*slot).failing = n as u64;
+        (*slot).failing_pid = nlmsg_pid;
+    }
+}
+
+/// `neigh:neigh_update_done`: the update `neigh_update` saw failing an entry has dropped its
+/// queue. The failure is a record, and the drops it made are consumed here, or the next
+/// neighbour record on this CPU (any entry) would read them as its own failure.
+#[btf_tracepoint(function = "neigh_update_done")]
+pub fn neigh_update_failed(ctx: BtfTracePointContext) -> i32 {
+    let n: *const c_void = ctx.arg(0);
+    let _ = unsafe { emit_update_failure(n as *const u8) };
+    0
+}
+
+#[inline(always)]
+unsafe fn emit_update_failure(n: *const u8) -> Result<(), i64> {
+    let Some(slot) = SLOT.get_ptr_mut(0) else {
+        return Ok(());
+    };
+    let slot = &mut *slot;
+    if slot.failing != n as u64 {
+        return Ok(());
+    }
+    slot.failing = 0;
+    let state: u8 = Btf::get(n, off!(neigh_nud_state));
+    if state != NUD_FAILED {
+        return Ok(()); // a dead entry: the update changed nothing
+    }
+    let Some(NeighId {
+        family,
+        target,
+        dev,
+        ifindex,
+        netns,
+        parms,
+        ..
+    }) = neigh_id(n)?
+    else {
+        return Ok(());
+    };
+    slot.failed_drops[family_index(family)] = 0;
+    let Some(mut entry) = EVENTS.reserve::<NeighEvent>(0) else {
+        count_lost();
+        return Ok(());
+    };
+    let ev = &mut *entry.as_mut_ptr();
+    ev.kind = EVENT_NEIGH;
+    ev.cpu = aya_ebpf::helpers::bpf_get_smp_processor_id();
+    ev.ts_ns = bpf_ktime_get_ns();
+    ev.req_seq = 0;
+    ev.netns = netns;
+    ev.ifindex = ifindex;
+    ev.target = target;
+    ev.family = family;
+    ev.nud_state = state as u32;
+    ev.probes = Btf::get(n, off!(neigh_probes));
+    ev.qlen = Btf::get(n, off!(neigh_qlen));
+    ev.flags = NEIGH_FAILED | NEIGH_UPDATE;
+    ev.ucast_probes = if parms.is_null() {
+        0
+    } else {
+        Btf::get(parms, off!(parms_ucast_probes))
+    };
+    ev.ifname = Btf::get(dev, off!(dev_name));
+    ev.nlmsg_pid = slot.failing_pid;
+    ev.pid_tgid = bpf_get_current_pid_tgid();
+    current_comm(&mut ev.comm);
+    core::ptr::write_volatile(&mut ev.sk, 0);
+    core::ptr::write_volatile(&mut ev.sk_ino, 0);
+    core::ptr::write_volatile(&mut ev.owner_flags, 0);
+    ev.context = current_context();
+    (ev.ll_total, ev.ll_usable) = (LL_UNREAD, LL_UNREAD);
+    entry.submit(wake_flags(ev.ts_ns));
+    Ok(())
 }
 
 #[inline(always)]

@@ -89,6 +89,12 @@ pub(crate) struct Slot {
     /// NEIGH_FAILED drops on this CPU since its last neighbour record of the same family:
     /// `[IPv4, IPv6]`.
     pub(crate) failed_drops: [u32; 2],
+    /// The entry an update on this CPU is failing (`neigh_update` to NUD_FAILED of an
+    /// INCOMPLETE or PROBE entry), for `neigh_update_done` to report; 0 when none.
+    pub(crate) failing: u64,
+    /// That update's netlink port.
+    pub(crate) failing_pid: u32,
+    pub(crate) _pad: u32,
     pub(crate) reqs: [Req; PENDING],
 }
 

@@ -255,6 +255,22 @@ pub fn write_neigh_failed(out: &mut Vec<u8>, f: &NeighFailed<'_>) {
     array(out, &f.dropped, trigger);
     key!(out, "dropped_omitted");
     uint(out, f.dropped_omitted);
+    if let Some(c) = f.cause {
+        key!(out, "cause");
+        string(out, c.code());
+    }
+    if let Some(p) = f.nlmsg_pid {
+        key!(out, "nlmsg_pid");
+        uint(out, p.into());
+    }
+    if let Some(t) = &f.task {
+        key!(out, "task");
+        out.extend_from_slice(br#"{"pid":"#);
+        uint(out, t.pid.into());
+        key!(out, "comm");
+        string(out, &t.comm);
+        out.push(b'}');
+    }
     if let Some(r) = &f.reason {
         key!(out, "reason");
         string(out, r.code());

@@ -7,8 +7,9 @@ use std::net::IpAddr;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::limits;
+use crate::neigh_change::ChangeCause;
 use crate::time::Time;
-use crate::trigger::Trigger;
+use crate::trigger::{Task, Trigger};
 use crate::verdict::{Reason, Remedy};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -28,6 +29,17 @@ pub struct NeighFailed<'a> {
     pub dropped: Vec<Trigger<'a>>,
     /// Dropped packets not listed (the list is capped).
     pub dropped_omitted: u64,
+    /// What failed the entry: `timer` (its solicitations went unanswered,
+    /// `neigh_timer_handler()`), `netlink` (an update such as `ip neigh del` while it
+    /// resolved), `task` (the `SIOCDARP` ioctl) or `kernel`. Absent in traces before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<ChangeCause>,
+    /// `netlink`: the update's netlink port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nlmsg_pid: Option<u32>,
+    /// `netlink`, `task`: the process that failed it.
+    #[serde(default, skip_serializing_if = "Option::is_none", borrow)]
+    pub task: Option<Task<'a>>,
     /// IPv6 only, when the kernel never sent a solicitation: why (`ndisc_no_link_local`),
     /// in words, and how to change it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,6 +72,9 @@ impl NeighFailed<'_> {
         for (i, t) in self.dropped.iter().enumerate() {
             t.check(&format!("dropped[{i}]"))?;
         }
+        if let Some(t) = &self.task {
+            limits::comm("task.comm", &t.comm)?;
+        }
         if let Some(e) = &self.explanation {
             limits::text("explanation", e)?;
         }
@@ -80,6 +95,9 @@ impl NeighFailed<'_> {
             attempts: self.attempts,
             dropped: self.dropped.into_iter().map(Trigger::into_owned).collect(),
             dropped_omitted: self.dropped_omitted,
+            cause: self.cause,
+            nlmsg_pid: self.nlmsg_pid,
+            task: self.task.map(Task::into_owned),
             reason: self.reason,
             explanation: self.explanation.map(crate::own),
             remedy: self.remedy.map(Remedy::into_owned),

@@ -226,6 +226,19 @@ fn samples() -> Vec<Record<'static>> {
         attempts: 3,
         dropped: vec![trigger()],
         dropped_omitted: 0,
+        cause: Some(ChangeCause::Timer),
+        nlmsg_pid: None,
+        task: None,
+    };
+    // An entry `ip neigh del` failed while it resolved.
+    let deleted = NeighFailed {
+        cause: Some(ChangeCause::Netlink),
+        nlmsg_pid: Some(4242),
+        task: Some(Task {
+            pid: 4242,
+            comm: "ip".into(),
+        }),
+        ..failed.clone()
     };
     let watched = FactsChange {
         netns_name: Some("srv".into()),
@@ -431,6 +444,7 @@ fn samples() -> Vec<Record<'static>> {
         Record::Ndisc(Held::Owned(ndisc)),
         Record::NeighFailed(Held::Owned(failed)),
         Record::NeighFailed(Held::Owned(silent)),
+        Record::NeighFailed(Held::Owned(deleted)),
         Record::FactsChange(Held::Owned(watched)),
         Record::FactsChange(Held::Owned(added)),
         Record::FactsChange(Held::Owned(announce)),

@@ -1,8 +1,8 @@
 //! End-to-end: the neighbour table's changes (`neigh_change`), each with its cause, on a
 //! bridge with real frames: a reply resolving an entry, a frame the kernel refuses to let
 //! overwrite a fresh entry (`locktime`) and the same frame once that time is over, an
-//! `ip neigh replace` (an administrative change, not a conflict), and a probed entry its
-//! timer fails.
+//! `ip neigh replace` (an administrative change, not a conflict), a probed entry its
+//! timer fails, and an entry `ip neigh del` fails while it resolves.
 //!
 //! The expected values come from `net/ipv4/arp.c` and `net/core/neighbour.c`: `arp_process()`
 //! updates the sender's existing entry with `NEIGH_UPDATE_F_OVERRIDE` only when the entry was
@@ -11,6 +11,7 @@
 //! makes the entry REACHABLE, a request STALE. `neigh_add()` passes the netlink sender's port
 //! to `__neigh_update()`, and a netlink socket's port is its process id unless it bound one.
 
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Duration;
 
@@ -240,4 +241,102 @@ fn a_probed_entry_that_fails_is_a_change_by_its_timer() {
     assert_eq!(probes.len(), 3, "{:?}", t.lines());
     let (st, _, stderr) = t.stop();
     assert!(st.success(), "{stderr}");
+}
+
+/// Pins the calling thread (or, before exec, the child) to CPU 0.
+fn on_cpu0() -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t with one bit set, for this thread (pid 0).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// `ip neigh del` of an entry still resolving: `neigh_delete()` calls `__neigh_update()` to
+/// NUD_FAILED, and for an INCOMPLETE entry that is `neigh_invalidate()`, which drops the queued
+/// packet through `arp_error_report()` (SKB_DROP_REASON_NEIGH_FAILED) as the timer would, but
+/// no timer runs. So the entry's resolution failed, by that `ip` process (its netlink port is
+/// its pid), after the one request sent at once (`retrans_time` is 10 s). The next resolution
+/// on the same CPU is a first request and nothing else: it cannot fail for 30 s.
+#[test]
+fn an_entry_ip_neigh_del_fails_while_it_resolves_is_a_failure_by_that_process() {
+    let ns = lone_ipv4_only("nd");
+    ns.sysctl("net/ipv4/neigh/eth3/retrans_time_ms", "10000");
+    let d = Scratch::new("table-del");
+    let trace = d.file("t.jsonl");
+    let t = Tracer::start(&["--json", "-4", "--netns", ns.name(), "-w", &trace]);
+    let (gone, next) = ("198.51.100.77", "198.51.100.78");
+    let send = |to: &str| {
+        let to = udp(to);
+        ns.run_in(move || {
+            on_cpu0().expect("sched_setaffinity");
+            let s = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
+            s.send_to(b"arp-trace-e2e", to).expect("send_to");
+        })
+    };
+    send(gone);
+    t.wait_for(|v| is_request(v) && v["target_ip"] == gone, EVENT_TIMEOUT);
+    let mut del = Command::new("ip");
+    del.args(["-n", ns.name(), "neigh", "del", gone, "dev", "eth3"]);
+    // SAFETY: sched_setaffinity only, between fork and exec.
+    unsafe { del.pre_exec(on_cpu0) };
+    let ip = del.spawn().expect("ip");
+    let pid = ip.id();
+    let out = ip.wait_with_output().expect("ip");
+    assert!(out.status.success(), "{out:?}");
+    let failed = t.wait_for(
+        |v| v["type"] == "neigh_failed" && v["target_ip"] == gone,
+        EVENT_TIMEOUT,
+    );
+    assert_fields(
+        &failed[0],
+        &[
+            ("ifname", json!("eth3")),
+            ("attempts", json!(1)),
+            ("cause", json!("netlink")),
+            ("nlmsg_pid", json!(pid)),
+            ("task", json!({"pid": pid, "comm": "ip"})),
+            ("dropped_omitted", json!(0)),
+        ],
+    );
+    let dropped = failed[0]["dropped"].as_array().expect("dropped");
+    assert_eq!(dropped.len(), 1, "{}", failed[0]);
+    assert_fields(
+        &dropped[0],
+        &[
+            ("src", json!("198.51.100.10")),
+            ("dst", json!(gone)),
+            ("proto", json!("udp")),
+            ("dport", json!(9)),
+            ("drop_reason", json!("neigh_failed")),
+        ],
+    );
+
+    // Its drops were this CPU's last: the next entry solicited here only starts resolving.
+    send(next);
+    let first = t.wait_for(|v| is_request(v) && v["target_ip"] == next, EVENT_TIMEOUT);
+    assert_fields(
+        &first[0],
+        &[("neigh_state", json!("incomplete")), ("attempt", json!(1))],
+    );
+    std::thread::sleep(scaled(Duration::from_secs(1)));
+    let (st, stdout, stderr) = t.stop();
+    assert!(st.success(), "{stderr}");
+    let failures: Vec<Value> = parse_json_lines(&stdout)
+        .into_iter()
+        .filter(|v| v["type"] == "neigh_failed")
+        .collect();
+    assert_eq!(failures.len(), 1, "only the deleted entry failed: {stdout}");
+    let text = arp_trace(&["-r", &trace]);
+    assert!(
+        text.stdout.contains(&format!(
+            "ARP {gone} failed after 1 request, by ip[{pid}] over netlink; dropped 1 packet"
+        )),
+        "{}",
+        text.stdout
+    );
 }

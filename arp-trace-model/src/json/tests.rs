@@ -271,6 +271,19 @@ impl Rng {
                 let x = self.next();
                 self.pick(&[0, 1, u64::MAX, x])
             },
+            cause: self.maybe(|r| {
+                r.pick(&[
+                    ChangeCause::Timer,
+                    ChangeCause::Netlink,
+                    ChangeCause::Task,
+                    ChangeCause::Kernel,
+                ])
+            }),
+            nlmsg_pid: self.maybe(Rng::num),
+            task: self.maybe(|r| Task {
+                pid: r.num(),
+                comm: r.text(),
+            }),
             reason: self.maybe(|r| r.pick(&Reason::ALL)),
             explanation: self.maybe(Rng::text),
             remedy: self.maybe(Rng::remedy),

@@ -25,7 +25,7 @@ use arp_trace_common::{
     HOOK_KPROBE, LL_UNREAD, NEIGH_FAILED,
 };
 use arp_trace_model::{
-    ArpEvent, ArpOp, NdiscEvent, NeighChange, NeighFailed, Reason, Time, Trigger,
+    ArpEvent, ArpOp, ChangeCause, NdiscEvent, NeighChange, NeighFailed, Reason, Time, Trigger,
 };
 
 use owners::{current_if_task, resolve_owner, Owner, SocketOwners};
@@ -489,6 +489,7 @@ impl Joiner {
                 && attempt.is_none()
                 && n.ll_usable == 0
                 && n.ll_total != LL_UNREAD;
+            let (cause, nlmsg_pid, task) = table::failure_cause(n);
             let failed = Joined::Failed(self.spare.failed(NeighFailed {
                 time: Time(n.ts_ns as i128 + self.clock_offset),
                 netns: n.netns,
@@ -499,13 +500,18 @@ impl Joiner {
                 attempts: attempt.unwrap_or_else(|| n.probes.saturating_sub(n.ucast_probes).max(1)),
                 dropped,
                 dropped_omitted,
+                cause: Some(cause),
+                nlmsg_pid,
+                task,
                 reason: silent.then_some(Reason::NdiscNoLinkLocal),
                 explanation: None,
                 remedy: None,
                 link_locals: silent.then_some(n.ll_total as u32),
             }));
             self.order.push_back(Queued::Ready(failed));
-            if let Some(mac) = self.probing.remove(&(n.netns, n.ifindex, target)) {
+            // An update that failed a PROBE entry is a change neigh_update_done records.
+            let probed = self.probing.remove(&(n.netns, n.ifindex, target));
+            if let Some(mac) = probed.filter(|_| cause == ChangeCause::Timer) {
                 let c = table::probe_failed(n, mac, &ifname, self.clock_offset);
                 self.order
                     .push_back(Queued::Ready(Joined::Change(Box::new(c))));

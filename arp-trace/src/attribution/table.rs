@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use arp_trace_common::{NeighChangeEvent, NeighEvent, CONTEXT_TASK};
+use arp_trace_common::{NeighChangeEvent, NeighEvent, CONTEXT_TASK, NEIGH_UPDATE};
 use arp_trace_model::{ArpEvent, ChangeCause, ChangeFrame, Mac, NeighChange, NudState, Task, Time};
 
 /// Entries remembered as being probed (PROBE state); past it the table starts over.
@@ -60,10 +60,7 @@ impl RecentFrames {
                 .then(|| Mac::from_slice(&ha[..6]))
                 .flatten()
         };
-        let task = (raw.context == CONTEXT_TASK).then(|| Task {
-            pid: (raw.pid_tgid >> 32) as u32,
-            comm: arp_trace_model::kernel_name(&raw.comm).into(),
-        });
+        let task = task_of(raw.context, raw.pid_tgid, &raw.comm);
         let frame = self
             .by_cpu
             .get(&raw.cpu)
@@ -107,6 +104,32 @@ impl RecentFrames {
             },
         }
     }
+}
+
+/// The task a record's program ran in, when it ran in one (not a softirq).
+fn task_of(context: u32, pid_tgid: u64, comm: &[u8]) -> Option<Task<'static>> {
+    (context == CONTEXT_TASK).then(|| Task {
+        pid: (pid_tgid >> 32) as u32,
+        comm: arp_trace_model::kernel_name(comm).into(),
+    })
+}
+
+/// What failed an entry, from its failure record: its timer, or an update (`ip neigh del`
+/// while it resolved: `__neigh_update()` to NUD_FAILED calls `neigh_invalidate()` too), with
+/// the update's netlink port and task.
+pub fn failure_cause(n: &NeighEvent) -> (ChangeCause, Option<u32>, Option<Task<'static>>) {
+    if n.flags & NEIGH_UPDATE == 0 {
+        return (ChangeCause::Timer, None, None);
+    }
+    let task = task_of(n.context, n.pid_tgid, &n.comm);
+    let cause = if n.nlmsg_pid != 0 {
+        ChangeCause::Netlink
+    } else if task.is_some() {
+        ChangeCause::Task
+    } else {
+        ChangeCause::Kernel
+    };
+    (cause, (n.nlmsg_pid != 0).then_some(n.nlmsg_pid), task)
 }
 
 /// A valid entry lost by its timer: `neigh_timer_handler()` fails a PROBE entry whose unicast

@@ -2,9 +2,9 @@ use super::*;
 use crate::sinks::text::describe_trigger;
 use arp_trace_common::{
     CONTEXT_SOFTIRQ, CONTEXT_TASK, CONTEXT_UNKNOWN, EVENT_NEIGH, EVENT_TRIGGER, IP_CAP, NAME_LEN,
-    NEIGH_FIRST, TRIGGER_HAS_SK, TRIGGER_NO_FILE, TRIGGER_ORPHAN,
+    NEIGH_FIRST, NEIGH_UPDATE, TRIGGER_HAS_SK, TRIGGER_NO_FILE, TRIGGER_ORPHAN,
 };
-use arp_trace_model::Origin;
+use arp_trace_model::{Mac, Origin};
 use trigger::parse_ip;
 
 fn udp_packet(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> [u8; IP_CAP] {
@@ -53,7 +53,7 @@ fn neigh(cpu: u32, req_seq: u64, state: u32, probes: u32, flags: u32) -> NeighEv
         family: arp_trace_common::FAMILY_INET,
         ll_total: arp_trace_common::LL_UNREAD,
         ll_usable: arp_trace_common::LL_UNREAD,
-        _pad: 0,
+        nlmsg_pid: 0,
         kind: EVENT_NEIGH,
         cpu,
         ts_ns: 2,
@@ -469,6 +469,47 @@ fn failure_lists_dropped_packets() {
     ))
     .unwrap();
     assert_eq!(v["type"], "neigh_failed");
+}
+
+/// `ip neigh del` of a resolving entry: the update's record (not the timer's) names the
+/// `ip` process and its netlink port, and lists what its invalidation dropped; a PROBE entry
+/// failed that way is no timer change (neigh_update_done records that change).
+#[test]
+fn an_entry_an_update_failed_names_the_process_behind_the_update() {
+    let mut j = joiner_knowing_python3();
+    let mut out = Vec::new();
+    let key = (7, 3, IpAddr::from(Ipv4Addr::new(198, 51, 100, 20)));
+    j.probing.insert(key, Mac([2, 0, 0, 0, 0, 9]));
+    j.trigger(&failed_drop(1));
+    let mut n = neigh(1, 0, 0x20, 3, NEIGH_FAILED | NEIGH_UPDATE);
+    n.nlmsg_pid = 4321;
+    n.pid_tgid = 4321 << 32 | 4321;
+    n.context = CONTEXT_TASK;
+    n.comm[..2].copy_from_slice(b"ip");
+    j.neigh(&n, &mut out);
+    assert_eq!(out.len(), 1, "no timer change beside the failure");
+    let Joined::Failed(f) = &out[0] else { panic!() };
+    assert_eq!(f.cause, Some(ChangeCause::Netlink));
+    assert_eq!(f.nlmsg_pid, Some(4321));
+    let t = f.task.as_ref().expect("the task");
+    assert_eq!((t.pid, &*t.comm), (4321, "ip"));
+    assert_eq!(f.dropped.len(), 1);
+    assert!(
+        crate::sinks::text::describe_failed(f).contains("by ip[4321] over netlink"),
+        "{}",
+        crate::sinks::text::describe_failed(f)
+    );
+
+    // The timer's failure of the same entry, probed: a failure and a timer change.
+    j.probing.insert(key, Mac([2, 0, 0, 0, 0, 9]));
+    let mut out = Vec::new();
+    j.neigh(&neigh(1, 0, 0x20, 3, NEIGH_FAILED), &mut out);
+    let Joined::Failed(f) = &out[0] else { panic!() };
+    assert_eq!(
+        (f.cause, f.nlmsg_pid, f.task.is_none()),
+        (Some(ChangeCause::Timer), None, true)
+    );
+    assert!(matches!(&out[1], Joined::Change(c) if c.cause == ChangeCause::Timer));
 }
 
 /// A neighbour key as the programs write an IPv4 one.

@@ -124,6 +124,11 @@ pub static HOOKS: &[Hook] = &[
         "neigh_timer_handler",
         "tp_btf/neigh_timer_handler",
     ),
+    common(
+        Role::Neighbour,
+        "neigh_update_failed",
+        "tp_btf/neigh_update_done",
+    ),
     Hook {
         role: Role::Solicit,
         program: Some("solicit_fentry"),
@@ -311,7 +316,7 @@ mod tests {
         }
         let first_solicit = HOOKS.iter().position(|h| h.path.is_some()).unwrap();
         assert!(HOOKS[first_solicit..].iter().all(|h| h.path.is_some()));
-        assert_eq!(common_hooks().count(), 10);
+        assert_eq!(common_hooks().count(), 11);
         assert_eq!(
             HOOKS[0].role,
             Role::Context,

@@ -242,8 +242,15 @@ pub fn describe_failed(f: &NeighFailed<'_>) -> String {
             plural(f.attempts as u64)
         )
     };
+    // An update failed it (`ip neigh del` while it resolved), not its timer.
+    let by = match (f.cause, &f.task) {
+        (None | Some(ChangeCause::Timer), _) => String::new(),
+        (Some(ChangeCause::Netlink), Some(t)) => format!(", by {}[{}] over netlink", t.comm, t.pid),
+        (Some(ChangeCause::Task), Some(t)) => format!(", by {}[{}]", t.comm, t.pid),
+        (Some(c), _) => format!(", by {}", c.code().replace('_', " ")),
+    };
     let mut s = format!(
-        "{} {} failed{}{tries}; dropped {n} packet{}",
+        "{} {} failed{}{tries}{by}; dropped {n} packet{}",
         if f.target_ip.is_ipv4() { "ARP" } else { "ND" },
         f.target_ip,
         if f.reason.is_some() { ", " } else { " " },

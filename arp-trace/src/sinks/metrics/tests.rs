@@ -210,6 +210,9 @@ fn neighbour_failures_count_the_packets_dropped() {
         attempts: 3,
         dropped: Vec::new(),
         dropped_omitted: 4,
+        cause: None,
+        nlmsg_pid: None,
+        task: None,
     };
     st.failed(&f, Instant::now());
     st.failed(&f, Instant::now());
