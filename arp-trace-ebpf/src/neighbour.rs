@@ -67,18 +67,18 @@ const NUD_FAILED: u8 = 0x20;
 
 #[inline(always)]
 unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
-    let Some(NeighId {
+    let Some(id) = neigh_id(n)? else {
+        return Ok(());
+    };
+    let NeighId {
         family,
         target,
         dev,
         ifindex,
         netns,
-        parms,
         tail,
-    }) = neigh_id(n)?
-    else {
-        return Ok(());
-    };
+        ..
+    } = id;
     let state: u8 = Btf::get(n, off!(neigh_nud_state));
 
     let mut req_seq = 0u64;
@@ -125,38 +125,15 @@ unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
         return Ok(());
     };
     let ev = &mut *entry.as_mut_ptr();
-    ev.kind = EVENT_NEIGH;
-    ev.cpu = aya_ebpf::helpers::bpf_get_smp_processor_id();
-    ev.ts_ns = bpf_ktime_get_ns();
-    ev.req_seq = req_seq;
-    ev.netns = netns;
-    ev.ifindex = ifindex;
-    ev.target = target;
-    ev.family = family;
-    ev.nud_state = state as u32;
-    ev.probes = Btf::get(n, off!(neigh_probes));
     // A reply handled before this tracepoint (veth answers at once) flushed the queue; the
     // length and owner caught by neigh_update just before that are the ones of the solicit.
-    ev.qlen = if seen.qlen != NO_QLEN {
+    let qlen = if seen.qlen != NO_QLEN {
         seen.qlen
     } else {
         Btf::get(n, off!(neigh_qlen))
     };
-    ev.flags = if failed { NEIGH_FAILED } else { 0 } | if req_seq != 0 { first } else { 0 };
-    ev.ucast_probes = if parms.is_null() {
-        0
-    } else {
-        Btf::get(parms, off!(parms_ucast_probes))
-    };
-    ev.ifname = Btf::get(dev, off!(dev_name));
-    ev.nlmsg_pid = 0;
-    ev.pid_tgid = bpf_get_current_pid_tgid();
-    current_comm(&mut ev.comm);
-    // Volatile: plain zero stores side by side become a memset call (`zero_words`).
-    core::ptr::write_volatile(&mut ev.sk, 0);
-    core::ptr::write_volatile(&mut ev.sk_ino, 0);
-    core::ptr::write_volatile(&mut ev.owner_flags, 0);
-    ev.context = current_context();
+    let flags = if failed { NEIGH_FAILED } else { 0 } | if req_seq != 0 { first } else { 0 };
+    fill_neigh(ev, n, &id, state, req_seq, qlen, flags, 0);
     if req_seq != 0 {
         if seen.qlen != NO_QLEN {
             (ev.sk, ev.sk_ino, ev.owner_flags) = (seen.sk, seen.sk_ino, seen.owner_flags);
@@ -167,6 +144,48 @@ unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
     (ev.ll_total, ev.ll_usable) = ll;
     entry.submit(wake_flags(ev.ts_ns));
     Ok(())
+}
+
+/// What every neighbour record holds: the entry's identity and counters, and the task the
+/// program ran in, with no owner (`sk`) yet.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn fill_neigh(
+    ev: &mut NeighEvent,
+    n: *const u8,
+    id: &NeighId,
+    state: u8,
+    req_seq: u64,
+    qlen: u32,
+    flags: u32,
+    nlmsg_pid: u32,
+) {
+    ev.kind = EVENT_NEIGH;
+    ev.cpu = aya_ebpf::helpers::bpf_get_smp_processor_id();
+    ev.ts_ns = bpf_ktime_get_ns();
+    ev.req_seq = req_seq;
+    ev.netns = id.netns;
+    ev.ifindex = id.ifindex;
+    ev.target = id.target;
+    ev.family = id.family;
+    ev.nud_state = state as u32;
+    ev.probes = Btf::get(n, off!(neigh_probes));
+    ev.qlen = qlen;
+    ev.flags = flags;
+    ev.ucast_probes = if id.parms.is_null() {
+        0
+    } else {
+        Btf::get(id.parms, off!(parms_ucast_probes))
+    };
+    ev.ifname = Btf::get(id.dev, off!(dev_name));
+    ev.nlmsg_pid = nlmsg_pid;
+    ev.pid_tgid = bpf_get_current_pid_tgid();
+    current_comm(&mut ev.comm);
+    // Volatile: plain zero stores side by side become a memset call (`zero_words`).
+    core::ptr::write_volatile(&mut ev.sk, 0);
+    core::ptr::write_volatile(&mut ev.sk_ino, 0);
+    core::ptr::write_volatile(&mut ev.owner_flags, 0);
+    ev.context = current_context();
 }
 
 const IFA_LINK: u16 = 0x20;
@@ -370,49 +389,18 @@ unsafe fn emit_update_failure(n: *const u8) -> Result<(), i64> {
     if state != NUD_FAILED {
         return Ok(()); // a dead entry: the update changed nothing
     }
-    let Some(NeighId {
-        family,
-        target,
-        dev,
-        ifindex,
-        netns,
-        parms,
-        ..
-    }) = neigh_id(n)?
-    else {
+    let Some(id) = neigh_id(n)? else {
         return Ok(());
     };
-    slot.failed_drops[family_index(family)] = 0;
+    slot.failed_drops[family_index(id.family)] = 0;
     let Some(mut entry) = EVENTS.reserve::<NeighEvent>(0) else {
         count_lost();
         return Ok(());
     };
     let ev = &mut *entry.as_mut_ptr();
-    ev.kind = EVENT_NEIGH;
-    ev.cpu = aya_ebpf::helpers::bpf_get_smp_processor_id();
-    ev.ts_ns = bpf_ktime_get_ns();
-    ev.req_seq = 0;
-    ev.netns = netns;
-    ev.ifindex = ifindex;
-    ev.target = target;
-    ev.family = family;
-    ev.nud_state = state as u32;
-    ev.probes = Btf::get(n, off!(neigh_probes));
-    ev.qlen = Btf::get(n, off!(neigh_qlen));
-    ev.flags = NEIGH_FAILED | NEIGH_UPDATE;
-    ev.ucast_probes = if parms.is_null() {
-        0
-    } else {
-        Btf::get(parms, off!(parms_ucast_probes))
-    };
-    ev.ifname = Btf::get(dev, off!(dev_name));
-    ev.nlmsg_pid = slot.failing_pid;
-    ev.pid_tgid = bpf_get_current_pid_tgid();
-    current_comm(&mut ev.comm);
-    core::ptr::write_volatile(&mut ev.sk, 0);
-    core::ptr::write_volatile(&mut ev.sk_ino, 0);
-    core::ptr::write_volatile(&mut ev.owner_flags, 0);
-    ev.context = current_context();
+    let qlen = Btf::get(n, off!(neigh_qlen));
+    let flags = NEIGH_FAILED | NEIGH_UPDATE;
+    fill_neigh(ev, n, &id, state, 0, qlen, flags, slot.failing_pid);
     (ev.ll_total, ev.ll_usable) = (LL_UNREAD, LL_UNREAD);
     entry.submit(wake_flags(ev.ts_ns));
     Ok(())
