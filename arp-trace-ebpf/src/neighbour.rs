@@ -133,7 +133,10 @@ unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
         Btf::get(n, off!(neigh_qlen))
     };
     let flags = if failed { NEIGH_FAILED } else { 0 } | if req_seq != 0 { first } else { 0 };
-    fill_neigh(ev, n, &id, state, req_seq, qlen, flags, 0);
+    fill_neigh(
+        ev, n, id.family, id.target, id.dev, id.ifindex, id.netns, id.parms, state, req_seq, qlen,
+        flags, 0,
+    );
     if req_seq != 0 {
         if seen.qlen != NO_QLEN {
             (ev.sk, ev.sk_ino, ev.owner_flags) = (seen.sk, seen.sk_ino, seen.owner_flags);
@@ -147,13 +150,21 @@ unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
 }
 
 /// What every neighbour record holds: the entry's identity and counters, and the task the
-/// program ran in, with no owner (`sk`) yet.
+/// program ran in, with no owner (`sk`) yet. `NeighId`'s fields come by value, not as a
+/// reference: through `&NeighId` the struct went to the stack and the two solicit programs
+/// verified 13 % more instructions on 6.18 (15,833 -> 17,857), which 6.1's verifier pays
+/// several times over on every start.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn fill_neigh(
     ev: &mut NeighEvent,
     n: *const u8,
-    id: &NeighId,
+    family: u32,
+    target: [u8; 16],
+    dev: *const u8,
+    ifindex: u32,
+    netns: u32,
+    parms: *const u8,
     state: u8,
     req_seq: u64,
     qlen: u32,
@@ -164,20 +175,20 @@ unsafe fn fill_neigh(
     ev.cpu = aya_ebpf::helpers::bpf_get_smp_processor_id();
     ev.ts_ns = bpf_ktime_get_ns();
     ev.req_seq = req_seq;
-    ev.netns = id.netns;
-    ev.ifindex = id.ifindex;
-    ev.target = id.target;
-    ev.family = id.family;
+    ev.netns = netns;
+    ev.ifindex = ifindex;
+    ev.target = target;
+    ev.family = family;
     ev.nud_state = state as u32;
     ev.probes = Btf::get(n, off!(neigh_probes));
     ev.qlen = qlen;
     ev.flags = flags;
-    ev.ucast_probes = if id.parms.is_null() {
+    ev.ucast_probes = if parms.is_null() {
         0
     } else {
-        Btf::get(id.parms, off!(parms_ucast_probes))
+        Btf::get(parms, off!(parms_ucast_probes))
     };
-    ev.ifname = Btf::get(id.dev, off!(dev_name));
+    ev.ifname = Btf::get(dev, off!(dev_name));
     ev.nlmsg_pid = nlmsg_pid;
     ev.pid_tgid = bpf_get_current_pid_tgid();
     current_comm(&mut ev.comm);
@@ -400,7 +411,21 @@ unsafe fn emit_update_failure(n: *const u8) -> Result<(), i64> {
     let ev = &mut *entry.as_mut_ptr();
     let qlen = Btf::get(n, off!(neigh_qlen));
     let flags = NEIGH_FAILED | NEIGH_UPDATE;
-    fill_neigh(ev, n, &id, state, 0, qlen, flags, slot.failing_pid);
+    fill_neigh(
+        ev,
+        n,
+        id.family,
+        id.target,
+        id.dev,
+        id.ifindex,
+        id.netns,
+        id.parms,
+        state,
+        0,
+        qlen,
+        flags,
+        slot.failing_pid,
+    );
     (ev.ll_total, ev.ll_usable) = (LL_UNREAD, LL_UNREAD);
     entry.submit(wake_flags(ev.ts_ns));
     Ok(())
