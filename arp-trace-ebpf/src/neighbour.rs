@@ -67,18 +67,18 @@ const NUD_FAILED: u8 = 0x20;
 
 #[inline(always)]
 unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
-    let Some(id) = neigh_id(n)? else {
-        return Ok(());
-    };
-    let NeighId {
+    let Some(NeighId {
         family,
         target,
         dev,
         ifindex,
         netns,
+        parms,
         tail,
-        ..
-    } = id;
+    }) = neigh_id(n)?
+    else {
+        return Ok(());
+    };
     let state: u8 = Btf::get(n, off!(neigh_nud_state));
 
     let mut req_seq = 0u64;
@@ -125,52 +125,6 @@ unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
         return Ok(());
     };
     let ev = &mut *entry.as_mut_ptr();
-    // A reply handled before this tracepoint (veth answers at once) flushed the queue; the
-    // length and owner caught by neigh_update just before that are the ones of the solicit.
-    let qlen = if seen.qlen != NO_QLEN {
-        seen.qlen
-    } else {
-        Btf::get(n, off!(neigh_qlen))
-    };
-    let flags = if failed { NEIGH_FAILED } else { 0 } | if req_seq != 0 { first } else { 0 };
-    fill_neigh(
-        ev, n, id.family, id.target, id.dev, id.ifindex, id.netns, id.parms, state, req_seq, qlen,
-        flags, 0,
-    );
-    if req_seq != 0 {
-        if seen.qlen != NO_QLEN {
-            (ev.sk, ev.sk_ino, ev.owner_flags) = (seen.sk, seen.sk_ino, seen.owner_flags);
-        } else if let Some((sk, ino, flags)) = owner.or_else(|| queue_owner(tail)) {
-            (ev.sk, ev.sk_ino, ev.owner_flags) = (sk, ino, flags);
-        }
-    }
-    (ev.ll_total, ev.ll_usable) = ll;
-    entry.submit(wake_flags(ev.ts_ns));
-    Ok(())
-}
-
-/// What every neighbour record holds: the entry's identity and counters, and the task the
-/// program ran in, with no owner (`sk`) yet. `NeighId`'s fields come by value, not as a
-/// reference: through `&NeighId` the struct went to the stack and the two solicit programs
-/// verified 13 % more instructions on 6.18 (15,833 -> 17,857), which 6.1's verifier pays
-/// several times over on every start.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn fill_neigh(
-    ev: &mut NeighEvent,
-    n: *const u8,
-    family: u32,
-    target: [u8; 16],
-    dev: *const u8,
-    ifindex: u32,
-    netns: u32,
-    parms: *const u8,
-    state: u8,
-    req_seq: u64,
-    qlen: u32,
-    flags: u32,
-    nlmsg_pid: u32,
-) {
     ev.kind = EVENT_NEIGH;
     ev.cpu = aya_ebpf::helpers::bpf_get_smp_processor_id();
     ev.ts_ns = bpf_ktime_get_ns();
@@ -181,15 +135,21 @@ unsafe fn fill_neigh(
     ev.family = family;
     ev.nud_state = state as u32;
     ev.probes = Btf::get(n, off!(neigh_probes));
-    ev.qlen = qlen;
-    ev.flags = flags;
+    // A reply handled before this tracepoint (veth answers at once) flushed the queue; the
+    // length and owner caught by neigh_update just before that are the ones of the solicit.
+    ev.qlen = if seen.qlen != NO_QLEN {
+        seen.qlen
+    } else {
+        Btf::get(n, off!(neigh_qlen))
+    };
+    ev.flags = if failed { NEIGH_FAILED } else { 0 } | if req_seq != 0 { first } else { 0 };
     ev.ucast_probes = if parms.is_null() {
         0
     } else {
         Btf::get(parms, off!(parms_ucast_probes))
     };
     ev.ifname = Btf::get(dev, off!(dev_name));
-    ev.nlmsg_pid = nlmsg_pid;
+    ev.nlmsg_pid = 0;
     ev.pid_tgid = bpf_get_current_pid_tgid();
     current_comm(&mut ev.comm);
     // Volatile: plain zero stores side by side become a memset call (`zero_words`).
@@ -197,6 +157,16 @@ unsafe fn fill_neigh(
     core::ptr::write_volatile(&mut ev.sk_ino, 0);
     core::ptr::write_volatile(&mut ev.owner_flags, 0);
     ev.context = current_context();
+    if req_seq != 0 {
+        if seen.qlen != NO_QLEN {
+            (ev.sk, ev.sk_ino, ev.owner_flags) = (seen.sk, seen.sk_ino, seen.owner_flags);
+        } else if let Some((sk, ino, flags)) = owner.or_else(|| queue_owner(tail)) {
+            (ev.sk, ev.sk_ino, ev.owner_flags) = (sk, ino, flags);
+        }
+    }
+    (ev.ll_total, ev.ll_usable) = ll;
+    entry.submit(wake_flags(ev.ts_ns));
+    Ok(())
 }
 
 const IFA_LINK: u16 = 0x20;
@@ -386,6 +356,9 @@ pub fn neigh_update_failed(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// Writes its record's fields itself, as `emit_neigh` does: one writer shared by the two
+/// made every tracer start on 6.1 slower (its whole auto VM row 437 s -> 653-703 s; on 6.18
+/// the solicit programs verified 15,833 -> 17,857 instructions through a reference).
 #[inline(always)]
 unsafe fn emit_update_failure(n: *const u8) -> Result<(), i64> {
     let Some(slot) = SLOT.get_ptr_mut(0) else {
@@ -400,32 +373,49 @@ unsafe fn emit_update_failure(n: *const u8) -> Result<(), i64> {
     if state != NUD_FAILED {
         return Ok(()); // a dead entry: the update changed nothing
     }
-    let Some(id) = neigh_id(n)? else {
+    let Some(NeighId {
+        family,
+        target,
+        dev,
+        ifindex,
+        netns,
+        parms,
+        ..
+    }) = neigh_id(n)?
+    else {
         return Ok(());
     };
-    slot.failed_drops[family_index(id.family)] = 0;
+    slot.failed_drops[family_index(family)] = 0;
     let Some(mut entry) = EVENTS.reserve::<NeighEvent>(0) else {
         count_lost();
         return Ok(());
     };
     let ev = &mut *entry.as_mut_ptr();
-    let qlen = Btf::get(n, off!(neigh_qlen));
-    let flags = NEIGH_FAILED | NEIGH_UPDATE;
-    fill_neigh(
-        ev,
-        n,
-        id.family,
-        id.target,
-        id.dev,
-        id.ifindex,
-        id.netns,
-        id.parms,
-        state,
-        0,
-        qlen,
-        flags,
-        slot.failing_pid,
-    );
+    ev.kind = EVENT_NEIGH;
+    ev.cpu = aya_ebpf::helpers::bpf_get_smp_processor_id();
+    ev.ts_ns = bpf_ktime_get_ns();
+    ev.req_seq = 0;
+    ev.netns = netns;
+    ev.ifindex = ifindex;
+    ev.target = target;
+    ev.family = family;
+    ev.nud_state = state as u32;
+    ev.probes = Btf::get(n, off!(neigh_probes));
+    ev.qlen = Btf::get(n, off!(neigh_qlen));
+    ev.flags = NEIGH_FAILED | NEIGH_UPDATE;
+    ev.ucast_probes = if parms.is_null() {
+        0
+    } else {
+        Btf::get(parms, off!(parms_ucast_probes))
+    };
+    ev.ifname = Btf::get(dev, off!(dev_name));
+    ev.nlmsg_pid = slot.failing_pid;
+    ev.pid_tgid = bpf_get_current_pid_tgid();
+    current_comm(&mut ev.comm);
+    core::ptr::write_volatile(&mut ev.sk, 0);
+    core::ptr::write_volatile(&mut ev.sk_ino, 0);
+    core::ptr::write_volatile(&mut ev.owner_flags, 0);
+    ev.context = current_context();
     (ev.ll_total, ev.ll_usable) = (LL_UNREAD, LL_UNREAD);
     entry.submit(wake_flags(ev.ts_ns));
     Ok(())
