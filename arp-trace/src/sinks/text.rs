@@ -4,7 +4,7 @@
 
 use arp_trace_model::{
     ArpEvent, ArpOp, ChangeCause, ChangeKind, Conflict, ConflictKind, FactsChange, Mac, NdiscEvent,
-    NdiscOp, NeighChange, NeighFailed, NudState, Origin, Trigger, Verdict,
+    NdiscOp, NeighChange, NeighFailed, NudState, Origin, Task, Trigger, Verdict,
 };
 
 /// `srv/eth3` for a named namespace, `eth3` in the tracer's own, `4026532281/eth3` otherwise;
@@ -105,10 +105,8 @@ pub fn describe_neigh_change(c: &NeighChange<'_>) -> String {
             f.sender_mac,
             if f.gratuitous { " (gratuitous)" } else { "" }
         ),
-        (ChangeCause::Netlink, _, Some(t)) => format!("{}[{}] over netlink", t.comm, t.pid),
-        (ChangeCause::Task, _, Some(t)) => format!("{}[{}]", t.comm, t.pid),
         (ChangeCause::Timer, _, _) => "its timer (the unicast probes went unanswered)".into(),
-        (cause, _, _) => cause.code().replace('_', " "),
+        (cause, _, task) => by_whom(cause, task.as_ref()),
     };
     format!(
         "NEIGH {} {} -> {}, by {by}",
@@ -223,6 +221,16 @@ pub fn trigger_suffix(ev: &ArpEvent<'_>) -> String {
     }
 }
 
+/// Who made a table change or failed an entry: the process for `netlink` and `task`,
+/// else the cause in words.
+fn by_whom(cause: ChangeCause, task: Option<&Task<'_>>) -> String {
+    match (cause, task) {
+        (ChangeCause::Netlink, Some(t)) => format!("{}[{}] over netlink", t.comm, t.pid),
+        (ChangeCause::Task, Some(t)) => format!("{}[{}]", t.comm, t.pid),
+        (cause, _) => cause.code().replace('_', " "),
+    }
+}
+
 /// `ARP 198.51.100.99 failed after 3 requests; dropped 1 packet: udp ... python3[4242]`;
 /// `ND 2001:db8:3::44 failed, no solicitation sent; ...` for IPv6.
 pub fn describe_failed(f: &NeighFailed<'_>) -> String {
@@ -245,9 +253,7 @@ pub fn describe_failed(f: &NeighFailed<'_>) -> String {
     // An update failed it (`ip neigh del` while it resolved), not its timer.
     let by = match (f.cause, &f.task) {
         (None | Some(ChangeCause::Timer), _) => String::new(),
-        (Some(ChangeCause::Netlink), Some(t)) => format!(", by {}[{}] over netlink", t.comm, t.pid),
-        (Some(ChangeCause::Task), Some(t)) => format!(", by {}[{}]", t.comm, t.pid),
-        (Some(c), _) => format!(", by {}", c.code().replace('_', " ")),
+        (Some(c), task) => format!(", by {}", by_whom(c, task.as_ref())),
     };
     let mut s = format!(
         "{} {} failed{}{tries}{by}; dropped {n} packet{}",
