@@ -49,7 +49,7 @@ impl Cidr {
 impl Cidr {
     /// `198.51.100.10/24` without core::fmt: requests carry several, and explanations name
     /// them.
-    pub(crate) fn text<'b>(&self, buf: &'b mut [u8; 19]) -> &'b str {
+    pub fn text<'b>(&self, buf: &'b mut [u8; 19]) -> &'b str {
         let mut a = [0u8; 15];
         let n = ipv4_text(self.addr, &mut a).len();
         buf[..n].copy_from_slice(&a[..n]);

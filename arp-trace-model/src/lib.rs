@@ -36,7 +36,7 @@ mod time;
 mod trigger;
 mod verdict;
 
-pub use addr::{ip_text, Cidr, FastIp, IfAddr, RT_SCOPE_HOST, RT_SCOPE_LINK};
+pub use addr::{ip_text, ipv4_text, Cidr, FastIp, IfAddr, RT_SCOPE_HOST, RT_SCOPE_LINK};
 pub use arp::{ArpEvent, ArpOp, Direction};
 pub use conflict::{Conflict, ConflictCause, ConflictKind};
 pub use facts::{

@@ -102,7 +102,16 @@ fn another_interfaces_address_is_not_kept_the_link_local_is_used() {
 #[test]
 fn the_egress_devices_own_usable_address_is_kept() {
     let ev = ns("2001:db8:3::1", Some(trig("2001:db8:3::1")), eth3());
-    assert_eq!(explain_ndisc(&ev).reason, Reason::NdiscPacketSource);
+    let v = explain_ndisc(&ev);
+    assert_eq!(v.reason, Reason::NdiscPacketSource);
+    // Word for word: the sentence is built by pushes, not format!.
+    assert_eq!(
+        v.explanation,
+        "2001:db8:3::1 is the source of the packet queued for 2001:db8:3::44 (icmpv6 \
+         2001:db8:3::1 > 2001:db8:3::44 type 128 ping[42]) and an address of eth3 that is \
+         neither tentative nor optimistic, so ndisc_solicit() kept it as the solicitation's \
+         source."
+    );
 }
 
 #[test]

@@ -319,6 +319,30 @@ fn seed() -> (ArpEvent<'static>, NsFacts<'static>) {
 }
 
 #[test]
+fn a_local_source_on_the_egress_device_is_explained_word_for_word() {
+    let mut f = seed_facts();
+    f.announce_all = -2;
+    f.announce_dev.insert("eth3".to_string(), -1);
+    let req = request(
+        "eth3",
+        "198.51.100.10",
+        TARGET,
+        Some(trigger("198.51.100.10", Origin::Local)),
+    );
+    let v = explain(&req, &f);
+    assert_eq!(v.reason, Reason::Announce0LocalSource);
+    assert!(!v.foreign_sender);
+    // Built by pushes, not format!: every digit and sign as the levels are.
+    assert_eq!(
+        v.explanation,
+        "eth3 announces 198.51.100.10, the source of the packet that needed the ARP \
+         (python3[4242]), which is local and inside eth3's 198.51.100.0/24. With \
+         arp_announce=-1 (all=-2, eth3=-1; below 0 acts like 0) Linux copies a packet's source \
+         into the request whenever that address is local to the host."
+    );
+}
+
+#[test]
 fn explain_seed_case() {
     let (req, f) = seed();
     let v = explain(&req, &f);

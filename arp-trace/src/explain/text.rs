@@ -3,10 +3,10 @@
 //! packet), read from the same [`Ctx`] the rule matched on.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
-use arp_trace_model::{IfAddr, Origin, RT_SCOPE_LINK};
+use arp_trace_model::text::decimal;
+use arp_trace_model::{ipv4_text, IfAddr, Origin, RT_SCOPE_LINK};
 
 use super::ctx::Ctx;
 
@@ -14,6 +14,14 @@ use super::ctx::Ctx;
 /// (`198.51.100.1/32`), which is what the kernel matches against.
 pub(super) fn subnet(a: &IfAddr<'_>) -> String {
     a.subnet().network().to_string()
+}
+
+/// `v` in decimal, appended without core::fmt (the levels are in every explanation).
+fn put_int(out: &mut String, v: i32) {
+    if v < 0 {
+        out.push('-');
+    }
+    out.push_str(decimal(v.unsigned_abs().into(), &mut [0; 20]));
 }
 
 impl Ctx<'_> {
@@ -27,10 +35,15 @@ impl Ctx<'_> {
     /// [`Self::levels`] appended to `out`: every request's explanation has it, so it is built
     /// in place rather than through a string of its own per part.
     pub(super) fn put_levels(&self, out: &mut String) {
-        let _ = write!(out, "arp_announce={} (all={}, ", self.effective, self.all);
+        out.push_str("arp_announce=");
+        put_int(out, self.effective);
+        out.push_str(" (all=");
+        put_int(out, self.all);
+        out.push_str(", ");
         out.push_str(self.dev());
         if self.dev_level_known {
-            let _ = write!(out, "={}", self.dev_level);
+            out.push('=');
+            put_int(out, self.dev_level);
         } else {
             out.push_str(" unset, taken as 0");
         }
@@ -117,7 +130,9 @@ impl Ctx<'_> {
         };
         let put = |out: &mut String, (c, p): (&std::borrow::Cow<'_, str>, u32)| {
             out.push_str(c);
-            let _ = write!(out, "[{p}]");
+            out.push('[');
+            out.push_str(decimal(p.into(), &mut [0; 20]));
+            out.push(']');
         };
         match (&t.origin, who) {
             (Origin::Local, Some(w)) => put(out, w),
@@ -216,14 +231,16 @@ pub(super) fn explain_announce0(c: &Ctx<'_>) -> String {
         // The explanation of nearly every request (arp_announce=0 is the default), built in
         // one string: through format! and a string per part it was a tenth of a storm's CPU.
         let mut out = String::with_capacity(400);
-        let _ = write!(out, "{} announces {s}", c.dev());
+        out.push_str(c.dev());
+        out.push_str(" announces ");
+        out.push_str(ipv4_text(s, &mut [0; 15]));
         out.push_str(", the source of the packet that needed the ARP (");
         c.put_who(&mut out);
         out.push_str("), which is local and inside ");
         out.push_str(c.dev());
         out.push_str("'s ");
         if let Some(a) = c.dev_addrs.iter().find(|a| a.contains(s)) {
-            let _ = write!(out, "{}", a.subnet().network());
+            out.push_str(a.subnet().network().text(&mut [0; 19]));
         }
         out.push_str(". With ");
         c.put_levels(&mut out);

@@ -155,8 +155,14 @@ pub fn ndisc_trigger_suffix(ev: &NdiscEvent<'_>) -> String {
 
 /// `udp 203.0.113.10:41000 > 198.51.100.20:9 python3[4242]`
 pub fn describe_trigger(t: &Trigger<'_>) -> String {
-    // Built by pushes, not format!: every explanation of a storm's requests names its trigger.
     let mut s = String::with_capacity(96);
+    put_trigger(&mut s, t);
+    s
+}
+
+/// [`describe_trigger`] appended to `s`.
+pub fn put_trigger(s: &mut String, t: &Trigger<'_>) {
+    // Built by pushes, not format!: every explanation of a storm's requests names its trigger.
     s.push_str(&t.proto);
     s.push(' ');
     // An IPv6 address is bracketed before its port, as in a URL: `[2001:db8::1]:41000`.
@@ -179,9 +185,9 @@ pub fn describe_trigger(t: &Trigger<'_>) -> String {
         }
     };
     let ports = t.sport.zip(t.dport);
-    end(&mut s, t.src, ports.map(|p| p.0));
+    end(s, t.src, ports.map(|p| p.0));
     s.push_str(" > ");
-    end(&mut s, t.dst, ports.map(|p| p.1));
+    end(s, t.dst, ports.map(|p| p.1));
     if let (None, Some(ty)) = (ports, t.icmp_type) {
         s.push_str(" type ");
         s.push_str(arp_trace_model::text::decimal(ty.into(), &mut [0; 20]));
@@ -210,7 +216,6 @@ pub fn describe_trigger(t: &Trigger<'_>) -> String {
                 .unwrap_or_else(|| format!("ifindex {}", t.in_ifindex.unwrap_or(0)))
         )),
     }
-    s
 }
 
 /// ` <- udp 203.0.113.10:41000 > 198.51.100.20:9 python3[4242]` for requests with a trigger.
