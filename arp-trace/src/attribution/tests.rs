@@ -1,3 +1,7 @@
+//! The joiner's unit tests: records as the programs write them, joined into events. Long
+//! because each join rule (trigger, neighbour record, drops, table changes, order, limits)
+//! is tested against records built by hand here, and they share these builders.
+
 use super::*;
 use crate::sinks::text::describe_trigger;
 use arp_trace_common::{
@@ -402,6 +406,35 @@ fn solicited_requests_wait_for_their_neighbour_record() {
     j.expire(false, &mut out);
     assert_eq!(out.len(), 3);
     assert_eq!(j.unjoined, 1);
+}
+
+/// Requests whose neighbour records never come (lost to a full ring) do not pile up for
+/// SOLICIT_WAIT with everything behind them: the oldest go on once MAX_QUEUED wait.
+#[test]
+fn a_flood_of_requests_without_records_keeps_the_queue_bounded() {
+    let mut j = Joiner::new(0);
+    let mut out = Vec::new();
+    let n = MAX_QUEUED as u64 + 1000;
+    for seq in 1..=n {
+        j.arp((seq % 2) as u32, seq, request(), true, &mut out);
+        j.expire(false, &mut out);
+        assert!(j.order.len() <= MAX_QUEUED + 1, "{}", j.order.len());
+        assert!(j.pending.len() <= MAX_QUEUED + 1);
+    }
+    // The oldest went on, in order, each counted as shown without its record.
+    assert_eq!(out.len() as u64, n - MAX_QUEUED as u64);
+    assert_eq!(j.unjoined, out.len() as u64);
+    // A record for a request still queued joins it as usual.
+    let mut rec = neigh(n as u32 % 2, n, 0x01, 4, NEIGH_FIRST);
+    owned(&mut rec, CONTEXT_TASK);
+    j.neigh(&rec, &mut out);
+    j.expire(true, &mut out);
+    assert_eq!(out.len() as u64, n);
+    let Some(Joined::Arp(last)) = out.last() else {
+        panic!()
+    };
+    assert_eq!(last.attempt, Some(1));
+    assert_eq!(j.unjoined, n - 1);
 }
 
 #[test]
