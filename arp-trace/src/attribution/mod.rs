@@ -126,8 +126,9 @@ pub const JOIN_WAIT: Duration = Duration::from_millis(50);
 pub const SOLICIT_WAIT: Duration = Duration::from_secs(3);
 /// Events the joiner keeps in its output order at most. A request whose neighbour record was
 /// lost (the ring buffer full: the tracer fell behind) waits [`SOLICIT_WAIT`], and every event
-/// after it waits behind it: at 40,000 solicitations/s that was ~300 MB held. Past this, the
-/// oldest requests go on without their records (counted in `unjoined`), as after the wait.
+/// after it waits behind it: 218 MiB peak RSS after a reader stalled in a storm at 40,000
+/// solicitations/s (BENCHMARKS.md, fifth step). Past this, the oldest requests go on without
+/// their records (counted in `unjoined`), as after the wait.
 /// A storm's usual queue is what one read of the ring brings (~600 events at 60,000/s).
 pub const MAX_QUEUED: usize = 8192;
 
