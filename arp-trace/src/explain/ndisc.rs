@@ -124,9 +124,16 @@ impl<'a> NdCtx<'a> {
     }
 
     fn trigger_words(&self) -> String {
+        let mut out = String::with_capacity(96);
+        self.put_trigger_words(&mut out);
+        out
+    }
+
+    /// [`Self::trigger_words`] appended to `out`.
+    fn put_trigger_words(&self, out: &mut String) {
         match &self.ev.trigger {
-            Some(t) => crate::sinks::text::describe_trigger(t),
-            None => "no packet".into(),
+            Some(t) => crate::sinks::text::put_trigger(out, t),
+            None => out.push_str("no packet"),
         }
     }
 
@@ -248,10 +255,7 @@ fn explain_packet_source(c: &NdCtx<'_>) -> String {
     out.push_str(" is the source of the packet queued for ");
     out.push_str(ip_text(c.ev.target_ip.into(), &mut [0; 45]));
     out.push_str(" (");
-    match &c.ev.trigger {
-        Some(t) => crate::sinks::text::put_trigger(&mut out, t),
-        None => out.push_str("no packet"),
-    }
+    c.put_trigger_words(&mut out);
     out.push_str(") and an address of ");
     out.push_str(c.dev());
     out.push_str(

@@ -129,10 +129,7 @@ impl Ctx<'_> {
             _ => None,
         };
         let put = |out: &mut String, (c, p): (&std::borrow::Cow<'_, str>, u32)| {
-            out.push_str(c);
-            out.push('[');
-            out.push_str(decimal(p.into(), &mut [0; 20]));
-            out.push(']');
+            crate::sinks::text::put_task(out, c, p)
         };
         match (&t.origin, who) {
             (Origin::Local, Some(w)) => put(out, w),

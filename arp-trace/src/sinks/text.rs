@@ -160,6 +160,14 @@ pub fn describe_trigger(t: &Trigger<'_>) -> String {
     s
 }
 
+/// `python3[4242]` appended to `s`: explanations and trigger descriptions name processes so.
+pub fn put_task(s: &mut String, comm: &str, pid: u32) {
+    s.push_str(comm);
+    s.push('[');
+    s.push_str(arp_trace_model::text::decimal(pid.into(), &mut [0; 20]));
+    s.push(']');
+}
+
 /// [`describe_trigger`] appended to `s`.
 pub fn put_trigger(s: &mut String, t: &Trigger<'_>) {
     // Built by pushes, not format!: every explanation of a storm's requests names its trigger.
@@ -196,10 +204,7 @@ pub fn put_trigger(s: &mut String, t: &Trigger<'_>) {
         Origin::Local => match (&t.comm, t.pid) {
             (Some(c), Some(p)) => {
                 s.push(' ');
-                s.push_str(c);
-                s.push('[');
-                s.push_str(arp_trace_model::text::decimal(p.into(), &mut [0; 20]));
-                s.push(']');
+                put_task(s, c, p);
             }
             _ => s.push_str(" (local socket, process gone)"),
         },
