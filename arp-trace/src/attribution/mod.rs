@@ -131,6 +131,15 @@ pub const SOLICIT_WAIT: Duration = Duration::from_secs(3);
 /// their records (counted in `unjoined`), as after the wait.
 /// A storm's usual queue is what one read of the ring brings (~600 events at 60,000/s).
 pub const MAX_QUEUED: usize = 8192;
+/// Neighbours whose last attempt number the joiner remembers at most. One entry per neighbour
+/// ever solicited, dropped only when it fails: a host that resolves ever new addresses (a scan,
+/// a /16 of clients) would grow it for the tracer's whole life. Past this it starts afresh; a
+/// failure whose attempt was forgotten takes it from the entry's probe count instead.
+pub const MAX_ATTEMPTS_KEPT: usize = 65_536;
+/// Neighbours with queue-overflow drops waiting for a failure, at most. Drops for an entry
+/// that then resolved wait for a failure that never comes; past this they are let go, counted
+/// in `unmatched`.
+pub const MAX_QUEUEFULL_KEYS: usize = 4096;
 
 /// Joins the kernel's records into complete events.
 pub struct Joiner {
@@ -377,9 +386,16 @@ impl Joiner {
                 });
             }
             let list = if reason == "neigh_queuefull" {
-                self.queuefull
-                    .entry((t.netns, t.ifindex, trig.dst))
-                    .or_default()
+                let key = (t.netns, t.ifindex, trig.dst);
+                if self.queuefull.len() >= MAX_QUEUEFULL_KEYS && !self.queuefull.contains_key(&key)
+                {
+                    self.unmatched += self
+                        .queuefull
+                        .drain()
+                        .map(|(_, v)| v.len() as u64)
+                        .sum::<u64>();
+                }
+                self.queuefull.entry(key).or_default()
             } else {
                 self.drops_by_cpu
                     .entry(t.cpu)
@@ -463,9 +479,13 @@ impl Joiner {
                 let (state, attempt) = solicit_state(n, p.ev.unicast());
                 p.ev.set_neigh(state, attempt, n.qlen);
                 debug_assert_eq!(p.ev.target(), target);
-                self.last_attempt
-                    .insert((n.netns, n.ifindex, target), attempt);
                 let key = (n.netns, n.ifindex, target);
+                if self.last_attempt.len() >= MAX_ATTEMPTS_KEPT
+                    && !self.last_attempt.contains_key(&key)
+                {
+                    self.last_attempt.clear();
+                }
+                self.last_attempt.insert(key, attempt);
                 match &p.ev {
                     Sent::Arp(e) if state == "probe" => {
                         if self.probing.len() >= table::MAX_PROBING {

@@ -437,6 +437,65 @@ fn a_flood_of_requests_without_records_keeps_the_queue_bounded() {
     assert_eq!(j.unjoined, n - 1);
 }
 
+/// What the joiner keeps per neighbour is bounded when ever new neighbours are solicited and
+/// never fail (a scan), and when queue overflows hit entries that then resolve: neither map is
+/// emptied by a failure then.
+#[test]
+fn ever_new_neighbours_keep_the_per_neighbour_maps_bounded() {
+    let mut j = joiner_knowing_python3();
+    let mut out = Vec::new();
+    let n = MAX_ATTEMPTS_KEPT as u32 + 100;
+    for ns in 0..n {
+        let seq = ns as u64 + 1;
+        j.arp(0, seq, request(), true, &mut out);
+        // Second attempt: probes 5 with 3 unicast probes.
+        let mut rec = neigh(0, seq, 0x01, 5, 0);
+        rec.netns = 1000 + ns;
+        j.neigh(&rec, &mut out);
+        j.expire(false, &mut out);
+        assert!(
+            j.last_attempt.len() <= MAX_ATTEMPTS_KEPT,
+            "{}",
+            j.last_attempt.len()
+        );
+    }
+    // The newest neighbour's attempt is still known when it fails.
+    let mut fail = neigh(1, 0, 0x20, 6, NEIGH_FAILED);
+    fail.netns = 1000 + n - 1;
+    j.neigh(&fail, &mut out);
+    let Some(Joined::Failed(f)) = out.last() else {
+        panic!()
+    };
+    assert_eq!(f.attempts, 2);
+    // One forgotten at the restart takes the count from its record (probes - ucast_probes).
+    fail.netns = 1000;
+    j.neigh(&fail, &mut out);
+    let Some(Joined::Failed(f)) = out.last() else {
+        panic!()
+    };
+    assert_eq!(f.attempts, 3);
+
+    j.queuefull_reason = 77;
+    let drops = MAX_QUEUEFULL_KEYS as u32 + 10;
+    for ns in 0..drops {
+        let mut d = trigger(EVENT_NEIGH_DROP, 0, 0, TRIGGER_HAS_SK, 99);
+        d.drop_reason = 77;
+        d.netns = 5000 + ns;
+        j.trigger(&d);
+        assert!(j.queuefull.len() <= MAX_QUEUEFULL_KEYS);
+    }
+    // Those let go are counted, the newest still wait for their entry's failure.
+    assert_eq!(j.unmatched, MAX_QUEUEFULL_KEYS as u64);
+    let mut fail = neigh(1, 0, 0x20, 6, NEIGH_FAILED);
+    fail.netns = 5000 + drops - 1;
+    j.neigh(&fail, &mut out);
+    let Some(Joined::Failed(f)) = out.last() else {
+        panic!()
+    };
+    assert_eq!(f.dropped.len(), 1);
+    assert_eq!(f.dropped[0].drop_reason.as_deref(), Some("neigh_queuefull"));
+}
+
 #[test]
 fn a_packet_dropped_by_a_racing_failure_is_the_trigger() {
     // CPU 0 solicits; CPU 1's timer fails the entry meanwhile (its record no longer shows
