@@ -12,6 +12,7 @@
 //! dropped.
 
 pub mod owners;
+mod recent;
 mod table;
 pub mod trigger;
 
@@ -29,6 +30,7 @@ use arp_trace_model::{
 };
 
 use owners::{current_if_task, resolve_owner, Owner, SocketOwners};
+use recent::Recent;
 pub use trigger::Ifnames;
 use trigger::{make_trigger, solicit_state};
 
@@ -131,14 +133,15 @@ pub const SOLICIT_WAIT: Duration = Duration::from_secs(3);
 /// their records (counted in `unjoined`), as after the wait.
 /// A storm's usual queue is what one read of the ring brings (~600 events at 60,000/s).
 pub const MAX_QUEUED: usize = 8192;
-/// Neighbours whose last attempt number the joiner remembers at most. One entry per neighbour
-/// ever solicited, dropped only when it fails: a host that resolves ever new addresses (a scan,
-/// a /16 of clients) would grow it for the tracer's whole life. Past this it starts afresh; a
-/// failure whose attempt was forgotten takes it from the entry's probe count instead.
-pub const MAX_ATTEMPTS_KEPT: usize = 65_536;
-/// Neighbours with queue-overflow drops waiting for a failure, at most. Drops for an entry
-/// that then resolved wait for a failure that never comes; past this they are let go, counted
-/// in `unmatched`.
+/// Neighbours whose last attempt number the joiner is sure to remember: the last this many
+/// solicited (at most twice as many are kept, [`Recent`]). An entry is dropped only when its
+/// neighbour fails, so a host that resolves ever new addresses (a scan, a /16 of clients)
+/// would otherwise grow the map for the tracer's whole life. A failure whose attempt was let
+/// go takes it from the entry's probe count instead.
+pub const MAX_ATTEMPTS_KEPT: usize = 32_768;
+/// Neighbours with queue-overflow drops waiting for a failure (the newest this many, at most
+/// twice as many kept). Drops for an entry that then resolved wait for a failure that never
+/// comes; the ones let go are counted in `unmatched`.
 pub const MAX_QUEUEFULL_KEYS: usize = 4096;
 
 /// Joins the kernel's records into complete events.
@@ -150,7 +153,7 @@ pub struct Joiner {
     /// NEIGH_FAILED drops seen on a CPU, waiting for that CPU's failure record.
     drops_by_cpu: Map<u32, Vec<Trigger<'static>>>,
     /// Queue-overflow drops, by (netns, ifindex, destination).
-    queuefull: Map<(u32, u32, IpAddr), Vec<Trigger<'static>>>,
+    queuefull: Recent<(u32, u32, IpAddr), Vec<Trigger<'static>>>,
     omitted: Map<u32, u64>,
     pub owners: SocketOwners,
     /// (netns, ifindex) -> name, learned from transmitted frames and neighbour records.
@@ -165,10 +168,10 @@ pub struct Joiner {
     /// `SKB_DROP_REASON_NEIGH_QUEUEFULL` on this kernel.
     pub queuefull_reason: u32,
     /// Attempt number of the last request per (netns, ifindex, target), for failures.
-    last_attempt: Map<(u32, u32, IpAddr), u32>,
+    last_attempt: Recent<(u32, u32, IpAddr), u32>,
     /// IPv4 entries whose last request was a PROBE state's unicast probe, with the MAC it
     /// went to: the entry was valid, so its failure is a change of the table.
-    probing: Map<(u32, u32, IpAddr), arp_trace_model::Mac>,
+    probing: Recent<(u32, u32, IpAddr), arp_trace_model::Mac>,
     /// Per CPU, a trigger from `arp_solicit()`'s entry (fentry/kprobe) waiting for the
     /// request it announced: (sequence number the request will get, trigger, its target).
     early: Map<u32, (u64, Trigger<'static>, IpAddr)>,
@@ -234,7 +237,7 @@ impl Joiner {
             pending: foldhash::HashMap::with_capacity_and_hasher(1024, Default::default()),
             order: VecDeque::new(),
             drops_by_cpu: Map::default(),
-            queuefull: Map::default(),
+            queuefull: Recent::new(MAX_QUEUEFULL_KEYS),
             omitted: Map::default(),
             owners: SocketOwners::new(),
             ifnames: Ifnames::default(),
@@ -243,8 +246,8 @@ impl Joiner {
             unjoined: 0,
             solicit_wait: SOLICIT_WAIT,
             queuefull_reason: 0,
-            last_attempt: Map::default(),
-            probing: Map::default(),
+            last_attempt: Recent::new(MAX_ATTEMPTS_KEPT),
+            probing: Recent::new(table::MAX_PROBING),
             early: Map::default(),
             recent_failed: VecDeque::new(),
             recent: table::RecentFrames::default(),
@@ -386,16 +389,13 @@ impl Joiner {
                 });
             }
             let list = if reason == "neigh_queuefull" {
-                let key = (t.netns, t.ifindex, trig.dst);
-                if self.queuefull.len() >= MAX_QUEUEFULL_KEYS && !self.queuefull.contains_key(&key)
-                {
-                    self.unmatched += self
-                        .queuefull
-                        .drain()
-                        .map(|(_, v)| v.len() as u64)
-                        .sum::<u64>();
+                let (list, gone) = self
+                    .queuefull
+                    .get_or_default((t.netns, t.ifindex, trig.dst));
+                if let Some(gone) = gone {
+                    self.unmatched += gone.values().map(|v| v.len() as u64).sum::<u64>();
                 }
-                self.queuefull.entry(key).or_default()
+                list
             } else {
                 self.drops_by_cpu
                     .entry(t.cpu)
@@ -480,17 +480,9 @@ impl Joiner {
                 p.ev.set_neigh(state, attempt, n.qlen);
                 debug_assert_eq!(p.ev.target(), target);
                 let key = (n.netns, n.ifindex, target);
-                if self.last_attempt.len() >= MAX_ATTEMPTS_KEPT
-                    && !self.last_attempt.contains_key(&key)
-                {
-                    self.last_attempt.clear();
-                }
                 self.last_attempt.insert(key, attempt);
                 match &p.ev {
                     Sent::Arp(e) if state == "probe" => {
-                        if self.probing.len() >= table::MAX_PROBING {
-                            self.probing.clear();
-                        }
                         // arp_solicit() sends a probe to neigh->ha with a zero target MAC.
                         self.probing.insert(key, e.eth_dst.unwrap_or(e.target_mac));
                     }

@@ -9,7 +9,8 @@ use std::net::Ipv4Addr;
 use arp_trace_common::{NeighChangeEvent, NeighEvent, CONTEXT_TASK, NEIGH_UPDATE};
 use arp_trace_model::{ArpEvent, ChangeCause, ChangeFrame, Mac, NeighChange, NudState, Task, Time};
 
-/// Entries remembered as being probed (PROBE state); past it the table starts over.
+/// Entries sure to be remembered as being probed (PROBE state): the newest this many
+/// (`Recent`).
 pub const MAX_PROBING: usize = 4096;
 
 /// How long after its frame an update may still join it: the two are microseconds apart on

@@ -439,12 +439,13 @@ fn a_flood_of_requests_without_records_keeps_the_queue_bounded() {
 
 /// What the joiner keeps per neighbour is bounded when ever new neighbours are solicited and
 /// never fail (a scan), and when queue overflows hit entries that then resolve: neither map is
-/// emptied by a failure then.
+/// emptied by a failure then. The newest neighbours are still known when the bound is reached.
 #[test]
 fn ever_new_neighbours_keep_the_per_neighbour_maps_bounded() {
     let mut j = joiner_knowing_python3();
     let mut out = Vec::new();
-    let n = MAX_ATTEMPTS_KEPT as u32 + 100;
+    // Two generations of MAX_ATTEMPTS_KEPT, and a hundred more: the first generation is let go.
+    let n = 2 * MAX_ATTEMPTS_KEPT as u32 + 100;
     for ns in 0..n {
         let seq = ns as u64 + 1;
         j.arp(0, seq, request(), true, &mut out);
@@ -454,20 +455,20 @@ fn ever_new_neighbours_keep_the_per_neighbour_maps_bounded() {
         j.neigh(&rec, &mut out);
         j.expire(false, &mut out);
         assert!(
-            j.last_attempt.len() <= MAX_ATTEMPTS_KEPT,
+            j.last_attempt.len() <= 2 * MAX_ATTEMPTS_KEPT,
             "{}",
             j.last_attempt.len()
         );
     }
-    // The newest neighbour's attempt is still known when it fails.
+    // The neighbour solicited just before the bound was last reached is still known...
     let mut fail = neigh(1, 0, 0x20, 6, NEIGH_FAILED);
-    fail.netns = 1000 + n - 1;
+    fail.netns = 1000 + 2 * MAX_ATTEMPTS_KEPT as u32 - 1;
     j.neigh(&fail, &mut out);
     let Some(Joined::Failed(f)) = out.last() else {
         panic!()
     };
     assert_eq!(f.attempts, 2);
-    // One forgotten at the restart takes the count from its record (probes - ucast_probes).
+    // ...one let go takes its count from its record (probes - ucast_probes).
     fail.netns = 1000;
     j.neigh(&fail, &mut out);
     let Some(Joined::Failed(f)) = out.last() else {
@@ -476,15 +477,15 @@ fn ever_new_neighbours_keep_the_per_neighbour_maps_bounded() {
     assert_eq!(f.attempts, 3);
 
     j.queuefull_reason = 77;
-    let drops = MAX_QUEUEFULL_KEYS as u32 + 10;
+    let drops = 2 * MAX_QUEUEFULL_KEYS as u32 + 10;
     for ns in 0..drops {
         let mut d = trigger(EVENT_NEIGH_DROP, 0, 0, TRIGGER_HAS_SK, 99);
         d.drop_reason = 77;
         d.netns = 5000 + ns;
         j.trigger(&d);
-        assert!(j.queuefull.len() <= MAX_QUEUEFULL_KEYS);
+        assert!(j.queuefull.len() <= 2 * MAX_QUEUEFULL_KEYS);
     }
-    // Those let go are counted, the newest still wait for their entry's failure.
+    // Those let go are counted; the newest still wait for their entry's failure.
     assert_eq!(j.unmatched, MAX_QUEUEFULL_KEYS as u64);
     let mut fail = neigh(1, 0, 0x20, 6, NEIGH_FAILED);
     fail.netns = 5000 + drops - 1;
