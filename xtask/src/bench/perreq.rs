@@ -313,6 +313,7 @@ pub(super) fn per_request_rows(
                     why_text(
                         s.usage.cpu_secs,
                         s.cpu_before_storm,
+                        s.sys_before_storm.map(|b| (s.usage.sys_secs - b).max(0.0)),
                         s.tcpdump,
                         s.captured,
                         s.usage.wakeups,
@@ -348,23 +349,26 @@ pub(super) fn per_request_rows(
     );
 }
 
-/// One storm run's user-space CPU taken apart: the start-up share, the rest per solicitation,
-/// solicitations per wake-up, and how many of those seen were captured.
+/// One storm run's user-space CPU taken apart: the start-up share, the rest per solicitation
+/// and the system time in it (the kernel's work for the tracer: reading the ring, writing the
+/// output, faults), solicitations per wake-up, and how many of those seen were captured.
 pub(super) fn why_text(
     cpu_secs: f64,
     before_storm: Option<f64>,
+    storm_sys: Option<f64>,
     seen: u64,
     captured: u64,
     wakeups: u64,
 ) -> String {
     format!(
-        "{} of {cpu_secs:.2} CPU s before the storm, {} µs per solicitation without it, {} \
-         solicitations per wake-up, {captured}/{seen} captured",
+        "{} of {cpu_secs:.2} CPU s before the storm, {} µs per solicitation without it ({} µs \
+         of it system time), {} solicitations per wake-up, {captured}/{seen} captured",
         opt(before_storm, 2),
         opt(
             before_storm.and_then(|b| per_request((cpu_secs - b) * 1e6, seen)),
             2
         ),
+        opt(storm_sys.and_then(|s| per_request(s * 1e6, seen)), 2),
         opt(per_request(seen as f64, wakeups), 0)
     )
 }
@@ -388,14 +392,14 @@ mod tests {
         );
         assert_eq!(per_program_text(&[]), "n/a");
         assert_eq!(
-            why_text(1.5, Some(0.3), 60_000, 59_000, 600),
-            "0.30 of 1.50 CPU s before the storm, 20.00 µs per solicitation without it, 100 \
-             solicitations per wake-up, 59000/60000 captured"
+            why_text(1.5, Some(0.3), Some(0.24), 60_000, 59_000, 600),
+            "0.30 of 1.50 CPU s before the storm, 20.00 µs per solicitation without it (4.00 µs \
+             of it system time), 100 solicitations per wake-up, 59000/60000 captured"
         );
         assert_eq!(
-            why_text(1.5, None, 0, 0, 0),
-            "n/a of 1.50 CPU s before the storm, n/a µs per solicitation without it, n/a \
-             solicitations per wake-up, 0/0 captured"
+            why_text(1.5, None, None, 0, 0, 0),
+            "n/a of 1.50 CPU s before the storm, n/a µs per solicitation without it (n/a µs of \
+             it system time), n/a solicitations per wake-up, 0/0 captured"
         );
     }
 

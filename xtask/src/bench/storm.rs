@@ -400,6 +400,8 @@ pub(super) struct StormRun {
     pub(super) usage: Usage,
     /// arp-trace's CPU seconds when the storm began: start-up and the pause after it.
     pub(super) cpu_before_storm: Option<f64>,
+    /// Of which system time.
+    pub(super) sys_before_storm: Option<f64>,
     /// Start-up peak, and anonymous and file-backed (binary, ring buffer mapping) resident
     /// memory at the end of the storm, KiB.
     pub(super) startup_hwm_kib: Option<u64>,
@@ -589,7 +591,10 @@ pub(super) fn storm_once(
         None => (Vec::new(), 0.0),
     };
     // What start-up (and the pause after it) cost, so the storm's own share can be told apart.
-    let cpu_before_storm = cpu_secs_so_far(pid);
+    let (cpu_before_storm, sys_before_storm) = match cpu_secs_so_far(pid) {
+        Some((cpu, sys)) => (Some(cpu), Some(sys)),
+        None => (None, None),
+    };
     let gen = storm.generate(rate, dur);
     let prog = match &bpf_stats {
         Some(g) => {
@@ -631,6 +636,7 @@ pub(super) fn storm_once(
         lost: lost_from_counts(&err),
         usage,
         cpu_before_storm,
+        sys_before_storm,
         startup_hwm_kib,
         anon_kib,
         file_kib,

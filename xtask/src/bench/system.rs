@@ -95,6 +95,9 @@ impl NetnsExt for Netns {
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Usage {
     pub(super) cpu_secs: f64,
+    /// Of which system time: the kernel's work on the process's behalf (its reads of the
+    /// ring and writes of the output, page faults).
+    pub(super) sys_secs: f64,
     /// Peak resident memory (filled from VmHWM by the caller where it matters).
     pub(super) max_rss_kib: u64,
     /// Voluntary context switches: how often the process blocked, i.e. woke up again.
@@ -153,6 +156,7 @@ impl Proc {
                     code,
                     Usage {
                         cpu_secs: tv(ru.ru_utime) + tv(ru.ru_stime),
+                        sys_secs: tv(ru.ru_stime),
                         max_rss_kib: ru.ru_maxrss as u64,
                         wakeups: ru.ru_nvcsw as u64,
                     },
@@ -209,21 +213,23 @@ impl Drop for TmpFiles {
     }
 }
 
-/// CPU seconds (user + system, all threads) a running process has used so far, from
-/// `/proc/<pid>/stat`: unlike wait4's figure, available before it exits.
-pub(super) fn cpu_secs_so_far(pid: libc::pid_t) -> Option<f64> {
+/// CPU seconds (user + system, and system alone; all threads) a running process has used so
+/// far, from `/proc/<pid>/stat`: unlike wait4's figure, available before it exits.
+pub(super) fn cpu_secs_so_far(pid: libc::pid_t) -> Option<(f64, f64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // SAFETY: no failure mode.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    Some(stat_cpu_ticks(&text)? as f64 / hz.max(1) as f64)
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let (user, sys) = stat_ticks(&text)?;
+    Some(((user + sys) as f64 / hz, sys as f64 / hz))
 }
 
-/// utime + stime (fields 14 and 15) of a `/proc/<pid>/stat` line, in clock ticks. The command
-/// name (field 2) may hold spaces and parentheses, so fields are counted after its last `)`.
-pub fn stat_cpu_ticks(text: &str) -> Option<u64> {
+/// utime and stime (fields 14 and 15) of a `/proc/<pid>/stat` line, in clock ticks. The
+/// command name (field 2) may hold spaces and parentheses, so fields are counted after its
+/// last `)`.
+fn stat_ticks(text: &str) -> Option<(u64, u64)> {
     let rest = &text[text.rfind(')')? + 1..];
     let f: Vec<&str> = rest.split_whitespace().collect();
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    Some((f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?))
 }
 
 /// A `kB` field of `/proc/<pid>/status` (VmHWM, RssAnon, ...), in KiB.
@@ -351,8 +357,8 @@ mod tests {
     fn reads_cpu_ticks_from_proc_stat() {
         let t = "4242 (arp (trace) x) S 1 4242 4242 0 -1 4194560 1000 0 0 0 150 27 0 0 20 0 3 0 \
                  100 1000000 2000 18446744073709551615\n";
-        assert_eq!(stat_cpu_ticks(t), Some(177));
-        assert_eq!(stat_cpu_ticks("4242 (x) S 1"), None);
-        assert_eq!(stat_cpu_ticks("garbage"), None);
+        assert_eq!(stat_ticks(t), Some((150, 27)));
+        assert_eq!(stat_ticks("4242 (x) S 1"), None);
+        assert_eq!(stat_ticks("garbage"), None);
     }
 }
