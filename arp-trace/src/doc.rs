@@ -254,7 +254,8 @@ pub fn man_page() -> String {
             "FILE, FILE.gz, FILE.zst",
             "A trace written with -w and read with -r and diff: JSON Lines (a header, the \
              --json records, a summary trailer), compressed by suffix on writing and by \
-             content on reading. New files are 0600.",
+             content on reading. New files are 0600. Outputs that are regular files leave \
+             the page cache once written back (drop-behind, every 4 MiB).",
         ),
         (
             "/run/netns/NAME",

@@ -61,6 +61,7 @@
 //! before a SIGKILL can be decompressed. A clean end writes the trailer, closes the gzip
 //! member / zstd frame and syncs the file.
 
+mod drop_behind;
 mod parallel;
 mod read;
 mod write;
@@ -70,6 +71,7 @@ mod tests;
 
 use std::path::Path;
 
+pub use drop_behind::DropBehind;
 pub use parallel::{Batch, ParallelReader, ReadBatch};
 pub use read::{read_bytes, TraceReader};
 pub use write::TraceWriter;

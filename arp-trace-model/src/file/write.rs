@@ -5,13 +5,13 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::{Compression, BUF_SIZE};
+use super::{Compression, DropBehind, BUF_SIZE};
 use crate::{Header, Held, Record, Summary};
 
 enum Encoder {
-    Plain(File),
-    Gzip(flate2::write::GzEncoder<File>),
-    Zstd(zstd::stream::write::Encoder<'static, File>),
+    Plain(DropBehind<File>),
+    Gzip(flate2::write::GzEncoder<DropBehind<File>>),
+    Zstd(zstd::stream::write::Encoder<'static, DropBehind<File>>),
 }
 
 pub struct TraceWriter {
@@ -40,6 +40,7 @@ impl TraceWriter {
 
     /// Writes a trace into `file`, which `path` names in messages.
     pub fn new(path: &Path, file: File, header: &Header) -> io::Result<TraceWriter> {
+        let file = DropBehind::new(file);
         let enc = match Compression::for_path(path) {
             Compression::None => Encoder::Plain(file),
             Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
@@ -116,10 +117,18 @@ impl TraceWriter {
             }),
             // One fstat per batch: the compressor's output size is only known on disk.
             Some(Encoder::Gzip(g)) => g.write_all(&self.batch).and_then(|_| g.flush()).map(|_| {
-                self.written = g.get_ref().metadata().map_or(self.written, |m| m.len());
+                self.written = g
+                    .get_ref()
+                    .get_ref()
+                    .metadata()
+                    .map_or(self.written, |m| m.len());
             }),
             Some(Encoder::Zstd(z)) => z.write_all(&self.batch).and_then(|_| z.flush()).map(|_| {
-                self.written = z.get_ref().metadata().map_or(self.written, |m| m.len());
+                self.written = z
+                    .get_ref()
+                    .get_ref()
+                    .metadata()
+                    .map_or(self.written, |m| m.len());
             }),
         };
         self.batch.clear();
@@ -148,7 +157,7 @@ impl TraceWriter {
             Some(Encoder::Zstd(z)) => z.finish(),
             None => unreachable!("checked above"),
         };
-        file.and_then(|f| match f.sync_data() {
+        file.and_then(|f| match f.get_ref().sync_data() {
             // A pipe, a FIFO or /dev/null has nothing to sync (fdatasync says EINVAL).
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
             r => r,

@@ -13,7 +13,8 @@ pub mod text;
 pub mod trace;
 
 use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use arp_trace_model::file::DropBehind;
 use std::time::{Duration, Instant};
 
 pub use crate::pipeline::is_closed_pipe;
@@ -33,8 +34,8 @@ const FILE_FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 impl Output {
     pub fn stdout() -> Self {
-        let out = io::stdout();
-        let file = is_regular_file(out.as_fd());
+        let out = DropBehind::new(io::stdout());
+        let file = out.is_on();
         Output {
             inner: io::BufWriter::with_capacity(64 * 1024, Box::new(out)),
             file,
@@ -70,14 +71,6 @@ impl Output {
     pub fn flush_now(&mut self) -> io::Result<()> {
         self.last_flush = Some(Instant::now());
         self.inner.flush()
-    }
-}
-
-fn is_regular_file(fd: BorrowedFd<'_>) -> bool {
-    // SAFETY: fstat fills the struct it is given for a descriptor that is open.
-    unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        libc::fstat(fd.as_raw_fd(), &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG
     }
 }
 

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use arp_trace_model::file::DropBehind;
 use arp_trace_model::{
     visible, ArpEvent, ChangeCause, Conflict, Mac, NdiscEvent, NdiscOp, NeighChange, Record, Time,
     Trigger, Verdict,
@@ -200,7 +201,7 @@ pub struct PcapngWriter {
     path: PathBuf,
     /// `path` as messages show it.
     name: String,
-    out: BufWriter<File>,
+    out: BufWriter<DropBehind<File>>,
     interfaces: HashMap<(u32, String), u32>,
     /// The block frames beyond `MAX_INTERFACES` interfaces share, once written.
     other: Option<u32>,
@@ -216,7 +217,7 @@ impl PcapngWriter {
         let mut w = PcapngWriter {
             path: path.to_path_buf(),
             name: path.display().to_string(),
-            out: BufWriter::with_capacity(256 * 1024, f),
+            out: BufWriter::with_capacity(256 * 1024, DropBehind::new(f)),
             interfaces: HashMap::new(),
             other: None,
             block: Vec::with_capacity(512),
@@ -488,7 +489,11 @@ impl Sink for PcapngWriter {
     fn finish(&mut self, _: &Counters) -> io::Result<()> {
         self.release(false, true)?;
         self.out.flush().map_err(|e| self.err(e))?;
-        self.out.get_ref().sync_data().map_err(|e| self.err(e))
+        self.out
+            .get_ref()
+            .get_ref()
+            .sync_data()
+            .map_err(|e| self.err(e))
     }
 }
 
