@@ -11,10 +11,10 @@ use arp_trace_common::{
 use aya_ebpf::helpers::bpf_probe_read_kernel;
 
 use crate::shared::{
-    count_discarded, count_lost, off, offsets, read, wake_flags, Mem, Probe, EVENTS, OFFSETS, SLOT,
+    count_discarded, count_lost, off, offsets, read, wake_flags, Mem, EVENTS, OFFSETS, SLOT,
 };
 use crate::transmit::{copy_frame, pend, put_head, read_head};
-use crate::trigger::read_owner;
+use crate::trigger::owner;
 
 const NEXTHDR_ICMP: u8 = 58;
 /// RFC 4861 7.1: every ND message is sent, and accepted, with hop limit 255.
@@ -87,8 +87,10 @@ unsafe fn fill<M: Mem>(ev: &mut NdiscXmitEvent, skb: *const u8) -> Result<*const
     put_head!(ev, h);
     if h.flags & XMIT_HAS_SK != 0 {
         let sk: *const u8 = M::try_get(skb, off!(skb_sk))?;
-        let (owner, _) = read_owner::<Probe>(sk);
-        if owner & TRIGGER_NO_FILE == 0 {
+        // Only whether a file holds the socket: the ndisc socket has none, a user's raw
+        // ICMPv6 socket does. Not the inode, which only the helper reaches.
+        let (flags, _) = owner::<M>(sk);
+        if flags & TRIGGER_NO_FILE == 0 {
             ev.flags |= XMIT_USER_SK;
         }
     }
@@ -123,15 +125,18 @@ unsafe fn read_dev6_addrs(ev: &mut NdiscXmitEvent, dev: *const u8, o: &Offsets) 
             break;
         }
         let ifp = node.sub(o.ifa6_if_list as usize);
+        // One read of the entry's first bytes, where its address, prefix length, flags and
+        // scope sit; a field beyond them is read alone.
+        let head: [u64; IFA6_HEAD / 8] = read(ifp, 0).unwrap_or([0; IFA6_HEAD / 8]);
         // Field by field, the address as two words: a struct literal's zero-filled parts
         // become memset calls (`zero_words`).
         let a = &mut ev.addrs[n];
-        let words: [u64; 2] = read(ifp, o.ifa6_addr).unwrap_or([0; 2]);
+        let words: [u64; 2] = ifa6_field(&head, ifp, off!(ifa6_addr));
         a.addr = core::mem::transmute::<[u64; 2], [u8; 16]>(words);
-        a.flags = read(ifp, o.ifa6_flags).unwrap_or(0);
-        a.prefixlen = read::<u32>(ifp, o.ifa6_prefix_len).unwrap_or(0) as u8;
+        a.flags = ifa6_field(&head, ifp, off!(ifa6_flags));
+        a.prefixlen = ifa6_field::<u32>(&head, ifp, off!(ifa6_prefix_len)) as u8;
         core::ptr::write_volatile(&mut a._pad, 0);
-        a.scope = read(ifp, o.ifa6_scope).unwrap_or(0);
+        a.scope = ifa6_field(&head, ifp, off!(ifa6_scope));
         n += 1;
         node = read(node, 0).unwrap_or(core::ptr::null());
     }
@@ -141,6 +146,30 @@ unsafe fn read_dev6_addrs(ev: &mut NdiscXmitEvent, dev: *const u8, o: &Offsets) 
     } else {
         0
     };
+}
+
+/// Bytes of an `inet6_ifaddr` read at once: `addr`, `prefix_len`, `flags` and `scope` lie in
+/// its first 52 on 6.1 and 6.18 (a kernel with lock debugging has a larger `lock` before
+/// `flags`, which is then read alone).
+const IFA6_HEAD: usize = 64;
+
+/// The `T` at `off` in an `inet6_ifaddr` whose first [`IFA6_HEAD`] bytes are `head`, or read
+/// from `ifp` when it lies beyond them. `off` comes from [`off!`]: the verifier knows it, so
+/// it walks one of the two ways, and the stack load it checks is aligned.
+#[inline(always)]
+unsafe fn ifa6_field<T: Copy + Default>(
+    head: &[u64; IFA6_HEAD / 8],
+    ifp: *const u8,
+    off: u32,
+) -> T {
+    let off = off as usize;
+    if off + core::mem::size_of::<T>() <= IFA6_HEAD
+        && off.is_multiple_of(core::mem::align_of::<T>())
+    {
+        core::ptr::read((head.as_ptr() as *const u8).add(off) as *const T)
+    } else {
+        read(ifp, off as u32).unwrap_or_default()
+    }
 }
 
 /// Numbers the event and keeps a resolution's solicitation as this CPU's pending request
@@ -159,15 +188,13 @@ unsafe fn remember(ev: &mut NdiscXmitEvent, ty: u8, ip6: *const u8) {
     if ty != NDISC_NEIGHBOUR_SOLICITATION {
         return;
     }
-    // IPv6 source at 8..24; the solicitation's target at 48..64 (40 + 8).
-    let Ok(src) = bpf_probe_read_kernel(ip6.add(8) as *const [u64; 2]) else {
+    // IPv6 source at 8..24 and the solicitation's target at 48..64 (40 + 8): one read of
+    // 8..64, as words (the target as the two `key()` makes of it).
+    let Ok(w) = bpf_probe_read_kernel(ip6.add(8) as *const [u64; 7]) else {
         return;
     };
-    if src[0] | src[1] == 0 {
+    if w[0] | w[1] == 0 {
         return;
     }
-    // Read as the two words `key()` makes of it.
-    if let Ok(target) = bpf_probe_read_kernel(ip6.add(48) as *const [u64; 2]) {
-        pend(slot, ev.seq, ev.netns, ev.ifindex, target);
-    }
+    pend(slot, ev.seq, ev.netns, ev.ifindex, [w[5], w[6]]);
 }

@@ -254,31 +254,43 @@ unsafe fn fill_trigger<M: Mem>(
 /// Socket facts of a packet's owner: `TRIGGER_*` flags and the socket inode.
 #[inline(always)]
 pub(crate) unsafe fn read_owner<M: Mem>(sk: *const u8) -> (u32, u64) {
+    let (flags, sock) = owner::<M>(sk);
+    if sock.is_null() {
+        return (flags, 0);
+    }
+    // SOCK_INODE(): the inode lies past `struct socket`, beyond what BTF lets a load reach.
+    (flags, Probe::get(sock, off!(socket_ino)))
+}
+
+/// The `TRIGGER_*` flags of a packet's owner, and its `struct socket` (null when it has
+/// none): [`read_owner`] without the inode, which takes the helper on every kernel.
+#[inline(always)]
+pub(crate) unsafe fn owner<M: Mem>(sk: *const u8) -> (u32, *const u8) {
     if sk.is_null() {
-        return (0, 0);
+        return (0, core::ptr::null());
     }
     let state: u8 = M::get(sk, off!(sk_state));
     if state == TCP_TIME_WAIT {
-        return (TRIGGER_HAS_SK | TRIGGER_NO_FILE, 0);
+        return (TRIGGER_HAS_SK | TRIGGER_NO_FILE, core::ptr::null());
     }
     if state == TCP_NEW_SYN_RECV {
         // `skc_listener` shares a union with an integer, which is how BTF types a direct load.
         let listener: *const u8 = Probe::get(sk, off!(rsk_listener));
-        return socket_facts::<Probe>(listener, TRIGGER_HAS_SK | TRIGGER_REQUEST_SK);
+        return socket_of::<Probe>(listener, TRIGGER_HAS_SK | TRIGGER_REQUEST_SK);
     }
-    socket_facts::<M>(sk, TRIGGER_HAS_SK)
+    socket_of::<M>(sk, TRIGGER_HAS_SK)
 }
 
-/// Whether a full socket still has its `struct socket` and file, and the socket's inode.
+/// Whether a full socket still has its `struct socket` and file; the socket.
 #[inline(always)]
-unsafe fn socket_facts<M: Mem>(sk: *const u8, flags: u32) -> (u32, u64) {
+unsafe fn socket_of<M: Mem>(sk: *const u8, flags: u32) -> (u32, *const u8) {
     if sk.is_null() {
-        return (flags | TRIGGER_NO_FILE, 0);
+        return (flags | TRIGGER_NO_FILE, core::ptr::null());
     }
     let sock: *const u8 = M::get(sk, off!(sk_socket));
     if sock.is_null() {
         // close() orphans the sock but its queued skbs keep it alive: a user's packet.
-        return (flags | TRIGGER_NO_FILE | TRIGGER_ORPHAN, 0);
+        return (flags | TRIGGER_NO_FILE | TRIGGER_ORPHAN, core::ptr::null());
     }
     let file: *const u8 = M::get(sock, off!(socket_file));
     let flags = if file.is_null() {
@@ -286,6 +298,5 @@ unsafe fn socket_facts<M: Mem>(sk: *const u8, flags: u32) -> (u32, u64) {
     } else {
         flags
     };
-    // SOCK_INODE(): the inode lies past `struct socket`, beyond what BTF lets a load reach.
-    (flags, Probe::get(sock, off!(socket_ino)))
+    (flags, sock)
 }
