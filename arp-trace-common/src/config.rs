@@ -86,6 +86,10 @@ pub struct Offsets {
     /// `neighbour.ha` (the entry's link-layer address) and `net_device.addr_len`.
     pub neigh_ha: u32,
     pub dev_addr_len: u32,
+    /// `sock.__sk_common.skc_family` and `sock.sk_protocol`: which IPv6 frames come from a
+    /// local TCP or UDP socket, and so cannot be neighbour discovery (`u32::MAX`: not read).
+    pub sk_family: u32,
+    pub sk_protocol: u32,
 }
 
 impl Offsets {
@@ -146,6 +150,8 @@ impl Offsets {
         skb_data: u32::MAX,
         neigh_ha: u32::MAX,
         dev_addr_len: u32::MAX,
+        sk_family: u32::MAX,
+        sk_protocol: u32::MAX,
     };
 }
 

@@ -94,7 +94,7 @@ mod tests {
 
     #[test]
     fn layouts_have_no_hidden_padding() {
-        assert_eq!(size_of::<Offsets>(), 56 * 4);
+        assert_eq!(size_of::<Offsets>(), 58 * 4);
         assert_eq!(
             size_of::<NeighChangeEvent>(),
             8 + 8 + 4 * 6 + 4 + 4 + 2 * HA_LEN + 8 + 2 * NAME_LEN

@@ -11,7 +11,7 @@ use arp_trace_common::{
 use aya_ebpf::helpers::bpf_probe_read_kernel;
 
 use crate::shared::{
-    count_discarded, count_lost, off, offsets, read, wake_flags, Mem, EVENTS, OFFSETS, SLOT,
+    count_discarded, count_lost, off, offsets, read, wake_flags, Btf, Mem, EVENTS, OFFSETS, SLOT,
 };
 use crate::transmit::{copy_frame, pend, put_head, read_head};
 use crate::trigger::owner;
@@ -21,6 +21,36 @@ const NEXTHDR_ICMP: u8 = 58;
 const ND_HOP_LIMIT: u8 = 255;
 const NDISC_NEIGHBOUR_SOLICITATION: u8 = 135;
 const NDISC_NEIGHBOUR_ADVERTISEMENT: u8 = 136;
+
+const AF_INET6: u16 = 10;
+const IPPROTO_TCP: u16 = 6;
+const IPPROTO_UDP: u16 = 17;
+const TCP_TIME_WAIT: u8 = 6;
+const TCP_NEW_SYN_RECV: u8 = 12;
+
+/// Whether an IPv6 frame comes from a local TCP or UDP socket, so cannot be neighbour
+/// discovery: the kernel sends that from its ndisc socket, a user from a raw ICMPv6 or a
+/// packet socket. Three direct loads (6.12 on) spare most IPv6 frames the helper read of
+/// their header in [`ipv6_frame`], ~30 ns a frame on a machine where a do-nothing program
+/// costs 73 ns (BENCHMARKS.md, figure 1e). A mini socket (TIME_WAIT, a request) is TCP's;
+/// its state comes first because `sk_protocol` lies beyond its end.
+#[inline(always)]
+pub(crate) unsafe fn transport_socket(skb: *const u8) -> bool {
+    let (family_off, proto_off) = (off!(sk_family), off!(sk_protocol));
+    if family_off == u32::MAX || proto_off == u32::MAX {
+        return false;
+    }
+    let sk: *const u8 = Btf::get(skb, off!(skb_sk));
+    if sk.is_null() || Btf::get::<u16>(sk, family_off) != AF_INET6 {
+        return false;
+    }
+    let state: u8 = Btf::get(sk, off!(sk_state));
+    if state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV {
+        return true;
+    }
+    let proto: u16 = Btf::get(sk, proto_off);
+    proto == IPPROTO_TCP || proto == IPPROTO_UDP
+}
 
 /// Called for every IPv6 frame: two loads the verifier checks against `struct sk_buff`
 /// and one 2-byte read of the IPv6 header turn away everything but ICMPv6 with hop limit

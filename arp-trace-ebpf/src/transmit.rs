@@ -43,6 +43,9 @@ pub fn net_dev_queue(ctx: BtfTracePointContext) -> i32 {
         if proto == ETH_P_IPV6_BE {
             unsafe {
                 if direct {
+                    if crate::ndisc::transport_socket(skb) {
+                        return 0;
+                    }
                     crate::ndisc::ipv6_frame::<Btf>(skb)
                 } else {
                     crate::ndisc::ipv6_frame::<Probe>(skb)

@@ -370,3 +370,99 @@ fn families_are_chosen_with_4_and_6_and_text_reads_like_tcpdump() {
     let out = stop_ok(text);
     assert!(out.contains("<- udp [2001:db8:5::1]:"), "{out}");
 }
+
+/// Sends one neighbour solicitation for `target` from `src` on `dev` through a raw ICMPv6
+/// socket, as ndisc6 does: rawv6_sendmsg() builds the IPv6 header, the kernel fills in the
+/// checksum, and the hop limit is set to the 255 RFC 4861 requires.
+fn raw_solicit(ns: &Netns, dev: &str, src: &str, target: &str) {
+    let ifindex = ns.ifindex(dev) as u32;
+    let src: std::net::Ipv6Addr = src.parse().expect("IPv6");
+    let target: std::net::Ipv6Addr = target.parse().expect("IPv6");
+    ns.run_in(move || {
+        // SAFETY: plain socket calls on a descriptor this closure owns and closes.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_ICMPV6);
+            assert!(
+                fd >= 0,
+                "raw ICMPv6 socket: {}",
+                std::io::Error::last_os_error()
+            );
+            let hops: libc::c_int = 255;
+            for opt in [libc::IPV6_MULTICAST_HOPS, libc::IPV6_UNICAST_HOPS] {
+                let rc = libc::setsockopt(
+                    fd,
+                    libc::IPPROTO_IPV6,
+                    opt,
+                    (&hops as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+                assert_eq!(rc, 0, "hop limit: {}", std::io::Error::last_os_error());
+            }
+            let mut me: libc::sockaddr_in6 = std::mem::zeroed();
+            me.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            me.sin6_addr.s6_addr = src.octets();
+            let rc = libc::bind(
+                fd,
+                (&me as *const libc::sockaddr_in6).cast(),
+                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            );
+            assert_eq!(rc, 0, "bind {src}: {}", std::io::Error::last_os_error());
+            // Type 135, code 0, checksum (the kernel's), reserved, then the target.
+            let mut ns_msg = vec![135u8, 0, 0, 0, 0, 0, 0, 0];
+            ns_msg.extend_from_slice(&target.octets());
+            // The target's solicited-node group: ff02::1:ff and its low 24 bits.
+            let t = target.octets();
+            let group = [
+                0xff02,
+                0,
+                0,
+                0,
+                0,
+                1,
+                0xff00 | t[13] as u16,
+                u16::from_be_bytes([t[14], t[15]]),
+            ];
+            let mut to: libc::sockaddr_in6 = std::mem::zeroed();
+            to.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            to.sin6_addr.s6_addr = std::net::Ipv6Addr::from(group).octets();
+            to.sin6_scope_id = ifindex;
+            let n = libc::sendto(
+                fd,
+                ns_msg.as_ptr().cast(),
+                ns_msg.len(),
+                0,
+                (&to as *const libc::sockaddr_in6).cast(),
+                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
+            );
+            assert_eq!(
+                n,
+                ns_msg.len() as isize,
+                "sendto: {}",
+                std::io::Error::last_os_error()
+            );
+            libc::close(fd);
+        }
+    })
+}
+
+#[test]
+fn a_solicitation_a_process_sends_itself_is_traced_as_its() {
+    // Every IPv6 frame of a local TCP or UDP socket is let go before its header is read
+    // (net_dev_queue, 6.12 on); a process's own raw ICMPv6 socket is neither, so its
+    // solicitation must still come out, named as the process's (rawv6_sendmsg(), not
+    // ndisc_send_ns()). The UDP datagram that makes the kernel solicit C3 leaves after the
+    // answer, one of the frames let go.
+    let d = dual();
+    let t = Tracer::start(&["--json", "-6", "--netns", d.srv.name()]);
+    d.srv.send_udp6(Some(SRV3), C3);
+    raw_solicit(&d.srv, "eth3", SRV3, C5);
+    let ev = solicit(&t, &d.srv, "eth3", C5, |_| true);
+    assert_eq!(ev["user_socket"], true, "{ev}");
+    assert_eq!(ev["reason"], "userspace", "{ev}");
+    assert_eq!(ev["sender_ip"], SRV3, "{ev}");
+    assert_eq!(ev["trigger"]["pid"], std::process::id(), "{ev}");
+    // The kernel's own solicitation for the UDP datagram is traced beside it.
+    let kernel = solicit(&t, &d.srv, "eth3", C3, |v| v["user_socket"].is_null());
+    assert_eq!(kernel["reason"], "ndisc_packet_source", "{kernel}");
+    stop_ok(t);
+}

@@ -92,6 +92,10 @@ pub fn resolve_offsets(btf: &Btf) -> Result<Offsets> {
         skb_data: f("sk_buff", "data")?,
         neigh_ha: f("neighbour", "ha")?,
         dev_addr_len: f("net_device", "addr_len")?,
+        // Only the direct-load path (6.12 on) reads these; a kernel without them only loses
+        // the shortcut.
+        sk_family: f("sock", "__sk_common.skc_family").unwrap_or(u32::MAX),
+        sk_protocol: f("sock", "sk_protocol").unwrap_or(u32::MAX),
     };
     Ok(o)
 }
