@@ -14,7 +14,7 @@ use crate::shared::{
     count_discarded, count_lost, off, offsets, read, wake_flags, Btf, Mem, EVENTS, OFFSETS, SLOT,
 };
 use crate::transmit::{copy_frame, pend, put_head, read_head};
-use crate::trigger::owner;
+use crate::trigger::{owner, TCP_NEW_SYN_RECV, TCP_TIME_WAIT};
 
 const NEXTHDR_ICMP: u8 = 58;
 /// RFC 4861 7.1: every ND message is sent, and accepted, with hop limit 255.
@@ -25,8 +25,6 @@ const NDISC_NEIGHBOUR_ADVERTISEMENT: u8 = 136;
 const AF_INET6: u16 = 10;
 const IPPROTO_TCP: u16 = 6;
 const IPPROTO_UDP: u16 = 17;
-const TCP_TIME_WAIT: u8 = 6;
-const TCP_NEW_SYN_RECV: u8 = 12;
 
 /// Whether an IPv6 frame comes from a local TCP or UDP socket, so cannot be neighbour
 /// discovery: the kernel sends that from its ndisc socket, a user from a raw ICMPv6 or a

@@ -113,8 +113,8 @@ unsafe fn ndisc_failed(ctx: &BtfTracePointContext, reason: u32) -> bool {
 
 const ETH_P_IP_BE: u16 = 0x0800u16.to_be();
 const ETH_P_IPV6_BE: u16 = 0x86DDu16.to_be();
-const TCP_TIME_WAIT: u8 = 6;
-const TCP_NEW_SYN_RECV: u8 = 12;
+pub(crate) const TCP_TIME_WAIT: u8 = 6;
+pub(crate) const TCP_NEW_SYN_RECV: u8 = 12;
 
 /// An skb's device and socket. Loaded from a trusted pointer (a `tp_btf` or `fentry`
 /// argument), a pointer costs the verifier a search of the kernel's BTF by name each time it

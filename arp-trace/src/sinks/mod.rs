@@ -13,9 +13,9 @@ pub mod text;
 pub mod trace;
 
 use std::io::{self, Write};
+use std::time::{Duration, Instant};
 
 use arp_trace_model::file::DropBehind;
-use std::time::{Duration, Instant};
 
 pub use crate::pipeline::is_closed_pipe;
 
