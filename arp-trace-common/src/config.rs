@@ -90,6 +90,10 @@ pub struct Offsets {
     /// local TCP or UDP socket, and so cannot be neighbour discovery (`u32::MAX`: not read).
     pub sk_family: u32,
     pub sk_protocol: u32,
+    /// `file.f_inode` and `inode.i_ino`: a socket's inode number through its file, with
+    /// direct loads (`socket_ino` lies beyond `struct socket`, out of a direct load's reach).
+    pub file_inode: u32,
+    pub inode_ino: u32,
 }
 
 impl Offsets {
@@ -152,6 +156,8 @@ impl Offsets {
         dev_addr_len: u32::MAX,
         sk_family: u32::MAX,
         sk_protocol: u32::MAX,
+        file_inode: u32::MAX,
+        inode_ino: u32::MAX,
     };
 }
 

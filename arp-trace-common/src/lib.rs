@@ -42,6 +42,22 @@ pub const EVENT_ARP_RECV: u32 = 6;
 /// An IPv4 neighbour entry's address or validity changed (`NeighChangeEvent`).
 pub const EVENT_NEIGH_CHANGE: u32 = 7;
 
+/// Bytes of a record of `kind` in a ring sample, where the next record of the sample (if
+/// any) begins; `None` for a kind this build does not know. Every record's size is a
+/// multiple of 8, so the next one stays aligned.
+pub const fn record_len(kind: u32) -> Option<usize> {
+    use core::mem::size_of;
+    match kind {
+        EVENT_ARP_XMIT => Some(size_of::<ArpXmitEvent>()),
+        EVENT_TRIGGER | EVENT_NEIGH_DROP => Some(size_of::<TriggerEvent>()),
+        EVENT_NEIGH => Some(size_of::<NeighEvent>()),
+        EVENT_NDISC_XMIT => Some(size_of::<NdiscXmitEvent>()),
+        EVENT_ARP_RECV => Some(size_of::<ArpRecvEvent>()),
+        EVENT_NEIGH_CHANGE => Some(size_of::<NeighChangeEvent>()),
+        _ => None,
+    }
+}
+
 /// `NeighEvent::family`, `TriggerEvent::family`: the neighbour table's address family.
 pub const FAMILY_INET: u32 = 2;
 pub const FAMILY_INET6: u32 = 10;
@@ -52,7 +68,9 @@ pub const FAMILY_INET6: u32 = 10;
 pub const WAKE_GAP_NS: u64 = 5_000_000;
 
 /// `NeighEvent::context`, `TriggerEvent::context`: where the program ran, from the per-CPU
-/// flag the softirq tracepoints keep. Only in task context is `current` the sender.
+/// flag the softirq tracepoints keep. Only in task context is `current` the sender, so only
+/// then are a record's `pid_tgid` and `comm` read; they are zero otherwise, and drops
+/// (`EVENT_NEIGH_DROP`), whose `current` never owns the packet, read no context at all.
 pub const CONTEXT_UNKNOWN: u32 = 0;
 pub const CONTEXT_TASK: u32 = 1;
 pub const CONTEXT_SOFTIRQ: u32 = 2;
@@ -94,7 +112,7 @@ mod tests {
 
     #[test]
     fn layouts_have_no_hidden_padding() {
-        assert_eq!(size_of::<Offsets>(), 58 * 4);
+        assert_eq!(size_of::<Offsets>(), 60 * 4);
         assert_eq!(
             size_of::<NeighChangeEvent>(),
             8 + 8 + 4 * 6 + 4 + 4 + 2 * HA_LEN + 8 + 2 * NAME_LEN
@@ -129,6 +147,13 @@ mod tests {
             8 + 8 * 5 + 8 * 4 + 4 + 4 + 16 + 16 + IP_CAP
         );
         assert_eq!(size_of::<Dev6Addr>(), 24);
+        assert_eq!(
+            core::mem::offset_of!(TriggeredNeigh, neigh),
+            record_len(EVENT_TRIGGER).unwrap()
+        );
+        for kind in 1..=7 {
+            assert_eq!(record_len(kind).unwrap() % 8, 0, "kind {kind}");
+        }
         assert_eq!(
             size_of::<NdiscXmitEvent>(),
             8 + 8 + 6 * 4 + 2 + 2 + 4 + 8 + 8 + 16 + 16 + FRAME6_CAP + 8 + 24 * MAX_DEV6_ADDRS

@@ -2,7 +2,7 @@
 //! Apart because it is read from `struct neighbour` at the neighbour tracepoints, where the
 //! resolution's state and retries are known, not from any packet.
 
-use crate::NAME_LEN;
+use crate::{TriggerEvent, NAME_LEN};
 
 /// `NeighEvent::flags`
 pub const NEIGH_FAILED: u32 = 1;
@@ -58,4 +58,16 @@ pub struct NeighEvent {
     /// `CONTEXT_*` the program ran in: whether `pid_tgid` and `comm` can be the sender.
     pub context: u32,
     pub comm: [u8; NAME_LEN],
+}
+
+/// A first solicit's two records in one ring sample, when its program read the queued packet
+/// itself (the tracepoint path): the packet's `TriggerEvent`, then the entry's `NeighEvent`,
+/// in the order they were two samples before. One reservation and one submit instead of
+/// two; a ring sample holds its records back to back, each as long as its kind says
+/// ([`crate::record_len`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct TriggeredNeigh {
+    pub trigger: TriggerEvent,
+    pub neigh: NeighEvent,
 }

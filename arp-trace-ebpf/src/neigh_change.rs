@@ -16,8 +16,8 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 
-use crate::context::current_context;
-use crate::shared::{count_lost, current_comm, off, wake_flags, Btf, Mem, EVENTS};
+use crate::context::{current_context, task_fields};
+use crate::shared::{count_lost, off, wake_flags, Btf, Mem, EVENTS};
 
 /// NUD_PERMANENT | NUD_NOARP | NUD_REACHABLE | NUD_PROBE | NUD_STALE | NUD_DELAY
 const NUD_VALID: u8 = 0x80 | 0x40 | 0x02 | 0x10 | 0x04 | 0x08;
@@ -105,10 +105,9 @@ unsafe fn emit_change(n: *const u8, err: i32) {
     ev.addr_len = Btf::get(dev, off!(dev_addr_len));
     ev._pad = 0;
     ev.context = current_context();
+    task_fields(ev.context, &mut ev.pid_tgid, &mut ev.comm);
     ev.old_ha = before.old_ha;
     ev.new_ha = new_ha;
-    ev.pid_tgid = bpf_get_current_pid_tgid();
-    current_comm(&mut ev.comm);
     ev.ifname = Btf::get(dev, off!(dev_name));
     entry.submit(wake_flags(ev.ts_ns));
 }

@@ -8,21 +8,17 @@
 use core::ffi::c_void;
 
 use arp_trace_common::{
-    NeighEvent, Offsets, EVENT_NEIGH, EVENT_TRIGGER, FAMILY_INET, FAMILY_INET6, HOOK_NEIGH_QUEUE,
-    LL_UNREAD, NEIGH_FAILED, NEIGH_FIRST, NEIGH_UPDATE,
+    NeighEvent, Offsets, TriggerEvent, TriggeredNeigh, EVENT_NEIGH, EVENT_TRIGGER, FAMILY_INET,
+    FAMILY_INET6, HOOK_NEIGH_QUEUE, LL_UNREAD, NEIGH_FAILED, NEIGH_FIRST, NEIGH_UPDATE,
 };
-use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
-    macros::btf_tracepoint,
-    programs::BtfTracePointContext,
-};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfTracePointContext};
 
-use crate::context::current_context;
+use crate::context::{current_context, task_fields};
 use crate::shared::{
-    count_lost, current_comm, key, off, offsets, queue_trigger, read, wake_flags, Btf, Mem, Req,
+    count_discarded, count_lost, key, off, offsets, queue_trigger, read, wake_flags, Btf, Mem, Req,
     Slot, EVENTS, NO_QLEN, PENDING, SLOT,
 };
-use crate::trigger::{emit_trigger, read_owner, SkbPtrs};
+use crate::trigger::{emit_trigger, packet_family, read_owner, write_trigger, SkbPtrs};
 
 /// The pending request on this CPU for a neighbour: its index in `Slot::reqs`.
 #[inline(always)]
@@ -110,14 +106,49 @@ unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
     } else {
         (LL_UNREAD, LL_UNREAD)
     };
-    // The owner of the queue's newest packet, when the trigger record just read it.
-    let mut owner = None;
+    let sol = Solicited {
+        n,
+        state,
+        req_seq,
+        seen,
+        flags: if failed { NEIGH_FAILED } else { 0 } | if req_seq != 0 { first } else { 0 },
+        ll,
+    };
+    let id = NeighId {
+        family,
+        target,
+        dev,
+        ifindex,
+        netns,
+        parms,
+        tail,
+    };
     if req_seq != 0 && seen.qlen == NO_QLEN && queue_trigger_for(family) {
         // No update since the solicit: the queue is as neigh_probe() found it, and its
         // newest packet is the one arp_solicit() was handed a clone of (unless another CPU
         // queued one to this entry in the microseconds since; the README names that).
         if let Some(skb) = tail {
-            owner = queued_trigger(skb, target, req_seq).unwrap_or(None);
+            let ptrs = SkbPtrs::of::<Btf>(skb);
+            if let Some(pf) = packet_family::<Btf>(skb) {
+                // Its record and the entry's in one sample.
+                let Some(mut entry) = EVENTS.reserve::<TriggeredNeigh>(0) else {
+                    count_lost();
+                    count_lost();
+                    return Ok(());
+                };
+                let p = &mut *entry.as_mut_ptr();
+                let t = &mut p.trigger;
+                let hook = HOOK_NEIGH_QUEUE;
+                if write_trigger::<Btf>(t, skb, ptrs, EVENT_TRIGGER, 0, hook, target, req_seq, pf)
+                    .is_ok()
+                {
+                    write_neigh(&mut p.neigh, &id, &sol, Some(&p.trigger));
+                    entry.submit(wake_flags(p.neigh.ts_ns));
+                    return Ok(());
+                }
+                entry.discard(0);
+                count_discarded();
+            }
         }
     }
     let Some(mut entry) = EVENTS.reserve::<NeighEvent>(0) else {
@@ -125,15 +156,60 @@ unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
         return Ok(());
     };
     let ev = &mut *entry.as_mut_ptr();
+    write_neigh(ev, &id, &sol, None);
+    entry.submit(wake_flags(ev.ts_ns));
+    Ok(())
+}
+
+/// What a solicit (or failure) record says beyond the entry's identity.
+struct Solicited {
+    n: *const u8,
+    state: u8,
+    req_seq: u64,
+    /// The pending request claimed (its owner and queue length if an update caught them).
+    seen: Req,
+    /// `NEIGH_*` flags.
+    flags: u32,
+    ll: (u16, u16),
+}
+
+/// Fills a neighbour record reserved by the caller. `trigger`: the record of the queue's
+/// newest packet, when it was just written beside this one: its owner is the entry's, and
+/// its moment, CPU, context and task are this record's (read once for both).
+#[inline(always)]
+unsafe fn write_neigh(
+    ev: &mut NeighEvent,
+    id: &NeighId,
+    s: &Solicited,
+    trigger: Option<&TriggerEvent>,
+) {
+    let n = s.n;
+    let seen = &s.seen;
     ev.kind = EVENT_NEIGH;
-    ev.cpu = aya_ebpf::helpers::bpf_get_smp_processor_id();
-    ev.ts_ns = bpf_ktime_get_ns();
-    ev.req_seq = req_seq;
-    ev.netns = netns;
-    ev.ifindex = ifindex;
-    ev.target = target;
-    ev.family = family;
-    ev.nud_state = state as u32;
+    if let Some(t) = trigger {
+        ev.cpu = t.cpu;
+        ev.ts_ns = t.ts_ns;
+        ev.context = t.context;
+        ev.pid_tgid = t.pid_tgid;
+        // As words: a 16-byte copy may become a call. Both records keep `comm` 8-aligned.
+        let (from, to) = (
+            t.comm.as_ptr() as *const u64,
+            ev.comm.as_mut_ptr() as *mut u64,
+        );
+        core::ptr::write_volatile(to, core::ptr::read_volatile(from));
+        core::ptr::write_volatile(to.add(1), core::ptr::read_volatile(from.add(1)));
+    } else {
+        ev.cpu = aya_ebpf::helpers::bpf_get_smp_processor_id();
+        ev.ts_ns = bpf_ktime_get_ns();
+        ev.context = current_context();
+        task_fields(ev.context, &mut ev.pid_tgid, &mut ev.comm);
+    }
+    ev.req_seq = s.req_seq;
+    ev.netns = id.netns;
+    ev.ifindex = id.ifindex;
+    ev.target = id.target;
+    ev.family = id.family;
+    ev.nud_state = s.state as u32;
     ev.probes = Btf::get(n, off!(neigh_probes));
     // A reply handled before this tracepoint (veth answers at once) flushed the queue; the
     // length and owner caught by neigh_update just before that are the ones of the solicit.
@@ -142,31 +218,27 @@ unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
     } else {
         Btf::get(n, off!(neigh_qlen))
     };
-    ev.flags = if failed { NEIGH_FAILED } else { 0 } | if req_seq != 0 { first } else { 0 };
-    ev.ucast_probes = if parms.is_null() {
+    ev.flags = s.flags;
+    ev.ucast_probes = if id.parms.is_null() {
         0
     } else {
-        Btf::get(parms, off!(parms_ucast_probes))
+        Btf::get(id.parms, off!(parms_ucast_probes))
     };
-    ev.ifname = Btf::get(dev, off!(dev_name));
+    ev.ifname = Btf::get(id.dev, off!(dev_name));
     ev.nlmsg_pid = 0;
-    ev.pid_tgid = bpf_get_current_pid_tgid();
-    current_comm(&mut ev.comm);
     // Volatile: plain zero stores side by side become a memset call (`zero_words`).
     core::ptr::write_volatile(&mut ev.sk, 0);
     core::ptr::write_volatile(&mut ev.sk_ino, 0);
     core::ptr::write_volatile(&mut ev.owner_flags, 0);
-    ev.context = current_context();
-    if req_seq != 0 {
+    let owner = trigger.map(|t| (t.sk, t.sk_ino, t.flags));
+    if s.req_seq != 0 {
         if seen.qlen != NO_QLEN {
             (ev.sk, ev.sk_ino, ev.owner_flags) = (seen.sk, seen.sk_ino, seen.owner_flags);
-        } else if let Some((sk, ino, flags)) = owner.or_else(|| queue_owner(tail)) {
+        } else if let Some((sk, ino, flags)) = owner.or_else(|| queue_owner(id.tail)) {
             (ev.sk, ev.sk_ino, ev.owner_flags) = (sk, ino, flags);
         }
     }
-    (ev.ll_total, ev.ll_usable) = ll;
-    entry.submit(wake_flags(ev.ts_ns));
-    Ok(())
+    (ev.ll_total, ev.ll_usable) = s.ll;
 }
 
 const IFA_LINK: u16 = 0x20;
@@ -410,12 +482,11 @@ unsafe fn emit_update_failure(n: *const u8) -> Result<(), i64> {
     };
     ev.ifname = Btf::get(dev, off!(dev_name));
     ev.nlmsg_pid = slot.failing_pid;
-    ev.pid_tgid = bpf_get_current_pid_tgid();
-    current_comm(&mut ev.comm);
     core::ptr::write_volatile(&mut ev.sk, 0);
     core::ptr::write_volatile(&mut ev.sk_ino, 0);
     core::ptr::write_volatile(&mut ev.owner_flags, 0);
     ev.context = current_context();
+    task_fields(ev.context, &mut ev.pid_tgid, &mut ev.comm);
     (ev.ll_total, ev.ll_usable) = (LL_UNREAD, LL_UNREAD);
     entry.submit(wake_flags(ev.ts_ns));
     Ok(())

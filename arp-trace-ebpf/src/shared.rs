@@ -185,6 +185,8 @@ pub(crate) use off;
 
 /// How a program reads kernel memory.
 pub(crate) trait Mem {
+    /// Whether reads are direct loads (which only reach what BTF types).
+    const DIRECT: bool;
     /// The `T` at `base + off`, zero when it cannot be read.
     unsafe fn get<T: Copy>(base: *const u8, off: u32) -> T;
     /// The `T` at `base + off`, or the helper's error: for records that are discarded
@@ -201,6 +203,7 @@ pub(crate) trait Mem {
 pub(crate) struct Btf;
 
 impl Mem for Btf {
+    const DIRECT: bool = true;
     #[inline(always)]
     unsafe fn get<T: Copy>(base: *const u8, off: u32) -> T {
         core::ptr::read_volatile(base.add(off as usize) as *const T)
@@ -215,6 +218,7 @@ impl Mem for Btf {
 pub(crate) struct Probe;
 
 impl Mem for Probe {
+    const DIRECT: bool = false;
     #[inline(always)]
     unsafe fn get<T: Copy>(base: *const u8, off: u32) -> T {
         bpf_probe_read_kernel(base.add(off as usize) as *const T).unwrap_or(core::mem::zeroed())

@@ -6,21 +6,21 @@
 use core::ffi::c_void;
 
 use arp_trace_common::{
-    TriggerEvent, EVENT_NEIGH_DROP, EVENT_TRIGGER, FAMILY_INET, FAMILY_INET6, HOOK_FENTRY,
-    HOOK_KFREE_SKB, HOOK_KPROBE, IP_CAP, TRIGGER_HAS_SK, TRIGGER_NO_FILE, TRIGGER_ORPHAN,
-    TRIGGER_REQUEST_SK,
+    TriggerEvent, CONTEXT_UNKNOWN, EVENT_NEIGH_DROP, EVENT_TRIGGER, FAMILY_INET, FAMILY_INET6,
+    HOOK_FENTRY, HOOK_KFREE_SKB, HOOK_KPROBE, IP_CAP, TRIGGER_HAS_SK, TRIGGER_NO_FILE,
+    TRIGGER_ORPHAN, TRIGGER_REQUEST_SK,
 };
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel_buf},
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel_buf},
     macros::{btf_tracepoint, fentry, kprobe},
     programs::{BtfTracePointContext, FEntryContext, ProbeContext},
 };
 
-use crate::context::current_context;
+use crate::context::{current_context, no_task, task_fields};
 use crate::neighbour::family_index;
 use crate::shared::{
-    count_discarded, count_lost, current_comm, key, off, offsets, read, wake_flags, Btf, Mem,
-    Probe, CONFIG, EVENTS, SLOT,
+    count_discarded, count_lost, key, off, offsets, read, wake_flags, Btf, Mem, Probe, CONFIG,
+    EVENTS, SLOT,
 };
 
 /// `fentry/arp_solicit(neigh, skb)`: the exact packet the kernel solicits for, before the
@@ -149,12 +149,7 @@ pub(crate) unsafe fn emit_trigger<M: Mem>(
     target: [u8; 16],
     req_seq: u64,
 ) -> Result<Option<(u64, u64, u32)>, i64> {
-    let proto: u16 = M::get(skb, off!(skb_protocol));
-    let family = if proto == ETH_P_IP_BE {
-        FAMILY_INET
-    } else if proto == ETH_P_IPV6_BE {
-        FAMILY_INET6
-    } else {
+    let Some(family) = packet_family::<M>(skb) else {
         return Ok(None);
     };
     let Some(mut entry) = EVENTS.reserve::<TriggerEvent>(0) else {
@@ -168,16 +163,7 @@ pub(crate) unsafe fn emit_trigger<M: Mem>(
         }
     }
     let ev = &mut *entry.as_mut_ptr();
-    ev.hook = hook;
-    // As words, volatile: kfree_skb's all-zero target would otherwise be a memset call
-    // (`zero_words`). `target` is 8-aligned in the record.
-    let t = key(target);
-    let w = ev.target.as_mut_ptr() as *mut u64;
-    core::ptr::write_volatile(w, t[0]);
-    core::ptr::write_volatile(w.add(1), t[1]);
-    ev.family = family;
-    ev.req_seq = req_seq;
-    match fill_trigger::<M>(ev, skb, ptrs, kind, reason) {
+    match write_trigger::<M>(ev, skb, ptrs, kind, reason, hook, target, req_seq, family) {
         Ok(()) => {
             let owner = (ev.sk, ev.sk_ino, ev.flags);
             entry.submit(wake_flags(ev.ts_ns));
@@ -191,6 +177,45 @@ pub(crate) unsafe fn emit_trigger<M: Mem>(
     }
 }
 
+/// `FAMILY_*` of an skb's packet by its protocol; `None` for anything but IPv4 and IPv6.
+#[inline(always)]
+pub(crate) unsafe fn packet_family<M: Mem>(skb: *const u8) -> Option<u32> {
+    let proto: u16 = M::get(skb, off!(skb_protocol));
+    if proto == ETH_P_IP_BE {
+        Some(FAMILY_INET)
+    } else if proto == ETH_P_IPV6_BE {
+        Some(FAMILY_INET6)
+    } else {
+        None
+    }
+}
+
+/// Fills `ev`, reserved by the caller, for `skb` of `family` ([`packet_family`]).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) unsafe fn write_trigger<M: Mem>(
+    ev: &mut TriggerEvent,
+    skb: *const u8,
+    ptrs: SkbPtrs,
+    kind: u32,
+    reason: u32,
+    hook: u32,
+    target: [u8; 16],
+    req_seq: u64,
+    family: u32,
+) -> Result<(), i64> {
+    ev.hook = hook;
+    // As words, volatile: kfree_skb's all-zero target would otherwise be a memset call
+    // (`zero_words`). `target` is 8-aligned in the record.
+    let t = key(target);
+    let w = ev.target.as_mut_ptr() as *mut u64;
+    core::ptr::write_volatile(w, t[0]);
+    core::ptr::write_volatile(w.add(1), t[1]);
+    ev.family = family;
+    ev.req_seq = req_seq;
+    fill_trigger::<M>(ev, skb, ptrs, kind, reason)
+}
+
 #[inline(always)]
 unsafe fn fill_trigger<M: Mem>(
     ev: &mut TriggerEvent,
@@ -202,8 +227,6 @@ unsafe fn fill_trigger<M: Mem>(
     ev.kind = kind;
     ev.cpu = aya_ebpf::helpers::bpf_get_smp_processor_id();
     ev.ts_ns = bpf_ktime_get_ns();
-    ev.pid_tgid = bpf_get_current_pid_tgid();
-    current_comm(&mut ev.comm);
     ev.drop_reason = reason;
     ev.skb_len = M::get(skb, off!(skb_len));
     ev.mark = M::get(skb, off!(skb_mark));
@@ -247,7 +270,15 @@ unsafe fn fill_trigger<M: Mem>(
     ev.sk_ino = ino;
     ev.sk = sk as u64;
 
-    ev.context = current_context();
+    if kind == EVENT_NEIGH_DROP {
+        // Whoever runs the drop (the failing timer, a sender overflowing the queue) is not
+        // the packet's owner, and user space never names it: neither read.
+        ev.context = CONTEXT_UNKNOWN;
+        no_task(&mut ev.pid_tgid, &mut ev.comm);
+    } else {
+        ev.context = current_context();
+        task_fields(ev.context, &mut ev.pid_tgid, &mut ev.comm);
+    }
     Ok(())
 }
 
@@ -257,6 +288,16 @@ pub(crate) unsafe fn read_owner<M: Mem>(sk: *const u8) -> (u32, u64) {
     let (flags, sock) = owner::<M>(sk);
     if sock.is_null() {
         return (flags, 0);
+    }
+    if M::DIRECT && flags & (TRIGGER_REQUEST_SK | TRIGGER_NO_FILE) == 0 {
+        // The socket's file has the socket's own inode (sock_alloc_file()), and every
+        // pointer on the way is BTF-typed from `sk`: three direct loads for a helper call.
+        let sock: *const u8 = M::get(sk, off!(sk_socket));
+        let file: *const u8 = M::get(sock, off!(socket_file));
+        let inode: *const u8 = M::get(file, off!(file_inode));
+        if !inode.is_null() {
+            return (flags, M::get(inode, off!(inode_ino)));
+        }
     }
     // SOCK_INODE(): the inode lies past `struct socket`, beyond what BTF lets a load reach.
     (flags, Probe::get(sock, off!(socket_ino)))

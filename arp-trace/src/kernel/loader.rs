@@ -96,6 +96,8 @@ pub fn resolve_offsets(btf: &Btf) -> Result<Offsets> {
         // the shortcut.
         sk_family: f("sock", "__sk_common.skc_family").unwrap_or(u32::MAX),
         sk_protocol: f("sock", "sk_protocol").unwrap_or(u32::MAX),
+        file_inode: f("file", "f_inode")?,
+        inode_ino: f("inode", "i_ino")?,
     };
     Ok(o)
 }

@@ -42,6 +42,25 @@ pub enum Raw<'a> {
     Unknown,
 }
 
+/// The records of one ring sample, in order: one, or two where a program wrote a first
+/// solicit's trigger and neighbour records together (`TriggeredNeigh`).
+pub fn records(sample: &[u8]) -> impl Iterator<Item = Raw<'_>> {
+    let mut rest = sample;
+    std::iter::from_fn(move || {
+        if rest.len() < 4 {
+            return None;
+        }
+        let kind = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]);
+        let raw = read(rest);
+        // A kind this build does not know ends the sample: where it ends is unknown too.
+        rest = match arp_trace_common::record_len(kind) {
+            Some(n) if n <= rest.len() && !matches!(raw, Raw::Unknown) => &rest[n..],
+            _ => &[],
+        };
+        Some(raw)
+    })
+}
+
 /// Reads a record by its leading kind.
 pub fn read(bytes: &[u8]) -> Raw<'_> {
     if bytes.len() < 4 {
@@ -418,6 +437,28 @@ pub(crate) mod tests {
         assert!(decode_arp(&raw(&f, 14), 0).unwrap().unicast);
         let f = frame(2, peer, SMAC, [198, 51, 100, 10], peer, [198, 51, 100, 20]);
         assert_eq!(decode_arp(&raw(&f, 14), 0).unwrap().op, ArpOp::Reply);
+    }
+
+    /// The tracepoint path writes a first solicit's trigger and neighbour records as one
+    /// sample: both must come out, in order, with the neighbour's own fields.
+    #[test]
+    fn a_sample_holding_two_records_yields_both_in_order() {
+        use arp_trace_common::{TriggeredNeigh, EVENT_NEIGH, EVENT_TRIGGER};
+        let mut sample = vec![0u8; std::mem::size_of::<TriggeredNeigh>()];
+        let neigh_at = std::mem::offset_of!(TriggeredNeigh, neigh);
+        sample[..4].copy_from_slice(&EVENT_TRIGGER.to_ne_bytes());
+        sample[8..16].copy_from_slice(&7u64.to_ne_bytes()); // trigger ts_ns
+        sample[neigh_at..neigh_at + 4].copy_from_slice(&EVENT_NEIGH.to_ne_bytes());
+        sample[neigh_at + 16..neigh_at + 24].copy_from_slice(&42u64.to_ne_bytes()); // req_seq
+        let got: Vec<_> = records(&sample).collect();
+        assert_eq!(got.len(), 2, "records in the sample");
+        assert!(matches!(&got[0], Raw::Trigger(t) if t.ts_ns == 7));
+        assert!(matches!(&got[1], Raw::Neigh(n) if n.req_seq == 42));
+        // One record alone is one; an unknown kind after it ends the sample.
+        assert_eq!(records(&sample[..neigh_at]).count(), 1);
+        sample[neigh_at..neigh_at + 4].copy_from_slice(&99u32.to_ne_bytes());
+        let got: Vec<_> = records(&sample).collect();
+        assert!(matches!(got[..], [Raw::Trigger(_), Raw::Unknown]));
     }
 
     #[test]

@@ -205,7 +205,7 @@ fn drain(
     n
 }
 
-/// Decodes one ring buffer record into the joiner.
+/// Decodes one ring buffer sample's records into the joiner.
 fn ingest(
     joiner: &mut Joiner,
     pipeline: &mut Pipeline,
@@ -213,30 +213,32 @@ fn ingest(
     clock: i128,
     out: &mut Vec<Joined>,
 ) {
-    match ring::read(bytes) {
-        Raw::Arp(raw) => match ring::decode_arp(&raw, clock) {
-            Ok(ev) => {
-                let from_solicit = ring::from_solicit(&raw, &ev);
-                joiner.arp(raw.cpu, raw.seq, ev, from_solicit, out)
-            }
-            Err(_) => pipeline.skipped(),
-        },
-        // Nothing joins a received frame: it passes on in its place among the others.
-        Raw::ArpRecv(raw) => match ring::decode_recv(&raw, clock) {
-            Ok(ev) => joiner.arp(raw.cpu, 0, ev, false, out),
-            Err(_) => pipeline.skipped(),
-        },
-        Raw::Ndisc(raw) => match ndisc::decode_ndisc(&raw, clock) {
-            Ok(ev) => {
-                let from_solicit = ndisc::from_solicit(&ev);
-                joiner.ndisc(raw.cpu, raw.seq, ev, from_solicit, out)
-            }
-            Err(_) => pipeline.skipped(),
-        },
-        Raw::Trigger(raw) => joiner.trigger(&raw),
-        Raw::Neigh(raw) => joiner.neigh(&raw, out),
-        Raw::NeighChange(raw) => joiner.change(&raw, out),
-        Raw::Unknown => {}
+    for raw in ring::records(bytes) {
+        match raw {
+            Raw::Arp(raw) => match ring::decode_arp(&raw, clock) {
+                Ok(ev) => {
+                    let from_solicit = ring::from_solicit(&raw, &ev);
+                    joiner.arp(raw.cpu, raw.seq, ev, from_solicit, out)
+                }
+                Err(_) => pipeline.skipped(),
+            },
+            // Nothing joins a received frame: it passes on in its place among the others.
+            Raw::ArpRecv(raw) => match ring::decode_recv(&raw, clock) {
+                Ok(ev) => joiner.arp(raw.cpu, 0, ev, false, out),
+                Err(_) => pipeline.skipped(),
+            },
+            Raw::Ndisc(raw) => match ndisc::decode_ndisc(&raw, clock) {
+                Ok(ev) => {
+                    let from_solicit = ndisc::from_solicit(&ev);
+                    joiner.ndisc(raw.cpu, raw.seq, ev, from_solicit, out)
+                }
+                Err(_) => pipeline.skipped(),
+            },
+            Raw::Trigger(raw) => joiner.trigger(&raw),
+            Raw::Neigh(raw) => joiner.neigh(&raw, out),
+            Raw::NeighChange(raw) => joiner.change(&raw, out),
+            Raw::Unknown => {}
+        }
     }
 }
 
