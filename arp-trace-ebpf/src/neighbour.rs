@@ -63,18 +63,18 @@ const NUD_FAILED: u8 = 0x20;
 
 #[inline(always)]
 unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
-    let Some(NeighId {
+    let Some(id) = neigh_id(n)? else {
+        return Ok(());
+    };
+    let NeighId {
         family,
         target,
         dev,
         ifindex,
         netns,
-        parms,
         tail,
-    }) = neigh_id(n)?
-    else {
-        return Ok(());
-    };
+        ..
+    } = id;
     let state: u8 = Btf::get(n, off!(neigh_nud_state));
 
     let mut req_seq = 0u64;
@@ -113,15 +113,6 @@ unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
         seen,
         flags: if failed { NEIGH_FAILED } else { 0 } | if req_seq != 0 { first } else { 0 },
         ll,
-    };
-    let id = NeighId {
-        family,
-        target,
-        dev,
-        ifindex,
-        netns,
-        parms,
-        tail,
     };
     if req_seq != 0 && seen.qlen == NO_QLEN && queue_trigger_for(family) {
         // No update since the solicit: the queue is as neigh_probe() found it, and its
@@ -294,6 +285,7 @@ fn queue_trigger_for(family: u32) -> bool {
 /// loaded here, first: a pointer loaded from the tracepoint's (trusted) argument costs the
 /// verifier a search of the kernel's BTF by name each time it walks the load (6.3+,
 /// btf_nested_type_is_trusted()), and up here it walks each load once.
+#[derive(Clone, Copy)]
 struct NeighId {
     family: u32,
     /// IPv4 in the first 4 bytes, or IPv6.
