@@ -181,7 +181,24 @@ pub struct Config {
     /// caller, where the drop is seen when the compiler made that free a tail call, and of
     /// `neigh_timer_handler()`, where that caller is when it was inlined; 0 when unknown.
     pub ndisc_drop_ranges: [[u64; 2]; 3],
+    /// 1 when the programs tell a softirq from a task by the preempt count (x86-64 with
+    /// `CONFIG_FAIR_GROUP_SCHED`, not PREEMPT_RT), and the softirq tracepoints stay
+    /// unattached: this CPU's copy of the per-CPU `__preempt_count` lies at a fixed distance
+    /// from its `runqueues`, which `current->se.cfs_rq->rq` points to.
+    pub ctx_preempt: u32,
+    /// `task_struct.se.cfs_rq` and `cfs_rq.rq`.
+    pub task_se_cfs_rq: u32,
+    pub cfs_rq_rq: u32,
+    /// Where `CTX_WINDOW` bytes are read, from this CPU's `runqueues`; they hold its
+    /// `current_task` (checked against `current`, so a wrong layout names nobody) at
+    /// `ctx_task_at` and its preempt count at `ctx_count_at`.
+    pub ctx_window: i32,
+    pub ctx_task_at: u32,
+    pub ctx_count_at: u32,
 }
+
+/// Bytes read around `current_task` and the preempt count ([`Config::ctx_window`]).
+pub const CTX_WINDOW: usize = 32;
 
 impl Config {
     pub const UNSET: Config = Config {
@@ -190,5 +207,11 @@ impl Config {
         drop_not_specified: 0,
         xmit_direct: 0,
         ndisc_drop_ranges: [[0; 2]; 3],
+        ctx_preempt: 0,
+        task_se_cfs_rq: 0,
+        cfs_rq_rq: 0,
+        ctx_window: 0,
+        ctx_task_at: 0,
+        ctx_count_at: 0,
     };
 }

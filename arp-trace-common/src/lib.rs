@@ -67,8 +67,8 @@ pub const FAMILY_INET6: u32 = 10;
 /// record after a quiet spell still wakes it at once.
 pub const WAKE_GAP_NS: u64 = 5_000_000;
 
-/// `NeighEvent::context`, `TriggerEvent::context`: where the program ran, from the per-CPU
-/// flag the softirq tracepoints keep. Only in task context is `current` the sender, so only
+/// `NeighEvent::context`, `TriggerEvent::context`: where the program ran, from the preempt
+/// count or the per-CPU flag the softirq tracepoints keep (`Config::ctx_preempt`). Only in task context is `current` the sender, so only
 /// then are a record's `pid_tgid` and `comm` read; they are zero otherwise, and drops
 /// (`EVENT_NEIGH_DROP`), whose `current` never owns the packet, read no context at all.
 pub const CONTEXT_UNKNOWN: u32 = 0;
@@ -141,7 +141,7 @@ mod tests {
                 + 12 * MAX_DEV_ADDRS
                 + 4 * MAX_WALK
         );
-        assert_eq!(size_of::<Config>(), 64);
+        assert_eq!(size_of::<Config>(), 88);
         assert_eq!(
             size_of::<TriggerEvent>(),
             8 + 8 * 5 + 8 * 4 + 4 + 4 + 16 + 16 + IP_CAP

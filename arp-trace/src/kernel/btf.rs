@@ -160,7 +160,18 @@ impl Btf {
                     pos += vlen * 12;
                 }
                 KIND_FUNC_PROTO => pos += vlen * 8,
-                KIND_DATASEC => pos += vlen * 12,
+                KIND_DATASEC => {
+                    // Each variable of the section: its VAR type and byte offset.
+                    for i in 0..vlen {
+                        let m = pos + i * 12;
+                        members.push(Member {
+                            name_off: 0,
+                            type_id: u32_at(tsec, m)?,
+                            bit_offset: u32_at(tsec, m + 4)?,
+                        });
+                    }
+                    pos += vlen * 12;
+                }
                 KIND_PTR | KIND_FWD | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT
                 | KIND_FUNC | KIND_FLOAT | KIND_TYPE_TAG => {}
                 other => bail!("unknown BTF kind {other} at type {}", types.len()),
@@ -267,6 +278,24 @@ impl Btf {
     }
 
     /// Whether a struct or union of this name exists.
+    /// Where the per-CPU variable `name` sits in the kernel's per-CPU section
+    /// (`.data..percpu`), from the section's BTF: two variables lie as far apart in every
+    /// CPU's copy as here.
+    pub fn percpu_var(&self, name: &str) -> Option<u32> {
+        let sec = self
+            .types
+            .iter()
+            .find(|t| t.kind == KIND_DATASEC && self.name(t.name_off) == ".data..percpu")?;
+        sec.members
+            .iter()
+            .find(|m| {
+                self.types
+                    .get(m.type_id as usize)
+                    .is_some_and(|v| v.kind == KIND_VAR && self.name(v.name_off) == name)
+            })
+            .map(|m| m.bit_offset)
+    }
+
     pub fn has_struct(&self, name: &str) -> bool {
         self.by_name.contains_key(name)
     }
@@ -387,6 +416,21 @@ pub(crate) mod tests {
             }
             id
         }
+        pub fn var(&mut self, name: &str, ty: u32) -> u32 {
+            let id = self.header(name, KIND_VAR, 0, false, ty);
+            self.types.extend_from_slice(&1u32.to_le_bytes()); // global linkage
+            id
+        }
+        /// vars: (VAR type id, byte offset, size)
+        pub fn datasec(&mut self, name: &str, size: u32, vars: &[(u32, u32, u32)]) -> u32 {
+            let id = self.header(name, KIND_DATASEC, vars.len() as u32, false, size);
+            for (ty, off, len) in vars {
+                for v in [*ty, *off, *len] {
+                    self.types.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+            id
+        }
         pub fn func(&mut self, name: &str, proto: u32) -> u32 {
             self.header(name, KIND_FUNC, 0, false, proto)
         }
@@ -443,6 +487,27 @@ pub(crate) mod tests {
             ],
         );
         Btf::parse(&b.build()).unwrap()
+    }
+
+    /// Per-CPU variables are found by name in `.data..percpu` only, at their section offset.
+    #[test]
+    fn percpu_variables_are_found_in_their_section() {
+        let mut b = Builder::new();
+        let int = b.int("int", 4);
+        let count = b.var("__preempt_count", int);
+        let rq = b.var("runqueues", int);
+        let other = b.var("elsewhere", int);
+        b.datasec(
+            ".data..percpu",
+            200_000,
+            &[(count, 86064, 4), (rq, 195456, 4)],
+        );
+        b.datasec(".data", 100, &[(other, 8, 4)]);
+        let btf = Btf::parse(&b.build()).unwrap();
+        assert_eq!(btf.percpu_var("__preempt_count"), Some(86064));
+        assert_eq!(btf.percpu_var("runqueues"), Some(195456));
+        assert_eq!(btf.percpu_var("elsewhere"), None);
+        assert_eq!(btf.percpu_var("absent"), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! allows, and turns the kernel's refusals into one-line causes with a fix.
 
 use anyhow::{anyhow, bail, Context, Result};
-use arp_trace_common::{Config, Offsets, SETTING_QUEUE_TRIGGER};
+use arp_trace_common::{Config, Offsets, CTX_WINDOW, SETTING_QUEUE_TRIGGER};
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use aya::programs::{BtfTracePoint, FEntry, KProbe};
 use aya::{Ebpf, EbpfLoader};
@@ -117,7 +117,64 @@ pub fn resolve_config(btf: &Btf, syms: &Kallsyms) -> Config {
             cfg.ndisc_drop_ranges[i] = [start, end];
         }
     }
+    preempt_context(btf, &mut cfg);
     cfg
+}
+
+/// Sets up `Config::ctx_preempt` where this kernel allows it; elsewhere the softirq
+/// tracepoints keep their flag. Two hook runs per softirq were ~150 ns of a request's
+/// ~2.2 µs, and ran for every softirq of the host.
+fn preempt_context(btf: &Btf, cfg: &mut Config) {
+    // Other architectures keep the preempt count elsewhere (arm64: in thread_info).
+    if !cfg!(target_arch = "x86_64") {
+        return;
+    }
+    // PREEMPT_RT serves softirqs in threads and counts them in the task instead.
+    if btf.field("task_struct", "softirq_disable_cnt").is_ok() {
+        return;
+    }
+    let (Ok(se_cfs_rq), Ok(cfs_rq_rq)) = (
+        btf.field("task_struct", "se.cfs_rq"),
+        btf.field("cfs_rq", "rq"),
+    ) else {
+        return; // no CONFIG_FAIR_GROUP_SCHED
+    };
+    let Some(rq) = btf.percpu_var("runqueues") else {
+        return;
+    };
+    // 6.2 to 6.14 keep both in `pcpu_hot`; before and since, each is a variable of its own.
+    let var = |name: &str, member: &str| {
+        btf.percpu_var(name).or_else(|| {
+            Some(btf.percpu_var("pcpu_hot")? + btf.field("pcpu_hot", member).ok()?.offset)
+        })
+    };
+    let (Some(task), Some(count)) = (
+        var("current_task", "current_task"),
+        var("__preempt_count", "preempt_count"),
+    ) else {
+        return;
+    };
+    let lo = task.min(count);
+    let (task_at, count_at) = (task - lo, count - lo);
+    if task_at as usize + 8 > CTX_WINDOW || count_at as usize + 4 > CTX_WINDOW {
+        return; // too far apart for one read
+    }
+    let Ok(window) = i32::try_from(lo as i64 - rq as i64) else {
+        return;
+    };
+    cfg.ctx_preempt = 1;
+    cfg.task_se_cfs_rq = se_cfs_rq.offset;
+    cfg.cfs_rq_rq = cfs_rq_rq.offset;
+    cfg.ctx_window = window;
+    cfg.ctx_task_at = task_at;
+    cfg.ctx_count_at = count_at;
+}
+
+/// Whether `hook` is attached: the receive side only when asked for, and the softirq
+/// tracepoints only where the programs do not read the preempt count instead.
+fn attached(hook: &Hook, receive: bool, config: &Config) -> bool {
+    (receive || !hook.role.receive_side())
+        && !(hook.role == Role::Context && config.ctx_preempt != 0)
 }
 
 /// The errno behind a load or attach failure, in a few words for the start-up line.
@@ -147,9 +204,9 @@ pub fn short_cause(err: &(dyn std::error::Error + 'static)) -> String {
 /// Verifies the common hooks' programs side by side, one thread each: the kernel's verifier
 /// is most of arp-trace's start-up, and each program's is independent of the others'.
 /// Failures are left for `attach_program` to report, which loads what is not loaded yet.
-fn preload_common(ebpf: &mut Ebpf, btf: &aya::Btf, receive: bool) {
+fn preload_common(ebpf: &mut Ebpf, btf: &aya::Btf, receive: bool, config: &Config) {
     let wanted: Vec<(&str, &str)> = common_hooks()
-        .filter(|h| receive || !h.role.receive_side())
+        .filter(|h| attached(h, receive, config))
         .filter_map(|h| Some((h.program?, h.attach.split_once('/')?.1)))
         .collect();
     let progs: Vec<(&str, &mut aya::programs::Program)> = ebpf
@@ -358,9 +415,9 @@ impl Tracer {
         // SAFETY: malloc_trim only releases free memory; aya's own BTF parse comes next.
         unsafe { libc::malloc_trim(0) };
         let (mut ebpf, aya_btf) = open_object(&offsets, &config, opts.buffer_bytes)?;
-        preload_common(&mut ebpf, &aya_btf, opts.receive);
+        preload_common(&mut ebpf, &aya_btf, opts.receive, &config);
         let mut hooks = Vec::new();
-        for hook in common_hooks().filter(|h| opts.receive || !h.role.receive_side()) {
+        for hook in common_hooks().filter(|h| attached(h, opts.receive, &config)) {
             let program = hook.program.expect("common hooks have programs");
             attach_program(&mut ebpf, program, hook.attach, &aya_btf).map_err(|why| {
                 anyhow!(
