@@ -197,8 +197,9 @@ pub struct Config {
     pub ctx_count_at: u32,
 }
 
-/// Bytes read around `current_task` and the preempt count ([`Config::ctx_window`]).
-pub const CTX_WINDOW: usize = 32;
+/// Bytes read around `current_task` and the preempt count ([`Config::ctx_window`]): 6.1 has
+/// them 64 bytes apart (`current_task` is cache-line aligned), 6.12 8, 6.18 24.
+pub const CTX_WINDOW: usize = 72;
 
 impl Config {
     pub const UNSET: Config = Config {

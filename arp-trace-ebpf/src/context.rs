@@ -86,9 +86,12 @@ unsafe fn preempt_context() -> u32 {
         return CONTEXT_UNKNOWN;
     }
     let bytes = buf.as_ptr() as *const u8;
-    // The loader keeps both within the window; the masks only tell the verifier so.
-    let task_at = core::ptr::read_volatile(&CONFIG.ctx_task_at) as usize & (CTX_WINDOW - 8);
-    let count_at = core::ptr::read_volatile(&CONFIG.ctx_count_at) as usize & (CTX_WINDOW - 4);
+    // The loader keeps both within the window; the checks only tell the verifier so.
+    let task_at = core::ptr::read_volatile(&CONFIG.ctx_task_at) as usize;
+    let count_at = core::ptr::read_volatile(&CONFIG.ctx_count_at) as usize;
+    if task_at > CTX_WINDOW - 8 || count_at > CTX_WINDOW - 4 {
+        return CONTEXT_UNKNOWN;
+    }
     let copy_task = core::ptr::read_unaligned(bytes.add(task_at) as *const u64);
     let count = core::ptr::read_unaligned(bytes.add(count_at) as *const u32);
     if copy_task != task as u64 {

@@ -230,3 +230,34 @@ fn doctor_without_privileges_says_what_to_do() {
     );
     assert!(!done.stderr.contains("panicked"), "{}", done.stderr);
 }
+
+/// Doctor names the way this kernel's programs tell a softirq from the sender's task, and
+/// the tracer attaches the softirq tracepoints exactly when doctor says they keep the flag.
+#[test]
+fn doctor_and_the_tracer_agree_on_how_a_softirq_is_told() {
+    let mut cmd = Command::new(bin());
+    cmd.args(["doctor", "--json"]);
+    let done = run_to_completion(cmd, Duration::from_secs(60));
+    let report: Value = serde_json::from_str(&done.stdout)
+        .unwrap_or_else(|e| panic!("doctor --json: {e}\n{}{}", done.stdout, done.stderr));
+    let detail = report["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "task or softirq"))
+        .and_then(|c| c["detail"].as_str())
+        .unwrap_or_else(|| panic!("doctor has no task-or-softirq check: {report}"))
+        .to_string();
+    eprintln!("task or softirq: {detail}");
+    let flag = detail.starts_with("from a flag");
+    assert!(
+        flag || detail.starts_with("from the preempt count"),
+        "{detail}"
+    );
+    let t = Tracer::start(&["-q"]);
+    let (status, _, stderr) = t.stop();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(
+        stderr.contains("context=tp_btf/softirq_entry"),
+        flag,
+        "doctor: {detail}; start line: {stderr}"
+    );
+}

@@ -3,7 +3,7 @@
 //! allows, and turns the kernel's refusals into one-line causes with a fix.
 
 use anyhow::{anyhow, bail, Context, Result};
-use arp_trace_common::{Config, Offsets, CTX_WINDOW, SETTING_QUEUE_TRIGGER};
+use arp_trace_common::{Config, Offsets, SETTING_QUEUE_TRIGGER};
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use aya::programs::{BtfTracePoint, FEntry, KProbe};
 use aya::{Ebpf, EbpfLoader};
@@ -117,57 +117,8 @@ pub fn resolve_config(btf: &Btf, syms: &Kallsyms) -> Config {
             cfg.ndisc_drop_ranges[i] = [start, end];
         }
     }
-    preempt_context(btf, &mut cfg);
+    let _ = super::context::preempt_context(btf, &mut cfg);
     cfg
-}
-
-/// Sets up `Config::ctx_preempt` where this kernel allows it; elsewhere the softirq
-/// tracepoints keep their flag. Two hook runs per softirq were ~150 ns of a request's
-/// ~2.2 µs, and ran for every softirq of the host.
-fn preempt_context(btf: &Btf, cfg: &mut Config) {
-    // Other architectures keep the preempt count elsewhere (arm64: in thread_info).
-    if !cfg!(target_arch = "x86_64") {
-        return;
-    }
-    // PREEMPT_RT serves softirqs in threads and counts them in the task instead.
-    if btf.field("task_struct", "softirq_disable_cnt").is_ok() {
-        return;
-    }
-    let (Ok(se_cfs_rq), Ok(cfs_rq_rq)) = (
-        btf.field("task_struct", "se.cfs_rq"),
-        btf.field("cfs_rq", "rq"),
-    ) else {
-        return; // no CONFIG_FAIR_GROUP_SCHED
-    };
-    let Some(rq) = btf.percpu_var("runqueues") else {
-        return;
-    };
-    // 6.2 to 6.14 keep both in `pcpu_hot`; before and since, each is a variable of its own.
-    let var = |name: &str, member: &str| {
-        btf.percpu_var(name).or_else(|| {
-            Some(btf.percpu_var("pcpu_hot")? + btf.field("pcpu_hot", member).ok()?.offset)
-        })
-    };
-    let (Some(task), Some(count)) = (
-        var("current_task", "current_task"),
-        var("__preempt_count", "preempt_count"),
-    ) else {
-        return;
-    };
-    let lo = task.min(count);
-    let (task_at, count_at) = (task - lo, count - lo);
-    if task_at as usize + 8 > CTX_WINDOW || count_at as usize + 4 > CTX_WINDOW {
-        return; // too far apart for one read
-    }
-    let Ok(window) = i32::try_from(lo as i64 - rq as i64) else {
-        return;
-    };
-    cfg.ctx_preempt = 1;
-    cfg.task_se_cfs_rq = se_cfs_rq.offset;
-    cfg.cfs_rq_rq = cfs_rq_rq.offset;
-    cfg.ctx_window = window;
-    cfg.ctx_task_at = task_at;
-    cfg.ctx_count_at = count_at;
 }
 
 /// Whether `hook` is attached: the receive side only when asked for, and the softirq

@@ -4,6 +4,7 @@
 //! ([`ring`], and [`ndisc`] for IPv6 neighbour discovery).
 
 pub mod btf;
+pub mod context;
 pub mod hooks;
 pub mod kallsyms;
 pub mod loader;

@@ -264,6 +264,7 @@ fn gather() -> (String, Vec<Check>, Vec<Probe>) {
 
     if let Ok(btf) = &btf {
         checks.push(ipv6_check(btf, syms.as_ref().ok()));
+        checks.push(context_check(btf));
     }
 
     // The BTF is handed over, not lent: probe_hooks drops it before aya parses its copies.
@@ -309,6 +310,22 @@ fn ipv6_check(btf: &Btf, syms: Option<&Kallsyms>) -> Check {
         "traced and explained; a failed entry's dropped packets are not named (ndisc_error_report() and its callers are not in kallsyms)"
     };
     Check::new("IPv6 neighbour discovery", true, detail)
+}
+
+/// How the programs tell a softirq from the sender's task here (see the README): never fails
+/// the report, both ways are exact.
+fn context_check(btf: &Btf) -> Check {
+    let mut config = arp_trace_common::Config::UNSET;
+    let detail = match crate::kernel::context::preempt_context(btf, &mut config) {
+        Ok(()) => "from the preempt count (found through current's runqueue); softirq_entry \
+                   and softirq_exit stay unattached"
+            .to_string(),
+        Err(why) => format!(
+            "from a flag softirq_entry and softirq_exit keep, at two hook runs per softirq \
+             (the preempt count cannot be located: {why})"
+        ),
+    };
+    Check::new("task or softirq", true, detail)
 }
 
 /// Prints the report, as text or one JSON object; exit status 0 when arp-trace can trace here.
