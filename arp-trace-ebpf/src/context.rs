@@ -45,6 +45,20 @@ fn set(v: u32) {
     }
 }
 
+/// What a caller passes for a context it does not know: [`context`] then reads it.
+pub(crate) const ASK: u32 = CONTEXT_UNKNOWN;
+
+/// `known`, or the context read now when the caller passes [`ASK`]. A hook that only ever
+/// fires in one context (a timer callback's) saves the read.
+#[inline(always)]
+pub(crate) fn context(known: u32) -> u32 {
+    if known != ASK {
+        known
+    } else {
+        current_context()
+    }
+}
+
 /// `CONTEXT_*` of the program running now.
 #[inline(always)]
 pub(crate) fn current_context() -> u32 {

@@ -8,12 +8,13 @@
 use core::ffi::c_void;
 
 use arp_trace_common::{
-    NeighEvent, Offsets, TriggerEvent, TriggeredNeigh, EVENT_NEIGH, EVENT_TRIGGER, FAMILY_INET,
-    FAMILY_INET6, HOOK_NEIGH_QUEUE, LL_UNREAD, NEIGH_FAILED, NEIGH_FIRST, NEIGH_UPDATE,
+    NeighEvent, Offsets, TriggerEvent, TriggeredNeigh, CONTEXT_SOFTIRQ, EVENT_NEIGH, EVENT_TRIGGER,
+    FAMILY_INET, FAMILY_INET6, HOOK_NEIGH_QUEUE, LL_UNREAD, NEIGH_FAILED, NEIGH_FIRST,
+    NEIGH_UPDATE,
 };
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfTracePointContext};
 
-use crate::context::{current_context, task_fields};
+use crate::context::{context, current_context, task_fields, ASK};
 use crate::shared::{
     count_discarded, count_lost, key, off, offsets, queue_trigger, read, wake_flags, Btf, Mem, Req,
     Slot, EVENTS, NO_QLEN, PENDING, SLOT,
@@ -48,21 +49,22 @@ fn find_req(slot: &Slot, netns: u32, ifindex: u32, target: [u8; 16]) -> Option<u
 #[btf_tracepoint(function = "neigh_event_send_done")]
 pub fn neigh_event_send_done(ctx: BtfTracePointContext) -> i32 {
     let n: *const c_void = ctx.arg(0);
-    let _ = unsafe { emit_neigh(n as *const u8, NEIGH_FIRST) };
+    let _ = unsafe { emit_neigh(n as *const u8, NEIGH_FIRST, ASK) };
     0
 }
 
 #[btf_tracepoint(function = "neigh_timer_handler")]
 pub fn neigh_timer_handler(ctx: BtfTracePointContext) -> i32 {
     let n: *const c_void = ctx.arg(0);
-    let _ = unsafe { emit_neigh(n as *const u8, 0) };
+    // A timer callback: always a softirq (a thread's on PREEMPT_RT, which counts as one too).
+    let _ = unsafe { emit_neigh(n as *const u8, 0, CONTEXT_SOFTIRQ) };
     0
 }
 
 const NUD_FAILED: u8 = 0x20;
 
 #[inline(always)]
-unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
+unsafe fn emit_neigh(n: *const u8, first: u32, known_context: u32) -> Result<(), i64> {
     let Some(id) = neigh_id(n)? else {
         return Ok(());
     };
@@ -112,6 +114,7 @@ unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
         req_seq,
         seen,
         flags: if failed { NEIGH_FAILED } else { 0 } | if req_seq != 0 { first } else { 0 },
+        context: known_context,
         ll,
     };
     if req_seq != 0 && seen.qlen == NO_QLEN && queue_trigger_for(family) {
@@ -130,8 +133,19 @@ unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
                 let p = &mut *entry.as_mut_ptr();
                 let t = &mut p.trigger;
                 let hook = HOOK_NEIGH_QUEUE;
-                if write_trigger::<Btf>(t, skb, ptrs, EVENT_TRIGGER, 0, hook, target, req_seq, pf)
-                    .is_ok()
+                if write_trigger::<Btf>(
+                    t,
+                    skb,
+                    ptrs,
+                    EVENT_TRIGGER,
+                    0,
+                    hook,
+                    target,
+                    req_seq,
+                    pf,
+                    sol.context,
+                )
+                .is_ok()
                 {
                     write_neigh(&mut p.neigh, &id, &sol, Some(&p.trigger));
                     entry.submit(wake_flags(p.neigh.ts_ns));
@@ -154,6 +168,8 @@ unsafe fn emit_neigh(n: *const u8, first: u32) -> Result<(), i64> {
 
 /// What a solicit (or failure) record says beyond the entry's identity.
 struct Solicited {
+    /// `CONTEXT_*` of the hook when it only ever fires in one, else [`ASK`].
+    context: u32,
     n: *const u8,
     state: u8,
     req_seq: u64,
@@ -192,7 +208,7 @@ unsafe fn write_neigh(
     } else {
         ev.cpu = aya_ebpf::helpers::bpf_get_smp_processor_id();
         ev.ts_ns = bpf_ktime_get_ns();
-        ev.context = current_context();
+        ev.context = context(s.context);
         task_fields(ev.context, &mut ev.pid_tgid, &mut ev.comm);
     }
     ev.req_seq = s.req_seq;

@@ -16,7 +16,7 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, FEntryContext, ProbeContext},
 };
 
-use crate::context::{current_context, no_task, task_fields};
+use crate::context::{context, no_task, task_fields, ASK};
 use crate::neighbour::family_index;
 use crate::shared::{
     count_discarded, count_lost, key, off, offsets, read, wake_flags, Btf, Mem, Probe, CONFIG,
@@ -163,7 +163,9 @@ pub(crate) unsafe fn emit_trigger<M: Mem>(
         }
     }
     let ev = &mut *entry.as_mut_ptr();
-    match write_trigger::<M>(ev, skb, ptrs, kind, reason, hook, target, req_seq, family) {
+    match write_trigger::<M>(
+        ev, skb, ptrs, kind, reason, hook, target, req_seq, family, ASK,
+    ) {
         Ok(()) => {
             let owner = (ev.sk, ev.sk_ino, ev.flags);
             entry.submit(wake_flags(ev.ts_ns));
@@ -190,7 +192,8 @@ pub(crate) unsafe fn packet_family<M: Mem>(skb: *const u8) -> Option<u32> {
     }
 }
 
-/// Fills `ev`, reserved by the caller, for `skb` of `family` ([`packet_family`]).
+/// Fills `ev`, reserved by the caller, for `skb` of `family` ([`packet_family`]), made in
+/// `known_context` (or [`ASK`]).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) unsafe fn write_trigger<M: Mem>(
@@ -203,6 +206,7 @@ pub(crate) unsafe fn write_trigger<M: Mem>(
     target: [u8; 16],
     req_seq: u64,
     family: u32,
+    known_context: u32,
 ) -> Result<(), i64> {
     ev.hook = hook;
     // As words, volatile: kfree_skb's all-zero target would otherwise be a memset call
@@ -213,7 +217,7 @@ pub(crate) unsafe fn write_trigger<M: Mem>(
     core::ptr::write_volatile(w.add(1), t[1]);
     ev.family = family;
     ev.req_seq = req_seq;
-    fill_trigger::<M>(ev, skb, ptrs, kind, reason)
+    fill_trigger::<M>(ev, skb, ptrs, kind, reason, known_context)
 }
 
 #[inline(always)]
@@ -223,6 +227,7 @@ unsafe fn fill_trigger<M: Mem>(
     ptrs: SkbPtrs,
     kind: u32,
     reason: u32,
+    known_context: u32,
 ) -> Result<(), i64> {
     ev.kind = kind;
     ev.cpu = aya_ebpf::helpers::bpf_get_smp_processor_id();
@@ -276,7 +281,7 @@ unsafe fn fill_trigger<M: Mem>(
         ev.context = CONTEXT_UNKNOWN;
         no_task(&mut ev.pid_tgid, &mut ev.comm);
     } else {
-        ev.context = current_context();
+        ev.context = context(known_context);
         task_fields(ev.context, &mut ev.pid_tgid, &mut ev.comm);
     }
     Ok(())
