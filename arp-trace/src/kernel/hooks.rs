@@ -23,7 +23,9 @@ pub enum Role {
     Drops,
     /// The packet `arp_solicit()` is called with: one of the [`SolicitPath`]s.
     Solicit,
-    /// Whether a CPU is in a softirq, so `current` is known to be a packet's sender or not.
+    /// Whether a CPU is in a softirq, so `current` is known to be a packet's sender or not:
+    /// attached only where the programs cannot read the preempt count instead
+    /// (`super::context`).
     Context,
 }
 
