@@ -50,42 +50,40 @@ pub fn records(sample: &[u8]) -> impl Iterator<Item = Raw<'_>> {
         if rest.len() < 4 {
             return None;
         }
-        let kind = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]);
-        let raw = read(rest);
-        // A kind this build does not know ends the sample: where it ends is unknown too.
-        rest = match arp_trace_common::record_len(kind) {
-            Some(n) if n <= rest.len() && !matches!(raw, Raw::Unknown) => &rest[n..],
-            _ => &[],
-        };
+        let (raw, len) = split(rest);
+        // A record this build cannot read ends the sample: where it ends is unknown too.
+        rest = rest.get(len..).filter(|_| len != 0).unwrap_or(&[]);
         Some(raw)
     })
 }
 
 /// Reads a record by its leading kind.
 pub fn read(bytes: &[u8]) -> Raw<'_> {
-    if bytes.len() < 4 {
-        return Raw::Unknown;
-    }
-    let kind = u32::from_ne_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-    match kind {
-        EVENT_ARP_XMIT if bytes.len() >= std::mem::size_of::<ArpXmitEvent>() => {
-            Raw::Arp(view(bytes))
-        }
-        EVENT_ARP_RECV if bytes.len() >= std::mem::size_of::<ArpRecvEvent>() => {
-            Raw::ArpRecv(view(bytes))
-        }
-        EVENT_NDISC_XMIT if bytes.len() >= std::mem::size_of::<NdiscXmitEvent>() => {
-            Raw::Ndisc(view(bytes))
-        }
-        EVENT_TRIGGER | EVENT_NEIGH_DROP if bytes.len() >= std::mem::size_of::<TriggerEvent>() => {
-            Raw::Trigger(view(bytes))
-        }
-        EVENT_NEIGH if bytes.len() >= std::mem::size_of::<NeighEvent>() => Raw::Neigh(view(bytes)),
-        EVENT_NEIGH_CHANGE if bytes.len() >= std::mem::size_of::<NeighChangeEvent>() => {
-            Raw::NeighChange(view(bytes))
-        }
-        _ => Raw::Unknown,
-    }
+    split(bytes).0
+}
+
+/// The record at the start of `bytes` and its length (`record_len`); 0 for a kind this build
+/// does not know or a record cut short.
+fn split(bytes: &[u8]) -> (Raw<'_>, usize) {
+    let Some(kind) = bytes
+        .get(..4)
+        .map(|k| u32::from_ne_bytes([k[0], k[1], k[2], k[3]]))
+    else {
+        return (Raw::Unknown, 0);
+    };
+    let Some(len) = arp_trace_common::record_len(kind).filter(|&n| bytes.len() >= n) else {
+        return (Raw::Unknown, 0);
+    };
+    let raw = match kind {
+        EVENT_ARP_XMIT => Raw::Arp(view(bytes)),
+        EVENT_ARP_RECV => Raw::ArpRecv(view(bytes)),
+        EVENT_NDISC_XMIT => Raw::Ndisc(view(bytes)),
+        EVENT_TRIGGER | EVENT_NEIGH_DROP => Raw::Trigger(view(bytes)),
+        EVENT_NEIGH => Raw::Neigh(view(bytes)),
+        EVENT_NEIGH_CHANGE => Raw::NeighChange(view(bytes)),
+        _ => return (Raw::Unknown, 0),
+    };
+    (raw, len)
 }
 
 /// `bytes` as a `T`; the caller checked the length. Only for the kernel's plain-data record
